@@ -1,0 +1,417 @@
+//! Validated identifiers. Each one is parsed once, at the edge, and is valid from then on:
+//! deserialising (JSON or bincode) goes through the same parser.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::time::{naive_from_compact, DayOffset, Timestamp};
+
+/// Why an identifier was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what}: {reason}")]
+pub struct IdError {
+    /// Which kind of identifier.
+    pub what: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn err(what: &'static str, reason: impl Into<String>) -> IdError {
+    IdError { what, reason: reason.into() }
+}
+
+fn check_token(
+    what: &'static str,
+    s: &str,
+    max: usize,
+    allowed: impl Fn(u8) -> bool,
+    rule: &str,
+) -> Result<(), IdError> {
+    if s.is_empty() || s.len() > max {
+        return Err(err(what, format!("{s:?} must be 1 to {max} characters")));
+    }
+    if !s.bytes().all(allowed) {
+        return Err(err(what, format!("{s:?} may only contain {rule}")));
+    }
+    Ok(())
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr, $allowed:expr, $rule:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses and validates.
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                check_token($what, s, $max, $allowed, $rule)?;
+                Ok(Self(s.to_owned()))
+            }
+
+            /// The identifier as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::parse(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some($rule))
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+string_id!(
+    /// A device (camera) id: 1–64 of `A-Z a-z 0-9 _ -`.
+    DeviceId, "device id", 64,
+    |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
+    "1 to 64 of A-Z a-z 0-9 _ -"
+);
+string_id!(
+    /// An event type token (`motion`, `sound`, `person`, …): 1–32 of `a-z 0-9 _`.
+    EventType, "event type", 32,
+    |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_',
+    "1 to 32 of a-z 0-9 _"
+);
+string_id!(
+    /// A segment id, built by the server when it signs the upload: 1–80 of `A-Z a-z 0-9 _ -`.
+    SegmentId, "segment id", 80,
+    |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
+    "1 to 80 of A-Z a-z 0-9 _ -"
+);
+
+impl SegmentId {
+    /// A fresh, unguessable segment id that starts with the day it was issued.
+    pub fn generate(day: Day, random: u128) -> Self {
+        Self(format!("{}-{random:032x}", day.compact()))
+    }
+}
+
+/// A calendar day (in the service's configured UTC offset).
+///
+/// Text form `YYYY-MM-DD`; compact form `YYYYMMDD` (used inside event ids and as the
+/// partition number `20261122`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(NaiveDate);
+
+impl Day {
+    /// Wraps a date.
+    pub fn from_date(d: NaiveDate) -> Self {
+        Self(d)
+    }
+
+    /// The date.
+    pub fn date(self) -> NaiveDate {
+        self.0
+    }
+
+    /// Parses `YYYY-MM-DD`.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        if s.len() != 10 {
+            return Err(err("date", format!("{s:?} is not YYYY-MM-DD")));
+        }
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map(Self)
+            .map_err(|e| err("date", format!("{s:?} is not YYYY-MM-DD: {e}")))
+    }
+
+    /// Parses `YYYYMMDD`.
+    pub fn parse_compact(s: &str) -> Result<Self, IdError> {
+        naive_from_compact(s)
+            .map(Self)
+            .ok_or_else(|| err("date", format!("{s:?} is not YYYYMMDD")))
+    }
+
+    /// `YYYYMMDD`.
+    pub fn compact(self) -> String {
+        self.0.format("%Y%m%d").to_string()
+    }
+
+    /// The day as the number `YYYYMMDD` (a sortable partition key).
+    pub fn number(self) -> u32 {
+        // Year is validated to 4 digits by every constructor that matters; clamp anyway.
+        let y = self.0.year().clamp(0, 9999) as u32;
+        y * 10_000 + self.0.month() * 100 + self.0.day()
+    }
+
+    /// Inverse of [`Day::number`].
+    pub fn from_number(n: u32) -> Option<Self> {
+        NaiveDate::from_ymd_opt((n / 10_000) as i32, (n / 100) % 100, n % 100).map(Self)
+    }
+
+    /// `days` days later (negative: earlier).
+    pub fn add_days(self, days: i64) -> Self {
+        Self(self.0 + chrono::Duration::days(days))
+    }
+
+    /// Whole days from `other` to `self`.
+    pub fn days_since(self, other: Day) -> i64 {
+        (self.0 - other.0).num_days()
+    }
+}
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format("%Y-%m-%d"))
+    }
+}
+
+impl Serialize for Day {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_u32(self.number())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Day {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            Self::parse(&s).map_err(serde::de::Error::custom)
+        } else {
+            let n = u32::deserialize(d)?;
+            Self::from_number(n)
+                .filter(|d| (1..=9999).contains(&d.0.year()))
+                .ok_or_else(|| serde::de::Error::custom(format!("invalid day number {n}")))
+        }
+    }
+}
+
+impl utoipa::PartialSchema for Day {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Date,
+            )))
+            .into()
+    }
+}
+impl utoipa::ToSchema for Day {}
+
+/// An event id: `YYYYMMDD.<device>.<trigger ms>.<type>`, e.g.
+/// `20261122.cam-42.1795305600123.motion`.
+///
+/// It is deterministic for (device, type, triggered_at) — a repeated start gets the same id —
+/// and it carries everything needed to find the event's partition (device, trigger day)
+/// without a lookup, so a report that arrives before its event's start still lands in the
+/// right place. It starts with the trigger day as the brief requires.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId {
+    text: String,
+    day: Day,
+    cid: DeviceId,
+    triggered_at: Timestamp,
+    kind: EventType,
+}
+
+impl EventId {
+    /// The id of the event `kind` that `cid` triggered at `triggered_at`, with the trigger
+    /// day taken at `offset`.
+    pub fn new(
+        cid: &DeviceId,
+        kind: &EventType,
+        triggered_at: Timestamp,
+        offset: DayOffset,
+    ) -> Result<Self, IdError> {
+        let day = offset
+            .day_of(triggered_at)
+            .ok_or_else(|| err("event id", "trigger time out of range"))?;
+        if !(1000..=9999).contains(&day.date().year()) {
+            return Err(err("event id", "trigger year must have four digits"));
+        }
+        let text = format!("{}.{}.{}.{}", day.compact(), cid, triggered_at.0, kind);
+        Ok(Self { text, day, cid: cid.clone(), triggered_at, kind: kind.clone() })
+    }
+
+    /// Parses and validates the structure. The day must be the trigger day at *some* UTC
+    /// offset (±14 h); whether it matches the service's configured offset is checked by
+    /// [`crate::Report::validate`].
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        const WHAT: &str = "event id";
+        if s.len() > 200 {
+            return Err(err(WHAT, "longer than 200 characters"));
+        }
+        let mut parts = s.split('.');
+        let (Some(day), Some(cid), Some(ms), Some(kind), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(err(WHAT, format!("{s:?} is not YYYYMMDD.<device>.<ms>.<type>")));
+        };
+        let day = Day::parse_compact(day).map_err(|e| err(WHAT, e.reason))?;
+        let cid = DeviceId::parse(cid).map_err(|e| err(WHAT, e.to_string()))?;
+        if ms.is_empty() || ms.len() > 15 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err(WHAT, format!("trigger time {ms:?} is not epoch milliseconds")));
+        }
+        let triggered_at = Timestamp(ms.parse().map_err(|_| err(WHAT, "trigger time"))?);
+        let kind = EventType::parse(kind).map_err(|e| err(WHAT, e.to_string()))?;
+        let utc_day = DayOffset::default()
+            .day_of(triggered_at)
+            .ok_or_else(|| err(WHAT, "trigger time out of range"))?;
+        if day.days_since(utc_day).abs() > 1 {
+            return Err(err(WHAT, format!("day {} does not match its trigger time", day.compact())));
+        }
+        Ok(Self { text: s.to_owned(), day, cid, triggered_at, kind })
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+    /// The trigger day (the partition).
+    pub fn day(&self) -> Day {
+        self.day
+    }
+    /// The device that triggered it.
+    pub fn device(&self) -> &DeviceId {
+        &self.cid
+    }
+    /// When it was triggered.
+    pub fn triggered_at(&self) -> Timestamp {
+        self.triggered_at
+    }
+    /// Its type.
+    pub fn kind(&self) -> &EventType {
+        &self.kind
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for EventId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl utoipa::PartialSchema for EventId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("YYYYMMDD.<device>.<trigger epoch ms>.<type>"))
+            .into()
+    }
+}
+impl utoipa::ToSchema for EventId {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cid(s: &str) -> DeviceId {
+        DeviceId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn event_id_is_deterministic_and_starts_with_the_day() {
+        let t = Timestamp::parse_rfc3339("2026-11-22T08:00:00.5Z").unwrap();
+        let kind = EventType::parse("motion").unwrap();
+        let a = EventId::new(&cid("cam-1"), &kind, t, DayOffset::default()).unwrap();
+        let b = EventId::new(&cid("cam-1"), &kind, t, DayOffset::default()).unwrap();
+        assert_eq!(a, b);
+        assert!(a.as_str().starts_with("20261122."), "{a}");
+        assert_eq!(EventId::parse(a.as_str()).unwrap(), a);
+        let other = EventId::new(&cid("cam-1"), &EventType::parse("sound").unwrap(), t, DayOffset::default()).unwrap();
+        assert_ne!(a, other);
+    }
+
+    #[test]
+    fn malformed_event_ids_are_refused() {
+        for bad in [
+            "",
+            "20261122",
+            "20261122.cam.1.motion.extra",
+            "2026112.cam.1795305600000.motion",
+            "20261122.cam.abc.motion",
+            "20261122.c am.1795305600000.motion",
+            "20261122.cam.1795305600000.Motion",
+            "20260101.cam.1795305600000.motion",
+            "20261340.cam.1795305600000.motion",
+        ] {
+            assert!(EventId::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn device_ids_are_checked() {
+        assert!(DeviceId::parse("cam_1-A").is_ok());
+        assert!(DeviceId::parse("").is_err());
+        assert!(DeviceId::parse("a.b").is_err());
+        assert!(DeviceId::parse(&"x".repeat(65)).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn event_ids_round_trip(c in "[A-Za-z0-9_-]{1,64}", k in "[a-z0-9_]{1,32}",
+                                ms in 0i64..4_000_000_000_000, off in -14i32*60..=14*60) {
+            let offset = DayOffset(chrono::FixedOffset::east_opt(off * 60).unwrap());
+            let id = EventId::new(&cid(&c), &EventType::parse(&k).unwrap(), Timestamp(ms), offset).unwrap();
+            prop_assert_eq!(EventId::parse(id.as_str()).unwrap(), id.clone());
+            prop_assert_eq!(id.day(), offset.day_of(Timestamp(ms)).unwrap());
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(s in ".{0,120}") {
+            let _ = EventId::parse(&s);
+            let _ = DeviceId::parse(&s);
+            let _ = Day::parse(&s);
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! The reports devices make (BRIEF §3–4), as carried on the topic, and their validation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Day, DeviceId, EventId, EventType, SegmentId};
+use crate::time::{DayOffset, Timestamp};
+
+/// Largest object a segment or digest report may describe (5 GiB, S3's single PUT limit).
+pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// Most keyframe offsets one segment may carry.
+pub const MAX_KEYFRAMES: usize = 4096;
+/// Most events one segment may map into.
+pub const MAX_MAPPINGS: usize = 64;
+/// Longest segment or digest (24 h).
+pub const MAX_DURATION_MS: u32 = 24 * 3600 * 1000;
+
+/// A device opened an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventStarted {
+    /// The device.
+    pub cid: DeviceId,
+    /// `EventId::new(cid, kind, triggered_at)`.
+    pub event_id: EventId,
+    /// Trigger type.
+    pub kind: EventType,
+    /// When it fired.
+    pub triggered_at: Timestamp,
+}
+
+/// How an event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndStatus {
+    /// Recorded in full.
+    Complete,
+    /// Cut short (device shut down, storage full, …).
+    Aborted,
+}
+
+impl EndStatus {
+    /// `complete` / `aborted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::Aborted => "aborted",
+        }
+    }
+    /// Inverse of [`EndStatus::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "complete" => Some(Self::Complete),
+            "aborted" => Some(Self::Aborted),
+            _ => None,
+        }
+    }
+}
+
+/// A device closed an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventEnded {
+    /// The device.
+    pub cid: DeviceId,
+    /// The event.
+    pub event_id: EventId,
+    /// When it ended.
+    pub ended_at: Timestamp,
+    /// How.
+    pub status: EndStatus,
+}
+
+/// How a segment is encoded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Media {
+    /// Codec token (`h264`, `h265`, …).
+    pub codec: String,
+    /// Pixels.
+    pub width: u32,
+    /// Pixels.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: f64,
+    /// Audio sample rate in Hz, if the segment has audio.
+    #[serde(default)]
+    pub audio_sample_rate: Option<u32>,
+}
+
+/// Where part of a segment belongs to an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EventMapping {
+    /// The event.
+    pub event_id: EventId,
+    /// Position of this segment within the event (0-based).
+    pub index: u32,
+    /// First byte of the event within the segment.
+    pub start_offset: u64,
+    /// End byte (exclusive) of the event within the segment; `start ≤ end ≤ size`.
+    pub end_offset: u64,
+}
+
+/// A device finished uploading a segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentReported {
+    /// The device.
+    pub cid: DeviceId,
+    /// The id the server issued with the upload URL.
+    pub segment_id: SegmentId,
+    /// Bytes.
+    pub size: u64,
+    /// First frame's time.
+    pub started_at: Timestamp,
+    /// Length.
+    pub duration_ms: u32,
+    /// Encoding.
+    pub media: Media,
+    /// Byte offsets of keyframes, ascending (for seeking).
+    pub keyframes: Vec<u64>,
+    /// The events this segment holds parts of.
+    pub events: Vec<EventMapping>,
+}
+
+/// A device uploaded its daily condensed video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DigestReported {
+    /// The device.
+    pub cid: DeviceId,
+    /// The day it condenses.
+    pub date: Day,
+    /// The id the server issued with the upload URL.
+    pub segment_id: SegmentId,
+    /// Bytes.
+    pub size: u64,
+    /// Length.
+    pub duration_ms: u32,
+}
+
+/// Every report a device can make. New variants are appended at the end only: bincode
+/// numbers variants by position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Report {
+    /// See [`EventStarted`].
+    EventStarted(EventStarted),
+    /// See [`EventEnded`].
+    EventEnded(EventEnded),
+    /// See [`SegmentReported`].
+    SegmentReported(SegmentReported),
+    /// See [`DigestReported`].
+    DigestReported(DigestReported),
+}
+
+/// The kind of a report, as written in the `daybook.type` topic header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReportKind {
+    /// `event_started`
+    EventStarted,
+    /// `event_ended`
+    EventEnded,
+    /// `segment_reported`
+    SegmentReported,
+    /// `digest_reported`
+    DigestReported,
+}
+
+impl ReportKind {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EventStarted => "event_started",
+            Self::EventEnded => "event_ended",
+            Self::SegmentReported => "segment_reported",
+            Self::DigestReported => "digest_reported",
+        }
+    }
+}
+
+/// The time rules every report is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct TimePolicy {
+    /// Which day an instant belongs to.
+    pub offset: DayOffset,
+    /// Days a report is kept, counted from its trigger time.
+    pub retention_days: u32,
+    /// How far in the future a device clock may run.
+    pub future_tolerance_ms: i64,
+}
+
+impl Default for TimePolicy {
+    fn default() -> Self {
+        Self { offset: DayOffset::default(), retention_days: 30, future_tolerance_ms: 5 * 60 * 1000 }
+    }
+}
+
+impl TimePolicy {
+    /// Retention in milliseconds.
+    pub fn retention_ms(&self) -> i64 {
+        i64::from(self.retention_days) * 86_400_000
+    }
+
+    /// When data triggered at `t` expires.
+    pub fn expires_at(&self, t: Timestamp) -> Timestamp {
+        t.plus_millis(self.retention_ms())
+    }
+
+    /// The oldest day still inside retention on `today`.
+    pub fn oldest_kept_day(&self, now: Timestamp) -> Day {
+        let today = self.offset.day_of(now).expect("now is in range");
+        // A day is dropped whole once its *last* instant is past retention.
+        today.add_days(-i64::from(self.retention_days))
+    }
+
+    fn check_time(&self, what: &'static str, t: Timestamp, now: Timestamp) -> Result<(), Invalid> {
+        if self.expires_at(t) <= now {
+            return Err(Invalid::new(
+                "past_retention",
+                format!("{what} {t} is older than the {}-day retention", self.retention_days),
+            ));
+        }
+        if t.millis() > now.millis() + self.future_tolerance_ms {
+            return Err(Invalid::new("in_future", format!("{what} {t} is in the future")));
+        }
+        Ok(())
+    }
+
+    fn check_event(&self, cid: &DeviceId, id: &EventId, now: Timestamp) -> Result<(), Invalid> {
+        if id.device() != cid {
+            return Err(Invalid::new(
+                "foreign_event",
+                format!("event {id} belongs to another device"),
+            ));
+        }
+        if self.offset.day_of(id.triggered_at()) != Some(id.day()) {
+            return Err(Invalid::new(
+                "invalid_event_id",
+                format!("event id {id} does not carry its trigger day at offset {}", self.offset),
+            ));
+        }
+        self.check_time("event trigger time", id.triggered_at(), now)
+    }
+}
+
+/// A well-formed report that breaks a rule (HTTP 422).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    /// Machine-readable code.
+    pub code: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Invalid {
+    /// A new refusal.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+fn check_size(what: &str, size: u64) -> Result<(), Invalid> {
+    if size == 0 || size > MAX_OBJECT_SIZE {
+        return Err(Invalid::new("invalid_size", format!("{what} size {size} must be 1..={MAX_OBJECT_SIZE}")));
+    }
+    Ok(())
+}
+
+fn check_duration(duration_ms: u32) -> Result<(), Invalid> {
+    if duration_ms == 0 || duration_ms > MAX_DURATION_MS {
+        return Err(Invalid::new("invalid_duration", format!("duration_ms {duration_ms} must be 1..={MAX_DURATION_MS}")));
+    }
+    Ok(())
+}
+
+impl Report {
+    /// The device that made it (the topic key).
+    pub fn cid(&self) -> &DeviceId {
+        match self {
+            Self::EventStarted(r) => &r.cid,
+            Self::EventEnded(r) => &r.cid,
+            Self::SegmentReported(r) => &r.cid,
+            Self::DigestReported(r) => &r.cid,
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> ReportKind {
+        match self {
+            Self::EventStarted(_) => ReportKind::EventStarted,
+            Self::EventEnded(_) => ReportKind::EventEnded,
+            Self::SegmentReported(_) => ReportKind::SegmentReported,
+            Self::DigestReported(_) => ReportKind::DigestReported,
+        }
+    }
+
+    /// The instant its retention is counted from.
+    pub fn trigger_time(&self, offset: DayOffset) -> Timestamp {
+        match self {
+            Self::EventStarted(r) => r.triggered_at,
+            Self::EventEnded(r) => r.event_id.triggered_at(),
+            Self::SegmentReported(r) => r.started_at,
+            Self::DigestReported(r) => offset.start_of(r.date),
+        }
+    }
+
+    /// Checks every rule of BRIEF §3 that can be checked without reading stored state.
+    pub fn validate(&self, policy: &TimePolicy, now: Timestamp) -> Result<(), Invalid> {
+        match self {
+            Self::EventStarted(r) => {
+                let expected = EventId::new(&r.cid, &r.kind, r.triggered_at, policy.offset)
+                    .map_err(|e| Invalid::new("invalid_event_id", e.to_string()))?;
+                if expected != r.event_id {
+                    return Err(Invalid::new("invalid_event_id", format!("event id {} does not match its device, type and trigger time", r.event_id)));
+                }
+                policy.check_event(&r.cid, &r.event_id, now)
+            }
+            Self::EventEnded(r) => {
+                policy.check_event(&r.cid, &r.event_id, now)?;
+                if r.ended_at < r.event_id.triggered_at() {
+                    return Err(Invalid::new("ended_before_start", format!("ended_at {} is before the trigger time {}", r.ended_at, r.event_id.triggered_at())));
+                }
+                if r.ended_at.millis() > now.millis() + policy.future_tolerance_ms {
+                    return Err(Invalid::new("in_future", format!("ended_at {} is in the future", r.ended_at)));
+                }
+                Ok(())
+            }
+            Self::SegmentReported(r) => {
+                policy.check_time("segment start", r.started_at, now)?;
+                check_size("segment", r.size)?;
+                check_duration(r.duration_ms)?;
+                let m = &r.media;
+                if m.codec.is_empty() || m.codec.len() > 32 || !m.codec.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
+                    return Err(Invalid::new("invalid_media", "media.codec must be 1 to 32 of A-Z a-z 0-9 _ - ."));
+                }
+                if m.width == 0 || m.height == 0 || m.width > 16_384 || m.height > 16_384 {
+                    return Err(Invalid::new("invalid_media", "media width and height must be 1..=16384"));
+                }
+                if !(m.fps.is_finite() && m.fps > 0.0 && m.fps <= 1000.0) {
+                    return Err(Invalid::new("invalid_media", "media.fps must be in (0, 1000]"));
+                }
+                if matches!(m.audio_sample_rate, Some(0)) || m.audio_sample_rate.is_some_and(|r| r > 384_000) {
+                    return Err(Invalid::new("invalid_media", "media.audio_sample_rate must be 1..=384000"));
+                }
+                if r.keyframes.len() > MAX_KEYFRAMES {
+                    return Err(Invalid::new("invalid_keyframes", format!("at most {MAX_KEYFRAMES} keyframes")));
+                }
+                if r.keyframes.windows(2).any(|w| w[0] >= w[1]) || r.keyframes.last().is_some_and(|&k| k >= r.size) {
+                    return Err(Invalid::new("invalid_keyframes", "keyframes must be strictly ascending offsets below size"));
+                }
+                if r.events.len() > MAX_MAPPINGS {
+                    return Err(Invalid::new("invalid_mapping", format!("a segment maps into at most {MAX_MAPPINGS} events")));
+                }
+                for (i, e) in r.events.iter().enumerate() {
+                    policy.check_event(&r.cid, &e.event_id, now)?;
+                    if !(e.start_offset <= e.end_offset && e.end_offset <= r.size) {
+                        return Err(Invalid::new("invalid_offsets", format!(
+                            "event {}: need 0 <= start_offset ({}) <= end_offset ({}) <= size ({})",
+                            e.event_id, e.start_offset, e.end_offset, r.size)));
+                    }
+                    if r.events[..i].iter().any(|p| p.event_id == e.event_id) {
+                        return Err(Invalid::new("invalid_mapping", format!("event {} is mapped twice", e.event_id)));
+                    }
+                }
+                Ok(())
+            }
+            Self::DigestReported(r) => {
+                check_size("digest", r.size)?;
+                check_duration(r.duration_ms)?;
+                // A digest condenses a whole day: it is in retention while its day's first
+                // instant is, and may not be for a day that has not begun.
+                policy.check_time("digest date", policy.offset.start_of(r.date), now)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> TimePolicy {
+        TimePolicy::default()
+    }
+
+    fn started(at: Timestamp) -> Report {
+        let cid = DeviceId::parse("cam-1").unwrap();
+        let kind = EventType::parse("motion").unwrap();
+        let event_id = EventId::new(&cid, &kind, at, DayOffset::default()).unwrap();
+        Report::EventStarted(EventStarted { cid, event_id, kind, triggered_at: at })
+    }
+
+    #[test]
+    fn retention_and_future_are_enforced() {
+        let now = Timestamp::now();
+        assert!(started(now).validate(&policy(), now).is_ok());
+        assert!(started(now.plus_millis(-3 * 86_400_000)).validate(&policy(), now).is_ok());
+        assert_eq!(started(now.plus_millis(-31 * 86_400_000)).validate(&policy(), now).unwrap_err().code, "past_retention");
+        assert_eq!(started(now.plus_millis(3_600_000)).validate(&policy(), now).unwrap_err().code, "in_future");
+    }
+
+    #[test]
+    fn offsets_outside_the_segment_are_refused() {
+        let now = Timestamp::now();
+        let Report::EventStarted(ev) = started(now) else { unreachable!() };
+        let seg = |start, end| Report::SegmentReported(SegmentReported {
+            cid: ev.cid.clone(),
+            segment_id: SegmentId::parse("s1").unwrap(),
+            size: 100,
+            started_at: now,
+            duration_ms: 10_000,
+            media: Media { codec: "h264".into(), width: 1920, height: 1080, fps: 25.0, audio_sample_rate: None },
+            keyframes: vec![0, 50],
+            events: vec![EventMapping { event_id: ev.event_id.clone(), index: 0, start_offset: start, end_offset: end }],
+        });
+        assert!(seg(0, 100).validate(&policy(), now).is_ok());
+        assert_eq!(seg(10, 101).validate(&policy(), now).unwrap_err().code, "invalid_offsets");
+        assert_eq!(seg(20, 10).validate(&policy(), now).unwrap_err().code, "invalid_offsets");
+    }
+
+    #[test]
+    fn another_devices_event_is_refused() {
+        let now = Timestamp::now();
+        let Report::EventStarted(ev) = started(now) else { unreachable!() };
+        let end = Report::EventEnded(EventEnded {
+            cid: DeviceId::parse("cam-2").unwrap(),
+            event_id: ev.event_id,
+            ended_at: now,
+            status: EndStatus::Complete,
+        });
+        assert_eq!(end.validate(&policy(), now).unwrap_err().code, "foreign_event");
+    }
+}

@@ -1,0 +1,169 @@
+//! The report-log suite.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::wait_for;
+use crate::log::{commit_positions, Consumed, LogConsumer, LogError, LogRecord, ReportLog};
+
+/// Opens the log under test. The first `open` creates a fresh log (new directory, new
+/// topic); later calls reopen the same one, as a restarted process would.
+#[async_trait]
+pub trait LogHarness: Send {
+    /// Opens (or reopens) the log.
+    async fn open(&mut self) -> Arc<dyn ReportLog>;
+}
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn record(key: &str, i: usize) -> LogRecord {
+    LogRecord { key: key.to_owned(), kind: "event_started".into(), schema: 1, value: format!("{key}/{i}").into_bytes() }
+}
+
+/// Reads until `n` records arrived.
+async fn read(consumer: &mut Box<dyn LogConsumer>, n: usize) -> Vec<Consumed> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while got.len() < n {
+        assert!(tokio::time::Instant::now() < deadline, "read {} of {n} records", got.len());
+        got.extend(consumer.poll(n - got.len(), Duration::from_millis(200)).await.expect("poll"));
+    }
+    got
+}
+
+/// Positions of one key's records increase in append order.
+pub async fn append_returns_positions_in_key_order(mut h: impl LogHarness) {
+    let log = h.open().await;
+    let pos = log.append((0..5).map(|i| record("dev-a", i)).collect()).await.unwrap();
+    assert_eq!(pos.len(), 5);
+    assert!(pos.windows(2).all(|w| w[0].partition == w[1].partition && w[0].offset < w[1].offset), "{pos:?}");
+    let more = log.append(vec![record("dev-a", 5)]).await.unwrap();
+    assert!(more[0].offset > pos[4].offset);
+}
+
+/// A new group starts at the beginning and sees every record.
+pub async fn new_group_reads_everything(mut h: impl LogHarness) {
+    let log = h.open().await;
+    for k in ["a", "b", "c"] {
+        log.append((0..4).map(|i| record(k, i)).collect()).await.unwrap();
+    }
+    let mut c = log.consumer("g1").await.unwrap();
+    let got = read(&mut c, 12).await;
+    let mut values: Vec<_> = got.iter().map(|r| String::from_utf8(r.value.clone()).unwrap()).collect();
+    values.sort();
+    let mut want: Vec<_> = ["a", "b", "c"].iter().flat_map(|k| (0..4).map(move |i| format!("{k}/{i}"))).collect();
+    want.sort();
+    assert_eq!(values, want);
+}
+
+/// After a commit, the next member of the group resumes there.
+pub async fn commit_resumes_the_group(mut h: impl LogHarness) {
+    let log = h.open().await;
+    log.append((0..10).map(|i| record("k", i)).collect()).await.unwrap();
+    let mut c = log.consumer("g").await.unwrap();
+    let first = read(&mut c, 4).await;
+    let first = &first[..4];
+    c.commit(&commit_positions(first)).await.unwrap();
+    drop(c);
+    let mut c = log.consumer("g").await.unwrap();
+    let rest = read(&mut c, 6).await;
+    let values: Vec<_> = rest.iter().map(|r| String::from_utf8(r.value.clone()).unwrap()).collect();
+    assert_eq!(values, (4..10).map(|i| format!("k/{i}")).collect::<Vec<_>>());
+}
+
+/// What a member read but did not commit goes to the next member again.
+pub async fn uncommitted_records_are_redelivered(mut h: impl LogHarness) {
+    let log = h.open().await;
+    log.append((0..3).map(|i| record("k", i)).collect()).await.unwrap();
+    let mut c = log.consumer("g").await.unwrap();
+    let a = read(&mut c, 3).await;
+    drop(c);
+    let mut c = log.consumer("g").await.unwrap();
+    let b = read(&mut c, 3).await;
+    assert_eq!(a.iter().map(|r| &r.value).collect::<Vec<_>>(), b.iter().map(|r| &r.value).collect::<Vec<_>>());
+}
+
+/// Many concurrent appenders: every acknowledged record is read back once per position, and
+/// each key's records in its append order.
+pub async fn concurrent_appends_keep_per_key_order(mut h: impl LogHarness) {
+    let log = h.open().await;
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let key = format!("dev-{t}");
+                for i in 0..25 {
+                    log.append(vec![record(&key, i)]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut c = log.consumer("g").await.unwrap();
+    let got = read(&mut c, 400).await;
+    let mut per_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for r in &got {
+        let v = String::from_utf8(r.value.clone()).unwrap();
+        let (k, i) = v.split_once('/').unwrap();
+        per_key.entry(k.to_owned()).or_default().push(i.parse().unwrap());
+    }
+    assert_eq!(per_key.len(), 16);
+    for (k, seq) in per_key {
+        assert_eq!(seq, (0..25).collect::<Vec<_>>(), "order of {k}");
+    }
+}
+
+/// Key, headers and value come back byte for byte.
+pub async fn headers_and_bytes_survive(mut h: impl LogHarness) {
+    let log = h.open().await;
+    let value: Vec<u8> = (0..=255).collect();
+    let rec = LogRecord { key: "cam-9".into(), kind: "segment_reported".into(), schema: 7, value };
+    let pos = log.append(vec![rec.clone()]).await.unwrap();
+    let mut c = log.consumer("g").await.unwrap();
+    let got = read(&mut c, 1).await.remove(0);
+    assert_eq!(got.position, pos[0]);
+    assert_eq!((got.key, got.kind, got.schema, got.value), (rec.key, rec.kind, rec.schema, rec.value));
+    assert!(got.timestamp_ms > 0);
+}
+
+/// Acknowledged appends and commits outlive the process.
+pub async fn acknowledged_appends_survive_reopen(mut h: impl LogHarness) {
+    let log = h.open().await;
+    log.append((0..6).map(|i| record("k", i)).collect()).await.unwrap();
+    let mut c = log.consumer("g").await.unwrap();
+    let got = read(&mut c, 2).await;
+    c.commit(&commit_positions(&got[..2])).await.unwrap();
+    drop(c);
+    log.shutdown().await.unwrap();
+    drop(log);
+    let log = h.open().await;
+    let mut c = log.consumer("g").await.unwrap();
+    let rest = read(&mut c, 4).await;
+    let values: Vec<_> = rest.iter().map(|r| String::from_utf8(r.value.clone()).unwrap()).collect();
+    assert_eq!(values, (2..6).map(|i| format!("k/{i}")).collect::<Vec<_>>());
+    let mut fresh = log.consumer("other").await.unwrap();
+    assert_eq!(read(&mut fresh, 6).await.len(), 6);
+    let lag = wait_for("lag to reach zero", PATIENCE, || {
+        let c = &mut c;
+        async move {
+            let lag = c.lag().await.ok()?;
+            (lag.iter().map(|l| l.1).sum::<i64>() == 0).then_some(lag)
+        }
+    })
+    .await;
+    assert!(!lag.is_empty());
+}
+
+/// After `shutdown`, appends fail instead of being silently dropped.
+pub async fn appends_after_shutdown_are_refused(mut h: impl LogHarness) {
+    let log = h.open().await;
+    log.append(vec![record("k", 0)]).await.unwrap();
+    log.shutdown().await.unwrap();
+    let err = log.append(vec![record("k", 1)]).await.unwrap_err();
+    assert!(matches!(err, LogError::Closed), "{err:?}");
+}

@@ -1,0 +1,95 @@
+//! One conformance suite per seam. Every implementation runs the same cases: the `tests`
+//! crate instantiates them per backend with [`log_suite!`](crate::log_suite),
+//! [`store_suite!`](crate::store_suite) and [`blob_suite!`](crate::blob_suite), so no backend
+//! can quietly skip or swap a case.
+
+pub mod blob;
+pub mod log;
+pub mod store;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Polls `check` until it yields `Some` or `timeout` passes (then panics with `what`).
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Instantiates the report-log suite: `log_suite!(harness_expr)` inside a module, where the
+/// expression evaluates (asynchronously) to a fresh [`log::LogHarness`].
+#[macro_export]
+macro_rules! log_suite {
+    ($harness:expr) => {
+        $crate::__suite!(log, $harness, [
+            append_returns_positions_in_key_order,
+            new_group_reads_everything,
+            commit_resumes_the_group,
+            uncommitted_records_are_redelivered,
+            concurrent_appends_keep_per_key_order,
+            headers_and_bytes_survive,
+            acknowledged_appends_survive_reopen,
+            appends_after_shutdown_are_refused,
+        ]);
+    };
+}
+
+/// Instantiates the projection-store suite with a fresh [`store::StoreHarness`].
+#[macro_export]
+macro_rules! store_suite {
+    ($harness:expr) => {
+        $crate::__suite!(store, $harness, [
+            start_then_end,
+            end_before_start_merges,
+            replay_is_idempotent,
+            calendar_counts_per_day,
+            day_page_cursor_is_stable,
+            day_page_filters_by_type,
+            segments_map_into_events_in_index_order,
+            segment_before_event_start_is_kept,
+            late_report_lands_in_trigger_day,
+            digests_by_day,
+            expired_days_are_dropped_whole,
+            foreign_cursor_is_refused,
+        ]);
+    };
+}
+
+/// Instantiates the blob-signer suite with a fresh [`blob::BlobHarness`].
+#[macro_export]
+macro_rules! blob_suite {
+    ($harness:expr) => {
+        $crate::__suite!(blob, $harness, [
+            put_then_get,
+            tampered_signature_is_refused,
+            swapped_key_is_refused,
+            expired_url_is_refused,
+            long_ttl_is_refused,
+            wrong_length_is_refused,
+        ]);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __suite {
+    ($seam:ident, $harness:expr, [$($case:ident),* $(,)?]) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let harness = $harness.await;
+                $crate::conformance::$seam::$case(harness).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,293 @@
+//! The projection-store suite. Every store is opened with the default
+//! [`TimePolicy`](schemas::TimePolicy): 30-day retention, days at UTC.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use schemas::{
+    Day, DayOffset, DeviceId, DigestReported, EndStatus, Envelope, EventEnded, EventId, EventMapping,
+    EventStarted, EventType, Media, Report, SegmentId, SegmentReported, Timestamp,
+};
+
+use crate::store::{EventStatus, ProjectionStore};
+
+/// Opens a fresh, empty store (new directory, new keyspace).
+#[async_trait]
+pub trait StoreHarness: Send {
+    /// Opens the store.
+    async fn open(&mut self) -> Arc<dyn ProjectionStore>;
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Noon UTC `days_ago` days before today, plus `ms`: safely inside one day.
+pub fn noon(days_ago: i64, ms: i64) -> Timestamp {
+    let today = DayOffset::default().today();
+    DayOffset::default().start_of(today.add_days(-days_ago)).plus_millis(DAY_MS / 2 + ms)
+}
+
+fn cid(s: &str) -> DeviceId {
+    DeviceId::parse(s).unwrap()
+}
+
+fn env(report: Report) -> Envelope {
+    Envelope { report, received_at: Timestamp::now() }
+}
+
+/// An `EventStarted` and its id.
+pub fn start(device: &str, kind: &str, at: Timestamp) -> (EventId, Envelope) {
+    let cid = cid(device);
+    let kind = EventType::parse(kind).unwrap();
+    let event_id = EventId::new(&cid, &kind, at, DayOffset::default()).unwrap();
+    (event_id.clone(), env(Report::EventStarted(EventStarted { cid, event_id, kind, triggered_at: at })))
+}
+
+/// An `EventEnded`.
+pub fn end(id: &EventId, after_ms: i64, status: EndStatus) -> Envelope {
+    env(Report::EventEnded(EventEnded {
+        cid: id.device().clone(),
+        event_id: id.clone(),
+        ended_at: id.triggered_at().plus_millis(after_ms),
+        status,
+    }))
+}
+
+/// A `SegmentReported` of `size` bytes mapped into `events` as (event, index, start, end).
+pub fn segment(device: &str, seg: &str, at: Timestamp, size: u64, events: &[(&EventId, u32, u64, u64)]) -> Envelope {
+    env(Report::SegmentReported(SegmentReported {
+        cid: cid(device),
+        segment_id: SegmentId::parse(seg).unwrap(),
+        size,
+        started_at: at,
+        duration_ms: 10_000,
+        media: Media { codec: "h264".into(), width: 1920, height: 1080, fps: 25.0, audio_sample_rate: Some(16_000) },
+        keyframes: vec![0, size / 2],
+        events: events
+            .iter()
+            .map(|(id, index, s, e)| EventMapping { event_id: (*id).clone(), index: *index, start_offset: *s, end_offset: *e })
+            .collect(),
+    }))
+}
+
+fn day(days_ago: i64) -> Day {
+    DayOffset::default().today().add_days(-days_ago)
+}
+
+/// Start then end: the event is complete, with its end time.
+pub async fn start_then_end(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (id, st) = start("cam-1", "motion", noon(0, 0));
+    s.apply(&[st]).await.unwrap();
+    let open = s.event(&id).await.unwrap().expect("event after start");
+    assert_eq!(open.event.status, EventStatus::Open);
+    assert_eq!(open.event.ended_at, None);
+    s.apply(&[end(&id, 12_000, EndStatus::Complete)]).await.unwrap();
+    let done = s.event(&id).await.unwrap().unwrap();
+    assert_eq!(done.event.status, EventStatus::Complete);
+    assert_eq!(done.event.duration_ms(), Some(12_000));
+    assert_eq!(done.event.kind.as_str(), "motion");
+}
+
+/// An end that arrives before its start is kept; the result equals the in-order one.
+pub async fn end_before_start_merges(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (id, st) = start("cam-1", "person", noon(1, 0));
+    s.apply(&[end(&id, 5_000, EndStatus::Aborted)]).await.unwrap();
+    let early = s.event(&id).await.unwrap().expect("an end alone is kept");
+    assert_eq!(early.event.status, EventStatus::Aborted);
+    s.apply(&[st]).await.unwrap();
+    let merged = s.event(&id).await.unwrap().unwrap();
+    assert_eq!(merged.event.status, EventStatus::Aborted, "a late start must not reopen the event");
+    assert_eq!(merged.event.duration_ms(), Some(5_000));
+    assert_eq!(s.calendar(id.device(), day(1), day(1)).await.unwrap(), vec![(day(1), 1)]);
+}
+
+/// Applying everything twice (a replay) changes nothing.
+pub async fn replay_is_idempotent(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let mut batch = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let (id, st) = start("cam-r", "motion", noon(2, i * 1000));
+        batch.push(st);
+        batch.push(end(&id, 500, EndStatus::Complete));
+        ids.push(id);
+    }
+    batch.push(segment("cam-r", "seg-r", noon(2, 0), 1000, &[(&ids[0], 0, 0, 400), (&ids[1], 0, 400, 1000)]));
+    batch.push(env(Report::DigestReported(DigestReported { cid: cid("cam-r"), date: day(2), segment_id: SegmentId::parse("dg").unwrap(), size: 9, duration_ms: 60_000 })));
+    s.apply(&batch).await.unwrap();
+    let snapshot = |s: Arc<dyn ProjectionStore>, ids: Vec<EventId>| async move {
+        let cal = s.calendar(&cid("cam-r"), day(29), day(0)).await.unwrap();
+        let page = s.day_page(&cid("cam-r"), day(2), None, 100, None).await.unwrap();
+        let mut details = Vec::new();
+        for id in &ids {
+            details.push(s.event(id).await.unwrap());
+        }
+        let dg = s.digest(&cid("cam-r"), day(2)).await.unwrap();
+        (cal, page.events, details, dg)
+    };
+    let before = snapshot(s.clone(), ids.clone()).await;
+    s.apply(&batch).await.unwrap();
+    s.apply(&batch[5..]).await.unwrap();
+    let after = snapshot(s.clone(), ids.clone()).await;
+    assert_eq!(before, after);
+    assert_eq!(before.0, vec![(day(2), 12)]);
+}
+
+/// Counts per day, per device, in the window asked; empty days omitted.
+pub async fn calendar_counts_per_day(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let mut batch = Vec::new();
+    for (days_ago, n) in [(0, 3), (1, 1), (5, 2), (29, 4)] {
+        for i in 0..n {
+            batch.push(start("cam-c", "motion", noon(days_ago, i * 10)).1);
+        }
+    }
+    batch.push(start("cam-other", "motion", noon(0, 0)).1);
+    s.apply(&batch).await.unwrap();
+    let cal = s.calendar(&cid("cam-c"), day(29), day(0)).await.unwrap();
+    let mut cal = cal;
+    cal.sort();
+    assert_eq!(cal, vec![(day(29), 4), (day(5), 2), (day(1), 1), (day(0), 3)]);
+    let window = s.calendar(&cid("cam-c"), day(5), day(1)).await.unwrap();
+    assert_eq!(window.iter().map(|d| d.1).sum::<u64>(), 3);
+    assert!(s.calendar(&cid("cam-none"), day(29), day(0)).await.unwrap().is_empty());
+}
+
+/// Pages come in trigger order; events arriving mid-paging do not shift served pages.
+pub async fn day_page_cursor_is_stable(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let mut ids = Vec::new();
+    let mut batch = Vec::new();
+    for i in 0..25 {
+        let (id, st) = start("cam-p", "motion", noon(3, i * 60_000));
+        ids.push(id);
+        batch.push(st);
+    }
+    s.apply(&batch).await.unwrap();
+    let c = cid("cam-p");
+    let p1 = s.day_page(&c, day(3), None, 10, None).await.unwrap();
+    assert_eq!(p1.events.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), ids[..10]);
+    // An event earlier than the cursor, and one later, arrive between page requests.
+    let (early, st_early) = start("cam-p", "motion", noon(3, 30_000));
+    let (late, st_late) = start("cam-p", "motion", noon(3, 100 * 60_000));
+    s.apply(&[st_early, st_late]).await.unwrap();
+    let p2 = s.day_page(&c, day(3), None, 10, p1.next.as_deref()).await.unwrap();
+    assert_eq!(p2.events.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), ids[10..20]);
+    let p3 = s.day_page(&c, day(3), None, 10, p2.next.as_deref()).await.unwrap();
+    let mut want: Vec<_> = ids[20..].to_vec();
+    want.push(late);
+    assert_eq!(p3.events.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), want);
+    if let Some(next) = p3.next.as_deref() {
+        assert!(s.day_page(&c, day(3), None, 10, Some(next)).await.unwrap().events.is_empty());
+    }
+    let all = s.day_page(&c, day(3), None, 100, None).await.unwrap();
+    assert_eq!(all.events.len(), 27);
+    assert!(all.events.iter().any(|e| e.event_id == early));
+    assert!(all.next.is_none());
+    assert!(s.day_page(&c, day(4), None, 10, None).await.unwrap().events.is_empty());
+}
+
+/// `type=` keeps only that type, across pages.
+pub async fn day_page_filters_by_type(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let mut batch = Vec::new();
+    for i in 0..30 {
+        let kind = if i % 3 == 0 { "sound" } else { "motion" };
+        batch.push(start("cam-t", kind, noon(0, i * 1000)).1);
+    }
+    s.apply(&batch).await.unwrap();
+    let sound = EventType::parse("sound").unwrap();
+    let mut seen = Vec::new();
+    let mut cursor: Option<Vec<u8>> = None;
+    for _ in 0..20 {
+        let page = s.day_page(&cid("cam-t"), day(0), Some(&sound), 4, cursor.as_deref()).await.unwrap();
+        assert!(page.events.len() <= 4);
+        seen.extend(page.events.iter().map(|e| e.kind.as_str().to_owned()));
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 10);
+    assert!(seen.iter().all(|k| k == "sound"));
+}
+
+/// A segment holding the end of one event and the start of another is stored once and
+/// listed under both, each event's segments ascending by index.
+pub async fn segments_map_into_events_in_index_order(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (a, sa) = start("cam-s", "motion", noon(0, 0));
+    let (b, sb) = start("cam-s", "person", noon(0, 15_000));
+    s.apply(&[sa, sb]).await.unwrap();
+    s.apply(&[
+        segment("cam-s", "seg-2", noon(0, 10_000), 2000, &[(&a, 1, 0, 800), (&b, 0, 900, 2000)]),
+        segment("cam-s", "seg-1", noon(0, 0), 1500, &[(&a, 0, 100, 1500)]),
+        segment("cam-s", "seg-3", noon(0, 20_000), 1000, &[(&b, 1, 0, 1000)]),
+    ])
+    .await
+    .unwrap();
+    let da = s.event(&a).await.unwrap().unwrap();
+    let got: Vec<_> = da.segments.iter().map(|x| (x.segment_id.as_str().to_owned(), x.index, x.start_offset, x.end_offset, x.size)).collect();
+    assert_eq!(got, vec![("seg-1".into(), 0, 100, 1500, 1500), ("seg-2".into(), 1, 0, 800, 2000)]);
+    let db = s.event(&b).await.unwrap().unwrap();
+    let got: Vec<_> = db.segments.iter().map(|x| (x.segment_id.as_str().to_owned(), x.index)).collect();
+    assert_eq!(got, vec![("seg-2".into(), 0), ("seg-3".into(), 1)]);
+    let seg = &db.segments[0];
+    assert_eq!(seg.media.codec, "h264");
+    assert_eq!(seg.keyframes, vec![0, 1000]);
+    assert_eq!(seg.duration_ms, 10_000);
+}
+
+/// Offline devices send a segment before the event's start: nothing is dropped.
+pub async fn segment_before_event_start_is_kept(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (a, sa) = start("cam-o", "motion", noon(1, 0));
+    s.apply(&[segment("cam-o", "seg-o", noon(1, 0), 100, &[(&a, 0, 0, 100)])]).await.unwrap();
+    s.apply(&[sa]).await.unwrap();
+    let d = s.event(&a).await.unwrap().unwrap();
+    assert_eq!(d.segments.len(), 1);
+    assert_eq!(d.event.status, EventStatus::Open);
+}
+
+/// A report arriving days late is filed under its trigger day.
+pub async fn late_report_lands_in_trigger_day(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (id, st) = start("cam-l", "motion", noon(3, 0));
+    s.apply(&[st]).await.unwrap();
+    assert_eq!(s.calendar(&cid("cam-l"), day(29), day(0)).await.unwrap(), vec![(day(3), 1)]);
+    let page = s.day_page(&cid("cam-l"), day(3), None, 10, None).await.unwrap();
+    assert_eq!(page.events[0].event_id, id);
+}
+
+/// One digest per device and day; a re-upload replaces it.
+pub async fn digests_by_day(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let dg = |seg: &str, size| env(Report::DigestReported(DigestReported { cid: cid("cam-d"), date: day(1), segment_id: SegmentId::parse(seg).unwrap(), size, duration_ms: 30_000 }));
+    s.apply(&[dg("d1", 10)]).await.unwrap();
+    s.apply(&[dg("d2", 20)]).await.unwrap();
+    let got = s.digest(&cid("cam-d"), day(1)).await.unwrap().unwrap();
+    assert_eq!((got.segment_id.as_str(), got.size, got.date), ("d2", 20, day(1)));
+    assert!(s.digest(&cid("cam-d"), day(2)).await.unwrap().is_none());
+}
+
+/// Data past retention is gone after `drop_expired` (TTL engines never show it).
+pub async fn expired_days_are_dropped_whole(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (old, st_old) = start("cam-x", "motion", noon(40, 0));
+    let (kept, st_kept) = start("cam-x", "motion", noon(10, 0));
+    s.apply(&[st_old, segment("cam-x", "seg-x", noon(40, 0), 10, &[(&old, 0, 0, 10)]), st_kept]).await.unwrap();
+    let oldest_kept = day(30);
+    s.drop_expired(oldest_kept).await.unwrap();
+    assert!(s.event(&old).await.unwrap().is_none());
+    assert!(s.event(&kept).await.unwrap().is_some());
+    assert_eq!(s.calendar(&cid("cam-x"), day(60), day(0)).await.unwrap(), vec![(day(10), 1)]);
+}
+
+/// A cursor that is not this store's is refused, not misread.
+pub async fn foreign_cursor_is_refused(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    s.apply(&[start("cam-f", "motion", noon(0, 0)).1]).await.unwrap();
+    let r = s.day_page(&cid("cam-f"), day(0), None, 10, Some(b"\xffnot a cursor")).await;
+    assert!(r.is_err(), "{r:?}");
+}

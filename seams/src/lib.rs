@@ -1,0 +1,25 @@
+//! The seams between daybook's services and the engines behind them.
+//!
+//! Each seam is one trait with its contract written on it, and one conformance suite (feature
+//! `conformance`) that every implementation runs:
+//!
+//! * [`ReportLog`] — append durably, read from a committed position, commit (embedded, Kafka);
+//! * [`ProjectionStore`] — idempotent batch apply and the viewer queries (embedded, ScyllaDB);
+//! * [`BlobSigner`] — presigned PUT/GET for server-built, device-scoped keys (S3).
+//!
+//! Services (`ingest`, `projector`, `api`) depend on these traits only; the engines live in
+//! the `infra` crate, so no client type leaks into domain logic.
+
+pub mod blob;
+pub mod log;
+pub mod store;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use blob::{BlobError, BlobSigner, ObjectKey, PresignedRequest};
+pub use log::{Consumed, LogConsumer, LogError, LogRecord, Position, ReportLog};
+pub use store::{
+    DayPage, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, SegmentView,
+    StoreError,
+};
