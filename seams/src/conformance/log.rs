@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::wait_for;
 use crate::log::{commit_positions, Consumed, LogConsumer, LogError, LogRecord, ReportLog};
 
 /// Opens the log under test. The first `open` creates a fresh log (new directory, new
@@ -148,14 +147,15 @@ pub async fn acknowledged_appends_survive_reopen(mut h: impl LogHarness) {
     assert_eq!(values, (2..6).map(|i| format!("k/{i}")).collect::<Vec<_>>());
     let mut fresh = log.consumer("other").await.unwrap();
     assert_eq!(read(&mut fresh, 6).await.len(), 6);
-    let lag = wait_for("lag to reach zero", PATIENCE, || {
-        let c = &mut c;
-        async move {
-            let lag = c.lag().await.ok()?;
-            (lag.iter().map(|l| l.1).sum::<i64>() == 0).then_some(lag)
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let lag = loop {
+        let lag = c.lag().await.unwrap();
+        if lag.iter().map(|l| l.1).sum::<i64>() == 0 {
+            break lag;
         }
-    })
-    .await;
+        assert!(tokio::time::Instant::now() < deadline, "lag stayed at {lag:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(!lag.is_empty());
 }
 
