@@ -65,12 +65,12 @@ pub enum BlobError {
 /// * `ttl` is at most [`MAX_URL_TTL`].
 #[async_trait]
 pub trait BlobSigner: Send + Sync + std::fmt::Debug {
-    /// A PUT of exactly `content_length` bytes of `content_type` to `key`.
+    /// A PUT of `content_type` to `key`; of exactly `content_length` bytes when given.
     async fn presign_put(
         &self,
         key: &ObjectKey,
         content_type: &str,
-        content_length: u64,
+        content_length: Option<u64>,
         ttl: Duration,
     ) -> Result<PresignedRequest, BlobError>;
 

@@ -7,12 +7,17 @@
 //! * [`ProjectionStore`] — idempotent batch apply and the viewer queries (embedded, ScyllaDB);
 //! * [`BlobSigner`] — presigned PUT/GET for server-built, device-scoped keys (S3).
 //!
+//! It also holds what both HTTP services share: bearer-token [`auth`] and the JSON error
+//! contract in [`web`].
+//!
 //! Services (`ingest`, `projector`, `api`) depend on these traits only; the engines live in
 //! the `infra` crate, so no client type leaks into domain logic.
 
+pub mod auth;
 pub mod blob;
 pub mod log;
 pub mod store;
+pub mod web;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

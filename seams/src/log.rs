@@ -94,6 +94,10 @@ pub trait ReportLog: Send + Sync + std::fmt::Debug {
     /// A consumer in `group` positioned at the group's committed offsets.
     async fn consumer(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError>;
 
+    /// A consumer in `group` that starts at the current end of the log, whatever the group
+    /// committed (for `daybook tail` without `--from-beginning`).
+    async fn consumer_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError>;
+
     /// Whether the log can take and serve records right now.
     async fn health(&self) -> Result<(), LogError>;
 

@@ -35,7 +35,7 @@ async fn send(req: &PresignedRequest, url: &str, body: Vec<u8>) -> reqwest::Resp
 }
 
 async fn put(s: &Arc<dyn BlobSigner>, key: &ObjectKey, body: &[u8]) -> PresignedRequest {
-    let req = s.presign_put(key, "video/mp4", body.len() as u64, Duration::from_secs(60)).await.unwrap();
+    let req = s.presign_put(key, "video/mp4", Some(body.len() as u64), Duration::from_secs(60)).await.unwrap();
     assert_eq!(req.method, "PUT");
     let resp = send(&req, &req.url, body.to_vec()).await;
     assert!(resp.status().is_success(), "presigned PUT: {} {:?}", resp.status(), resp.text().await);
@@ -71,7 +71,7 @@ pub async fn tampered_signature_is_refused(mut h: impl BlobHarness) {
     put(&s, &k, b"data").await;
     let get = s.presign_get(&k, Duration::from_secs(60)).await.unwrap();
     assert_eq!(send(&get, &tamper_signature(&get.url), Vec::new()).await.status(), 403);
-    let put_req = s.presign_put(&k, "video/mp4", 4, Duration::from_secs(60)).await.unwrap();
+    let put_req = s.presign_put(&k, "video/mp4", Some(4), Duration::from_secs(60)).await.unwrap();
     assert_eq!(send(&put_req, &tamper_signature(&put_req.url), b"evil".to_vec()).await.status(), 403);
 }
 
@@ -103,14 +103,14 @@ pub async fn expired_url_is_refused(mut h: impl BlobHarness) {
 pub async fn long_ttl_is_refused(mut h: impl BlobHarness) {
     let s = h.signer().await;
     assert!(s.presign_get(&key("lt"), Duration::from_secs(16 * 60)).await.is_err());
-    assert!(s.presign_put(&key("lt"), "video/mp4", 1, Duration::from_secs(3600)).await.is_err());
+    assert!(s.presign_put(&key("lt"), "video/mp4", Some(1), Duration::from_secs(3600)).await.is_err());
 }
 
 /// The signed content length binds the upload: a different body size is refused.
 pub async fn wrong_length_is_refused(mut h: impl BlobHarness) {
     let s = h.signer().await;
     let k = key("wl");
-    let req = s.presign_put(&k, "video/mp4", 4, Duration::from_secs(60)).await.unwrap();
+    let req = s.presign_put(&k, "video/mp4", Some(4), Duration::from_secs(60)).await.unwrap();
     let client = reqwest::Client::new();
     let mut b = client.put(&req.url);
     for (name, v) in &req.headers {

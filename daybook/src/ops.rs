@@ -1,0 +1,113 @@
+//! Operational routes — `/healthz`, `/readyz`, `/metrics`, `/openapi.json` — and the
+//! request-metrics middleware.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use seams::{BlobSigner, ProjectionStore, ReportLog};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+
+/// What `/readyz` checks: the engines this process uses.
+#[derive(Clone, Default)]
+pub(crate) struct Readiness {
+    pub(crate) log: Option<Arc<dyn ReportLog>>,
+    pub(crate) store: Option<Arc<dyn ProjectionStore>>,
+    pub(crate) signer: Option<Arc<dyn BlobSigner>>,
+}
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder (once per process).
+pub(crate) fn install_metrics() -> PrometheusHandle {
+    PROMETHEUS
+        .get_or_init(|| {
+            let latency = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+            let counts = [1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0, 50000.0];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_records".into()), &counts))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_requests".into()), &counts))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_reports".into()), &counts))
+                .expect("valid buckets")
+                .install_recorder()
+                .expect("one metrics recorder per process")
+        })
+        .clone()
+}
+
+pub(crate) fn router(ready: Readiness, docs: utoipa::openapi::OpenApi) -> Router {
+    let docs = Arc::new(docs);
+    Router::new()
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz).with_state(ready))
+        .route("/metrics", get(|| async { install_metrics().render() }))
+        .route("/openapi.json", get(move || async move { Json((*docs).clone()) }))
+}
+
+async fn readyz(State(r): State<Readiness>) -> Response {
+    let mut checks = serde_json::Map::new();
+    let mut ok = true;
+    let mut note = |name: &str, result: Result<(), String>| {
+        ok &= result.is_ok();
+        checks.insert(name.into(), result.err().map_or("ok".into(), serde_json::Value::String));
+    };
+    if let Some(log) = &r.log {
+        note("log", log.health().await.map_err(|e| e.to_string()));
+    }
+    if let Some(store) = &r.store {
+        note("store", store.health().await.map_err(|e| e.to_string()));
+    }
+    if let Some(signer) = &r.signer {
+        note("object_store", signer.health().await.map_err(|e| e.to_string()));
+    }
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(serde_json::json!({"ready": ok, "checks": checks}))).into_response()
+}
+
+/// Counts and times every request by route template and status.
+pub(crate) async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("daybook_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("daybook_http_request_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// The OpenAPI document of the services this process serves.
+pub(crate) fn openapi(device: bool, viewer: bool) -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut doc = utoipa::openapi::OpenApiBuilder::new()
+        .info(
+            utoipa::openapi::InfoBuilder::new()
+                .title("daybook")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some("Device reports in, viewer queries out. Errors are {\"error\": {\"code\", \"message\"}}."))
+                .build(),
+        )
+        .build();
+    if device {
+        doc.merge(ingest::ApiDoc::openapi());
+    }
+    if viewer {
+        doc.merge(api::ApiDoc::openapi());
+    }
+    let components = doc.components.get_or_insert_with(Default::default);
+    for name in ["device_token", "viewer_token"] {
+        components.add_security_scheme(name, SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()));
+    }
+    doc
+}

@@ -1,0 +1,57 @@
+//! Secrets kept in the data directory, generated once, so that `daybook run` and
+//! `daybook token` on the same directory agree without any setup.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+
+/// 256 random bits as hex (from the OS generator, through uuid v4).
+fn random_hex() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// Reads `dir/name`, creating it (mode 0600) with `make()` the first time.
+fn read_or_create(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let path = dir.join(name);
+    match fs::read_to_string(&path) {
+        Ok(s) => return Ok(s.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let value = make();
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(&path) {
+        Ok(mut f) => {
+            f.write_all(value.as_bytes())?;
+            f.sync_all()?;
+            Ok(value)
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(fs::read_to_string(&path)?.trim().to_owned()),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// The token-signing secret: `DAYBOOK_TOKEN_SECRET`, else `DIR/token-secret`.
+pub(crate) fn token_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(s) = std::env::var("DAYBOOK_TOKEN_SECRET") {
+        anyhow::ensure!(s.len() >= 32, "DAYBOOK_TOKEN_SECRET must be at least 32 characters");
+        return Ok(s.into_bytes());
+    }
+    Ok(read_or_create(data_dir, "token-secret", random_hex)?.into_bytes())
+}
+
+/// Access and secret key of the embedded S3 endpoint, `DIR/s3-credentials`.
+pub(crate) fn embedded_s3_credentials(data_dir: &Path) -> anyhow::Result<(String, String)> {
+    let text = read_or_create(data_dir, "s3-credentials", || {
+        format!("daybook{}:{}", &uuid::Uuid::new_v4().simple().to_string()[..12], random_hex())
+    })?;
+    let (ak, sk) = text.split_once(':').context("malformed s3-credentials file")?;
+    Ok((ak.to_owned(), sk.to_owned()))
+}

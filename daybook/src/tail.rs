@@ -1,0 +1,91 @@
+//! `daybook tail`: the log as JSON lines, for analytics users and operators.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::Args;
+use schemas::Envelope;
+use seams::log::commit_positions;
+
+use crate::config::{DataArgs, LogArgs};
+
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    log: LogArgs,
+    /// Start at the beginning of the log (default: only reports appended from now on).
+    #[arg(long)]
+    from_beginning: bool,
+    /// Consumer group; its committed position is resumed and advanced. Without it, tail reads
+    /// with a throw-away group and commits nothing.
+    #[arg(long)]
+    group: Option<String>,
+    /// Stop after this many reports.
+    #[arg(long)]
+    limit: Option<u64>,
+}
+
+/// One printed line: where the report sits, its device and kind, and every field.
+pub(crate) fn to_json(c: &seams::Consumed, env: &Envelope) -> serde_json::Value {
+    let report = serde_json::to_value(&env.report).expect("reports serialize");
+    // `{"EventStarted": {...}}` → the inner object with "type" beside the fields.
+    let fields = report.as_object().and_then(|o| o.values().next()).cloned().unwrap_or(report);
+    let mut obj = serde_json::Map::new();
+    obj.insert("partition".into(), c.position.partition.into());
+    obj.insert("offset".into(), c.position.offset.into());
+    obj.insert("cid".into(), env.report.cid().as_str().into());
+    obj.insert("type".into(), env.report.kind().as_str().into());
+    obj.insert("schema".into(), c.schema.into());
+    obj.insert("received_at".into(), serde_json::to_value(env.received_at).expect("timestamps serialize"));
+    if let serde_json::Value::Object(f) = fields {
+        for (k, v) in f {
+            obj.entry(k).or_insert(v);
+        }
+    }
+    serde_json::Value::Object(obj)
+}
+
+pub(crate) async fn run(a: TailArgs) -> anyhow::Result<()> {
+    let opened = crate::app::open_log(&a.log, &a.data).await?;
+    let log = opened.log;
+    let committing = a.group.is_some();
+    let group = a.group.clone().unwrap_or_else(|| format!("daybook-tail-{}", uuid::Uuid::new_v4().simple()));
+    let mut consumer = if a.from_beginning || committing { log.consumer(&group).await? } else { log.consumer_at_end(&group).await? };
+    let mut printed = 0u64;
+    let stdout = std::io::stdout();
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(crate::app::wait_for_signal(tx));
+    'outer: loop {
+        let batch = tokio::select! {
+            b = consumer.poll(500, Duration::from_millis(500)) => b?,
+            _ = rx.wait_for(|v| *v) => break,
+        };
+        let mut out = stdout.lock();
+        let mut done = 0;
+        for c in &batch {
+            let line = match Envelope::decode(&c.value) {
+                Ok(env) => to_json(c, &env),
+                Err(e) => serde_json::json!({"partition": c.position.partition, "offset": c.position.offset, "cid": c.key, "type": c.kind, "error": e.to_string()}),
+            };
+            writeln!(out, "{line}")?;
+            printed += 1;
+            done += 1;
+            if a.limit.is_some_and(|l| printed >= l) {
+                out.flush()?;
+                if committing {
+                    consumer.commit(&commit_positions(&batch[..done])).await?;
+                }
+                break 'outer;
+            }
+        }
+        out.flush()?;
+        if committing && !batch.is_empty() {
+            consumer.commit(&commit_positions(&batch)).await?;
+        }
+    }
+    drop(consumer);
+    log.shutdown().await?;
+    Ok(())
+}

@@ -1,0 +1,404 @@
+//! The embedded projection store: one SQLite file, tables partitioned by trigger day.
+//!
+//! Every table's primary key starts with the day, so a day is one contiguous key range:
+//! retention drops it whole with one range delete per table, and every viewer query is an
+//! equality seek on (day, device). Writes are idempotent upserts keyed by what the report
+//! names, so replaying the log rebuilds identical tables; an event's state lives in
+//! independent columns (`started`, `ended_at`/`end_status`) so the order in which a start and
+//! an end arrive does not matter.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use schemas::{
+    Day, DeviceId, EndStatus, Envelope, EventId, EventType, Media, Report, SegmentId, TimePolicy, Timestamp,
+};
+use seams::{DayPage, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, SegmentView, StoreError};
+
+use crate::sqlite;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    day        INTEGER NOT NULL,
+    cid        TEXT    NOT NULL,
+    trig       INTEGER NOT NULL,
+    event_id   TEXT    NOT NULL,
+    kind       TEXT    NOT NULL,
+    started    INTEGER NOT NULL DEFAULT 0,
+    ended_at   INTEGER,
+    end_status TEXT,
+    PRIMARY KEY (day, cid, trig, event_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS segments (
+    day         INTEGER NOT NULL,
+    cid         TEXT    NOT NULL,
+    segment_id  TEXT    NOT NULL,
+    size        INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    codec       TEXT    NOT NULL,
+    width       INTEGER NOT NULL,
+    height      INTEGER NOT NULL,
+    fps         REAL    NOT NULL,
+    audio_rate  INTEGER,
+    keyframes   TEXT    NOT NULL,
+    PRIMARY KEY (day, cid, segment_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS event_segments (
+    day        INTEGER NOT NULL,
+    cid        TEXT    NOT NULL,
+    event_id   TEXT    NOT NULL,
+    idx        INTEGER NOT NULL,
+    segment_id TEXT    NOT NULL,
+    seg_day    INTEGER NOT NULL,
+    start_off  INTEGER NOT NULL,
+    end_off    INTEGER NOT NULL,
+    PRIMARY KEY (day, cid, event_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS digests (
+    day         INTEGER NOT NULL,
+    cid         TEXT    NOT NULL,
+    segment_id  TEXT    NOT NULL,
+    size        INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    PRIMARY KEY (day, cid)
+) WITHOUT ROWID;
+";
+
+const TABLES: [&str; 4] = ["events", "segments", "event_segments", "digests"];
+const READERS: usize = 4;
+
+/// The embedded store.
+#[derive(Debug)]
+pub struct EmbeddedStore {
+    policy: TimePolicy,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
+}
+
+fn other(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(e.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path, policy: TimePolicy) -> Result<Arc<Self>, StoreError> {
+        let writer = sqlite::open(path).map_err(other)?;
+        writer.execute_batch(SCHEMA).map_err(other)?;
+        let readers = (0..READERS)
+            .map(|_| sqlite::open(path).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(other)?;
+        Ok(Arc::new(Self {
+            policy,
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(readers),
+            next_reader: AtomicUsize::new(0),
+        }))
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % READERS;
+        tokio::task::spawn_blocking(move || f(&readers[i].lock().expect("reader lock")))
+            .await
+            .map_err(other)?
+    }
+}
+
+/// Writes one batch in one transaction. Returns rows written.
+fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -> rusqlite::Result<u64> {
+    let now = Timestamp::now();
+    let offset = policy.offset;
+    let tx = conn.transaction()?;
+    let mut rows = 0u64;
+    {
+        let mut start = tx.prepare_cached(
+            "INSERT INTO events (day, cid, trig, event_id, kind, started) VALUES (?1, ?2, ?3, ?4, ?5, 1)
+             ON CONFLICT DO UPDATE SET started = 1",
+        )?;
+        let mut end = tx.prepare_cached(
+            "INSERT INTO events (day, cid, trig, event_id, kind, started, ended_at, end_status)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)
+             ON CONFLICT DO UPDATE SET ended_at = excluded.ended_at, end_status = excluded.end_status",
+        )?;
+        let mut segment = tx.prepare_cached(
+            "INSERT OR REPLACE INTO segments
+             (day, cid, segment_id, size, started_at, duration_ms, codec, width, height, fps, audio_rate, keyframes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        let mut mapping = tx.prepare_cached(
+            "INSERT OR REPLACE INTO event_segments (day, cid, event_id, idx, segment_id, seg_day, start_off, end_off)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        let mut digest = tx.prepare_cached(
+            "INSERT OR REPLACE INTO digests (day, cid, segment_id, size, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        // Rows already past retention are not written: a TTL store would expire them at once.
+        let live = |t: Timestamp| policy.expires_at(t) > now;
+        for env in batch {
+            match &env.report {
+                Report::EventStarted(r) if live(r.triggered_at) => {
+                    let id = &r.event_id;
+                    start.execute(params![id.day().number(), r.cid.as_str(), id.triggered_at().millis(), id.as_str(), id.kind().as_str()])?;
+                    rows += 1;
+                }
+                Report::EventEnded(r) if live(r.event_id.triggered_at()) => {
+                    let id = &r.event_id;
+                    end.execute(params![
+                        id.day().number(), r.cid.as_str(), id.triggered_at().millis(), id.as_str(), id.kind().as_str(),
+                        r.ended_at.millis(), r.status.as_str()
+                    ])?;
+                    rows += 1;
+                }
+                Report::SegmentReported(r) => {
+                    let Some(seg_day) = offset.day_of(r.started_at) else { continue };
+                    if live(r.started_at) {
+                        let keyframes = serde_json::to_string(&r.keyframes).expect("u64s serialize");
+                        segment.execute(params![
+                            seg_day.number(), r.cid.as_str(), r.segment_id.as_str(), r.size as i64,
+                            r.started_at.millis(), r.duration_ms, r.media.codec, r.media.width, r.media.height,
+                            r.media.fps, r.media.audio_sample_rate, keyframes
+                        ])?;
+                        rows += 1;
+                    }
+                    for m in r.events.iter().filter(|m| live(m.event_id.triggered_at())) {
+                        mapping.execute(params![
+                            m.event_id.day().number(), r.cid.as_str(), m.event_id.as_str(), m.index,
+                            r.segment_id.as_str(), seg_day.number(), m.start_offset as i64, m.end_offset as i64
+                        ])?;
+                        rows += 1;
+                    }
+                }
+                Report::DigestReported(r) if live(offset.start_of(r.date)) => {
+                    digest.execute(params![r.date.number(), r.cid.as_str(), r.segment_id.as_str(), r.size as i64, r.duration_ms])?;
+                    rows += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(rows)
+}
+
+fn event_from_row(r: &Row<'_>) -> rusqlite::Result<EventView> {
+    let id: String = r.get("event_id")?;
+    let event_id = EventId::parse(&id).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let status: Option<String> = r.get("end_status")?;
+    Ok(EventView {
+        kind: event_id.kind().clone(),
+        triggered_at: event_id.triggered_at(),
+        ended_at: r.get::<_, Option<i64>>("ended_at")?.map(Timestamp),
+        status: EventStatus::from_end(status.as_deref().and_then(EndStatus::parse)),
+        event_id,
+    })
+}
+
+fn bad_row(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+const CURSOR_MAGIC: u8 = 0xE1;
+
+fn encode_cursor(e: &EventView) -> Vec<u8> {
+    let mut out = vec![CURSOR_MAGIC];
+    out.extend_from_slice(&e.triggered_at.millis().to_be_bytes());
+    out.extend_from_slice(e.event_id.as_str().as_bytes());
+    out
+}
+
+fn decode_cursor(b: &[u8]) -> Result<(i64, String), StoreError> {
+    if b.len() < 10 || b[0] != CURSOR_MAGIC {
+        return Err(StoreError::BadCursor);
+    }
+    let trig = i64::from_be_bytes(b[1..9].try_into().expect("8 bytes"));
+    let id = std::str::from_utf8(&b[9..]).map_err(|_| StoreError::BadCursor)?;
+    Ok((trig, id.to_owned()))
+}
+
+#[async_trait]
+impl ProjectionStore for EmbeddedStore {
+    async fn apply(&self, batch: &[Envelope]) -> Result<u64, StoreError> {
+        let writer = self.writer.clone();
+        let policy = self.policy;
+        let batch = batch.to_vec();
+        tokio::task::spawn_blocking(move || apply_batch(&mut writer.lock().expect("writer lock"), &policy, &batch))
+            .await
+            .map_err(other)?
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
+        let span = to.days_since(from);
+        if !(0..=366).contains(&span) {
+            return Ok(Vec::new());
+        }
+        let cid = cid.as_str().to_owned();
+        let days: Vec<String> = (0..=span).map(|i| from.add_days(i).number().to_string()).collect();
+        self.read(move |c| {
+            // An IN list of days makes one (day, cid) seek per day instead of a range scan
+            // across every device's events.
+            let sql = format!(
+                "SELECT day, count(*) FROM events WHERE day IN ({}) AND cid = ?1 GROUP BY day ORDER BY day DESC",
+                days.join(",")
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(other)?;
+            let rows = stmt
+                .query_map([&cid], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(other)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (d, n) = row.map_err(other)?;
+                out.push((Day::from_number(d).ok_or_else(|| other("bad day in store"))?, n as u64));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn day_page(
+        &self,
+        cid: &DeviceId,
+        day: Day,
+        kind: Option<&EventType>,
+        limit: u32,
+        cursor: Option<&[u8]>,
+    ) -> Result<DayPage, StoreError> {
+        let (after_trig, after_id) = match cursor {
+            Some(b) => decode_cursor(b)?,
+            None => (i64::MIN, String::new()),
+        };
+        let cid = cid.as_str().to_owned();
+        let kind = kind.map(|k| k.as_str().to_owned());
+        let limit = limit.max(1);
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT event_id, ended_at, end_status FROM events
+                     WHERE day = ?1 AND cid = ?2 AND (trig, event_id) > (?3, ?4) AND (?5 IS NULL OR kind = ?5)
+                     ORDER BY trig, event_id LIMIT ?6",
+                )
+                .map_err(other)?;
+            let mut events = stmt
+                .query_map(params![day.number(), cid, after_trig, after_id, kind, i64::from(limit) + 1], event_from_row)
+                .map_err(other)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(other)?;
+            let more = events.len() > limit as usize;
+            events.truncate(limit as usize);
+            let next = if more { events.last().map(encode_cursor) } else { None };
+            Ok(DayPage { events, next })
+        })
+        .await
+    }
+
+    async fn event(&self, id: &EventId) -> Result<Option<EventDetail>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| {
+            let key = params![id.day().number(), id.device().as_str(), id.triggered_at().millis(), id.as_str()];
+            let event = c
+                .prepare_cached(
+                    "SELECT event_id, ended_at, end_status FROM events
+                     WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4",
+                )
+                .map_err(other)?
+                .query_row(key, event_from_row)
+                .optional()
+                .map_err(other)?;
+            let Some(event) = event else { return Ok(None) };
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT m.idx, m.start_off, m.end_off, s.segment_id, s.size, s.started_at, s.duration_ms,
+                            s.codec, s.width, s.height, s.fps, s.audio_rate, s.keyframes
+                     FROM event_segments m
+                     JOIN segments s ON s.day = m.seg_day AND s.cid = m.cid AND s.segment_id = m.segment_id
+                     WHERE m.day = ?1 AND m.cid = ?2 AND m.event_id = ?3
+                     ORDER BY m.idx",
+                )
+                .map_err(other)?;
+            let segments = stmt
+                .query_map(params![id.day().number(), id.device().as_str(), id.as_str()], |r| {
+                    let keyframes: String = r.get(12)?;
+                    Ok(SegmentView {
+                        index: r.get(0)?,
+                        start_offset: r.get::<_, i64>(1)? as u64,
+                        end_offset: r.get::<_, i64>(2)? as u64,
+                        segment_id: SegmentId::parse(&r.get::<_, String>(3)?).map_err(bad_row)?,
+                        size: r.get::<_, i64>(4)? as u64,
+                        started_at: Timestamp(r.get(5)?),
+                        duration_ms: r.get(6)?,
+                        media: Media {
+                            codec: r.get(7)?,
+                            width: r.get(8)?,
+                            height: r.get(9)?,
+                            fps: r.get(10)?,
+                            audio_sample_rate: r.get(11)?,
+                        },
+                        keyframes: serde_json::from_str(&keyframes).map_err(bad_row)?,
+                    })
+                })
+                .map_err(other)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(other)?;
+            Ok(Some(EventDetail { event, segments }))
+        })
+        .await
+    }
+
+    async fn digest(&self, cid: &DeviceId, day: Day) -> Result<Option<DigestView>, StoreError> {
+        let cid = cid.as_str().to_owned();
+        self.read(move |c| {
+            c.prepare_cached("SELECT segment_id, size, duration_ms FROM digests WHERE day = ?1 AND cid = ?2")
+                .map_err(other)?
+                .query_row(params![day.number(), cid], |r| {
+                    Ok(DigestView {
+                        date: day,
+                        segment_id: SegmentId::parse(&r.get::<_, String>(0)?).map_err(bad_row)?,
+                        size: r.get::<_, i64>(1)? as u64,
+                        duration_ms: r.get(2)?,
+                    })
+                })
+                .optional()
+                .map_err(other)
+        })
+        .await
+    }
+
+    async fn drop_expired(&self, oldest_kept: Day) -> Result<u64, StoreError> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || -> rusqlite::Result<u64> {
+            let mut conn = writer.lock().expect("writer lock");
+            let tx = conn.transaction()?;
+            let mut days = std::collections::BTreeSet::new();
+            for table in TABLES {
+                let mut stmt = tx.prepare(&format!("SELECT DISTINCT day FROM {table} WHERE day < ?1"))?;
+                for d in stmt.query_map([oldest_kept.number()], |r| r.get::<_, u32>(0))? {
+                    days.insert(d?);
+                }
+                tx.execute(&format!("DELETE FROM {table} WHERE day < ?1"), [oldest_kept.number()])?;
+            }
+            tx.commit()?;
+            Ok(days.len() as u64)
+        })
+        .await
+        .map_err(other)?
+        .map_err(other)
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(|e| StoreError::Unavailable(e.to_string())))
+            .await
+    }
+
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+}

@@ -1,0 +1,18 @@
+//! The engines behind daybook's seams, and the resolver that picks one from a URL.
+//!
+//! | seam | embedded default | distributed |
+//! |---|---|---|
+//! | [`seams::ReportLog`] | [`embedded_log::EmbeddedLog`] (SQLite, group commit) | [`kafka::KafkaLog`] |
+//! | [`seams::ProjectionStore`] | [`embedded_store::EmbeddedStore`] (SQLite) | [`scylla::ScyllaStore`] |
+//! | [`seams::BlobSigner`] | [`s3::S3Signer`] against [`s3_server`] | [`s3::S3Signer`] against S3/MinIO |
+
+pub mod embedded_log;
+pub mod embedded_store;
+pub mod kafka;
+pub mod resolve;
+pub mod s3;
+pub mod s3_server;
+pub mod scylla;
+mod sqlite;
+
+pub use resolve::{LogUrl, StoreUrl};

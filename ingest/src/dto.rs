@@ -1,0 +1,184 @@
+//! Request and response bodies of the device API (the JSON contract).
+
+use schemas::{Day, EndStatus, EventId, EventMapping, EventType, Media, SegmentId, Timestamp};
+use seams::PresignedRequest;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `POST /v1/devices/{cid}/events`
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventStartRequest {
+    /// Trigger type (`motion`, `sound`, `person`, …).
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// When the event fired (RFC 3339).
+    pub triggered_at: Timestamp,
+}
+
+/// `POST /v1/devices/{cid}/events/{event_id}/end`
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventEndRequest {
+    /// When it ended.
+    pub ended_at: Timestamp,
+    /// `complete` or `aborted`.
+    pub status: EndStatus,
+}
+
+/// `POST /v1/devices/{cid}/segments/uploads` and `/digests/uploads`
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadRequest {
+    /// Exact size of the object to upload, in bytes.
+    pub content_length: u64,
+    /// MIME type (`video/mp4`, `video/mp2t`, …).
+    pub content_type: String,
+}
+
+/// `POST /v1/devices/{cid}/segments`
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentRequest {
+    /// The id issued with the upload URL.
+    pub segment_id: SegmentId,
+    /// Bytes.
+    pub size: u64,
+    /// First frame's time.
+    pub started_at: Timestamp,
+    /// Length in milliseconds.
+    pub duration_ms: u32,
+    /// Encoding.
+    pub media: Media,
+    /// Keyframe byte offsets, ascending.
+    #[serde(default)]
+    pub keyframes: Option<Vec<u64>>,
+    /// Which events this segment holds parts of.
+    #[serde(default)]
+    pub events: Vec<EventMapping>,
+}
+
+/// `POST /v1/devices/{cid}/digests`
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DigestRequest {
+    /// The day the digest condenses.
+    pub date: Day,
+    /// The id issued with the upload URL.
+    pub segment_id: SegmentId,
+    /// Bytes.
+    pub size: u64,
+    /// Length in milliseconds.
+    pub duration_ms: u32,
+}
+
+/// One item of `POST /v1/devices/{cid}/reports`: any report above, tagged by `kind`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BatchItem {
+    /// As `POST …/events`.
+    EventStart(EventStartRequest),
+    /// As `POST …/events/{event_id}/end`, with the event id inline.
+    EventEnd {
+        /// The event.
+        event_id: EventId,
+        /// When it ended.
+        ended_at: Timestamp,
+        /// `complete` or `aborted`.
+        status: EndStatus,
+    },
+    /// As `POST …/segments`.
+    Segment(SegmentRequest),
+    /// As `POST …/digests`.
+    Digest(DigestRequest),
+}
+
+/// A presigned request the device makes itself.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Upload {
+    /// `PUT` (uploads) or `GET` (downloads).
+    pub method: String,
+    /// The presigned URL.
+    pub url: String,
+    /// Headers to send exactly as given (they are signed).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// When the URL stops working (at most 15 minutes out).
+    pub expires_at: Timestamp,
+}
+
+impl From<PresignedRequest> for Upload {
+    fn from(p: PresignedRequest) -> Self {
+        Self { method: p.method, url: p.url, headers: p.headers.into_iter().collect(), expires_at: p.expires_at }
+    }
+}
+
+/// `201` of `POST …/events`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventStartResponse {
+    /// The event's id (starts with the trigger day `YYYYMMDD`).
+    pub event_id: EventId,
+    /// Where to PUT the snapshot image (`image/jpeg`).
+    pub snapshot_upload: Upload,
+}
+
+/// `201` of `POST …/segments/uploads`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SegmentUploadResponse {
+    /// The id to report the segment under.
+    pub segment_id: SegmentId,
+    /// Where to PUT it.
+    pub upload: Upload,
+}
+
+/// A device's nightly digest slot.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Slot {
+    /// Start of the slot.
+    pub start: Timestamp,
+    /// End of the slot.
+    pub end: Timestamp,
+}
+
+/// `201` of `POST …/digests/uploads`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DigestUploadResponse {
+    /// The id to report the digest under.
+    pub segment_id: SegmentId,
+    /// Where to PUT it.
+    pub upload: Upload,
+    /// When this device should upload next night's digest.
+    pub window: Slot,
+}
+
+/// `202` of report endpoints.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Accepted {
+    /// Always `true`: the report is durable in the log.
+    pub accepted: bool,
+}
+
+/// One item's outcome in a batch.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ItemResult {
+    /// Position in the batch.
+    pub index: usize,
+    /// 201/202 when stored, else the status the item alone would have got.
+    pub status: u16,
+    /// For event starts: the event id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<EventId>,
+    /// Why it was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<seams::web::ErrorDetail>,
+}
+
+/// `200` of `POST …/reports`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// Items stored.
+    pub accepted: usize,
+    /// Items refused.
+    pub rejected: usize,
+    /// One per item, in order.
+    pub results: Vec<ItemResult>,
+}

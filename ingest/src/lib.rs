@@ -1,0 +1,93 @@
+//! ingest: the device API (BRIEF §4).
+//!
+//! A report is validated, encoded into the versioned envelope and appended to the report log;
+//! the device gets 201/202 only once the log says the report is durable. Overload is answered
+//! early and cheaply: a bounded number of reports may wait on the log (beyond it 503 with a
+//! jittered Retry-After), each device has a rate limit (429), and midnight digests outside the
+//! device's assigned slot are admitted only while there is headroom (429 pointing into the slot).
+
+mod admission;
+mod dto;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use admission::DigestWindow;
+pub use dto::*;
+pub use routes::{router, ApiDoc};
+use schemas::TimePolicy;
+use seams::auth::Auth;
+use seams::{BlobSigner, ReportLog};
+
+/// Settings of the device API.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Day boundary, retention and clock tolerance.
+    pub policy: TimePolicy,
+    /// Largest request body (413 above it).
+    pub max_body_bytes: usize,
+    /// Most items in one `/reports` batch.
+    pub max_batch_items: usize,
+    /// Lifetime of presigned upload URLs (at most 15 minutes).
+    pub url_ttl: Duration,
+    /// Reports that may wait on the log at once; beyond, 503.
+    pub max_inflight: usize,
+    /// Requests per second one device may make (sustained).
+    pub device_rate_per_s: u32,
+    /// Requests one device may make in a burst.
+    pub device_burst: u32,
+    /// The nightly digest upload window.
+    pub digest_window: DigestWindow,
+    /// Fraction of `max_inflight` below which digests outside their slot are still admitted.
+    pub digest_headroom: f64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            policy: TimePolicy::default(),
+            max_body_bytes: 256 * 1024,
+            max_batch_items: 1000,
+            url_ttl: Duration::from_secs(10 * 60),
+            max_inflight: 150_000,
+            device_rate_per_s: 20,
+            device_burst: 60,
+            digest_window: DigestWindow::default(),
+            digest_headroom: 0.5,
+        }
+    }
+}
+
+/// The device API's state.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    log: Arc<dyn ReportLog>,
+    signer: Arc<dyn BlobSigner>,
+    auth: Auth,
+    config: IngestConfig,
+    admission: admission::Admission,
+}
+
+impl Ingest {
+    /// Builds the service.
+    pub fn new(log: Arc<dyn ReportLog>, signer: Arc<dyn BlobSigner>, auth: Auth, config: IngestConfig) -> Self {
+        let admission = admission::Admission::new(&config);
+        Self { inner: Arc::new(Inner { log, signer, auth, config, admission }) }
+    }
+
+    /// The log it appends to.
+    pub fn log(&self) -> &Arc<dyn ReportLog> {
+        &self.inner.log
+    }
+
+    /// Drops rate-limiter state of devices that went quiet (call periodically; bounds memory).
+    pub fn forget_idle_devices(&self) {
+        self.inner.admission.forget_idle();
+    }
+}

@@ -1,0 +1,364 @@
+//! The device endpoints.
+
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use schemas::{
+    DeviceId, DigestReported, Envelope, EventEnded, EventId, EventStarted, Report, SegmentId, SegmentReported,
+    Timestamp, SCHEMA_VERSION,
+};
+use seams::web::{parse_json, read_body, ApiError, ErrorBody};
+use seams::{LogRecord, ObjectKey};
+use utoipa::OpenApi;
+
+use crate::dto::*;
+use crate::Ingest;
+
+/// The device API's OpenAPI description.
+#[derive(OpenApi)]
+#[openapi(
+    paths(start_event, end_event, segment_upload, report_segment, digest_upload, report_digest, report_batch),
+    components(schemas(ErrorBody)),
+    tags((name = "devices", description = "Device API: reports and upload URLs"))
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+/// The device routes, with the request body limit applied.
+pub fn router(ingest: Ingest) -> Router {
+    let limit = ingest.inner.config.max_body_bytes;
+    Router::new()
+        .route("/v1/devices/{cid}/events", post(start_event))
+        .route("/v1/devices/{cid}/events/{event_id}/end", post(end_event))
+        .route("/v1/devices/{cid}/segments/uploads", post(segment_upload))
+        .route("/v1/devices/{cid}/segments", post(report_segment))
+        .route("/v1/devices/{cid}/digests/uploads", post(digest_upload))
+        .route("/v1/devices/{cid}/digests", post(report_digest))
+        .route("/v1/devices/{cid}/reports", post(report_batch))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(ingest)
+}
+
+impl Ingest {
+    /// Auth (401/403), then the device's rate (429), then the body (400/413/422).
+    async fn admit<T: serde::de::DeserializeOwned>(
+        &self,
+        headers: &HeaderMap,
+        cid: &str,
+        req: Request,
+    ) -> Result<(DeviceId, T), ApiError> {
+        let cid = self.inner.auth.device(headers, cid)?;
+        self.inner.admission.check_rate(&cid)?;
+        let body = read_body(req).await?;
+        Ok((cid, parse_json(&body)?))
+    }
+
+    fn validate(&self, report: &Report, now: Timestamp) -> Result<(), ApiError> {
+        report.validate(&self.inner.config.policy, now).map_err(ApiError::from)
+    }
+
+    /// Appends `reports` and returns once the log holds all of them durably.
+    async fn append(&self, reports: Vec<Report>) -> Result<(), ApiError> {
+        let _inflight = self.inner.admission.reserve(reports.len())?;
+        let received_at = Timestamp::now();
+        let records = reports
+            .into_iter()
+            .map(|report| LogRecord {
+                key: report.cid().to_string(),
+                kind: report.kind().as_str().to_owned(),
+                schema: SCHEMA_VERSION,
+                value: Envelope { report, received_at }.encode(),
+            })
+            .collect::<Vec<_>>();
+        let n = records.len();
+        let started = Instant::now();
+        let result = self.inner.log.append(records).await;
+        metrics::histogram!("daybook_ingest_append_seconds").record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(_) => {
+                metrics::counter!("daybook_ingest_reports_accepted_total").increment(n as u64);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, reports = n, "append failed");
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn upload(&self, key: &ObjectKey, content_type: &str, len: Option<u64>) -> Result<Upload, ApiError> {
+        Ok(self.inner.signer.presign_put(key, content_type, len, self.inner.config.url_ttl).await?.into())
+    }
+
+    fn event_started(&self, cid: &DeviceId, r: EventStartRequest) -> Result<Report, ApiError> {
+        let event_id = EventId::new(cid, &r.kind, r.triggered_at, self.inner.config.policy.offset)
+            .map_err(|e| ApiError::invalid("invalid_trigger_time", e.to_string()))?;
+        Ok(Report::EventStarted(EventStarted { cid: cid.clone(), event_id, kind: r.kind, triggered_at: r.triggered_at }))
+    }
+
+    fn segment_reported(cid: &DeviceId, r: SegmentRequest) -> Report {
+        Report::SegmentReported(SegmentReported {
+            cid: cid.clone(),
+            segment_id: r.segment_id,
+            size: r.size,
+            started_at: r.started_at,
+            duration_ms: r.duration_ms,
+            media: r.media,
+            keyframes: r.keyframes.unwrap_or_default(),
+            events: r.events,
+        })
+    }
+
+    fn digest_reported(cid: &DeviceId, r: DigestRequest) -> Report {
+        Report::DigestReported(DigestReported {
+            cid: cid.clone(),
+            date: r.date,
+            segment_id: r.segment_id,
+            size: r.size,
+            duration_ms: r.duration_ms,
+        })
+    }
+}
+
+fn check_upload(r: &UploadRequest, allowed: &[&str]) -> Result<(), ApiError> {
+    if r.content_length == 0 || r.content_length > schemas::report::MAX_OBJECT_SIZE {
+        return Err(ApiError::invalid("invalid_size", format!("content_length must be 1..={}", schemas::report::MAX_OBJECT_SIZE)));
+    }
+    if !allowed.iter().any(|p| r.content_type.starts_with(p)) || r.content_type.len() > 100 {
+        return Err(ApiError::invalid("invalid_content_type", format!("content_type must start with one of {allowed:?}")));
+    }
+    Ok(())
+}
+
+fn new_segment_id(ingest: &Ingest) -> SegmentId {
+    SegmentId::generate(ingest.inner.config.policy.offset.today(), uuid::Uuid::new_v4().as_u128())
+}
+
+/// Open an event.
+///
+/// The same (device, type, triggered_at) always gets the same `event_id`. The answer carries a
+/// presigned PUT for the snapshot image, to upload before any video.
+#[utoipa::path(post, path = "/v1/devices/{cid}/events", tag = "devices",
+    params(("cid" = String, Path, description = "device id")),
+    request_body = EventStartRequest,
+    responses((status = 201, body = EventStartResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("device_token" = [])))]
+async fn start_event(
+    State(ingest): State<Ingest>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<(StatusCode, Json<EventStartResponse>), ApiError> {
+    let (cid, body): (_, EventStartRequest) = ingest.admit(&headers, &cid, req).await?;
+    let report = ingest.event_started(&cid, body)?;
+    ingest.validate(&report, Timestamp::now())?;
+    let Report::EventStarted(started) = &report else { unreachable!("built above") };
+    let event_id = started.event_id.clone();
+    let snapshot_upload = ingest.upload(&ObjectKey::snapshot(&event_id), "image/jpeg", None).await?;
+    ingest.append(vec![report]).await?;
+    Ok((StatusCode::CREATED, Json(EventStartResponse { event_id, snapshot_upload })))
+}
+
+/// Close an event.
+#[utoipa::path(post, path = "/v1/devices/{cid}/events/{event_id}/end", tag = "devices",
+    params(("cid" = String, Path, description = "device id"), ("event_id" = String, Path, description = "event id")),
+    request_body = EventEndRequest,
+    responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("device_token" = [])))]
+async fn end_event(
+    State(ingest): State<Ingest>,
+    Path((cid, event_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let (cid, body): (_, EventEndRequest) = ingest.admit(&headers, &cid, req).await?;
+    let event_id = EventId::parse(&event_id).map_err(|e| ApiError::invalid("invalid_event_id", e.to_string()))?;
+    let report = Report::EventEnded(EventEnded { cid, event_id, ended_at: body.ended_at, status: body.status });
+    ingest.validate(&report, Timestamp::now())?;
+    ingest.append(vec![report]).await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true })))
+}
+
+/// Get a presigned PUT for a new segment.
+#[utoipa::path(post, path = "/v1/devices/{cid}/segments/uploads", tag = "devices",
+    params(("cid" = String, Path, description = "device id")),
+    request_body = UploadRequest,
+    responses((status = 201, body = SegmentUploadResponse), (status = "4XX", body = ErrorBody)),
+    security(("device_token" = [])))]
+async fn segment_upload(
+    State(ingest): State<Ingest>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<(StatusCode, Json<SegmentUploadResponse>), ApiError> {
+    let (cid, body): (_, UploadRequest) = ingest.admit(&headers, &cid, req).await?;
+    check_upload(&body, &["video/", "application/octet-stream"])?;
+    let segment_id = new_segment_id(&ingest);
+    let upload = ingest.upload(&ObjectKey::segment(&cid, &segment_id), &body.content_type, Some(body.content_length)).await?;
+    Ok((StatusCode::CREATED, Json(SegmentUploadResponse { segment_id, upload })))
+}
+
+/// Report an uploaded segment and which events it holds parts of.
+#[utoipa::path(post, path = "/v1/devices/{cid}/segments", tag = "devices",
+    params(("cid" = String, Path, description = "device id")),
+    request_body = SegmentRequest,
+    responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("device_token" = [])))]
+async fn report_segment(
+    State(ingest): State<Ingest>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let (cid, body): (_, SegmentRequest) = ingest.admit(&headers, &cid, req).await?;
+    let report = Ingest::segment_reported(&cid, body);
+    ingest.validate(&report, Timestamp::now())?;
+    ingest.append(vec![report]).await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true })))
+}
+
+/// Get a presigned PUT for a digest, and this device's upload slot for next night.
+#[utoipa::path(post, path = "/v1/devices/{cid}/digests/uploads", tag = "devices",
+    params(("cid" = String, Path, description = "device id")),
+    request_body = UploadRequest,
+    responses((status = 201, body = DigestUploadResponse), (status = "4XX", body = ErrorBody)),
+    security(("device_token" = [])))]
+async fn digest_upload(
+    State(ingest): State<Ingest>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<(StatusCode, Json<DigestUploadResponse>), ApiError> {
+    let (cid, body): (_, UploadRequest) = ingest.admit(&headers, &cid, req).await?;
+    check_upload(&body, &["video/", "application/octet-stream"])?;
+    let segment_id = new_segment_id(&ingest);
+    let upload = ingest.upload(&ObjectKey::digest(&cid, &segment_id), &body.content_type, Some(body.content_length)).await?;
+    let (start, end) = ingest.inner.admission.digest_slot(&cid, Timestamp::now());
+    Ok((StatusCode::CREATED, Json(DigestUploadResponse { segment_id, upload, window: Slot { start, end } })))
+}
+
+/// Report an uploaded digest. Outside the device's slot it is admitted only while the log has
+/// headroom; otherwise 429 with a Retry-After pointing into the slot.
+#[utoipa::path(post, path = "/v1/devices/{cid}/digests", tag = "devices",
+    params(("cid" = String, Path, description = "device id")),
+    request_body = DigestRequest,
+    responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("device_token" = [])))]
+async fn report_digest(
+    State(ingest): State<Ingest>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let (cid, body): (_, DigestRequest) = ingest.admit(&headers, &cid, req).await?;
+    let now = Timestamp::now();
+    let report = Ingest::digest_reported(&cid, body);
+    ingest.validate(&report, now)?;
+    ingest.inner.admission.check_digest_slot(&cid, now)?;
+    ingest.append(vec![report]).await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true })))
+}
+
+/// Report a backlog: a JSON array, or NDJSON (one item per line), of items tagged by `kind`
+/// (`event_start`, `event_end`, `segment`, `digest`). Valid items are appended together and
+/// acknowledged together; each item gets its own result.
+#[utoipa::path(post, path = "/v1/devices/{cid}/reports", tag = "devices",
+    params(("cid" = String, Path, description = "device id")),
+    request_body(content = Vec<BatchItem>, description = "JSON array or NDJSON"),
+    responses((status = 200, body = BatchResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("device_token" = [])))]
+async fn report_batch(
+    State(ingest): State<Ingest>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let cid = ingest.inner.auth.device(&headers, &cid)?;
+    ingest.inner.admission.check_rate(&cid)?;
+    let body = read_body(req).await?;
+    let items = split_batch(&body)?;
+    let max = ingest.inner.config.max_batch_items;
+    if items.len() > max {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_items", format!("a batch holds at most {max} items")));
+    }
+    let now = Timestamp::now();
+    let mut results = Vec::with_capacity(items.len());
+    let mut reports = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let outcome = item.and_then(|item| {
+            let (report, status) = match item {
+                BatchItem::EventStart(r) => (ingest.event_started(&cid, r)?, 201),
+                BatchItem::EventEnd { event_id, ended_at, status } => {
+                    (Report::EventEnded(EventEnded { cid: cid.clone(), event_id, ended_at, status }), 202)
+                }
+                BatchItem::Segment(r) => (Ingest::segment_reported(&cid, r), 202),
+                BatchItem::Digest(r) => (Ingest::digest_reported(&cid, r), 202),
+            };
+            ingest.validate(&report, now)?;
+            if matches!(report, Report::DigestReported(_)) {
+                ingest.inner.admission.check_digest_slot(&cid, now)?;
+            }
+            Ok((report, status))
+        });
+        match outcome {
+            Ok((report, status)) => {
+                let event_id = match &report {
+                    Report::EventStarted(r) => Some(r.event_id.clone()),
+                    _ => None,
+                };
+                reports.push(report);
+                results.push(ItemResult { index, status, event_id, error: None });
+            }
+            Err(e) => results.push(ItemResult {
+                index,
+                status: e.status.as_u16(),
+                event_id: None,
+                error: Some(seams::web::ErrorDetail { code: e.code.to_owned(), message: e.message }),
+            }),
+        }
+    }
+    let accepted = reports.len();
+    if accepted > 0 {
+        ingest.append(reports).await?;
+    }
+    Ok(Json(BatchResponse { accepted, rejected: results.len() - accepted, results }))
+}
+
+/// A JSON array, or NDJSON: each item parsed on its own, so one bad item fails alone.
+fn split_batch(body: &[u8]) -> Result<Vec<Result<BatchItem, ApiError>>, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("malformed_json", "body is not utf-8"))?;
+    if text.trim_start().starts_with('[') {
+        let values: Vec<serde_json::Value> = parse_json(body)?;
+        return Ok(values
+            .into_iter()
+            .map(|v| serde_json::from_value(v).map_err(|e| ApiError::invalid("invalid", e.to_string())))
+            .collect());
+    }
+    let items: Vec<_> = text.lines().filter(|l| !l.trim().is_empty()).map(|l| parse_json(l.as_bytes())).collect();
+    if items.is_empty() {
+        return Err(ApiError::bad_request("malformed_json", "empty batch"));
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_split_as_array_or_ndjson() {
+        let item = r#"{"kind":"event_start","type":"motion","triggered_at":"2026-11-22T00:00:00Z"}"#;
+        let arr = format!("[{item},{item}]");
+        assert_eq!(split_batch(arr.as_bytes()).unwrap().len(), 2);
+        let nd = format!("{item}\n\n{item}\nnot json\n");
+        let items = split_batch(nd.as_bytes()).unwrap();
+        assert_eq!(items.len(), 3);
+        assert!(items[0].is_ok() && items[1].is_ok());
+        assert_eq!(items[2].as_ref().unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert!(split_batch(b"[1,").is_err());
+        assert!(split_batch(b"  ").is_err());
+    }
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Starts a tansu Kafka-protocol broker on loopback, in the background, and prints its pid.
+#
+#   scripts/start-tansu.sh [PORT]          # PORT defaults to $TANSU_PORT, then 9092
+#   PID=$(scripts/start-tansu.sh 19092) && ... && kill "$PID"
+#
+# Environment:
+#   TANSU_PORT     port to listen on (the argument wins)
+#   TANSU_BIN      the tansu binary (default: $HOME/.cache/daybook/tools/bin/tansu)
+#   TANSU_STORAGE  storage engine URL (default: memory://tansu/; e.g. sqlite://DIR/tansu.db)
+#   TANSU_LOG      broker log file (default: ${TMPDIR:-/tmp}/tansu-PORT.log)
+#   TANSU_WAIT     seconds to wait for the port to accept connections (default: 60)
+#
+# Install tansu once per machine (about 8 minutes on 2 cores):
+#   cargo install tansu --locked --features dynostore,libsql --root ~/.cache/daybook/tools
+#
+# The broker binds 127.0.0.1 only and advertises 127.0.0.1:PORT, so clients that follow the
+# metadata reconnect to the same loopback address. Only the pid goes to stdout.
+set -euo pipefail
+
+port="${1:-${TANSU_PORT:-9092}}"
+bin="${TANSU_BIN:-$HOME/.cache/daybook/tools/bin/tansu}"
+storage="${TANSU_STORAGE:-memory://tansu/}"
+log="${TANSU_LOG:-${TMPDIR:-/tmp}/tansu-$port.log}"
+wait_s="${TANSU_WAIT:-60}"
+
+die() { echo "start-tansu: $*" >&2; exit 1; }
+
+[[ "$port" =~ ^[0-9]+$ ]] && (( port > 0 && port < 65536 )) || die "bad port: $port"
+[[ -x "$bin" ]] || die "no tansu binary at $bin; install it with: cargo install tansu --locked --features dynostore,libsql --root ~/.cache/daybook/tools"
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+
+if port_open; then
+    die "127.0.0.1:$port already accepts connections (another broker running?)"
+fi
+
+# The broker also reads LISTENER_URL, ADVERTISED_LISTENER_URL, STORAGE_ENGINE… from the
+# environment: the flags below take precedence over them.
+setsid "$bin" broker \
+    --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine "$storage" \
+    </dev/null >"$log" 2>&1 &
+pid=$!
+
+deadline=$((SECONDS + wait_s))
+until port_open; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+        echo "start-tansu: tansu exited before listening; last lines of $log:" >&2
+        tail -n 20 "$log" >&2 || true
+        exit 1
+    fi
+    if (( SECONDS >= deadline )); then
+        echo "start-tansu: 127.0.0.1:$port not accepting connections after ${wait_s}s; last lines of $log:" >&2
+        tail -n 20 "$log" >&2 || true
+        kill "$pid" 2>/dev/null || true
+        exit 1
+    fi
+    sleep 0.2
+done
+
+echo "start-tansu: tansu (pid $pid) listening on 127.0.0.1:$port, storage $storage, log $log" >&2
+echo "$pid"
