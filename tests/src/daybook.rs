@@ -117,3 +117,10 @@ pub fn output(args: &[&str], envs: &[(&str, &str)]) -> String {
     assert!(out.status.success(), "daybook {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
+
+/// A bearer token printed by `daybook token …` (its last stdout line).
+pub fn token(args: &[&str]) -> String {
+    let mut full = vec!["token"];
+    full.extend_from_slice(args);
+    output(&full, &[]).lines().last().expect("a token line").trim().to_owned()
+}

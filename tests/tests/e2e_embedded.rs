@@ -1,0 +1,73 @@
+//! End to end on the embedded default: `daybook run` on port 0 in a temp dir, driven over
+//! real HTTP as a device and a viewer, objects through presigned URLs and a stock S3 client;
+//! then a restart on the same data directory finds everything acknowledged.
+
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+use aws_sdk_s3::config::{BehaviorVersion, Region};
+use tests::client::Http;
+use tests::daybook::{token, Daybook};
+use tests::flow;
+
+fn run_args(dir: &str) -> Vec<String> {
+    ["run", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--s3-addr", "127.0.0.1:0"].map(String::from).to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_to_viewer_then_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let args = run_args(d);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Daybook::start(&args, &[]);
+
+    let cid = "cam-e2e";
+    let dev = Http::new(server.http(), &token(&["device", cid, "--data-dir", d]));
+    let other_dev = token(&["device", "cam-other", "--data-dir", d]);
+    let viewer = Http::new(server.http(), &token(&["viewer", cid, "--data-dir", d]));
+
+    flow::refuse_bad_input(&dev, cid, &other_dev).await;
+    let expect = flow::act_as_device(&dev, cid).await;
+    flow::wait_projected(&viewer, &expect, Duration::from_secs(30)).await;
+    flow::check_as_viewer(&viewer, &expect).await;
+    flow::refuse_bad_viewer_input(&viewer, &expect, "cam-other").await;
+
+    // A stock S3 client with the embedded endpoint's credentials sees the uploaded objects.
+    let creds = std::fs::read_to_string(dir.path().join("s3-credentials")).unwrap();
+    let (ak, sk) = creds.trim().split_once(':').unwrap();
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(server.s3.clone().unwrap())
+        .force_path_style(true)
+        .credentials_provider(Credentials::from_keys(ak, sk, None))
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(conf);
+    let listed = s3.list_objects_v2().bucket("daybook").prefix(format!("devices/{cid}/")).send().await.unwrap();
+    let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(keys.iter().any(|k| k.contains("/snapshots/")), "{keys:?}");
+    assert_eq!(keys.iter().filter(|k| k.contains("/segments/")).count(), 2, "{keys:?}");
+    let got = s3.get_object().bucket("daybook").key(format!("devices/{cid}/segments/{}", expect.segments[0].0)).send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().to_vec(), expect.segments[0].1);
+
+    // Operations endpoints.
+    let (s, ready) = viewer.get("/readyz").await;
+    assert_eq!(s, 200, "{ready}");
+    let (s, doc) = viewer.get("/openapi.json").await;
+    assert_eq!(s, 200);
+    for path in ["/v1/devices/{cid}/events", "/v1/devices/{cid}/reports", "/v1/events/{event_id}", "/v1/devices/{cid}/calendar"] {
+        assert!(doc["paths"][path].is_object(), "openapi lists {path}");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", server.http())).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("daybook_http_requests_total"), "{metrics}");
+    assert!(metrics.contains("daybook_log_group_commit_records"));
+
+    // Clean shutdown, then a restart on the same directory: everything acknowledged is there.
+    let status = server.stop();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    let server = Daybook::start(&args, &[]);
+    // Same token (the secret lives in the data directory), new port.
+    let viewer = viewer.at(server.http());
+    flow::check_as_viewer(&viewer, &expect).await;
+}
