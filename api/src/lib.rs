@@ -242,7 +242,12 @@ async fn day_events(
     let kind = q.kind.as_deref().filter(|k| !k.is_empty()).map(EventType::parse).transpose().map_err(bad_query)?;
     let cfg = &api.inner.config;
     let limit = q.limit.unwrap_or(cfg.default_limit).clamp(1, cfg.max_limit);
-    let cursor = q.cursor.as_deref().filter(|c| !c.is_empty()).map(|c| decode_cursor(c, &cid, day, kind.as_ref())).transpose()?;
+    let cursor = q
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| decode_cursor(c, &cid, day, kind.as_ref()))
+        .transpose()?;
     let page = api.inner.store.day_page(&cid, day, kind.as_ref(), limit, cursor.as_deref()).await?;
     let events = try_join_all(page.events.iter().map(|e| api.event_json(e))).await?;
     let next_cursor = page.next.map(|s| encode_cursor(&cid, day, kind.as_ref(), &s));
@@ -349,7 +354,8 @@ async fn digest(
 ) -> Result<Json<DigestJson>, ApiError> {
     let cid = api.inner.auth.viewer(&headers, &cid)?;
     let day = Day::parse(&date).map_err(bad_query)?;
-    let d = api.inner.store.digest(&cid, day).await?.ok_or_else(|| ApiError::not_found(format!("no digest for {day}")))?;
+    let d =
+        api.inner.store.digest(&cid, day).await?.ok_or_else(|| ApiError::not_found(format!("no digest for {day}")))?;
     Ok(Json(DigestJson {
         url: api.url(&ObjectKey::digest(&cid, &d.segment_id)).await?,
         date: d.date,

@@ -53,7 +53,11 @@ pub(crate) fn kafka_config(url: &str, args: &LogArgs) -> anyhow::Result<KafkaCon
     Ok(config.with_properties(infra::kafka::properties_from_env()))
 }
 
-pub(crate) async fn open_store(args: &StoreArgs, data: &DataArgs, policy: TimePolicy) -> anyhow::Result<Arc<dyn ProjectionStore>> {
+pub(crate) async fn open_store(
+    args: &StoreArgs,
+    data: &DataArgs,
+    policy: TimePolicy,
+) -> anyhow::Result<Arc<dyn ProjectionStore>> {
     match &args.store {
         StoreUrl::Embedded => {
             std::fs::create_dir_all(&data.data_dir)
@@ -61,10 +65,8 @@ pub(crate) async fn open_store(args: &StoreArgs, data: &DataArgs, policy: TimePo
             Ok(EmbeddedStore::open(&data.data_dir.join("store.db"), policy)?)
         }
         StoreUrl::Scylla(url) => {
-            let consistency = args
-                .scylla_consistency
-                .parse()
-                .map_err(|e| anyhow::anyhow!("--scylla-consistency: {e}"))?;
+            let consistency =
+                args.scylla_consistency.parse().map_err(|e| anyhow::anyhow!("--scylla-consistency: {e}"))?;
             let opts = ScyllaOptions { consistency, ..ScyllaOptions::default() };
             Ok(ScyllaStore::connect(url, policy, opts).await?)
         }
@@ -169,7 +171,11 @@ pub(crate) async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpList
 }
 
 /// Serves `router` until `shutdown` turns true; in-flight requests finish first.
-pub(crate) async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|v| *v).await;

@@ -216,7 +216,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 anyhow::bail!("`topic create` needs --log kafka://HOST:PORT/TOPIC");
             };
             let config = app::kafka_config(url, &log)?;
-            infra::kafka::create_topic(&config, partitions, replication_factor, Some(retention_hours * 3_600_000)).await?;
+            infra::kafka::create_topic(&config, partitions, replication_factor, Some(retention_hours * 3_600_000))
+                .await?;
             println!("topic {} ready ({partitions} partitions, replication factor {replication_factor})", config.topic);
             Ok(())
         }
@@ -240,7 +241,10 @@ fn token(cmd: TokenCmd) -> anyhow::Result<()> {
         TokenCmd::Viewer { cids, data, ttl_days } => {
             let cids = cids.iter().map(|c| DeviceId::parse(c)).collect::<Result<Vec<_>, _>>()?;
             let names = cids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-            (app::auth(&data)?.viewer_token(&cids, Duration::from_secs(ttl_days * 86_400)), format!("viewer of {names}"))
+            (
+                app::auth(&data)?.viewer_token(&cids, Duration::from_secs(ttl_days * 86_400)),
+                format!("viewer of {names}"),
+            )
         }
     };
     eprintln!("token for {what}:");
@@ -282,16 +286,23 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let signer = app::open_signer(&a.s3, &a.data, s3_addr, policy.retention_days).await?;
     let auth = app::auth(&a.data)?;
 
-    let ingest = ingest::Ingest::new(opened.log.clone(), signer.clone(), auth.clone(), app::ingest_config(&a.ingest, &a.s3, policy));
+    let ingest = ingest::Ingest::new(
+        opened.log.clone(),
+        signer.clone(),
+        auth.clone(),
+        app::ingest_config(&a.ingest, &a.s3, policy),
+    );
     let api = api::Api::new(store.clone(), signer.clone(), auth, app::api_config(&a.s3, policy));
-    let ready = ops::Readiness { log: Some(opened.log.clone()), store: Some(store.clone()), signer: Some(signer.clone()) };
+    let ready =
+        ops::Readiness { log: Some(opened.log.clone()), store: Some(store.clone()), signer: Some(signer.clone()) };
     let router = app::with_ops(ingest::router(ingest.clone()).merge(api::router(api)), ready, ops::openapi(true, true));
 
     let listener = app::bind(a.http.http_addr, "http").await?;
     let http_addr = listener.local_addr()?;
 
     let projector = {
-        let (log, store, config, rx, tx) = (opened.log.clone(), store.clone(), app::projector_config(&a.projector), rx.clone(), tx.clone());
+        let (log, store, config, rx, tx) =
+            (opened.log.clone(), store.clone(), app::projector_config(&a.projector), rx.clone(), tx.clone());
         tokio::spawn(async move {
             let result = projector::run(log, store, config, rx).await;
             if let Err(e) = &result {
@@ -338,7 +349,12 @@ async fn run_ingest(a: IngestCmd) -> anyhow::Result<()> {
     let (tx, rx) = shutdown_signal();
     let opened = app::open_log(&a.log, &a.data).await?;
     let signer = app::open_signer(&a.s3, &a.data, None, policy.retention_days).await?;
-    let ingest = ingest::Ingest::new(opened.log.clone(), signer.clone(), app::auth(&a.data)?, app::ingest_config(&a.ingest, &a.s3, policy));
+    let ingest = ingest::Ingest::new(
+        opened.log.clone(),
+        signer.clone(),
+        app::auth(&a.data)?,
+        app::ingest_config(&a.ingest, &a.s3, policy),
+    );
     let ready = ops::Readiness { log: Some(opened.log.clone()), store: None, signer: Some(signer) };
     let router = app::with_ops(ingest::router(ingest.clone()), ready, ops::openapi(true, false));
     let listener = app::bind(a.http.http_addr, "http").await?;

@@ -73,10 +73,7 @@ async fn readyz(State(r): State<Readiness>) -> Response {
 
 /// Counts and times every request by route template and status.
 pub(crate) async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().to_string();
     let started = Instant::now();
     let resp = next.run(req).await;
@@ -95,7 +92,9 @@ pub(crate) fn openapi(device: bool, viewer: bool) -> utoipa::openapi::OpenApi {
             utoipa::openapi::InfoBuilder::new()
                 .title("daybook")
                 .version(env!("CARGO_PKG_VERSION"))
-                .description(Some("Device reports in, viewer queries out. Errors are {\"error\": {\"code\", \"message\"}}."))
+                .description(Some(
+                    "Device reports in, viewer queries out. Errors are {\"error\": {\"code\", \"message\"}}.",
+                ))
                 .build(),
         )
         .build();
@@ -107,7 +106,10 @@ pub(crate) fn openapi(device: bool, viewer: bool) -> utoipa::openapi::OpenApi {
     }
     let components = doc.components.get_or_insert_with(Default::default);
     for name in ["device_token", "viewer_token"] {
-        components.add_security_scheme(name, SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()));
+        components.add_security_scheme(
+            name,
+            SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
     }
     doc
 }

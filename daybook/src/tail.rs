@@ -52,7 +52,8 @@ pub(crate) async fn run(a: TailArgs) -> anyhow::Result<()> {
     let log = opened.log;
     let committing = a.group.is_some();
     let group = a.group.clone().unwrap_or_else(|| format!("daybook-tail-{}", uuid::Uuid::new_v4().simple()));
-    let mut consumer = if a.from_beginning || committing { log.consumer(&group).await? } else { log.consumer_at_end(&group).await? };
+    let mut consumer =
+        if a.from_beginning || committing { log.consumer(&group).await? } else { log.consumer_at_end(&group).await? };
     let mut printed = 0u64;
     let stdout = std::io::stdout();
     let (tx, mut rx) = tokio::sync::watch::channel(false);
@@ -67,7 +68,9 @@ pub(crate) async fn run(a: TailArgs) -> anyhow::Result<()> {
         for c in &batch {
             let line = match Envelope::decode(&c.value) {
                 Ok(env) => to_json(c, &env),
-                Err(e) => serde_json::json!({"partition": c.position.partition, "offset": c.position.offset, "cid": c.key, "type": c.kind, "error": e.to_string()}),
+                Err(e) => {
+                    serde_json::json!({"partition": c.position.partition, "offset": c.position.offset, "cid": c.key, "type": c.kind, "error": e.to_string()})
+                }
             };
             writeln!(out, "{line}")?;
             printed += 1;

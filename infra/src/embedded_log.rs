@@ -135,9 +135,8 @@ impl EmbeddedLog {
         let group_name = group.to_owned();
         let (conn, next) = tokio::task::spawn_blocking(move || -> rusqlite::Result<_> {
             let conn = sqlite::open(&path)?;
-            let next: Option<i64> = conn
-                .query_row("SELECT next FROM offsets WHERE grp = ?1", [&group_name], |r| r.get(0))
-                .optional()?;
+            let next: Option<i64> =
+                conn.query_row("SELECT next FROM offsets WHERE grp = ?1", [&group_name], |r| r.get(0)).optional()?;
             let next = if at_end { head_of(&conn)? } else { next.unwrap_or(0) };
             Ok((conn, next))
         })
@@ -247,9 +246,8 @@ fn commit_group(conn: &mut Connection, pending: &mut [Op]) -> rusqlite::Result<(
     let mut positions = Vec::new();
     let now = chrono::Utc::now().timestamp_millis();
     {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO log (ts, key, kind, schema, value) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
+        let mut insert =
+            tx.prepare_cached("INSERT INTO log (ts, key, kind, schema, value) VALUES (?1, ?2, ?3, ?4, ?5)")?;
         let mut commit = tx.prepare_cached(
             "INSERT INTO offsets (grp, next) VALUES (?1, ?2)
              ON CONFLICT (grp) DO UPDATE SET next = max(next, excluded.next)",
@@ -326,9 +324,10 @@ impl ReportLog for EmbeddedLog {
         drop(self.tx.lock().expect("log sender lock").take());
         let handle = self.writer.lock().expect("writer lock").take();
         if let Some(h) = handle {
-            tokio::task::spawn_blocking(move || h.join()).await.map_err(unavailable)?.map_err(|_| {
-                LogError::Unavailable("log writer panicked".into())
-            })?;
+            tokio::task::spawn_blocking(move || h.join())
+                .await
+                .map_err(unavailable)?
+                .map_err(|_| LogError::Unavailable("log writer panicked".into()))?;
         }
         Ok(())
     }
@@ -349,9 +348,8 @@ struct EmbeddedConsumer {
 }
 
 fn read_from(conn: &Connection, from: i64, limit: usize) -> rusqlite::Result<Vec<Consumed>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT off, ts, key, kind, schema, value FROM log WHERE off >= ?1 ORDER BY off LIMIT ?2",
-    )?;
+    let mut stmt =
+        conn.prepare_cached("SELECT off, ts, key, kind, schema, value FROM log WHERE off >= ?1 ORDER BY off LIMIT ?2")?;
     let rows = stmt.query_map(params![from, limit as i64], |r| {
         Ok(Consumed {
             position: Position { partition: 0, offset: r.get(0)? },

@@ -89,10 +89,8 @@ impl EmbeddedStore {
     pub fn open(path: &Path, policy: TimePolicy) -> Result<Arc<Self>, StoreError> {
         let writer = sqlite::open(path).map_err(other)?;
         writer.execute_batch(SCHEMA).map_err(other)?;
-        let readers = (0..READERS)
-            .map(|_| sqlite::open(path).map(Mutex::new))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(other)?;
+        let readers =
+            (0..READERS).map(|_| sqlite::open(path).map(Mutex::new)).collect::<Result<Vec<_>, _>>().map_err(other)?;
         Ok(Arc::new(Self {
             policy,
             writer: Arc::new(Mutex::new(writer)),
@@ -107,9 +105,7 @@ impl EmbeddedStore {
     ) -> Result<T, StoreError> {
         let readers = self.readers.clone();
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % READERS;
-        tokio::task::spawn_blocking(move || f(&readers[i].lock().expect("reader lock")))
-            .await
-            .map_err(other)?
+        tokio::task::spawn_blocking(move || f(&readers[i].lock().expect("reader lock"))).await.map_err(other)?
     }
 }
 
@@ -147,14 +143,25 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
             match &env.report {
                 Report::EventStarted(r) if live(r.triggered_at) => {
                     let id = &r.event_id;
-                    start.execute(params![id.day().number(), r.cid.as_str(), id.triggered_at().millis(), id.as_str(), id.kind().as_str()])?;
+                    start.execute(params![
+                        id.day().number(),
+                        r.cid.as_str(),
+                        id.triggered_at().millis(),
+                        id.as_str(),
+                        id.kind().as_str()
+                    ])?;
                     rows += 1;
                 }
                 Report::EventEnded(r) if live(r.event_id.triggered_at()) => {
                     let id = &r.event_id;
                     end.execute(params![
-                        id.day().number(), r.cid.as_str(), id.triggered_at().millis(), id.as_str(), id.kind().as_str(),
-                        r.ended_at.millis(), r.status.as_str()
+                        id.day().number(),
+                        r.cid.as_str(),
+                        id.triggered_at().millis(),
+                        id.as_str(),
+                        id.kind().as_str(),
+                        r.ended_at.millis(),
+                        r.status.as_str()
                     ])?;
                     rows += 1;
                 }
@@ -163,22 +170,43 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                     if live(r.started_at) {
                         let keyframes = serde_json::to_string(&r.keyframes).expect("u64s serialize");
                         segment.execute(params![
-                            seg_day.number(), r.cid.as_str(), r.segment_id.as_str(), r.size as i64,
-                            r.started_at.millis(), r.duration_ms, r.media.codec, r.media.width, r.media.height,
-                            r.media.fps, r.media.audio_sample_rate, keyframes
+                            seg_day.number(),
+                            r.cid.as_str(),
+                            r.segment_id.as_str(),
+                            r.size as i64,
+                            r.started_at.millis(),
+                            r.duration_ms,
+                            r.media.codec,
+                            r.media.width,
+                            r.media.height,
+                            r.media.fps,
+                            r.media.audio_sample_rate,
+                            keyframes
                         ])?;
                         rows += 1;
                     }
                     for m in r.events.iter().filter(|m| live(m.event_id.triggered_at())) {
                         mapping.execute(params![
-                            m.event_id.day().number(), r.cid.as_str(), m.event_id.as_str(), m.index,
-                            r.segment_id.as_str(), seg_day.number(), m.start_offset as i64, m.end_offset as i64
+                            m.event_id.day().number(),
+                            r.cid.as_str(),
+                            m.event_id.as_str(),
+                            m.index,
+                            r.segment_id.as_str(),
+                            seg_day.number(),
+                            m.start_offset as i64,
+                            m.end_offset as i64
                         ])?;
                         rows += 1;
                     }
                 }
                 Report::DigestReported(r) if live(offset.start_of(r.date)) => {
-                    digest.execute(params![r.date.number(), r.cid.as_str(), r.segment_id.as_str(), r.size as i64, r.duration_ms])?;
+                    digest.execute(params![
+                        r.date.number(),
+                        r.cid.as_str(),
+                        r.segment_id.as_str(),
+                        r.size as i64,
+                        r.duration_ms
+                    ])?;
                     rows += 1;
                 }
                 _ => {}
@@ -251,9 +279,7 @@ impl ProjectionStore for EmbeddedStore {
                 days.join(",")
             );
             let mut stmt = c.prepare_cached(&sql).map_err(other)?;
-            let rows = stmt
-                .query_map([&cid], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?)))
-                .map_err(other)?;
+            let rows = stmt.query_map([&cid], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?))).map_err(other)?;
             let mut out = Vec::new();
             for row in rows {
                 let (d, n) = row.map_err(other)?;
@@ -394,8 +420,7 @@ impl ProjectionStore for EmbeddedStore {
     }
 
     async fn health(&self) -> Result<(), StoreError> {
-        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(|e| StoreError::Unavailable(e.to_string())))
-            .await
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(|e| StoreError::Unavailable(e.to_string()))).await
     }
 
     fn backend(&self) -> &'static str {

@@ -233,7 +233,9 @@ fn client_config(
         }
         if let Some((_, want)) = fixed.iter().find(|(f, _)| f == k) {
             if !(v.eq_ignore_ascii_case(want) || (want == "all" && v == "-1")) {
-                return Err(LogError::Other(format!("kafka property {k} must be {want}, daybook's guarantees depend on it")));
+                return Err(LogError::Other(format!(
+                    "kafka property {k} must be {want}, daybook's guarantees depend on it"
+                )));
             }
         }
         cc.set(k, v);
@@ -320,7 +322,9 @@ pub async fn create_topic(
     if let Some(ms) = &retention {
         topic = topic.set("retention.ms", ms);
     }
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))).request_timeout(Some(Duration::from_secs(30)));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(Duration::from_secs(30)));
     let results = admin.create_topics([&topic], &opts).await.map_err(unavailable)?;
     for result in results {
         match result {
@@ -426,7 +430,8 @@ impl KafkaLog {
         )?;
         cc.set("group.id", group);
         let ownership = Arc::new(Mutex::new(Ownership::default()));
-        let context = GroupContext { topic: self.config.topic.clone(), group: group.to_owned(), ownership: ownership.clone() };
+        let context =
+            GroupContext { topic: self.config.topic.clone(), group: group.to_owned(), ownership: ownership.clone() };
         let consumer: StreamConsumer<GroupContext> =
             StreamConsumer::from_config_and_context(&cc, context).map_err(|e| LogError::Other(e.to_string()))?;
         consumer.subscribe(&[&self.config.topic]).map_err(unavailable)?;
@@ -732,10 +737,18 @@ impl LogConsumer for KafkaConsumer {
                     if got.is_empty() {
                         until = deadline.min(tokio::time::Instant::now() + POLL_LINGER);
                     }
-                    let epoch = self.ownership.lock().unwrap_or_else(|e| e.into_inner()).partitions.get(&m.partition()).map(|o| o.epoch);
+                    let epoch = self
+                        .ownership
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .partitions
+                        .get(&m.partition())
+                        .map(|o| o.epoch);
                     match epoch {
                         Some(epoch) if m.topic() == self.topic => got.push((epoch, to_consumed(&m))),
-                        _ => tracing::debug!(partition = m.partition(), "dropping a record of a partition not assigned"),
+                        _ => {
+                            tracing::debug!(partition = m.partition(), "dropping a record of a partition not assigned")
+                        }
                     }
                 }
                 Ok(Err(KafkaError::PartitionEOF(_))) => {}
@@ -784,7 +797,8 @@ impl LogConsumer for KafkaConsumer {
             for (&partition, &offset) in &wanted {
                 match own.partitions.get(&partition) {
                     Some(o) if o.accepts(offset) => {
-                        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset)).map_err(unavailable)?;
+                        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset))
+                            .map_err(unavailable)?;
                         accepted.push((partition, o.epoch, offset));
                     }
                     Some(o) if o.committed.is_some_and(|c| offset <= c) => {}
@@ -799,9 +813,8 @@ impl LogConsumer for KafkaConsumer {
             return Ok(());
         }
         let consumer = self.consumer();
-        let result = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
-            .await
-            .map_err(unavailable)?;
+        let result =
+            tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync)).await.map_err(unavailable)?;
         match result {
             Ok(()) => {
                 let mut own = self.ownership.lock().unwrap_or_else(|e| e.into_inner());
@@ -834,7 +847,8 @@ impl LogConsumer for KafkaConsumer {
             let mut parts: Vec<i32> = assignment.elements_for_topic(&topic).iter().map(|e| e.partition()).collect();
             parts.sort_unstable();
             let positions = consumer.position()?;
-            let position_of = |tpl: &TopicPartitionList, p: i32| match tpl.find_partition(&topic, p).map(|e| e.offset()) {
+            let position_of = |tpl: &TopicPartitionList, p: i32| match tpl.find_partition(&topic, p).map(|e| e.offset())
+            {
                 Some(Offset::Offset(o)) => Some(o),
                 _ => None,
             };

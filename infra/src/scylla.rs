@@ -44,9 +44,7 @@ use ::scylla::client::session::Session;
 use ::scylla::client::session_builder::SessionBuilder;
 use ::scylla::deserialize::row::DeserializeRow;
 use ::scylla::errors::{DbError, ExecutionError, RequestAttemptError};
-use ::scylla::policies::retry::{
-    DefaultRetrySession, RequestInfo, RetryDecision, RetryPolicy, RetrySession,
-};
+use ::scylla::policies::retry::{DefaultRetrySession, RequestInfo, RetryDecision, RetryPolicy, RetrySession};
 use ::scylla::policies::timestamp_generator::MonotonicTimestampGenerator;
 use ::scylla::response::query_result::QueryResult;
 use ::scylla::response::{PagingState, PagingStateResponse};
@@ -59,13 +57,9 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use schemas::{
-    Day, DeviceId, EndStatus, Envelope, EventId, EventType, Media, Report, SegmentId, TimePolicy,
-    Timestamp,
+    Day, DeviceId, EndStatus, Envelope, EventId, EventType, Media, Report, SegmentId, TimePolicy, Timestamp,
 };
-use seams::{
-    DayPage, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, SegmentView,
-    StoreError,
-};
+use seams::{DayPage, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, SegmentView, StoreError};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// The schema, with `${KEYSPACE}` and `${REPLICATION_FACTOR}` placeholders.
@@ -186,7 +180,11 @@ pub struct ScyllaOptions {
 
 impl Default for ScyllaOptions {
     fn default() -> Self {
-        Self { consistency: ScyllaConsistency::LocalQuorum, request_timeout: Duration::from_secs(10), max_concurrency: 256 }
+        Self {
+            consistency: ScyllaConsistency::LocalQuorum,
+            request_timeout: Duration::from_secs(10),
+            max_concurrency: 256,
+        }
     }
 }
 
@@ -210,9 +208,7 @@ impl ScyllaUrl {
             && keyspace.starts_with(|c: char| c.is_ascii_alphabetic())
             && keyspace.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid_keyspace {
-            return Err(format!(
-                "{url:?}: keyspace {keyspace:?} must be 1 to 48 of a-z 0-9 _, starting with a letter"
-            ));
+            return Err(format!("{url:?}: keyspace {keyspace:?} must be 1 to 48 of a-z 0-9 _, starting with a letter"));
         }
         let mut nodes = Vec::new();
         for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
@@ -286,22 +282,17 @@ pub async fn apply_schema(url: &str, replication_factor: u32) -> Result<(), Stor
             StoreError::Other(format!("{first}…: {e}"))
         })?;
     }
-    session
-        .await_schema_agreement()
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("schema agreement: {e}")))?;
+    session.await_schema_agreement().await.map_err(|e| StoreError::Unavailable(format!("schema agreement: {e}")))?;
     Ok(())
 }
 
 // ---- rows as bound / as read ----------------------------------------------------------
 
 /// `events`: cid, day, triggered_at, event_id, kind, started, ended_at, end_status, [ttl].
-type EventValues =
-    (String, i32, i64, String, String, MaybeUnset<bool>, MaybeUnset<i64>, MaybeUnset<String>, i32);
+type EventValues = (String, i32, i64, String, String, MaybeUnset<bool>, MaybeUnset<i64>, MaybeUnset<String>, i32);
 /// `segments`: cid, day, segment_id, size, started_at, duration_ms, codec, width, height,
 /// fps, audio_sample_rate, keyframes, [ttl].
-type SegmentValues =
-    (String, i32, String, i64, i64, i64, String, i32, i32, f64, MaybeUnset<i32>, Vec<i64>, i32);
+type SegmentValues = (String, i32, String, i64, i64, i64, String, i32, i32, f64, MaybeUnset<i32>, Vec<i64>, i32);
 /// `event_segments`: cid, day, event_id, idx, seg_day, segment_id, start_offset,
 /// end_offset, [ttl].
 type MappingValues = (String, i32, String, i32, i32, String, i64, i64, i32);
@@ -581,7 +572,8 @@ impl WritePlan {
     /// The event row for `id`, created if this batch has not touched it yet. Its partition
     /// comes from the id itself (device and trigger day).
     fn event(&mut self, id: &EventId, ttl: i32) -> &mut EventWrite {
-        let key = (id.device().as_str().to_owned(), day_key(id.day()), id.triggered_at().millis(), id.as_str().to_owned());
+        let key =
+            (id.device().as_str().to_owned(), day_key(id.day()), id.triggered_at().millis(), id.as_str().to_owned());
         let row = self.events.entry(key).or_insert_with(|| EventWrite {
             kind: id.kind().as_str().to_owned(),
             started: false,
@@ -616,13 +608,17 @@ impl WritePlan {
     }
 
     fn mapping_chunks(&self) -> Vec<Vec<MappingValues>> {
-        partition_chunks(self.mappings.iter().map(|((cid, day, id, _), v)| {
-            ((cid.clone(), *day), v.clone(), 48 + cid.len() + id.len() + v.5.len())
-        }))
+        partition_chunks(
+            self.mappings
+                .iter()
+                .map(|((cid, day, id, _), v)| ((cid.clone(), *day), v.clone(), 48 + cid.len() + id.len() + v.5.len())),
+        )
     }
 
     fn digest_chunks(&self) -> Vec<Vec<DigestValues>> {
-        partition_chunks(self.digests.iter().map(|((cid, day), v)| ((cid.clone(), *day), v.clone(), 48 + cid.len() + v.2.len())))
+        partition_chunks(
+            self.digests.iter().map(|((cid, day), v)| ((cid.clone(), *day), v.clone(), 48 + cid.len() + v.2.len())),
+        )
     }
 }
 
@@ -671,7 +667,9 @@ fn event_view((event_id, ended_at, end_status): EventRow) -> Result<EventView, S
     let event_id = EventId::parse(&event_id).map_err(other)?;
     let end = match end_status.as_deref() {
         None => None,
-        Some(s) => Some(EndStatus::parse(s).ok_or_else(|| StoreError::Other(format!("bad end status {s:?} in store")))?),
+        Some(s) => {
+            Some(EndStatus::parse(s).ok_or_else(|| StoreError::Other(format!("bad end status {s:?} in store")))?)
+        }
     };
     Ok(EventView {
         kind: event_id.kind().clone(),
@@ -700,7 +698,11 @@ fn segment_view(mapping: MappingRow, segment: SegmentRow) -> Result<SegmentView,
             fps,
             audio_sample_rate: audio.map(|a| to_u32("audio_sample_rate", a.into())).transpose()?,
         },
-        keyframes: keyframes.unwrap_or_default().into_iter().map(|k| to_u64("keyframe", k)).collect::<Result<_, _>>()?,
+        keyframes: keyframes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|k| to_u64("keyframe", k))
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -773,7 +775,11 @@ impl RetrySession for IdempotentRetrySession {
             info.error,
             RequestAttemptError::DbError(DbError::ReadTimeout { .. } | DbError::WriteTimeout { .. }, _)
         );
-        if timed_out && info.is_idempotent && !info.consistency.is_serial() && self.timeouts < IdempotentRetryPolicy::TIMEOUT_RETRIES {
+        if timed_out
+            && info.is_idempotent
+            && !info.consistency.is_serial()
+            && self.timeouts < IdempotentRetryPolicy::TIMEOUT_RETRIES
+        {
             self.timeouts += 1;
             return RetryDecision::RetryNextTarget(None);
         }
@@ -898,7 +904,11 @@ impl ScyllaStore {
     }
 
     /// Writes one partition's rows: one statement, or one unlogged batch.
-    async fn write<V: SerializeRow + Send + Sync>(&self, stmt: &PreparedStatement, rows: Vec<V>) -> Result<(), StoreError> {
+    async fn write<V: SerializeRow + Send + Sync>(
+        &self,
+        stmt: &PreparedStatement,
+        rows: Vec<V>,
+    ) -> Result<(), StoreError> {
         let _permit = self.permit().await?;
         match <[V; 1]>::try_from(rows) {
             Ok([row]) => {
@@ -956,10 +966,18 @@ impl ProjectionStore for ScyllaStore {
         let plan = WritePlan::build(batch, &self.policy, Timestamp::now())?;
         let s = &self.statements;
         let mut jobs: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
-        jobs.extend(plan.event_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_event, c)) as BoxFuture<'_, _>));
-        jobs.extend(plan.segment_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_segment, c)) as BoxFuture<'_, _>));
-        jobs.extend(plan.mapping_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_mapping, c)) as BoxFuture<'_, _>));
-        jobs.extend(plan.digest_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_digest, c)) as BoxFuture<'_, _>));
+        jobs.extend(
+            plan.event_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_event, c)) as BoxFuture<'_, _>),
+        );
+        jobs.extend(
+            plan.segment_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_segment, c)) as BoxFuture<'_, _>),
+        );
+        jobs.extend(
+            plan.mapping_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_mapping, c)) as BoxFuture<'_, _>),
+        );
+        jobs.extend(
+            plan.digest_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_digest, c)) as BoxFuture<'_, _>),
+        );
         stream::iter(jobs).buffer_unordered(self.max_concurrency).try_collect::<Vec<()>>().await?;
         Ok(plan.rows)
     }
@@ -1115,9 +1133,7 @@ mod tests {
     use ::scylla::frame::response::result::{CollectionType, ColumnSpec, ColumnType, NativeType, TableSpec};
     use ::scylla::serialize::row::RowSerializationContext;
     use ::scylla::serialize::writers::RowWriter;
-    use schemas::{
-        DayOffset, DigestReported, EventEnded, EventMapping, EventStarted, SegmentReported,
-    };
+    use schemas::{DayOffset, DigestReported, EventEnded, EventMapping, EventStarted, SegmentReported};
 
     use super::*;
 
@@ -1162,7 +1178,12 @@ mod tests {
             keyframes: vec![0, 500],
             events: events
                 .iter()
-                .map(|(id, index)| EventMapping { event_id: (*id).clone(), index: *index, start_offset: 0, end_offset: 1000 })
+                .map(|(id, index)| EventMapping {
+                    event_id: (*id).clone(),
+                    index: *index,
+                    start_offset: 0,
+                    end_offset: 1000,
+                })
                 .collect(),
         }))
     }
@@ -1295,7 +1316,8 @@ mod tests {
     #[test]
     fn partition_chunks_group_adjacent_rows_and_cut_large_batches() {
         let p = |c: &str, d: i32| (c.to_owned(), d);
-        let rows = vec![(p("a", 1), 1, 10), (p("a", 1), 2, 10), (p("a", 2), 3, 10), (p("b", 2), 4, 10), (p("b", 2), 5, 10)];
+        let rows =
+            vec![(p("a", 1), 1, 10), (p("a", 1), 2, 10), (p("a", 2), 3, 10), (p("b", 2), 4, 10), (p("b", 2), 5, 10)];
         assert_eq!(partition_chunks(rows), vec![vec![1, 2], vec![3], vec![4, 5]]);
 
         let many = (0..BATCH_MAX_ROWS * 2 + 1).map(|i| (p("a", 1), i, 1));
@@ -1315,7 +1337,14 @@ mod tests {
         let t = now.plus_millis(-DAY_MS);
         let (a, sa) = start("cam-1", "motion", t);
         let (b, sb) = start("cam-1", "sound", t.plus_millis(1000));
-        let batch = [end(&a, 5_000, EndStatus::Aborted), sa.clone(), sb, sa, end(&b, 1, EndStatus::Complete), end(&b, 7, EndStatus::Complete)];
+        let batch = [
+            end(&a, 5_000, EndStatus::Aborted),
+            sa.clone(),
+            sb,
+            sa,
+            end(&b, 1, EndStatus::Complete),
+            end(&b, 7, EndStatus::Complete),
+        ];
         let plan = WritePlan::build(&batch, &policy(), now).unwrap();
         assert_eq!(plan.rows, 6, "rows are counted per report, as the embedded store does");
         assert_eq!(plan.events.len(), 2);
@@ -1396,7 +1425,9 @@ mod tests {
         .unwrap();
         assert_eq!((seg.index, seg.size, seg.start_offset, seg.end_offset), (2, 100, 10, 90));
         assert_eq!((seg.media.audio_sample_rate, seg.keyframes.len()), (Some(8000), 0));
-        assert!(segment_view((0, 1, "s".into(), -1, 0), ("s".into(), 1, 0, 1, "c".into(), 1, 1, 1.0, None, None)).is_err());
+        assert!(
+            segment_view((0, 1, "s".into(), -1, 0), ("s".into(), 1, 0, 1, "c".into(), 1, 1, 1.0, None, None)).is_err()
+        );
     }
 
     // ---- the CQL, checked against the schema file ----
@@ -1457,7 +1488,12 @@ mod tests {
                     let pk = pk.strip_suffix(')').unwrap();
                     let pk_end = pk.find(')').unwrap();
                     partition = pk[1..pk_end].split(',').map(|c| c.trim().to_owned()).collect();
-                    clustering = pk[pk_end + 1..].split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect();
+                    clustering = pk[pk_end + 1..]
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned)
+                        .collect();
                 } else {
                     let (col, typ) = line.split_once(char::is_whitespace).unwrap();
                     columns.insert(col.to_owned(), cql_type(typ.trim()));
@@ -1566,7 +1602,12 @@ mod tests {
         if let Report::SegmentReported(s) = &mut seg.report {
             s.media.audio_sample_rate = Some(16_000);
         }
-        let batch = [st, end(&id, 10, EndStatus::Complete), seg, digest("cam-c", DayOffset::default().day_of(now).unwrap(), "dg")];
+        let batch = [
+            st,
+            end(&id, 10, EndStatus::Complete),
+            seg,
+            digest("cam-c", DayOffset::default().day_of(now).unwrap(), "dg"),
+        ];
         let plan = WritePlan::build(&batch, &policy(), now).unwrap();
         binds_ok(&a(&cql.insert_event), &plan.event_chunks()[0][0]);
         binds_ok(&a(&cql.insert_segment), &plan.segment_chunks()[0][0]);
@@ -1581,7 +1622,9 @@ mod tests {
         let kind_key: DayKindKey<'_> = ("cam-c", 20261122, "motion");
         let event_key: EventKey<'_> = ("cam-c", 20261122, 1, "id");
         let clustering_key: ClusteringKey<'_> = ("cam-c", 20261122, "x");
-        for (stmt, key) in [(&cql.count_day, &day_key_values), (&cql.page, &day_key_values), (&cql.digest, &day_key_values)] {
+        for (stmt, key) in
+            [(&cql.count_day, &day_key_values), (&cql.page, &day_key_values), (&cql.digest, &day_key_values)]
+        {
             binds_ok(&a(stmt), key);
         }
         binds_ok(&a(&cql.page_kind), &kind_key);

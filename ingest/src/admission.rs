@@ -43,9 +43,7 @@ impl DigestWindow {
     /// as `[start, end)`.
     pub fn slot_on(&self, cid: &DeviceId, offset: DayOffset, at: Timestamp) -> (Timestamp, Timestamp) {
         let day = offset.day_of(at).expect("time in range");
-        let start = offset
-            .start_of(day)
-            .plus_millis(i64::from(self.start_s + self.slot_offset_s(cid)) * 1000);
+        let start = offset.start_of(day).plus_millis(i64::from(self.start_s + self.slot_offset_s(cid)) * 1000);
         (start, start.plus_millis(i64::from(self.slot_s) * 1000))
     }
 
@@ -113,7 +111,11 @@ impl Admission {
         metrics::gauge!("daybook_ingest_inflight_reports").set((before + n) as f64);
         if before + n > self.max_inflight {
             metrics::counter!("daybook_ingest_rejected_total", "reason" => "inflight").increment(1);
-            return Err(ApiError::unavailable("overloaded", "too many reports are waiting on the log", Duration::from_secs(2)));
+            return Err(ApiError::unavailable(
+                "overloaded",
+                "too many reports are waiting on the log",
+                Duration::from_secs(2),
+            ));
         }
         Ok(guard)
     }

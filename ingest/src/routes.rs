@@ -96,7 +96,12 @@ impl Ingest {
     fn event_started(&self, cid: &DeviceId, r: EventStartRequest) -> Result<Report, ApiError> {
         let event_id = EventId::new(cid, &r.kind, r.triggered_at, self.inner.config.policy.offset)
             .map_err(|e| ApiError::invalid("invalid_trigger_time", e.to_string()))?;
-        Ok(Report::EventStarted(EventStarted { cid: cid.clone(), event_id, kind: r.kind, triggered_at: r.triggered_at }))
+        Ok(Report::EventStarted(EventStarted {
+            cid: cid.clone(),
+            event_id,
+            kind: r.kind,
+            triggered_at: r.triggered_at,
+        }))
     }
 
     fn segment_reported(cid: &DeviceId, r: SegmentRequest) -> Report {
@@ -125,10 +130,16 @@ impl Ingest {
 
 fn check_upload(r: &UploadRequest, allowed: &[&str]) -> Result<(), ApiError> {
     if r.content_length == 0 || r.content_length > schemas::report::MAX_OBJECT_SIZE {
-        return Err(ApiError::invalid("invalid_size", format!("content_length must be 1..={}", schemas::report::MAX_OBJECT_SIZE)));
+        return Err(ApiError::invalid(
+            "invalid_size",
+            format!("content_length must be 1..={}", schemas::report::MAX_OBJECT_SIZE),
+        ));
     }
     if !allowed.iter().any(|p| r.content_type.starts_with(p)) || r.content_type.len() > 100 {
-        return Err(ApiError::invalid("invalid_content_type", format!("content_type must start with one of {allowed:?}")));
+        return Err(ApiError::invalid(
+            "invalid_content_type",
+            format!("content_type must start with one of {allowed:?}"),
+        ));
     }
     Ok(())
 }
@@ -197,7 +208,8 @@ async fn segment_upload(
     let (cid, body): (_, UploadRequest) = ingest.admit(&headers, &cid, req).await?;
     check_upload(&body, &["video/", "application/octet-stream"])?;
     let segment_id = new_segment_id(&ingest);
-    let upload = ingest.upload(&ObjectKey::segment(&cid, &segment_id), &body.content_type, Some(body.content_length)).await?;
+    let upload =
+        ingest.upload(&ObjectKey::segment(&cid, &segment_id), &body.content_type, Some(body.content_length)).await?;
     Ok((StatusCode::CREATED, Json(SegmentUploadResponse { segment_id, upload })))
 }
 
@@ -235,7 +247,8 @@ async fn digest_upload(
     let (cid, body): (_, UploadRequest) = ingest.admit(&headers, &cid, req).await?;
     check_upload(&body, &["video/", "application/octet-stream"])?;
     let segment_id = new_segment_id(&ingest);
-    let upload = ingest.upload(&ObjectKey::digest(&cid, &segment_id), &body.content_type, Some(body.content_length)).await?;
+    let upload =
+        ingest.upload(&ObjectKey::digest(&cid, &segment_id), &body.content_type, Some(body.content_length)).await?;
     let (start, end) = ingest.inner.admission.digest_slot(&cid, Timestamp::now());
     Ok((StatusCode::CREATED, Json(DigestUploadResponse { segment_id, upload, window: Slot { start, end } })))
 }
@@ -282,7 +295,11 @@ async fn report_batch(
     let items = split_batch(&body)?;
     let max = ingest.inner.config.max_batch_items;
     if items.len() > max {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_items", format!("a batch holds at most {max} items")));
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_items",
+            format!("a batch holds at most {max} items"),
+        ));
     }
     let now = Timestamp::now();
     let mut results = Vec::with_capacity(items.len());

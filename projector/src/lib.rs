@@ -30,7 +30,12 @@ pub struct ProjectorConfig {
 
 impl Default for ProjectorConfig {
     fn default() -> Self {
-        Self { group: "daybook-projector".into(), max_batch: 4096, linger: Duration::from_millis(50), max_rows_per_s: None }
+        Self {
+            group: "daybook-projector".into(),
+            max_batch: 4096,
+            linger: Duration::from_millis(50),
+            max_rows_per_s: None,
+        }
     }
 }
 
@@ -142,7 +147,11 @@ fn decode(batch: &[Consumed]) -> Result<(Vec<Envelope>, u64), ProjectorError> {
         match Envelope::decode(&c.value) {
             Ok(e) => out.push(e),
             Err(source @ DecodeError::UnknownVersion(_)) => {
-                return Err(ProjectorError::NewerSchema { partition: c.position.partition, offset: c.position.offset, source })
+                return Err(ProjectorError::NewerSchema {
+                    partition: c.position.partition,
+                    offset: c.position.offset,
+                    source,
+                })
             }
             Err(e) => {
                 skipped += 1;

@@ -53,15 +53,13 @@ pub enum DecodeError {
 impl Envelope {
     /// Encodes with the current schema version.
     pub fn encode(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec((SCHEMA_VERSION, self), config())
-            .expect("an in-memory envelope always encodes")
+        bincode::serde::encode_to_vec((SCHEMA_VERSION, self), config()).expect("an in-memory envelope always encodes")
     }
 
     /// Decodes any schema version this build knows. Never panics on arbitrary input.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let malformed = |e: bincode::error::DecodeError| DecodeError::Malformed(e.to_string());
-        let (version, used): (u16, usize) =
-            bincode::serde::decode_from_slice(bytes, config()).map_err(malformed)?;
+        let (version, used): (u16, usize) = bincode::serde::decode_from_slice(bytes, config()).map_err(malformed)?;
         let body = &bytes[used..];
         let (envelope, used) = match version {
             1 => bincode::serde::decode_from_slice::<Envelope, _>(body, config()).map_err(malformed)?,
@@ -97,8 +95,7 @@ mod tests {
         (0i64..4_000_000_000_000).prop_map(Timestamp)
     }
     fn arb_event_id() -> impl Strategy<Value = EventId> {
-        (arb_cid(), arb_kind(), arb_ts())
-            .prop_map(|(c, k, t)| EventId::new(&c, &k, t, DayOffset::default()).unwrap())
+        (arb_cid(), arb_kind(), arb_ts()).prop_map(|(c, k, t)| EventId::new(&c, &k, t, DayOffset::default()).unwrap())
     }
     fn arb_seg() -> impl Strategy<Value = SegmentId> {
         "[A-Za-z0-9_-]{1,80}".prop_map(|s| SegmentId::parse(&s).unwrap())
@@ -110,25 +107,61 @@ mod tests {
                 Report::EventStarted(EventStarted { cid, event_id, kind, triggered_at: t })
             }),
             (arb_cid(), arb_event_id(), arb_ts(), any::<bool>()).prop_map(|(cid, event_id, ended_at, ok)| {
-                Report::EventEnded(EventEnded { cid, event_id, ended_at, status: if ok { EndStatus::Complete } else { EndStatus::Aborted } })
+                Report::EventEnded(EventEnded {
+                    cid,
+                    event_id,
+                    ended_at,
+                    status: if ok { EndStatus::Complete } else { EndStatus::Aborted },
+                })
             }),
             (
-                arb_cid(), arb_seg(), any::<u64>(), arb_ts(), any::<u32>(),
+                arb_cid(),
+                arb_seg(),
+                any::<u64>(),
+                arb_ts(),
+                any::<u32>(),
                 ("[a-z0-9]{1,8}", any::<u32>(), any::<u32>(), 0.1f64..240.0, proptest::option::of(any::<u32>())),
                 proptest::collection::vec(any::<u64>(), 0..8),
                 proptest::collection::vec((arb_event_id(), any::<u32>(), any::<u64>(), any::<u64>()), 0..4),
-            ).prop_map(|(cid, segment_id, size, started_at, duration_ms, (codec, width, height, fps, audio_sample_rate), keyframes, events)| {
-                Report::SegmentReported(SegmentReported {
-                    cid, segment_id, size, started_at, duration_ms,
-                    media: Media { codec, width, height, fps, audio_sample_rate },
-                    keyframes,
-                    events: events.into_iter().map(|(event_id, index, start_offset, end_offset)| EventMapping { event_id, index, start_offset, end_offset }).collect(),
-                })
-            }),
-            (arb_cid(), 0u32..3_000_000, arb_seg(), any::<u64>(), any::<u32>()).prop_map(|(cid, d, segment_id, size, duration_ms)| {
-                let date = Day::from_date(chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap()).add_days(i64::from(d % 20_000));
-                Report::DigestReported(DigestReported { cid, date, segment_id, size, duration_ms })
-            }),
+            )
+                .prop_map(
+                    |(
+                        cid,
+                        segment_id,
+                        size,
+                        started_at,
+                        duration_ms,
+                        (codec, width, height, fps, audio_sample_rate),
+                        keyframes,
+                        events,
+                    )| {
+                        Report::SegmentReported(SegmentReported {
+                            cid,
+                            segment_id,
+                            size,
+                            started_at,
+                            duration_ms,
+                            media: Media { codec, width, height, fps, audio_sample_rate },
+                            keyframes,
+                            events: events
+                                .into_iter()
+                                .map(|(event_id, index, start_offset, end_offset)| EventMapping {
+                                    event_id,
+                                    index,
+                                    start_offset,
+                                    end_offset,
+                                })
+                                .collect(),
+                        })
+                    }
+                ),
+            (arb_cid(), 0u32..3_000_000, arb_seg(), any::<u64>(), any::<u32>()).prop_map(
+                |(cid, d, segment_id, size, duration_ms)| {
+                    let date = Day::from_date(chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap())
+                        .add_days(i64::from(d % 20_000));
+                    Report::DigestReported(DigestReported { cid, date, segment_id, size, duration_ms })
+                }
+            ),
         ]
     }
 
@@ -173,11 +206,14 @@ mod tests {
         let kind = EventType::parse("motion").unwrap();
         let t = Timestamp(1_795_305_600_000);
         let event_id = EventId::new(&cid, &kind, t, DayOffset::default()).unwrap();
-        let e = Envelope { report: Report::EventStarted(EventStarted { cid, event_id, kind, triggered_at: t }), received_at: t };
+        let e = Envelope {
+            report: Report::EventStarted(EventStarted { cid, event_id, kind, triggered_at: t }),
+            received_at: t,
+        };
         let golden: &[u8] = &[
-            1, 0, 5, 99, 97, 109, 45, 49, 35, 50, 48, 50, 54, 49, 49, 50, 50, 46, 99, 97, 109, 45, 49, 46,
-            49, 55, 57, 53, 51, 48, 53, 54, 48, 48, 48, 48, 48, 46, 109, 111, 116, 105, 111, 110, 6, 109,
-            111, 116, 105, 111, 110, 253, 0, 232, 26, 1, 68, 3, 0, 0, 253, 0, 232, 26, 1, 68, 3, 0, 0,
+            1, 0, 5, 99, 97, 109, 45, 49, 35, 50, 48, 50, 54, 49, 49, 50, 50, 46, 99, 97, 109, 45, 49, 46, 49, 55, 57,
+            53, 51, 48, 53, 54, 48, 48, 48, 48, 48, 46, 109, 111, 116, 105, 111, 110, 6, 109, 111, 116, 105, 111, 110,
+            253, 0, 232, 26, 1, 68, 3, 0, 0, 253, 0, 232, 26, 1, 68, 3, 0, 0,
         ];
         assert_eq!(e.encode(), golden, "{:?}", e.encode());
         assert_eq!(Envelope::decode(golden).unwrap(), e);

@@ -152,9 +152,7 @@ impl Day {
 
     /// Parses `YYYYMMDD`.
     pub fn parse_compact(s: &str) -> Result<Self, IdError> {
-        naive_from_compact(s)
-            .map(Self)
-            .ok_or_else(|| err("date", format!("{s:?} is not YYYYMMDD")))
+        naive_from_compact(s).map(Self).ok_or_else(|| err("date", format!("{s:?} is not YYYYMMDD")))
     }
 
     /// `YYYYMMDD`.
@@ -219,9 +217,7 @@ impl utoipa::PartialSchema for Day {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                utoipa::openapi::KnownFormat::Date,
-            )))
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Date)))
             .into()
     }
 }
@@ -246,15 +242,8 @@ pub struct EventId {
 impl EventId {
     /// The id of the event `kind` that `cid` triggered at `triggered_at`, with the trigger
     /// day taken at `offset`.
-    pub fn new(
-        cid: &DeviceId,
-        kind: &EventType,
-        triggered_at: Timestamp,
-        offset: DayOffset,
-    ) -> Result<Self, IdError> {
-        let day = offset
-            .day_of(triggered_at)
-            .ok_or_else(|| err("event id", "trigger time out of range"))?;
+    pub fn new(cid: &DeviceId, kind: &EventType, triggered_at: Timestamp, offset: DayOffset) -> Result<Self, IdError> {
+        let day = offset.day_of(triggered_at).ok_or_else(|| err("event id", "trigger time out of range"))?;
         if !(1000..=9999).contains(&day.date().year()) {
             return Err(err("event id", "trigger year must have four digits"));
         }
@@ -283,9 +272,8 @@ impl EventId {
         }
         let triggered_at = Timestamp(ms.parse().map_err(|_| err(WHAT, "trigger time"))?);
         let kind = EventType::parse(kind).map_err(|e| err(WHAT, e.to_string()))?;
-        let utc_day = DayOffset::default()
-            .day_of(triggered_at)
-            .ok_or_else(|| err(WHAT, "trigger time out of range"))?;
+        let utc_day =
+            DayOffset::default().day_of(triggered_at).ok_or_else(|| err(WHAT, "trigger time out of range"))?;
         if day.days_since(utc_day).abs() > 1 {
             return Err(err(WHAT, format!("day {} does not match its trigger time", day.compact())));
         }

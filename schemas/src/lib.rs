@@ -16,7 +16,7 @@ pub mod time;
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION};
 pub use ids::{Day, DeviceId, EventId, EventType, IdError, SegmentId};
 pub use report::{
-    DigestReported, EndStatus, EventEnded, EventMapping, EventStarted, Invalid, Media, Report,
-    ReportKind, SegmentReported, TimePolicy,
+    DigestReported, EndStatus, EventEnded, EventMapping, EventStarted, Invalid, Media, Report, ReportKind,
+    SegmentReported, TimePolicy,
 };
 pub use time::{DayOffset, Timestamp};

@@ -222,10 +222,7 @@ impl TimePolicy {
 
     fn check_event(&self, cid: &DeviceId, id: &EventId, now: Timestamp) -> Result<(), Invalid> {
         if id.device() != cid {
-            return Err(Invalid::new(
-                "foreign_event",
-                format!("event {id} belongs to another device"),
-            ));
+            return Err(Invalid::new("foreign_event", format!("event {id} belongs to another device")));
         }
         if self.offset.day_of(id.triggered_at()) != Some(id.day()) {
             return Err(Invalid::new(
@@ -263,7 +260,10 @@ fn check_size(what: &str, size: u64) -> Result<(), Invalid> {
 
 fn check_duration(duration_ms: u32) -> Result<(), Invalid> {
     if duration_ms == 0 || duration_ms > MAX_DURATION_MS {
-        return Err(Invalid::new("invalid_duration", format!("duration_ms {duration_ms} must be 1..={MAX_DURATION_MS}")));
+        return Err(Invalid::new(
+            "invalid_duration",
+            format!("duration_ms {duration_ms} must be 1..={MAX_DURATION_MS}"),
+        ));
     }
     Ok(())
 }
@@ -306,14 +306,20 @@ impl Report {
                 let expected = EventId::new(&r.cid, &r.kind, r.triggered_at, policy.offset)
                     .map_err(|e| Invalid::new("invalid_event_id", e.to_string()))?;
                 if expected != r.event_id {
-                    return Err(Invalid::new("invalid_event_id", format!("event id {} does not match its device, type and trigger time", r.event_id)));
+                    return Err(Invalid::new(
+                        "invalid_event_id",
+                        format!("event id {} does not match its device, type and trigger time", r.event_id),
+                    ));
                 }
                 policy.check_event(&r.cid, &r.event_id, now)
             }
             Self::EventEnded(r) => {
                 policy.check_event(&r.cid, &r.event_id, now)?;
                 if r.ended_at < r.event_id.triggered_at() {
-                    return Err(Invalid::new("ended_before_start", format!("ended_at {} is before the trigger time {}", r.ended_at, r.event_id.triggered_at())));
+                    return Err(Invalid::new(
+                        "ended_before_start",
+                        format!("ended_at {} is before the trigger time {}", r.ended_at, r.event_id.triggered_at()),
+                    ));
                 }
                 if r.ended_at.millis() > now.millis() + policy.future_tolerance_ms {
                     return Err(Invalid::new("in_future", format!("ended_at {} is in the future", r.ended_at)));
@@ -325,7 +331,10 @@ impl Report {
                 check_size("segment", r.size)?;
                 check_duration(r.duration_ms)?;
                 let m = &r.media;
-                if m.codec.is_empty() || m.codec.len() > 32 || !m.codec.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
+                if m.codec.is_empty()
+                    || m.codec.len() > 32
+                    || !m.codec.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+                {
                     return Err(Invalid::new("invalid_media", "media.codec must be 1 to 32 of A-Z a-z 0-9 _ - ."));
                 }
                 if m.width == 0 || m.height == 0 || m.width > 16_384 || m.height > 16_384 {
@@ -341,17 +350,27 @@ impl Report {
                     return Err(Invalid::new("invalid_keyframes", format!("at most {MAX_KEYFRAMES} keyframes")));
                 }
                 if r.keyframes.windows(2).any(|w| w[0] >= w[1]) || r.keyframes.last().is_some_and(|&k| k >= r.size) {
-                    return Err(Invalid::new("invalid_keyframes", "keyframes must be strictly ascending offsets below size"));
+                    return Err(Invalid::new(
+                        "invalid_keyframes",
+                        "keyframes must be strictly ascending offsets below size",
+                    ));
                 }
                 if r.events.len() > MAX_MAPPINGS {
-                    return Err(Invalid::new("invalid_mapping", format!("a segment maps into at most {MAX_MAPPINGS} events")));
+                    return Err(Invalid::new(
+                        "invalid_mapping",
+                        format!("a segment maps into at most {MAX_MAPPINGS} events"),
+                    ));
                 }
                 for (i, e) in r.events.iter().enumerate() {
                     policy.check_event(&r.cid, &e.event_id, now)?;
                     if !(e.start_offset <= e.end_offset && e.end_offset <= r.size) {
-                        return Err(Invalid::new("invalid_offsets", format!(
-                            "event {}: need 0 <= start_offset ({}) <= end_offset ({}) <= size ({})",
-                            e.event_id, e.start_offset, e.end_offset, r.size)));
+                        return Err(Invalid::new(
+                            "invalid_offsets",
+                            format!(
+                                "event {}: need 0 <= start_offset ({}) <= end_offset ({}) <= size ({})",
+                                e.event_id, e.start_offset, e.end_offset, r.size
+                            ),
+                        ));
                     }
                     if r.events[..i].iter().any(|p| p.event_id == e.event_id) {
                         return Err(Invalid::new("invalid_mapping", format!("event {} is mapped twice", e.event_id)));
@@ -390,7 +409,10 @@ mod tests {
         let now = Timestamp::now();
         assert!(started(now).validate(&policy(), now).is_ok());
         assert!(started(now.plus_millis(-3 * 86_400_000)).validate(&policy(), now).is_ok());
-        assert_eq!(started(now.plus_millis(-31 * 86_400_000)).validate(&policy(), now).unwrap_err().code, "past_retention");
+        assert_eq!(
+            started(now.plus_millis(-31 * 86_400_000)).validate(&policy(), now).unwrap_err().code,
+            "past_retention"
+        );
         assert_eq!(started(now.plus_millis(3_600_000)).validate(&policy(), now).unwrap_err().code, "in_future");
     }
 
@@ -398,16 +420,23 @@ mod tests {
     fn offsets_outside_the_segment_are_refused() {
         let now = Timestamp::now();
         let Report::EventStarted(ev) = started(now) else { unreachable!() };
-        let seg = |start, end| Report::SegmentReported(SegmentReported {
-            cid: ev.cid.clone(),
-            segment_id: SegmentId::parse("s1").unwrap(),
-            size: 100,
-            started_at: now,
-            duration_ms: 10_000,
-            media: Media { codec: "h264".into(), width: 1920, height: 1080, fps: 25.0, audio_sample_rate: None },
-            keyframes: vec![0, 50],
-            events: vec![EventMapping { event_id: ev.event_id.clone(), index: 0, start_offset: start, end_offset: end }],
-        });
+        let seg = |start, end| {
+            Report::SegmentReported(SegmentReported {
+                cid: ev.cid.clone(),
+                segment_id: SegmentId::parse("s1").unwrap(),
+                size: 100,
+                started_at: now,
+                duration_ms: 10_000,
+                media: Media { codec: "h264".into(), width: 1920, height: 1080, fps: 25.0, audio_sample_rate: None },
+                keyframes: vec![0, 50],
+                events: vec![EventMapping {
+                    event_id: ev.event_id.clone(),
+                    index: 0,
+                    start_offset: start,
+                    end_offset: end,
+                }],
+            })
+        };
         assert!(seg(0, 100).validate(&policy(), now).is_ok());
         assert_eq!(seg(10, 101).validate(&policy(), now).unwrap_err().code, "invalid_offsets");
         assert_eq!(seg(20, 10).validate(&policy(), now).unwrap_err().code, "invalid_offsets");

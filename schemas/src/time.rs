@@ -77,9 +77,7 @@ impl utoipa::PartialSchema for Timestamp {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                utoipa::openapi::KnownFormat::DateTime,
-            )))
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime)))
             .into()
     }
 }
@@ -101,15 +99,12 @@ impl DayOffset {
         if s.eq_ignore_ascii_case("z") || s == "UTC" {
             return Ok(Self::default());
         }
-        s.parse::<FixedOffset>()
-            .map(Self)
-            .map_err(|e| format!("invalid UTC offset {s:?} (want +HH:MM): {e}"))
+        s.parse::<FixedOffset>().map(Self).map_err(|e| format!("invalid UTC offset {s:?} (want +HH:MM): {e}"))
     }
 
     /// The day `t` falls on at this offset.
     pub fn day_of(self, t: Timestamp) -> Option<Day> {
-        t.to_datetime()
-            .map(|d| Day::from_date(d.with_timezone(&self.0).date_naive()))
+        t.to_datetime().map(|d| Day::from_date(d.with_timezone(&self.0).date_naive()))
     }
 
     /// The first instant of `day` at this offset.

@@ -99,10 +99,20 @@ impl IntoResponse for ApiError {
 impl From<LogError> for ApiError {
     fn from(e: LogError) -> Self {
         match e {
-            LogError::Full { retry_after } => Self::unavailable("log_full", "the log is taking no more reports right now", retry_after),
-            LogError::Timeout(m) => Self::unavailable("log_timeout", format!("the log did not confirm in time: {m}"), Duration::from_secs(2)),
-            LogError::Unavailable(m) => Self::unavailable("log_unavailable", format!("the log is unavailable: {m}"), Duration::from_secs(2)),
-            LogError::Closed => Self::unavailable("shutting_down", "the service is shutting down", Duration::from_secs(2)),
+            LogError::Full { retry_after } => {
+                Self::unavailable("log_full", "the log is taking no more reports right now", retry_after)
+            }
+            LogError::Timeout(m) => Self::unavailable(
+                "log_timeout",
+                format!("the log did not confirm in time: {m}"),
+                Duration::from_secs(2),
+            ),
+            LogError::Unavailable(m) => {
+                Self::unavailable("log_unavailable", format!("the log is unavailable: {m}"), Duration::from_secs(2))
+            }
+            LogError::Closed => {
+                Self::unavailable("shutting_down", "the service is shutting down", Duration::from_secs(2))
+            }
             LogError::Other(m) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
         }
     }
@@ -112,7 +122,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::BadCursor => Self::bad_request("invalid_cursor", "the cursor is not valid for this query"),
-            StoreError::Unavailable(m) => Self::unavailable("store_unavailable", format!("the store is unavailable: {m}"), Duration::from_secs(2)),
+            StoreError::Unavailable(m) => {
+                Self::unavailable("store_unavailable", format!("the store is unavailable: {m}"), Duration::from_secs(2))
+            }
             StoreError::Other(m) => {
                 tracing::error!(error = %m, "store error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal store error")

@@ -52,7 +52,8 @@ impl Http {
 
     /// GETs JSON.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let resp = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.expect("request");
+        let resp =
+            self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.expect("request");
         let status = resp.status();
         (status, resp.json().await.unwrap_or(Value::Null))
     }

@@ -45,19 +45,24 @@ fn today_noonish() -> chrono::DateTime<Utc> {
 }
 
 async fn start_event(dev: &Http, cid: &str, kind: &str, at: chrono::DateTime<Utc>) -> Value {
-    let (status, body) = dev.post(&format!("/v1/devices/{cid}/events"), &json!({"type": kind, "triggered_at": ts(at)})).await;
+    let (status, body) =
+        dev.post(&format!("/v1/devices/{cid}/events"), &json!({"type": kind, "triggered_at": ts(at)})).await;
     assert_eq!(status, StatusCode::CREATED, "start event: {body}");
     body
 }
 
 async fn end_event(dev: &Http, cid: &str, id: &str, at: chrono::DateTime<Utc>, status: &str) {
-    let (s, body) = dev.post(&format!("/v1/devices/{cid}/events/{id}/end"), &json!({"ended_at": ts(at), "status": status})).await;
+    let (s, body) =
+        dev.post(&format!("/v1/devices/{cid}/events/{id}/end"), &json!({"ended_at": ts(at), "status": status})).await;
     assert_eq!(s, StatusCode::ACCEPTED, "end event: {body}");
 }
 
 async fn upload_segment(dev: &Http, cid: &str, bytes: &[u8]) -> String {
     let (status, up) = dev
-        .post(&format!("/v1/devices/{cid}/segments/uploads"), &json!({"content_length": bytes.len(), "content_type": "video/mp4"}))
+        .post(
+            &format!("/v1/devices/{cid}/segments/uploads"),
+            &json!({"content_length": bytes.len(), "content_type": "video/mp4"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "segment upload url: {up}");
     let resp = presigned(&up["upload"], bytes.to_vec()).await;
@@ -143,14 +148,20 @@ pub async fn act_as_device(dev: &Http, cid: &str) -> Expect {
     // Yesterday's digest.
     let digest: Vec<u8> = b"digest video".repeat(50);
     let (st, up) = dev
-        .post(&format!("/v1/devices/{cid}/digests/uploads"), &json!({"content_length": digest.len(), "content_type": "video/mp4"}))
+        .post(
+            &format!("/v1/devices/{cid}/digests/uploads"),
+            &json!({"content_length": digest.len(), "content_type": "video/mp4"}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "digest upload url: {up}");
     assert!(up["window"]["start"].is_string() && up["window"]["end"].is_string(), "slot: {up}");
     assert!(presigned(&up["upload"], digest.clone()).await.status().is_success());
     let date = (Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
     let (st, body) = dev
-        .post(&format!("/v1/devices/{cid}/digests"), &json!({"date": date, "segment_id": up["segment_id"], "size": digest.len(), "duration_ms": 60000}))
+        .post(
+            &format!("/v1/devices/{cid}/digests"),
+            &json!({"date": date, "segment_id": up["segment_id"], "size": digest.len(), "duration_ms": 60000}),
+        )
         .await;
     assert_eq!(st, StatusCode::ACCEPTED, "digest report: {body}");
 
@@ -177,7 +188,8 @@ pub async fn refuse_bad_input(dev: &Http, cid: &str, other_device_token: &str) {
     assert!(code(&v).is_some());
     let (s, v) = dev.with_token("not-a-jwt").post(&events, &json!({"type": "motion", "triggered_at": now})).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
-    let (s, v) = dev.with_token(other_device_token).post(&events, &json!({"type": "motion", "triggered_at": now})).await;
+    let (s, v) =
+        dev.with_token(other_device_token).post(&events, &json!({"type": "motion", "triggered_at": now})).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     let (s, _) = dev.post_raw(&events, vec![b' '; 300 * 1024]).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
@@ -187,7 +199,9 @@ pub async fn refuse_bad_input(dev: &Http, cid: &str, other_device_token: &str) {
     let future = ts(Utc::now() + chrono::Duration::hours(2));
     let (s, v) = dev.post(&events, &json!({"type": "motion", "triggered_at": future})).await;
     assert_eq!((s, code(&v).as_deref()), (StatusCode::UNPROCESSABLE_ENTITY, Some("in_future")), "{v}");
-    let (s, v) = dev.post(&format!("/v1/devices/{cid}/events/not-an-id/end"), &json!({"ended_at": now, "status": "complete"})).await;
+    let (s, v) = dev
+        .post(&format!("/v1/devices/{cid}/events/not-an-id/end"), &json!({"ended_at": now, "status": "complete"}))
+        .await;
     assert_eq!((s, code(&v).as_deref()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_event_id")), "{v}");
     let t = Utc::now() - chrono::Duration::minutes(1);
     let id = format!("{}.{cid}.{}.motion", t.format("%Y%m%d"), t.timestamp_millis());
@@ -210,7 +224,10 @@ pub async fn wait_projected(viewer: &Http, e: &Expect, timeout: Duration) {
         let today = cal["days"][0]["events"].as_u64().unwrap_or(0);
         let (_, detail) = viewer.get(&format!("/v1/events/{}", e.a)).await;
         let (ds, _) = viewer.get(&format!("/v1/devices/{}/digests/{}", e.cid, e.digest.0)).await;
-        if today as usize == e.today.len() && detail["segments"].as_array().is_some_and(|s| s.len() == 2) && ds == StatusCode::OK {
+        if today as usize == e.today.len()
+            && detail["segments"].as_array().is_some_and(|s| s.len() == 2)
+            && ds == StatusCode::OK
+        {
             return;
         }
         assert!(Instant::now() < deadline, "projections incomplete after {timeout:?}: calendar {cal}");
@@ -281,7 +298,11 @@ pub async fn check_as_viewer(viewer: &Http, e: &Expect) {
 
     // C's end came first and is merged with its start.
     let (_, c) = viewer.get(&format!("/v1/events/{}", e.c)).await;
-    assert_eq!((c["status"].as_str(), c["type"].as_str(), c["duration_ms"].as_i64()), (Some("complete"), Some("sound"), Some(3000)), "{c}");
+    assert_eq!(
+        (c["status"].as_str(), c["type"].as_str(), c["duration_ms"].as_i64()),
+        (Some("complete"), Some("sound"), Some(3000)),
+        "{c}"
+    );
 
     let (s, late) = viewer.get(&format!("/v1/events/{}", e.late)).await;
     assert_eq!((s, late["status"].as_str()), (StatusCode::OK, Some("complete")));

@@ -48,7 +48,13 @@ async fn device_to_viewer_then_restart() {
     let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert!(keys.iter().any(|k| k.contains("/snapshots/")), "{keys:?}");
     assert_eq!(keys.iter().filter(|k| k.contains("/segments/")).count(), 2, "{keys:?}");
-    let got = s3.get_object().bucket("daybook").key(format!("devices/{cid}/segments/{}", expect.segments[0].0)).send().await.unwrap();
+    let got = s3
+        .get_object()
+        .bucket("daybook")
+        .key(format!("devices/{cid}/segments/{}", expect.segments[0].0))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.body.collect().await.unwrap().into_bytes().to_vec(), expect.segments[0].1);
 
     // Operations endpoints.
@@ -56,7 +62,9 @@ async fn device_to_viewer_then_restart() {
     assert_eq!(s, 200, "{ready}");
     let (s, doc) = viewer.get("/openapi.json").await;
     assert_eq!(s, 200);
-    for path in ["/v1/devices/{cid}/events", "/v1/devices/{cid}/reports", "/v1/events/{event_id}", "/v1/devices/{cid}/calendar"] {
+    for path in
+        ["/v1/devices/{cid}/events", "/v1/devices/{cid}/reports", "/v1/events/{event_id}", "/v1/devices/{cid}/calendar"]
+    {
         assert!(doc["paths"][path].is_object(), "openapi lists {path}");
     }
     let metrics = reqwest::get(format!("{}/metrics", server.http())).await.unwrap().text().await.unwrap();

@@ -19,7 +19,15 @@ async fn start() -> Harness {
     let addr = listener.local_addr().unwrap();
     let root = dir.path().to_owned();
     tokio::spawn(async move {
-        infra::s3_server::serve(listener, &root, "daybook", "test-access", "test-secret-key-0123456789", std::future::pending()).await
+        infra::s3_server::serve(
+            listener,
+            &root,
+            "daybook",
+            "test-access",
+            "test-secret-key-0123456789",
+            std::future::pending(),
+        )
+        .await
     });
     let signer = S3Signer::new(&S3Config {
         endpoint: Some(format!("http://{addr}")),

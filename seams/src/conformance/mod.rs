@@ -31,16 +31,20 @@ where
 #[macro_export]
 macro_rules! log_suite {
     ($harness:expr) => {
-        $crate::__suite!(log, $harness, [
-            append_returns_positions_in_key_order,
-            new_group_reads_everything,
-            commit_resumes_the_group,
-            uncommitted_records_are_redelivered,
-            concurrent_appends_keep_per_key_order,
-            headers_and_bytes_survive,
-            acknowledged_appends_survive_reopen,
-            appends_after_shutdown_are_refused,
-        ]);
+        $crate::__suite!(
+            log,
+            $harness,
+            [
+                append_returns_positions_in_key_order,
+                new_group_reads_everything,
+                commit_resumes_the_group,
+                uncommitted_records_are_redelivered,
+                concurrent_appends_keep_per_key_order,
+                headers_and_bytes_survive,
+                acknowledged_appends_survive_reopen,
+                appends_after_shutdown_are_refused,
+            ]
+        );
     };
 }
 
@@ -48,20 +52,24 @@ macro_rules! log_suite {
 #[macro_export]
 macro_rules! store_suite {
     ($harness:expr) => {
-        $crate::__suite!(store, $harness, [
-            start_then_end,
-            end_before_start_merges,
-            replay_is_idempotent,
-            calendar_counts_per_day,
-            day_page_cursor_is_stable,
-            day_page_filters_by_type,
-            segments_map_into_events_in_index_order,
-            segment_before_event_start_is_kept,
-            late_report_lands_in_trigger_day,
-            digests_by_day,
-            expired_days_are_dropped_whole,
-            foreign_cursor_is_refused,
-        ]);
+        $crate::__suite!(
+            store,
+            $harness,
+            [
+                start_then_end,
+                end_before_start_merges,
+                replay_is_idempotent,
+                calendar_counts_per_day,
+                day_page_cursor_is_stable,
+                day_page_filters_by_type,
+                segments_map_into_events_in_index_order,
+                segment_before_event_start_is_kept,
+                late_report_lands_in_trigger_day,
+                digests_by_day,
+                expired_days_are_dropped_whole,
+                foreign_cursor_is_refused,
+            ]
+        );
     };
 }
 
@@ -69,14 +77,18 @@ macro_rules! store_suite {
 #[macro_export]
 macro_rules! blob_suite {
     ($harness:expr) => {
-        $crate::__suite!(blob, $harness, [
-            put_then_get,
-            tampered_signature_is_refused,
-            swapped_key_is_refused,
-            expired_url_is_refused,
-            long_ttl_is_refused,
-            wrong_length_is_refused,
-        ]);
+        $crate::__suite!(
+            blob,
+            $harness,
+            [
+                put_then_get,
+                tampered_signature_is_refused,
+                swapped_key_is_refused,
+                expired_url_is_refused,
+                long_ttl_is_refused,
+                wrong_length_is_refused,
+            ]
+        );
     };
 }
 

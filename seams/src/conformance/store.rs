@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use schemas::{
-    Day, DayOffset, DeviceId, DigestReported, EndStatus, Envelope, EventEnded, EventId, EventMapping,
-    EventStarted, EventType, Media, Report, SegmentId, SegmentReported, Timestamp,
+    Day, DayOffset, DeviceId, DigestReported, EndStatus, Envelope, EventEnded, EventId, EventMapping, EventStarted,
+    EventType, Media, Report, SegmentId, SegmentReported, Timestamp,
 };
 
 use crate::store::{EventStatus, ProjectionStore};
@@ -64,7 +64,12 @@ pub fn segment(device: &str, seg: &str, at: Timestamp, size: u64, events: &[(&Ev
         keyframes: vec![0, size / 2],
         events: events
             .iter()
-            .map(|(id, index, s, e)| EventMapping { event_id: (*id).clone(), index: *index, start_offset: *s, end_offset: *e })
+            .map(|(id, index, s, e)| EventMapping {
+                event_id: (*id).clone(),
+                index: *index,
+                start_offset: *s,
+                end_offset: *e,
+            })
             .collect(),
     }))
 }
@@ -114,7 +119,13 @@ pub async fn replay_is_idempotent(mut h: impl StoreHarness) {
         ids.push(id);
     }
     batch.push(segment("cam-r", "seg-r", noon(2, 0), 1000, &[(&ids[0], 0, 0, 400), (&ids[1], 0, 400, 1000)]));
-    batch.push(env(Report::DigestReported(DigestReported { cid: cid("cam-r"), date: day(2), segment_id: SegmentId::parse("dg").unwrap(), size: 9, duration_ms: 60_000 })));
+    batch.push(env(Report::DigestReported(DigestReported {
+        cid: cid("cam-r"),
+        date: day(2),
+        segment_id: SegmentId::parse("dg").unwrap(),
+        size: 9,
+        duration_ms: 60_000,
+    })));
     s.apply(&batch).await.unwrap();
     let snapshot = |s: Arc<dyn ProjectionStore>, ids: Vec<EventId>| async move {
         let cal = s.calendar(&cid("cam-r"), day(29), day(0)).await.unwrap();
@@ -228,7 +239,11 @@ pub async fn segments_map_into_events_in_index_order(mut h: impl StoreHarness) {
     .await
     .unwrap();
     let da = s.event(&a).await.unwrap().unwrap();
-    let got: Vec<_> = da.segments.iter().map(|x| (x.segment_id.as_str().to_owned(), x.index, x.start_offset, x.end_offset, x.size)).collect();
+    let got: Vec<_> = da
+        .segments
+        .iter()
+        .map(|x| (x.segment_id.as_str().to_owned(), x.index, x.start_offset, x.end_offset, x.size))
+        .collect();
     assert_eq!(got, vec![("seg-1".into(), 0, 100, 1500, 1500), ("seg-2".into(), 1, 0, 800, 2000)]);
     let db = s.event(&b).await.unwrap().unwrap();
     let got: Vec<_> = db.segments.iter().map(|x| (x.segment_id.as_str().to_owned(), x.index)).collect();
@@ -263,7 +278,15 @@ pub async fn late_report_lands_in_trigger_day(mut h: impl StoreHarness) {
 /// One digest per device and day; a re-upload replaces it.
 pub async fn digests_by_day(mut h: impl StoreHarness) {
     let s = h.open().await;
-    let dg = |seg: &str, size| env(Report::DigestReported(DigestReported { cid: cid("cam-d"), date: day(1), segment_id: SegmentId::parse(seg).unwrap(), size, duration_ms: 30_000 }));
+    let dg = |seg: &str, size| {
+        env(Report::DigestReported(DigestReported {
+            cid: cid("cam-d"),
+            date: day(1),
+            segment_id: SegmentId::parse(seg).unwrap(),
+            size,
+            duration_ms: 30_000,
+        }))
+    };
     s.apply(&[dg("d1", 10)]).await.unwrap();
     s.apply(&[dg("d2", 20)]).await.unwrap();
     let got = s.digest(&cid("cam-d"), day(1)).await.unwrap().unwrap();
