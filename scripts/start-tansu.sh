@@ -7,12 +7,20 @@
 # Environment:
 #   TANSU_PORT     port to listen on (the argument wins)
 #   TANSU_BIN      the tansu binary (default: $HOME/.cache/daybook/tools/bin/tansu)
-#   TANSU_STORAGE  storage engine URL (default: memory://tansu/; e.g. sqlite://DIR/tansu.db)
+#   TANSU_DATA     directory of the default storage (default: ${TMPDIR:-/tmp}/tansu-PORT)
+#   TANSU_STORAGE  storage engine URL (default: a fresh sqlite:// database in TANSU_DATA)
 #   TANSU_LOG      broker log file (default: ${TMPDIR:-/tmp}/tansu-PORT.log)
 #   TANSU_WAIT     seconds to wait for the port to accept connections (default: 60)
 #
 # Install tansu once per machine (about 8 minutes on 2 cores):
 #   cargo install tansu --locked --features dynostore,libsql --root ~/.cache/daybook/tools
+#
+# Storage: every start gets an empty SQLite database (tansu.db* in TANSU_DATA is removed
+# first), so the broker starts as empty as with memory storage. Not memory://: tansu 0.6's
+# memory (dynostore) engine answers a fetch only with batches whose *base* offset is at or
+# after the fetch offset, so a consumer group resuming from a commit inside a producer batch
+# gets nothing (or, once later batches exist, silently skips the rest of that batch). Its
+# SQLite engine stores records one by one and fetches them correctly.
 #
 # The broker binds 127.0.0.1 only and advertises 127.0.0.1:PORT, so clients that follow the
 # metadata reconnect to the same loopback address. Only the pid goes to stdout.
@@ -20,7 +28,7 @@ set -euo pipefail
 
 port="${1:-${TANSU_PORT:-9092}}"
 bin="${TANSU_BIN:-$HOME/.cache/daybook/tools/bin/tansu}"
-storage="${TANSU_STORAGE:-memory://tansu/}"
+data="${TANSU_DATA:-${TMPDIR:-/tmp}/tansu-$port}"
 log="${TANSU_LOG:-${TMPDIR:-/tmp}/tansu-$port.log}"
 wait_s="${TANSU_WAIT:-60}"
 
@@ -33,6 +41,19 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
 if port_open; then
     die "127.0.0.1:$port already accepts connections (another broker running?)"
+fi
+
+if [[ -n "${TANSU_STORAGE:-}" ]]; then
+    storage="$TANSU_STORAGE"
+    if [[ "$storage" == memory://* ]]; then
+        echo "start-tansu: warning: memory:// storage cannot resume a consumer group from inside a batch (see the header of $0)" >&2
+    fi
+else
+    [[ "$data" == /* ]] || data="$PWD/$data"
+    mkdir -p "$data"
+    rm -f "$data/tansu.db" "$data/tansu.db-wal" "$data/tansu.db-shm" "$data/tansu.db-journal"
+    # sqlite://PATH: an absolute PATH gives four slashes (sqlite:////tmp/…).
+    storage="sqlite:///$data/tansu.db"
 fi
 
 # The broker also reads LISTENER_URL, ADVERTISED_LISTENER_URL, STORAGE_ENGINE… from the

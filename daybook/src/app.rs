@@ -30,8 +30,17 @@ pub(crate) struct OpenedLog {
     pub(crate) embedded: Option<Arc<EmbeddedLog>>,
 }
 
-pub(crate) async fn open_log(args: &LogArgs, data: &DataArgs) -> anyhow::Result<OpenedLog> {
+/// Opens the log `args` names. `direct` (the benchmark baseline) writes through to `store`.
+pub(crate) async fn open_log(
+    args: &LogArgs,
+    data: &DataArgs,
+    store: Option<&Arc<dyn ProjectionStore>>,
+) -> anyhow::Result<OpenedLog> {
     match &args.log {
+        LogUrl::Direct => {
+            let store = store.context("--log direct only works with `daybook run` (it writes the store directly)")?;
+            Ok(OpenedLog { log: infra::direct::DirectLog::new(store.clone()), embedded: None })
+        }
         LogUrl::Embedded => {
             std::fs::create_dir_all(&data.data_dir)
                 .with_context(|| format!("cannot create data directory {}", data.data_dir.display()))?;

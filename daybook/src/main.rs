@@ -5,6 +5,7 @@
 //! one service each for the distributed deployment (Kafka, ScyllaDB, S3).
 
 mod app;
+mod bench;
 mod config;
 mod ops;
 mod secrets;
@@ -53,6 +54,9 @@ enum Command {
     /// ScyllaDB schema administration.
     #[command(subcommand)]
     Schema(SchemaCmd),
+    /// Benchmarks (`daybook bench burst --out DIR`).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +215,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Api(a) => run_api(a).await,
         Command::Token(t) => token(t),
         Command::Tail(a) => tail::run(a).await,
+        Command::Bench(b) => bench::run(b).await,
         Command::Topic(TopicCmd::Create { log, partitions, replication_factor, retention_hours }) => {
             let LogUrl::Kafka(url) = &log.log else {
                 anyhow::bail!("`topic create` needs --log kafka://HOST:PORT/TOPIC");
@@ -263,8 +268,8 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     ops::install_metrics();
     let policy = a.policy.policy();
     let (tx, rx) = shutdown_signal();
-    let opened = app::open_log(&a.log, &a.data).await?;
     let store = app::open_store(&a.store, &a.data, policy).await?;
+    let opened = app::open_log(&a.log, &a.data, Some(&store)).await?;
 
     let mut s3_task = None;
     let mut s3_addr = None;
@@ -300,7 +305,8 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let listener = app::bind(a.http.http_addr, "http").await?;
     let http_addr = listener.local_addr()?;
 
-    let projector = {
+    let direct = matches!(a.log.log, LogUrl::Direct);
+    let projector = (!direct).then(|| {
         let (log, store, config, rx, tx) =
             (opened.log.clone(), store.clone(), app::projector_config(&a.projector), rx.clone(), tx.clone());
         tokio::spawn(async move {
@@ -311,7 +317,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             }
             result
         })
-    };
+    });
     let janitor = tokio::spawn(app::janitor(policy, Some(store.clone()), opened.embedded.clone(), rx.clone()));
     spawn_idle_sweeper(ingest, rx.clone());
 
@@ -321,7 +327,10 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let _ = tx.send(true);
     // Every acknowledged report is already durable; flushing covers the ones in flight.
     opened.log.shutdown().await.context("log shutdown")?;
-    let projected = projector.await.context("projector task")?;
+    let projected = match projector {
+        Some(p) => p.await.context("projector task")?.map(|_| ()),
+        None => Ok(()),
+    };
     let _ = janitor.await;
     if let Some(t) = s3_task {
         t.await.context("s3 task")??;
@@ -347,7 +356,7 @@ async fn run_ingest(a: IngestCmd) -> anyhow::Result<()> {
     ops::install_metrics();
     let policy = a.policy.policy();
     let (tx, rx) = shutdown_signal();
-    let opened = app::open_log(&a.log, &a.data).await?;
+    let opened = app::open_log(&a.log, &a.data, None).await?;
     let signer = app::open_signer(&a.s3, &a.data, None, policy.retention_days).await?;
     let ingest = ingest::Ingest::new(
         opened.log.clone(),
@@ -372,8 +381,8 @@ async fn run_projector(a: ProjectorCmd) -> anyhow::Result<()> {
     ops::install_metrics();
     let policy = a.policy.policy();
     let (tx, rx) = shutdown_signal();
-    let opened = app::open_log(&a.log, &a.data).await?;
     let store = app::open_store(&a.store, &a.data, policy).await?;
+    let opened = app::open_log(&a.log, &a.data, None).await?;
     let mut metrics_server = None;
     if let Some(addr) = a.metrics_addr {
         let ready = ops::Readiness { log: Some(opened.log.clone()), store: Some(store.clone()), signer: None };

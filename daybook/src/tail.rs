@@ -48,7 +48,7 @@ pub(crate) fn to_json(c: &seams::Consumed, env: &Envelope) -> serde_json::Value 
 }
 
 pub(crate) async fn run(a: TailArgs) -> anyhow::Result<()> {
-    let opened = crate::app::open_log(&a.log, &a.data).await?;
+    let opened = crate::app::open_log(&a.log, &a.data, None).await?;
     let log = opened.log;
     let committing = a.group.is_some();
     let group = a.group.clone().unwrap_or_else(|| format!("daybook-tail-{}", uuid::Uuid::new_v4().simple()));

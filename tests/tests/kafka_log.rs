@@ -1,7 +1,10 @@
 //! The report-log conformance suite against a live Kafka-protocol broker.
 //!
 //! Needs `DAYBOOK_TEST_KAFKA=HOST:PORT` (e.g. a tansu started with `scripts/start-tansu.sh`);
-//! without it every case fails rather than passing silently. Each case gets its own topic.
+//! without it every case fails rather than passing silently. Each case gets its own topic,
+//! and its consumer groups are scoped to that topic: Kafka groups are cluster-wide, while a
+//! case expects a fresh log (as a fresh directory gives the embedded one), so two cases that
+//! both use group `g` must not join the same group.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use infra::kafka::{create_topic, KafkaConfig, KafkaLog};
 use seams::conformance::log::LogHarness;
-use seams::ReportLog;
+use seams::{LogConsumer, LogError, LogRecord, Position, ReportLog};
 
 const PARTITIONS: i32 = 3;
 
@@ -49,7 +52,41 @@ impl LogHarness for KafkaHarness {
         }
         let log = KafkaLog::connect(self.config.clone()).expect("connect to kafka");
         log.health().await.unwrap_or_else(|e| panic!("kafka at {} is not healthy: {e}", self.config.brokers));
-        log
+        Arc::new(TopicGroups { group_prefix: format!("{}.", self.config.topic), log })
+    }
+}
+
+/// The log under test, with the case's group names prefixed by its topic.
+#[derive(Debug)]
+struct TopicGroups {
+    group_prefix: String,
+    log: Arc<KafkaLog>,
+}
+
+#[async_trait]
+impl ReportLog for TopicGroups {
+    async fn append(&self, records: Vec<LogRecord>) -> Result<Vec<Position>, LogError> {
+        self.log.append(records).await
+    }
+
+    async fn consumer(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
+        self.log.consumer(&format!("{}{group}", self.group_prefix)).await
+    }
+
+    async fn consumer_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
+        self.log.consumer_at_end(&format!("{}{group}", self.group_prefix)).await
+    }
+
+    async fn health(&self) -> Result<(), LogError> {
+        self.log.health().await
+    }
+
+    async fn shutdown(&self) -> Result<(), LogError> {
+        self.log.shutdown().await
+    }
+
+    fn backend(&self) -> &'static str {
+        self.log.backend()
     }
 }
 

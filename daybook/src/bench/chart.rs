@@ -1,0 +1,115 @@
+//! `burst.png`: arrivals, acceptances and store writes per 100 ms, and projector lag, over
+//! time — daybook above, the direct baseline below.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use plotters::prelude::*;
+
+use super::load::Outcome;
+use super::Sample;
+
+const BUCKET: f64 = 0.1;
+
+/// Per-100 ms series of one run, x in seconds from the burst's start.
+#[derive(Debug, Default)]
+pub(crate) struct Series {
+    pub(crate) arrivals: Vec<(f64, f64)>,
+    pub(crate) accepted: Vec<(f64, f64)>,
+    pub(crate) store: Vec<(f64, f64)>,
+    pub(crate) lag: Vec<(f64, f64)>,
+}
+
+fn bucketed(times: impl Iterator<Item = f64>, until: f64) -> Vec<(f64, f64)> {
+    let n = (until / BUCKET).ceil().max(1.0) as usize + 1;
+    let mut counts = vec![0.0; n];
+    for t in times {
+        let i = (t / BUCKET).floor();
+        if i >= 0.0 && (i as usize) < n {
+            counts[i as usize] += 1.0;
+        }
+    }
+    counts.into_iter().enumerate().map(|(i, c)| (i as f64 * BUCKET, c)).collect()
+}
+
+impl Series {
+    pub(crate) fn from_phase(outcomes: &[Outcome], samples: &[Sample], _start: Instant) -> Self {
+        let secs = |d: Duration| d.as_secs_f64();
+        let until = samples.last().map_or(0.0, |s| s.t).max(outcomes.iter().map(|o| secs(o.done)).fold(0.0, f64::max));
+        let arrivals = bucketed(outcomes.iter().map(|o| secs(o.scheduled)), until);
+        let accepted = bucketed(outcomes.iter().filter(|o| o.accepted()).map(|o| secs(o.done)), until);
+        let has_projector = samples.iter().any(|s| s.rows > 0.0);
+        let mut store = Vec::new();
+        let mut lag = Vec::new();
+        for w in samples.windows(2) {
+            let dt = (w[1].t - w[0].t).max(1e-3);
+            // Without a projector (direct), every accepted report was a store write.
+            let d = if has_projector { w[1].rows - w[0].rows } else { w[1].accepted - w[0].accepted };
+            store.push((w[1].t, d * BUCKET / dt));
+            lag.push((w[1].t, (w[1].accepted - w[1].projected).max(0.0)));
+        }
+        Self { arrivals, accepted, store, lag: if has_projector { lag } else { Vec::new() } }
+    }
+
+    fn x_max(&self) -> f64 {
+        self.arrivals.iter().chain(&self.accepted).chain(&self.store).map(|p| p.0).fold(1.0, f64::max)
+    }
+
+    fn y_max(&self) -> f64 {
+        self.arrivals.iter().chain(&self.accepted).chain(&self.store).map(|p| p.1).fold(1.0, f64::max)
+    }
+}
+
+fn panel(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    title: &str,
+    s: &Series,
+    x_max: f64,
+) -> anyhow::Result<()> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, 0.0..s.y_max() * 1.1)?;
+    chart.configure_mesh().x_desc("seconds since the burst began").y_desc("per 100 ms").draw()?;
+    for (data, color, label) in [
+        (&s.arrivals, RED, "arrivals (scheduled sends)"),
+        (&s.accepted, BLUE, "acceptances (2xx)"),
+        (&s.store, RGBColor(0, 150, 0), "store writes (rows)"),
+    ] {
+        let color: RGBAColor = color.to_rgba();
+        chart
+            .draw_series(LineSeries::new(data.iter().copied(), color.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    Ok(())
+}
+
+/// Draws the chart.
+pub(crate) fn draw(path: &Path, daybook: &Series, direct: Option<&Series>, caption: &str) -> anyhow::Result<()> {
+    let root = BitMapBackend::new(path, (1400, 1200)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (head, body) = root.split_vertically(40);
+    head.draw(&Text::new(caption.to_owned(), (12, 10), ("sans-serif", 18)))?;
+    let areas = body.split_evenly((3, 1));
+    let x_max = daybook.x_max().max(direct.map_or(0.0, Series::x_max));
+    panel(&areas[0], "daybook: log-acknowledged, projected in batches", daybook, x_max)?;
+    match direct {
+        Some(d) => panel(&areas[1], "direct (the seed's design): every request writes the store", d, x_max)?,
+        None => areas[1].draw(&Text::new("direct baseline skipped", (20, 20), ("sans-serif", 18)))?,
+    }
+    let lag_max = daybook.lag.iter().map(|p| p.1).fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(&areas[2])
+        .caption("daybook projector lag (accepted − projected reports)", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, 0.0..lag_max * 1.1)?;
+    chart.configure_mesh().x_desc("seconds since the burst began").y_desc("reports").draw()?;
+    chart.draw_series(LineSeries::new(daybook.lag.iter().copied(), MAGENTA.stroke_width(2)))?;
+    root.present()?;
+    Ok(())
+}

@@ -1,0 +1,643 @@
+//! `daybook bench burst`: the midnight burst, measured against the seed's design and against
+//! the machine's bare-HTTP ceiling, in one invocation. Writes `result.json` and `burst.png`.
+
+mod chart;
+mod load;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http::header::HeaderValue;
+use http::Method;
+use indicatif::{ProgressBar, ProgressStyle};
+use infra::{LogUrl, StoreUrl};
+use schemas::{DayOffset, DeviceId, Timestamp};
+use seams::auth::Auth;
+use serde::Serialize;
+
+use load::{LoadConfig, Outcome, Prepared};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCmd {
+    /// The midnight burst: N devices report their digest within W ms.
+    Burst(BurstArgs),
+    /// A bare HTTP no-op handler (the ceiling the burst is compared with).
+    #[command(hide = true)]
+    Noop {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        http_addr: SocketAddr,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BurstArgs {
+    /// Devices, one digest report each.
+    #[arg(long, default_value_t = 100_000)]
+    devices: usize,
+    /// The burst arrives within this many milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    window_ms: u64,
+    /// Where result.json and burst.png go.
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+    /// Report log of the server under test.
+    #[arg(long = "log", default_value = "embedded")]
+    log: LogUrl,
+    /// Projection store of the server under test (and of the direct baseline).
+    #[arg(long = "store", default_value = "embedded")]
+    store: StoreUrl,
+    /// Keep-alive connections of the load generator.
+    #[arg(long, default_value_t = 256)]
+    connections: usize,
+    /// Background traffic (event starts and ends) in requests per second, alongside the burst.
+    #[arg(long, default_value_t = 200)]
+    background_rps: u64,
+    /// How long the direct baseline may take before unfinished requests count as failed.
+    #[arg(long, default_value_t = 30)]
+    direct_budget_s: u64,
+    /// Seconds of closed-loop saturation for the bare-HTTP ceiling.
+    #[arg(long, default_value_t = 3)]
+    bare_secs: u64,
+    /// Skip the direct baseline (its fields are then null).
+    #[arg(long)]
+    skip_direct: bool,
+}
+
+/// `result.json` (its keys are a contract).
+#[derive(Debug, Serialize)]
+struct BurstResult {
+    devices: usize,
+    window_ms: u64,
+    reports_sent: usize,
+    accepted: usize,
+    lost: usize,
+    errors_5xx: usize,
+    answers_by_status: HashMap<String, usize>,
+    retries: u64,
+    accept_p50_ms: f64,
+    accept_p99_ms: f64,
+    accept_p999_ms: f64,
+    accept_max_ms: f64,
+    projection_complete_ms: f64,
+    pipeline_accepted_per_s: f64,
+    direct_accepted_per_s: Option<f64>,
+    direct_accepted: Option<usize>,
+    direct_accept_p99_ms: Option<f64>,
+    ratio_vs_direct: Option<f64>,
+    bare_http_per_s: f64,
+    ratio_vs_bare_http: f64,
+    peak_rss_mib: f64,
+    store_rows_per_s: f64,
+    background_sent: usize,
+    background_accepted: usize,
+    log: String,
+    store: String,
+    connections: usize,
+}
+
+/// A server under test, as a child process.
+struct Server {
+    child: Child,
+    http: SocketAddr,
+}
+
+impl Server {
+    fn start(args: &[String], secret: &str) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("own executable")?;
+        let mut child = Command::new(exe)
+            .args(args)
+            .env("DAYBOOK_TOKEN_SECRET", secret)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("start server")?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("server said {line:?}"))?;
+        let http = v["http"].as_str().context("no http address")?.parse()?;
+        Ok(Self { child, http })
+    }
+
+    /// Peak resident set (VmHWM) in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sums every sample of the named metrics in a Prometheus text page.
+async fn scrape(addr: SocketAddr, names: &[&str]) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    let Ok(body) = http_get(addr, "/metrics", None).await else { return out };
+    for line in body.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = match line.rsplit_once(' ') {
+            Some(kv) => kv,
+            None => continue,
+        };
+        let name = key.split('{').next().unwrap_or(key);
+        if names.contains(&name) {
+            *out.entry(name.to_owned()).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    out
+}
+
+async fn http_get(addr: SocketAddr, path: &str, auth: Option<&HeaderValue>) -> anyhow::Result<String> {
+    Getter::new(addr).get(path, auth).await
+}
+
+/// GETs over one kept-alive connection (reconnecting after errors).
+struct Getter {
+    addr: SocketAddr,
+    sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>>,
+}
+
+impl Getter {
+    fn new(addr: SocketAddr) -> Self {
+        Self { addr, sender: None }
+    }
+
+    async fn get(&mut self, path: &str, auth: Option<&HeaderValue>) -> anyhow::Result<String> {
+        use http_body_util::{BodyExt, Empty};
+        if self.sender.is_none() {
+            let stream = tokio::net::TcpStream::connect(self.addr).await?;
+            let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            self.sender = Some(sender);
+        }
+        let sender = self.sender.as_mut().expect("connected above");
+        let mut req = http::Request::get(path).header(http::header::HOST, self.addr.to_string());
+        if let Some(a) = auth {
+            req = req.header(http::header::AUTHORIZATION, a.clone());
+        }
+        let result = async {
+            sender.ready().await?;
+            let resp = sender.send_request(req.body(Empty::<Bytes>::new())?).await?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            anyhow::ensure!(status.is_success(), "GET {path}: {status}");
+            Ok(String::from_utf8_lossy(&body).into_owned())
+        }
+        .await;
+        if result.is_err() {
+            self.sender = None;
+        }
+        result
+    }
+}
+
+/// One sample of the server's counters, every 100 ms.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Sample {
+    pub(crate) t: f64,
+    pub(crate) accepted: f64,
+    pub(crate) projected: f64,
+    pub(crate) rows: f64,
+}
+
+const ACCEPTED: &str = "daybook_ingest_reports_accepted_total";
+const PROJECTED: &str = "daybook_projector_reports_total";
+const ROWS: &str = "daybook_projector_rows_total";
+
+fn sampler(
+    addr: SocketAddr,
+    start: Instant,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Vec<Sample>> {
+    tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while !*stop.borrow() {
+            tick.tick().await;
+            let m = scrape(addr, &[ACCEPTED, PROJECTED, ROWS]).await;
+            let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
+            samples.push(Sample {
+                t: start.elapsed().as_secs_f64(),
+                accepted: get(ACCEPTED),
+                projected: get(PROJECTED),
+                rows: get(ROWS),
+            });
+        }
+        samples
+    })
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(what.to_owned());
+    pb
+}
+
+struct Fleet {
+    requests: Arc<Vec<Prepared>>,
+    cids: Vec<DeviceId>,
+    date: String,
+}
+
+/// Every device's digest report for yesterday.
+fn digest_fleet(auth: &Auth, n: usize) -> Fleet {
+    let date = DayOffset::default().today().add_days(-1).to_string();
+    let mut cids = Vec::with_capacity(n);
+    let requests = (0..n)
+        .map(|i| {
+            let cid = DeviceId::parse(&format!("dev-{i:07}")).expect("valid id");
+            let token = auth.device_token(&cid, Duration::from_secs(6 * 3600));
+            let body = serde_json::json!({"date": date, "segment_id": format!("dg-{i}"), "size": 4_000_000 + i, "duration_ms": 60_000});
+            let p = Prepared {
+                method: Method::POST,
+                path: format!("/v1/devices/{cid}/digests"),
+                auth: HeaderValue::from_str(&format!("Bearer {token}")).expect("token is a header value"),
+                body: Bytes::from(body.to_string()),
+            };
+            cids.push(cid);
+            p
+        })
+        .collect();
+    Fleet { requests: Arc::new(requests), cids, date }
+}
+
+/// Daytime background: event starts, then their ends, from 1000 other devices.
+fn background(
+    auth: &Auth,
+    rps: u64,
+    seconds: u64,
+) -> (Arc<Vec<Prepared>>, Vec<Duration>, Vec<(DeviceId, String, bool)>) {
+    let n = (rps * seconds) as usize;
+    let mut reqs = Vec::with_capacity(n);
+    let mut schedule = Vec::with_capacity(n);
+    let mut ids = Vec::new();
+    let now = Timestamp::now();
+    for i in 0..n {
+        let cid = DeviceId::parse(&format!("bg-{:04}", (i / 2) % 1000)).expect("valid id");
+        let token =
+            HeaderValue::from_str(&format!("Bearer {}", auth.device_token(&cid, Duration::from_secs(6 * 3600))))
+                .expect("header");
+        let triggered = now.plus_millis(-60_000 - (i / 2) as i64);
+        let kind = schemas::EventType::parse("motion").expect("valid type");
+        let id = schemas::EventId::new(&cid, &kind, triggered, DayOffset::default()).expect("valid id");
+        let (path, body) = if i % 2 == 0 {
+            (
+                format!("/v1/devices/{cid}/events"),
+                serde_json::json!({"type": "motion", "triggered_at": triggered.to_string()}),
+            )
+        } else {
+            (
+                format!("/v1/devices/{cid}/events/{id}/end"),
+                serde_json::json!({"ended_at": now.to_string(), "status": "complete"}),
+            )
+        };
+        ids.push((cid, id.to_string(), i % 2 == 1));
+        reqs.push(Prepared { method: Method::POST, path, auth: token, body: Bytes::from(body.to_string()) });
+        schedule.push(Duration::from_secs_f64(i as f64 / rps.max(1) as f64));
+    }
+    (Arc::new(reqs), schedule, ids)
+}
+
+fn percentile_ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// Latency histogram (µs) of accepted outcomes, from their scheduled send time.
+fn latencies(outcomes: &[Outcome]) -> hdrhistogram::Histogram<u64> {
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram");
+    for o in outcomes.iter().filter(|o| o.accepted()) {
+        h.saturating_record(o.done.saturating_sub(o.scheduled).as_micros() as u64);
+    }
+    h
+}
+
+/// Accepted per second over the burst: from its first scheduled send to its last acceptance.
+fn accepted_per_s(outcomes: &[Outcome]) -> f64 {
+    let ok: Vec<_> = outcomes.iter().filter(|o| o.accepted()).collect();
+    let first = outcomes.iter().map(|o| o.scheduled).min().unwrap_or_default();
+    let last = ok.iter().map(|o| o.done).max().unwrap_or_default();
+    let span = last.saturating_sub(first).as_secs_f64().max(1e-3);
+    ok.len() as f64 / span
+}
+
+pub(crate) async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::Noop { http_addr } => noop(http_addr).await,
+        BenchCmd::Burst(a) => burst(a).await,
+    }
+}
+
+async fn noop(addr: SocketAddr) -> anyhow::Result<()> {
+    let router = axum::Router::new().fallback(axum::routing::post(|body: Bytes| async move {
+        (http::StatusCode::ACCEPTED, axum::Json(serde_json::json!({"accepted": !body.is_empty()})))
+    }));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("{}", serde_json::json!({"event": "listening", "http": listener.local_addr()?}));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(crate::app::wait_for_signal(tx));
+    crate::app::serve(listener, router, rx).await
+}
+
+struct Phase {
+    outcomes: Vec<Outcome>,
+    samples: Vec<Sample>,
+    start: Instant,
+}
+
+fn server_args(dir: &Path, log: &LogUrl, store: &StoreUrl) -> Vec<String> {
+    let mut v: Vec<String> =
+        ["run", "--http-addr", "127.0.0.1:0", "--s3-addr", "127.0.0.1:0"].map(String::from).to_vec();
+    v.extend([
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--log".into(),
+        log.to_string(),
+        "--store".into(),
+        store.to_string(),
+    ]);
+    v
+}
+
+async fn burst(a: BurstArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let auth = Auth::new(secret.as_bytes());
+    eprintln!("preparing {} device reports …", a.devices);
+    let fleet = digest_fleet(&auth, a.devices);
+    let window = Duration::from_millis(a.window_ms);
+    let schedule: Vec<Duration> = (0..a.devices).map(|i| window.mul_f64(i as f64 / a.devices.max(1) as f64)).collect();
+    let load = LoadConfig {
+        addr: "127.0.0.1:0".parse()?,
+        connections: a.connections,
+        timeout: Duration::from_secs(10),
+        max_retries: 8,
+        max_backoff: Duration::from_secs(2),
+        deadline: Duration::from_secs(120),
+    };
+
+    // 1. daybook, with background traffic alongside.
+    let dir = tempfile_dir("daybook")?;
+    let server = Server::start(&server_args(&dir, &a.log, &a.store), &secret)?;
+    let cfg = LoadConfig { addr: server.http, ..load.clone() };
+    let lead = Duration::from_millis(500);
+    let (bg_reqs, bg_schedule, bg_ids) = background(&auth, a.background_rps, a.window_ms.div_ceil(1000).max(1));
+    let start = Instant::now() + lead;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let samples = sampler(server.http, start, stop_rx);
+    let bg = {
+        let cfg = LoadConfig { connections: 8, deadline: Duration::from_secs(60), ..cfg.clone() };
+        tokio::spawn(load::open_loop(cfg, bg_reqs, bg_schedule, start, |_| {}))
+    };
+    let pb = bar(a.devices as u64, "daybook");
+    let outcomes =
+        load::open_loop(cfg.clone(), fleet.requests.clone(), schedule.clone(), start, |n| pb.set_position(n as u64))
+            .await;
+    pb.finish();
+    let burst_end = outcomes.iter().map(|o| o.done).max().unwrap_or_default();
+    let bg_outcomes = bg.await?;
+    // Every accepted report (burst and background) must become queryable.
+    let mut want = 0.0;
+    for o in &outcomes {
+        want += f64::from(u8::from(o.accepted()));
+    }
+    want += bg_outcomes.iter().filter(|o| o.accepted()).count() as f64;
+    let pb = bar(want as u64, "projected");
+    let projection_done = loop {
+        let m = scrape(server.http, &[PROJECTED]).await;
+        let projected = m.get(PROJECTED).copied().unwrap_or(0.0);
+        pb.set_position(projected as u64);
+        if projected >= want {
+            break start.elapsed();
+        }
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(300), "projection did not complete in 300 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    pb.finish();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop_tx.send(true);
+    let samples = samples.await?;
+    let lost = count_lost(&server, &auth, &fleet, &outcomes, &bg_ids, &bg_outcomes).await?;
+    let peak_rss_mib = server.peak_rss_mib();
+    server.stop();
+    let daybook = Phase { outcomes, samples, start };
+
+    // 2. The seed's design on the same store: every request writes the store before answering.
+    let direct = if a.skip_direct {
+        None
+    } else {
+        let dir = tempfile_dir("direct")?;
+        let server = Server::start(&server_args(&dir, &LogUrl::Direct, &a.store), &secret)?;
+        let cfg = LoadConfig { addr: server.http, deadline: Duration::from_secs(a.direct_budget_s), ..load.clone() };
+        let start = Instant::now() + lead;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let samples = sampler(server.http, start, stop_rx);
+        let pb = bar(a.devices as u64, "direct");
+        let outcomes =
+            load::open_loop(cfg, fleet.requests.clone(), schedule.clone(), start, |n| pb.set_position(n as u64)).await;
+        pb.finish();
+        let _ = stop_tx.send(true);
+        let samples = samples.await?;
+        server.stop();
+        Some(Phase { outcomes, samples, start })
+    };
+
+    // 3. The ceiling: a bare HTTP no-op handler, saturated with the same requests.
+    let bare = {
+        let server = Server::start(&["bench".into(), "noop".into()], &secret)?;
+        let cfg = LoadConfig { addr: server.http, ..load.clone() };
+        let pb = ProgressBar::new_spinner();
+        pb.set_message("bare http ceiling");
+        pb.enable_steady_tick(Duration::from_millis(100));
+        let per_s = load::saturate(cfg, fleet.requests.clone(), Duration::from_secs(a.bare_secs)).await;
+        pb.finish_and_clear();
+        server.stop();
+        per_s
+    };
+
+    let h = latencies(&daybook.outcomes);
+    let accepted = daybook.outcomes.iter().filter(|o| o.accepted()).count();
+    let mut by_status = HashMap::new();
+    for o in &daybook.outcomes {
+        *by_status.entry(o.status.to_string()).or_insert(0) += 1;
+    }
+    let unresolved = a.devices - daybook.outcomes.len();
+    if unresolved > 0 {
+        by_status.insert("unresolved".into(), unresolved);
+    }
+    let pipeline = accepted_per_s(&daybook.outcomes);
+    let direct_per_s = direct.as_ref().map(|d| accepted_per_s(&d.outcomes));
+    let rows = rows_per_s(&daybook.samples, burst_end, projection_done);
+    let result = BurstResult {
+        devices: a.devices,
+        window_ms: a.window_ms,
+        reports_sent: a.devices,
+        accepted,
+        lost,
+        errors_5xx: daybook.outcomes.iter().filter(|o| o.status >= 500).count(),
+        answers_by_status: by_status,
+        retries: daybook.outcomes.iter().map(|o| u64::from(o.retries)).sum(),
+        accept_p50_ms: percentile_ms(&h, 0.5),
+        accept_p99_ms: percentile_ms(&h, 0.99),
+        accept_p999_ms: percentile_ms(&h, 0.999),
+        accept_max_ms: h.max() as f64 / 1000.0,
+        projection_complete_ms: projection_done.saturating_sub(burst_end).as_secs_f64() * 1000.0,
+        pipeline_accepted_per_s: pipeline,
+        direct_accepted_per_s: direct_per_s,
+        direct_accepted: direct.as_ref().map(|d| d.outcomes.iter().filter(|o| o.accepted()).count()),
+        direct_accept_p99_ms: direct.as_ref().map(|d| percentile_ms(&latencies(&d.outcomes), 0.99)),
+        ratio_vs_direct: direct_per_s.map(|d| pipeline / d.max(1e-9)),
+        bare_http_per_s: bare,
+        ratio_vs_bare_http: pipeline / bare.max(1e-9),
+        peak_rss_mib,
+        store_rows_per_s: rows,
+        background_sent: bg_ids.len(),
+        background_accepted: bg_outcomes.iter().filter(|o| o.accepted()).count(),
+        log: a.log.to_string(),
+        store: a.store.to_string(),
+        connections: a.connections,
+    };
+    let json = serde_json::to_string_pretty(&result)?;
+    std::fs::write(a.out.join("result.json"), &json)?;
+    chart::draw(
+        &a.out.join("burst.png"),
+        &daybook_series(&daybook),
+        direct.as_ref().map(daybook_series).as_ref(),
+        &result_caption(&result),
+    )?;
+    println!("{json}");
+    eprintln!("wrote {} and {}", a.out.join("result.json").display(), a.out.join("burst.png").display());
+    Ok(())
+}
+
+fn result_caption(r: &BurstResult) -> String {
+    format!(
+        "{} digests in {} ms: accepted {} (lost {}, 5xx {}), p99 {:.1} ms, pipeline {:.0}/s vs direct {}/s, bare http {:.0}/s",
+        r.devices,
+        r.window_ms,
+        r.accepted,
+        r.lost,
+        r.errors_5xx,
+        r.accept_p99_ms,
+        r.pipeline_accepted_per_s,
+        r.direct_accepted_per_s.map_or("-".into(), |d| format!("{d:.0}")),
+        r.bare_http_per_s
+    )
+}
+
+/// Rows written per second between the burst's start and the projection's completion.
+fn rows_per_s(samples: &[Sample], _burst_end: Duration, done: Duration) -> f64 {
+    let done = done.as_secs_f64();
+    let first = samples.iter().find(|s| s.t >= 0.0).copied().unwrap_or_default();
+    let last = samples.iter().rev().find(|s| s.t <= done + 0.1).copied().unwrap_or_default();
+    let span = (last.t - first.t).max(1e-3);
+    (last.rows - first.rows) / span
+}
+
+fn daybook_series(p: &Phase) -> chart::Series {
+    chart::Series::from_phase(&p.outcomes, &p.samples, p.start)
+}
+
+fn tempfile_dir(what: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("daybook-bench-{what}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Queries the API for every accepted report: a digest must be readable for each accepted
+/// device, and each accepted background event must show its start (and end).
+async fn count_lost(
+    server: &Server,
+    auth: &Auth,
+    fleet: &Fleet,
+    outcomes: &[Outcome],
+    bg_ids: &[(DeviceId, String, bool)],
+    bg_outcomes: &[Outcome],
+) -> anyhow::Result<usize> {
+    let mut checks: Vec<(DeviceId, String, Option<bool>)> = outcomes
+        .iter()
+        .filter(|o| o.accepted())
+        .map(|o| {
+            let cid = fleet.cids[o.idx].clone();
+            let path = format!("/v1/devices/{cid}/digests/{}", fleet.date);
+            (cid, path, None)
+        })
+        .collect();
+    for o in bg_outcomes.iter().filter(|o| o.accepted()) {
+        let (cid, id, is_end) = &bg_ids[o.idx];
+        checks.push((cid.clone(), format!("/v1/events/{id}"), Some(*is_end)));
+    }
+    let pb = bar(checks.len() as u64, "verify");
+    let checks = Arc::new(checks);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let lost = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (checks, next, lost, auth, addr, pb) =
+            (checks.clone(), next.clone(), lost.clone(), auth.clone(), server.http, pb.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut getter = Getter::new(addr);
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((cid, path, end)) = checks.get(i) else { break };
+                let token = HeaderValue::from_str(&format!(
+                    "Bearer {}",
+                    auth.viewer_token(std::slice::from_ref(cid), Duration::from_secs(600))
+                ))
+                .expect("header");
+                let ok = match getter.get(path, Some(&token)).await {
+                    Ok(body) => match end {
+                        Some(true) => body.contains("\"status\":\"complete\""),
+                        _ => true,
+                    },
+                    Err(_) => false,
+                };
+                if !ok {
+                    lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                pb.inc(1);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    pb.finish();
+    Ok(lost.load(std::sync::atomic::Ordering::Relaxed))
+}

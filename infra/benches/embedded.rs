@@ -1,0 +1,527 @@
+//! Hot-path micro-benchmarks of the embedded engines.
+//!
+//! * `log_group_commit/{1,64,1024}`: that many tokio tasks each appending single ~160-byte
+//!   records to an [`EmbeddedLog`]; records/s, plus the mean group-commit size (records per
+//!   fsync) read from the `daybook_log_group_commit_records` histogram.
+//! * `store_apply/4096`: [`EmbeddedStore::apply`] of 4096-envelope batches (60 % starts, 20 %
+//!   ends, 15 % segments with one mapping, 5 % digests; 1000 devices; last 2 days); rows/s.
+//! * `store_read_1m/{calendar,day_page_first,day_page_next}`: reads against a store holding
+//!   1,000,000 events (2000 devices × 500 events over 30 days), plus p50/p99/p99.9 of 10,000
+//!   random calls each. The store is built once and cached under
+//!   `$CARGO_TARGET_DIR/bench-data/` (keyed by [`READ_FIXTURE`]); delete it to rebuild.
+//!
+//! `cargo bench -p infra --bench embedded`
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hdrhistogram::Histogram;
+use infra::embedded_log::{EmbeddedLog, EmbeddedLogConfig};
+use infra::embedded_store::EmbeddedStore;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use schemas::{
+    Day, DayOffset, DeviceId, DigestReported, EndStatus, Envelope, EventEnded, EventId, EventMapping, EventStarted,
+    EventType, Media, Report, SegmentId, SegmentReported, TimePolicy, Timestamp,
+};
+use seams::{LogRecord, ProjectionStore, ReportLog};
+use tokio::runtime::Runtime;
+
+const DAY_MS: i64 = 86_400_000;
+const KINDS: [&str; 3] = ["motion", "sound", "person"];
+
+/// Bump when the read fixture's shape or the store's schema changes: the cache is keyed by it.
+const READ_FIXTURE: &str = "store-1m-v1";
+const READ_DEVICES: usize = 2000;
+const READ_EVENTS_PER_DEVICE: usize = 500;
+const READ_DAYS: i64 = 30;
+const LATENCY_CALLS: usize = 10_000;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+}
+
+/// `$CARGO_TARGET_DIR`, or the target dir this bench binary was built into.
+fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("bench executable path");
+    // <target>/<profile>/deps/embedded-<hash>
+    exe.ancestors().nth(3).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("target"))
+}
+
+/// Scratch space on the same disk as the cache (not a tmpfs `/tmp`, where fsync is free).
+fn scratch() -> tempfile::TempDir {
+    let base = target_dir().join("bench-data");
+    std::fs::create_dir_all(&base).expect("bench-data dir");
+    tempfile::Builder::new().prefix("scratch-").tempdir_in(base).expect("scratch dir")
+}
+
+fn metrics() -> &'static Snapshotter {
+    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
+    SNAPSHOTTER.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().expect("no other metrics recorder in the bench");
+        snapshotter
+    })
+}
+
+/// Drains the recorder: every histogram value recorded since the last call, by metric name.
+fn drain_histograms(snapshotter: &Snapshotter) -> std::collections::HashMap<String, Vec<f64>> {
+    let mut out = std::collections::HashMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        if let DebugValue::Histogram(values) = value {
+            out.entry(key.key().name().to_owned())
+                .or_insert_with(Vec::new)
+                .extend(values.into_iter().map(|v| v.into_inner()));
+        }
+    }
+    out
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        0.0
+    } else {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
+}
+
+fn quantile(xs: &mut [f64], q: f64) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    xs.sort_by(f64::total_cmp);
+    xs[((xs.len() - 1) as f64 * q).round() as usize]
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a) group commit
+
+fn log_record(i: u64) -> LogRecord {
+    // ~160 bytes on the wire: key + kind + a value the size of a small encoded envelope.
+    let mut value = vec![0u8; 128];
+    value[..8].copy_from_slice(&i.to_le_bytes());
+    LogRecord { key: format!("acme-cam-{:06}", i % 100_000), kind: "event_started".into(), schema: 1, value }
+}
+
+fn log_group_commit(c: &mut Criterion) {
+    let snapshotter = metrics();
+    let rt = runtime();
+    let mut g = c.benchmark_group("log_group_commit");
+    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    g.throughput(Throughput::Elements(1));
+    for tasks in [1usize, 64, 1024] {
+        let dir = scratch();
+        let log = EmbeddedLog::open(&dir.path().join("log.db"), EmbeddedLogConfig::default()).expect("open log");
+        drain_histograms(snapshotter);
+        let mut appended = 0u64;
+        g.bench_with_input(BenchmarkId::from_parameter(tasks), &tasks, |b, &tasks| {
+            b.iter_custom(|iters| {
+                // Every task stays busy for the whole sample, so `tasks` appends are always in
+                // flight; the time is scaled back to `iters` records.
+                let per_task = iters.div_ceil(tasks as u64).max(1);
+                let total = per_task * tasks as u64;
+                appended += total;
+                let elapsed = rt.block_on(async {
+                    let started = Instant::now();
+                    let handles: Vec<_> = (0..tasks)
+                        .map(|t| {
+                            let log = log.clone();
+                            tokio::spawn(async move {
+                                for i in 0..per_task {
+                                    log.append(vec![log_record(t as u64 * per_task + i)]).await.expect("append");
+                                }
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        h.await.expect("appender task");
+                    }
+                    started.elapsed()
+                });
+                elapsed.mul_f64(iters as f64 / total as f64)
+            })
+        });
+        rt.block_on(log.shutdown()).expect("log shutdown");
+        let mut h = drain_histograms(snapshotter);
+        let mut sizes = h.remove("daybook_log_group_commit_records").unwrap_or_default();
+        let commit_s = h.remove("daybook_log_commit_seconds").unwrap_or_default();
+        if !sizes.is_empty() {
+            let records: f64 = sizes.iter().sum();
+            println!(
+                "log_group_commit/{tasks}: {} records in {} commits: mean group-commit size {:.1} records/fsync \
+                 (p50 {:.0}, p99 {:.0}, max {:.0}); mean commit time {:.2} ms (appended by the bench: {appended})",
+                records,
+                sizes.len(),
+                mean(&sizes),
+                quantile(&mut sizes, 0.5),
+                quantile(&mut sizes, 0.99),
+                quantile(&mut sizes, 1.0),
+                mean(&commit_s) * 1e3,
+            );
+        }
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test data
+
+fn cid(i: usize) -> DeviceId {
+    DeviceId::parse(&format!("acme-cam-{i:06}")).expect("device id")
+}
+
+fn env(report: Report) -> Envelope {
+    Envelope { report, received_at: Timestamp::now() }
+}
+
+fn started(cid: &DeviceId, kind: &str, at: Timestamp) -> (EventId, Envelope) {
+    let kind = EventType::parse(kind).expect("event type");
+    let event_id = EventId::new(cid, &kind, at, DayOffset::default()).expect("event id");
+    let e = env(Report::EventStarted(EventStarted {
+        cid: cid.clone(),
+        event_id: event_id.clone(),
+        kind,
+        triggered_at: at,
+    }));
+    (event_id, e)
+}
+
+fn ended(id: &EventId, after_ms: i64) -> Envelope {
+    env(Report::EventEnded(EventEnded {
+        cid: id.device().clone(),
+        event_id: id.clone(),
+        ended_at: id.triggered_at().plus_millis(after_ms),
+        status: if after_ms % 16 == 0 { EndStatus::Aborted } else { EndStatus::Complete },
+    }))
+}
+
+fn segment(id: &EventId, n: u64) -> Envelope {
+    let size = 1_843_200u64;
+    env(Report::SegmentReported(SegmentReported {
+        cid: id.device().clone(),
+        segment_id: SegmentId::parse(&format!("seg-{n:016x}")).expect("segment id"),
+        size,
+        started_at: id.triggered_at().plus_millis(2_000),
+        duration_ms: 10_000,
+        media: Media { codec: "h264".into(), width: 1920, height: 1080, fps: 25.0, audio_sample_rate: None },
+        keyframes: (0..10).map(|k| k * (size / 10)).collect(),
+        events: vec![EventMapping { event_id: id.clone(), index: 0, start_offset: 0, end_offset: size }],
+    }))
+}
+
+fn digest(cid: &DeviceId, date: Day, n: u64) -> Envelope {
+    env(Report::DigestReported(DigestReported {
+        cid: cid.clone(),
+        date,
+        segment_id: SegmentId::parse(&format!("dig-{n:016x}")).expect("segment id"),
+        size: 48_234_112,
+        duration_ms: 312_000,
+    }))
+}
+
+/// Endless batches in the projector's mix: of every 20 reports 12 starts, 4 ends, 3 segments
+/// (one mapping each: 2 rows), 1 digest — 23 rows per 20 reports.
+struct ApplyMix {
+    rng: fastrand::Rng,
+    devices: Vec<DeviceId>,
+    recent: Vec<EventId>,
+    n: u64,
+    now: Timestamp,
+    today: Day,
+}
+
+impl ApplyMix {
+    fn new() -> Self {
+        let now = Timestamp::now();
+        Self {
+            rng: fastrand::Rng::with_seed(7),
+            devices: (0..1000).map(cid).collect(),
+            recent: Vec::new(),
+            n: 0,
+            now,
+            today: DayOffset::default().day_of(now).expect("today"),
+        }
+    }
+
+    fn recent_event(&mut self) -> EventId {
+        let i = self.rng.usize(self.recent.len().saturating_sub(20_000)..self.recent.len());
+        self.recent[i].clone()
+    }
+
+    fn batch(&mut self, len: usize) -> Vec<Envelope> {
+        let mut out = Vec::with_capacity(len);
+        for _ in 0..len {
+            self.n += 1;
+            let slot = self.n % 20;
+            if slot < 12 || self.recent.is_empty() {
+                let device = self.rng.usize(..self.devices.len());
+                let at = self.now.plus_millis(-self.rng.i64(0..2 * DAY_MS));
+                let (id, e) = started(&self.devices[device], KINDS[self.rng.usize(..KINDS.len())], at);
+                self.recent.push(id);
+                out.push(e);
+            } else if slot < 16 {
+                let id = self.recent_event();
+                out.push(ended(&id, self.rng.i64(1_000..120_000)));
+            } else if slot < 19 {
+                let id = self.recent_event();
+                out.push(segment(&id, self.n));
+            } else {
+                let device = self.rng.usize(..self.devices.len());
+                let date = self.today.add_days(-self.rng.i64(0..2));
+                out.push(digest(&self.devices[device], date, self.n));
+            }
+        }
+        if self.recent.len() > 100_000 {
+            self.recent.drain(..50_000);
+        }
+        out
+    }
+}
+
+fn rows_of(batch: &[Envelope]) -> u64 {
+    batch
+        .iter()
+        .map(|e| match &e.report {
+            Report::SegmentReported(s) => 1 + s.events.len() as u64,
+            _ => 1,
+        })
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------------
+// (b) store apply
+
+fn store_apply(c: &mut Criterion) {
+    const BATCH: usize = 4096;
+    let rt = runtime();
+    let dir = scratch();
+    let store = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).expect("open store");
+    let mut mix = ApplyMix::new();
+    // Rows per batch is fixed by the mix once past the first batch (which has no ends to make).
+    let first = mix.batch(BATCH);
+    rt.block_on(store.apply(&first)).expect("apply");
+    let rows_per_batch = rows_of(&mix.batch(BATCH));
+
+    let mut g = c.benchmark_group("store_apply");
+    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
+    g.throughput(Throughput::Elements(rows_per_batch));
+    let (mut rows, mut spent) = (0u64, Duration::ZERO);
+    g.bench_function(BenchmarkId::from_parameter(BATCH), |b| {
+        b.iter_custom(|iters| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..iters {
+                let batch = mix.batch(BATCH);
+                let started = Instant::now();
+                let written = rt.block_on(store.apply(&batch)).expect("apply");
+                elapsed += started.elapsed();
+                assert_eq!(written, rows_per_batch, "every row of the mix is live");
+                rows += written;
+            }
+            spent += elapsed;
+            elapsed
+        })
+    });
+    g.finish();
+    if rows > 0 {
+        println!(
+            "store_apply/{BATCH}: {rows_per_batch} rows per batch of {BATCH} envelopes; {rows} rows in {:.2} s = {:.0} rows/s \
+             ({:.0} envelopes/s) including warm-up; store grew to ~{} rows",
+            spent.as_secs_f64(),
+            rows as f64 / spent.as_secs_f64(),
+            rows as f64 / spent.as_secs_f64() * BATCH as f64 / rows_per_batch as f64,
+            rows + rows_per_batch * 2,
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (c) reads at 1M events
+
+struct ReadFixture {
+    rt: Runtime,
+    store: Arc<EmbeddedStore>,
+    /// The build day: the fixture's 30 days end here (reads never filter on retention).
+    anchor: Day,
+    devices: Vec<DeviceId>,
+}
+
+fn read_fixture() -> &'static ReadFixture {
+    static FIXTURE: OnceLock<ReadFixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let rt = runtime();
+        let dir = target_dir().join("bench-data").join(READ_FIXTURE);
+        if !dir.join("anchor").exists() {
+            build_read_fixture(&rt, &dir);
+        }
+        let anchor = std::fs::read_to_string(dir.join("anchor")).expect("anchor file");
+        let anchor = Day::from_number(anchor.trim().parse().expect("anchor day number")).expect("anchor day");
+        let store = EmbeddedStore::open(&dir.join("store.db"), TimePolicy::default()).expect("open 1M store");
+        println!("store_read_1m: fixture {} (days {} ..= {anchor})", dir.display(), anchor.add_days(-(READ_DAYS - 1)));
+        ReadFixture { rt, store, anchor, devices: (0..READ_DEVICES).map(cid).collect() }
+    })
+}
+
+fn build_read_fixture(rt: &Runtime, dir: &Path) {
+    let building = dir.with_extension("building");
+    let _ = std::fs::remove_dir_all(&building);
+    std::fs::create_dir_all(&building).expect("fixture dir");
+    let started_at = Instant::now();
+    let now = Timestamp::now();
+    let offset = DayOffset::default();
+    let today = offset.day_of(now).expect("today");
+    let first_day = offset.start_of(today.add_days(-(READ_DAYS - 1)));
+    let span = now.millis() - first_day.millis();
+    println!(
+        "store_read_1m: building {} events in {} (one-time)",
+        READ_DEVICES * READ_EVENTS_PER_DEVICE,
+        building.display()
+    );
+    {
+        let store = EmbeddedStore::open(&building.join("store.db"), TimePolicy::default()).expect("open store");
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut batch = Vec::with_capacity(100_000);
+        let (mut events, mut rows) = (0usize, 0u64);
+        for d in 0..READ_DEVICES {
+            let cid = cid(d);
+            for _ in 0..READ_EVENTS_PER_DEVICE {
+                let at = first_day.plus_millis(rng.i64(0..span));
+                let (id, e) = started(&cid, KINDS[rng.usize(..KINDS.len())], at);
+                batch.push(e);
+                // Nine in ten events have ended.
+                if rng.u8(..10) != 0 {
+                    batch.push(ended(&id, rng.i64(1_000..120_000)));
+                }
+                events += 1;
+            }
+            if batch.len() >= 90_000 || d + 1 == READ_DEVICES {
+                rows += rt.block_on(store.apply(&batch)).expect("apply");
+                batch.clear();
+                println!("  {events} events, {rows} rows written, {:.0} s", started_at.elapsed().as_secs_f64());
+            }
+        }
+    }
+    std::fs::write(building.join("anchor"), today.number().to_string()).expect("anchor file");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&building, dir).expect("publish fixture");
+    println!("store_read_1m: built in {:.0} s", started_at.elapsed().as_secs_f64());
+}
+
+fn report_latency(name: &str, h: &Histogram<u64>) {
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
+    println!(
+        "store_read_1m/{name}: {} calls: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms, mean {:.3} ms",
+        h.len(),
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
+        h.max() as f64 / 1e6,
+        h.mean() / 1e6,
+    );
+}
+
+/// One call to time: a random device (and day) each time.
+#[derive(Clone, Copy)]
+enum Read {
+    Calendar,
+    DayPageFirst,
+    DayPageNext,
+}
+
+impl Read {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Calendar => "calendar",
+            Self::DayPageFirst => "day_page_first",
+            Self::DayPageNext => "day_page_next",
+        }
+    }
+}
+
+/// The arguments of one call, drawn before timing (the cursor for a next page comes from a
+/// first page fetched untimed).
+struct Call {
+    cid: DeviceId,
+    day: Day,
+    cursor: Option<Vec<u8>>,
+}
+
+async fn prepare(f: &ReadFixture, rng: &mut fastrand::Rng, read: Read) -> Call {
+    loop {
+        let cid = f.devices[rng.usize(..f.devices.len())].clone();
+        let day = f.anchor.add_days(-rng.i64(0..READ_DAYS));
+        if !matches!(read, Read::DayPageNext) {
+            return Call { cid, day, cursor: None };
+        }
+        let first = f.store.day_page(&cid, day, None, 10, None).await.expect("day page");
+        if let Some(cursor) = first.next {
+            return Call { cid, day, cursor: Some(cursor) };
+        }
+    }
+}
+
+async fn call(f: &ReadFixture, read: Read, c: &Call) -> usize {
+    match read {
+        Read::Calendar => {
+            let days = f.store.calendar(&c.cid, f.anchor.add_days(-(READ_DAYS - 1)), f.anchor).await.expect("calendar");
+            days.len()
+        }
+        Read::DayPageFirst | Read::DayPageNext => {
+            let page = f.store.day_page(&c.cid, c.day, None, 10, c.cursor.as_deref()).await.expect("day page");
+            page.events.len()
+        }
+    }
+}
+
+fn latency_percentiles(f: &ReadFixture, read: Read) {
+    let mut rng = fastrand::Rng::with_seed(99);
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let mut items = 0usize;
+    f.rt.block_on(async {
+        for _ in 0..LATENCY_CALLS {
+            let c = prepare(f, &mut rng, read).await;
+            let started = Instant::now();
+            items += call(f, read, &c).await;
+            h.record(started.elapsed().as_nanos() as u64).expect("in histogram range");
+        }
+    });
+    report_latency(read.name(), &h);
+    println!("  ({:.1} rows returned per call)", items as f64 / LATENCY_CALLS as f64);
+}
+
+fn store_read_1m(c: &mut Criterion) {
+    let mut g = c.benchmark_group("store_read_1m");
+    g.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(1));
+    for read in [Read::Calendar, Read::DayPageFirst, Read::DayPageNext] {
+        let mut percentiles_done = false;
+        g.bench_function(read.name(), |b| {
+            let f = read_fixture();
+            if !percentiles_done {
+                percentiles_done = true;
+                latency_percentiles(f, read);
+            }
+            let mut rng = fastrand::Rng::with_seed(5);
+            b.iter_custom(|iters| {
+                f.rt.block_on(async {
+                    let mut elapsed = Duration::ZERO;
+                    for _ in 0..iters {
+                        let c = prepare(f, &mut rng, read).await;
+                        let started = Instant::now();
+                        std::hint::black_box(call(f, read, &c).await);
+                        elapsed += started.elapsed();
+                    }
+                    elapsed
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, log_group_commit, store_apply, store_read_1m);
+criterion_main!(benches);
