@@ -98,6 +98,10 @@ struct BurstResult {
     store_rows_per_s: f64,
     background_sent: usize,
     background_accepted: usize,
+    /// Embedded log: mean records per group commit (one fsync each) during the run.
+    group_commit_mean_records: Option<f64>,
+    /// Embedded log: number of group commits during the run.
+    group_commits: Option<f64>,
     log: String,
     store: String,
     connections: usize,
@@ -453,6 +457,12 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = stop_tx.send(true);
     let samples = samples.await?;
+    let gc =
+        scrape(server.http, &["daybook_log_group_commit_records_sum", "daybook_log_group_commit_records_count"]).await;
+    let group_commits = gc.get("daybook_log_group_commit_records_count").copied();
+    let group_commit_mean_records = group_commits
+        .filter(|n| *n > 0.0)
+        .map(|n| gc.get("daybook_log_group_commit_records_sum").copied().unwrap_or(0.0) / n);
     let lost = count_lost(&server, &auth, &fleet, &outcomes, &bg_ids, &bg_outcomes).await?;
     let peak_rss_mib = server.peak_rss_mib();
     server.stop();
@@ -529,6 +539,8 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         store_rows_per_s: rows,
         background_sent: bg_ids.len(),
         background_accepted: bg_outcomes.iter().filter(|o| o.accepted()).count(),
+        group_commit_mean_records,
+        group_commits,
         log: a.log.to_string(),
         store: a.store.to_string(),
         connections: a.connections,
