@@ -79,8 +79,6 @@ const QUEUE_MAX_KBYTES: &str = "131072";
 const FULL_RETRY_AFTER: Duration = Duration::from_millis(500);
 /// Timeout of metadata, watermark and committed-offset requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Timeout of a synchronous offset commit.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Once a poll has records, how much longer it waits for more.
 const POLL_LINGER: Duration = Duration::from_millis(5);
 
@@ -167,7 +165,8 @@ impl KafkaConfig {
 
 /// librdkafka properties from `DAYBOOK_KAFKA_<PROP>` environment variables: the rest of
 /// the name lowercased, `_` → `.` (`DAYBOOK_KAFKA_SASL_MECHANISMS=PLAIN` →
-/// `sasl.mechanisms=PLAIN`). Sorted by property name.
+/// `sasl.mechanisms=PLAIN`). Sorted by property name. `DAYBOOK_KAFKA_CONFIG` is daybook's
+/// own setting (the properties file), not a property.
 pub fn properties_from_env() -> Vec<(String, String)> {
     properties_from_vars(std::env::vars())
 }
@@ -178,7 +177,7 @@ pub fn properties_from_vars(vars: impl IntoIterator<Item = (String, String)>) ->
         .into_iter()
         .filter_map(|(name, value)| {
             let prop = name.strip_prefix(ENV_PREFIX)?;
-            (!prop.is_empty()).then(|| (prop.to_ascii_lowercase().replace('_', "."), value))
+            (!prop.is_empty() && prop != "CONFIG").then(|| (prop.to_ascii_lowercase().replace('_', "."), value))
         })
         .collect();
     out.sort();
@@ -250,6 +249,11 @@ fn unavailable(e: impl fmt::Display) -> LogError {
     LogError::Unavailable(e.to_string())
 }
 
+/// [`LogError::Unavailable`] saying what failed.
+fn failed(what: &str, e: impl fmt::Display) -> LogError {
+    LogError::Unavailable(format!("{what}: {e}"))
+}
+
 fn code_of(e: &KafkaError) -> Option<RDKafkaErrorCode> {
     e.rdkafka_error_code()
 }
@@ -316,7 +320,8 @@ pub async fn create_topic(
         return Err(LogError::Other("partitions and replication must be at least 1".into()));
     }
     let cc = client_config(config, &[], &[])?;
-    let admin: AdminClient<LogContext> = AdminClient::from_config_and_context(&cc, LogContext).map_err(unavailable)?;
+    let admin: AdminClient<LogContext> =
+        AdminClient::from_config_and_context(&cc, LogContext).map_err(|e| failed("kafka admin client", e))?;
     let retention = retention_ms.map(|ms| ms.to_string());
     let mut topic = NewTopic::new(&config.topic, partitions, TopicReplication::Fixed(replication));
     if let Some(ms) = &retention {
@@ -325,7 +330,7 @@ pub async fn create_topic(
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(30)))
         .request_timeout(Some(Duration::from_secs(30)));
-    let results = admin.create_topics([&topic], &opts).await.map_err(unavailable)?;
+    let results = admin.create_topics([&topic], &opts).await.map_err(|e| failed("cannot create kafka topic", e))?;
     for result in results {
         match result {
             Ok(name) => tracing::info!(topic = %name, partitions, replication, ?retention_ms, "kafka topic created"),
@@ -374,8 +379,8 @@ impl KafkaLog {
             ],
             &[("enable.idempotence", "true".into()), ("acks", "all".into())],
         )?;
-        let producer: FutureProducer<LogContext> =
-            FutureProducer::from_config_and_context(&cc, LogContext).map_err(|e| LogError::Other(e.to_string()))?;
+        let producer: FutureProducer<LogContext> = FutureProducer::from_config_and_context(&cc, LogContext)
+            .map_err(|e| LogError::Other(format!("kafka producer: {e}")))?;
         Ok(Arc::new(Self { config, producer, closed: RwLock::new(false) }))
     }
 
@@ -432,9 +437,9 @@ impl KafkaLog {
         let ownership = Arc::new(Mutex::new(Ownership::default()));
         let context =
             GroupContext { topic: self.config.topic.clone(), group: group.to_owned(), ownership: ownership.clone() };
-        let consumer: StreamConsumer<GroupContext> =
-            StreamConsumer::from_config_and_context(&cc, context).map_err(|e| LogError::Other(e.to_string()))?;
-        consumer.subscribe(&[&self.config.topic]).map_err(unavailable)?;
+        let consumer: StreamConsumer<GroupContext> = StreamConsumer::from_config_and_context(&cc, context)
+            .map_err(|e| LogError::Other(format!("kafka consumer: {e}")))?;
+        consumer.subscribe(&[&self.config.topic]).map_err(|e| failed("kafka subscribe", e))?;
         Ok(Box::new(KafkaConsumer {
             topic: self.config.topic.clone(),
             group: group.to_owned(),
@@ -509,7 +514,10 @@ impl ReportLog for KafkaLog {
         let producer = self.producer.clone();
         let topic = self.config.topic.clone();
         tokio::task::spawn_blocking(move || {
-            let md = producer.client().fetch_metadata(Some(&topic), REQUEST_TIMEOUT).map_err(unavailable)?;
+            let md = producer
+                .client()
+                .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
+                .map_err(|e| failed("kafka metadata", e))?;
             let t = md
                 .topics()
                 .iter()
@@ -754,7 +762,7 @@ impl LogConsumer for KafkaConsumer {
                 Ok(Err(KafkaError::PartitionEOF(_))) => {}
                 Ok(Err(e)) => {
                     if got.is_empty() {
-                        return Err(unavailable(e));
+                        return Err(failed("kafka consume", e));
                     }
                     // Hand out what we have; the error comes back on the next poll.
                     tracing::warn!(group = %self.group, error = %e, "kafka consume error");
@@ -832,9 +840,9 @@ impl LogConsumer for KafkaConsumer {
             }
             Err(e) => Err(match code_of(&e) {
                 Some(RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::RequestTimedOut) => {
-                    LogError::Timeout(format!("kafka commit did not finish in {}s", COMMIT_TIMEOUT.as_secs()))
+                    LogError::Timeout(format!("kafka commit: {e}"))
                 }
-                _ => unavailable(e),
+                _ => failed("kafka commit", e),
             }),
         }
     }
@@ -875,7 +883,7 @@ impl LogConsumer for KafkaConsumer {
         })
         .await
         .map_err(unavailable)?
-        .map_err(unavailable)?;
+        .map_err(|e| failed("kafka lag", e))?;
         for (p, lag) in &lags {
             metrics::gauge!("daybook_kafka_consumer_lag", "partition" => p.to_string()).set(*lag as f64);
         }

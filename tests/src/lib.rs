@@ -4,3 +4,4 @@
 pub mod client;
 pub mod daybook;
 pub mod flow;
+pub mod kafka;
