@@ -74,14 +74,48 @@ async fn readyz(State(r): State<Readiness>) -> Response {
 /// Counts and times every request by route template and status.
 pub(crate) async fn track(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let started = Instant::now();
     let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
+    let status = status_label(resp.status());
     metrics::counter!("daybook_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("daybook_http_request_seconds", "route" => route).record(started.elapsed().as_secs_f64());
     resp
+}
+
+/// Static labels keep the per-request metrics free of allocations.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    match *m {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::DELETE => "DELETE",
+        axum::http::Method::HEAD => "HEAD",
+        _ => "other",
+    }
+}
+
+fn status_label(s: StatusCode) -> &'static str {
+    match s.as_u16() {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        c if c < 300 => "2xx",
+        c if c < 500 => "4xx",
+        _ => "5xx",
+    }
 }
 
 /// The OpenAPI document of the services this process serves.

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use schemas::{
@@ -44,13 +44,8 @@ pub fn router(ingest: Ingest) -> Router {
 
 impl Ingest {
     /// Auth (401/403), then the device's rate (429), then the body (400/413/422).
-    async fn admit<T: serde::de::DeserializeOwned>(
-        &self,
-        headers: &HeaderMap,
-        cid: &str,
-        req: Request,
-    ) -> Result<(DeviceId, T), ApiError> {
-        let cid = self.inner.auth.device(headers, cid)?;
+    async fn admit<T: serde::de::DeserializeOwned>(&self, cid: &str, req: Request) -> Result<(DeviceId, T), ApiError> {
+        let cid = self.inner.auth.device(req.headers(), cid)?;
         self.inner.admission.check_rate(&cid)?;
         let body = read_body(req).await?;
         Ok((cid, parse_json(&body)?))
@@ -160,10 +155,9 @@ fn new_segment_id(ingest: &Ingest) -> SegmentId {
 async fn start_event(
     State(ingest): State<Ingest>,
     Path(cid): Path<String>,
-    headers: HeaderMap,
     req: Request,
 ) -> Result<(StatusCode, Json<EventStartResponse>), ApiError> {
-    let (cid, body): (_, EventStartRequest) = ingest.admit(&headers, &cid, req).await?;
+    let (cid, body): (_, EventStartRequest) = ingest.admit(&cid, req).await?;
     let report = ingest.event_started(&cid, body)?;
     ingest.validate(&report, Timestamp::now())?;
     let Report::EventStarted(started) = &report else { unreachable!("built above") };
@@ -182,10 +176,9 @@ async fn start_event(
 async fn end_event(
     State(ingest): State<Ingest>,
     Path((cid, event_id)): Path<(String, String)>,
-    headers: HeaderMap,
     req: Request,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let (cid, body): (_, EventEndRequest) = ingest.admit(&headers, &cid, req).await?;
+    let (cid, body): (_, EventEndRequest) = ingest.admit(&cid, req).await?;
     let event_id = EventId::parse(&event_id).map_err(|e| ApiError::invalid("invalid_event_id", e.to_string()))?;
     let report = Report::EventEnded(EventEnded { cid, event_id, ended_at: body.ended_at, status: body.status });
     ingest.validate(&report, Timestamp::now())?;
@@ -202,10 +195,9 @@ async fn end_event(
 async fn segment_upload(
     State(ingest): State<Ingest>,
     Path(cid): Path<String>,
-    headers: HeaderMap,
     req: Request,
 ) -> Result<(StatusCode, Json<SegmentUploadResponse>), ApiError> {
-    let (cid, body): (_, UploadRequest) = ingest.admit(&headers, &cid, req).await?;
+    let (cid, body): (_, UploadRequest) = ingest.admit(&cid, req).await?;
     check_upload(&body, &["video/", "application/octet-stream"])?;
     let segment_id = new_segment_id(&ingest);
     let upload =
@@ -222,10 +214,9 @@ async fn segment_upload(
 async fn report_segment(
     State(ingest): State<Ingest>,
     Path(cid): Path<String>,
-    headers: HeaderMap,
     req: Request,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let (cid, body): (_, SegmentRequest) = ingest.admit(&headers, &cid, req).await?;
+    let (cid, body): (_, SegmentRequest) = ingest.admit(&cid, req).await?;
     let report = Ingest::segment_reported(&cid, body);
     ingest.validate(&report, Timestamp::now())?;
     ingest.append(vec![report]).await?;
@@ -241,10 +232,9 @@ async fn report_segment(
 async fn digest_upload(
     State(ingest): State<Ingest>,
     Path(cid): Path<String>,
-    headers: HeaderMap,
     req: Request,
 ) -> Result<(StatusCode, Json<DigestUploadResponse>), ApiError> {
-    let (cid, body): (_, UploadRequest) = ingest.admit(&headers, &cid, req).await?;
+    let (cid, body): (_, UploadRequest) = ingest.admit(&cid, req).await?;
     check_upload(&body, &["video/", "application/octet-stream"])?;
     let segment_id = new_segment_id(&ingest);
     let upload =
@@ -263,10 +253,9 @@ async fn digest_upload(
 async fn report_digest(
     State(ingest): State<Ingest>,
     Path(cid): Path<String>,
-    headers: HeaderMap,
     req: Request,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let (cid, body): (_, DigestRequest) = ingest.admit(&headers, &cid, req).await?;
+    let (cid, body): (_, DigestRequest) = ingest.admit(&cid, req).await?;
     let now = Timestamp::now();
     let report = Ingest::digest_reported(&cid, body);
     ingest.validate(&report, now)?;
@@ -286,10 +275,9 @@ async fn report_digest(
 async fn report_batch(
     State(ingest): State<Ingest>,
     Path(cid): Path<String>,
-    headers: HeaderMap,
     req: Request,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    let cid = ingest.inner.auth.device(&headers, &cid)?;
+    let cid = ingest.inner.auth.device(req.headers(), &cid)?;
     ingest.inner.admission.check_rate(&cid)?;
     let body = read_body(req).await?;
     let items = split_batch(&body)?;
