@@ -102,6 +102,13 @@ struct BurstResult {
     group_commit_mean_records: Option<f64>,
     /// Embedded log: number of group commits during the run.
     group_commits: Option<f64>,
+    /// With `--log kafka://…`: the same reports produced straight to the broker by a plain
+    /// rdkafka producer (idempotent, acks=all), records/s.
+    kafka_raw_produce_per_s: Option<f64>,
+    /// Its p99 delivery latency.
+    kafka_raw_produce_p99_ms: Option<f64>,
+    /// `pipeline_accepted_per_s / kafka_raw_produce_per_s`.
+    ratio_vs_kafka_raw: Option<f64>,
     log: String,
     store: String,
     connections: usize,
@@ -302,6 +309,31 @@ fn digest_fleet(auth: &Auth, n: usize) -> Fleet {
     Fleet { requests: Arc::new(requests), cids, date }
 }
 
+/// The fleet's digest reports as the log records ingest would append.
+fn fleet_records(fleet: &Fleet) -> Vec<seams::LogRecord> {
+    let date = schemas::Day::parse(&fleet.date).expect("valid date");
+    fleet
+        .cids
+        .iter()
+        .enumerate()
+        .map(|(i, cid)| {
+            let report = schemas::Report::DigestReported(schemas::DigestReported {
+                cid: cid.clone(),
+                date,
+                segment_id: schemas::SegmentId::parse(&format!("dg-{i}")).expect("valid id"),
+                size: 4_000_000 + i as u64,
+                duration_ms: 60_000,
+            });
+            seams::LogRecord {
+                key: cid.to_string(),
+                kind: report.kind().as_str().to_owned(),
+                schema: schemas::SCHEMA_VERSION,
+                value: schemas::Envelope { report, received_at: Timestamp::now() }.encode(),
+            }
+        })
+        .collect()
+}
+
 /// Daytime background: event starts, then their ends, from 1000 other devices.
 fn background(
     auth: &Auth,
@@ -468,6 +500,21 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     server.stop();
     let daybook = Phase { outcomes, samples, start };
 
+    // 1b. With Kafka: the broker's own ceiling for the same reports, without daybook.
+    let kafka_raw = match &a.log {
+        LogUrl::Kafka(url) => {
+            let config = infra::kafka::KafkaConfig::from_url(url)?.with_properties(infra::kafka::properties_from_env());
+            let records = fleet_records(&fleet);
+            let pb = ProgressBar::new_spinner();
+            pb.set_message("raw kafka produce");
+            pb.enable_steady_tick(Duration::from_millis(100));
+            let r = infra::kafka::raw_produce(&config, &records).await?;
+            pb.finish_and_clear();
+            Some(r)
+        }
+        _ => None,
+    };
+
     // 2. The seed's design on the same store: every request writes the store before answering.
     let direct = if a.skip_direct {
         None
@@ -541,6 +588,9 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         background_accepted: bg_outcomes.iter().filter(|o| o.accepted()).count(),
         group_commit_mean_records,
         group_commits,
+        kafka_raw_produce_per_s: kafka_raw.map(|r| r.0),
+        kafka_raw_produce_p99_ms: kafka_raw.map(|r| r.1.as_secs_f64() * 1000.0),
+        ratio_vs_kafka_raw: kafka_raw.map(|r| pipeline / r.0.max(1e-9)),
         log: a.log.to_string(),
         store: a.store.to_string(),
         connections: a.connections,
