@@ -327,6 +327,12 @@ pub async fn create_topic(
     if let Some(ms) = &retention {
         topic = topic.set("retention.ms", ms);
     }
+    // acks=all waits for the in-sync replicas; with 3 replicas, 2 must have a record before it
+    // is acknowledged, so one broker can fail without losing an acknowledged report.
+    let min_insync = replication.min(2).to_string();
+    if replication > 1 {
+        topic = topic.set("min.insync.replicas", &min_insync);
+    }
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(30)))
         .request_timeout(Some(Duration::from_secs(30)));
