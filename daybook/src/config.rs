@@ -132,7 +132,7 @@ pub(crate) struct ProjectorArgs {
     #[arg(long, env = "DAYBOOK_PROJECTOR_GROUP", default_value = "daybook-projector")]
     pub(crate) group: String,
     /// Most reports per store batch.
-    #[arg(long, env = "DAYBOOK_PROJECTOR_MAX_BATCH", default_value_t = 4096)]
+    #[arg(long, env = "DAYBOOK_PROJECTOR_MAX_BATCH", default_value_t = 16_384)]
     pub(crate) max_batch: usize,
     /// Milliseconds to gather a batch once its first report arrived.
     #[arg(long, env = "DAYBOOK_PROJECTOR_LINGER_MS", default_value_t = 50)]

@@ -64,8 +64,7 @@ pub(crate) async fn run(a: TailArgs) -> anyhow::Result<()> {
             _ = rx.wait_for(|v| *v) => break,
         };
         let mut out = stdout.lock();
-        let mut done = 0;
-        for c in &batch {
+        for (done, c) in batch.iter().enumerate() {
             let line = match Envelope::decode(&c.value) {
                 Ok(env) => to_json(c, &env),
                 Err(e) => {
@@ -74,11 +73,10 @@ pub(crate) async fn run(a: TailArgs) -> anyhow::Result<()> {
             };
             writeln!(out, "{line}")?;
             printed += 1;
-            done += 1;
             if a.limit.is_some_and(|l| printed >= l) {
                 out.flush()?;
                 if committing {
-                    consumer.commit(&commit_positions(&batch[..done])).await?;
+                    consumer.commit(&commit_positions(&batch[..=done])).await?;
                 }
                 break 'outer;
             }

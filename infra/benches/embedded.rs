@@ -494,10 +494,6 @@ fn latency_percentiles(f: &ReadFixture, read: Read) {
 }
 
 fn store_read_1m(c: &mut Criterion) {
-    if std::env::var_os("EXP").is_some() {
-        sql_experiment();
-        std::process::exit(0);
-    }
     let mut g = c.benchmark_group("store_read_1m");
     g.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     g.throughput(Throughput::Elements(1));
@@ -529,44 +525,3 @@ fn store_read_1m(c: &mut Criterion) {
 
 criterion_group!(benches, log_group_commit, store_apply, store_read_1m);
 criterion_main!(benches);
-
-pub fn sql_experiment() {
-    let f = read_fixture();
-    let dir = target_dir().join("bench-data").join(READ_FIXTURE);
-    let conn = rusqlite::Connection::open(dir.join("store.db")).unwrap();
-    conn.pragma_update(None, "cache_size", -16_000).unwrap();
-    let days: Vec<String> = (0..READ_DAYS).map(|i| f.anchor.add_days(-i).number().to_string()).collect();
-    let variants = [
-        ("calendar_in", format!("SELECT day, count(*) FROM events WHERE day IN ({}) AND cid = ?1 GROUP BY day ORDER BY day DESC", days.join(","))),
-        ("calendar_range", "SELECT day, count(*) FROM events WHERE day BETWEEN ?2 AND ?3 AND cid = ?1 GROUP BY day ORDER BY day DESC".to_string()),
-        ("day_page", "SELECT event_id, ended_at, end_status FROM events WHERE day = ?2 AND cid = ?1 AND (trig, event_id) > (-9223372036854775808, '') AND (NULL IS NULL OR kind = NULL) ORDER BY trig, event_id LIMIT 11".to_string()),
-    ];
-    for (name, sql) in variants {
-        let mut rng = fastrand::Rng::with_seed(3);
-        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
-        let mut stmt = conn.prepare(&sql).unwrap();
-        let mut n = 0usize;
-        for _ in 0..LATENCY_CALLS {
-            let cid = f.devices[rng.usize(..f.devices.len())].as_str().to_owned();
-            let day = f.anchor.add_days(-rng.i64(0..READ_DAYS)).number();
-            let t = Instant::now();
-            let lo = if name == "day_page" { day } else { f.anchor.add_days(-(READ_DAYS - 1)).number() };
-            let all: [&dyn rusqlite::ToSql; 3] = [&cid, &lo, &f.anchor.number()];
-            let rows = stmt.query_map(&all[..stmt.parameter_count()], |r| r.get::<_, i64>(1).or(Ok(0))).unwrap();
-            n += rows.count();
-            h.record(t.elapsed().as_nanos() as u64).unwrap();
-        }
-        report_latency(&format!("SQL-only {name}"), &h);
-        println!("  {} rows/call", n as f64 / LATENCY_CALLS as f64);
-    }
-    // Async overhead alone: a spawn_blocking round trip.
-    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
-    f.rt.block_on(async {
-        for _ in 0..LATENCY_CALLS {
-            let t = Instant::now();
-            tokio::task::spawn_blocking(|| 1).await.unwrap();
-            h.record(t.elapsed().as_nanos() as u64).unwrap();
-        }
-    });
-    report_latency("spawn_blocking round trip", &h);
-}

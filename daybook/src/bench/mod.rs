@@ -334,12 +334,11 @@ fn fleet_records(fleet: &Fleet) -> Vec<seams::LogRecord> {
         .collect()
 }
 
+/// Requests, their schedule, and what each one reports (device, event id, is-an-end).
+type Background = (Arc<Vec<Prepared>>, Vec<Duration>, Vec<(DeviceId, String, bool)>);
+
 /// Daytime background: event starts, then their ends, from 1000 other devices.
-fn background(
-    auth: &Auth,
-    rps: u64,
-    seconds: u64,
-) -> (Arc<Vec<Prepared>>, Vec<Duration>, Vec<(DeviceId, String, bool)>) {
+fn background(auth: &Auth, rps: u64, seconds: u64) -> Background {
     let n = (rps * seconds) as usize;
     let mut reqs = Vec::with_capacity(n);
     let mut schedule = Vec::with_capacity(n);
