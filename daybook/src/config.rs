@@ -137,7 +137,8 @@ pub(crate) struct ProjectorArgs {
     /// Milliseconds to gather a batch once its first report arrived.
     #[arg(long, env = "DAYBOOK_PROJECTOR_LINGER_MS", default_value_t = 50)]
     pub(crate) linger_ms: u64,
-    /// Ceiling on store rows written per second (0: none).
-    #[arg(long, env = "DAYBOOK_PROJECTOR_MAX_ROWS_PER_S", default_value_t = 0)]
+    /// Ceiling on store rows written per second by this projector (0: none). The store sees
+    /// at most this rate however bursty the devices are; the log holds the rest.
+    #[arg(long, env = "DAYBOOK_PROJECTOR_MAX_ROWS_PER_S", default_value_t = 25_000)]
     pub(crate) max_rows_per_s: u64,
 }
