@@ -69,6 +69,11 @@ impl Daybook {
         Self { http: url("http"), s3: url("s3"), metrics: url("metrics"), child }
     }
 
+    /// `daybook run` on port 0 (HTTP and embedded S3) with its data in `data_dir`, plus `extra` flags.
+    pub fn run_in(data_dir: &str, extra: &[&str]) -> Self {
+        Self::start(&run_args(data_dir, extra).iter().map(String::as_str).collect::<Vec<_>>(), &[])
+    }
+
     /// The HTTP base URL.
     pub fn http(&self) -> &str {
         self.http.as_deref().expect("this process has an http listener")
@@ -104,6 +109,15 @@ impl Drop for Daybook {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The arguments of [`Daybook::run_in`], for starting the same server again.
+pub fn run_args(data_dir: &str, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ["run", "--data-dir", data_dir, "--http-addr", "127.0.0.1:0", "--s3-addr", "127.0.0.1:0"]
+        .map(String::from)
+        .to_vec();
+    v.extend(extra.iter().map(|s| (*s).to_owned()));
+    v
 }
 
 /// Runs `daybook <args>` to completion and returns its stdout.

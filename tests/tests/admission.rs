@@ -23,22 +23,7 @@ fn retry_after(r: &reqwest::Response) -> u64 {
 async fn a_device_over_its_rate_gets_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let s = Daybook::start(
-        &[
-            "run",
-            "--data-dir",
-            d,
-            "--http-addr",
-            "127.0.0.1:0",
-            "--s3-addr",
-            "127.0.0.1:0",
-            "--device-rate",
-            "1",
-            "--device-burst",
-            "3",
-        ],
-        &[],
-    );
+    let s = Daybook::run_in(d, &["--device-rate", "1", "--device-burst", "3"]);
     let dev = token(&["device", "cam-r", "--data-dir", d]);
     let other = token(&["device", "cam-q", "--data-dir", d]);
     let mut statuses = Vec::new();
@@ -72,10 +57,7 @@ async fn a_device_over_its_rate_gets_429_with_retry_after() {
 async fn no_inflight_budget_means_503_with_jittered_retry_after_and_nothing_written() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let s = Daybook::start(
-        &["run", "--data-dir", d, "--http-addr", "127.0.0.1:0", "--s3-addr", "127.0.0.1:0", "--max-inflight", "0"],
-        &[],
-    );
+    let s = Daybook::run_in(d, &["--max-inflight", "0"]);
     let dev = token(&["device", "cam-b", "--data-dir", d]);
     let viewer = token(&["viewer", "cam-b", "--data-dir", d]);
     let mut waits = std::collections::BTreeSet::new();
@@ -109,23 +91,9 @@ async fn digests_outside_their_slot_wait_for_it_when_there_is_no_headroom() {
     let d = dir.path().to_str().unwrap();
     // A one-hour window that starts six hours from now: "now" is outside every slot.
     let start_min = ((Utc::now().hour() + 6) % 24 * 60).to_string();
-    let s = Daybook::start(
-        &[
-            "run",
-            "--data-dir",
-            d,
-            "--http-addr",
-            "127.0.0.1:0",
-            "--s3-addr",
-            "127.0.0.1:0",
-            "--max-inflight",
-            "1",
-            "--digest-window-start-min",
-            &start_min,
-            "--digest-window-min",
-            "60",
-        ],
-        &[],
+    let s = Daybook::run_in(
+        d,
+        &["--max-inflight", "1", "--digest-window-start-min", &start_min, "--digest-window-min", "60"],
     );
     let dev = token(&["device", "cam-d", "--data-dir", d]);
     let up = post(

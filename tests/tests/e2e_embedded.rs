@@ -7,18 +7,14 @@ use std::time::Duration;
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
 use tests::client::Http;
-use tests::daybook::{token, Daybook};
+use tests::daybook::{run_args, token, Daybook};
 use tests::flow;
-
-fn run_args(dir: &str) -> Vec<String> {
-    ["run", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--s3-addr", "127.0.0.1:0"].map(String::from).to_vec()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_to_viewer_then_restart() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let args = run_args(d);
+    let args = run_args(d, &[]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Daybook::start(&args, &[]);
 

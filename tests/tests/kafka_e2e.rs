@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use schemas::Envelope;
 use tests::client::Http;
-use tests::daybook::{output, token, Daybook};
+use tests::daybook::{output, run_args, token, Daybook};
 use tests::{flow, kafka};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,19 +18,9 @@ async fn device_to_viewer_over_kafka_then_tail_and_python() {
     output(&["topic", "create", "--log", &url, "--partitions", "3"], &[]);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let args = [
-        "run",
-        "--data-dir",
-        d,
-        "--http-addr",
-        "127.0.0.1:0",
-        "--s3-addr",
-        "127.0.0.1:0",
-        "--log",
-        &url,
-        "--group",
-        &format!("{topic}-projector"),
-    ];
+    let group = format!("{topic}-projector");
+    let args = run_args(d, &["--log", &url, "--group", &group]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Daybook::start(&args, &[]);
 
     let cid = "cam-kafka";
