@@ -436,7 +436,10 @@ impl KafkaLog {
         }
         let mut cc = client_config(
             &self.config,
-            &[("auto.offset.reset", reset)],
+            // cooperative-sticky: rebalances move only the partitions that change owner (no
+            // stop-the-world), and on tansu 0.6 it is what lets a survivor take over a dead
+            // member's partitions (see tests/tests/kafka_projectors.rs).
+            &[("auto.offset.reset", reset), ("partition.assignment.strategy", "cooperative-sticky")],
             &[("enable.auto.commit", "false".into()), ("enable.auto.offset.store", "false".into())],
         )?;
         cc.set("group.id", group);

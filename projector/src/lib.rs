@@ -77,6 +77,12 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Progress, ProjectorError> {
     let mut consumer = log.consumer(&config.group).await?;
+    // Under a ceiling, a batch holds at most a tenth of a second's worth of rows, so the store
+    // sees the rate spread evenly instead of big batches separated by pauses.
+    let mut config = config;
+    if let Some(per_s) = config.max_rows_per_s.filter(|r| *r > 0) {
+        config.max_batch = config.max_batch.min((per_s / 10).max(1) as usize);
+    }
     let mut progress = Progress::default();
     let mut pacer = Pacer::new(config.max_rows_per_s);
     let mut last_lag = Instant::now();
