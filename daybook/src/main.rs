@@ -274,6 +274,12 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let policy = a.policy.policy();
     let (tx, rx) = shutdown_signal();
     let store = app::open_store(&a.store, &a.data, policy).await?;
+    if let LogUrl::Kafka(url) = &a.log.log {
+        // The all-in-one creates its topic if it is missing (idempotent), so `run --log
+        // kafka://…` works against a fresh broker; distributed deployments use `topic create`.
+        let config = app::kafka_config(url, &a.log)?;
+        infra::kafka::create_topic(&config, 12, 1, Some(7 * 24 * 3_600_000)).await?;
+    }
     let opened = app::open_log(&a.log, &a.data, Some(&store)).await?;
 
     let mut s3_task = None;
