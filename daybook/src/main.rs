@@ -281,6 +281,15 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         infra::kafka::create_topic(&config, 12, 1, Some(7 * 24 * 3_600_000)).await?;
     }
     let opened = app::open_log(&a.log, &a.data, Some(&store)).await?;
+    // A topic just created takes a moment to appear in the broker's metadata.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while let Err(e) = opened.log.health().await {
+        if std::time::Instant::now() > deadline {
+            tracing::warn!(error = %e, "log not ready yet; starting anyway (/readyz reports it)");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let mut s3_task = None;
     let mut s3_addr = None;

@@ -86,11 +86,32 @@ pub async fn run(
     let mut progress = Progress::default();
     let mut pacer = Pacer::new(config.max_rows_per_s);
     let mut last_lag = Instant::now();
+    let mut log_backoff = Duration::from_millis(200);
     tracing::info!(group = %config.group, log = log.backend(), store = store.backend(), "projector started");
     while !*shutdown.borrow() {
         let batch = tokio::select! {
-            b = gather(consumer.as_mut(), &config) => b?,
+            b = gather(consumer.as_mut(), &config) => b,
             _ = shutdown.changed() => break,
+        };
+        let batch = match batch {
+            Ok(b) => {
+                log_backoff = Duration::from_millis(200);
+                b
+            }
+            // A broker restarting, a topic not yet visible, a network blip: nothing was
+            // consumed, so waiting and polling again loses nothing.
+            Err(e @ (LogError::Unavailable(_) | LogError::Timeout(_))) => {
+                metrics::counter!("daybook_projector_log_errors_total").increment(1);
+                tracing::warn!(error = %e, retry_in_ms = log_backoff.as_millis() as u64, "log read failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(log_backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                log_backoff = (log_backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+            Err(LogError::Closed) => break,
+            Err(e) => return Err(e.into()),
         };
         if batch.is_empty() {
             report_lag(consumer.as_mut()).await;
