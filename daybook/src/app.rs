@@ -76,7 +76,11 @@ pub(crate) async fn open_store(
         StoreUrl::Scylla(url) => {
             let consistency =
                 args.scylla_consistency.parse().map_err(|e| anyhow::anyhow!("--scylla-consistency: {e}"))?;
-            let opts = ScyllaOptions { consistency, ..ScyllaOptions::default() };
+            let opts = ScyllaOptions {
+                consistency,
+                request_timeout: Duration::from_millis(args.scylla_timeout_ms.max(1)),
+                max_concurrency: args.scylla_max_concurrency.max(1),
+            };
             Ok(ScyllaStore::connect(url, policy, opts).await?)
         }
     }

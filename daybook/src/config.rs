@@ -38,6 +38,12 @@ pub(crate) struct StoreArgs {
     /// ScyllaDB consistency level of reads and writes.
     #[arg(long, env = "DAYBOOK_SCYLLA_CONSISTENCY", default_value = "LOCAL_QUORUM")]
     pub(crate) scylla_consistency: String,
+    /// ScyllaDB client-side timeout of one request, retries included, in milliseconds.
+    #[arg(long, env = "DAYBOOK_SCYLLA_TIMEOUT_MS", default_value_t = 10_000)]
+    pub(crate) scylla_timeout_ms: u64,
+    /// Most ScyllaDB requests one process has in flight.
+    #[arg(long, env = "DAYBOOK_SCYLLA_MAX_CONCURRENCY", default_value_t = 256)]
+    pub(crate) scylla_max_concurrency: usize,
 }
 
 /// Object storage.
