@@ -345,12 +345,13 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     app::announce(serde_json::json!({"event": "listening", "http": http_addr, "s3": s3_addr}));
     let served = app::serve(listener, router, rx.clone()).await;
     let _ = tx.send(true);
-    // Every acknowledged report is already durable; flushing covers the ones in flight.
-    opened.log.shutdown().await.context("log shutdown")?;
+    // The projector writes and commits the batch in hand, then the log flushes and closes.
+    // Every acknowledged report is already durable either way.
     let projected = match projector {
         Some(p) => p.await.context("projector task")?.map(|_| ()),
         None => Ok(()),
     };
+    opened.log.shutdown().await.context("log shutdown")?;
     let _ = janitor.await;
     if let Some(t) = s3_task {
         t.await.context("s3 task")??;

@@ -121,7 +121,13 @@ pub async fn run(
         progress.undecodable += skipped;
         let rows = write(store.as_ref(), &envelopes, &mut shutdown).await;
         let Some(rows) = rows else { break }; // shutting down before the write succeeded: nothing committed
-        consumer.commit(&commit_positions(&batch)).await?;
+        match consumer.commit(&commit_positions(&batch)).await {
+            Ok(()) => {}
+            // The log shut down under us: the batch is written but not committed, so the next
+            // start replays it (harmlessly: apply is idempotent).
+            Err(LogError::Closed) => break,
+            Err(e) => return Err(e.into()),
+        }
         progress.reports += envelopes.len() as u64;
         progress.rows += rows;
         metrics::counter!("daybook_projector_reports_total").increment(envelopes.len() as u64);
