@@ -214,10 +214,23 @@ pub(crate) async fn janitor(
             }
         }
         if let Some(log) = &log {
-            match log.truncate(now.millis() - policy.retention_ms()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(records = n, "truncated the log"),
-                Err(e) => tracing::warn!(error = %e, "log truncation failed"),
+            let mut total = 0;
+            loop {
+                match log.truncate(now.millis() - policy.retention_ms()).await {
+                    Ok(n) => {
+                        total += n;
+                        if n < infra::embedded_log::TRUNCATE_CHUNK as u64 || *shutdown.borrow() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "log truncation failed");
+                        break;
+                    }
+                }
+            }
+            if total > 0 {
+                tracing::info!(records = total, "truncated the log");
             }
         }
         tokio::select! {

@@ -119,8 +119,9 @@ impl EmbeddedLog {
         send(&self.tx, op)
     }
 
-    /// Deletes records older than `before_ms` that every consumer group has committed past.
-    /// Returns how many went.
+    /// Deletes up to [`TRUNCATE_CHUNK`] records older than `before_ms` that every consumer
+    /// group that has committed is past. Returns how many went (call again while it returns a
+    /// full chunk).
     pub async fn truncate(&self, before_ms: i64) -> Result<u64, LogError> {
         let (reply, rx) = oneshot::channel();
         self.send(Op::Truncate { before_ms, reply })?;
@@ -272,10 +273,17 @@ fn commit_group(conn: &mut Connection, pending: &mut [Op]) -> rusqlite::Result<(
     Ok((positions, head))
 }
 
+/// Most records one truncation op deletes.
+pub const TRUNCATE_CHUNK: i64 = 10_000;
+
 fn truncate(conn: &Connection, before_ms: i64) -> rusqlite::Result<u64> {
     let floor: Option<i64> = conn.query_row("SELECT min(next) FROM offsets", [], |r| r.get(0))?;
     let Some(floor) = floor else { return Ok(0) };
-    let n = conn.execute("DELETE FROM log WHERE off < ?1 AND ts < ?2", params![floor, before_ms])?;
+    // Bounded, so appends queued behind a truncation wait for one small delete, not an hour's.
+    let n = conn.execute(
+        "DELETE FROM log WHERE off IN (SELECT off FROM log WHERE off < ?1 AND ts < ?2 ORDER BY off LIMIT ?3)",
+        params![floor, before_ms, TRUNCATE_CHUNK],
+    )?;
     Ok(n as u64)
 }
 

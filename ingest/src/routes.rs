@@ -130,7 +130,10 @@ fn check_upload(r: &UploadRequest, allowed: &[&str]) -> Result<(), ApiError> {
             format!("content_length must be 1..={}", schemas::report::MAX_OBJECT_SIZE),
         ));
     }
-    if !allowed.iter().any(|p| r.content_type.starts_with(p)) || r.content_type.len() > 100 {
+    // A MIME type is visible ASCII without separators that could break a signed header.
+    let printable =
+        r.content_type.bytes().all(|b| (b.is_ascii_graphic() || b == b' ') && b != b'"' && b != b',' && b != b'\\');
+    if !printable || !allowed.iter().any(|p| r.content_type.starts_with(p)) || r.content_type.len() > 100 {
         return Err(ApiError::invalid(
             "invalid_content_type",
             format!("content_type must start with one of {allowed:?}"),

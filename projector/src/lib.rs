@@ -126,6 +126,12 @@ pub async fn run(
             // The log shut down under us: the batch is written but not committed, so the next
             // start replays it (harmlessly: apply is idempotent).
             Err(LogError::Closed) => break,
+            // A commit that failed now is covered by the next one (positions only move
+            // forward); at worst this batch is replayed after a restart.
+            Err(e @ (LogError::Unavailable(_) | LogError::Timeout(_))) => {
+                metrics::counter!("daybook_projector_commit_errors_total").increment(1);
+                tracing::warn!(error = %e, "commit failed; the next commit covers this batch");
+            }
             Err(e) => return Err(e.into()),
         }
         progress.reports += envelopes.len() as u64;
