@@ -84,6 +84,13 @@ impl Ingest {
         }
     }
 
+    /// Validates one report, appends it durably and answers 202.
+    async fn accept(&self, report: Report, now: Timestamp) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+        self.validate(&report, now)?;
+        self.append(vec![report]).await?;
+        Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true })))
+    }
+
     async fn upload(&self, key: &ObjectKey, content_type: &str, len: Option<u64>) -> Result<Upload, ApiError> {
         Ok(self.inner.signer.presign_put(key, content_type, len, self.inner.config.url_ttl).await?.into())
     }
@@ -184,9 +191,7 @@ async fn end_event(
     let (cid, body): (_, EventEndRequest) = ingest.admit(&cid, req).await?;
     let event_id = EventId::parse(&event_id).map_err(|e| ApiError::invalid("invalid_event_id", e.to_string()))?;
     let report = Report::EventEnded(EventEnded { cid, event_id, ended_at: body.ended_at, status: body.status });
-    ingest.validate(&report, Timestamp::now())?;
-    ingest.append(vec![report]).await?;
-    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true })))
+    ingest.accept(report, Timestamp::now()).await
 }
 
 /// Get a presigned PUT for a new segment.
@@ -221,9 +226,7 @@ async fn report_segment(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let (cid, body): (_, SegmentRequest) = ingest.admit(&cid, req).await?;
     let report = Ingest::segment_reported(&cid, body);
-    ingest.validate(&report, Timestamp::now())?;
-    ingest.append(vec![report]).await?;
-    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true })))
+    ingest.accept(report, Timestamp::now()).await
 }
 
 /// Get a presigned PUT for a digest, and this device's upload slot for next night.
@@ -261,6 +264,7 @@ async fn report_digest(
     let (cid, body): (_, DigestRequest) = ingest.admit(&cid, req).await?;
     let now = Timestamp::now();
     let report = Ingest::digest_reported(&cid, body);
+    // Invalid (422) before out of slot (429): a device must not retry a report that can never pass.
     ingest.validate(&report, now)?;
     ingest.inner.admission.check_digest_slot(&cid, now)?;
     ingest.append(vec![report]).await?;
