@@ -3,7 +3,6 @@
 //! its batch).
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -243,10 +242,6 @@ pub(crate) async fn janitor(
 /// Prints where a service listens, as one JSON line on stdout (tests and scripts read it).
 pub(crate) fn announce(fields: serde_json::Value) {
     println!("{fields}");
-}
-
-pub(crate) fn data_path(data: &DataArgs, sub: &str) -> std::path::PathBuf {
-    Path::new(&data.data_dir).join(sub)
 }
 
 pub(crate) fn with_ops(router: Router, ready: ops::Readiness, docs: utoipa::openapi::OpenApi) -> Router {

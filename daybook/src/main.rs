@@ -297,7 +297,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         let listener = app::bind(a.s3_addr, "embedded s3").await?;
         let addr = listener.local_addr()?;
         let (ak, sk) = secrets::embedded_s3_credentials(&a.data.data_dir)?;
-        let root = app::data_path(&a.data, "objects");
+        let root = a.data.data_dir.join("objects");
         let bucket = a.s3.s3_bucket.clone();
         let mut stop = rx.clone();
         s3_task = Some(tokio::spawn(async move {

@@ -158,11 +158,6 @@ impl EmbeddedLog {
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
-
-    /// The configured bound on [`EmbeddedLog::queued`].
-    pub fn capacity(&self) -> usize {
-        self.config.queue_records
-    }
 }
 
 fn writer_loop(

@@ -81,11 +81,6 @@ impl Ingest {
         Self { inner: Arc::new(Inner { log, signer, auth, config, admission }) }
     }
 
-    /// The log it appends to.
-    pub fn log(&self) -> &Arc<dyn ReportLog> {
-        &self.inner.log
-    }
-
     /// Drops rate-limiter state of devices that went quiet (call periodically; bounds memory).
     pub fn forget_idle_devices(&self) {
         self.inner.admission.forget_idle();

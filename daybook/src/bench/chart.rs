@@ -2,7 +2,7 @@
 //! time — daybook above, the direct baseline below.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use plotters::prelude::*;
 
@@ -33,7 +33,7 @@ fn bucketed(times: impl Iterator<Item = f64>, until: f64) -> Vec<(f64, f64)> {
 }
 
 impl Series {
-    pub(crate) fn from_phase(outcomes: &[Outcome], samples: &[Sample], _start: Instant) -> Self {
+    pub(crate) fn from_phase(outcomes: &[Outcome], samples: &[Sample]) -> Self {
         let secs = |d: Duration| d.as_secs_f64();
         let until = samples.last().map_or(0.0, |s| s.t).max(outcomes.iter().map(|o| secs(o.done)).fold(0.0, f64::max));
         let arrivals = bucketed(outcomes.iter().map(|o| secs(o.scheduled)), until);

@@ -404,7 +404,7 @@ async fn noop(addr: SocketAddr) -> anyhow::Result<()> {
         (http::StatusCode::ACCEPTED, axum::Json(serde_json::json!({"accepted": !body.is_empty()})))
     }));
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("{}", serde_json::json!({"event": "listening", "http": listener.local_addr()?}));
+    crate::app::announce(serde_json::json!({"event": "listening", "http": listener.local_addr()?}));
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(crate::app::wait_for_signal(tx));
     crate::app::serve(listener, router, rx).await
@@ -413,7 +413,6 @@ async fn noop(addr: SocketAddr) -> anyhow::Result<()> {
 struct Phase {
     outcomes: Vec<Outcome>,
     samples: Vec<Sample>,
-    start: Instant,
 }
 
 fn server_args(dir: &Path, log: &LogUrl, store: &StoreUrl) -> Vec<String> {
@@ -497,7 +496,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     let lost = count_lost(&server, &auth, &fleet, &outcomes, &bg_ids, &bg_outcomes).await?;
     let peak_rss_mib = server.peak_rss_mib();
     server.stop();
-    let daybook = Phase { outcomes, samples, start };
+    let daybook = Phase { outcomes, samples };
 
     // 1b. With Kafka: the broker's own ceiling for the same reports, without daybook.
     let kafka_raw = match &a.log {
@@ -531,7 +530,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
         let samples = samples.await?;
         server.stop();
-        Some(Phase { outcomes, samples, start })
+        Some(Phase { outcomes, samples })
     };
 
     // 3. The ceiling: a bare HTTP no-op handler, saturated with the same requests.
@@ -559,7 +558,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     }
     let pipeline = accepted_per_s(&daybook.outcomes);
     let direct_per_s = direct.as_ref().map(|d| accepted_per_s(&d.outcomes));
-    let rows = rows_per_s(&daybook.samples, burst_end, projection_done);
+    let rows = rows_per_s(&daybook.samples, projection_done);
     let result = BurstResult {
         devices: a.devices,
         window_ms: a.window_ms,
@@ -598,8 +597,8 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     std::fs::write(a.out.join("result.json"), &json)?;
     chart::draw(
         &a.out.join("burst.png"),
-        &daybook_series(&daybook),
-        direct.as_ref().map(daybook_series).as_ref(),
+        &daybook.series(),
+        direct.as_ref().map(Phase::series).as_ref(),
         &result_caption(&result),
     )?;
     println!("{json}");
@@ -623,7 +622,7 @@ fn result_caption(r: &BurstResult) -> String {
 }
 
 /// Rows written per second between the burst's start and the projection's completion.
-fn rows_per_s(samples: &[Sample], _burst_end: Duration, done: Duration) -> f64 {
+fn rows_per_s(samples: &[Sample], done: Duration) -> f64 {
     let done = done.as_secs_f64();
     let first = samples.iter().find(|s| s.t >= 0.0).copied().unwrap_or_default();
     let last = samples.iter().rev().find(|s| s.t <= done + 0.1).copied().unwrap_or_default();
@@ -631,8 +630,10 @@ fn rows_per_s(samples: &[Sample], _burst_end: Duration, done: Duration) -> f64 {
     (last.rows - first.rows) / span
 }
 
-fn daybook_series(p: &Phase) -> chart::Series {
-    chart::Series::from_phase(&p.outcomes, &p.samples, p.start)
+impl Phase {
+    fn series(&self) -> chart::Series {
+        chart::Series::from_phase(&self.outcomes, &self.samples)
+    }
 }
 
 fn tempfile_dir(what: &str) -> anyhow::Result<PathBuf> {
