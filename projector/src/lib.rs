@@ -7,9 +7,11 @@
 //! from the start yields identical tables. Store writes are paced to a configurable ceiling,
 //! so the store sees a flat rate however bursty the devices are; the log absorbs the rest.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use schemas::{DecodeError, Envelope};
 use seams::log::commit_positions;
 use seams::{Consumed, LogConsumer, LogError, ProjectionStore, ReportLog};
@@ -84,7 +86,7 @@ pub async fn run(
         config.max_batch = config.max_batch.min((per_s / 10).max(1) as usize);
     }
     let mut progress = Progress::default();
-    let mut pacer = Pacer::new(config.max_rows_per_s);
+    let pacer = Pacer::new(config.max_rows_per_s);
     let mut last_lag = Instant::now();
     let mut log_backoff = Duration::from_millis(200);
     tracing::info!(group = %config.group, log = log.backend(), store = store.backend(), "projector started");
@@ -226,30 +228,33 @@ async fn write(store: &dyn ProjectionStore, batch: &[Envelope], shutdown: &mut w
     }
 }
 
-/// Keeps the write rate under a ceiling: after writing `rows`, waits until the budget allows.
+/// Keeps the store's write rate under a ceiling: after writing `rows`, waits until the
+/// budget allows them. governor's GCRA bucket holds a tenth of a second of burst, so idle time
+/// never banks a flood and no window boundary lets two windows' worth through at once.
 #[derive(Debug)]
 struct Pacer {
-    per_s: Option<u64>,
-    window_start: Instant,
-    rows_in_window: u64,
+    limiter: Option<(DefaultDirectRateLimiter, NonZeroU32)>,
 }
 
 impl Pacer {
     fn new(per_s: Option<u64>) -> Self {
-        Self { per_s, window_start: Instant::now(), rows_in_window: 0 }
+        let limiter = per_s.filter(|r| *r > 0).map(|per_s| {
+            let clamp =
+                |n: u64| NonZeroU32::new(n.clamp(1, u64::from(u32::MAX)) as u32).expect("clamped to at least 1");
+            let burst = clamp(per_s / 10);
+            (RateLimiter::direct(Quota::per_second(clamp(per_s)).allow_burst(burst)), burst)
+        });
+        Self { limiter }
     }
 
-    async fn pace(&mut self, rows: u64) {
-        let Some(per_s) = self.per_s.filter(|r| *r > 0) else { return };
-        self.rows_in_window += rows;
-        let due = Duration::from_secs_f64(self.rows_in_window as f64 / per_s as f64);
-        let elapsed = self.window_start.elapsed();
-        if due > elapsed {
-            tokio::time::sleep(due - elapsed).await;
-        }
-        if self.window_start.elapsed() > Duration::from_secs(1) {
-            self.window_start = Instant::now();
-            self.rows_in_window = 0;
+    async fn pace(&self, rows: u64) {
+        let Some((limiter, burst)) = &self.limiter else { return };
+        let mut left = rows;
+        while left > 0 {
+            let n = left.min(u64::from(burst.get())) as u32;
+            // `n` never exceeds the burst, the only case in which this errs.
+            let _ = limiter.until_n_ready(NonZeroU32::new(n).expect("n > 0")).await;
+            left -= u64::from(n);
         }
     }
 }
