@@ -1,193 +1,298 @@
-//! Wiring: opens the backends the flags name, builds the services and serves them until a
-//! shutdown signal, then stops in order (HTTP drains, the log flushes, the projector finishes
-//! its batch).
+//! The composition: [`Application::build`] opens the engines a [`Config`] names and binds the
+//! listeners; [`Application::run_until_stopped`] serves until shutdown, then stops in order —
+//! HTTP drains, the projector writes and commits the batch in hand, the log flushes, the
+//! janitor and the embedded S3 endpoint stop. Every acknowledged report is durable before
+//! its answer either way; the order only keeps a clean stop from redoing work.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
-use infra::embedded_log::{EmbeddedLog, EmbeddedLogConfig};
-use infra::embedded_store::EmbeddedStore;
-use infra::kafka::{KafkaConfig, KafkaLog};
-use infra::s3::{S3Config, S3Signer};
-use infra::scylla::{ScyllaOptions, ScyllaStore};
-use infra::{LogUrl, StoreUrl};
+use infra::embedded_log::EmbeddedLog;
+use infra::LogUrl;
 use schemas::{TimePolicy, Timestamp};
-use seams::auth::Auth;
-use seams::{BlobSigner, ProjectionStore, ReportLog};
+use seams::{ProjectionStore, ReportLog};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::config::*;
+use crate::config::{Config, Role};
 use crate::ops;
+use crate::resolve::{self, OpenedLog};
 
-/// The opened report log, and the embedded one's concrete handle for its janitor.
-pub(crate) struct OpenedLog {
-    pub(crate) log: Arc<dyn ReportLog>,
-    pub(crate) embedded: Option<Arc<EmbeddedLog>>,
+/// Engines the caller opened itself, used instead of the ones the [`Config`] names (the
+/// bench's direct baseline hands in a log that writes through to the store it also hands in).
+#[derive(Debug, Default)]
+pub struct Backends {
+    pub log: Option<Arc<dyn ReportLog>>,
+    pub store: Option<Arc<dyn ProjectionStore>>,
 }
 
-/// Opens the log `args` names. `direct` (the benchmark baseline) writes through to `store`.
-pub(crate) async fn open_log(
-    args: &LogArgs,
-    data: &DataArgs,
-    store: Option<&Arc<dyn ProjectionStore>>,
-) -> anyhow::Result<OpenedLog> {
-    match &args.log {
-        LogUrl::Direct => {
-            let store = store.context("--log direct only works with `daybook run` (it writes the store directly)")?;
-            Ok(OpenedLog { log: infra::direct::DirectLog::new(store.clone()), embedded: None })
-        }
-        LogUrl::Embedded => {
-            std::fs::create_dir_all(&data.data_dir)
-                .with_context(|| format!("cannot create data directory {}", data.data_dir.display()))?;
-            let log = EmbeddedLog::open(&data.data_dir.join("log.db"), EmbeddedLogConfig::default())?;
-            Ok(OpenedLog { log: log.clone(), embedded: Some(log) })
-        }
-        LogUrl::Kafka(url) => {
-            let log = KafkaLog::connect(kafka_config(url, args)?)?;
-            Ok(OpenedLog { log, embedded: None })
-        }
-    }
-}
-
-pub(crate) fn kafka_config(url: &str, args: &LogArgs) -> anyhow::Result<KafkaConfig> {
-    let mut config = KafkaConfig::from_url(url)?;
-    if let Some(file) = &args.kafka_config {
-        config = config.with_properties(infra::kafka::properties_from_file(file)?);
-    }
-    Ok(config.with_properties(infra::kafka::properties_from_env()))
-}
-
-pub(crate) async fn open_store(
-    args: &StoreArgs,
-    data: &DataArgs,
+/// The services of one process, opened and bound, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    role: Role,
     policy: TimePolicy,
-) -> anyhow::Result<Arc<dyn ProjectionStore>> {
-    match &args.store {
-        StoreUrl::Embedded => {
-            std::fs::create_dir_all(&data.data_dir)
-                .with_context(|| format!("cannot create data directory {}", data.data_dir.display()))?;
-            Ok(EmbeddedStore::open(&data.data_dir.join("store.db"), policy)?)
+    projector: projector::ProjectorConfig,
+    log: Option<OpenedLog>,
+    store: Option<Arc<dyn ProjectionStore>>,
+    /// The device API, kept for the sweeper that forgets idle devices' rate limiters.
+    ingest: Option<ingest::Ingest>,
+    http: Option<(TcpListener, Router)>,
+    http_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+    s3: Option<EmbeddedS3>,
+    /// What the start-up line logs.
+    summary: String,
+}
+
+#[derive(Debug)]
+struct EmbeddedS3 {
+    listener: TcpListener,
+    addr: SocketAddr,
+    root: PathBuf,
+    bucket: String,
+    credentials: (String, String),
+}
+
+impl Application {
+    /// Opens the engines `config` names and binds its listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, Backends::default()).await
+    }
+
+    /// As [`build`](Self::build), with some engines opened by the caller.
+    pub async fn build_with(config: Config, backends: Backends) -> anyhow::Result<Self> {
+        ops::install_metrics();
+        let role = config.role;
+        let policy = config.policy;
+        let store = match (role.store(), backends.store) {
+            (true, Some(store)) => Some(store),
+            (true, None) => Some(resolve::open_store(&config.store, &config.data_dir, policy).await?),
+            (false, _) => None,
+        };
+        let log = match (role.log(), backends.log) {
+            (true, Some(log)) => Some(OpenedLog { log, embedded: None }),
+            (true, None) => Some(open_log(&config).await?),
+            (false, _) => None,
+        };
+
+        // The all-in-one serves the data directory over S3 unless told of another endpoint:
+        // its ingest signs uploads and its api signs downloads against the same directory.
+        let s3 = if role == Role::AllInOne && config.s3.endpoint.is_none() {
+            let listener = bind(config.s3_addr, "embedded s3").await?;
+            Some(EmbeddedS3 {
+                addr: listener.local_addr()?,
+                listener,
+                root: config.data_dir.join("objects"),
+                bucket: config.s3.bucket.clone(),
+                credentials: crate::secrets::embedded_s3_credentials(&config.data_dir)?,
+            })
+        } else {
+            None
+        };
+        let signer = if role.signer() {
+            let embedded = s3.as_ref().map(|s| s.addr);
+            Some(resolve::open_signer(&config.s3, &config.data_dir, embedded, policy.retention_days).await?)
+        } else {
+            None
+        };
+
+        let auth = if role.signer() { Some(crate::secrets::auth(&config.data_dir)?) } else { None };
+        let ingest = match (role.ingest(), &log, &signer, &auth) {
+            (true, Some(log), Some(signer), Some(auth)) => {
+                Some(ingest::Ingest::new(log.log.clone(), signer.clone(), auth.clone(), ingest_config(&config)))
+            }
+            _ => None,
+        };
+        let mut router = Router::new();
+        if let Some(ingest) = &ingest {
+            router = router.merge(ingest::router(ingest.clone()));
         }
-        StoreUrl::Scylla(url) => {
-            let consistency =
-                args.scylla_consistency.parse().map_err(|e| anyhow::anyhow!("--scylla-consistency: {e}"))?;
-            let opts = ScyllaOptions {
-                consistency,
-                request_timeout: Duration::from_millis(args.scylla_timeout_ms.max(1)),
-                max_concurrency: args.scylla_max_concurrency.max(1),
+        if let (true, Some(store), Some(signer), Some(auth)) = (role.api(), &store, &signer, auth) {
+            let api_config = api::ApiConfig { policy, url_ttl: config.s3.url_ttl, ..api::ApiConfig::default() };
+            router = router.merge(api::router(api::Api::new(store.clone(), signer.clone(), auth, api_config)));
+        }
+        let ready = ops::Readiness { log: log.as_ref().map(|l| l.log.clone()), store: store.clone(), signer };
+        let router = router
+            .merge(ops::router(ready, ops::openapi(role.ingest(), role.api())))
+            .layer(axum::middleware::from_fn(ops::track));
+
+        // A projector-only process has no API; it serves health and metrics if asked to.
+        let (mut http_addr, mut metrics_addr, mut http) = (None, None, None);
+        if role.ingest() || role.api() {
+            let listener = bind(config.http_addr, "http").await?;
+            http_addr = Some(listener.local_addr()?);
+            http = Some((listener, router));
+        } else if let Some(addr) = config.metrics_addr {
+            let listener = bind(addr, "metrics").await?;
+            metrics_addr = Some(listener.local_addr()?);
+            http = Some((listener, router));
+        }
+
+        let summary = format!(
+            "role {role:?}, log {}, store {}, data dir {}",
+            if role.log() { config.log.url.to_string() } else { "-".into() },
+            if role.store() { config.store.url.to_string() } else { "-".into() },
+            config.data_dir.display()
+        );
+        Ok(Self {
+            role,
+            policy,
+            projector: config.projector,
+            log,
+            store,
+            ingest,
+            http,
+            http_addr,
+            metrics_addr,
+            s3,
+            summary,
+        })
+    }
+
+    /// The device and viewer listener (not in a projector-only process).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The embedded S3 endpoint (all-in-one without an external endpoint).
+    pub fn s3_addr(&self) -> Option<SocketAddr> {
+        self.s3.as_ref().map(|s| s.addr)
+    }
+
+    /// The health and metrics listener of a projector-only process.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Serves until `shutdown` resolves (or the projector fails), then stops in order.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let (tx, rx) = watch::channel(false);
+        let s3_task = self.s3.map(|s3| {
+            let mut stop = rx.clone();
+            tokio::spawn(async move {
+                let (ak, sk) = &s3.credentials;
+                infra::s3_server::serve(s3.listener, &s3.root, &s3.bucket, ak, sk, async move {
+                    let _ = stop.wait_for(|v| *v).await;
+                })
+                .await
+            })
+        });
+        // A server that fails, or a projector that does, stops the whole process.
+        let http_task = self.http.map(|(listener, router)| {
+            let (rx, tx) = (rx.clone(), tx.clone());
+            tokio::spawn(async move {
+                let served = serve(listener, router, rx).await;
+                let _ = tx.send(true);
+                served
+            })
+        });
+        let (log, store) = (self.log, self.store);
+        let projector: Option<JoinHandle<anyhow::Result<projector::Progress>>> =
+            match (self.role.projector(), &log, &store) {
+                (true, Some(log), Some(store)) => {
+                    let (log, store, config, rx, tx) =
+                        (log.log.clone(), store.clone(), self.projector, rx.clone(), tx.clone());
+                    Some(tokio::spawn(async move {
+                        let result = projector::run(log, store, config, rx).await;
+                        if let Err(e) = &result {
+                            tracing::error!(error = %e, "projector failed; shutting down");
+                        }
+                        let _ = tx.send(true);
+                        Ok(result?)
+                    }))
+                }
+                _ => None,
             };
-            Ok(ScyllaStore::connect(url, policy, opts).await?)
+        let janitor = self.role.projector().then(|| {
+            tokio::spawn(janitor(self.policy, store.clone(), log.as_ref().and_then(|l| l.embedded.clone()), rx.clone()))
+        });
+        if let Some(ingest) = self.ingest {
+            tokio::spawn(sweep_idle_devices(ingest, rx.clone()));
         }
+        tracing::info!(http = ?self.http_addr, s3 = ?s3_task.is_some(), metrics = ?self.metrics_addr, "daybook running: {}", self.summary);
+
+        let mut stopped = rx.clone();
+        tokio::select! {
+            () = shutdown => {}
+            _ = stopped.wait_for(|v| *v) => {}
+        }
+        let _ = tx.send(true);
+        let served = match http_task {
+            Some(t) => t.await.context("http task")?,
+            None => Ok(()),
+        };
+        let projected = match projector {
+            Some(p) => p.await.context("projector task")?,
+            None => Ok(Default::default()),
+        };
+        if let Some(log) = &log {
+            log.log.shutdown().await.context("log shutdown")?;
+        }
+        if let Some(j) = janitor {
+            let _ = j.await;
+        }
+        if let Some(t) = s3_task {
+            t.await.context("s3 task")??;
+        }
+        served?;
+        let progress = projected?;
+        if self.role.projector() {
+            tracing::info!(reports = progress.reports, rows = progress.rows, "projector done");
+        }
+        tracing::info!("daybook stopped");
+        Ok(())
     }
 }
 
-/// The signer; with `embedded` set, for the embedded S3 endpoint at that address.
-pub(crate) async fn open_signer(
-    args: &S3Args,
-    data: &DataArgs,
-    embedded: Option<SocketAddr>,
-    retention_days: u32,
-) -> anyhow::Result<Arc<dyn BlobSigner>> {
-    let config = match (&args.s3_endpoint, embedded) {
-        (None, Some(addr)) => S3Config {
-            endpoint: Some(format!("http://{addr}")),
-            public_url: args.s3_public_url.clone(),
-            bucket: args.s3_bucket.clone(),
-            region: args.s3_region.clone(),
-            credentials: Some(crate::secrets::embedded_s3_credentials(&data.data_dir)?),
-            path_style: true,
-        },
-        (endpoint, _) => S3Config {
-            endpoint: endpoint.clone(),
-            public_url: args.s3_public_url.clone(),
-            bucket: args.s3_bucket.clone(),
-            region: args.s3_region.clone(),
-            credentials: None,
-            path_style: !args.s3_virtual_hosted,
-        },
-    };
-    let signer = S3Signer::new(&config).await;
-    if embedded.is_none() {
-        // A bucket that cannot be set up is not fatal at start: /readyz reports it.
-        if let Err(e) = signer.ensure_bucket(retention_days).await {
-            tracing::warn!(error = %e, "object store bucket setup failed");
+async fn open_log(config: &Config) -> anyhow::Result<OpenedLog> {
+    let all_in_one = config.role == Role::AllInOne;
+    if let (true, LogUrl::Kafka(url)) = (all_in_one, &config.log.url) {
+        // The all-in-one creates its topic if it is missing (idempotent), so `run --log
+        // kafka://…` works against a fresh broker; distributed deployments use `topic create`.
+        let kafka = resolve::kafka_config(url, &config.log)?;
+        infra::kafka::create_topic(&kafka, 12, 1, Some(7 * 24 * 3_600_000)).await?;
+    }
+    let opened = resolve::open_log(&config.log, &config.data_dir).await?;
+    if all_in_one {
+        // A topic just created takes a moment to appear in the broker's metadata.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while let Err(e) = opened.log.health().await {
+            if Instant::now() > deadline {
+                tracing::warn!(error = %e, "log not ready yet; starting anyway (/readyz reports it)");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    Ok(Arc::new(signer))
+    Ok(opened)
 }
 
-pub(crate) fn auth(data: &DataArgs) -> anyhow::Result<Auth> {
-    Ok(Auth::new(&crate::secrets::token_secret(&data.data_dir)?))
-}
-
-pub(crate) fn ingest_config(args: &IngestArgs, s3: &S3Args, policy: TimePolicy) -> ingest::IngestConfig {
+fn ingest_config(config: &Config) -> ingest::IngestConfig {
+    let limits = &config.ingest;
     ingest::IngestConfig {
-        policy,
-        max_body_bytes: args.max_body_bytes,
-        max_inflight: args.max_inflight,
-        device_rate_per_s: args.device_rate,
-        device_burst: args.device_burst,
-        url_ttl: s3.url_ttl(),
-        digest_window: ingest::DigestWindow {
-            start_s: args.digest_window_start_min * 60,
-            length_s: args.digest_window_min.max(1) * 60,
-            ..ingest::DigestWindow::default()
-        },
+        policy: config.policy,
+        max_body_bytes: limits.max_body_bytes,
+        max_inflight: limits.max_inflight,
+        device_rate_per_s: limits.device_rate_per_s,
+        device_burst: limits.device_burst,
+        url_ttl: config.s3.url_ttl,
+        digest_window: limits.digest_window,
         ..ingest::IngestConfig::default()
     }
 }
 
-pub(crate) fn api_config(s3: &S3Args, policy: TimePolicy) -> api::ApiConfig {
-    api::ApiConfig { policy, url_ttl: s3.url_ttl(), ..api::ApiConfig::default() }
-}
-
-pub(crate) fn projector_config(args: &ProjectorArgs) -> projector::ProjectorConfig {
-    projector::ProjectorConfig {
-        group: args.group.clone(),
-        max_batch: args.max_batch.max(1),
-        linger: Duration::from_millis(args.linger_ms),
-        max_rows_per_s: (args.max_rows_per_s > 0).then_some(args.max_rows_per_s),
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM and flips `tx`.
-pub(crate) async fn wait_for_signal(tx: watch::Sender<bool>) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutdown requested");
-    let _ = tx.send(true);
-}
-
-pub(crate) async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({what})"))
 }
 
 /// Serves `router` until `shutdown` turns true; in-flight requests finish first.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    router: Router,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|v| *v).await;
@@ -196,8 +301,19 @@ pub(crate) async fn serve(
         .context("http server failed")
 }
 
-/// Periodic upkeep of the embedded engines: drop days past retention, truncate the log.
-pub(crate) async fn janitor(
+/// Per-device rate limiters of devices gone quiet are dropped every minute, so memory follows
+/// the active fleet, not every device ever seen.
+async fn sweep_idle_devices(ingest: ingest::Ingest, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(60)) => ingest.forget_idle_devices(),
+            _ = shutdown.wait_for(|v| *v) => return,
+        }
+    }
+}
+
+/// Hourly upkeep of the embedded engines: drop days past retention, truncate the log.
+async fn janitor(
     policy: TimePolicy,
     store: Option<Arc<dyn ProjectionStore>>,
     log: Option<Arc<EmbeddedLog>>,
@@ -239,11 +355,31 @@ pub(crate) async fn janitor(
     }
 }
 
-/// Prints where a service listens, as one JSON line on stdout (tests and scripts read it).
-pub(crate) fn announce(fields: serde_json::Value) {
-    println!("{fields}");
-}
-
-pub(crate) fn with_ops(router: Router, ready: ops::Readiness, docs: utoipa::openapi::OpenApi) -> Router {
-    router.merge(ops::router(ready, docs)).layer(axum::middleware::from_fn(ops::track))
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called (inside a
+/// runtime), not when the future is first polled: a signal that arrives while the
+/// application is still starting is not lost.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    };
+    async move {
+        #[cfg(unix)]
+        match signals {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot install signal handlers; stop with SIGKILL");
+                std::future::pending::<()>().await;
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested");
+    }
 }

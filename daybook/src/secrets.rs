@@ -55,3 +55,9 @@ pub(crate) fn embedded_s3_credentials(data_dir: &Path) -> anyhow::Result<(String
     let (ak, sk) = text.split_once(':').context("malformed s3-credentials file")?;
     Ok((ak.to_owned(), sk.to_owned()))
 }
+
+/// Signs and verifies the bearer tokens of the data directory's deployment (with
+/// `DAYBOOK_TOKEN_SECRET`, of any deployment sharing that secret).
+pub fn auth(data_dir: &Path) -> anyhow::Result<seams::auth::Auth> {
+    Ok(seams::auth::Auth::new(&token_secret(data_dir)?))
+}

@@ -6,7 +6,6 @@
 //! | [`seams::ProjectionStore`] | [`embedded_store::EmbeddedStore`] (SQLite) | [`scylla::ScyllaStore`] |
 //! | [`seams::BlobSigner`] | [`s3::S3Signer`] against [`s3_server`] | [`s3::S3Signer`] against S3/MinIO |
 
-pub mod direct;
 pub mod embedded_log;
 pub mod embedded_store;
 pub mod kafka;

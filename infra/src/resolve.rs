@@ -10,9 +10,6 @@ pub enum LogUrl {
     Embedded,
     /// `kafka://HOST:PORT[,HOST:PORT…]/TOPIC`
     Kafka(String),
-    /// No log: every request writes the store before answering (the seed's design; only
-    /// the burst benchmark's baseline).
-    Direct,
 }
 
 /// Which projection store.
@@ -29,7 +26,6 @@ impl FromStr for LogUrl {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "embedded" | "embedded://" => Ok(Self::Embedded),
-            "direct" => Ok(Self::Direct),
             s if s.starts_with("kafka://") => Ok(Self::Kafka(s.to_owned())),
             s => Err(format!("unknown log {s:?}: want `embedded` or `kafka://HOST:PORT[,HOST:PORT…]/TOPIC`")),
         }
@@ -52,7 +48,6 @@ impl fmt::Display for LogUrl {
         match self {
             Self::Embedded => f.write_str("embedded"),
             Self::Kafka(u) => f.write_str(u),
-            Self::Direct => f.write_str("direct"),
         }
     }
 }

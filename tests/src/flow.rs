@@ -1,5 +1,5 @@
-//! The device → viewer flow of BRIEF §4–5, reusable against any deployment (embedded, Kafka,
-//! ScyllaDB): act as a device, then check everything as a viewer.
+//! The device → viewer flow of the README's "Contracts", reusable against any deployment
+//! (embedded, Kafka, ScyllaDB): act as a device, then check everything as a viewer.
 
 use std::time::{Duration, Instant};
 

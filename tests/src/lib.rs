@@ -1,7 +1,9 @@
-//! Helpers shared by daybook's integration tests: starting the `daybook` binary as a real
-//! process and talking to it over loopback, as devices and viewers do.
+//! Helpers shared by daybook's integration tests: the application in-process on port 0
+//! ([`app::spawn_app`]), the binary as a child process ([`process`]), and clients that talk
+//! to either over loopback as devices and viewers do.
 
+pub mod app;
 pub mod client;
-pub mod daybook;
 pub mod flow;
 pub mod kafka;
+pub mod process;

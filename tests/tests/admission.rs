@@ -5,7 +5,7 @@
 use chrono::{Timelike, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
-use tests::daybook::{token, Daybook};
+use tests::app::spawn_app_with;
 
 fn ts(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -21,15 +21,17 @@ fn retry_after(r: &reqwest::Response) -> u64 {
 
 #[tokio::test]
 async fn a_device_over_its_rate_gets_429_with_retry_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    let s = Daybook::run_in(d, &["--device-rate", "1", "--device-burst", "3"]);
-    let dev = token(&["device", "cam-r", "--data-dir", d]);
-    let other = token(&["device", "cam-q", "--data-dir", d]);
+    let s = spawn_app_with(|c| {
+        c.ingest.device_rate_per_s = 1;
+        c.ingest.device_burst = 3;
+    })
+    .await;
+    let dev = s.device_token("cam-r");
+    let other = s.device_token("cam-q");
     let mut statuses = Vec::new();
     for i in 0..6 {
         let r = post(
-            s.http(),
+            &s.http,
             &dev,
             "/v1/devices/cam-r/events",
             json!({"type": "motion", "triggered_at": ts(Utc::now() - chrono::Duration::seconds(60 + i))}),
@@ -48,22 +50,20 @@ async fn a_device_over_its_rate_gets_429_with_retry_after() {
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 3, "{statuses:?}");
     // Another device is not starved by the first.
     let r =
-        post(s.http(), &other, "/v1/devices/cam-q/events", json!({"type": "motion", "triggered_at": ts(Utc::now())}))
+        post(&s.http, &other, "/v1/devices/cam-q/events", json!({"type": "motion", "triggered_at": ts(Utc::now())}))
             .await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
 #[tokio::test]
 async fn no_inflight_budget_means_503_with_jittered_retry_after_and_nothing_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    let s = Daybook::run_in(d, &["--max-inflight", "0"]);
-    let dev = token(&["device", "cam-b", "--data-dir", d]);
-    let viewer = token(&["viewer", "cam-b", "--data-dir", d]);
+    let s = spawn_app_with(|c| c.ingest.max_inflight = 0).await;
+    let dev = s.device_token("cam-b");
+    let viewer = s.viewer_token(&["cam-b"]);
     let mut waits = std::collections::BTreeSet::new();
     for i in 0..20 {
         let r = post(
-            s.http(),
+            &s.http,
             &dev,
             "/v1/devices/cam-b/events",
             json!({"type": "motion", "triggered_at": ts(Utc::now() - chrono::Duration::seconds(i))}),
@@ -74,7 +74,7 @@ async fn no_inflight_budget_means_503_with_jittered_retry_after_and_nothing_writ
     }
     assert!(waits.len() > 1, "Retry-After is jittered: {waits:?}");
     let cal: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/v1/devices/cam-b/calendar?days=1", s.http()))
+        .get(format!("{}/v1/devices/cam-b/calendar?days=1", s.http))
         .bearer_auth(&viewer)
         .send()
         .await
@@ -87,17 +87,16 @@ async fn no_inflight_budget_means_503_with_jittered_retry_after_and_nothing_writ
 
 #[tokio::test]
 async fn digests_outside_their_slot_wait_for_it_when_there_is_no_headroom() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
     // A one-hour window that starts six hours from now: "now" is outside every slot.
-    let start_min = ((Utc::now().hour() + 6) % 24 * 60).to_string();
-    let s = Daybook::run_in(
-        d,
-        &["--max-inflight", "1", "--digest-window-start-min", &start_min, "--digest-window-min", "60"],
-    );
-    let dev = token(&["device", "cam-d", "--data-dir", d]);
+    let s = spawn_app_with(|c| {
+        c.ingest.max_inflight = 1;
+        c.ingest.digest_window.start_s = (Utc::now().hour() + 6) % 24 * 3600;
+        c.ingest.digest_window.length_s = 3600;
+    })
+    .await;
+    let dev = s.device_token("cam-d");
     let up = post(
-        s.http(),
+        &s.http,
         &dev,
         "/v1/devices/cam-d/digests/uploads",
         json!({"content_length": 10, "content_type": "video/mp4"}),
@@ -110,7 +109,7 @@ async fn digests_outside_their_slot_wait_for_it_when_there_is_no_headroom() {
     assert!(until_slot > 0, "the slot is ahead: {up}");
     let date = (Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
     let r = post(
-        s.http(),
+        &s.http,
         &dev,
         "/v1/devices/cam-d/digests",
         json!({"date": date, "segment_id": up["segment_id"], "size": 10, "duration_ms": 1000}),

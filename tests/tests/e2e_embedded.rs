@@ -1,27 +1,24 @@
-//! End to end on the embedded default: `daybook run` on port 0 in a temp dir, driven over
-//! real HTTP as a device and a viewer, objects through presigned URLs and a stock S3 client;
-//! then a restart on the same data directory finds everything acknowledged.
+//! End to end on the embedded default: the all-in-one in-process on port 0 in a temp dir,
+//! driven over real HTTP as a device and a viewer, objects through presigned URLs and a stock
+//! S3 client; then a clean stop and a restart on the same data directory find everything
+//! acknowledged. (The same through SIGTERM and kill -9 of the real binary: daybook/tests/process.rs.)
 
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
+use tests::app::spawn_app;
 use tests::client::Http;
-use tests::daybook::{run_args, token, Daybook};
 use tests::flow;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_to_viewer_then_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    let args = run_args(d, &[]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Daybook::start(&args, &[]);
+    let server = spawn_app().await;
 
     let cid = "cam-e2e";
-    let dev = Http::new(server.http(), &token(&["device", cid, "--data-dir", d]));
-    let other_dev = token(&["device", "cam-other", "--data-dir", d]);
-    let viewer = Http::new(server.http(), &token(&["viewer", cid, "--data-dir", d]));
+    let dev = Http::new(&server.http, &server.device_token(cid));
+    let other_dev = server.device_token("cam-other");
+    let viewer = Http::new(&server.http, &server.viewer_token(&[cid]));
 
     flow::refuse_bad_input(&dev, cid, &other_dev).await;
     let expect = flow::act_as_device(&dev, cid).await;
@@ -30,7 +27,7 @@ async fn device_to_viewer_then_restart() {
     flow::refuse_bad_viewer_input(&viewer, &expect, "cam-other").await;
 
     // A stock S3 client with the embedded endpoint's credentials sees the uploaded objects.
-    let creds = std::fs::read_to_string(dir.path().join("s3-credentials")).unwrap();
+    let creds = std::fs::read_to_string(server.data_dir().join("s3-credentials")).unwrap();
     let (ak, sk) = creds.trim().split_once(':').unwrap();
     let conf = aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
@@ -63,15 +60,14 @@ async fn device_to_viewer_then_restart() {
     {
         assert!(doc["paths"][path].is_object(), "openapi lists {path}");
     }
-    let metrics = reqwest::get(format!("{}/metrics", server.http())).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("daybook_http_requests_total"), "{metrics}");
     assert!(metrics.contains("daybook_log_group_commit_records"));
 
-    // Clean shutdown, then a restart on the same directory: everything acknowledged is there.
-    let status = server.stop();
-    assert!(status.success(), "clean exit on SIGTERM: {status}");
-    let server = Daybook::start(&args, &[]);
+    // Clean stop, then a restart on the same directory: everything acknowledged is there.
+    let server = server.restart().await;
     // Same token (the secret lives in the data directory), new port.
-    let viewer = viewer.at(server.http());
+    let viewer = viewer.at(&server.http);
     flow::check_as_viewer(&viewer, &expect).await;
+    server.stop().await;
 }

@@ -1,22 +1,22 @@
-//! `--log direct`: the seed's design, kept only as the burst benchmark's baseline. There is
-//! no log: each append writes its reports to the store before returning, one request at a
-//! time, exactly what collapsed at midnight.
+//! The direct baseline: no log, each append writes its reports to the store before it
+//! returns, one request at a time — the design without a log that the pipeline replaced
+//! (README, "Performance"). It exists only for the burst benchmark to compare against.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use schemas::Envelope;
-use seams::{LogConsumer, LogError, LogRecord, Position, ProjectionStore, ReportLog};
+use seams::{Consumed, LogConsumer, LogError, LogRecord, Position, ProjectionStore, ReportLog};
 
 /// Writes through to the store on every append.
 #[derive(Debug)]
-pub struct DirectLog {
+pub(crate) struct DirectLog {
     store: Arc<dyn ProjectionStore>,
 }
 
 impl DirectLog {
-    /// Writes through to `store`.
-    pub fn new(store: Arc<dyn ProjectionStore>) -> Arc<Self> {
+    pub(crate) fn new(store: Arc<dyn ProjectionStore>) -> Arc<Self> {
         Arc::new(Self { store })
     }
 }
@@ -32,8 +32,10 @@ impl ReportLog for DirectLog {
         Ok(records.iter().map(|_| Position { partition: 0, offset: 0 }).collect())
     }
 
+    /// Nothing is retained, so a consumer never sees a record: the all-in-one's projector
+    /// idles beside the baseline.
     async fn consumer(&self, _group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
-        Err(LogError::Other("the direct baseline has no log to consume".into()))
+        Ok(Box::new(Empty))
     }
 
     async fn consumer_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
@@ -50,5 +52,24 @@ impl ReportLog for DirectLog {
 
     fn backend(&self) -> &'static str {
         "direct"
+    }
+}
+
+#[derive(Debug)]
+struct Empty;
+
+#[async_trait]
+impl LogConsumer for Empty {
+    async fn poll(&mut self, _max_records: usize, max_wait: Duration) -> Result<Vec<Consumed>, LogError> {
+        tokio::time::sleep(max_wait).await;
+        Ok(Vec::new())
+    }
+
+    async fn commit(&mut self, _positions: &[Position]) -> Result<(), LogError> {
+        Ok(())
+    }
+
+    async fn lag(&mut self) -> Result<Vec<(i32, i64)>, LogError> {
+        Ok(Vec::new())
     }
 }

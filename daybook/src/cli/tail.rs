@@ -7,10 +7,10 @@ use clap::Args;
 use schemas::Envelope;
 use seams::log::commit_positions;
 
-use crate::config::{DataArgs, LogArgs};
+use super::args::{DataArgs, LogArgs};
 
 #[derive(Debug, Args)]
-pub(crate) struct TailArgs {
+pub struct TailArgs {
     #[command(flatten)]
     data: DataArgs,
     #[command(flatten)]
@@ -28,7 +28,7 @@ pub(crate) struct TailArgs {
 }
 
 /// One printed line: where the report sits, its device and kind, and every field.
-pub(crate) fn to_json(c: &seams::Consumed, env: &Envelope) -> serde_json::Value {
+fn to_json(c: &seams::Consumed, env: &Envelope) -> serde_json::Value {
     let report = serde_json::to_value(&env.report).expect("reports serialize");
     // `{"EventStarted": {...}}` → the inner object with "type" beside the fields.
     let fields = report.as_object().and_then(|o| o.values().next()).cloned().unwrap_or(report);
@@ -47,21 +47,20 @@ pub(crate) fn to_json(c: &seams::Consumed, env: &Envelope) -> serde_json::Value 
     serde_json::Value::Object(obj)
 }
 
-pub(crate) async fn run(a: TailArgs) -> anyhow::Result<()> {
-    let opened = crate::app::open_log(&a.log, &a.data, None).await?;
-    let log = opened.log;
+pub(super) async fn run(a: TailArgs) -> anyhow::Result<()> {
+    let log = crate::resolve::open_log(&a.log.clone().into(), &a.data.data_dir).await?.log;
     let committing = a.group.is_some();
     let group = a.group.clone().unwrap_or_else(|| format!("daybook-tail-{}", uuid::Uuid::new_v4().simple()));
     let mut consumer =
         if a.from_beginning || committing { log.consumer(&group).await? } else { log.consumer_at_end(&group).await? };
     let mut printed = 0u64;
     let stdout = std::io::stdout();
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(crate::app::wait_for_signal(tx));
+    let shutdown = crate::shutdown_signal();
+    tokio::pin!(shutdown);
     'outer: loop {
         let batch = tokio::select! {
             b = consumer.poll(500, Duration::from_millis(500)) => b?,
-            _ = rx.wait_for(|v| *v) => break,
+            () = &mut shutdown => break,
         };
         let mut out = stdout.lock();
         for (done, c) in batch.iter().enumerate() {

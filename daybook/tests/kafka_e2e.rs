@@ -1,47 +1,51 @@
-//! The Kafka path end to end: `daybook run --log kafka://…` serves the device → viewer flow;
-//! every report is then read back with `daybook tail` and with a consumer in another language
-//! (Python confluent-kafka), which sees the device id as key and both headers.
+//! The Kafka path end to end: the all-in-one over `kafka://…` (in-process) serves the device →
+//! viewer flow; every report is then read back with the `daybook tail` command and with a
+//! consumer in another language (Python confluent-kafka), which sees the device id as key and
+//! both headers.
 
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
+use infra::LogUrl;
 use schemas::Envelope;
+use tests::app::spawn_app_with;
 use tests::client::Http;
-use tests::daybook::{output, run_args, token, Daybook};
+use tests::process::Bin;
 use tests::{flow, kafka};
+
+const DAYBOOK: Bin = Bin(env!("CARGO_BIN_EXE_daybook"));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_to_viewer_over_kafka_then_tail_and_python() {
     let topic = kafka::unique_topic("e2e");
     let url = kafka::url(&topic);
-    output(&["topic", "create", "--log", &url, "--partitions", "3"], &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    let group = format!("{topic}-projector");
-    let args = run_args(d, &["--log", &url, "--group", &group]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Daybook::start(&args, &[]);
+    DAYBOOK.output(&["topic", "create", "--log", &url, "--partitions", "3"], &[]);
+    let server = spawn_app_with(|c| {
+        c.log.url = LogUrl::Kafka(url.clone());
+        c.projector.group = format!("{topic}-projector");
+    })
+    .await;
 
     let cid = "cam-kafka";
-    let dev = Http::new(server.http(), &token(&["device", cid, "--data-dir", d]));
-    let viewer = Http::new(server.http(), &token(&["viewer", cid, "--data-dir", d]));
-    let other = token(&["device", "cam-other", "--data-dir", d]);
+    let dev = Http::new(&server.http, &server.device_token(cid));
+    let viewer = Http::new(&server.http, &server.viewer_token(&[cid]));
+    let other = server.device_token("cam-other");
     flow::refuse_bad_input(&dev, cid, &other).await;
     let expect = flow::act_as_device(&dev, cid).await;
     flow::wait_projected(&viewer, &expect, Duration::from_secs(60)).await;
     flow::check_as_viewer(&viewer, &expect).await;
 
-    let metrics = reqwest::get(format!("{}/metrics", server.http())).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
     for name in ["daybook_kafka_produce_seconds", "daybook_projector_batch_reports"] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
-    assert!(server.stop().success());
+    let (config, dir) = server.stop().await;
 
     // Everything the device was acknowledged for is on the topic: 2 starts of A (same id),
     // B, 2 segments, 2 ends, C's end and start, the late start and end, 12 more starts, 1 digest.
     let reports = 2 + 1 + 2 + 2 + 2 + 2 + 12 + 1;
-    let tailed = output(&["tail", "--log", &url, "--from-beginning", "--limit", &reports.to_string()], &[]);
+    let tailed = DAYBOOK.output(&["tail", "--log", &url, "--from-beginning", "--limit", &reports.to_string()], &[]);
     let lines: Vec<serde_json::Value> = tailed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), reports);
     assert!(lines.iter().all(|l| l["cid"] == cid && l["schema"] == 1));
@@ -81,6 +85,7 @@ async fn device_to_viewer_over_kafka_then_tail_and_python() {
     assert_eq!(py_kinds.len(), 4);
 
     // A restart on the same topic and data directory resumes without losing or redoing anything visible.
-    let server = Daybook::start(&args, &[]);
-    flow::check_as_viewer(&viewer.at(server.http()), &expect).await;
+    let server = tests::app::start(config, dir).await;
+    flow::check_as_viewer(&viewer.at(&server.http), &expect).await;
+    server.stop().await;
 }

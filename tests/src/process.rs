@@ -1,23 +1,14 @@
-//! Runs the `daybook` binary as a child process on port 0 and learns its addresses from the
-//! JSON line it prints.
+//! The `daybook` binary as a child process, for what only a process shows: signals, a kill -9,
+//! the command-line tools. Used by daybook's own integration tests (`daybook/tests/`), where
+//! cargo builds the binary and names it: `const DAYBOOK: Bin = Bin(env!("CARGO_BIN_EXE_daybook"))`.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `daybook` binary next to the test executable (built by `cargo build -p daybook`,
-/// which the README's test command runs first).
-pub fn binary() -> PathBuf {
-    if let Ok(p) = std::env::var("DAYBOOK_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target profile directory");
-    let bin = dir.join("daybook");
-    assert!(bin.exists(), "{} not found: run `cargo build -p daybook` first (scripts/test does)", bin.display());
-    bin
-}
+/// The path of the `daybook` binary under test.
+#[derive(Debug, Clone, Copy)]
+pub struct Bin(pub &'static str);
 
 /// A running daybook process; killed on drop.
 #[derive(Debug)]
@@ -31,10 +22,10 @@ pub struct Daybook {
     pub metrics: Option<String>,
 }
 
-impl Daybook {
+impl Bin {
     /// Starts `daybook <args>` and waits for its `listening` line.
-    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(binary());
+    pub fn start(self, args: &[&str], envs: &[(&str, &str)]) -> Daybook {
+        let mut cmd = Command::new(self.0);
         cmd.args(args)
             .stdout(Stdio::piped())
             .stderr(if std::env::var_os("DAYBOOK_TEST_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() })
@@ -66,14 +57,37 @@ impl Daybook {
             assert!(Instant::now() < deadline, "daybook {args:?} did not start listening within 60s");
         };
         let url = |k: &str| v[k].as_str().map(|a| format!("http://{a}"));
-        Self { http: url("http"), s3: url("s3"), metrics: url("metrics"), child }
+        Daybook { http: url("http"), s3: url("s3"), metrics: url("metrics"), child }
     }
 
     /// `daybook run` on port 0 (HTTP and embedded S3) with its data in `data_dir`, plus `extra` flags.
-    pub fn run_in(data_dir: &str, extra: &[&str]) -> Self {
-        Self::start(&run_args(data_dir, extra).iter().map(String::as_str).collect::<Vec<_>>(), &[])
+    pub fn run_in(self, data_dir: &str, extra: &[&str]) -> Daybook {
+        let mut args = vec!["run", "--data-dir", data_dir, "--http-addr", "127.0.0.1:0", "--s3-addr", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        self.start(&args, &[])
     }
 
+    /// Runs `daybook <args>` to completion and returns its stdout.
+    pub fn output(self, args: &[&str], envs: &[(&str, &str)]) -> String {
+        let mut cmd = Command::new(self.0);
+        cmd.args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run daybook");
+        assert!(out.status.success(), "daybook {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// A bearer token printed by `daybook token …` (its last stdout line).
+    pub fn token(self, args: &[&str]) -> String {
+        let mut full = vec!["token"];
+        full.extend_from_slice(args);
+        self.output(&full, &[]).lines().last().expect("a token line").trim().to_owned()
+    }
+}
+
+impl Daybook {
     /// The HTTP base URL.
     pub fn http(&self) -> &str {
         self.http.as_deref().expect("this process has an http listener")
@@ -104,32 +118,4 @@ impl Drop for Daybook {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The arguments of [`Daybook::run_in`], for starting the same server again.
-pub fn run_args(data_dir: &str, extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = ["run", "--data-dir", data_dir, "--http-addr", "127.0.0.1:0", "--s3-addr", "127.0.0.1:0"]
-        .map(String::from)
-        .to_vec();
-    v.extend(extra.iter().map(|s| (*s).to_owned()));
-    v
-}
-
-/// Runs `daybook <args>` to completion and returns its stdout.
-pub fn output(args: &[&str], envs: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new(binary());
-    cmd.args(args);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run daybook");
-    assert!(out.status.success(), "daybook {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
-
-/// A bearer token printed by `daybook token …` (its last stdout line).
-pub fn token(args: &[&str]) -> String {
-    let mut full = vec!["token"];
-    full.extend_from_slice(args);
-    output(&full, &[]).lines().last().expect("a token line").trim().to_owned()
 }

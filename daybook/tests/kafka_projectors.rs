@@ -24,8 +24,10 @@ use infra::kafka::{KafkaConfig, KafkaLog};
 use schemas::{DayOffset, DeviceId, Envelope, TimePolicy, SCHEMA_VERSION};
 use seams::conformance::store::{noon, start};
 use seams::{LogRecord, ProjectionStore, ReportLog};
-use tests::daybook::{output, Daybook};
 use tests::kafka;
+use tests::process::Bin;
+
+const DAYBOOK: Bin = Bin(env!("CARGO_BIN_EXE_daybook"));
 
 const DEVICES: usize = 40;
 const PER_DEVICE: usize = 150;
@@ -84,7 +86,7 @@ async fn stored(store: &Arc<EmbeddedStore>) -> u64 {
 async fn a_killed_projector_loses_nothing() {
     let topic = kafka::unique_topic("proj");
     let url = kafka::url(&topic);
-    output(&["topic", "create", "--log", &url, "--partitions", "4"], &[]);
+    DAYBOOK.output(&["topic", "create", "--log", &url, "--partitions", "4"], &[]);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let group = format!("{topic}-group");
@@ -141,10 +143,10 @@ async fn a_killed_projector_loses_nothing() {
     // have: the re-formed group keeps the dead leader's id as its leader, l.2452, and
     // SyncGroup answers every other member REBALANCE_IN_PROGRESS, l.1972 — so the member
     // killed here is the follower.)
-    let a = Daybook::start(&args, &env);
+    let a = DAYBOOK.start(&args, &env);
     let ma = a.metrics.clone().unwrap();
     wait_until("a to project", || async { projected(&ma).await > 0.0 }).await;
-    let b = Daybook::start(&args, &env);
+    let b = DAYBOOK.start(&args, &env);
     let mb = b.metrics.clone().unwrap();
     wait_until("b to get partitions and project", || async { projected(&mb).await > 0.0 }).await;
     let a_assignments = assignments(&ma).await;

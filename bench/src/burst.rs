@@ -1,8 +1,5 @@
-//! `daybook bench burst`: the midnight burst, measured against the seed's design and against
+//! `daybook-bench burst`: the midnight burst, measured against the direct baseline and against
 //! the machine's bare-HTTP ceiling, in one invocation. Writes `result.json` and `burst.png`.
-
-mod chart;
-mod load;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -14,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use clap::{Args, Subcommand};
+use clap::Args;
 use http::header::HeaderValue;
 use http::Method;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -23,19 +20,8 @@ use schemas::{DayOffset, DeviceId, Timestamp};
 use seams::auth::Auth;
 use serde::Serialize;
 
-use load::{LoadConfig, Outcome, Prepared};
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum BenchCmd {
-    /// The midnight burst: N devices report their digest within W ms.
-    Burst(BurstArgs),
-    /// A bare HTTP no-op handler (the ceiling the burst is compared with).
-    #[command(hide = true)]
-    Noop {
-        #[arg(long, default_value = "127.0.0.1:0")]
-        http_addr: SocketAddr,
-    },
-}
+use crate::chart;
+use crate::load::{self, LoadConfig, Outcome, Prepared};
 
 #[derive(Debug, Args)]
 pub(crate) struct BurstArgs {
@@ -114,7 +100,7 @@ struct BurstResult {
     connections: usize,
 }
 
-/// A server under test, as a child process.
+/// A server under test: this binary again (`serve` or `noop`) as a child process.
 struct Server {
     child: Child,
     http: SocketAddr,
@@ -392,22 +378,8 @@ fn accepted_per_s(outcomes: &[Outcome]) -> f64 {
     ok.len() as f64 / span
 }
 
-pub(crate) async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
-    match cmd {
-        BenchCmd::Noop { http_addr } => noop(http_addr).await,
-        BenchCmd::Burst(a) => burst(a).await,
-    }
-}
-
-async fn noop(addr: SocketAddr) -> anyhow::Result<()> {
-    let router = axum::Router::new().fallback(axum::routing::post(|body: Bytes| async move {
-        (http::StatusCode::ACCEPTED, axum::Json(serde_json::json!({"accepted": !body.is_empty()})))
-    }));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    crate::app::announce(serde_json::json!({"event": "listening", "http": listener.local_addr()?}));
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(crate::app::wait_for_signal(tx));
-    crate::app::serve(listener, router, rx).await
+pub(crate) async fn run(a: BurstArgs) -> anyhow::Result<()> {
+    burst(a).await
 }
 
 struct Phase {
@@ -415,9 +387,13 @@ struct Phase {
     samples: Vec<Sample>,
 }
 
-fn server_args(dir: &Path, log: &LogUrl, store: &StoreUrl) -> Vec<String> {
+/// `serve` (the all-in-one, as `daybook run`) on port 0 in `dir`; `--direct` for the baseline.
+fn server_args(dir: &Path, log: &LogUrl, store: &StoreUrl, direct: bool) -> Vec<String> {
     let mut v: Vec<String> =
-        ["run", "--http-addr", "127.0.0.1:0", "--s3-addr", "127.0.0.1:0"].map(String::from).to_vec();
+        ["serve", "--http-addr", "127.0.0.1:0", "--s3-addr", "127.0.0.1:0"].map(String::from).to_vec();
+    if direct {
+        v.push("--direct".into());
+    }
     v.extend([
         "--data-dir".into(),
         dir.display().to_string(),
@@ -448,7 +424,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
 
     // 1. daybook, with background traffic alongside.
     let dir = tempfile_dir("daybook")?;
-    let server = Server::start(&server_args(&dir, &a.log, &a.store), &secret)?;
+    let server = Server::start(&server_args(&dir, &a.log, &a.store, false), &secret)?;
     let cfg = LoadConfig { addr: server.http, ..load.clone() };
     let lead = Duration::from_millis(500);
     let (bg_reqs, bg_schedule, bg_ids) = background(&auth, a.background_rps, a.window_ms.div_ceil(1000).max(1));
@@ -513,12 +489,12 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         _ => None,
     };
 
-    // 2. The seed's design on the same store: every request writes the store before answering.
+    // 2. The direct baseline on the same store: every request writes the store before answering.
     let direct = if a.skip_direct {
         None
     } else {
         let dir = tempfile_dir("direct")?;
-        let server = Server::start(&server_args(&dir, &LogUrl::Direct, &a.store), &secret)?;
+        let server = Server::start(&server_args(&dir, &LogUrl::Embedded, &a.store, true), &secret)?;
         let cfg = LoadConfig { addr: server.http, deadline: Duration::from_secs(a.direct_budget_s), ..load.clone() };
         let start = Instant::now() + lead;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -535,7 +511,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
 
     // 3. The ceiling: a bare HTTP no-op handler, saturated with the same requests.
     let bare = {
-        let server = Server::start(&["bench".into(), "noop".into()], &secret)?;
+        let server = Server::start(&["noop".into()], &secret)?;
         let cfg = LoadConfig { addr: server.http, ..load.clone() };
         let pb = ProgressBar::new_spinner();
         pb.set_message("bare http ceiling");

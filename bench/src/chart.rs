@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use plotters::prelude::*;
 
-use super::load::Outcome;
-use super::Sample;
+use crate::burst::Sample;
+use crate::load::Outcome;
 
 const BUCKET: f64 = 0.1;
 
@@ -98,7 +98,7 @@ pub(crate) fn draw(path: &Path, daybook: &Series, direct: Option<&Series>, capti
     let x_max = daybook.x_max().max(direct.map_or(0.0, Series::x_max));
     panel(&areas[0], "daybook: log-acknowledged, projected in batches", daybook, x_max)?;
     match direct {
-        Some(d) => panel(&areas[1], "direct (the seed's design): every request writes the store", d, x_max)?,
+        Some(d) => panel(&areas[1], "direct (no log): every request writes the store", d, x_max)?,
         None => areas[1].draw(&Text::new("direct baseline skipped", (20, 20), ("sans-serif", 18)))?,
     }
     let lag_max = daybook.lag.iter().map(|p| p.1).fold(1.0, f64::max);

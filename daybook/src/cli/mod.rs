@@ -1,0 +1,177 @@
+//! The `daybook` command line: `daybook run` starts everything in one process on the embedded
+//! default (SQLite log and store, S3 endpoint served from the data directory);
+//! `daybook ingest | projector | api` run one service each for the distributed deployment
+//! (Kafka, ScyllaDB, S3); the rest are operator tools.
+
+mod args;
+mod tail;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use infra::{LogUrl, StoreUrl};
+use schemas::DeviceId;
+
+pub use args::*;
+
+use crate::{Application, Config};
+
+#[derive(Debug, Parser)]
+#[command(name = "daybook", version, about = "Event-sourced ingestion pipeline of a camera cloud")]
+pub struct Cli {
+    /// Log output: `text` or `json`. Verbosity from RUST_LOG (default `info`).
+    #[arg(long, global = true, env = "DAYBOOK_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything in one process: device and viewer API on one listener, projector, and (unless
+    /// --s3-endpoint is given) an S3 endpoint serving the data directory.
+    Run(RunArgs),
+    /// The device API only.
+    Ingest(IngestCmd),
+    /// One projector (a member of the consumer group).
+    Projector(ProjectorCmd),
+    /// The viewer API only.
+    Api(ApiCmd),
+    /// Print a bearer token.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Print reports from the log as JSON lines.
+    Tail(tail::TailArgs),
+    /// Kafka topic administration.
+    #[command(subcommand)]
+    Topic(TopicCmd),
+    /// ScyllaDB schema administration.
+    #[command(subcommand)]
+    Schema(SchemaCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// A token with which device CID writes its reports.
+    Device {
+        /// The device id.
+        cid: String,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Days the token is valid.
+        #[arg(long, default_value_t = 365)]
+        ttl_days: u64,
+    },
+    /// A token that may read the listed devices.
+    Viewer {
+        /// Device ids.
+        #[arg(required = true)]
+        cids: Vec<String>,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Days the token is valid.
+        #[arg(long, default_value_t = 30)]
+        ttl_days: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCmd {
+    /// Create the reports topic (idempotent).
+    Create {
+        #[command(flatten)]
+        log: LogArgs,
+        /// Partitions (the most projectors that can share the work).
+        #[arg(long, default_value_t = 12)]
+        partitions: i32,
+        /// Replication factor (3 in production, with min.insync.replicas=2).
+        #[arg(long, default_value_t = 1)]
+        replication_factor: i32,
+        /// Topic retention in hours (default: 7 days).
+        #[arg(long, default_value_t = 168)]
+        retention_hours: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCmd {
+    /// Create the ScyllaDB keyspace and tables (idempotent, safe to rerun).
+    Apply {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Keyspace replication factor.
+        #[arg(long, default_value_t = 3)]
+        replication_factor: u32,
+    },
+}
+
+/// Runs one command to completion (a service: until SIGINT/SIGTERM).
+pub async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(a) => serve(a.into()).await,
+        Command::Ingest(a) => serve(a.into()).await,
+        Command::Projector(a) => serve(a.into()).await,
+        Command::Api(a) => serve(a.into()).await,
+        Command::Token(t) => token(t),
+        Command::Tail(a) => tail::run(a).await,
+        Command::Topic(TopicCmd::Create { log, partitions, replication_factor, retention_hours }) => {
+            let LogUrl::Kafka(url) = &log.log else {
+                anyhow::bail!("`topic create` needs --log kafka://HOST:PORT/TOPIC");
+            };
+            let config = crate::resolve::kafka_config(url, &log.clone().into())?;
+            infra::kafka::create_topic(&config, partitions, replication_factor, Some(retention_hours * 3_600_000))
+                .await?;
+            println!("topic {} ready ({partitions} partitions, replication factor {replication_factor})", config.topic);
+            Ok(())
+        }
+        Command::Schema(SchemaCmd::Apply { store, replication_factor }) => {
+            let StoreUrl::Scylla(url) = &store.store else {
+                anyhow::bail!("`schema apply` needs --store scylla://HOST:PORT/KEYSPACE");
+            };
+            infra::scylla::apply_schema(url, replication_factor).await?;
+            println!("schema applied to {url}");
+            Ok(())
+        }
+    }
+}
+
+fn token(cmd: TokenCmd) -> anyhow::Result<()> {
+    let (token, what) = match cmd {
+        TokenCmd::Device { cid, data, ttl_days } => {
+            let cid = DeviceId::parse(&cid)?;
+            (
+                crate::secrets::auth(&data.data_dir)?.device_token(&cid, Duration::from_secs(ttl_days * 86_400)),
+                format!("device {cid}"),
+            )
+        }
+        TokenCmd::Viewer { cids, data, ttl_days } => {
+            let cids = cids.iter().map(|c| DeviceId::parse(c)).collect::<Result<Vec<_>, _>>()?;
+            let names = cids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            (
+                crate::secrets::auth(&data.data_dir)?.viewer_token(&cids, Duration::from_secs(ttl_days * 86_400)),
+                format!("viewer of {names}"),
+            )
+        }
+    };
+    eprintln!("token for {what}:");
+    println!("{token}");
+    Ok(())
+}
+
+/// Builds the application, prints where it listens as one JSON line on stdout (tests and
+/// scripts read it, useful with port 0), and serves until SIGINT/SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Installed first: a signal during start-up still stops the process cleanly.
+    let shutdown = crate::shutdown_signal();
+    let app = Application::build(config).await?;
+    let mut listening = serde_json::json!({"event": "listening"});
+    for (key, addr) in [("http", app.http_addr()), ("s3", app.s3_addr()), ("metrics", app.metrics_addr())] {
+        if let Some(addr) = addr {
+            listening[key] = addr.to_string().into();
+        }
+    }
+    if listening.as_object().is_some_and(|o| o.len() > 1) {
+        println!("{listening}");
+    }
+    app.run_until_stopped(shutdown).await
+}
