@@ -96,12 +96,12 @@ impl Ingest {
     }
 
     fn event_started(&self, cid: &DeviceId, r: EventStartRequest) -> Result<Report, ApiError> {
-        let event_id = EventId::new(cid, &r.kind, r.triggered_at, self.inner.config.policy.offset)
+        let event_id = EventId::new(cid, &r.event_type, r.triggered_at, self.inner.config.policy.offset)
             .map_err(|e| ApiError::invalid("invalid_trigger_time", e.to_string()))?;
         Ok(Report::EventStarted(EventStarted {
             cid: cid.clone(),
             event_id,
-            kind: r.kind,
+            event_type: r.event_type,
             triggered_at: r.triggered_at,
         }))
     }

@@ -2,8 +2,10 @@
 //!
 //! * [`ids`]: validated identifiers parsed at the edge (device, event, segment, event type, day).
 //! * [`time`]: millisecond timestamps and the service's day boundary.
-//! * [`report`]: every report a device can make (BRIEF §3–4) and its validation.
-//! * [`envelope`]: the versioned bincode envelope carried on the topic (BRIEF §6).
+//! * [`report`]: every report a device can make and its validation (README.md, Contracts).
+//! * [`rows`]: the rows a report writes in a projection store: their partition (device, day)
+//!   and expiry.
+//! * [`envelope`]: the versioned bincode envelope carried on the topic (README.md, The topic).
 //!
 //! This crate is also the decoder analytics consumers use: `Envelope::decode` reads every
 //! schema version ever written.
@@ -11,6 +13,7 @@
 pub mod envelope;
 pub mod ids;
 pub mod report;
+pub mod rows;
 pub mod time;
 
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION};

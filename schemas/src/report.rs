@@ -1,4 +1,5 @@
-//! The reports devices make (BRIEF §3–4), as carried on the topic, and their validation.
+//! The reports devices make, as carried on the topic, and their validation (README.md,
+//! Contracts).
 
 use serde::{Deserialize, Serialize};
 
@@ -19,10 +20,10 @@ pub const MAX_DURATION_MS: u32 = 24 * 3600 * 1000;
 pub struct EventStarted {
     /// The device.
     pub cid: DeviceId,
-    /// `EventId::new(cid, kind, triggered_at)`.
+    /// `EventId::new(cid, event_type, triggered_at)`.
     pub event_id: EventId,
-    /// Trigger type.
-    pub kind: EventType,
+    /// What triggered it (`motion`, `sound`, …).
+    pub event_type: EventType,
     /// When it fired.
     pub triggered_at: Timestamp,
 }
@@ -279,7 +280,7 @@ impl Report {
         }
     }
 
-    /// Its kind.
+    /// Which of the four reports it is (the `daybook.type` header).
     pub fn kind(&self) -> ReportKind {
         match self {
             Self::EventStarted(_) => ReportKind::EventStarted,
@@ -289,21 +290,23 @@ impl Report {
         }
     }
 
-    /// The instant its retention is counted from.
+    /// The instant its own row's day and retention are counted from (a segment's event
+    /// mappings count from their events' trigger times instead: see [`crate::rows`]).
     pub fn trigger_time(&self, offset: DayOffset) -> Timestamp {
         match self {
-            Self::EventStarted(r) => r.triggered_at,
+            Self::EventStarted(r) => r.event_id.triggered_at(),
             Self::EventEnded(r) => r.event_id.triggered_at(),
             Self::SegmentReported(r) => r.started_at,
             Self::DigestReported(r) => offset.start_of(r.date),
         }
     }
 
-    /// Checks every rule of BRIEF §3 that can be checked without reading stored state.
+    /// Checks every rule of a report (README.md, Device API) that can be checked without
+    /// reading stored state.
     pub fn validate(&self, policy: &TimePolicy, now: Timestamp) -> Result<(), Invalid> {
         match self {
             Self::EventStarted(r) => {
-                let expected = EventId::new(&r.cid, &r.kind, r.triggered_at, policy.offset)
+                let expected = EventId::new(&r.cid, &r.event_type, r.triggered_at, policy.offset)
                     .map_err(|e| Invalid::new("invalid_event_id", e.to_string()))?;
                 if expected != r.event_id {
                     return Err(Invalid::new(
@@ -399,9 +402,9 @@ mod tests {
 
     fn started(at: Timestamp) -> Report {
         let cid = DeviceId::parse("cam-1").unwrap();
-        let kind = EventType::parse("motion").unwrap();
-        let event_id = EventId::new(&cid, &kind, at, DayOffset::default()).unwrap();
-        Report::EventStarted(EventStarted { cid, event_id, kind, triggered_at: at })
+        let event_type = EventType::parse("motion").unwrap();
+        let event_id = EventId::new(&cid, &event_type, at, DayOffset::default()).unwrap();
+        Report::EventStarted(EventStarted { cid, event_id, event_type, triggered_at: at })
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The HTTP error contract shared by ingest and api: every error is
-//! `{"error": {"code": "...", "message": "..."}}` with the status BRIEF §4 names, mapped here
-//! in one place.
+//! `{"error": {"code": "...", "message": "..."}}` with the status README.md (Contracts) names,
+//! mapped here in one place.
 
 use std::time::Duration;
 

@@ -16,7 +16,7 @@ use super::fixtures::*;
 use super::plan::WritePlan;
 use super::schema::{schema_statements, Cql};
 use super::views::{
-    ClusteringKey, CountRow, DayKey, DayKindKey, DigestRow, EventKey, EventRow, MappingRow, SegmentRow,
+    ClusteringKey, CountRow, DayKey, DayTypeKey, DigestRow, EventKey, EventRow, MappingRow, SegmentRow,
 };
 
 #[test]
@@ -198,20 +198,20 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
 
     // Reads: the key tuples and row types the store uses.
     let day_key_values: DayKey<'_> = ("cam-c", 20261122);
-    let kind_key: DayKindKey<'_> = ("cam-c", 20261122, "motion");
+    let type_key: DayTypeKey<'_> = ("cam-c", 20261122, "motion");
     let event_key: EventKey<'_> = ("cam-c", 20261122, 1, "id");
     let clustering_key: ClusteringKey<'_> = ("cam-c", 20261122, "x");
     for (stmt, key) in [(&cql.count_day, &day_key_values), (&cql.page, &day_key_values), (&cql.digest, &day_key_values)]
     {
         binds_ok(&a(stmt), key);
     }
-    binds_ok(&a(&cql.page_kind), &kind_key);
+    binds_ok(&a(&cql.page_type), &type_key);
     binds_ok(&a(&cql.event), &event_key);
     binds_ok(&a(&cql.mappings), &clustering_key);
     binds_ok(&a(&cql.segment), &clustering_key);
     results_ok::<CountRow>(&a(&cql.count_day));
     results_ok::<EventRow>(&a(&cql.page));
-    results_ok::<EventRow>(&a(&cql.page_kind));
+    results_ok::<EventRow>(&a(&cql.page_type));
     results_ok::<EventRow>(&a(&cql.event));
     results_ok::<MappingRow>(&a(&cql.mappings));
     results_ok::<SegmentRow>(&a(&cql.segment));

@@ -8,7 +8,7 @@ const CURSOR_VERSION: u8 = 1;
 const CURSOR_HEADER: usize = CURSOR_MAGIC.len() + 1 + 8;
 
 /// FNV-1a over what a page query is bound to, so a cursor only resumes its own query.
-pub(super) fn cursor_binding(cid: &DeviceId, day: Day, kind: Option<&EventType>) -> u64 {
+pub(super) fn cursor_binding(cid: &DeviceId, day: Day, event_type: Option<&EventType>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for b in bytes {
@@ -19,10 +19,10 @@ pub(super) fn cursor_binding(cid: &DeviceId, day: Day, kind: Option<&EventType>)
     eat(cid.as_str().as_bytes());
     eat(&[0]);
     eat(&day.number().to_be_bytes());
-    match kind {
-        Some(k) => {
+    match event_type {
+        Some(t) => {
             eat(&[1]);
-            eat(k.as_str().as_bytes());
+            eat(t.as_str().as_bytes());
         }
         None => eat(&[0]),
     }
@@ -70,7 +70,7 @@ mod tests {
             assert_ne!(other_query, b);
             assert!(matches!(decode_cursor(&c, other_query), Err(StoreError::BadCursor)));
         }
-        // Prefix ambiguity: ("cam-1", day, None) vs a kind that starts with the separator.
+        // Prefix ambiguity: ("cam-1", day, None) vs an event type that starts with the separator.
         assert_ne!(cursor_binding(&cid("cam"), day, None), cursor_binding(&cid("cam-"), day, None));
     }
 

@@ -19,11 +19,11 @@ pub(super) fn cid(s: &str) -> DeviceId {
     DeviceId::parse(s).unwrap()
 }
 
-pub(super) fn start(device: &str, kind: &str, at: Timestamp) -> (EventId, Envelope) {
+pub(super) fn start(device: &str, event_type: &str, at: Timestamp) -> (EventId, Envelope) {
     let cid = cid(device);
-    let kind = EventType::parse(kind).unwrap();
-    let event_id = EventId::new(&cid, &kind, at, DayOffset::default()).unwrap();
-    (event_id.clone(), env(Report::EventStarted(EventStarted { cid, event_id, kind, triggered_at: at })))
+    let event_type = EventType::parse(event_type).unwrap();
+    let event_id = EventId::new(&cid, &event_type, at, DayOffset::default()).unwrap();
+    (event_id.clone(), env(Report::EventStarted(EventStarted { cid, event_id, event_type, triggered_at: at })))
 }
 
 pub(super) fn end(id: &EventId, after_ms: i64, status: EndStatus) -> Envelope {

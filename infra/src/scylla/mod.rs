@@ -23,7 +23,7 @@
 //!   with another prefix, or made for another device, day or type filter, is
 //!   [`StoreError::BadCursor`]. (Whatever a paging state holds, the server only returns
 //!   rows that match the query's `WHERE` clause, which binds the device and the day.)
-//! * **Type filter**: `AND kind = ? ALLOW FILTERING`, scanning only the one (cid, day)
+//! * **Type filter**: `AND kind = ? ALLOW FILTERING` (the `kind` column is the event type), scanning only the one (cid, day)
 //!   partition. A filtered page may come back short from the server; `day_page` then asks
 //!   again from where it stopped (a few rounds at most), so pages hold at most `limit`
 //!   events and paging always ends.

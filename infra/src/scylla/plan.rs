@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use ::scylla::value::MaybeUnset;
-use schemas::{Envelope, EventId, Report, TimePolicy, Timestamp};
+use schemas::rows::{self, RowData};
+use schemas::{Envelope, EventId, TimePolicy, Timestamp};
 use seams::StoreError;
 
 use super::schema::day_key;
@@ -28,10 +29,10 @@ type MappingValues = (String, i32, String, i32, i32, String, i64, i64, i32);
 /// `digests`: cid, day, segment_id, size, duration_ms, [ttl].
 type DigestValues = (String, i32, String, i64, i64, i32);
 
-/// Seconds a row triggered at `trigger` has left at `now` (rounded up), or `None` when it
+/// Seconds a row expiring at `expires_at` has left at `now` (rounded up), or `None` when it
 /// is already past retention and must not be written.
-fn ttl_secs(policy: &TimePolicy, trigger: Timestamp, now: Timestamp) -> Option<i32> {
-    let left_ms = policy.expires_at(trigger).millis().saturating_sub(now.millis());
+fn ttl_secs(expires_at: Timestamp, now: Timestamp) -> Option<i32> {
+    let left_ms = expires_at.millis().saturating_sub(now.millis());
     if left_ms <= 0 {
         return None;
     }
@@ -42,7 +43,8 @@ fn ttl_secs(policy: &TimePolicy, trigger: Timestamp, now: Timestamp) -> Option<i
 /// An event row being assembled from the reports of one batch.
 #[derive(Debug, Clone, PartialEq)]
 struct EventWrite {
-    kind: String,
+    /// The `kind` column: the event type.
+    event_type: String,
     started: bool,
     end: Option<(i64, &'static str)>,
     ttl: i32,
@@ -74,21 +76,18 @@ impl WritePlan {
     pub(super) fn build(batch: &[Envelope], policy: &TimePolicy, now: Timestamp) -> Result<Self, StoreError> {
         let mut plan = Self::default();
         for env in batch {
-            match &env.report {
-                Report::EventStarted(r) => {
-                    let Some(ttl) = ttl_secs(policy, r.event_id.triggered_at(), now) else { continue };
-                    plan.event(&r.event_id, ttl).started = true;
-                    plan.rows += 1;
-                }
-                Report::EventEnded(r) => {
-                    let Some(ttl) = ttl_secs(policy, r.event_id.triggered_at(), now) else { continue };
-                    plan.event(&r.event_id, ttl).end = Some((r.ended_at.millis(), r.status.as_str()));
-                    plan.rows += 1;
-                }
-                Report::SegmentReported(r) => {
-                    let Some(seg_day) = policy.offset.day_of(r.started_at) else { continue };
-                    let cid = r.cid.as_str().to_owned();
-                    if let Some(ttl) = ttl_secs(policy, r.started_at, now) {
+            // Where each row lands and when it expires is decided by `schemas::rows`, the
+            // same for every store; this only maps rows onto tables and TTLs.
+            for row in rows::plan(&env.report, policy) {
+                let Some(ttl) = ttl_secs(row.expires_at, now) else { continue };
+                let cid = row.cid.as_str().to_owned();
+                let day = day_key(row.day);
+                match row.data {
+                    RowData::EventStart { event_id } => plan.event(cid, day, event_id, ttl).started = true,
+                    RowData::EventEnd { event_id, ended_at, status } => {
+                        plan.event(cid, day, event_id, ttl).end = Some((ended_at.millis(), status.as_str()));
+                    }
+                    RowData::Segment(r) => {
                         let m = &r.media;
                         let keyframes =
                             r.keyframes.iter().map(|k| to_i64("keyframe", *k)).collect::<Result<Vec<_>, _>>()?;
@@ -98,7 +97,7 @@ impl WritePlan {
                         };
                         let values = (
                             cid.clone(),
-                            day_key(seg_day),
+                            day,
                             r.segment_id.as_str().to_owned(),
                             to_i64("size", r.size)?,
                             r.started_at.millis(),
@@ -111,54 +110,47 @@ impl WritePlan {
                             keyframes,
                             ttl,
                         );
-                        plan.segments.insert((cid.clone(), day_key(seg_day), r.segment_id.as_str().to_owned()), values);
-                        plan.rows += 1;
+                        plan.segments.insert((cid, day, r.segment_id.as_str().to_owned()), values);
                     }
-                    for e in &r.events {
-                        let Some(ttl) = ttl_secs(policy, e.event_id.triggered_at(), now) else { continue };
-                        let day = day_key(e.event_id.day());
+                    RowData::Mapping { mapping: e, segment_id, segment_day } => {
                         let idx = to_i32("index", e.index)?;
                         let values = (
                             cid.clone(),
                             day,
                             e.event_id.as_str().to_owned(),
                             idx,
-                            day_key(seg_day),
-                            r.segment_id.as_str().to_owned(),
+                            day_key(segment_day),
+                            segment_id.as_str().to_owned(),
                             to_i64("start_offset", e.start_offset)?,
                             to_i64("end_offset", e.end_offset)?,
                             ttl,
                         );
-                        plan.mappings.insert((cid.clone(), day, e.event_id.as_str().to_owned(), idx), values);
-                        plan.rows += 1;
+                        plan.mappings.insert((cid, day, e.event_id.as_str().to_owned(), idx), values);
+                    }
+                    RowData::Digest(r) => {
+                        let values = (
+                            cid.clone(),
+                            day,
+                            r.segment_id.as_str().to_owned(),
+                            to_i64("size", r.size)?,
+                            i64::from(r.duration_ms),
+                            ttl,
+                        );
+                        plan.digests.insert((cid, day), values);
                     }
                 }
-                Report::DigestReported(r) => {
-                    let Some(ttl) = ttl_secs(policy, policy.offset.start_of(r.date), now) else { continue };
-                    let cid = r.cid.as_str().to_owned();
-                    let values = (
-                        cid.clone(),
-                        day_key(r.date),
-                        r.segment_id.as_str().to_owned(),
-                        to_i64("size", r.size)?,
-                        i64::from(r.duration_ms),
-                        ttl,
-                    );
-                    plan.digests.insert((cid, day_key(r.date)), values);
-                    plan.rows += 1;
-                }
+                plan.rows += 1;
             }
         }
         Ok(plan)
     }
 
-    /// The event row for `id`, created if this batch has not touched it yet. Its partition
-    /// comes from the id itself (device and trigger day).
-    fn event(&mut self, id: &EventId, ttl: i32) -> &mut EventWrite {
-        let key =
-            (id.device().as_str().to_owned(), day_key(id.day()), id.triggered_at().millis(), id.as_str().to_owned());
+    /// The event row for `id` in partition (`cid`, `day`), created if this batch has not
+    /// touched it yet.
+    fn event(&mut self, cid: String, day: i32, id: &EventId, ttl: i32) -> &mut EventWrite {
+        let key = (cid, day, id.triggered_at().millis(), id.as_str().to_owned());
         let row = self.events.entry(key).or_insert_with(|| EventWrite {
-            kind: id.kind().as_str().to_owned(),
+            event_type: id.event_type().as_str().to_owned(),
             started: false,
             end: None,
             ttl,
@@ -174,7 +166,7 @@ impl WritePlan {
                 *day,
                 *trig,
                 id.clone(),
-                w.kind.clone(),
+                w.event_type.clone(),
                 if w.started { MaybeUnset::Set(true) } else { MaybeUnset::Unset },
                 w.end.map_or(MaybeUnset::Unset, |(at, _)| MaybeUnset::Set(at)),
                 w.end.map_or(MaybeUnset::Unset, |(_, st)| MaybeUnset::Set(st.to_owned())),
@@ -243,20 +235,20 @@ mod tests {
     fn ttl_counts_from_the_trigger_time() {
         let p = policy();
         let now = Timestamp(1_800_000_000_000);
-        assert_eq!(ttl_secs(&p, now, now), Some(30 * 86_400));
+        assert_eq!(ttl_secs(p.expires_at(now), now), Some(30 * 86_400));
         // Three days late: 27 days left.
-        assert_eq!(ttl_secs(&p, now.plus_millis(-3 * DAY_MS), now), Some(27 * 86_400));
+        assert_eq!(ttl_secs(p.expires_at(now.plus_millis(-3 * DAY_MS)), now), Some(27 * 86_400));
         // Rounded up: 1 ms left is 1 s, never 0 (TTL 0 means "never expire").
-        assert_eq!(ttl_secs(&p, now.plus_millis(-30 * DAY_MS + 1), now), Some(1));
-        assert_eq!(ttl_secs(&p, now.plus_millis(-30 * DAY_MS + 1001), now), Some(2));
+        assert_eq!(ttl_secs(p.expires_at(now.plus_millis(-30 * DAY_MS + 1)), now), Some(1));
+        assert_eq!(ttl_secs(p.expires_at(now.plus_millis(-30 * DAY_MS + 1001)), now), Some(2));
         // At or past retention: not written.
-        assert_eq!(ttl_secs(&p, now.plus_millis(-30 * DAY_MS), now), None);
-        assert_eq!(ttl_secs(&p, now.plus_millis(-40 * DAY_MS), now), None);
+        assert_eq!(ttl_secs(p.expires_at(now.plus_millis(-30 * DAY_MS)), now), None);
+        assert_eq!(ttl_secs(p.expires_at(now.plus_millis(-40 * DAY_MS)), now), None);
         // Trigger slightly in the future (device clock): a little more than retention.
-        assert_eq!(ttl_secs(&p, now.plus_millis(60_000), now), Some(30 * 86_400 + 60));
+        assert_eq!(ttl_secs(p.expires_at(now.plus_millis(60_000)), now), Some(30 * 86_400 + 60));
         // Absurd retention is capped at CQL's maximum TTL.
         let long = TimePolicy { retention_days: 100_000, ..p };
-        assert_eq!(ttl_secs(&long, now, now), Some(MAX_TTL_SECS as i32));
+        assert_eq!(ttl_secs(long.expires_at(now), now), Some(MAX_TTL_SECS as i32));
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub(super) struct Cql {
     pub(super) insert_digest: String,
     pub(super) count_day: String,
     pub(super) page: String,
-    pub(super) page_kind: String,
+    pub(super) page_type: String,
     pub(super) event: String,
     pub(super) mappings: String,
     pub(super) segment: String,
@@ -88,7 +88,7 @@ impl Cql {
             ),
             count_day: format!("SELECT COUNT(*) FROM {ks}.events WHERE cid = ? AND day = ?"),
             page: format!("SELECT event_id, ended_at, end_status FROM {ks}.events WHERE cid = ? AND day = ?"),
-            page_kind: format!(
+            page_type: format!(
                 "SELECT event_id, ended_at, end_status FROM {ks}.events WHERE cid = ? AND day = ? AND kind = ? \
                  ALLOW FILTERING"
             ),

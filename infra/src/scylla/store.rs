@@ -29,7 +29,7 @@ use super::plan::WritePlan;
 use super::retry::{exec_error, is_bad_paging_state, IdempotentRetryPolicy};
 use super::schema::{day_key, Cql};
 use super::views::{
-    event_view, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayKindKey, DigestRow, EventKey,
+    event_view, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey, DigestRow, EventKey,
     EventRow, MappingRow, SegmentRow,
 };
 
@@ -46,7 +46,7 @@ struct Statements {
     insert_digest: PreparedStatement,
     count_day: PreparedStatement,
     page: PreparedStatement,
-    page_kind: PreparedStatement,
+    page_type: PreparedStatement,
     event: PreparedStatement,
     mappings: PreparedStatement,
     segment: PreparedStatement,
@@ -120,10 +120,10 @@ impl ScyllaStore {
             prepare(&cql.insert_mapping, false),
             prepare(&cql.insert_digest, false),
         )?;
-        let (count_day, page, page_kind, event, mappings, segment, digest) = futures::try_join!(
+        let (count_day, page, page_type, event, mappings, segment, digest) = futures::try_join!(
             prepare(&cql.count_day, true),
             prepare(&cql.page, true),
-            prepare(&cql.page_kind, true),
+            prepare(&cql.page_type, true),
             prepare(&cql.event, true),
             prepare(&cql.mappings, true),
             prepare(&cql.segment, true),
@@ -136,7 +136,7 @@ impl ScyllaStore {
             insert_digest,
             count_day,
             page,
-            page_kind,
+            page_type,
             event,
             mappings,
             segment,
@@ -274,26 +274,26 @@ impl ProjectionStore for ScyllaStore {
         &self,
         cid: &DeviceId,
         day: Day,
-        kind: Option<&EventType>,
+        event_type: Option<&EventType>,
         limit: u32,
         cursor: Option<&[u8]>,
     ) -> Result<DayPage, StoreError> {
-        let binding = cursor_binding(cid, day, kind);
+        let binding = cursor_binding(cid, day, event_type);
         let mut state = match cursor {
             Some(c) => PagingState::new_from_raw_bytes(decode_cursor(c, binding)?),
             None => PagingState::start(),
         };
         let limit = limit.clamp(1, MAX_PAGE) as usize;
-        let base = if kind.is_some() { &self.statements.page_kind } else { &self.statements.page };
+        let base = if event_type.is_some() { &self.statements.page_type } else { &self.statements.page };
         let (cid, day) = (cid.as_str(), day_key(day));
         let mut events = Vec::with_capacity(limit);
         for round in 0..MAX_PAGE_ROUNDS {
             let mut stmt = base.clone();
             let want = i32::try_from(limit - events.len()).unwrap_or(i32::MAX).max(1);
             stmt.set_page_size(want);
-            let answer = match kind {
-                Some(k) => {
-                    let key: DayKindKey<'_> = (cid, day, k.as_str());
+            let answer = match event_type {
+                Some(t) => {
+                    let key: DayTypeKey<'_> = (cid, day, t.as_str());
                     self.page_once(&stmt, key, state.clone()).await?
                 }
                 None => {

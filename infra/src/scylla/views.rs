@@ -8,8 +8,8 @@ use seams::{EventStatus, EventView, SegmentView, StoreError};
 
 /// Bound keys of the reads: (cid, day) …
 pub(super) type DayKey<'a> = (&'a str, i32);
-/// … (cid, day, kind) …
-pub(super) type DayKindKey<'a> = (&'a str, i32, &'a str);
+/// … (cid, day, kind = the event type) …
+pub(super) type DayTypeKey<'a> = (&'a str, i32, &'a str);
 /// … (cid, day, triggered_at, event_id) …
 pub(super) type EventKey<'a> = (&'a str, i32, i64, &'a str);
 /// … (cid, day, event_id) for mappings, (cid, seg_day, segment_id) for a segment.
@@ -48,7 +48,7 @@ pub(super) fn event_view((event_id, ended_at, end_status): EventRow) -> Result<E
         }
     };
     Ok(EventView {
-        kind: event_id.kind().clone(),
+        event_type: event_id.event_type().clone(),
         triggered_at: event_id.triggered_at(),
         ended_at: ended_at.map(Timestamp),
         status: EventStatus::from_end(end),
@@ -91,7 +91,7 @@ mod tests {
     fn rows_convert_back_to_views() {
         let (id, _) = start("cam-v", "person", Timestamp(1_800_000_000_000));
         let v = event_view((id.as_str().to_owned(), Some(1_800_000_004_000), Some("complete".into()))).unwrap();
-        assert_eq!((v.status, v.duration_ms(), v.kind.as_str()), (EventStatus::Complete, Some(4_000), "person"));
+        assert_eq!((v.status, v.duration_ms(), v.event_type.as_str()), (EventStatus::Complete, Some(4_000), "person"));
         let open = event_view((id.as_str().to_owned(), None, None)).unwrap();
         assert_eq!(open.status, EventStatus::Open);
         assert!(event_view(("nonsense".into(), None, None)).is_err());
