@@ -3,7 +3,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use schemas::{Day, DeviceId, EventType};
-use seams::web::ApiError;
+use seams::web::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 /// What a cursor carries: the store's position, bound to the query it came from so it cannot
@@ -34,7 +34,7 @@ pub(crate) fn decode_cursor(
     day: Day,
     event_type: Option<&EventType>,
 ) -> Result<Vec<u8>, ApiError> {
-    let invalid = || ApiError::bad_request("invalid_cursor", "the cursor is not valid for this query");
+    let invalid = || ApiError::bad_request(ErrorCode::InvalidCursor, "the cursor is not valid for this query");
     let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
     let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     if c.c != cid.as_str() || c.d != day.to_string() || c.k.as_deref() != event_type.map(EventType::as_str) {

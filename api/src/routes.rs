@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::future::try_join_all;
 use schemas::{Day, EventId, EventType};
-use seams::web::{ApiError, ErrorBody};
+use seams::web::{ApiError, ErrorBody, ErrorCode};
 use seams::{EventView, ObjectKey};
 use utoipa::OpenApi;
 
@@ -53,7 +53,7 @@ pub fn router(api: Api) -> Router {
 }
 
 fn bad_query(e: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request("invalid_query", e.to_string())
+    ApiError::bad_request(ErrorCode::InvalidQuery, e.to_string())
 }
 
 /// Event counts per day.
@@ -72,7 +72,10 @@ async fn calendar(
     let policy = api.inner.config.policy;
     let days = q.days.unwrap_or(30);
     if days == 0 || days > policy.retention_days {
-        return Err(ApiError::bad_request("invalid_query", format!("days must be 1..={}", policy.retention_days)));
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidQuery,
+            format!("days must be 1..={}", policy.retention_days),
+        ));
     }
     let today = policy.offset.today();
     let from = today.add_days(-(i64::from(days) - 1));
@@ -129,7 +132,7 @@ async fn event_detail(
 ) -> Result<Json<EventDetailJson>, ApiError> {
     // Authenticate before looking at the id, so a stranger learns nothing from 422 vs 404.
     api.inner.auth.verify(&headers)?;
-    let id = EventId::parse(&event_id).map_err(|e| ApiError::invalid("invalid_event_id", e.to_string()))?;
+    let id = EventId::parse(&event_id).map_err(|e| ApiError::invalid(ErrorCode::InvalidEventId, e.to_string()))?;
     api.inner.auth.viewer(&headers, id.device().as_str())?;
     let detail = api.inner.store.event(&id).await?.ok_or_else(|| ApiError::not_found(format!("no event {id}")))?;
     let event = api.event_json(&detail.event).await?;
