@@ -102,7 +102,7 @@ fn quantile(xs: &mut [f64], q: f64) -> f64 {
 // (a) group commit
 
 fn log_record(i: u64) -> LogRecord {
-    // ~160 bytes on the wire: key + kind + a value the size of a small encoded envelope.
+    // ~160 bytes on the wire: key + report kind + a value the size of a small encoded envelope.
     let mut value = vec![0u8; 128];
     value[..8].copy_from_slice(&i.to_le_bytes());
     LogRecord { key: format!("acme-cam-{:06}", i % 100_000), kind: "event_started".into(), schema: 1, value }
@@ -179,13 +179,13 @@ fn env(report: Report) -> Envelope {
     Envelope { report, received_at: Timestamp::now() }
 }
 
-fn started(cid: &DeviceId, kind: &str, at: Timestamp) -> (EventId, Envelope) {
-    let kind = EventType::parse(kind).expect("event type");
-    let event_id = EventId::new(cid, &kind, at, DayOffset::default()).expect("event id");
+fn started(cid: &DeviceId, event_type: &str, at: Timestamp) -> (EventId, Envelope) {
+    let event_type = EventType::parse(event_type).expect("event type");
+    let event_id = EventId::new(cid, &event_type, at, DayOffset::default()).expect("event id");
     let e = env(Report::EventStarted(EventStarted {
         cid: cid.clone(),
         event_id: event_id.clone(),
-        kind,
+        event_type,
         triggered_at: at,
     }));
     (event_id, e)

@@ -13,9 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use schemas::{
-    Day, DeviceId, EndStatus, Envelope, EventId, EventType, Media, Report, SegmentId, TimePolicy, Timestamp,
-};
+use schemas::rows::{self, RowData};
+use schemas::{Day, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, TimePolicy, Timestamp};
 use seams::{DayPage, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, SegmentView, StoreError};
 
 use crate::sqlite;
@@ -26,7 +25,7 @@ CREATE TABLE IF NOT EXISTS events (
     cid        TEXT    NOT NULL,
     trig       INTEGER NOT NULL,
     event_id   TEXT    NOT NULL,
-    kind       TEXT    NOT NULL,
+    kind       TEXT    NOT NULL, -- the event type
     started    INTEGER NOT NULL DEFAULT 0,
     ended_at   INTEGER,
     end_status TEXT,
@@ -125,9 +124,8 @@ impl EmbeddedStore {
 /// Writes one batch in one transaction. Returns rows written.
 fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -> rusqlite::Result<u64> {
     let now = Timestamp::now();
-    let offset = policy.offset;
     let tx = conn.transaction()?;
-    let mut rows = 0u64;
+    let mut written = 0u64;
     {
         let mut start = tx.prepare_cached(
             "INSERT INTO events (day, cid, trig, event_id, kind, started) VALUES (?1, ?2, ?3, ?4, ?5, 1)
@@ -150,41 +148,37 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
         let mut digest = tx.prepare_cached(
             "INSERT OR REPLACE INTO digests (day, cid, segment_id, size, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        // Rows already past retention are not written: a TTL store would expire them at once.
-        let live = |t: Timestamp| policy.expires_at(t) > now;
         for env in batch {
-            match &env.report {
-                Report::EventStarted(r) if live(r.triggered_at) => {
-                    let id = &r.event_id;
-                    start.execute(params![
-                        id.day().number(),
-                        r.cid.as_str(),
-                        id.triggered_at().millis(),
-                        id.as_str(),
-                        id.kind().as_str()
-                    ])?;
-                    rows += 1;
-                }
-                Report::EventEnded(r) if live(r.event_id.triggered_at()) => {
-                    let id = &r.event_id;
-                    end.execute(params![
-                        id.day().number(),
-                        r.cid.as_str(),
-                        id.triggered_at().millis(),
-                        id.as_str(),
-                        id.kind().as_str(),
-                        r.ended_at.millis(),
-                        r.status.as_str()
-                    ])?;
-                    rows += 1;
-                }
-                Report::SegmentReported(r) => {
-                    let Some(seg_day) = offset.day_of(r.started_at) else { continue };
-                    if live(r.started_at) {
+            // Where each row lands and whether it is still alive is decided by
+            // `schemas::rows`, the same for every store; this only maps rows onto tables.
+            for row in rows::plan(&env.report, policy).into_iter().filter(|r| r.live_at(now)) {
+                let (day, cid) = (row.day.number(), row.cid.as_str());
+                match row.data {
+                    RowData::EventStart { event_id: id } => {
+                        start.execute(params![
+                            day,
+                            cid,
+                            id.triggered_at().millis(),
+                            id.as_str(),
+                            id.event_type().as_str()
+                        ])?;
+                    }
+                    RowData::EventEnd { event_id: id, ended_at, status } => {
+                        end.execute(params![
+                            day,
+                            cid,
+                            id.triggered_at().millis(),
+                            id.as_str(),
+                            id.event_type().as_str(),
+                            ended_at.millis(),
+                            status.as_str()
+                        ])?;
+                    }
+                    RowData::Segment(r) => {
                         let keyframes = serde_json::to_string(&r.keyframes).expect("u64s serialize");
                         segment.execute(params![
-                            seg_day.number(),
-                            r.cid.as_str(),
+                            day,
+                            cid,
                             r.segment_id.as_str(),
                             r.size as i64,
                             r.started_at.millis(),
@@ -196,38 +190,29 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                             r.media.audio_sample_rate,
                             keyframes
                         ])?;
-                        rows += 1;
                     }
-                    for m in r.events.iter().filter(|m| live(m.event_id.triggered_at())) {
+                    RowData::Mapping { mapping: m, segment_id, segment_day } => {
                         mapping.execute(params![
-                            m.event_id.day().number(),
-                            r.cid.as_str(),
+                            day,
+                            cid,
                             m.event_id.as_str(),
                             m.index,
-                            r.segment_id.as_str(),
-                            seg_day.number(),
+                            segment_id.as_str(),
+                            segment_day.number(),
                             m.start_offset as i64,
                             m.end_offset as i64
                         ])?;
-                        rows += 1;
+                    }
+                    RowData::Digest(r) => {
+                        digest.execute(params![day, cid, r.segment_id.as_str(), r.size as i64, r.duration_ms])?;
                     }
                 }
-                Report::DigestReported(r) if live(offset.start_of(r.date)) => {
-                    digest.execute(params![
-                        r.date.number(),
-                        r.cid.as_str(),
-                        r.segment_id.as_str(),
-                        r.size as i64,
-                        r.duration_ms
-                    ])?;
-                    rows += 1;
-                }
-                _ => {}
+                written += 1;
             }
         }
     }
     tx.commit()?;
-    Ok(rows)
+    Ok(written)
 }
 
 fn event_from_row(r: &Row<'_>) -> rusqlite::Result<EventView> {
@@ -235,7 +220,7 @@ fn event_from_row(r: &Row<'_>) -> rusqlite::Result<EventView> {
     let event_id = EventId::parse(&id).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     let status: Option<String> = r.get("end_status")?;
     Ok(EventView {
-        kind: event_id.kind().clone(),
+        event_type: event_id.event_type().clone(),
         triggered_at: event_id.triggered_at(),
         ended_at: r.get::<_, Option<i64>>("ended_at")?.map(Timestamp),
         status: EventStatus::from_end(status.as_deref().and_then(EndStatus::parse)),
@@ -307,7 +292,7 @@ impl ProjectionStore for EmbeddedStore {
         &self,
         cid: &DeviceId,
         day: Day,
-        kind: Option<&EventType>,
+        event_type: Option<&EventType>,
         limit: u32,
         cursor: Option<&[u8]>,
     ) -> Result<DayPage, StoreError> {
@@ -316,7 +301,7 @@ impl ProjectionStore for EmbeddedStore {
             None => (i64::MIN, String::new()),
         };
         let cid = cid.as_str().to_owned();
-        let kind = kind.map(|k| k.as_str().to_owned());
+        let event_type = event_type.map(|t| t.as_str().to_owned());
         let limit = limit.max(1);
         self.read(move |c| {
             let mut stmt = c
@@ -327,7 +312,10 @@ impl ProjectionStore for EmbeddedStore {
                 )
                 .map_err(other)?;
             let mut events = stmt
-                .query_map(params![day.number(), cid, after_trig, after_id, kind, i64::from(limit) + 1], event_from_row)
+                .query_map(
+                    params![day.number(), cid, after_trig, after_id, event_type, i64::from(limit) + 1],
+                    event_from_row,
+                )
                 .map_err(other)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(other)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use schemas::{DayOffset, DeviceId, Timestamp};
-use seams::web::ApiError;
+use seams::web::{ApiError, ErrorCode};
 use sha2::{Digest, Sha256};
 
 use crate::IngestConfig;
@@ -112,7 +112,7 @@ impl Admission {
         if before + n > self.max_inflight {
             metrics::counter!("daybook_ingest_rejected_total", "reason" => "inflight").increment(1);
             return Err(ApiError::unavailable(
-                "overloaded",
+                ErrorCode::Overloaded,
                 "too many reports are waiting on the log",
                 Duration::from_secs(2),
             ));

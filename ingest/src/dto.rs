@@ -9,9 +9,9 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventStartRequest {
-    /// Trigger type (`motion`, `sound`, `person`, …).
+    /// What triggered the event (`motion`, `sound`, `person`, …).
     #[serde(rename = "type")]
-    pub kind: EventType,
+    pub event_type: EventType,
     /// When the event fired (RFC 3339).
     pub triggered_at: Timestamp,
 }
@@ -72,7 +72,9 @@ pub struct DigestRequest {
     pub duration_ms: u32,
 }
 
-/// One item of `POST /v1/devices/{cid}/reports`: any report above, tagged by `kind`.
+/// One item of `POST /v1/devices/{cid}/reports`: any report above. On the wire the item's
+/// variant is its `kind` field (`event_start`, `event_end`, `segment`, `digest`): a contract
+/// name, not to be confused with the event type (`type`) or the report kind (`daybook.type`).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BatchItem {

@@ -1,4 +1,4 @@
-//! ingest: the device API (BRIEF §4).
+//! ingest: the device API (README.md, Device API).
 //!
 //! A report is validated, encoded into the versioned envelope and appended to the report log;
 //! the device gets 201/202 only once the log says the report is durable. Overload is answered

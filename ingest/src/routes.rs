@@ -10,7 +10,7 @@ use schemas::{
     DeviceId, DigestReported, Envelope, EventEnded, EventId, EventStarted, Report, SegmentId, SegmentReported,
     Timestamp, SCHEMA_VERSION,
 };
-use seams::web::{parse_json, read_body, ApiError, ErrorBody};
+use seams::web::{parse_json, read_body, ApiError, ErrorBody, ErrorCode};
 use seams::{LogRecord, ObjectKey};
 use utoipa::OpenApi;
 
@@ -96,12 +96,12 @@ impl Ingest {
     }
 
     fn event_started(&self, cid: &DeviceId, r: EventStartRequest) -> Result<Report, ApiError> {
-        let event_id = EventId::new(cid, &r.kind, r.triggered_at, self.inner.config.policy.offset)
-            .map_err(|e| ApiError::invalid("invalid_trigger_time", e.to_string()))?;
+        let event_id = EventId::new(cid, &r.event_type, r.triggered_at, self.inner.config.policy.offset)
+            .map_err(|e| ApiError::invalid(ErrorCode::InvalidTriggerTime, e.to_string()))?;
         Ok(Report::EventStarted(EventStarted {
             cid: cid.clone(),
             event_id,
-            kind: r.kind,
+            event_type: r.event_type,
             triggered_at: r.triggered_at,
         }))
     }
@@ -133,7 +133,7 @@ impl Ingest {
 fn check_upload(r: &UploadRequest, allowed: &[&str]) -> Result<(), ApiError> {
     if r.content_length == 0 || r.content_length > schemas::report::MAX_OBJECT_SIZE {
         return Err(ApiError::invalid(
-            "invalid_size",
+            ErrorCode::InvalidSize,
             format!("content_length must be 1..={}", schemas::report::MAX_OBJECT_SIZE),
         ));
     }
@@ -142,7 +142,7 @@ fn check_upload(r: &UploadRequest, allowed: &[&str]) -> Result<(), ApiError> {
         r.content_type.bytes().all(|b| (b.is_ascii_graphic() || b == b' ') && b != b'"' && b != b',' && b != b'\\');
     if !printable || !allowed.iter().any(|p| r.content_type.starts_with(p)) || r.content_type.len() > 100 {
         return Err(ApiError::invalid(
-            "invalid_content_type",
+            ErrorCode::InvalidContentType,
             format!("content_type must start with one of {allowed:?}"),
         ));
     }
@@ -189,7 +189,8 @@ async fn end_event(
     req: Request,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let (cid, body): (_, EventEndRequest) = ingest.admit(&cid, req).await?;
-    let event_id = EventId::parse(&event_id).map_err(|e| ApiError::invalid("invalid_event_id", e.to_string()))?;
+    let event_id =
+        EventId::parse(&event_id).map_err(|e| ApiError::invalid(ErrorCode::InvalidEventId, e.to_string()))?;
     let report = Report::EventEnded(EventEnded { cid, event_id, ended_at: body.ended_at, status: body.status });
     ingest.accept(report, Timestamp::now()).await
 }
@@ -292,7 +293,7 @@ async fn report_batch(
     if items.len() > max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_items",
+            ErrorCode::TooManyItems,
             format!("a batch holds at most {max} items"),
         ));
     }
@@ -328,7 +329,7 @@ async fn report_batch(
                 index,
                 status: e.status.as_u16(),
                 event_id: None,
-                error: Some(seams::web::ErrorDetail { code: e.code.to_owned(), message: e.message }),
+                error: Some(seams::web::ErrorDetail { code: e.code, message: e.message }),
             }),
         }
     }
@@ -341,17 +342,18 @@ async fn report_batch(
 
 /// A JSON array, or NDJSON: each item parsed on its own, so one bad item fails alone.
 fn split_batch(body: &[u8]) -> Result<Vec<Result<BatchItem, ApiError>>, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("malformed_json", "body is not utf-8"))?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| ApiError::bad_request(ErrorCode::MalformedJson, "body is not utf-8"))?;
     if text.trim_start().starts_with('[') {
         let values: Vec<serde_json::Value> = parse_json(body)?;
         return Ok(values
             .into_iter()
-            .map(|v| serde_json::from_value(v).map_err(|e| ApiError::invalid("invalid", e.to_string())))
+            .map(|v| serde_json::from_value(v).map_err(|e| ApiError::invalid(ErrorCode::Invalid, e.to_string())))
             .collect());
     }
     let items: Vec<_> = text.lines().filter(|l| !l.trim().is_empty()).map(|l| parse_json(l.as_bytes())).collect();
     if items.is_empty() {
-        return Err(ApiError::bad_request("malformed_json", "empty batch"));
+        return Err(ApiError::bad_request(ErrorCode::MalformedJson, "empty batch"));
     }
     Ok(items)
 }
@@ -372,5 +374,17 @@ mod tests {
         assert_eq!(items[2].as_ref().unwrap_err().status, StatusCode::BAD_REQUEST);
         assert!(split_batch(b"[1,").is_err());
         assert!(split_batch(b"  ").is_err());
+    }
+
+    #[test]
+    fn the_openapi_document_lists_every_error_code() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let listed = doc["components"]["schemas"]["ErrorCode"]["enum"].as_array().cloned().unwrap_or_default();
+        let all: Vec<_> = ErrorCode::ALL.iter().map(|c| serde_json::Value::from(c.as_str())).collect();
+        assert_eq!(listed, all, "{:#}", doc["components"]["schemas"]);
+        assert_eq!(
+            doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["$ref"],
+            "#/components/schemas/ErrorCode"
+        );
     }
 }

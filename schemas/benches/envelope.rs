@@ -21,14 +21,19 @@ fn cid() -> DeviceId {
     DeviceId::parse("acme-cam-00a1b2c3d4e5").unwrap()
 }
 
-fn event_id(at: Timestamp, kind: &str) -> EventId {
-    EventId::new(&cid(), &EventType::parse(kind).unwrap(), at, DayOffset::default()).unwrap()
+fn event_id(at: Timestamp, event_type: &str) -> EventId {
+    EventId::new(&cid(), &EventType::parse(event_type).unwrap(), at, DayOffset::default()).unwrap()
 }
 
 fn event_started(now: Timestamp) -> Report {
-    let kind = EventType::parse("motion").unwrap();
+    let event_type = EventType::parse("motion").unwrap();
     let triggered_at = now.plus_millis(-2 * MINUTE_MS);
-    Report::EventStarted(EventStarted { cid: cid(), event_id: event_id(triggered_at, "motion"), kind, triggered_at })
+    Report::EventStarted(EventStarted {
+        cid: cid(),
+        event_id: event_id(triggered_at, "motion"),
+        event_type,
+        triggered_at,
+    })
 }
 
 fn segment_reported(now: Timestamp) -> Report {
@@ -129,7 +134,7 @@ fn validate(c: &mut Criterion) {
 #[allow(dead_code)]
 struct EventStartRequest {
     #[serde(rename = "type")]
-    kind: EventType,
+    event_type: EventType,
     triggered_at: Timestamp,
 }
 

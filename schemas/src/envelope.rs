@@ -88,23 +88,24 @@ mod tests {
     fn arb_cid() -> impl Strategy<Value = DeviceId> {
         "[A-Za-z0-9_-]{1,64}".prop_map(|s| DeviceId::parse(&s).unwrap())
     }
-    fn arb_kind() -> impl Strategy<Value = EventType> {
+    fn arb_event_type() -> impl Strategy<Value = EventType> {
         "[a-z0-9_]{1,32}".prop_map(|s| EventType::parse(&s).unwrap())
     }
     fn arb_ts() -> impl Strategy<Value = Timestamp> {
         (0i64..4_000_000_000_000).prop_map(Timestamp)
     }
     fn arb_event_id() -> impl Strategy<Value = EventId> {
-        (arb_cid(), arb_kind(), arb_ts()).prop_map(|(c, k, t)| EventId::new(&c, &k, t, DayOffset::default()).unwrap())
+        (arb_cid(), arb_event_type(), arb_ts())
+            .prop_map(|(c, k, t)| EventId::new(&c, &k, t, DayOffset::default()).unwrap())
     }
     fn arb_seg() -> impl Strategy<Value = SegmentId> {
         "[A-Za-z0-9_-]{1,80}".prop_map(|s| SegmentId::parse(&s).unwrap())
     }
     fn arb_report() -> impl Strategy<Value = Report> {
         prop_oneof![
-            (arb_cid(), arb_kind(), arb_ts()).prop_map(|(cid, kind, t)| {
-                let event_id = EventId::new(&cid, &kind, t, DayOffset::default()).unwrap();
-                Report::EventStarted(EventStarted { cid, event_id, kind, triggered_at: t })
+            (arb_cid(), arb_event_type(), arb_ts()).prop_map(|(cid, event_type, t)| {
+                let event_id = EventId::new(&cid, &event_type, t, DayOffset::default()).unwrap();
+                Report::EventStarted(EventStarted { cid, event_id, event_type, triggered_at: t })
             }),
             (arb_cid(), arb_event_id(), arb_ts(), any::<bool>()).prop_map(|(cid, event_id, ended_at, ok)| {
                 Report::EventEnded(EventEnded {
@@ -203,11 +204,11 @@ mod tests {
     fn version_one_bytes_stay_decodable() {
         // A fixed v1 envelope: if this changes, the schema changed without a new version.
         let cid = DeviceId::parse("cam-1").unwrap();
-        let kind = EventType::parse("motion").unwrap();
+        let event_type = EventType::parse("motion").unwrap();
         let t = Timestamp(1_795_305_600_000);
-        let event_id = EventId::new(&cid, &kind, t, DayOffset::default()).unwrap();
+        let event_id = EventId::new(&cid, &event_type, t, DayOffset::default()).unwrap();
         let e = Envelope {
-            report: Report::EventStarted(EventStarted { cid, event_id, kind, triggered_at: t }),
+            report: Report::EventStarted(EventStarted { cid, event_id, event_type, triggered_at: t }),
             received_at: t,
         };
         let golden: &[u8] = &[

@@ -229,26 +229,31 @@ impl utoipa::ToSchema for Day {}
 /// It is deterministic for (device, type, triggered_at) — a repeated start gets the same id —
 /// and it carries everything needed to find the event's partition (device, trigger day)
 /// without a lookup, so a report that arrives before its event's start still lands in the
-/// right place. It starts with the trigger day as the brief requires.
+/// right place. It starts with the trigger day (README.md, Data model and retention).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EventId {
     text: String,
     day: Day,
     cid: DeviceId,
     triggered_at: Timestamp,
-    kind: EventType,
+    event_type: EventType,
 }
 
 impl EventId {
-    /// The id of the event `kind` that `cid` triggered at `triggered_at`, with the trigger
-    /// day taken at `offset`.
-    pub fn new(cid: &DeviceId, kind: &EventType, triggered_at: Timestamp, offset: DayOffset) -> Result<Self, IdError> {
+    /// The id of the event of type `event_type` that `cid` triggered at `triggered_at`, with
+    /// the trigger day taken at `offset`.
+    pub fn new(
+        cid: &DeviceId,
+        event_type: &EventType,
+        triggered_at: Timestamp,
+        offset: DayOffset,
+    ) -> Result<Self, IdError> {
         let day = offset.day_of(triggered_at).ok_or_else(|| err("event id", "trigger time out of range"))?;
         if !(1000..=9999).contains(&day.date().year()) {
             return Err(err("event id", "trigger year must have four digits"));
         }
-        let text = format!("{}.{}.{}.{}", day.compact(), cid, triggered_at.0, kind);
-        Ok(Self { text, day, cid: cid.clone(), triggered_at, kind: kind.clone() })
+        let text = format!("{}.{}.{}.{}", day.compact(), cid, triggered_at.0, event_type);
+        Ok(Self { text, day, cid: cid.clone(), triggered_at, event_type: event_type.clone() })
     }
 
     /// Parses and validates the structure. The day must be the trigger day at *some* UTC
@@ -260,7 +265,7 @@ impl EventId {
             return Err(err(WHAT, "longer than 200 characters"));
         }
         let mut parts = s.split('.');
-        let (Some(day), Some(cid), Some(ms), Some(kind), None) =
+        let (Some(day), Some(cid), Some(ms), Some(event_type), None) =
             (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(err(WHAT, format!("{s:?} is not YYYYMMDD.<device>.<ms>.<type>")));
@@ -271,13 +276,13 @@ impl EventId {
             return Err(err(WHAT, format!("trigger time {ms:?} is not epoch milliseconds")));
         }
         let triggered_at = Timestamp(ms.parse().map_err(|_| err(WHAT, "trigger time"))?);
-        let kind = EventType::parse(kind).map_err(|e| err(WHAT, e.to_string()))?;
+        let event_type = EventType::parse(event_type).map_err(|e| err(WHAT, e.to_string()))?;
         let utc_day =
             DayOffset::default().day_of(triggered_at).ok_or_else(|| err(WHAT, "trigger time out of range"))?;
         if day.days_since(utc_day).abs() > 1 {
             return Err(err(WHAT, format!("day {} does not match its trigger time", day.compact())));
         }
-        Ok(Self { text: s.to_owned(), day, cid, triggered_at, kind })
+        Ok(Self { text: s.to_owned(), day, cid, triggered_at, event_type })
     }
 
     /// The id as text.
@@ -296,9 +301,9 @@ impl EventId {
     pub fn triggered_at(&self) -> Timestamp {
         self.triggered_at
     }
-    /// Its type.
-    pub fn kind(&self) -> &EventType {
-        &self.kind
+    /// What triggered it (`motion`, `sound`, …).
+    pub fn event_type(&self) -> &EventType {
+        &self.event_type
     }
 }
 
@@ -350,9 +355,9 @@ mod tests {
     #[test]
     fn event_id_is_deterministic_and_starts_with_the_day() {
         let t = Timestamp::parse_rfc3339("2026-11-22T08:00:00.5Z").unwrap();
-        let kind = EventType::parse("motion").unwrap();
-        let a = EventId::new(&cid("cam-1"), &kind, t, DayOffset::default()).unwrap();
-        let b = EventId::new(&cid("cam-1"), &kind, t, DayOffset::default()).unwrap();
+        let motion = EventType::parse("motion").unwrap();
+        let a = EventId::new(&cid("cam-1"), &motion, t, DayOffset::default()).unwrap();
+        let b = EventId::new(&cid("cam-1"), &motion, t, DayOffset::default()).unwrap();
         assert_eq!(a, b);
         assert!(a.as_str().starts_with("20261122."), "{a}");
         assert_eq!(EventId::parse(a.as_str()).unwrap(), a);

@@ -2,18 +2,24 @@
 //!
 //! * [`ids`]: validated identifiers parsed at the edge (device, event, segment, event type, day).
 //! * [`time`]: millisecond timestamps and the service's day boundary.
-//! * [`report`]: every report a device can make (BRIEF §3–4) and its validation.
-//! * [`envelope`]: the versioned bincode envelope carried on the topic (BRIEF §6).
+//! * [`report`]: every report a device can make and its validation (README.md, Contracts).
+//! * [`rows`]: the rows a report writes in a projection store: their partition (device, day)
+//!   and expiry.
+//! * [`error_code`]: every machine-readable error code, as one enum.
+//! * [`envelope`]: the versioned bincode envelope carried on the topic (README.md, The topic).
 //!
 //! This crate is also the decoder analytics consumers use: `Envelope::decode` reads every
 //! schema version ever written.
 
 pub mod envelope;
+pub mod error_code;
 pub mod ids;
 pub mod report;
+pub mod rows;
 pub mod time;
 
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION};
+pub use error_code::ErrorCode;
 pub use ids::{Day, DeviceId, EventId, EventType, IdError, SegmentId};
 pub use report::{
     DigestReported, EndStatus, EventEnded, EventMapping, EventStarted, Invalid, Media, Report, ReportKind,

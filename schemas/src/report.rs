@@ -1,7 +1,9 @@
-//! The reports devices make (BRIEF §3–4), as carried on the topic, and their validation.
+//! The reports devices make, as carried on the topic, and their validation (README.md,
+//! Contracts).
 
 use serde::{Deserialize, Serialize};
 
+use crate::error_code::ErrorCode;
 use crate::ids::{Day, DeviceId, EventId, EventType, SegmentId};
 use crate::time::{DayOffset, Timestamp};
 
@@ -19,10 +21,10 @@ pub const MAX_DURATION_MS: u32 = 24 * 3600 * 1000;
 pub struct EventStarted {
     /// The device.
     pub cid: DeviceId,
-    /// `EventId::new(cid, kind, triggered_at)`.
+    /// `EventId::new(cid, event_type, triggered_at)`.
     pub event_id: EventId,
-    /// Trigger type.
-    pub kind: EventType,
+    /// What triggered it (`motion`, `sound`, …).
+    pub event_type: EventType,
     /// When it fired.
     pub triggered_at: Timestamp,
 }
@@ -210,23 +212,23 @@ impl TimePolicy {
     fn check_time(&self, what: &'static str, t: Timestamp, now: Timestamp) -> Result<(), Invalid> {
         if self.expires_at(t) <= now {
             return Err(Invalid::new(
-                "past_retention",
+                ErrorCode::PastRetention,
                 format!("{what} {t} is older than the {}-day retention", self.retention_days),
             ));
         }
         if t.millis() > now.millis() + self.future_tolerance_ms {
-            return Err(Invalid::new("in_future", format!("{what} {t} is in the future")));
+            return Err(Invalid::new(ErrorCode::InFuture, format!("{what} {t} is in the future")));
         }
         Ok(())
     }
 
     fn check_event(&self, cid: &DeviceId, id: &EventId, now: Timestamp) -> Result<(), Invalid> {
         if id.device() != cid {
-            return Err(Invalid::new("foreign_event", format!("event {id} belongs to another device")));
+            return Err(Invalid::new(ErrorCode::ForeignEvent, format!("event {id} belongs to another device")));
         }
         if self.offset.day_of(id.triggered_at()) != Some(id.day()) {
             return Err(Invalid::new(
-                "invalid_event_id",
+                ErrorCode::InvalidEventId,
                 format!("event id {id} does not carry its trigger day at offset {}", self.offset),
             ));
         }
@@ -238,22 +240,22 @@ impl TimePolicy {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct Invalid {
-    /// Machine-readable code.
-    pub code: &'static str,
+    /// Which rule it breaks.
+    pub code: ErrorCode,
     /// What is wrong.
     pub message: String,
 }
 
 impl Invalid {
     /// A new refusal.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self { code, message: message.into() }
     }
 }
 
 fn check_size(what: &str, size: u64) -> Result<(), Invalid> {
     if size == 0 || size > MAX_OBJECT_SIZE {
-        return Err(Invalid::new("invalid_size", format!("{what} size {size} must be 1..={MAX_OBJECT_SIZE}")));
+        return Err(Invalid::new(ErrorCode::InvalidSize, format!("{what} size {size} must be 1..={MAX_OBJECT_SIZE}")));
     }
     Ok(())
 }
@@ -261,7 +263,7 @@ fn check_size(what: &str, size: u64) -> Result<(), Invalid> {
 fn check_duration(duration_ms: u32) -> Result<(), Invalid> {
     if duration_ms == 0 || duration_ms > MAX_DURATION_MS {
         return Err(Invalid::new(
-            "invalid_duration",
+            ErrorCode::InvalidDuration,
             format!("duration_ms {duration_ms} must be 1..={MAX_DURATION_MS}"),
         ));
     }
@@ -279,7 +281,7 @@ impl Report {
         }
     }
 
-    /// Its kind.
+    /// Which of the four reports it is (the `daybook.type` header).
     pub fn kind(&self) -> ReportKind {
         match self {
             Self::EventStarted(_) => ReportKind::EventStarted,
@@ -289,25 +291,27 @@ impl Report {
         }
     }
 
-    /// The instant its retention is counted from.
+    /// The instant its own row's day and retention are counted from (a segment's event
+    /// mappings count from their events' trigger times instead: see [`crate::rows`]).
     pub fn trigger_time(&self, offset: DayOffset) -> Timestamp {
         match self {
-            Self::EventStarted(r) => r.triggered_at,
+            Self::EventStarted(r) => r.event_id.triggered_at(),
             Self::EventEnded(r) => r.event_id.triggered_at(),
             Self::SegmentReported(r) => r.started_at,
             Self::DigestReported(r) => offset.start_of(r.date),
         }
     }
 
-    /// Checks every rule of BRIEF §3 that can be checked without reading stored state.
+    /// Checks every rule of a report (README.md, Device API) that can be checked without
+    /// reading stored state.
     pub fn validate(&self, policy: &TimePolicy, now: Timestamp) -> Result<(), Invalid> {
         match self {
             Self::EventStarted(r) => {
-                let expected = EventId::new(&r.cid, &r.kind, r.triggered_at, policy.offset)
-                    .map_err(|e| Invalid::new("invalid_event_id", e.to_string()))?;
+                let expected = EventId::new(&r.cid, &r.event_type, r.triggered_at, policy.offset)
+                    .map_err(|e| Invalid::new(ErrorCode::InvalidEventId, e.to_string()))?;
                 if expected != r.event_id {
                     return Err(Invalid::new(
-                        "invalid_event_id",
+                        ErrorCode::InvalidEventId,
                         format!("event id {} does not match its device, type and trigger time", r.event_id),
                     ));
                 }
@@ -317,12 +321,12 @@ impl Report {
                 policy.check_event(&r.cid, &r.event_id, now)?;
                 if r.ended_at < r.event_id.triggered_at() {
                     return Err(Invalid::new(
-                        "ended_before_start",
+                        ErrorCode::EndedBeforeStart,
                         format!("ended_at {} is before the trigger time {}", r.ended_at, r.event_id.triggered_at()),
                     ));
                 }
                 if r.ended_at.millis() > now.millis() + policy.future_tolerance_ms {
-                    return Err(Invalid::new("in_future", format!("ended_at {} is in the future", r.ended_at)));
+                    return Err(Invalid::new(ErrorCode::InFuture, format!("ended_at {} is in the future", r.ended_at)));
                 }
                 Ok(())
             }
@@ -335,29 +339,35 @@ impl Report {
                     || m.codec.len() > 32
                     || !m.codec.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
                 {
-                    return Err(Invalid::new("invalid_media", "media.codec must be 1 to 32 of A-Z a-z 0-9 _ - ."));
+                    return Err(Invalid::new(
+                        ErrorCode::InvalidMedia,
+                        "media.codec must be 1 to 32 of A-Z a-z 0-9 _ - .",
+                    ));
                 }
                 if m.width == 0 || m.height == 0 || m.width > 16_384 || m.height > 16_384 {
-                    return Err(Invalid::new("invalid_media", "media width and height must be 1..=16384"));
+                    return Err(Invalid::new(ErrorCode::InvalidMedia, "media width and height must be 1..=16384"));
                 }
                 if !(m.fps.is_finite() && m.fps > 0.0 && m.fps <= 1000.0) {
-                    return Err(Invalid::new("invalid_media", "media.fps must be in (0, 1000]"));
+                    return Err(Invalid::new(ErrorCode::InvalidMedia, "media.fps must be in (0, 1000]"));
                 }
                 if matches!(m.audio_sample_rate, Some(0)) || m.audio_sample_rate.is_some_and(|r| r > 384_000) {
-                    return Err(Invalid::new("invalid_media", "media.audio_sample_rate must be 1..=384000"));
+                    return Err(Invalid::new(ErrorCode::InvalidMedia, "media.audio_sample_rate must be 1..=384000"));
                 }
                 if r.keyframes.len() > MAX_KEYFRAMES {
-                    return Err(Invalid::new("invalid_keyframes", format!("at most {MAX_KEYFRAMES} keyframes")));
+                    return Err(Invalid::new(
+                        ErrorCode::InvalidKeyframes,
+                        format!("at most {MAX_KEYFRAMES} keyframes"),
+                    ));
                 }
                 if r.keyframes.windows(2).any(|w| w[0] >= w[1]) || r.keyframes.last().is_some_and(|&k| k >= r.size) {
                     return Err(Invalid::new(
-                        "invalid_keyframes",
+                        ErrorCode::InvalidKeyframes,
                         "keyframes must be strictly ascending offsets below size",
                     ));
                 }
                 if r.events.len() > MAX_MAPPINGS {
                     return Err(Invalid::new(
-                        "invalid_mapping",
+                        ErrorCode::InvalidMapping,
                         format!("a segment maps into at most {MAX_MAPPINGS} events"),
                     ));
                 }
@@ -365,7 +375,7 @@ impl Report {
                     policy.check_event(&r.cid, &e.event_id, now)?;
                     if !(e.start_offset <= e.end_offset && e.end_offset <= r.size) {
                         return Err(Invalid::new(
-                            "invalid_offsets",
+                            ErrorCode::InvalidOffsets,
                             format!(
                                 "event {}: need 0 <= start_offset ({}) <= end_offset ({}) <= size ({})",
                                 e.event_id, e.start_offset, e.end_offset, r.size
@@ -373,7 +383,10 @@ impl Report {
                         ));
                     }
                     if r.events[..i].iter().any(|p| p.event_id == e.event_id) {
-                        return Err(Invalid::new("invalid_mapping", format!("event {} is mapped twice", e.event_id)));
+                        return Err(Invalid::new(
+                            ErrorCode::InvalidMapping,
+                            format!("event {} is mapped twice", e.event_id),
+                        ));
                     }
                 }
                 Ok(())
@@ -399,9 +412,9 @@ mod tests {
 
     fn started(at: Timestamp) -> Report {
         let cid = DeviceId::parse("cam-1").unwrap();
-        let kind = EventType::parse("motion").unwrap();
-        let event_id = EventId::new(&cid, &kind, at, DayOffset::default()).unwrap();
-        Report::EventStarted(EventStarted { cid, event_id, kind, triggered_at: at })
+        let event_type = EventType::parse("motion").unwrap();
+        let event_id = EventId::new(&cid, &event_type, at, DayOffset::default()).unwrap();
+        Report::EventStarted(EventStarted { cid, event_id, event_type, triggered_at: at })
     }
 
     #[test]
@@ -411,9 +424,9 @@ mod tests {
         assert!(started(now.plus_millis(-3 * 86_400_000)).validate(&policy(), now).is_ok());
         assert_eq!(
             started(now.plus_millis(-31 * 86_400_000)).validate(&policy(), now).unwrap_err().code,
-            "past_retention"
+            ErrorCode::PastRetention
         );
-        assert_eq!(started(now.plus_millis(3_600_000)).validate(&policy(), now).unwrap_err().code, "in_future");
+        assert_eq!(started(now.plus_millis(3_600_000)).validate(&policy(), now).unwrap_err().code, ErrorCode::InFuture);
     }
 
     #[test]
@@ -438,8 +451,8 @@ mod tests {
             })
         };
         assert!(seg(0, 100).validate(&policy(), now).is_ok());
-        assert_eq!(seg(10, 101).validate(&policy(), now).unwrap_err().code, "invalid_offsets");
-        assert_eq!(seg(20, 10).validate(&policy(), now).unwrap_err().code, "invalid_offsets");
+        assert_eq!(seg(10, 101).validate(&policy(), now).unwrap_err().code, ErrorCode::InvalidOffsets);
+        assert_eq!(seg(20, 10).validate(&policy(), now).unwrap_err().code, ErrorCode::InvalidOffsets);
     }
 
     #[test]
@@ -452,6 +465,6 @@ mod tests {
             ended_at: now,
             status: EndStatus::Complete,
         });
-        assert_eq!(end.validate(&policy(), now).unwrap_err().code, "foreign_event");
+        assert_eq!(end.validate(&policy(), now).unwrap_err().code, ErrorCode::ForeignEvent);
     }
 }

@@ -8,7 +8,7 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use schemas::DeviceId;
 use serde::{Deserialize, Serialize};
 
-use crate::web::ApiError;
+use crate::web::{ApiError, ErrorCode};
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +99,7 @@ impl Auth {
         if claims.sub != cid {
             return Err(ApiError::forbidden(format!("this token may only write as device {}", claims.sub)));
         }
-        DeviceId::parse(cid).map_err(|e| ApiError::invalid("invalid_device_id", e.to_string()))
+        DeviceId::parse(cid).map_err(|e| ApiError::invalid(ErrorCode::InvalidDeviceId, e.to_string()))
     }
 
     /// 401 unless a valid viewer token; 403 unless it names `cid`.
@@ -111,6 +111,6 @@ impl Auth {
         if !claims.devices.iter().any(|d| d == cid) {
             return Err(ApiError::forbidden(format!("this token may not read device {cid}")));
         }
-        DeviceId::parse(cid).map_err(|e| ApiError::invalid("invalid_device_id", e.to_string()))
+        DeviceId::parse(cid).map_err(|e| ApiError::invalid(ErrorCode::InvalidDeviceId, e.to_string()))
     }
 }

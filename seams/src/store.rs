@@ -39,8 +39,8 @@ impl EventStatus {
 pub struct EventView {
     /// Its id (which carries device, day, type and trigger time).
     pub event_id: EventId,
-    /// Trigger type.
-    pub kind: EventType,
+    /// What triggered it (`motion`, `sound`, …).
+    pub event_type: EventType,
     /// When it fired.
     pub triggered_at: Timestamp,
     /// When it ended, once reported.
@@ -150,7 +150,7 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
         &self,
         cid: &DeviceId,
         day: Day,
-        kind: Option<&EventType>,
+        event_type: Option<&EventType>,
         limit: u32,
         cursor: Option<&[u8]>,
     ) -> Result<DayPage, StoreError>;

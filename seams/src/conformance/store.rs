@@ -35,11 +35,11 @@ fn env(report: Report) -> Envelope {
 }
 
 /// An `EventStarted` and its id.
-pub fn start(device: &str, kind: &str, at: Timestamp) -> (EventId, Envelope) {
+pub fn start(device: &str, event_type: &str, at: Timestamp) -> (EventId, Envelope) {
     let cid = cid(device);
-    let kind = EventType::parse(kind).unwrap();
-    let event_id = EventId::new(&cid, &kind, at, DayOffset::default()).unwrap();
-    (event_id.clone(), env(Report::EventStarted(EventStarted { cid, event_id, kind, triggered_at: at })))
+    let event_type = EventType::parse(event_type).unwrap();
+    let event_id = EventId::new(&cid, &event_type, at, DayOffset::default()).unwrap();
+    (event_id.clone(), env(Report::EventStarted(EventStarted { cid, event_id, event_type, triggered_at: at })))
 }
 
 /// An `EventEnded`.
@@ -90,7 +90,7 @@ pub async fn start_then_end(mut h: impl StoreHarness) {
     let done = s.event(&id).await.unwrap().unwrap();
     assert_eq!(done.event.status, EventStatus::Complete);
     assert_eq!(done.event.duration_ms(), Some(12_000));
-    assert_eq!(done.event.kind.as_str(), "motion");
+    assert_eq!(done.event.event_type.as_str(), "motion");
 }
 
 /// An end that arrives before its start is kept; the result equals the in-order one.
@@ -204,8 +204,8 @@ pub async fn day_page_filters_by_type(mut h: impl StoreHarness) {
     let s = h.open().await;
     let mut batch = Vec::new();
     for i in 0..30 {
-        let kind = if i % 3 == 0 { "sound" } else { "motion" };
-        batch.push(start("cam-t", kind, noon(0, i * 1000)).1);
+        let event_type = if i % 3 == 0 { "sound" } else { "motion" };
+        batch.push(start("cam-t", event_type, noon(0, i * 1000)).1);
     }
     s.apply(&batch).await.unwrap();
     let sound = EventType::parse("sound").unwrap();
@@ -214,7 +214,7 @@ pub async fn day_page_filters_by_type(mut h: impl StoreHarness) {
     for _ in 0..20 {
         let page = s.day_page(&cid("cam-t"), day(0), Some(&sound), 4, cursor.as_deref()).await.unwrap();
         assert!(page.events.len() <= 4);
-        seen.extend(page.events.iter().map(|e| e.kind.as_str().to_owned()));
+        seen.extend(page.events.iter().map(|e| e.event_type.as_str().to_owned()));
         cursor = page.next;
         if cursor.is_none() {
             break;

@@ -1,0 +1,121 @@
+//! Query strings and response bodies of the viewer API (the JSON contract).
+
+use schemas::{Day, EventId, EventType, Media, SegmentId, Timestamp};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `?days=`
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct CalendarQuery {
+    /// Days in the window, today included (default 30, at most the retention).
+    pub days: Option<u32>,
+}
+
+/// One calendar day.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CalendarDay {
+    /// The day.
+    pub date: Day,
+    /// Events triggered that day.
+    pub events: u64,
+}
+
+/// The calendar.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Calendar {
+    /// Every day of the window, newest first, days without events included.
+    pub days: Vec<CalendarDay>,
+}
+
+/// `?date=&type=&limit=&cursor=`
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct EventsQuery {
+    /// The day, `YYYY-MM-DD`.
+    pub date: String,
+    /// Only events of this type.
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    /// Page size (default 10, capped).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// An event as viewers see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventJson {
+    /// Id.
+    pub event_id: EventId,
+    /// What triggered it (`motion`, `sound`, …).
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// When it fired.
+    pub triggered_at: Timestamp,
+    /// When it ended, once reported.
+    pub ended_at: Option<Timestamp>,
+    /// `ended_at - triggered_at`, once ended.
+    pub duration_ms: Option<i64>,
+    /// `open`, `complete` or `aborted`.
+    pub status: &'static str,
+    /// Presigned GET of the snapshot image.
+    pub snapshot_url: String,
+}
+
+/// A page of a day's events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsPage {
+    /// In trigger order.
+    pub events: Vec<EventJson>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// A segment of an event, with a presigned GET.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SegmentJson {
+    /// Id.
+    pub segment_id: SegmentId,
+    /// Position within the event.
+    pub index: u32,
+    /// Presigned GET.
+    pub url: String,
+    /// Bytes.
+    pub size: u64,
+    /// First byte of the event in this segment.
+    pub start_offset: u64,
+    /// End byte (exclusive) of the event in this segment.
+    pub end_offset: u64,
+    /// First frame's time.
+    pub started_at: Timestamp,
+    /// Length.
+    pub duration_ms: u32,
+    /// Encoding.
+    pub media: Media,
+    /// Keyframe byte offsets.
+    pub keyframes: Vec<u64>,
+}
+
+/// An event with its segments.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventDetailJson {
+    /// The event.
+    #[serde(flatten)]
+    pub event: EventJson,
+    /// Segments in index order.
+    pub segments: Vec<SegmentJson>,
+}
+
+/// A day's digest.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DigestJson {
+    /// The day.
+    pub date: Day,
+    /// Object id.
+    pub segment_id: SegmentId,
+    /// Bytes.
+    pub size: u64,
+    /// Length.
+    pub duration_ms: u32,
+    /// Presigned GET.
+    pub url: String,
+}

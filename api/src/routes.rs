@@ -1,0 +1,182 @@
+//! The viewer endpoints.
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::future::try_join_all;
+use schemas::{Day, EventId, EventType};
+use seams::web::{ApiError, ErrorBody, ErrorCode};
+use seams::{EventView, ObjectKey};
+use utoipa::OpenApi;
+
+use crate::cursor::{decode_cursor, encode_cursor};
+use crate::dto::*;
+use crate::Api;
+
+impl Api {
+    async fn url(&self, key: &ObjectKey) -> Result<String, ApiError> {
+        Ok(self.inner.signer.presign_get(key, self.inner.config.url_ttl).await?.url)
+    }
+
+    async fn event_json(&self, e: &EventView) -> Result<EventJson, ApiError> {
+        Ok(EventJson {
+            event_id: e.event_id.clone(),
+            event_type: e.event_type.clone(),
+            triggered_at: e.triggered_at,
+            ended_at: e.ended_at,
+            duration_ms: e.duration_ms(),
+            status: e.status.as_str(),
+            snapshot_url: self.url(&ObjectKey::snapshot(&e.event_id)).await?,
+        })
+    }
+}
+
+/// The viewer API's OpenAPI description.
+#[derive(OpenApi)]
+#[openapi(
+    paths(calendar, day_events, event_detail, digest),
+    components(schemas(ErrorBody)),
+    tags((name = "viewers", description = "Viewer API: calendar, events, playback"))
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+/// The viewer routes.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/v1/devices/{cid}/calendar", get(calendar))
+        .route("/v1/devices/{cid}/events", get(day_events))
+        .route("/v1/events/{event_id}", get(event_detail))
+        .route("/v1/devices/{cid}/digests/{date}", get(digest))
+        .with_state(api)
+}
+
+fn bad_query(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(ErrorCode::InvalidQuery, e.to_string())
+}
+
+/// Event counts per day.
+#[utoipa::path(get, path = "/v1/devices/{cid}/calendar", tag = "viewers",
+    params(("cid" = String, Path, description = "device id"), CalendarQuery),
+    responses((status = 200, body = Calendar), (status = "4XX", body = ErrorBody)),
+    security(("viewer_token" = [])))]
+async fn calendar(
+    State(api): State<Api>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<CalendarQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Calendar>, ApiError> {
+    let cid = api.inner.auth.viewer(&headers, &cid)?;
+    let Query(q) = query.map_err(bad_query)?;
+    let policy = api.inner.config.policy;
+    let days = q.days.unwrap_or(30);
+    if days == 0 || days > policy.retention_days {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidQuery,
+            format!("days must be 1..={}", policy.retention_days),
+        ));
+    }
+    let today = policy.offset.today();
+    let from = today.add_days(-(i64::from(days) - 1));
+    let counts = api.inner.store.calendar(&cid, from, today).await?;
+    let days = (0..i64::from(days))
+        .map(|i| {
+            let date = today.add_days(-i);
+            let events = counts.iter().find(|(d, _)| *d == date).map_or(0, |c| c.1);
+            CalendarDay { date, events }
+        })
+        .collect();
+    Ok(Json(Calendar { days }))
+}
+
+/// One page of a day's events, in trigger order.
+#[utoipa::path(get, path = "/v1/devices/{cid}/events", tag = "viewers",
+    params(("cid" = String, Path, description = "device id"), EventsQuery),
+    responses((status = 200, body = EventsPage), (status = "4XX", body = ErrorBody)),
+    security(("viewer_token" = [])))]
+async fn day_events(
+    State(api): State<Api>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EventsPage>, ApiError> {
+    let cid = api.inner.auth.viewer(&headers, &cid)?;
+    let Query(q) = query.map_err(bad_query)?;
+    let day = Day::parse(&q.date).map_err(bad_query)?;
+    let event_type =
+        q.event_type.as_deref().filter(|t| !t.is_empty()).map(EventType::parse).transpose().map_err(bad_query)?;
+    let cfg = &api.inner.config;
+    let limit = q.limit.unwrap_or(cfg.default_limit).clamp(1, cfg.max_limit);
+    let cursor = q
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| decode_cursor(c, &cid, day, event_type.as_ref()))
+        .transpose()?;
+    let page = api.inner.store.day_page(&cid, day, event_type.as_ref(), limit, cursor.as_deref()).await?;
+    let events = try_join_all(page.events.iter().map(|e| api.event_json(e))).await?;
+    let next_cursor = page.next.map(|s| encode_cursor(&cid, day, event_type.as_ref(), &s));
+    Ok(Json(EventsPage { events, next_cursor }))
+}
+
+/// One event and its segments, with presigned GET URLs.
+#[utoipa::path(get, path = "/v1/events/{event_id}", tag = "viewers",
+    params(("event_id" = String, Path, description = "event id")),
+    responses((status = 200, body = EventDetailJson), (status = "4XX", body = ErrorBody)),
+    security(("viewer_token" = [])))]
+async fn event_detail(
+    State(api): State<Api>,
+    Path(event_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<EventDetailJson>, ApiError> {
+    // Authenticate before looking at the id, so a stranger learns nothing from 422 vs 404.
+    api.inner.auth.verify(&headers)?;
+    let id = EventId::parse(&event_id).map_err(|e| ApiError::invalid(ErrorCode::InvalidEventId, e.to_string()))?;
+    api.inner.auth.viewer(&headers, id.device().as_str())?;
+    let detail = api.inner.store.event(&id).await?.ok_or_else(|| ApiError::not_found(format!("no event {id}")))?;
+    let event = api.event_json(&detail.event).await?;
+    let segments = try_join_all(detail.segments.into_iter().map(|s| {
+        let api = api.clone();
+        let cid = id.device().clone();
+        async move {
+            Ok::<_, ApiError>(SegmentJson {
+                url: api.url(&ObjectKey::segment(&cid, &s.segment_id)).await?,
+                segment_id: s.segment_id,
+                index: s.index,
+                size: s.size,
+                start_offset: s.start_offset,
+                end_offset: s.end_offset,
+                started_at: s.started_at,
+                duration_ms: s.duration_ms,
+                media: s.media,
+                keyframes: s.keyframes,
+            })
+        }
+    }))
+    .await?;
+    Ok(Json(EventDetailJson { event, segments }))
+}
+
+/// The device's digest of one day.
+#[utoipa::path(get, path = "/v1/devices/{cid}/digests/{date}", tag = "viewers",
+    params(("cid" = String, Path, description = "device id"), ("date" = String, Path, description = "YYYY-MM-DD")),
+    responses((status = 200, body = DigestJson), (status = "4XX", body = ErrorBody)),
+    security(("viewer_token" = [])))]
+async fn digest(
+    State(api): State<Api>,
+    Path((cid, date)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<DigestJson>, ApiError> {
+    let cid = api.inner.auth.viewer(&headers, &cid)?;
+    let day = Day::parse(&date).map_err(bad_query)?;
+    let d =
+        api.inner.store.digest(&cid, day).await?.ok_or_else(|| ApiError::not_found(format!("no digest for {day}")))?;
+    Ok(Json(DigestJson {
+        url: api.url(&ObjectKey::digest(&cid, &d.segment_id)).await?,
+        date: d.date,
+        segment_id: d.segment_id,
+        size: d.size,
+        duration_ms: d.duration_ms,
+    }))
+}

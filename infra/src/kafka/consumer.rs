@@ -1,0 +1,405 @@
+//! Consumer group members, and the ownership bookkeeping that keeps a rebalance from
+//! skipping a record (see the module documentation of `infra::kafka`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{FromClientConfigAndContext, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use seams::{Consumed, LogConsumer, LogError, Position};
+
+use super::client::{client_config, code_of, failed, forward_error, forward_log, unavailable, REQUEST_TIMEOUT};
+use super::producer::KafkaLog;
+use super::{SCHEMA_HEADER, TYPE_HEADER};
+
+/// Once a poll has records, how much longer it waits for more.
+const POLL_LINGER: Duration = Duration::from_millis(5);
+
+impl KafkaLog {
+    pub(super) fn group_consumer(&self, group: &str, reset: &str) -> Result<Box<dyn LogConsumer>, LogError> {
+        if group.is_empty() {
+            return Err(LogError::Other("consumer group name is empty".into()));
+        }
+        let mut cc = client_config(
+            self.config(),
+            // cooperative-sticky: rebalances move only the partitions that change owner (no
+            // stop-the-world), and on tansu 0.6 it is what lets a survivor take over a dead
+            // member's partitions (see tests/tests/kafka_projectors.rs).
+            &[("auto.offset.reset", reset), ("partition.assignment.strategy", "cooperative-sticky")],
+            &[("enable.auto.commit", "false".into()), ("enable.auto.offset.store", "false".into())],
+        )?;
+        cc.set("group.id", group);
+        let ownership = Arc::new(Mutex::new(Ownership::default()));
+        let context =
+            GroupContext { topic: self.config().topic.clone(), group: group.to_owned(), ownership: ownership.clone() };
+        let consumer: StreamConsumer<GroupContext> = StreamConsumer::from_config_and_context(&cc, context)
+            .map_err(|e| LogError::Other(format!("kafka consumer: {e}")))?;
+        consumer.subscribe(&[&self.config().topic]).map_err(|e| failed("kafka subscribe", e))?;
+        Ok(Box::new(KafkaConsumer {
+            topic: self.config().topic.clone(),
+            group: group.to_owned(),
+            consumer: Some(Arc::new(consumer)),
+            ownership,
+        }))
+    }
+}
+
+/// What a member owns of one partition, since it was (last) assigned it.
+#[derive(Debug, Clone, Copy)]
+struct Owned {
+    /// Distinguishes this assignment from earlier ones of the same partition.
+    epoch: u64,
+    /// The first offset handed out in this assignment.
+    first: Option<i64>,
+    /// One past the last offset handed out in this assignment.
+    next: Option<i64>,
+    /// The last offset committed in this assignment.
+    committed: Option<i64>,
+}
+
+impl Owned {
+    /// Whether committing `offset` (the next to read) is this member's to do: within what
+    /// it handed out in this assignment and ahead of what it committed already.
+    fn accepts(&self, offset: i64) -> bool {
+        matches!((self.first, self.next), (Some(first), Some(next)) if first <= offset && offset <= next)
+            && self.committed.is_none_or(|c| offset > c)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Ownership {
+    epochs: u64,
+    partitions: HashMap<i32, Owned>,
+}
+
+/// The consumer context: follows rebalances into [`Ownership`].
+struct GroupContext {
+    topic: String,
+    group: String,
+    ownership: Arc<Mutex<Ownership>>,
+}
+
+impl GroupContext {
+    fn partitions<'a>(&self, tpl: &'a TopicPartitionList) -> impl Iterator<Item = i32> + 'a {
+        let topic = self.topic.clone();
+        tpl.elements().into_iter().filter(move |e| e.topic() == topic).map(|e| e.partition())
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward_log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        forward_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut own = self.ownership.lock().unwrap_or_else(|e| e.into_inner());
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<i32> = self.partitions(tpl).collect();
+                for &p in &parts {
+                    own.epochs += 1;
+                    let epoch = own.epochs;
+                    own.partitions.insert(p, Owned { epoch, first: None, next: None, committed: None });
+                }
+                metrics::counter!("daybook_kafka_rebalances_total", "kind" => "assign").increment(1);
+                tracing::info!(group = %self.group, partitions = ?parts, "kafka partitions assigned");
+            }
+            Rebalance::Revoke(tpl) => {
+                let parts: Vec<i32> = self.partitions(tpl).collect();
+                for p in &parts {
+                    own.partitions.remove(p);
+                    metrics::gauge!("daybook_kafka_consumer_lag", "partition" => p.to_string()).set(0.0);
+                }
+                metrics::counter!("daybook_kafka_rebalances_total", "kind" => "revoke").increment(1);
+                tracing::info!(group = %self.group, partitions = ?parts, "kafka partitions revoked");
+            }
+            Rebalance::Error(e) => {
+                metrics::counter!("daybook_kafka_rebalances_total", "kind" => "error").increment(1);
+                tracing::warn!(group = %self.group, error = %e, "kafka rebalance failed");
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::debug!(group = %self.group, error = %e, "kafka offset commit failed");
+        }
+    }
+}
+
+/// One member of a consumer group on the report topic.
+struct KafkaConsumer {
+    topic: String,
+    group: String,
+    /// `Some` until dropped (closing the consumer blocks: see `Drop`).
+    consumer: Option<Arc<StreamConsumer<GroupContext>>>,
+    ownership: Arc<Mutex<Ownership>>,
+}
+
+impl fmt::Debug for KafkaConsumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConsumer").field("topic", &self.topic).field("group", &self.group).finish()
+    }
+}
+
+impl Drop for KafkaConsumer {
+    fn drop(&mut self) {
+        // Dropping the last handle closes the consumer: it leaves the group (so the next
+        // member gets the partitions at once) and waits for that, which blocks.
+        if let Some(consumer) = self.consumer.take() {
+            let multi_thread = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            if multi_thread {
+                tokio::task::block_in_place(move || drop(consumer));
+            } else {
+                drop(consumer);
+            }
+        }
+    }
+}
+
+/// Reads the report headers; foreign records without them get an empty kind and schema 0.
+fn read_headers(m: &impl Message) -> (String, u16) {
+    let mut kind = None;
+    let mut schema = None;
+    if let Some(headers) = m.headers() {
+        for h in headers.iter() {
+            match (h.key, h.value) {
+                (TYPE_HEADER, Some(v)) => kind = Some(String::from_utf8_lossy(v).into_owned()),
+                (SCHEMA_HEADER, Some(v)) => schema = std::str::from_utf8(v).ok().and_then(|s| s.trim().parse().ok()),
+                _ => {}
+            }
+        }
+    }
+    if kind.is_none() || schema.is_none() {
+        metrics::counter!("daybook_kafka_records_without_headers_total").increment(1);
+    }
+    (kind.unwrap_or_default(), schema.unwrap_or(0))
+}
+
+fn to_consumed(m: &impl Message) -> Consumed {
+    let (kind, schema) = read_headers(m);
+    Consumed {
+        position: Position { partition: m.partition(), offset: m.offset() },
+        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+        kind,
+        schema,
+        value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        timestamp_ms: m.timestamp().to_millis().unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+    }
+}
+
+/// Commit failures that mean "this member no longer owns the partition": the group
+/// rebalanced (or dropped us) before the commit arrived.
+fn lost_ownership(e: &KafkaError) -> bool {
+    matches!(
+        code_of(e),
+        Some(
+            RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::RebalanceInProgress
+                | RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::FencedInstanceId
+                | RDKafkaErrorCode::AssignmentLost
+                | RDKafkaErrorCode::State
+                | RDKafkaErrorCode::StaleMemberEpoch
+        )
+    )
+}
+
+impl KafkaConsumer {
+    fn consumer(&self) -> Arc<StreamConsumer<GroupContext>> {
+        self.consumer.clone().expect("consumer lives until drop")
+    }
+}
+
+#[async_trait]
+impl LogConsumer for KafkaConsumer {
+    async fn poll(&mut self, max_records: usize, max_wait: Duration) -> Result<Vec<Consumed>, LogError> {
+        let max_records = max_records.max(1);
+        let consumer = self.consumer();
+        let deadline = tokio::time::Instant::now() + max_wait;
+        // Each record with the assignment epoch of its partition when it arrived.
+        let mut got: Vec<(u64, Consumed)> = Vec::new();
+        let mut until = deadline;
+        while got.len() < max_records {
+            match tokio::time::timeout_at(until, consumer.recv()).await {
+                Err(_elapsed) => break,
+                Ok(Ok(m)) => {
+                    if got.is_empty() {
+                        until = deadline.min(tokio::time::Instant::now() + POLL_LINGER);
+                    }
+                    let epoch = self
+                        .ownership
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .partitions
+                        .get(&m.partition())
+                        .map(|o| o.epoch);
+                    match epoch {
+                        Some(epoch) if m.topic() == self.topic => got.push((epoch, to_consumed(&m))),
+                        _ => {
+                            tracing::debug!(partition = m.partition(), "dropping a record of a partition not assigned")
+                        }
+                    }
+                }
+                Ok(Err(KafkaError::PartitionEOF(_))) => {}
+                Ok(Err(e)) => {
+                    if got.is_empty() {
+                        return Err(failed("kafka consume", e));
+                    }
+                    // Hand out what we have; the error comes back on the next poll.
+                    tracing::warn!(group = %self.group, error = %e, "kafka consume error");
+                    break;
+                }
+            }
+        }
+        // A rebalance inside this poll may have revoked (or revoked and reassigned) a
+        // partition: its records fetched before are not ours to hand out any more — the
+        // owner (maybe us, again) reads them from the last commit.
+        let mut own = self.ownership.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch = Vec::with_capacity(got.len());
+        for (epoch, c) in got {
+            let Some(o) = own.partitions.get_mut(&c.position.partition) else { continue };
+            if o.epoch != epoch {
+                continue;
+            }
+            o.first.get_or_insert(c.position.offset);
+            o.next = Some(o.next.map_or(c.position.offset + 1, |n| n.max(c.position.offset + 1)));
+            batch.push(c);
+        }
+        drop(own);
+        if !batch.is_empty() {
+            metrics::histogram!("daybook_kafka_poll_batch_records").record(batch.len() as f64);
+        }
+        Ok(batch)
+    }
+
+    async fn commit(&mut self, positions: &[Position]) -> Result<(), LogError> {
+        // Highest position per partition.
+        let mut wanted: HashMap<i32, i64> = HashMap::new();
+        for p in positions {
+            let e = wanted.entry(p.partition).or_insert(p.offset);
+            *e = (*e).max(p.offset);
+        }
+        let mut tpl = TopicPartitionList::new();
+        let mut accepted = Vec::new();
+        {
+            let own = self.ownership.lock().unwrap_or_else(|e| e.into_inner());
+            for (&partition, &offset) in &wanted {
+                match own.partitions.get(&partition) {
+                    Some(o) if o.accepts(offset) => {
+                        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset))
+                            .map_err(unavailable)?;
+                        accepted.push((partition, o.epoch, offset));
+                    }
+                    Some(o) if o.committed.is_some_and(|c| offset <= c) => {}
+                    _ => {
+                        metrics::counter!("daybook_kafka_commits_ignored_total").increment(1);
+                        tracing::info!(group = %self.group, partition, offset, "not committing a partition this member no longer owns");
+                    }
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(());
+        }
+        let consumer = self.consumer();
+        let result =
+            tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync)).await.map_err(unavailable)?;
+        match result {
+            Ok(()) => {
+                let mut own = self.ownership.lock().unwrap_or_else(|e| e.into_inner());
+                for (partition, epoch, offset) in accepted {
+                    if let Some(o) = own.partitions.get_mut(&partition).filter(|o| o.epoch == epoch) {
+                        o.committed = Some(o.committed.map_or(offset, |c| c.max(offset)));
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if lost_ownership(&e) => {
+                metrics::counter!("daybook_kafka_commits_ignored_total").increment(1);
+                tracing::warn!(group = %self.group, error = %e, "kafka commit refused after a rebalance; the partitions' next owner replays");
+                Ok(())
+            }
+            Err(e) => Err(match code_of(&e) {
+                Some(RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::RequestTimedOut) => {
+                    LogError::Timeout(format!("kafka commit: {e}"))
+                }
+                _ => failed("kafka commit", e),
+            }),
+        }
+    }
+
+    async fn lag(&mut self) -> Result<Vec<(i32, i64)>, LogError> {
+        let consumer = self.consumer();
+        let topic = self.topic.clone();
+        let lags = tokio::task::spawn_blocking(move || -> KafkaResult<Vec<(i32, i64)>> {
+            let assignment = consumer.assignment()?;
+            let mut parts: Vec<i32> = assignment.elements_for_topic(&topic).iter().map(|e| e.partition()).collect();
+            parts.sort_unstable();
+            let positions = consumer.position()?;
+            let position_of = |tpl: &TopicPartitionList, p: i32| match tpl.find_partition(&topic, p).map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            };
+            // Partitions not read from yet have no position: they start at the committed
+            // offset, or at the beginning (auto.offset.reset=earliest).
+            let committed = if parts.iter().any(|&p| position_of(&positions, p).is_none()) {
+                let mut tpl = TopicPartitionList::new();
+                for &p in &parts {
+                    tpl.add_partition(&topic, p);
+                }
+                Some(consumer.committed_offsets(tpl, REQUEST_TIMEOUT)?)
+            } else {
+                None
+            };
+            let mut out = Vec::with_capacity(parts.len());
+            for p in parts {
+                let (low, high) = consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?;
+                let at = position_of(&positions, p)
+                    .or_else(|| committed.as_ref().and_then(|c| position_of(c, p)))
+                    .unwrap_or(low);
+                out.push((p, (high - at).max(0)));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(unavailable)?
+        .map_err(|e| failed("kafka lag", e))?;
+        for (p, lag) in &lags {
+            metrics::gauge!("daybook_kafka_consumer_lag", "partition" => p.to_string()).set(*lag as f64);
+        }
+        Ok(lags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ownership_accepts_only_what_was_handed_out() {
+        let mut o = Owned { epoch: 1, first: None, next: None, committed: None };
+        assert!(!o.accepts(0));
+        o.first = Some(4);
+        o.next = Some(10);
+        assert!(o.accepts(4) && o.accepts(10));
+        assert!(!o.accepts(3) && !o.accepts(11));
+        o.committed = Some(7);
+        assert!(!o.accepts(7) && o.accepts(8));
+    }
+}

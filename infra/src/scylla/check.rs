@@ -1,0 +1,233 @@
+//! An offline CQL checker: every statement the store prepares is analyzed against
+//! `infra/cql/schema.cql` as the server would at PREPARE (columns, key restrictions, bind
+//! markers, result columns), then the exact value and row types the code binds and reads
+//! are type-checked against that analysis with the driver's own serialization checks. A
+//! schema or statement change that does not match the code fails here, without a cluster.
+
+use std::collections::HashMap;
+
+use ::scylla::deserialize::row::DeserializeRow;
+use ::scylla::frame::response::result::{CollectionType, ColumnSpec, ColumnType, NativeType, TableSpec};
+use ::scylla::serialize::row::{RowSerializationContext, SerializeRow};
+use ::scylla::serialize::writers::RowWriter;
+use schemas::{DayOffset, EndStatus, Report, Timestamp};
+
+use super::fixtures::*;
+use super::plan::WritePlan;
+use super::schema::{schema_statements, Cql};
+use super::views::{
+    ClusteringKey, CountRow, DayKey, DayTypeKey, DigestRow, EventKey, EventRow, MappingRow, SegmentRow,
+};
+
+#[test]
+fn schema_statements_are_complete_and_idempotent() {
+    let stmts = schema_statements("ks_x", 3);
+    assert_eq!(stmts.len(), 5, "{stmts:#?}");
+    assert!(stmts[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_x"));
+    assert!(stmts[0].contains("'replication_factor': 3"));
+    for s in &stmts[1..] {
+        assert!(s.starts_with("CREATE TABLE IF NOT EXISTS ks_x."), "{s}");
+        assert!(s.contains("'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1"), "{s}");
+        assert!(s.contains("default_time_to_live = 2592000"), "{s}");
+    }
+    for s in &stmts {
+        assert!(!s.contains("${") && !s.contains("--") && !s.to_ascii_lowercase().contains("counter"), "{s}");
+    }
+}
+
+/// A table of the schema file: column types, partition key, clustering columns.
+#[derive(Debug)]
+struct Table {
+    columns: HashMap<String, ColumnType<'static>>,
+    partition: Vec<String>,
+    clustering: Vec<String>,
+}
+
+fn cql_type(t: &str) -> ColumnType<'static> {
+    let native = |t: &str| match t {
+        "text" => NativeType::Text,
+        "int" => NativeType::Int,
+        "bigint" => NativeType::BigInt,
+        "boolean" => NativeType::Boolean,
+        "double" => NativeType::Double,
+        other => panic!("type {other} is not expected in this schema"),
+    };
+    if let Some(inner) = t.strip_prefix("frozen<list<").and_then(|r| r.strip_suffix(">>")) {
+        // Bind markers and result columns report collections as not frozen.
+        return ColumnType::Collection {
+            frozen: false,
+            typ: CollectionType::List(Box::new(ColumnType::Native(native(inner)))),
+        };
+    }
+    ColumnType::Native(native(t))
+}
+
+fn parse_schema(ks: &str) -> HashMap<String, Table> {
+    let mut tables = HashMap::new();
+    for stmt in schema_statements(ks, 1).iter().filter(|s| s.starts_with("CREATE TABLE")) {
+        let name = stmt[format!("CREATE TABLE IF NOT EXISTS {ks}.").len()..].split_whitespace().next().unwrap();
+        let body = &stmt[stmt.find('(').unwrap() + 1..stmt.rfind(") WITH").expect("WITH options")];
+        let mut columns = HashMap::new();
+        let mut partition = Vec::new();
+        let mut clustering = Vec::new();
+        for line in body.lines().map(|l| l.trim().trim_end_matches(',')).filter(|l| !l.is_empty()) {
+            if let Some(pk) = line.strip_prefix("PRIMARY KEY (") {
+                let pk = pk.strip_suffix(')').unwrap();
+                let pk_end = pk.find(')').unwrap();
+                partition = pk[1..pk_end].split(',').map(|c| c.trim().to_owned()).collect();
+                clustering =
+                    pk[pk_end + 1..].split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect();
+            } else {
+                let (col, typ) = line.split_once(char::is_whitespace).unwrap();
+                columns.insert(col.to_owned(), cql_type(typ.trim()));
+            }
+        }
+        for key in partition.iter().chain(&clustering) {
+            assert!(columns.contains_key(key), "{name}: key column {key} is not defined");
+        }
+        assert_eq!(partition, ["cid", "day"], "{name}: every partition is a device's day");
+        tables.insert(name.to_owned(), Table { columns, partition, clustering });
+    }
+    tables
+}
+
+/// What a statement binds and returns, derived from its text and the schema, as the
+/// server would report it at PREPARE.
+struct Prepared {
+    binds: Vec<ColumnSpec<'static>>,
+    results: Vec<ColumnSpec<'static>>,
+}
+
+fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
+    let spec = |table: &str, name: &str, typ: ColumnType<'static>| {
+        ColumnSpec::owned(name.to_owned(), typ, TableSpec::owned(ks.to_owned(), table.to_owned()))
+    };
+    let column = |table: &str, name: &str| {
+        let t = &tables[table];
+        let typ = t.columns.get(name).unwrap_or_else(|| panic!("{cql}: no column {name} in {table}")).clone();
+        spec(table, name, typ)
+    };
+    let markers = cql.matches('?').count();
+    if let Some(rest) = cql.strip_prefix(&format!("INSERT INTO {ks}.")) {
+        let (table, rest) = rest.split_once(" (").unwrap();
+        let (cols, rest) = rest.split_once(") VALUES (").unwrap();
+        let (values, rest) = rest.split_once(')').unwrap();
+        assert_eq!(rest, " USING TTL ?", "{cql}: every write carries its trigger-time TTL");
+        let cols: Vec<&str> = cols.split(',').map(str::trim).collect();
+        assert_eq!(values.split(',').map(str::trim).collect::<Vec<_>>(), vec!["?"; cols.len()], "{cql}");
+        let t = &tables[table];
+        for key in t.partition.iter().chain(&t.clustering) {
+            assert!(cols.contains(&key.as_str()), "{cql}: primary key column {key} is not bound");
+        }
+        let mut binds: Vec<_> = cols.iter().map(|c| column(table, c)).collect();
+        binds.push(spec(table, "[ttl]", ColumnType::Native(NativeType::Int)));
+        assert_eq!(binds.len(), markers, "{cql}");
+        return Prepared { binds, results: Vec::new() };
+    }
+    let rest = cql.strip_prefix("SELECT ").unwrap_or_else(|| panic!("unexpected statement {cql}"));
+    let (select, rest) = rest.split_once(&format!(" FROM {ks}.")).unwrap();
+    let (table, rest) = rest.split_once(" WHERE ").unwrap();
+    let (conditions, filtering) = match rest.strip_suffix(" ALLOW FILTERING") {
+        Some(c) => (c, true),
+        None => (rest, false),
+    };
+    let t = &tables[table];
+    let mut binds = Vec::new();
+    let mut restricted = Vec::new();
+    for cond in conditions.split(" AND ") {
+        let (col, marker) = cond.split_once(" = ").unwrap_or_else(|| panic!("{cql}: {cond:?} is not `col = ?`"));
+        assert_eq!(marker, "?", "{cql}: every restriction is a bound value");
+        binds.push(column(table, col));
+        restricted.push(col);
+    }
+    // Token- and shard-aware: the whole partition key is bound, and first.
+    assert_eq!(restricted[..2], ["cid", "day"], "{cql}");
+    let rest_keys = &restricted[2..];
+    let clustering_prefix = rest_keys.iter().zip(&t.clustering).take_while(|(a, b)| **a == b.as_str()).count();
+    let needs_filtering = clustering_prefix < rest_keys.len();
+    assert_eq!(filtering, needs_filtering, "{cql}: ALLOW FILTERING iff a non-key column is restricted");
+    if filtering {
+        assert!(rest_keys[clustering_prefix..].iter().all(|c| !t.clustering.iter().any(|k| k == c)), "{cql}");
+    }
+    assert_eq!(binds.len(), markers, "{cql}");
+    let results = if select == "COUNT(*)" {
+        vec![spec(table, "count", ColumnType::Native(NativeType::BigInt))]
+    } else {
+        select.split(',').map(|c| column(table, c.trim())).collect()
+    };
+    Prepared { binds, results }
+}
+
+fn binds_ok(p: &Prepared, values: &impl SerializeRow) {
+    let ctx = RowSerializationContext::from_specs(&p.binds);
+    let mut buf = Vec::new();
+    let mut writer = RowWriter::new(&mut buf);
+    values.serialize(&ctx, &mut writer).unwrap_or_else(|e| panic!("binding {:?}: {e}", p.binds));
+    assert_eq!(writer.value_count(), p.binds.len());
+}
+
+fn results_ok<R: for<'f, 'm> DeserializeRow<'f, 'm>>(p: &Prepared) {
+    R::type_check(&p.results).unwrap_or_else(|e| panic!("reading {:?}: {e}", p.results));
+}
+
+#[test]
+fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() {
+    let ks = "daybook_check";
+    let tables = parse_schema(ks);
+    assert_eq!(tables.len(), 4);
+    let cql = Cql::new(ks);
+    let a = |s: &str| analyze(ks, &tables, s);
+
+    // Writes: the values the plan produces for a batch of every report type.
+    let now = Timestamp::now();
+    let (id, st) = start("cam-c", "motion", now.plus_millis(-1000));
+    let mut seg = segment("cam-c", "seg-c", now.plus_millis(-500), &[(&id, 0)]);
+    if let Report::SegmentReported(s) = &mut seg.report {
+        s.media.audio_sample_rate = Some(16_000);
+    }
+    let batch =
+        [st, end(&id, 10, EndStatus::Complete), seg, digest("cam-c", DayOffset::default().day_of(now).unwrap(), "dg")];
+    let plan = WritePlan::build(&batch, &policy(), now).unwrap();
+    binds_ok(&a(&cql.insert_event), &plan.event_chunks()[0][0]);
+    binds_ok(&a(&cql.insert_segment), &plan.segment_chunks()[0][0]);
+    binds_ok(&a(&cql.insert_mapping), &plan.mapping_chunks()[0][0]);
+    binds_ok(&a(&cql.insert_digest), &plan.digest_chunks()[0][0]);
+    // Unset values are accepted wherever the plan leaves a column alone.
+    let (_, lone) = start("cam-c", "motion", now);
+    binds_ok(&a(&cql.insert_event), &WritePlan::build(&[lone], &policy(), now).unwrap().event_chunks()[0][0]);
+
+    // Reads: the key tuples and row types the store uses.
+    let day_key_values: DayKey<'_> = ("cam-c", 20261122);
+    let type_key: DayTypeKey<'_> = ("cam-c", 20261122, "motion");
+    let event_key: EventKey<'_> = ("cam-c", 20261122, 1, "id");
+    let clustering_key: ClusteringKey<'_> = ("cam-c", 20261122, "x");
+    for (stmt, key) in [(&cql.count_day, &day_key_values), (&cql.page, &day_key_values), (&cql.digest, &day_key_values)]
+    {
+        binds_ok(&a(stmt), key);
+    }
+    binds_ok(&a(&cql.page_type), &type_key);
+    binds_ok(&a(&cql.event), &event_key);
+    binds_ok(&a(&cql.mappings), &clustering_key);
+    binds_ok(&a(&cql.segment), &clustering_key);
+    results_ok::<CountRow>(&a(&cql.count_day));
+    results_ok::<EventRow>(&a(&cql.page));
+    results_ok::<EventRow>(&a(&cql.page_type));
+    results_ok::<EventRow>(&a(&cql.event));
+    results_ok::<MappingRow>(&a(&cql.mappings));
+    results_ok::<SegmentRow>(&a(&cql.segment));
+    results_ok::<DigestRow>(&a(&cql.digest));
+}
+
+#[test]
+fn the_checker_catches_mismatches() {
+    // The schema check above is only worth something if it fails on a wrong type or count.
+    let ks = "k";
+    let tables = parse_schema(ks);
+    let p = analyze(ks, &tables, &Cql::new(ks).digest);
+    let ctx = RowSerializationContext::from_specs(&p.binds);
+    let mut buf = Vec::new();
+    assert!(("cid", 1_i64).serialize(&ctx, &mut RowWriter::new(&mut buf)).is_err(), "bigint bound to an int");
+    assert!(("cid",).serialize(&ctx, &mut RowWriter::new(&mut buf)).is_err(), "too few values");
+    assert!(<(String, i32, i64)>::type_check(&p.results).is_err(), "int read from a bigint");
+    assert!(<(String, i64)>::type_check(&p.results).is_err(), "too few columns");
+}

@@ -1,0 +1,67 @@
+//! Test reports shared by the plan tests and the CQL checker.
+
+use schemas::{
+    Day, DayOffset, DeviceId, DigestReported, EndStatus, Envelope, EventEnded, EventId, EventMapping, EventStarted,
+    EventType, Media, Report, SegmentId, SegmentReported, TimePolicy, Timestamp,
+};
+
+pub(super) const DAY_MS: i64 = 86_400_000;
+
+pub(super) fn policy() -> TimePolicy {
+    TimePolicy::default()
+}
+
+pub(super) fn env(report: Report) -> Envelope {
+    Envelope { report, received_at: Timestamp::now() }
+}
+
+pub(super) fn cid(s: &str) -> DeviceId {
+    DeviceId::parse(s).unwrap()
+}
+
+pub(super) fn start(device: &str, event_type: &str, at: Timestamp) -> (EventId, Envelope) {
+    let cid = cid(device);
+    let event_type = EventType::parse(event_type).unwrap();
+    let event_id = EventId::new(&cid, &event_type, at, DayOffset::default()).unwrap();
+    (event_id.clone(), env(Report::EventStarted(EventStarted { cid, event_id, event_type, triggered_at: at })))
+}
+
+pub(super) fn end(id: &EventId, after_ms: i64, status: EndStatus) -> Envelope {
+    env(Report::EventEnded(EventEnded {
+        cid: id.device().clone(),
+        event_id: id.clone(),
+        ended_at: id.triggered_at().plus_millis(after_ms),
+        status,
+    }))
+}
+
+pub(super) fn segment(device: &str, seg: &str, at: Timestamp, events: &[(&EventId, u32)]) -> Envelope {
+    env(Report::SegmentReported(SegmentReported {
+        cid: cid(device),
+        segment_id: SegmentId::parse(seg).unwrap(),
+        size: 1000,
+        started_at: at,
+        duration_ms: 10_000,
+        media: Media { codec: "h264".into(), width: 1920, height: 1080, fps: 25.0, audio_sample_rate: None },
+        keyframes: vec![0, 500],
+        events: events
+            .iter()
+            .map(|(id, index)| EventMapping {
+                event_id: (*id).clone(),
+                index: *index,
+                start_offset: 0,
+                end_offset: 1000,
+            })
+            .collect(),
+    }))
+}
+
+pub(super) fn digest(device: &str, date: Day, seg: &str) -> Envelope {
+    env(Report::DigestReported(DigestReported {
+        cid: cid(device),
+        date,
+        segment_id: SegmentId::parse(seg).unwrap(),
+        size: 99,
+        duration_ms: 60_000,
+    }))
+}

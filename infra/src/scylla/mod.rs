@@ -1,0 +1,67 @@
+//! The ScyllaDB projection store (`--store scylla://HOST:PORT[,HOST:PORT…]/KEYSPACE`).
+//!
+//! The tables are those of `infra/cql/schema.cql` (applied by [`apply_schema`], i.e.
+//! `daybook schema apply`): every partition is one device's day, `(cid, day)`.
+//!
+//! * **Writes** are prepared, idempotent upserts with every partition-key column bound, so
+//!   the driver routes each one to a replica and shard that owns it. A batch of reports is
+//!   first merged by primary key (a start and an end of the same event in one batch become
+//!   one row write, later reports win in log order), then grouped by partition: the rows of
+//!   one partition go out as one UNLOGGED batch (cut at [`BATCH_MAX_ROWS`] /
+//!   [`BATCH_MAX_BYTES`]), never a logged or multi-partition batch. Partitions are written
+//!   concurrently, bounded by [`ScyllaOptions::max_concurrency`]. Nothing is read before
+//!   it is written.
+//! * **Retries never double-apply**: every statement and batch is marked idempotent (they
+//!   are pure upserts: same key, same values), the driver retries them on another replica
+//!   after timeouts and broken connections, and a failed `apply` is simply applied again by
+//!   the projector. There are no counters and no list appends.
+//! * **Expiry** is by TTL counted from the trigger time: each row carries `USING TTL` =
+//!   trigger + retention − now (rounded up to whole seconds); a row whose TTL would be
+//!   ≤ 0 is not written, so [`ProjectionStore::drop_expired`] has nothing to do.
+//! * **Day page cursor**: the driver's paging state, wrapped as
+//!   `"DBsc" | version | 8-byte binding of (device, day, type) | paging state`. A cursor
+//!   with another prefix, or made for another device, day or type filter, is
+//!   [`StoreError::BadCursor`]. (Whatever a paging state holds, the server only returns
+//!   rows that match the query's `WHERE` clause, which binds the device and the day.)
+//! * **Type filter**: `AND kind = ? ALLOW FILTERING` (the `kind` column is the event type), scanning only the one (cid, day)
+//!   partition. A filtered page may come back short from the server; `day_page` then asks
+//!   again from where it stopped (a few rounds at most), so pages hold at most `limit`
+//!   events and paging always ends.
+//! * **Calendar**: one `SELECT COUNT(*)` per day over that day's `events` partition, run
+//!   concurrently. Rows are keyed by event id, so counts are exact under replay.
+//!
+//! The `scylla` crate's types stay private to this module.
+//!
+//! | file | role |
+//! |---|---|
+//! | `config.rs` | URL, consistency level, tuning |
+//! | `schema.rs` | the schema file, its statements, and the CQL text of every prepared statement |
+//! | `plan.rs` | one `apply` batch as per-partition unlogged batches, with TTLs |
+//! | `cursor.rs` | day page cursors bound to their query |
+//! | `views.rs` | rows as read, converted back to the seam's views |
+//! | `retry.rs` | which errors are retried, and how they map to [`StoreError`] |
+//! | `store.rs` | [`ScyllaStore`]: the session and the [`ProjectionStore`] implementation |
+//! | `check.rs` | (tests) an offline checker of every statement against the schema file |
+//!
+//! [`StoreError`]: seams::StoreError
+//! [`ProjectionStore`]: seams::ProjectionStore
+//! [`ProjectionStore::drop_expired`]: seams::ProjectionStore::drop_expired
+//! [`StoreError::BadCursor`]: seams::StoreError::BadCursor
+
+mod config;
+mod cursor;
+mod plan;
+mod retry;
+mod schema;
+mod store;
+mod views;
+
+#[cfg(test)]
+mod check;
+#[cfg(test)]
+mod fixtures;
+
+pub use config::{ScyllaConsistency, ScyllaOptions, ScyllaUrl};
+pub use plan::{BATCH_MAX_BYTES, BATCH_MAX_ROWS};
+pub use schema::{apply_schema, schema_statements, SCHEMA_CQL};
+pub use store::{ScyllaStore, MAX_PAGE};

@@ -1,0 +1,348 @@
+//! One `apply` call's writes: merged by primary key, grouped by partition, cut into
+//! unlogged batches, each row carrying its TTL.
+
+use std::collections::BTreeMap;
+
+use ::scylla::value::MaybeUnset;
+use schemas::rows::{self, RowData};
+use schemas::{Envelope, EventId, TimePolicy, Timestamp};
+use seams::StoreError;
+
+use super::schema::day_key;
+
+/// Most rows in one unlogged batch.
+pub const BATCH_MAX_ROWS: usize = 64;
+/// Approximate payload at which a batch is cut (Scylla warns at 128 KiB and refuses at
+/// 1 MiB by default).
+pub const BATCH_MAX_BYTES: usize = 64 * 1024;
+/// CQL's largest TTL (20 years).
+const MAX_TTL_SECS: i64 = 630_720_000;
+
+/// `events`: cid, day, triggered_at, event_id, kind, started, ended_at, end_status, [ttl].
+type EventValues = (String, i32, i64, String, String, MaybeUnset<bool>, MaybeUnset<i64>, MaybeUnset<String>, i32);
+/// `segments`: cid, day, segment_id, size, started_at, duration_ms, codec, width, height,
+/// fps, audio_sample_rate, keyframes, [ttl].
+type SegmentValues = (String, i32, String, i64, i64, i64, String, i32, i32, f64, MaybeUnset<i32>, Vec<i64>, i32);
+/// `event_segments`: cid, day, event_id, idx, seg_day, segment_id, start_offset,
+/// end_offset, [ttl].
+type MappingValues = (String, i32, String, i32, i32, String, i64, i64, i32);
+/// `digests`: cid, day, segment_id, size, duration_ms, [ttl].
+type DigestValues = (String, i32, String, i64, i64, i32);
+
+/// Seconds a row expiring at `expires_at` has left at `now` (rounded up), or `None` when it
+/// is already past retention and must not be written.
+fn ttl_secs(expires_at: Timestamp, now: Timestamp) -> Option<i32> {
+    let left_ms = expires_at.millis().saturating_sub(now.millis());
+    if left_ms <= 0 {
+        return None;
+    }
+    let secs = (left_ms.saturating_add(999) / 1000).min(MAX_TTL_SECS);
+    i32::try_from(secs).ok()
+}
+
+/// An event row being assembled from the reports of one batch.
+#[derive(Debug, Clone, PartialEq)]
+struct EventWrite {
+    /// The `kind` column: the event type.
+    event_type: String,
+    started: bool,
+    end: Option<(i64, &'static str)>,
+    ttl: i32,
+}
+
+type Partition = (String, i32);
+
+/// One `apply` call's writes, merged by primary key (later reports win) and ordered by
+/// partition.
+#[derive(Default)]
+pub(super) struct WritePlan {
+    /// Rows the reports asked for (before merging), as the embedded store counts them.
+    pub(super) rows: u64,
+    events: BTreeMap<(String, i32, i64, String), EventWrite>,
+    segments: BTreeMap<(String, i32, String), SegmentValues>,
+    mappings: BTreeMap<(String, i32, String, i32), MappingValues>,
+    digests: BTreeMap<Partition, DigestValues>,
+}
+
+fn to_i64(what: &str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Other(format!("{what} {v} does not fit a bigint")))
+}
+
+fn to_i32(what: &str, v: u32) -> Result<i32, StoreError> {
+    i32::try_from(v).map_err(|_| StoreError::Other(format!("{what} {v} does not fit an int")))
+}
+
+impl WritePlan {
+    pub(super) fn build(batch: &[Envelope], policy: &TimePolicy, now: Timestamp) -> Result<Self, StoreError> {
+        let mut plan = Self::default();
+        for env in batch {
+            // Where each row lands and when it expires is decided by `schemas::rows`, the
+            // same for every store; this only maps rows onto tables and TTLs.
+            for row in rows::plan(&env.report, policy) {
+                let Some(ttl) = ttl_secs(row.expires_at, now) else { continue };
+                let cid = row.cid.as_str().to_owned();
+                let day = day_key(row.day);
+                match row.data {
+                    RowData::EventStart { event_id } => plan.event(cid, day, event_id, ttl).started = true,
+                    RowData::EventEnd { event_id, ended_at, status } => {
+                        plan.event(cid, day, event_id, ttl).end = Some((ended_at.millis(), status.as_str()));
+                    }
+                    RowData::Segment(r) => {
+                        let m = &r.media;
+                        let keyframes =
+                            r.keyframes.iter().map(|k| to_i64("keyframe", *k)).collect::<Result<Vec<_>, _>>()?;
+                        let audio = match m.audio_sample_rate {
+                            Some(rate) => MaybeUnset::Set(to_i32("audio_sample_rate", rate)?),
+                            None => MaybeUnset::Unset,
+                        };
+                        let values = (
+                            cid.clone(),
+                            day,
+                            r.segment_id.as_str().to_owned(),
+                            to_i64("size", r.size)?,
+                            r.started_at.millis(),
+                            i64::from(r.duration_ms),
+                            m.codec.clone(),
+                            to_i32("width", m.width)?,
+                            to_i32("height", m.height)?,
+                            m.fps,
+                            audio,
+                            keyframes,
+                            ttl,
+                        );
+                        plan.segments.insert((cid, day, r.segment_id.as_str().to_owned()), values);
+                    }
+                    RowData::Mapping { mapping: e, segment_id, segment_day } => {
+                        let idx = to_i32("index", e.index)?;
+                        let values = (
+                            cid.clone(),
+                            day,
+                            e.event_id.as_str().to_owned(),
+                            idx,
+                            day_key(segment_day),
+                            segment_id.as_str().to_owned(),
+                            to_i64("start_offset", e.start_offset)?,
+                            to_i64("end_offset", e.end_offset)?,
+                            ttl,
+                        );
+                        plan.mappings.insert((cid, day, e.event_id.as_str().to_owned(), idx), values);
+                    }
+                    RowData::Digest(r) => {
+                        let values = (
+                            cid.clone(),
+                            day,
+                            r.segment_id.as_str().to_owned(),
+                            to_i64("size", r.size)?,
+                            i64::from(r.duration_ms),
+                            ttl,
+                        );
+                        plan.digests.insert((cid, day), values);
+                    }
+                }
+                plan.rows += 1;
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The event row for `id` in partition (`cid`, `day`), created if this batch has not
+    /// touched it yet.
+    fn event(&mut self, cid: String, day: i32, id: &EventId, ttl: i32) -> &mut EventWrite {
+        let key = (cid, day, id.triggered_at().millis(), id.as_str().to_owned());
+        let row = self.events.entry(key).or_insert_with(|| EventWrite {
+            event_type: id.event_type().as_str().to_owned(),
+            started: false,
+            end: None,
+            ttl,
+        });
+        row.ttl = ttl;
+        row
+    }
+
+    pub(super) fn event_chunks(&self) -> Vec<Vec<EventValues>> {
+        partition_chunks(self.events.iter().map(|((cid, day, trig, id), w)| {
+            let values: EventValues = (
+                cid.clone(),
+                *day,
+                *trig,
+                id.clone(),
+                w.event_type.clone(),
+                if w.started { MaybeUnset::Set(true) } else { MaybeUnset::Unset },
+                w.end.map_or(MaybeUnset::Unset, |(at, _)| MaybeUnset::Set(at)),
+                w.end.map_or(MaybeUnset::Unset, |(_, st)| MaybeUnset::Set(st.to_owned())),
+                w.ttl,
+            );
+            ((cid.clone(), *day), values, 64 + cid.len() + 2 * id.len())
+        }))
+    }
+
+    pub(super) fn segment_chunks(&self) -> Vec<Vec<SegmentValues>> {
+        partition_chunks(self.segments.iter().map(|((cid, day, seg), v)| {
+            ((cid.clone(), *day), v.clone(), 96 + cid.len() + seg.len() + v.6.len() + 8 * v.11.len())
+        }))
+    }
+
+    pub(super) fn mapping_chunks(&self) -> Vec<Vec<MappingValues>> {
+        partition_chunks(
+            self.mappings
+                .iter()
+                .map(|((cid, day, id, _), v)| ((cid.clone(), *day), v.clone(), 48 + cid.len() + id.len() + v.5.len())),
+        )
+    }
+
+    pub(super) fn digest_chunks(&self) -> Vec<Vec<DigestValues>> {
+        partition_chunks(
+            self.digests.iter().map(|((cid, day), v)| ((cid.clone(), *day), v.clone(), 48 + cid.len() + v.2.len())),
+        )
+    }
+}
+
+/// Cuts rows (already ordered so that a partition's rows are adjacent) into per-partition
+/// chunks of at most [`BATCH_MAX_ROWS`] rows and about [`BATCH_MAX_BYTES`].
+fn partition_chunks<V>(rows: impl IntoIterator<Item = (Partition, V, usize)>) -> Vec<Vec<V>> {
+    let mut chunks: Vec<Vec<V>> = Vec::new();
+    let mut current: Option<(Partition, usize)> = None;
+    for (partition, values, bytes) in rows {
+        let fits = match &current {
+            Some((p, size)) => {
+                *p == partition
+                    && chunks.last().is_some_and(|c| c.len() < BATCH_MAX_ROWS)
+                    && size + bytes <= BATCH_MAX_BYTES
+            }
+            None => false,
+        };
+        if fits {
+            if let (Some((_, size)), Some(chunk)) = (current.as_mut(), chunks.last_mut()) {
+                *size += bytes;
+                chunk.push(values);
+            }
+        } else {
+            current = Some((partition, bytes));
+            chunks.push(vec![values]);
+        }
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use schemas::{DayOffset, EndStatus};
+
+    use super::super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn ttl_counts_from_the_trigger_time() {
+        let p = policy();
+        let now = Timestamp(1_800_000_000_000);
+        assert_eq!(ttl_secs(p.expires_at(now), now), Some(30 * 86_400));
+        // Three days late: 27 days left.
+        assert_eq!(ttl_secs(p.expires_at(now.plus_millis(-3 * DAY_MS)), now), Some(27 * 86_400));
+        // Rounded up: 1 ms left is 1 s, never 0 (TTL 0 means "never expire").
+        assert_eq!(ttl_secs(p.expires_at(now.plus_millis(-30 * DAY_MS + 1)), now), Some(1));
+        assert_eq!(ttl_secs(p.expires_at(now.plus_millis(-30 * DAY_MS + 1001)), now), Some(2));
+        // At or past retention: not written.
+        assert_eq!(ttl_secs(p.expires_at(now.plus_millis(-30 * DAY_MS)), now), None);
+        assert_eq!(ttl_secs(p.expires_at(now.plus_millis(-40 * DAY_MS)), now), None);
+        // Trigger slightly in the future (device clock): a little more than retention.
+        assert_eq!(ttl_secs(p.expires_at(now.plus_millis(60_000)), now), Some(30 * 86_400 + 60));
+        // Absurd retention is capped at CQL's maximum TTL.
+        let long = TimePolicy { retention_days: 100_000, ..p };
+        assert_eq!(ttl_secs(long.expires_at(now), now), Some(MAX_TTL_SECS as i32));
+    }
+
+    #[test]
+    fn partition_chunks_group_adjacent_rows_and_cut_large_batches() {
+        let p = |c: &str, d: i32| (c.to_owned(), d);
+        let rows =
+            vec![(p("a", 1), 1, 10), (p("a", 1), 2, 10), (p("a", 2), 3, 10), (p("b", 2), 4, 10), (p("b", 2), 5, 10)];
+        assert_eq!(partition_chunks(rows), vec![vec![1, 2], vec![3], vec![4, 5]]);
+
+        let many = (0..BATCH_MAX_ROWS * 2 + 1).map(|i| (p("a", 1), i, 1));
+        let chunks = partition_chunks(many);
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), vec![BATCH_MAX_ROWS, BATCH_MAX_ROWS, 1]);
+
+        let big = (0..5).map(|i| (p("a", 1), i, BATCH_MAX_BYTES / 2));
+        assert_eq!(partition_chunks(big), vec![vec![0, 1], vec![2, 3], vec![4]]);
+        // A single row larger than the cut still goes out (alone).
+        assert_eq!(partition_chunks([(p("a", 1), 0, BATCH_MAX_BYTES * 3)]), vec![vec![0]]);
+        assert!(partition_chunks(Vec::<(Partition, u8, usize)>::new()).is_empty());
+    }
+
+    #[test]
+    fn plan_merges_start_and_end_in_any_order() {
+        let now = Timestamp::now();
+        let t = now.plus_millis(-DAY_MS);
+        let (a, sa) = start("cam-1", "motion", t);
+        let (b, sb) = start("cam-1", "sound", t.plus_millis(1000));
+        let batch = [
+            end(&a, 5_000, EndStatus::Aborted),
+            sa.clone(),
+            sb,
+            sa,
+            end(&b, 1, EndStatus::Complete),
+            end(&b, 7, EndStatus::Complete),
+        ];
+        let plan = WritePlan::build(&batch, &policy(), now).unwrap();
+        assert_eq!(plan.rows, 6, "rows are counted per report, as the embedded store does");
+        assert_eq!(plan.events.len(), 2);
+        let chunks = plan.event_chunks();
+        assert_eq!(chunks.len(), 1, "one partition, one batch");
+        let rows = &chunks[0];
+        assert_eq!(rows[0].3, a.as_str());
+        assert!(matches!(rows[0].5, MaybeUnset::Set(true)));
+        assert!(matches!(rows[0].6, MaybeUnset::Set(at) if at == t.millis() + 5_000));
+        assert!(matches!(&rows[0].7, MaybeUnset::Set(s) if s == "aborted"));
+        assert_eq!(rows[0].4, "motion");
+        // The later end wins within a batch, as it would across batches.
+        assert!(matches!(rows[1].6, MaybeUnset::Set(at) if at == t.millis() + 1_000 + 7));
+        assert!((DAY_MS / 1000 * 29..=DAY_MS / 1000 * 29 + 1).contains(&i64::from(rows[0].8)));
+
+        // A start alone leaves the end columns unset (never null: no tombstones, no reopening).
+        let (_, only) = start("cam-1", "person", t);
+        let plan = WritePlan::build(&[only], &policy(), now).unwrap();
+        let row = &plan.event_chunks()[0][0];
+        assert!(matches!(row.5, MaybeUnset::Set(true)));
+        assert!(matches!(row.6, MaybeUnset::Unset) && matches!(row.7, MaybeUnset::Unset));
+        // An end alone leaves `started` unset, so a later start cannot be overwritten by it.
+        let plan = WritePlan::build(&[end(&a, 1, EndStatus::Complete)], &policy(), now).unwrap();
+        assert!(matches!(plan.event_chunks()[0][0].5, MaybeUnset::Unset));
+    }
+
+    #[test]
+    fn plan_routes_rows_to_their_partitions_and_skips_expired_ones() {
+        let now = Timestamp::now();
+        let today = DayOffset::default().day_of(now).unwrap();
+        let noon = |days_ago: i64| DayOffset::default().start_of(today.add_days(-days_ago)).plus_millis(DAY_MS / 2);
+        let (yesterday_ev, st_y) = start("cam-s", "motion", noon(1));
+        let (old_ev, st_old) = start("cam-s", "motion", noon(40));
+        let batch = [
+            st_y,
+            st_old,
+            // Started today, holds the end of yesterday's event: the mapping lives with the
+            // event (yesterday), pointing at the segment's own day.
+            segment("cam-s", "seg-1", noon(0), &[(&yesterday_ev, 3), (&old_ev, 0)]),
+            segment("cam-s", "seg-old", noon(40), &[(&yesterday_ev, 0)]),
+            digest("cam-s", today.add_days(-2), "dg-1"),
+            digest("cam-s", today.add_days(-2), "dg-2"),
+            digest("cam-s", today.add_days(-31), "dg-old"),
+        ];
+        let plan = WritePlan::build(&batch, &policy(), now).unwrap();
+        // start(y) + seg-1 + mapping(y, 3) + mapping(y, 0) from seg-old + 2 digests
+        assert_eq!(plan.rows, 6);
+        assert_eq!(plan.events.keys().map(|k| k.1).collect::<Vec<_>>(), vec![day_key(today.add_days(-1))]);
+        let segs = plan.segment_chunks();
+        assert_eq!(segs.len(), 1);
+        let s = &segs[0][0];
+        assert_eq!((s.1, s.2.as_str(), s.11.clone()), (day_key(today), "seg-1", vec![0, 500]));
+        assert!(matches!(s.10, MaybeUnset::Unset), "no audio: unset, not null");
+        let maps = plan.mapping_chunks();
+        assert_eq!(maps.len(), 1, "both mappings are in yesterday's partition: one batch");
+        let m: Vec<_> = maps[0].iter().map(|m| (m.1, m.3, m.4, m.5.as_str())).collect();
+        let y = day_key(today.add_days(-1));
+        assert_eq!(m, vec![(y, 0, day_key(today.add_days(-40)), "seg-old"), (y, 3, day_key(today), "seg-1")]);
+        let dg = plan.digest_chunks();
+        assert_eq!(dg.len(), 1);
+        assert_eq!((dg[0][0].1, dg[0][0].2.as_str()), (day_key(today.add_days(-2)), "dg-2"), "a re-upload replaces");
+    }
+}

@@ -1,0 +1,115 @@
+//! The CQL: the schema file, its statements for a keyspace, and the text of every
+//! statement the store prepares.
+
+use std::time::Duration;
+
+use ::scylla::client::execution_profile::ExecutionProfile;
+use ::scylla::client::session_builder::SessionBuilder;
+use schemas::Day;
+use seams::StoreError;
+
+use super::config::ScyllaUrl;
+
+/// The schema, with `${KEYSPACE}` and `${REPLICATION_FACTOR}` placeholders.
+pub const SCHEMA_CQL: &str = include_str!("../../cql/schema.cql");
+
+/// The schema's statements for `keyspace`, placeholders filled in, comments dropped.
+pub fn schema_statements(keyspace: &str, replication_factor: u32) -> Vec<String> {
+    let text: String = SCHEMA_CQL
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("${KEYSPACE}", keyspace)
+        .replace("${REPLICATION_FACTOR}", &replication_factor.to_string());
+    text.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// Creates the keyspace named by `url` and its tables, if they do not exist yet (safe to
+/// rerun; existing tables are left as they are). Used by `daybook schema apply` and by the
+/// conformance harness.
+pub async fn apply_schema(url: &str, replication_factor: u32) -> Result<(), StoreError> {
+    let url = ScyllaUrl::parse(url).map_err(StoreError::Other)?;
+    if replication_factor == 0 {
+        return Err(StoreError::Other("replication factor must be at least 1".into()));
+    }
+    // Schema changes are slow on a busy or freshly started cluster: give them a minute.
+    let profile = ExecutionProfile::builder().request_timeout(Some(Duration::from_secs(60))).build();
+    let session = SessionBuilder::new()
+        .known_nodes(&url.nodes)
+        .default_execution_profile_handle(profile.into_handle())
+        .build()
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("connecting to {:?}: {e}", url.nodes)))?;
+    for cql in schema_statements(&url.keyspace, replication_factor) {
+        // DDL is unprepared and takes no values; the driver waits for schema agreement
+        // after each statement.
+        session.query_unpaged(cql.as_str(), &[]).await.map_err(|e| {
+            let first = cql.lines().next().unwrap_or_default();
+            StoreError::Other(format!("{first}…: {e}"))
+        })?;
+    }
+    session.await_schema_agreement().await.map_err(|e| StoreError::Unavailable(format!("schema agreement: {e}")))?;
+    Ok(())
+}
+
+/// The CQL of every prepared statement, for `keyspace`.
+pub(super) struct Cql {
+    pub(super) insert_event: String,
+    pub(super) insert_segment: String,
+    pub(super) insert_mapping: String,
+    pub(super) insert_digest: String,
+    pub(super) count_day: String,
+    pub(super) page: String,
+    pub(super) page_type: String,
+    pub(super) event: String,
+    pub(super) mappings: String,
+    pub(super) segment: String,
+    pub(super) digest: String,
+}
+
+impl Cql {
+    pub(super) fn new(ks: &str) -> Self {
+        Self {
+            insert_event: format!(
+                "INSERT INTO {ks}.events (cid, day, triggered_at, event_id, kind, started, ended_at, end_status) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+            ),
+            insert_segment: format!(
+                "INSERT INTO {ks}.segments (cid, day, segment_id, size, started_at, duration_ms, codec, width, height, \
+                 fps, audio_sample_rate, keyframes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+            ),
+            insert_mapping: format!(
+                "INSERT INTO {ks}.event_segments (cid, day, event_id, idx, seg_day, segment_id, start_offset, end_offset) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+            ),
+            insert_digest: format!(
+                "INSERT INTO {ks}.digests (cid, day, segment_id, size, duration_ms) VALUES (?, ?, ?, ?, ?) USING TTL ?"
+            ),
+            count_day: format!("SELECT COUNT(*) FROM {ks}.events WHERE cid = ? AND day = ?"),
+            page: format!("SELECT event_id, ended_at, end_status FROM {ks}.events WHERE cid = ? AND day = ?"),
+            page_type: format!(
+                "SELECT event_id, ended_at, end_status FROM {ks}.events WHERE cid = ? AND day = ? AND kind = ? \
+                 ALLOW FILTERING"
+            ),
+            event: format!(
+                "SELECT event_id, ended_at, end_status FROM {ks}.events \
+                 WHERE cid = ? AND day = ? AND triggered_at = ? AND event_id = ?"
+            ),
+            mappings: format!(
+                "SELECT idx, seg_day, segment_id, start_offset, end_offset FROM {ks}.event_segments \
+                 WHERE cid = ? AND day = ? AND event_id = ?"
+            ),
+            segment: format!(
+                "SELECT segment_id, size, started_at, duration_ms, codec, width, height, fps, audio_sample_rate, \
+                 keyframes FROM {ks}.segments WHERE cid = ? AND day = ? AND segment_id = ?"
+            ),
+            digest: format!("SELECT segment_id, size, duration_ms FROM {ks}.digests WHERE cid = ? AND day = ?"),
+        }
+    }
+}
+
+/// A day as the `int` partition-key column: `YYYYMMDD` (at most 99 991 231).
+pub(super) fn day_key(day: Day) -> i32 {
+    i32::try_from(day.number()).unwrap_or(i32::MAX)
+}

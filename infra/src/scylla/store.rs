@@ -1,0 +1,386 @@
+//! The store: one driver session, every statement prepared once, and the
+//! [`ProjectionStore`] implementation over them.
+
+use std::fmt;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use ::scylla::client::execution_profile::ExecutionProfile;
+use ::scylla::client::session::Session;
+use ::scylla::client::session_builder::SessionBuilder;
+use ::scylla::deserialize::row::DeserializeRow;
+use ::scylla::errors::ExecutionError;
+use ::scylla::policies::timestamp_generator::MonotonicTimestampGenerator;
+use ::scylla::response::query_result::QueryResult;
+use ::scylla::response::{PagingState, PagingStateResponse};
+use ::scylla::serialize::row::SerializeRow;
+use ::scylla::statement::batch::{Batch, BatchType};
+use ::scylla::statement::prepared::PreparedStatement;
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use schemas::{Day, DeviceId, Envelope, EventId, EventType, SegmentId, TimePolicy, Timestamp};
+use seams::{DayPage, DigestView, EventDetail, ProjectionStore, SegmentView, StoreError};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use super::config::{ScyllaConsistency, ScyllaOptions, ScyllaUrl};
+use super::cursor::{cursor_binding, decode_cursor, encode_cursor};
+use super::plan::WritePlan;
+use super::retry::{exec_error, is_bad_paging_state, IdempotentRetryPolicy};
+use super::schema::{day_key, Cql};
+use super::views::{
+    event_view, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey, DigestRow, EventKey,
+    EventRow, MappingRow, SegmentRow,
+};
+
+/// Largest page `day_page` asks the server for.
+pub const MAX_PAGE: u32 = 1000;
+/// Server round trips one `day_page` call may make to fill a (filtered) page.
+const MAX_PAGE_ROUNDS: usize = 8;
+
+#[derive(Debug)]
+struct Statements {
+    insert_event: PreparedStatement,
+    insert_segment: PreparedStatement,
+    insert_mapping: PreparedStatement,
+    insert_digest: PreparedStatement,
+    count_day: PreparedStatement,
+    page: PreparedStatement,
+    page_type: PreparedStatement,
+    event: PreparedStatement,
+    mappings: PreparedStatement,
+    segment: PreparedStatement,
+    digest: PreparedStatement,
+}
+
+/// The ScyllaDB projection store. Cheap to share (`Arc`).
+pub struct ScyllaStore {
+    session: Session,
+    statements: Statements,
+    policy: TimePolicy,
+    url: ScyllaUrl,
+    consistency: ScyllaConsistency,
+    permits: Semaphore,
+    max_concurrency: usize,
+}
+
+impl fmt::Debug for ScyllaStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScyllaStore")
+            .field("nodes", &self.url.nodes)
+            .field("keyspace", &self.url.keyspace)
+            .field("consistency", &self.consistency)
+            .field("max_concurrency", &self.max_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScyllaStore {
+    /// Connects to the cluster named by `url` (`scylla://HOST:PORT[,HOST:PORT…]/KEYSPACE`)
+    /// and prepares every statement. The schema must exist (`daybook schema apply`).
+    pub async fn connect(url: &str, policy: TimePolicy, opts: ScyllaOptions) -> Result<Arc<Self>, StoreError> {
+        let url = ScyllaUrl::parse(url).map_err(StoreError::Other)?;
+        let max_concurrency = opts.max_concurrency.max(1);
+        let profile = ExecutionProfile::builder()
+            .consistency(opts.consistency.driver())
+            .request_timeout(Some(opts.request_timeout))
+            .retry_policy(Arc::new(IdempotentRetryPolicy))
+            .build();
+        let session = SessionBuilder::new()
+            .known_nodes(&url.nodes)
+            .keyspaces_to_fetch([url.keyspace.clone()])
+            // Client-side, monotonic write timestamps: successive writes of one projector
+            // to the same cell keep log order whichever coordinator takes them.
+            .timestamp_generator(Arc::new(MonotonicTimestampGenerator::new()))
+            .default_execution_profile_handle(profile.into_handle())
+            .build()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("connecting to {:?}: {e}", url.nodes)))?;
+        let cql = Cql::new(&url.keyspace);
+        let reads = opts.consistency.for_reads().driver();
+        let prepare = |text: &str, read: bool| {
+            let session = &session;
+            let text = text.to_owned();
+            async move {
+                let mut stmt = session.prepare(text.as_str()).await.map_err(|e| {
+                    StoreError::Other(format!(
+                        "preparing `{text}`: {e} (has `daybook schema apply` created the keyspace?)"
+                    ))
+                })?;
+                stmt.set_is_idempotent(true);
+                if read {
+                    stmt.set_consistency(reads);
+                }
+                Ok::<_, StoreError>(stmt)
+            }
+        };
+        let (insert_event, insert_segment, insert_mapping, insert_digest) = futures::try_join!(
+            prepare(&cql.insert_event, false),
+            prepare(&cql.insert_segment, false),
+            prepare(&cql.insert_mapping, false),
+            prepare(&cql.insert_digest, false),
+        )?;
+        let (count_day, page, page_type, event, mappings, segment, digest) = futures::try_join!(
+            prepare(&cql.count_day, true),
+            prepare(&cql.page, true),
+            prepare(&cql.page_type, true),
+            prepare(&cql.event, true),
+            prepare(&cql.mappings, true),
+            prepare(&cql.segment, true),
+            prepare(&cql.digest, true),
+        )?;
+        let statements = Statements {
+            insert_event,
+            insert_segment,
+            insert_mapping,
+            insert_digest,
+            count_day,
+            page,
+            page_type,
+            event,
+            mappings,
+            segment,
+            digest,
+        };
+        Ok(Arc::new(Self {
+            session,
+            statements,
+            policy,
+            url,
+            consistency: opts.consistency,
+            permits: Semaphore::new(max_concurrency),
+            max_concurrency,
+        }))
+    }
+
+    /// The keyspace this store writes.
+    pub fn keyspace(&self) -> &str {
+        &self.url.keyspace
+    }
+
+    async fn permit(&self) -> Result<SemaphorePermit<'_>, StoreError> {
+        self.permits.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Writes one partition's rows: one statement, or one unlogged batch.
+    async fn write<V: SerializeRow + Send + Sync>(
+        &self,
+        stmt: &PreparedStatement,
+        rows: Vec<V>,
+    ) -> Result<(), StoreError> {
+        let _permit = self.permit().await?;
+        match <[V; 1]>::try_from(rows) {
+            Ok([row]) => {
+                self.session.execute_unpaged(stmt, row).await.map_err(exec_error)?;
+            }
+            Err(rows) => {
+                let mut batch = Batch::new(BatchType::Unlogged);
+                for _ in &rows {
+                    batch.append_statement(stmt.clone());
+                }
+                batch.set_is_idempotent(true);
+                self.session.batch(&batch, rows).await.map_err(exec_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(&self, stmt: &PreparedStatement, values: impl SerializeRow) -> Result<QueryResult, StoreError> {
+        let _permit = self.permit().await?;
+        self.session.execute_unpaged(stmt, values).await.map_err(exec_error)
+    }
+
+    async fn query_all<R>(&self, stmt: &PreparedStatement, values: impl SerializeRow) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm>,
+    {
+        let rows = self.run(stmt, values).await?.into_rows_result().map_err(other)?;
+        let out = rows.rows::<R>().map_err(other)?.collect::<Result<Vec<R>, _>>().map_err(other)?;
+        Ok(out)
+    }
+
+    async fn query_opt<R>(&self, stmt: &PreparedStatement, values: impl SerializeRow) -> Result<Option<R>, StoreError>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm>,
+    {
+        let rows = self.run(stmt, values).await?.into_rows_result().map_err(other)?;
+        let first = rows.maybe_first_row::<R>().map_err(other)?;
+        Ok(first)
+    }
+
+    async fn page_once(
+        &self,
+        stmt: &PreparedStatement,
+        values: impl SerializeRow,
+        state: PagingState,
+    ) -> Result<Result<(QueryResult, PagingStateResponse), ExecutionError>, StoreError> {
+        let _permit = self.permit().await?;
+        Ok(self.session.execute_single_page(stmt, values, state).await)
+    }
+}
+
+#[async_trait]
+impl ProjectionStore for ScyllaStore {
+    async fn apply(&self, batch: &[Envelope]) -> Result<u64, StoreError> {
+        let plan = WritePlan::build(batch, &self.policy, Timestamp::now())?;
+        let s = &self.statements;
+        let mut jobs: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
+        jobs.extend(
+            plan.event_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_event, c)) as BoxFuture<'_, _>),
+        );
+        jobs.extend(
+            plan.segment_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_segment, c)) as BoxFuture<'_, _>),
+        );
+        jobs.extend(
+            plan.mapping_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_mapping, c)) as BoxFuture<'_, _>),
+        );
+        jobs.extend(
+            plan.digest_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_digest, c)) as BoxFuture<'_, _>),
+        );
+        stream::iter(jobs).buffer_unordered(self.max_concurrency).try_collect::<Vec<()>>().await?;
+        Ok(plan.rows)
+    }
+
+    async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
+        let span = to.days_since(from);
+        if !(0..=366).contains(&span) {
+            return Ok(Vec::new());
+        }
+        // Days outside what retention and the future tolerance allow hold no rows: skip them.
+        let now = Timestamp::now();
+        let offset = self.policy.offset;
+        let oldest = offset.day_of(now.plus_millis(-self.policy.retention_ms())).map(|d| d.add_days(-1));
+        let newest = offset.day_of(now.plus_millis(self.policy.future_tolerance_ms)).map(|d| d.add_days(1));
+        let from = oldest.map_or(from, |o| from.max(o));
+        let to = newest.map_or(to, |n| to.min(n));
+        let days: Vec<Day> = (0..=to.days_since(from).max(-1)).map(|i| from.add_days(i)).collect();
+        let cid = cid.as_str();
+        let mut counts = stream::iter(days)
+            .map(|day| async move {
+                let key: DayKey<'_> = (cid, day_key(day));
+                let n = self.query_opt::<CountRow>(&self.statements.count_day, key).await?;
+                Ok::<_, StoreError>((day, n.map_or(0, |(n,)| n)))
+            })
+            .buffer_unordered(self.max_concurrency)
+            .try_filter(|(_, n)| futures::future::ready(*n > 0))
+            .map_ok(|(day, n)| (day, n.unsigned_abs()))
+            .try_collect::<Vec<_>>()
+            .await?;
+        counts.sort_by_key(|c| std::cmp::Reverse(c.0));
+        Ok(counts)
+    }
+
+    async fn day_page(
+        &self,
+        cid: &DeviceId,
+        day: Day,
+        event_type: Option<&EventType>,
+        limit: u32,
+        cursor: Option<&[u8]>,
+    ) -> Result<DayPage, StoreError> {
+        let binding = cursor_binding(cid, day, event_type);
+        let mut state = match cursor {
+            Some(c) => PagingState::new_from_raw_bytes(decode_cursor(c, binding)?),
+            None => PagingState::start(),
+        };
+        let limit = limit.clamp(1, MAX_PAGE) as usize;
+        let base = if event_type.is_some() { &self.statements.page_type } else { &self.statements.page };
+        let (cid, day) = (cid.as_str(), day_key(day));
+        let mut events = Vec::with_capacity(limit);
+        for round in 0..MAX_PAGE_ROUNDS {
+            let mut stmt = base.clone();
+            let want = i32::try_from(limit - events.len()).unwrap_or(i32::MAX).max(1);
+            stmt.set_page_size(want);
+            let answer = match event_type {
+                Some(t) => {
+                    let key: DayTypeKey<'_> = (cid, day, t.as_str());
+                    self.page_once(&stmt, key, state.clone()).await?
+                }
+                None => {
+                    let key: DayKey<'_> = (cid, day);
+                    self.page_once(&stmt, key, state.clone()).await?
+                }
+            };
+            let (result, next) = answer.map_err(|e| {
+                if cursor.is_some() && round == 0 && is_bad_paging_state(&e) {
+                    StoreError::BadCursor
+                } else {
+                    exec_error(e)
+                }
+            })?;
+            let rows = result.into_rows_result().map_err(other)?;
+            for row in rows.rows::<EventRow>().map_err(other)? {
+                events.push(event_view(row.map_err(other)?)?);
+            }
+            match next.into_paging_control_flow() {
+                ControlFlow::Break(()) => return Ok(DayPage { events, next: None }),
+                ControlFlow::Continue(s) => state = s,
+            }
+            if events.len() >= limit {
+                break;
+            }
+        }
+        let next = state.as_bytes_slice().map(|b| encode_cursor(binding, b));
+        Ok(DayPage { events, next })
+    }
+
+    async fn event(&self, id: &EventId) -> Result<Option<EventDetail>, StoreError> {
+        let cid = id.device().as_str();
+        let day = day_key(id.day());
+        let s = &self.statements;
+        let event_key: EventKey<'_> = (cid, day, id.triggered_at().millis(), id.as_str());
+        let mappings_key: ClusteringKey<'_> = (cid, day, id.as_str());
+        let (event, mappings) = futures::try_join!(
+            self.query_opt::<EventRow>(&s.event, event_key),
+            self.query_all::<MappingRow>(&s.mappings, mappings_key),
+        )?;
+        let Some(event) = event else { return Ok(None) };
+        let event = event_view(event)?;
+        // Mappings come in index order; a segment whose own report has not arrived yet
+        // is left out until it does.
+        let segments = stream::iter(mappings)
+            .map(|m| async move {
+                let key: ClusteringKey<'_> = (cid, m.1, m.2.as_str());
+                let segment = self.query_opt::<SegmentRow>(&s.segment, key).await?;
+                segment.map(|seg| segment_view(m, seg)).transpose()
+            })
+            .buffered(self.max_concurrency)
+            .try_collect::<Vec<Option<SegmentView>>>()
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        Ok(Some(EventDetail { event, segments }))
+    }
+
+    async fn digest(&self, cid: &DeviceId, day: Day) -> Result<Option<DigestView>, StoreError> {
+        let key: DayKey<'_> = (cid.as_str(), day_key(day));
+        let row = self.query_opt::<DigestRow>(&self.statements.digest, key).await?;
+        row.map(|(segment_id, size, duration_ms)| {
+            Ok(DigestView {
+                date: day,
+                segment_id: SegmentId::parse(&segment_id).map_err(other)?,
+                size: to_u64("size", size)?,
+                duration_ms: to_u32("duration_ms", duration_ms)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Rows expire by TTL counted from their trigger time; nothing is left to drop.
+    async fn drop_expired(&self, _oldest_kept: Day) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.session
+            .query_unpaged("SELECT key FROM system.local WHERE key = 'local'", &[])
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    fn backend(&self) -> &'static str {
+        "scylla"
+    }
+}

@@ -1,0 +1,111 @@
+//! Rows as read: the key tuples the reads bind, the row tuples they return, and their
+//! conversion back to the seam's views.
+
+use std::fmt;
+
+use schemas::{EndStatus, EventId, Media, SegmentId, Timestamp};
+use seams::{EventStatus, EventView, SegmentView, StoreError};
+
+/// Bound keys of the reads: (cid, day) …
+pub(super) type DayKey<'a> = (&'a str, i32);
+/// … (cid, day, kind = the event type) …
+pub(super) type DayTypeKey<'a> = (&'a str, i32, &'a str);
+/// … (cid, day, triggered_at, event_id) …
+pub(super) type EventKey<'a> = (&'a str, i32, i64, &'a str);
+/// … (cid, day, event_id) for mappings, (cid, seg_day, segment_id) for a segment.
+pub(super) type ClusteringKey<'a> = (&'a str, i32, &'a str);
+
+/// event_id, ended_at, end_status.
+pub(super) type EventRow = (String, Option<i64>, Option<String>);
+/// count.
+pub(super) type CountRow = (i64,);
+/// idx, seg_day, segment_id, start_offset, end_offset.
+pub(super) type MappingRow = (i32, i32, String, i64, i64);
+/// segment_id, size, started_at, duration_ms, codec, width, height, fps,
+/// audio_sample_rate, keyframes.
+pub(super) type SegmentRow = (String, i64, i64, i64, String, i32, i32, f64, Option<i32>, Option<Vec<i64>>);
+/// segment_id, size, duration_ms.
+pub(super) type DigestRow = (String, i64, i64);
+
+pub(super) fn other(e: impl fmt::Display) -> StoreError {
+    StoreError::Other(e.to_string())
+}
+
+pub(super) fn to_u64(what: &str, v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Other(format!("negative {what} {v} in store")))
+}
+
+pub(super) fn to_u32(what: &str, v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Other(format!("{what} {v} in store is out of range")))
+}
+
+pub(super) fn event_view((event_id, ended_at, end_status): EventRow) -> Result<EventView, StoreError> {
+    let event_id = EventId::parse(&event_id).map_err(other)?;
+    let end = match end_status.as_deref() {
+        None => None,
+        Some(s) => {
+            Some(EndStatus::parse(s).ok_or_else(|| StoreError::Other(format!("bad end status {s:?} in store")))?)
+        }
+    };
+    Ok(EventView {
+        event_type: event_id.event_type().clone(),
+        triggered_at: event_id.triggered_at(),
+        ended_at: ended_at.map(Timestamp),
+        status: EventStatus::from_end(end),
+        event_id,
+    })
+}
+
+pub(super) fn segment_view(mapping: MappingRow, segment: SegmentRow) -> Result<SegmentView, StoreError> {
+    let (idx, _, _, start_offset, end_offset) = mapping;
+    let (segment_id, size, started_at, duration_ms, codec, width, height, fps, audio, keyframes) = segment;
+    Ok(SegmentView {
+        segment_id: SegmentId::parse(&segment_id).map_err(other)?,
+        index: to_u32("idx", idx.into())?,
+        size: to_u64("size", size)?,
+        start_offset: to_u64("start_offset", start_offset)?,
+        end_offset: to_u64("end_offset", end_offset)?,
+        started_at: Timestamp(started_at),
+        duration_ms: to_u32("duration_ms", duration_ms)?,
+        media: Media {
+            codec,
+            width: to_u32("width", width.into())?,
+            height: to_u32("height", height.into())?,
+            fps,
+            audio_sample_rate: audio.map(|a| to_u32("audio_sample_rate", a.into())).transpose()?,
+        },
+        keyframes: keyframes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|k| to_u64("keyframe", k))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::start;
+    use super::*;
+
+    #[test]
+    fn rows_convert_back_to_views() {
+        let (id, _) = start("cam-v", "person", Timestamp(1_800_000_000_000));
+        let v = event_view((id.as_str().to_owned(), Some(1_800_000_004_000), Some("complete".into()))).unwrap();
+        assert_eq!((v.status, v.duration_ms(), v.event_type.as_str()), (EventStatus::Complete, Some(4_000), "person"));
+        let open = event_view((id.as_str().to_owned(), None, None)).unwrap();
+        assert_eq!(open.status, EventStatus::Open);
+        assert!(event_view(("nonsense".into(), None, None)).is_err());
+        assert!(event_view((id.as_str().to_owned(), Some(1), Some("weird".into()))).is_err());
+
+        let seg = segment_view(
+            (2, 20261122, "seg-9".into(), 10, 90),
+            ("seg-9".into(), 100, 5, 10_000, "h265".into(), 640, 480, 12.5, Some(8000), None),
+        )
+        .unwrap();
+        assert_eq!((seg.index, seg.size, seg.start_offset, seg.end_offset), (2, 100, 10, 90));
+        assert_eq!((seg.media.audio_sample_rate, seg.keyframes.len()), (Some(8000), 0));
+        assert!(
+            segment_view((0, 1, "s".into(), -1, 0), ("s".into(), 1, 0, 1, "c".into(), 1, 1, 1.0, None, None)).is_err()
+        );
+    }
+}
