@@ -53,7 +53,7 @@ async fn device_to_viewer_over_kafka_then_tail_and_python() {
     assert_eq!(kinds, BTreeSet::from(["digest_reported", "event_ended", "event_started", "segment_reported"]));
     let started =
         lines.iter().find(|l| l["type"] == "event_started" && l["event_id"] == expect.a.as_str()).expect("A's start");
-    assert_eq!(started["kind"], "motion");
+    assert_eq!(started["event_type"], "motion");
     assert!(started["triggered_at"].as_str().unwrap().ends_with('Z'), "{started}");
     let seg = lines.iter().find(|l| l["type"] == "segment_reported").unwrap();
     assert!(seg["media"]["codec"].is_string() && seg["events"].is_array(), "{seg}");
