@@ -4,12 +4,14 @@
 //! * [`time`]: millisecond timestamps and the service's day boundary.
 //! * [`report`]: every report a device can make (BRIEF §3–4) and its validation.
 //! * [`envelope`]: the versioned bincode envelope carried on the topic (BRIEF §6).
+//! * [`json`]: the envelope as the flat JSON object `daybook tail` prints (docs/topic.md).
 //!
 //! This crate is also the decoder analytics consumers use: `Envelope::decode` reads every
 //! schema version ever written.
 
 pub mod envelope;
 pub mod ids;
+pub mod json;
 pub mod report;
 pub mod time;
 
