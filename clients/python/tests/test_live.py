@@ -154,7 +154,7 @@ def post_reports(d: Daybook) -> None:
         "segment_id": upload["segment_id"],
         "size": 1,
         "started_at": rfc3339(times[2]),
-        "duration_ms": 0,
+        "duration_ms": 1,
         "media": {"codec": "h265", "width": 640, "height": 480, "fps": 25},
         "events": [],
     }
