@@ -7,6 +7,7 @@
 //!   and expiry.
 //! * [`error_code`]: every machine-readable error code, as one enum.
 //! * [`envelope`]: the versioned bincode envelope carried on the topic (README.md, The topic).
+//! * [`json`]: the envelope as the flat JSON object `daybook tail` prints (docs/topic.md).
 //!
 //! This crate is also the decoder analytics consumers use: `Envelope::decode` reads every
 //! schema version ever written.
@@ -14,6 +15,7 @@
 pub mod envelope;
 pub mod error_code;
 pub mod ids;
+pub mod json;
 pub mod report;
 pub mod rows;
 pub mod time;

@@ -27,23 +27,14 @@ pub struct TailArgs {
     limit: Option<u64>,
 }
 
-/// One printed line: where the report sits, its device and kind, and every field.
+/// One printed line: where the report sits in the log, then the value as
+/// [`schemas::json::envelope_json`] renders it (the same object the golden vectors and the
+/// Python decoder hold).
 fn to_json(c: &seams::Consumed, env: &Envelope) -> serde_json::Value {
-    let report = serde_json::to_value(&env.report).expect("reports serialize");
-    // `{"EventStarted": {...}}` → the inner object with "type" beside the fields.
-    let fields = report.as_object().and_then(|o| o.values().next()).cloned().unwrap_or(report);
     let mut obj = serde_json::Map::new();
     obj.insert("partition".into(), c.position.partition.into());
     obj.insert("offset".into(), c.position.offset.into());
-    obj.insert("cid".into(), env.report.cid().as_str().into());
-    obj.insert("type".into(), env.report.kind().as_str().into());
-    obj.insert("schema".into(), c.schema.into());
-    obj.insert("received_at".into(), serde_json::to_value(env.received_at).expect("timestamps serialize"));
-    if let serde_json::Value::Object(f) = fields {
-        for (k, v) in f {
-            obj.entry(k).or_insert(v);
-        }
-    }
+    obj.extend(schemas::json::envelope_json(c.schema, env));
     serde_json::Value::Object(obj)
 }
 

@@ -1,0 +1,360 @@
+"""Decoder of daybook's topic value: the versioned bincode envelope of one report.
+
+Pure standard library (Python 3.8+); copy this file into any project. The format is specified
+in docs/topic.md of the daybook repository, and this decoder is tested against the golden
+vectors in schemas/testdata/.
+
+    import daybook_envelope
+    report = daybook_envelope.decode(msg.value())
+    # {'cid': 'cam-1', 'type': 'event_started', 'schema': 1,
+    #  'received_at': '2026-11-22T08:30:00.373Z', 'event_id': '20261122.cam-1.1795336200123.motion',
+    #  'event_type': 'motion', 'triggered_at': '2026-11-22T08:30:00.123Z'}
+
+`decode` returns exactly what `daybook tail` prints for the record, without the record's
+`partition` and `offset`: the same keys, instants as the same RFC 3339 strings (UTC,
+milliseconds, `Z`), days as `YYYY-MM-DD`, integers as `int`, `fps` as `float`.
+
+Errors are subclasses of `DecodeError` (a `ValueError`):
+
+* `UnknownSchemaVersion` (`.version`): written by a newer daybook. Stop and upgrade this
+  decoder; skipping would lose valid reports (docs/topic.md, "Schema evolution").
+* `Malformed`, with the subclasses `Truncated`, `TrailingBytes`, `UnknownVariant`,
+  `InvalidValue`: the bytes are not a valid envelope of their version. No daybook writes such
+  a value; count it and skip it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import struct
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+__all__ = [
+    "SCHEMA_VERSIONS",
+    "DecodeError",
+    "UnknownSchemaVersion",
+    "Malformed",
+    "Truncated",
+    "TrailingBytes",
+    "UnknownVariant",
+    "InvalidValue",
+    "decode",
+    "schema_version",
+    "format_instant",
+]
+
+#: The schema versions this decoder reads.
+SCHEMA_VERSIONS = frozenset({1})
+
+
+class DecodeError(ValueError):
+    """The value could not be decoded. `kind` names the reason as testdata/invalid/errors.json does."""
+
+    kind = "decode_error"
+
+
+class UnknownSchemaVersion(DecodeError):
+    """The envelope's schema version is newer (or other) than any this decoder knows."""
+
+    kind = "unknown_schema_version"
+
+    def __init__(self, version: int):
+        super().__init__(f"unknown schema version {version} (this decoder reads {sorted(SCHEMA_VERSIONS)})")
+        self.version = version
+
+
+class Malformed(DecodeError):
+    """The bytes are not a valid envelope of their schema version."""
+
+    kind = "malformed"
+
+
+class Truncated(Malformed):
+    """The value ends before the envelope does."""
+
+    kind = "truncated"
+
+
+class TrailingBytes(Malformed):
+    """Bytes follow a complete envelope."""
+
+    kind = "trailing_bytes"
+
+
+class UnknownVariant(Malformed):
+    """An enum index (report kind, end status) outside the version's variants."""
+
+    kind = "unknown_variant"
+
+
+class InvalidValue(Malformed):
+    """A byte sequence that is not a value of its type: a bad varint marker or option tag,
+    invalid UTF-8, an impossible date, an identifier that breaks its syntax."""
+
+    kind = "invalid_value"
+
+
+class _Reader:
+    """bincode 2, standard configuration: little-endian, variable-width integers."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if n > len(self.data) - self.pos:
+            raise Truncated(f"{what}: needs {n} bytes at offset {self.pos}, {len(self.data) - self.pos} left")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def uint(self, bits: int, what: str) -> int:
+        """A varint: a first byte below 251 is the value; 251, 252, 253, 254 announce a
+        little-endian u16, u32, u64, u128. A marker wider than the type is an error."""
+        at = self.pos
+        first = self.take(1, what)[0]
+        if first < 251:
+            return first
+        if first == 255:
+            raise InvalidValue(f"{what}: reserved varint marker 255 at offset {at}")
+        width = 2 << (first - 251)  # bytes: 2, 4, 8, 16
+        if width * 8 > bits:
+            raise InvalidValue(f"{what}: marker {first} (a u{width * 8}) at offset {at} in a u{bits}")
+        return int.from_bytes(self.take(width, what), "little")
+
+    def int64(self, what: str) -> int:
+        """A zigzag-encoded i64: 0, -1, 1, -2, … are written as 0, 1, 2, 3, …"""
+        n = self.uint(64, what)
+        return (n >> 1) ^ -(n & 1)
+
+    def f64(self, what: str) -> float:
+        return struct.unpack("<d", self.take(8, what))[0]
+
+    def string(self, what: str) -> str:
+        n = self.uint(64, f"{what} length")
+        at = self.pos
+        raw = self.take(n, what)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidValue(f"{what}: invalid UTF-8 at offset {at}: {e.reason}") from None
+
+    def present(self, what: str) -> bool:
+        """An `Option` tag: 0 absent, 1 present."""
+        at = self.pos
+        tag = self.take(1, what)[0]
+        if tag > 1:
+            raise InvalidValue(f"{what}: option tag {tag} at offset {at}")
+        return tag == 1
+
+    def variant(self, what: str, count: int) -> int:
+        """An enum variant index (a varint u32), by declaration position."""
+        at = self.pos
+        index = self.uint(32, what)
+        if index >= count:
+            raise UnknownVariant(f"{what}: variant {index} at offset {at}, known 0..{count - 1}")
+        return index
+
+
+# Instants: i64 milliseconds since the Unix epoch, printed as chrono prints them: RFC 3339 in
+# UTC with milliseconds; four-digit years for 0000..=9999, else signed (+10000, -0001);
+# outside chrono's range (years -262143..=262142) as "<ms>ms".
+_MIN_YEAR, _MAX_YEAR = -262143, 262142
+_MS_PER_DAY = 86_400_000
+
+
+def _civil_from_days(days: int) -> Tuple[int, int, int]:
+    """(year, month, day) of `days` after 1970-01-01, proleptic Gregorian, any year."""
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (month <= 2), month, day
+
+
+def format_instant(ms: int) -> str:
+    """An instant (epoch milliseconds) as `daybook tail` prints it."""
+    days, rest = divmod(ms, _MS_PER_DAY)
+    year, month, day = _civil_from_days(days)
+    if not _MIN_YEAR <= year <= _MAX_YEAR:
+        return f"{ms}ms"
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    y = f"{year:04d}" if 0 <= year <= 9999 else f"{year:+05d}"
+    return f"{y}-{month:02d}-{day:02d}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
+
+
+def _instant(r: _Reader, what: str) -> str:
+    return format_instant(r.int64(what))
+
+
+def _token(pattern: str, rule: str) -> Callable[[_Reader, str], str]:
+    compiled = re.compile(pattern)
+
+    def read(r: _Reader, what: str) -> str:
+        s = r.string(what)
+        if not compiled.fullmatch(s):
+            raise InvalidValue(f"{what}: {s!r} is not {rule}")
+        return s
+
+    return read
+
+
+_DEVICE_ID = "[A-Za-z0-9_-]{1,64}"
+_EVENT_TYPE = "[a-z0-9_]{1,32}"
+_device_id = _token(_DEVICE_ID, "1 to 64 of A-Z a-z 0-9 _ -")
+_event_type = _token(_EVENT_TYPE, "1 to 32 of a-z 0-9 _")
+_segment_id = _token("[A-Za-z0-9_-]{1,80}", "1 to 80 of A-Z a-z 0-9 _ -")
+_EVENT_ID = re.compile(rf"([0-9]{{4}})([0-9]{{2}})([0-9]{{2}})\.{_DEVICE_ID}\.([0-9]{{1,15}})\.{_EVENT_TYPE}")
+
+
+def _date_days(year: int, month: int, day: int) -> Optional[int]:
+    """Days from 1970-01-01 to a valid date of years 1..=9999, else None."""
+    try:
+        return (datetime.date(year, month, day) - datetime.date(1970, 1, 1)).days
+    except ValueError:
+        return None
+
+
+def _event_id(r: _Reader, what: str) -> str:
+    """`YYYYMMDD.<device>.<trigger epoch ms>.<type>`; the day is the trigger day at some UTC
+    offset, so at most one day from the trigger's UTC day."""
+    s = r.string(what)
+    m = _EVENT_ID.fullmatch(s) if len(s) <= 200 else None
+    days = m and _date_days(int(m[1]), int(m[2]), int(m[3]))
+    if days is None or abs(days - int(m[4]) // _MS_PER_DAY) > 1:
+        raise InvalidValue(f"{what}: {s!r} is not YYYYMMDD.<device>.<trigger ms>.<type> with a matching day")
+    return s
+
+
+def _day(r: _Reader, what: str) -> str:
+    """A day: the number YYYYMMDD as a varint u32, printed YYYY-MM-DD (years 1..=9999)."""
+    n = r.uint(32, what)
+    year, month, day = n // 10_000, n // 100 % 100, n % 100
+    if _date_days(year, month, day) is None:
+        raise InvalidValue(f"{what}: {n} is not a date YYYYMMDD")
+    return f"{year:04d}-{month:02d}-{day:02d}"
+
+
+def _u32(r: _Reader, what: str) -> int:
+    return r.uint(32, what)
+
+
+def _u64(r: _Reader, what: str) -> int:
+    return r.uint(64, what)
+
+
+def _fps(r: _Reader, what: str) -> Optional[float]:
+    v = r.f64(what)
+    # JSON has no NaN or infinity; tail prints them as null (ingest refuses them anyway).
+    return v if v - v == 0 else None
+
+
+def _option(read: Callable[[_Reader, str], Any]) -> Callable[[_Reader, str], Any]:
+    return lambda r, what: read(r, what) if r.present(what) else None
+
+
+def _vec(read: Callable[[_Reader, str], Any]) -> Callable[[_Reader, str], List[Any]]:
+    def read_vec(r: _Reader, what: str) -> List[Any]:
+        n = r.uint(64, f"{what} length")
+        return [read(r, f"{what}[{i}]") for i in range(n)]
+
+    return read_vec
+
+
+_Fields = List[Tuple[str, Callable[[_Reader, str], Any]]]
+
+
+def _struct(fields: _Fields) -> Callable[[_Reader, str], Dict[str, Any]]:
+    return lambda r, what: {name: read(r, f"{what}.{name}") for name, read in fields}
+
+
+def _enum(values: List[str]) -> Callable[[_Reader, str], str]:
+    return lambda r, what: values[r.variant(what, len(values))]
+
+
+# Schema version 1, field by field in wire order (docs/topic.md). Report variants by index:
+# (value of `type`, fields).
+_V1_REPORTS: List[Tuple[str, _Fields]] = [
+    (
+        "event_started",
+        [("cid", _device_id), ("event_id", _event_id), ("event_type", _event_type), ("triggered_at", _instant)],
+    ),
+    (
+        "event_ended",
+        [("cid", _device_id), ("event_id", _event_id), ("ended_at", _instant), ("status", _enum(["complete", "aborted"]))],
+    ),
+    (
+        "segment_reported",
+        [
+            ("cid", _device_id),
+            ("segment_id", _segment_id),
+            ("size", _u64),
+            ("started_at", _instant),
+            ("duration_ms", _u32),
+            (
+                "media",
+                _struct(
+                    [
+                        ("codec", lambda r, what: r.string(what)),
+                        ("width", _u32),
+                        ("height", _u32),
+                        ("fps", _fps),
+                        ("audio_sample_rate", _option(_u32)),
+                    ]
+                ),
+            ),
+            ("keyframes", _vec(_u64)),
+            (
+                "events",
+                _vec(
+                    _struct([("event_id", _event_id), ("index", _u32), ("start_offset", _u64), ("end_offset", _u64)])
+                ),
+            ),
+        ],
+    ),
+    (
+        "digest_reported",
+        [("cid", _device_id), ("date", _day), ("segment_id", _segment_id), ("size", _u64), ("duration_ms", _u32)],
+    ),
+]
+
+
+def _decode_v1(r: _Reader) -> Dict[str, Any]:
+    kind, fields = _V1_REPORTS[r.variant("report", len(_V1_REPORTS))]
+    body = _struct(fields)(r, kind)
+    received_at = _instant(r, "received_at")
+    out = {"cid": body["cid"], "type": kind, "schema": 1, "received_at": received_at}
+    for name, value in body.items():
+        out.setdefault(name, value)
+    return out
+
+
+_DECODERS: Dict[int, Callable[[_Reader], Dict[str, Any]]] = {1: _decode_v1}
+
+
+def schema_version(value: bytes) -> int:
+    """The envelope's schema version (its varint u16 prefix), without decoding the rest. The
+    `daybook.schema` record header carries the same number as decimal text."""
+    return _Reader(bytes(value)).uint(16, "schema version")
+
+
+def decode(value: bytes) -> Dict[str, Any]:
+    """Decodes one topic value into the object `daybook tail` prints for it (less `partition`
+    and `offset`). Raises `UnknownSchemaVersion` for a version this decoder does not know and
+    a `Malformed` subclass for bytes that are no envelope."""
+    r = _Reader(bytes(value))
+    version = r.uint(16, "schema version")
+    decoder = _DECODERS.get(version)
+    if decoder is None:
+        raise UnknownSchemaVersion(version)
+    out = decoder(r)
+    if r.pos != len(r.data):
+        raise TrailingBytes(f"{len(r.data) - r.pos} trailing bytes after the envelope")
+    return out

@@ -1,0 +1,46 @@
+//! The topic's value as JSON: what `daybook tail` prints for a record (without the record's
+//! partition and offset, which belong to the log, not to the value), what the golden vectors
+//! in `schemas/testdata/` hold, and what `clients/python/daybook_envelope.py` returns.
+//!
+//! The object is flat: `cid`, `type` (the report kind, as in the `daybook.type` header),
+//! `schema` (the envelope's version), `received_at`, then every field of the report under its
+//! serde name. Field names come from the report types' serde derive, so renaming a field
+//! renames its JSON key here, in `daybook tail` and in the golden vectors alike. Instants are
+//! RFC 3339 strings in UTC with milliseconds (see [`crate::Timestamp`]), days `YYYY-MM-DD`.
+
+use serde_json::{Map, Value};
+
+use crate::envelope::{DecodeError, Envelope};
+
+/// The keys every line carries before the report's own fields; a report field of the same name
+/// would be shadowed, so none may use one.
+pub const ENVELOPE_KEYS: [&str; 4] = ["cid", "type", "schema", "received_at"];
+
+/// `env`, read from a value of schema version `schema`, as one flat JSON object.
+pub fn envelope_json(schema: u16, env: &Envelope) -> Map<String, Value> {
+    let report = serde_json::to_value(&env.report).expect("reports serialize to json");
+    // Externally tagged: `{"EventStarted": {...}}`; the kind goes to "type" instead.
+    let fields = match report {
+        Value::Object(tagged) => tagged.into_iter().next().map(|(_, inner)| inner),
+        _ => None,
+    };
+    let mut obj = Map::new();
+    obj.insert("cid".into(), env.report.cid().as_str().into());
+    obj.insert("type".into(), env.report.kind().as_str().into());
+    obj.insert("schema".into(), schema.into());
+    obj.insert("received_at".into(), serde_json::to_value(env.received_at).expect("timestamps serialize to json"));
+    if let Some(Value::Object(fields)) = fields {
+        for (k, v) in fields {
+            obj.entry(k).or_insert(v);
+        }
+    }
+    obj
+}
+
+/// Decodes a topic value straight to its JSON object.
+pub fn decode_json(bytes: &[u8]) -> Result<Map<String, Value>, DecodeError> {
+    let env = Envelope::decode(bytes)?;
+    // decode succeeded, so the prefix is a known version
+    let schema = Envelope::version_of(bytes).expect("a decoded envelope has a version prefix");
+    Ok(envelope_json(schema, &env))
+}
