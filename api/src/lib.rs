@@ -18,6 +18,8 @@ use seams::{BlobSigner, EventView, ObjectKey, ProjectionStore};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
+mod web;
+
 /// Settings of the viewer API.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -92,6 +94,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/events/{event_id}", get(event_detail))
         .route("/v1/devices/{cid}/digests/{date}", get(digest))
         .with_state(api)
+        .merge(web::router())
 }
 
 /// `?days=`
