@@ -82,7 +82,7 @@ function fmtDuration(ms) {
 }
 
 function fmtClock(sec) {
-  const s = Math.max(0, Math.floor(sec || 0));
+  const s = Math.max(0, Math.floor((sec || 0) + 0.05));
   const m = Math.floor(s / 60);
   return m >= 60 ? `${Math.floor(m / 60)}:${String(m % 60).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`
     : `${m}:${String(s % 60).padStart(2, '0')}`;
@@ -615,7 +615,7 @@ const video = $('video');
 
 function playerMessage(text, action) {
   const msg = $('player-msg');
-  msg.replaceChildren(el('span', { text }), action ? el('br') : null, action ? el('button', { type: 'button', text: action.label, onclick: action.run }) : null);
+  msg.replaceChildren(el('span', { text }), action ? el('button', { type: 'button', text: action.label, onclick: action.run }) : null);
   msg.hidden = !text;
 }
 
