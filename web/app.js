@@ -7,7 +7,8 @@
 
 const TOKEN_KEY = 'daybook.token';
 const PAGE_SIZE = 10;
-const POLL_MS = 30_000;
+// `?poll=SECONDS` shortens the refresh (the browser test uses it); 30 s otherwise.
+const POLL_MS = Math.max(1, Number(new URLSearchParams(location.search).get('poll')) || 30) * 1000;
 const SPEEDS = [0.5, 1, 1.5, 2, 4];
 
 const $ = (id) => document.getElementById(id);
@@ -817,6 +818,7 @@ async function onVideoError() {
   if (!P.clip || P.clip.pieces[P.i] !== p) return;
   const hasNext = P.i + 1 < P.clip.pieces.length;
   const skip = hasNext ? { label: 'Skip to the next part', run: () => { playerMessage(''); advance(); } } : null;
+  if (!hasNext && P.clip.pieces.length === 1) setControls(false);
   if (status === 403 && !P.refreshed && P.reload) {
     // Presigned links expire (15 minutes at most); fetch fresh ones once.
     P.refreshed = true;

@@ -176,7 +176,9 @@ async function waitProjected(base, view, s) {
 
 async function shot(page, name) {
   const path = join(artifacts, `${name}.png`);
-  await page.screenshot({ path, fullPage: true });
+  // A modal's backdrop covers the viewport only, so with the player open shoot the viewport.
+  const modal = await page.evaluate(() => document.querySelector('dialog[open]') !== null);
+  await page.screenshot({ path, fullPage: !modal });
   step(`screenshot ${path}`);
 }
 
@@ -220,6 +222,16 @@ async function main() {
   const s = await seed(base, dev);
   await waitProjected(base, view, s);
 
+  // The object store answers CORS for reads (the page asks it why a segment failed).
+  const detail = await (await fetch(`${base}/v1/events/${encodeURIComponent(s.busy[2].id)}`, { headers: { authorization: `Bearer ${view}` } })).json();
+  const url = detail.segments[0].url;
+  const pre = await fetch(url, { method: 'OPTIONS', headers: { origin: base, 'access-control-request-method': 'GET', 'access-control-request-headers': 'range' } });
+  assert.equal(pre.headers.get('access-control-allow-origin'), '*', 'preflight allows the page');
+  assert.match(pre.headers.get('access-control-allow-headers') || '', /range/i);
+  const ranged = await fetch(url, { headers: { origin: base, range: 'bytes=0-9' } });
+  assert.equal(ranged.status, 206);
+  assert.match(ranged.headers.get('access-control-expose-headers') || '', /content-range/i);
+
   // The page's own answer: content type, CSP, cache headers.
   const res = await fetch(`${base}/`);
   assert.equal(res.status, 200);
@@ -251,7 +263,7 @@ async function main() {
   });
 
   step('wrong tokens');
-  await page.goto(base);
+  await page.goto(`${base}/?poll=1`);
   await page.locator('#signin').waitFor();
   await shot(page, '01-sign-in');
   const submit = async (text) => {
@@ -280,6 +292,14 @@ async function main() {
   assert.equal(await cell(s.todayDate).getAttribute('aria-selected'), 'true', 'today opens first when it has events');
   await waitRows(page, 2);
   await shot(page, '03-calendar-today');
+
+  step('today refreshes while open');
+  const late = await call(base, dev, 'POST', `/v1/devices/${CAM}/events`, { type: 'motion', triggered_at: iso(Date.now()) });
+  await expectText(cell(s.todayDate).locator('.n'), /^3$/, 'today count after a new event');
+  await expectText(page.locator('#refresh-day'), /1 new event/, 'new events offer');
+  await page.click('#refresh-day');
+  await waitRows(page, 3);
+  assert.equal((await rowIds(page))[2], late.event_id, 'the new event is listed last');
 
   step('keyboard: arrow to yesterday, Enter opens it; three pages of 25 events');
   await cell(s.todayDate).focus();
