@@ -14,6 +14,8 @@ use schemas::TimePolicy;
 use seams::auth::Auth;
 use seams::{BlobSigner, ProjectionStore};
 
+mod web;
+
 /// Settings of the viewer API.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {

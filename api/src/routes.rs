@@ -50,6 +50,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/events/{event_id}", get(event_detail))
         .route("/v1/devices/{cid}/digests/{date}", get(digest))
         .with_state(api)
+        .merge(crate::web::router())
 }
 
 fn bad_query(e: impl std::fmt::Display) -> ApiError {
