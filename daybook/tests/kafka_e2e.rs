@@ -60,7 +60,7 @@ async fn device_to_viewer_over_kafka_then_tail_and_python() {
 
     // A consumer in another language.
     let python = std::env::var("DAYBOOK_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/consume.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/consume.py");
     let out = Command::new(&python)
         .args([script, &kafka::brokers(), &topic, &reports.to_string(), "60"])
         .output()
