@@ -103,8 +103,18 @@ pub mod v1 {
 
     #[derive(Debug, Deserialize)]
     enum Report {
-        EventStarted { cid: DeviceId, event_id: EventId, event_type: EventType, triggered_at: Timestamp },
-        EventEnded { cid: DeviceId, event_id: EventId, ended_at: Timestamp, status: EndStatus },
+        EventStarted {
+            cid: DeviceId,
+            event_id: EventId,
+            event_type: EventType,
+            triggered_at: Timestamp,
+        },
+        EventEnded {
+            cid: DeviceId,
+            event_id: EventId,
+            ended_at: Timestamp,
+            status: EndStatus,
+        },
         SegmentReported {
             cid: DeviceId,
             segment_id: SegmentId,
@@ -115,7 +125,13 @@ pub mod v1 {
             keyframes: Vec<u64>,
             events: Vec<EventMapping>,
         },
-        DigestReported { cid: DeviceId, date: Day, segment_id: SegmentId, size: u64, duration_ms: u32 },
+        DigestReported {
+            cid: DeviceId,
+            date: Day,
+            segment_id: SegmentId,
+            size: u64,
+            duration_ms: u32,
+        },
     }
 
     impl From<Envelope> for super::Envelope {
@@ -137,19 +153,26 @@ pub mod v1 {
                 Report::EventEnded { cid, event_id, ended_at, status } => {
                     report::Report::EventEnded(report::EventEnded { cid, event_id, ended_at, utc_offset: utc, status })
                 }
-                Report::SegmentReported { cid, segment_id, size, started_at, duration_ms, media, keyframes, events } => {
-                    report::Report::SegmentReported(report::SegmentReported {
-                        cid,
-                        segment_id,
-                        size,
-                        started_at,
-                        utc_offset: utc,
-                        duration_ms,
-                        media,
-                        keyframes,
-                        events,
-                    })
-                }
+                Report::SegmentReported {
+                    cid,
+                    segment_id,
+                    size,
+                    started_at,
+                    duration_ms,
+                    media,
+                    keyframes,
+                    events,
+                } => report::Report::SegmentReported(report::SegmentReported {
+                    cid,
+                    segment_id,
+                    size,
+                    started_at,
+                    utc_offset: utc,
+                    duration_ms,
+                    media,
+                    keyframes,
+                    events,
+                }),
                 Report::DigestReported { cid, date, segment_id, size, duration_ms } => {
                     report::Report::DigestReported(report::DigestReported {
                         cid,
@@ -187,11 +210,10 @@ mod tests {
         (-14 * 60..=14 * 60i32).prop_map(|m| DayOffset::from_minutes(m).unwrap())
     }
     fn arb_event_id() -> impl Strategy<Value = EventId> {
-        (arb_cid(), arb_event_type(), arb_ts(), arb_offset(), 0i64..3)
-            .prop_map(|(c, k, t, o, early)| {
-                let day = o.day_of(t).unwrap().add_days(-early);
-                EventId::filed(&c, &k, t, o, day).unwrap()
-            })
+        (arb_cid(), arb_event_type(), arb_ts(), arb_offset(), 0i64..3).prop_map(|(c, k, t, o, early)| {
+            let day = o.day_of(t).unwrap().add_days(-early);
+            EventId::filed(&c, &k, t, o, day).unwrap()
+        })
     }
     fn arb_seg() -> impl Strategy<Value = SegmentId> {
         "[A-Za-z0-9_-]{1,80}".prop_map(|s| SegmentId::parse(&s).unwrap())

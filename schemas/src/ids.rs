@@ -277,14 +277,7 @@ impl EventId {
             return Err(err("event id", "trigger time out of range"));
         }
         let text = format!("{}.{}.{}{}.{}", day.compact(), cid, triggered_at.0, offset.compact(), event_type);
-        Ok(Self {
-            text,
-            day,
-            cid: cid.clone(),
-            triggered_at,
-            offset: Some(offset),
-            event_type: event_type.clone(),
-        })
+        Ok(Self { text, day, cid: cid.clone(), triggered_at, offset: Some(offset), event_type: event_type.clone() })
     }
 
     /// A version 1 id (no offset; its day is the trigger day at `offset`, the deployment's
@@ -339,13 +332,15 @@ impl EventId {
             Some(offset) => {
                 let local = offset.day_of(triggered_at).ok_or_else(|| err(WHAT, "trigger time out of range"))?;
                 if day > local {
-                    return Err(err(WHAT, format!("day {} is after its trigger day {}", day.compact(), local.compact())));
+                    return Err(err(
+                        WHAT,
+                        format!("day {} is after its trigger day {}", day.compact(), local.compact()),
+                    ));
                 }
             }
             None => {
-                let utc_day = DayOffset::default()
-                    .day_of(triggered_at)
-                    .ok_or_else(|| err(WHAT, "trigger time out of range"))?;
+                let utc_day =
+                    DayOffset::default().day_of(triggered_at).ok_or_else(|| err(WHAT, "trigger time out of range"))?;
                 if day.days_since(utc_day).abs() > 1 {
                     return Err(err(WHAT, format!("day {} does not match its trigger time", day.compact())));
                 }

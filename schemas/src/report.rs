@@ -484,8 +484,7 @@ mod tests {
     fn started_with(at: Timestamp, now: Timestamp) -> Report {
         let cid = DeviceId::parse("cam-1").unwrap();
         let event_type = EventType::parse("motion").unwrap();
-        let (event_id, clock_skew_ms) =
-            policy().start_id(&cid, &event_type, at, DayOffset::default(), now).unwrap();
+        let (event_id, clock_skew_ms) = policy().start_id(&cid, &event_type, at, DayOffset::default(), now).unwrap();
         Report::EventStarted(EventStarted {
             cid,
             event_id,

@@ -203,8 +203,8 @@ mod tests {
                     )
                 }
             ),
-            (arb_ts(), arb_offset(), proptest::collection::vec((arb_ts(), arb_offset()), 0..5), arb_ts())
-                .prop_map(move |(start, o, events, rx)| {
+            (arb_ts(), arb_offset(), proptest::collection::vec((arb_ts(), arb_offset()), 0..5), arb_ts()).prop_map(
+                move |(start, o, events, rx)| {
                     env(
                         Report::SegmentReported(SegmentReported {
                             cid: cid(),
@@ -234,7 +234,8 @@ mod tests {
                         }),
                         rx,
                     )
-                }),
+                }
+            ),
             (arb_ts(), arb_offset(), arb_ts()).prop_map(move |(t, o, rx)| env(
                 Report::DigestReported(DigestReported {
                     cid: cid(),

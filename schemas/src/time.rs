@@ -276,7 +276,9 @@ pub struct DeviceZone(chrono_tz::Tz);
 impl DeviceZone {
     /// Parses an IANA zone name.
     pub fn parse(name: &str) -> Result<Self, String> {
-        name.parse::<chrono_tz::Tz>().map(Self).map_err(|_| format!("unknown time zone {name:?} (want an IANA name like Europe/Paris)"))
+        name.parse::<chrono_tz::Tz>()
+            .map(Self)
+            .map_err(|_| format!("unknown time zone {name:?} (want an IANA name like Europe/Paris)"))
     }
 
     /// The zone's name.

@@ -19,7 +19,7 @@ use ::scylla::statement::prepared::PreparedStatement;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use schemas::{Day, DeviceId, Envelope, EventId, EventType, SegmentId, TimePolicy, Timestamp};
+use schemas::{Day, DayOffset, DeviceId, Envelope, EventId, EventType, SegmentId, TimePolicy, Timestamp};
 use seams::{DayPage, DigestView, EventDetail, ProjectionStore, SegmentView, StoreError};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -368,6 +368,11 @@ impl ProjectionStore for ScyllaStore {
     }
 
     /// Rows expire by TTL counted from their trigger time; nothing is left to drop.
+    async fn utc_offset(&self, _cid: &DeviceId) -> Result<Option<DayOffset>, StoreError> {
+        // The per-device offset is not kept in ScyllaDB yet: reads fall back to `--day-offset`.
+        Ok(None)
+    }
+
     async fn drop_expired(&self, _oldest_kept: Day) -> Result<u64, StoreError> {
         Ok(0)
     }

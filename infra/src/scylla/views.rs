@@ -48,6 +48,8 @@ pub(super) fn event_view((event_id, ended_at, end_status): EventRow) -> Result<E
         }
     };
     Ok(EventView {
+        utc_offset: event_id.offset().unwrap_or_default(),
+        clock_skew_ms: None,
         event_type: event_id.event_type().clone(),
         triggered_at: event_id.triggered_at(),
         ended_at: ended_at.map(Timestamp),

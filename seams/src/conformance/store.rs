@@ -39,7 +39,17 @@ pub fn start(device: &str, event_type: &str, at: Timestamp) -> (EventId, Envelop
     let cid = cid(device);
     let event_type = EventType::parse(event_type).unwrap();
     let event_id = EventId::new(&cid, &event_type, at, DayOffset::default()).unwrap();
-    (event_id.clone(), env(Report::EventStarted(EventStarted { cid, event_id, event_type, triggered_at: at })))
+    (
+        event_id.clone(),
+        env(Report::EventStarted(EventStarted {
+            cid,
+            event_id,
+            event_type,
+            triggered_at: at,
+            utc_offset: DayOffset::default(),
+            clock_skew_ms: None,
+        })),
+    )
 }
 
 /// An `EventEnded`.
@@ -48,6 +58,7 @@ pub fn end(id: &EventId, after_ms: i64, status: EndStatus) -> Envelope {
         cid: id.device().clone(),
         event_id: id.clone(),
         ended_at: id.triggered_at().plus_millis(after_ms),
+        utc_offset: DayOffset::default(),
         status,
     }))
 }
@@ -59,6 +70,7 @@ pub fn segment(device: &str, seg: &str, at: Timestamp, size: u64, events: &[(&Ev
         segment_id: SegmentId::parse(seg).unwrap(),
         size,
         started_at: at,
+        utc_offset: DayOffset::default(),
         duration_ms: 10_000,
         media: Media { codec: "h264".into(), width: 1920, height: 1080, fps: 25.0, audio_sample_rate: Some(16_000) },
         keyframes: vec![0, size / 2],
@@ -122,6 +134,7 @@ pub async fn replay_is_idempotent(mut h: impl StoreHarness) {
     batch.push(env(Report::DigestReported(DigestReported {
         cid: cid("cam-r"),
         date: day(2),
+        utc_offset: DayOffset::default(),
         segment_id: SegmentId::parse("dg").unwrap(),
         size: 9,
         duration_ms: 60_000,
@@ -282,6 +295,7 @@ pub async fn digests_by_day(mut h: impl StoreHarness) {
         env(Report::DigestReported(DigestReported {
             cid: cid("cam-d"),
             date: day(1),
+            utc_offset: DayOffset::default(),
             segment_id: SegmentId::parse(seg).unwrap(),
             size,
             duration_ms: 30_000,
