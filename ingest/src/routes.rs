@@ -112,8 +112,9 @@ impl Ingest {
     fn event_started(&self, device: &Device, r: EventStartRequest, now: Timestamp) -> Result<Report, ApiError> {
         let utc_offset = self.zones(device).offset_of(r.triggered_at);
         let at = r.triggered_at.at;
+        let legacy = r.triggered_at.offset.is_none() && device.zone.is_none();
         let (event_id, clock_skew_ms) =
-            self.inner.config.policy.start_id(&device.cid, &r.event_type, at, utc_offset, now)?;
+            self.inner.config.policy.start_id(&device.cid, &r.event_type, at, utc_offset, legacy, now)?;
         Ok(Report::EventStarted(EventStarted {
             cid: device.cid.clone(),
             event_id,

@@ -235,16 +235,23 @@ impl TimePolicy {
     /// tolerance ahead of `now` — then under the local day of `now` (the claim clamped to the
     /// receive time). The id keeps the claimed milliseconds, so a start re-sent on the same
     /// filing day gets the same id.
+    ///
+    /// `legacy`: the time came without an offset (`Z`) and the device has no configured zone,
+    /// so `offset` is `--day-offset`: the id keeps the version 1 form (no offset), exactly as
+    /// before offsets were kept, so a device that spells its ids itself keeps working — unless
+    /// the event is filed early, which only the version 2 form can say.
     pub fn start_id(
         &self,
         cid: &DeviceId,
         event_type: &EventType,
         triggered_at: Timestamp,
         offset: DayOffset,
+        legacy: bool,
         now: Timestamp,
     ) -> Result<(EventId, Option<i64>), Invalid> {
         let invalid = |e: crate::ids::IdError| Invalid::new(ErrorCode::InvalidTriggerTime, e.to_string());
         match self.clock_skew_ms(triggered_at, now) {
+            None if legacy => Ok((EventId::new_v1(cid, event_type, triggered_at, offset).map_err(invalid)?, None)),
             None => Ok((EventId::new(cid, event_type, triggered_at, offset).map_err(invalid)?, None)),
             Some(skew) => {
                 let day = offset.day_of(now).expect("now is in range");
@@ -372,7 +379,15 @@ impl Report {
     pub fn validate(&self, policy: &TimePolicy, now: Timestamp) -> Result<(), Invalid> {
         match self {
             Self::EventStarted(r) => {
-                let (expected, skew) = policy.start_id(&r.cid, &r.event_type, r.triggered_at, r.utc_offset, now)?;
+                let legacy = r.event_id.offset().is_none();
+                if legacy && r.utc_offset != policy.offset {
+                    return Err(Invalid::new(
+                        ErrorCode::InvalidEventId,
+                        format!("event id {} has no offset but the start is at {}", r.event_id, r.utc_offset),
+                    ));
+                }
+                let (expected, skew) =
+                    policy.start_id(&r.cid, &r.event_type, r.triggered_at, r.utc_offset, legacy, now)?;
                 if expected != r.event_id || skew != r.clock_skew_ms {
                     return Err(Invalid::new(
                         ErrorCode::InvalidEventId,
@@ -484,7 +499,8 @@ mod tests {
     fn started_with(at: Timestamp, now: Timestamp) -> Report {
         let cid = DeviceId::parse("cam-1").unwrap();
         let event_type = EventType::parse("motion").unwrap();
-        let (event_id, clock_skew_ms) = policy().start_id(&cid, &event_type, at, DayOffset::default(), now).unwrap();
+        let (event_id, clock_skew_ms) =
+            policy().start_id(&cid, &event_type, at, DayOffset::default(), false, now).unwrap();
         Report::EventStarted(EventStarted {
             cid,
             event_id,

@@ -165,7 +165,7 @@ mod tests {
     /// An event id as ingest makes it: at the camera's offset, filed by `received` if the
     /// clock was ahead.
     fn event_id(policy: &TimePolicy, t: Timestamp, offset: DayOffset, received: Timestamp) -> EventId {
-        policy.start_id(&cid(), &motion(), t, offset, received).unwrap().0
+        policy.start_id(&cid(), &motion(), t, offset, false, received).unwrap().0
     }
 
     fn env(report: Report, received_at: Timestamp) -> Envelope {
@@ -176,7 +176,7 @@ mod tests {
     fn arb_report(policy: TimePolicy) -> impl Strategy<Value = Envelope> {
         prop_oneof![
             (arb_ts(), arb_offset(), arb_ts()).prop_map(move |(t, o, rx)| {
-                let (event_id, clock_skew_ms) = policy.start_id(&cid(), &motion(), t, o, rx).unwrap();
+                let (event_id, clock_skew_ms) = policy.start_id(&cid(), &motion(), t, o, false, rx).unwrap();
                 env(
                     Report::EventStarted(EventStarted {
                         cid: cid(),
@@ -344,13 +344,13 @@ mod tests {
         let policy = TimePolicy::default();
         let now = Timestamp::parse_rfc3339("2026-12-01T12:00:00Z").unwrap();
         let claim = now.plus_millis(2 * 86_400_000);
-        let (id, skew) = policy.start_id(&cid(), &motion(), claim, DayOffset::default(), now).unwrap();
+        let (id, skew) = policy.start_id(&cid(), &motion(), claim, DayOffset::default(), true, now).unwrap();
         assert_eq!(skew, Some(2 * 86_400_000));
         assert_eq!(id.day().to_string(), "2026-12-01");
         assert_eq!(id.filed_at(policy.offset).to_string(), "2026-12-01T23:59:59.999Z");
         // Ten minutes fast at noon: same day, same id as a right clock, only marked.
         let (id10, skew10) =
-            policy.start_id(&cid(), &motion(), now.plus_millis(600_000), DayOffset::default(), now).unwrap();
+            policy.start_id(&cid(), &motion(), now.plus_millis(600_000), DayOffset::default(), true, now).unwrap();
         assert_eq!(skew10, Some(600_000));
         assert!(!id10.filed_early());
     }
