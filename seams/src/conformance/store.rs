@@ -185,8 +185,8 @@ pub async fn the_devices_offset_is_its_latest_starts(mut h: impl StoreHarness) {
     let (_, older) = start_at("cam-dst", noon(3, 0), pdt, now);
     let (_, newer) = start_at("cam-dst", noon(1, 0), pst, now);
     assert_eq!(s.utc_offset(&cid("cam-dst")).await.unwrap(), None);
-    s.apply(&[newer.clone()]).await.unwrap();
-    s.apply(&[older.clone()]).await.unwrap();
+    s.apply(std::slice::from_ref(&newer)).await.unwrap();
+    s.apply(std::slice::from_ref(&older)).await.unwrap();
     assert_eq!(s.utc_offset(&cid("cam-dst")).await.unwrap(), Some(pst), "a late report does not win");
     s.apply(&[older, newer]).await.unwrap();
     assert_eq!(s.utc_offset(&cid("cam-dst")).await.unwrap(), Some(pst));
