@@ -470,3 +470,47 @@ impl ProjectionStore for EmbeddedStore {
         "embedded"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use schemas::{EventStarted, Report};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_store_from_before_clock_skew_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        // The events table as it was created before `skew_ms` existed.
+        sqlite::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE events (day INTEGER NOT NULL, cid TEXT NOT NULL, trig INTEGER NOT NULL,
+                 event_id TEXT NOT NULL, kind TEXT NOT NULL, started INTEGER NOT NULL DEFAULT 0, ended_at INTEGER,
+                 end_status TEXT, PRIMARY KEY (day, cid, trig, event_id)) WITHOUT ROWID;",
+            )
+            .unwrap();
+        let store = EmbeddedStore::open(&path, TimePolicy::default()).unwrap();
+        let cid = DeviceId::parse("cam-1").unwrap();
+        let event_type = EventType::parse("motion").unwrap();
+        let now = Timestamp::now();
+        let offset = DayOffset::from_minutes(330).unwrap();
+        let (event_id, clock_skew_ms) =
+            TimePolicy::default().start_id(&cid, &event_type, now.plus_millis(3_600_000), offset, false, now).unwrap();
+        let report = Report::EventStarted(EventStarted {
+            cid: cid.clone(),
+            event_id: event_id.clone(),
+            event_type,
+            triggered_at: now.plus_millis(3_600_000),
+            utc_offset: offset,
+            clock_skew_ms,
+        });
+        store.apply(&[Envelope { report, received_at: now }]).await.unwrap();
+        let detail = store.event(&event_id).await.unwrap().unwrap();
+        assert_eq!(detail.event.clock_skew_ms, Some(3_600_000));
+        assert_eq!(store.utc_offset(&cid).await.unwrap(), Some(offset));
+        drop(store);
+        // Opening again finds the column and does not try to add it twice.
+        EmbeddedStore::open(&path, TimePolicy::default()).unwrap();
+    }
+}
