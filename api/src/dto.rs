@@ -1,6 +1,7 @@
 //! Query strings and response bodies of the viewer API (the JSON contract).
 
-use schemas::{Day, EventId, EventType, Media, SegmentId, Timestamp};
+use schemas::SegmentId;
+use schemas::{Day, DayOffset, EventId, EventType, LocalTime, Media};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -20,9 +21,14 @@ pub struct CalendarDay {
     pub events: u64,
 }
 
-/// The calendar.
+/// The calendar, in the camera's local days.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Calendar {
+    /// The camera's UTC offset the days are counted in (the one it reported with its latest
+    /// event, else the deployment's `--day-offset`): label times with it.
+    pub utc_offset: DayOffset,
+    /// The camera's today.
+    pub today: Day,
     /// Every day of the window, newest first, days without events included.
     pub days: Vec<CalendarDay>,
 }
@@ -49,10 +55,17 @@ pub struct EventJson {
     /// What triggered it (`motion`, `sound`, …).
     #[serde(rename = "type")]
     pub event_type: EventType,
-    /// When it fired.
-    pub triggered_at: Timestamp,
-    /// When it ended, once reported.
-    pub ended_at: Option<Timestamp>,
+    /// When it fired (RFC 3339 at the camera's offset; the camera's claim if its clock ran
+    /// ahead: see `clock_skew_ms`).
+    pub triggered_at: LocalTime,
+    /// When it ended, once reported (at the same offset).
+    pub ended_at: Option<LocalTime>,
+    /// The camera's UTC offset at the trigger: the event's day is its local date.
+    pub utc_offset: DayOffset,
+    /// Present when the camera's clock was ahead of the server's by more than the tolerance
+    /// at the start: by how much. The event is then filed by the server's time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew_ms: Option<i64>,
     /// `ended_at - triggered_at`, once ended.
     pub duration_ms: Option<i64>,
     /// `open`, `complete` or `aborted`.
@@ -61,9 +74,11 @@ pub struct EventJson {
     pub snapshot_url: String,
 }
 
-/// A page of a day's events.
+/// A page of a day's events (a camera-local day).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventsPage {
+    /// The camera's current UTC offset (each event also carries its own).
+    pub utc_offset: DayOffset,
     /// In trigger order.
     pub events: Vec<EventJson>,
     /// Pass as `cursor` for the next page; `null` on the last.
@@ -85,8 +100,8 @@ pub struct SegmentJson {
     pub start_offset: u64,
     /// End byte (exclusive) of the event in this segment.
     pub end_offset: u64,
-    /// First frame's time.
-    pub started_at: Timestamp,
+    /// First frame's time (at the event's offset).
+    pub started_at: LocalTime,
     /// Length.
     pub duration_ms: u32,
     /// Encoding.
@@ -108,7 +123,7 @@ pub struct EventDetailJson {
 /// A day's digest.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DigestJson {
-    /// The day.
+    /// The day (the camera's local date).
     pub date: Day,
     /// Object id.
     pub segment_id: SegmentId,

@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::future::try_join_all;
-use schemas::{Day, EventId, EventType};
+use schemas::{Day, DayOffset, DeviceId, EventId, EventType, LocalTime};
 use seams::web::{ApiError, ErrorBody, ErrorCode};
 use seams::{EventView, ObjectKey};
 use utoipa::OpenApi;
@@ -19,12 +19,20 @@ impl Api {
         Ok(self.inner.signer.presign_get(key, self.inner.config.url_ttl).await?.url)
     }
 
+    /// The camera's current UTC offset: the one of its latest event start, else
+    /// `--day-offset`. Reads count days in it, so a viewer anywhere sees the camera's days.
+    async fn camera_offset(&self, cid: &DeviceId) -> Result<DayOffset, ApiError> {
+        Ok(self.inner.store.utc_offset(cid).await?.unwrap_or(self.inner.config.policy.offset))
+    }
+
     async fn event_json(&self, e: &EventView) -> Result<EventJson, ApiError> {
         Ok(EventJson {
             event_id: e.event_id.clone(),
             event_type: e.event_type.clone(),
-            triggered_at: e.triggered_at,
-            ended_at: e.ended_at,
+            triggered_at: LocalTime::at(e.triggered_at, e.utc_offset),
+            ended_at: e.ended_at.map(|t| LocalTime::at(t, e.utc_offset)),
+            utc_offset: e.utc_offset,
+            clock_skew_ms: e.clock_skew_ms,
             duration_ms: e.duration_ms(),
             status: e.status.as_str(),
             snapshot_url: self.url(&ObjectKey::snapshot(&e.event_id)).await?,
@@ -78,7 +86,8 @@ async fn calendar(
             format!("days must be 1..={}", policy.retention_days),
         ));
     }
-    let today = policy.offset.today();
+    let utc_offset = api.camera_offset(&cid).await?;
+    let today = utc_offset.today();
     let from = today.add_days(-(i64::from(days) - 1));
     let counts = api.inner.store.calendar(&cid, from, today).await?;
     let days = (0..i64::from(days))
@@ -88,7 +97,7 @@ async fn calendar(
             CalendarDay { date, events }
         })
         .collect();
-    Ok(Json(Calendar { days }))
+    Ok(Json(Calendar { utc_offset, today, days }))
 }
 
 /// One page of a day's events, in trigger order.
@@ -118,7 +127,8 @@ async fn day_events(
     let page = api.inner.store.day_page(&cid, day, event_type.as_ref(), limit, cursor.as_deref()).await?;
     let events = try_join_all(page.events.iter().map(|e| api.event_json(e))).await?;
     let next_cursor = page.next.map(|s| encode_cursor(&cid, day, event_type.as_ref(), &s));
-    Ok(Json(EventsPage { events, next_cursor }))
+    let utc_offset = api.camera_offset(&cid).await?;
+    Ok(Json(EventsPage { utc_offset, events, next_cursor }))
 }
 
 /// One event and its segments, with presigned GET URLs.
@@ -137,6 +147,7 @@ async fn event_detail(
     api.inner.auth.viewer(&headers, id.device().as_str())?;
     let detail = api.inner.store.event(&id).await?.ok_or_else(|| ApiError::not_found(format!("no event {id}")))?;
     let event = api.event_json(&detail.event).await?;
+    let offset = detail.event.utc_offset;
     let segments = try_join_all(detail.segments.into_iter().map(|s| {
         let api = api.clone();
         let cid = id.device().clone();
@@ -148,7 +159,7 @@ async fn event_detail(
                 size: s.size,
                 start_offset: s.start_offset,
                 end_offset: s.end_offset,
-                started_at: s.started_at,
+                started_at: LocalTime::at(s.started_at, offset),
                 duration_ms: s.duration_ms,
                 media: s.media,
                 keyframes: s.keyframes,

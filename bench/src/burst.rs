@@ -306,6 +306,7 @@ fn fleet_records(fleet: &Fleet) -> Vec<seams::LogRecord> {
             let report = schemas::Report::DigestReported(schemas::DigestReported {
                 cid: cid.clone(),
                 date,
+                utc_offset: schemas::DayOffset::default(),
                 segment_id: schemas::SegmentId::parse(&format!("dg-{i}")).expect("valid id"),
                 size: 4_000_000 + i as u64,
                 duration_ms: 60_000,

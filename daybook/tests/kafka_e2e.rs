@@ -48,7 +48,7 @@ async fn device_to_viewer_over_kafka_then_tail_and_python() {
     let tailed = DAYBOOK.output(&["tail", "--log", &url, "--from-beginning", "--limit", &reports.to_string()], &[]);
     let lines: Vec<serde_json::Value> = tailed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), reports);
-    assert!(lines.iter().all(|l| l["cid"] == cid && l["schema"] == 1));
+    assert!(lines.iter().all(|l| l["cid"] == cid && l["schema"] == schemas::SCHEMA_VERSION));
     let kinds: BTreeSet<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, BTreeSet::from(["digest_reported", "event_ended", "event_started", "segment_reported"]));
     let started =
@@ -72,7 +72,7 @@ async fn device_to_viewer_over_kafka_then_tail_and_python() {
     let mut py_kinds = BTreeSet::new();
     for r in &records {
         assert_eq!(r["key"], cid, "key is the device id");
-        assert_eq!(r["headers"]["daybook.schema"], "1");
+        assert_eq!(r["headers"]["daybook.schema"], schemas::SCHEMA_VERSION.to_string());
         let kind = r["headers"]["daybook.type"].as_str().expect("daybook.type header").to_owned();
         let hex = r["value_hex"].as_str().unwrap();
         let bytes: Vec<u8> =

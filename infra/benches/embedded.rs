@@ -187,6 +187,8 @@ fn started(cid: &DeviceId, event_type: &str, at: Timestamp) -> (EventId, Envelop
         event_id: event_id.clone(),
         event_type,
         triggered_at: at,
+        utc_offset: DayOffset::default(),
+        clock_skew_ms: None,
     }));
     (event_id, e)
 }
@@ -196,6 +198,7 @@ fn ended(id: &EventId, after_ms: i64) -> Envelope {
         cid: id.device().clone(),
         event_id: id.clone(),
         ended_at: id.triggered_at().plus_millis(after_ms),
+        utc_offset: DayOffset::default(),
         status: if after_ms % 16 == 0 { EndStatus::Aborted } else { EndStatus::Complete },
     }))
 }
@@ -207,6 +210,7 @@ fn segment(id: &EventId, n: u64) -> Envelope {
         segment_id: SegmentId::parse(&format!("seg-{n:016x}")).expect("segment id"),
         size,
         started_at: id.triggered_at().plus_millis(2_000),
+        utc_offset: DayOffset::default(),
         duration_ms: 10_000,
         media: Media { codec: "h264".into(), width: 1920, height: 1080, fps: 25.0, audio_sample_rate: None },
         keyframes: (0..10).map(|k| k * (size / 10)).collect(),
@@ -218,6 +222,7 @@ fn digest(cid: &DeviceId, date: Day, n: u64) -> Envelope {
     env(Report::DigestReported(DigestReported {
         cid: cid.clone(),
         date,
+        utc_offset: DayOffset::default(),
         segment_id: SegmentId::parse(&format!("dig-{n:016x}")).expect("segment id"),
         size: 48_234_112,
         duration_ms: 312_000,

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use schemas::rows::{self, RowData};
-use schemas::{Day, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, TimePolicy, Timestamp};
+use schemas::{
+    Day, DayOffset, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, TimePolicy, Timestamp,
+};
 use seams::{DayPage, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, SegmentView, StoreError};
 
 use crate::sqlite;
@@ -29,7 +31,14 @@ CREATE TABLE IF NOT EXISTS events (
     started    INTEGER NOT NULL DEFAULT 0,
     ended_at   INTEGER,
     end_status TEXT,
+    skew_ms    INTEGER, -- clock_skew_ms of the start, when the camera's clock ran ahead
     PRIMARY KEY (day, cid, trig, event_id)
+) WITHOUT ROWID;
+-- Per device, the UTC offset of its latest start by filing time (`at`): the reads' today.
+CREATE TABLE IF NOT EXISTS devices (
+    cid        TEXT    NOT NULL PRIMARY KEY,
+    utc_offset INTEGER NOT NULL, -- minutes east of UTC
+    at         INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS segments (
     day         INTEGER NOT NULL,
@@ -92,6 +101,13 @@ impl EmbeddedStore {
         writer.pragma_update(None, "cache_size", -65_536).map_err(other)?; // 64 MiB
         writer.pragma_update(None, "wal_autocheckpoint", 10_000).map_err(other)?;
         writer.execute_batch(SCHEMA).map_err(other)?;
+        // Stores created before clock skew was kept lack the column.
+        let has_skew: bool = writer
+            .query_row("SELECT count(*) FROM pragma_table_info('events') WHERE name = 'skew_ms'", [], |r| r.get(0))
+            .map_err(other)?;
+        if !has_skew {
+            writer.execute_batch("ALTER TABLE events ADD COLUMN skew_ms INTEGER").map_err(other)?;
+        }
         let readers =
             (0..READERS).map(|_| sqlite::open(path).map(Mutex::new)).collect::<Result<Vec<_>, _>>().map_err(other)?;
         Ok(Arc::new(Self {
@@ -128,8 +144,12 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
     let mut written = 0u64;
     {
         let mut start = tx.prepare_cached(
-            "INSERT INTO events (day, cid, trig, event_id, kind, started) VALUES (?1, ?2, ?3, ?4, ?5, 1)
-             ON CONFLICT DO UPDATE SET started = 1",
+            "INSERT INTO events (day, cid, trig, event_id, kind, started, skew_ms) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
+             ON CONFLICT DO UPDATE SET started = 1, skew_ms = excluded.skew_ms",
+        )?;
+        let mut device = tx.prepare_cached(
+            "INSERT INTO devices (cid, utc_offset, at) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO UPDATE SET utc_offset = excluded.utc_offset, at = excluded.at WHERE excluded.at >= at",
         )?;
         let mut end = tx.prepare_cached(
             "INSERT INTO events (day, cid, trig, event_id, kind, started, ended_at, end_status)
@@ -151,23 +171,27 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
         for env in batch {
             // Where each row lands and whether it is still alive is decided by
             // `schemas::rows`, the same for every store; this only maps rows onto tables.
-            for row in rows::plan(&env.report, policy).into_iter().filter(|r| r.live_at(now)) {
+            for row in rows::plan(env, policy).into_iter().filter(|r| r.live_at(now)) {
                 let (day, cid) = (row.day.number(), row.cid.as_str());
                 match row.data {
-                    RowData::EventStart { event_id: id } => {
+                    RowData::EventStart { event_id: id, clock_skew_ms } => {
                         start.execute(params![
                             day,
                             cid,
-                            id.triggered_at().millis(),
+                            row.trigger.millis(),
                             id.as_str(),
-                            id.event_type().as_str()
+                            id.event_type().as_str(),
+                            clock_skew_ms
                         ])?;
+                    }
+                    RowData::DeviceOffset { offset } => {
+                        device.execute(params![cid, offset.minutes(), row.trigger.millis()])?;
                     }
                     RowData::EventEnd { event_id: id, ended_at, status } => {
                         end.execute(params![
                             day,
                             cid,
-                            id.triggered_at().millis(),
+                            row.trigger.millis(),
                             id.as_str(),
                             id.event_type().as_str(),
                             ended_at.millis(),
@@ -215,11 +239,13 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
     Ok(written)
 }
 
-fn event_from_row(r: &Row<'_>) -> rusqlite::Result<EventView> {
+fn event_from_row(r: &Row<'_>, fallback: DayOffset) -> rusqlite::Result<EventView> {
     let id: String = r.get("event_id")?;
     let event_id = EventId::parse(&id).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     let status: Option<String> = r.get("end_status")?;
     Ok(EventView {
+        utc_offset: event_id.offset().unwrap_or(fallback),
+        clock_skew_ms: r.get("skew_ms")?,
         event_type: event_id.event_type().clone(),
         triggered_at: event_id.triggered_at(),
         ended_at: r.get::<_, Option<i64>>("ended_at")?.map(Timestamp),
@@ -236,7 +262,7 @@ const CURSOR_MAGIC: u8 = 0xE1;
 
 fn encode_cursor(e: &EventView) -> Vec<u8> {
     let mut out = vec![CURSOR_MAGIC];
-    out.extend_from_slice(&e.triggered_at.millis().to_be_bytes());
+    out.extend_from_slice(&e.event_id.filed_at(e.utc_offset).millis().to_be_bytes());
     out.extend_from_slice(e.event_id.as_str().as_bytes());
     out
 }
@@ -303,19 +329,19 @@ impl ProjectionStore for EmbeddedStore {
         let cid = cid.as_str().to_owned();
         let event_type = event_type.map(|t| t.as_str().to_owned());
         let limit = limit.max(1);
+        let fallback = self.policy.offset;
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT event_id, ended_at, end_status FROM events
+                    "SELECT event_id, ended_at, end_status, skew_ms FROM events
                      WHERE day = ?1 AND cid = ?2 AND (trig, event_id) > (?3, ?4) AND (?5 IS NULL OR kind = ?5)
                      ORDER BY trig, event_id LIMIT ?6",
                 )
                 .map_err(other)?;
             let mut events = stmt
-                .query_map(
-                    params![day.number(), cid, after_trig, after_id, event_type, i64::from(limit) + 1],
-                    event_from_row,
-                )
+                .query_map(params![day.number(), cid, after_trig, after_id, event_type, i64::from(limit) + 1], |r| {
+                    event_from_row(r, fallback)
+                })
                 .map_err(other)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(other)?;
@@ -329,15 +355,16 @@ impl ProjectionStore for EmbeddedStore {
 
     async fn event(&self, id: &EventId) -> Result<Option<EventDetail>, StoreError> {
         let id = id.clone();
+        let fallback = self.policy.offset;
         self.read(move |c| {
-            let key = params![id.day().number(), id.device().as_str(), id.triggered_at().millis(), id.as_str()];
+            let key = params![id.day().number(), id.device().as_str(), id.filed_at(fallback).millis(), id.as_str()];
             let event = c
                 .prepare_cached(
-                    "SELECT event_id, ended_at, end_status FROM events
+                    "SELECT event_id, ended_at, end_status, skew_ms FROM events
                      WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4",
                 )
                 .map_err(other)?
-                .query_row(key, event_from_row)
+                .query_row(key, |r| event_from_row(r, fallback))
                 .optional()
                 .map_err(other)?;
             let Some(event) = event else { return Ok(None) };
@@ -399,6 +426,21 @@ impl ProjectionStore for EmbeddedStore {
         .await
     }
 
+    async fn utc_offset(&self, cid: &DeviceId) -> Result<Option<DayOffset>, StoreError> {
+        let cid = cid.as_str().to_owned();
+        let cutoff = Timestamp::now().plus_millis(-self.policy.retention_ms()).millis();
+        self.read(move |c| {
+            let minutes: Option<i32> = c
+                .prepare_cached("SELECT utc_offset FROM devices WHERE cid = ?1 AND at > ?2")
+                .map_err(other)?
+                .query_row(params![cid, cutoff], |r| r.get(0))
+                .optional()
+                .map_err(other)?;
+            Ok(minutes.and_then(DayOffset::from_minutes))
+        })
+        .await
+    }
+
     async fn drop_expired(&self, oldest_kept: Day) -> Result<u64, StoreError> {
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || -> rusqlite::Result<u64> {
@@ -426,5 +468,49 @@ impl ProjectionStore for EmbeddedStore {
 
     fn backend(&self) -> &'static str {
         "embedded"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use schemas::{EventStarted, Report};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_store_from_before_clock_skew_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        // The events table as it was created before `skew_ms` existed.
+        sqlite::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE events (day INTEGER NOT NULL, cid TEXT NOT NULL, trig INTEGER NOT NULL,
+                 event_id TEXT NOT NULL, kind TEXT NOT NULL, started INTEGER NOT NULL DEFAULT 0, ended_at INTEGER,
+                 end_status TEXT, PRIMARY KEY (day, cid, trig, event_id)) WITHOUT ROWID;",
+            )
+            .unwrap();
+        let store = EmbeddedStore::open(&path, TimePolicy::default()).unwrap();
+        let cid = DeviceId::parse("cam-1").unwrap();
+        let event_type = EventType::parse("motion").unwrap();
+        let now = Timestamp::now();
+        let offset = DayOffset::from_minutes(330).unwrap();
+        let (event_id, clock_skew_ms) =
+            TimePolicy::default().start_id(&cid, &event_type, now.plus_millis(3_600_000), offset, false, now).unwrap();
+        let report = Report::EventStarted(EventStarted {
+            cid: cid.clone(),
+            event_id: event_id.clone(),
+            event_type,
+            triggered_at: now.plus_millis(3_600_000),
+            utc_offset: offset,
+            clock_skew_ms,
+        });
+        store.apply(&[Envelope { report, received_at: now }]).await.unwrap();
+        let detail = store.event(&event_id).await.unwrap().unwrap();
+        assert_eq!(detail.event.clock_skew_ms, Some(3_600_000));
+        assert_eq!(store.utc_offset(&cid).await.unwrap(), Some(offset));
+        drop(store);
+        // Opening again finds the column and does not try to add it twice.
+        EmbeddedStore::open(&path, TimePolicy::default()).unwrap();
     }
 }

@@ -1,6 +1,6 @@
 //! Request and response bodies of the device API (the JSON contract).
 
-use schemas::{Day, EndStatus, EventId, EventMapping, EventType, Media, SegmentId, Timestamp};
+use schemas::{Day, EndStatus, EventId, EventMapping, EventType, LocalTime, Media, SegmentId, Timestamp};
 use seams::PresignedRequest;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,16 +12,17 @@ pub struct EventStartRequest {
     /// What triggered the event (`motion`, `sound`, `person`, …).
     #[serde(rename = "type")]
     pub event_type: EventType,
-    /// When the event fired (RFC 3339).
-    pub triggered_at: Timestamp,
+    /// When the event fired (RFC 3339 with the camera's UTC offset, which decides the
+    /// event's day; `Z`: the device's configured zone, else `--day-offset`).
+    pub triggered_at: LocalTime,
 }
 
 /// `POST /v1/devices/{cid}/events/{event_id}/end`
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventEndRequest {
-    /// When it ended.
-    pub ended_at: Timestamp,
+    /// When it ended (RFC 3339 with the camera's UTC offset).
+    pub ended_at: LocalTime,
     /// `complete` or `aborted`.
     pub status: EndStatus,
 }
@@ -44,8 +45,8 @@ pub struct SegmentRequest {
     pub segment_id: SegmentId,
     /// Bytes.
     pub size: u64,
-    /// First frame's time.
-    pub started_at: Timestamp,
+    /// First frame's time (RFC 3339 with the camera's UTC offset: the segment's local day).
+    pub started_at: LocalTime,
     /// Length in milliseconds.
     pub duration_ms: u32,
     /// Encoding.
@@ -85,7 +86,7 @@ pub enum BatchItem {
         /// The event.
         event_id: EventId,
         /// When it ended.
-        ended_at: Timestamp,
+        ended_at: LocalTime,
         /// `complete` or `aborted`.
         status: EndStatus,
     },
@@ -121,6 +122,10 @@ pub struct EventStartResponse {
     pub event_id: EventId,
     /// Where to PUT the snapshot image (`image/jpeg`).
     pub snapshot_upload: Upload,
+    /// Present when `triggered_at` was ahead of the server's clock by more than the future
+    /// tolerance: by how much, in milliseconds. Correct the clock; the event is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// `201` of `POST …/segments/uploads`.
@@ -157,6 +162,10 @@ pub struct DigestUploadResponse {
 pub struct Accepted {
     /// Always `true`: the report is durable in the log.
     pub accepted: bool,
+    /// Present when the report's time was ahead of the server's clock by more than the
+    /// future tolerance: by how much, in milliseconds. Correct the clock; the report is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// One item's outcome in a batch.
@@ -169,6 +178,9 @@ pub struct ItemResult {
     /// For event starts: the event id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<EventId>,
+    /// As in a single report's answer: the camera's clock skew, when beyond the tolerance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew_ms: Option<i64>,
     /// Why it was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<seams::web::ErrorDetail>,

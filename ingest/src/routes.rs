@@ -7,9 +7,10 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use schemas::{
-    DeviceId, DigestReported, Envelope, EventEnded, EventId, EventStarted, Report, SegmentId, SegmentReported,
-    Timestamp, SCHEMA_VERSION,
+    DigestReported, Envelope, EventEnded, EventId, EventStarted, LocalTime, Report, SegmentId, SegmentReported,
+    Timestamp, ZoneRule, SCHEMA_VERSION,
 };
+use seams::auth::Device;
 use seams::web::{parse_json, read_body, ApiError, ErrorBody, ErrorCode};
 use seams::{LogRecord, ObjectKey};
 use utoipa::OpenApi;
@@ -44,15 +45,28 @@ pub fn router(ingest: Ingest) -> Router {
 
 impl Ingest {
     /// Auth (401/403), then the device's rate (429), then the body (400/413/422).
-    async fn admit<T: serde::de::DeserializeOwned>(&self, cid: &str, req: Request) -> Result<(DeviceId, T), ApiError> {
-        let cid = self.inner.auth.device(req.headers(), cid)?;
-        self.inner.admission.check_rate(&cid)?;
+    async fn admit<T: serde::de::DeserializeOwned>(&self, cid: &str, req: Request) -> Result<(Device, T), ApiError> {
+        let device = self.inner.auth.device(req.headers(), cid)?;
+        self.inner.admission.check_rate(&device.cid)?;
         let body = read_body(req).await?;
-        Ok((cid, parse_json(&body)?))
+        Ok((device, parse_json(&body)?))
     }
 
-    fn validate(&self, report: &Report, now: Timestamp) -> Result<(), ApiError> {
-        report.validate(&self.inner.config.policy, now).map_err(ApiError::from)
+    /// Validates, and returns the camera's clock skew if it is beyond the tolerance (counted
+    /// in a metric without a device label; the device learns it from the answer).
+    fn validate(&self, report: &Report, now: Timestamp) -> Result<Option<i64>, ApiError> {
+        let policy = &self.inner.config.policy;
+        report.validate(policy, now).map_err(ApiError::from)?;
+        let skew = report.clock_skew_ms(policy, now);
+        if skew.is_some() {
+            metrics::counter!("daybook_ingest_clock_skew_reports_total").increment(1);
+        }
+        Ok(skew)
+    }
+
+    /// How the day of a timestamp sent without an offset is decided for `device`.
+    fn zones(&self, device: &Device) -> ZoneRule {
+        ZoneRule { zone: device.zone, fallback: self.inner.config.policy.offset }
     }
 
     /// Appends `reports` and returns once the log holds all of them durably.
@@ -86,32 +100,54 @@ impl Ingest {
 
     /// Validates one report, appends it durably and answers 202.
     async fn accept(&self, report: Report, now: Timestamp) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-        self.validate(&report, now)?;
+        let clock_skew_ms = self.validate(&report, now)?;
         self.append(vec![report]).await?;
-        Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true })))
+        Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true, clock_skew_ms })))
     }
 
     async fn upload(&self, key: &ObjectKey, content_type: &str, len: Option<u64>) -> Result<Upload, ApiError> {
         Ok(self.inner.signer.presign_put(key, content_type, len, self.inner.config.url_ttl).await?.into())
     }
 
-    fn event_started(&self, cid: &DeviceId, r: EventStartRequest) -> Result<Report, ApiError> {
-        let event_id = EventId::new(cid, &r.event_type, r.triggered_at, self.inner.config.policy.offset)
-            .map_err(|e| ApiError::invalid(ErrorCode::InvalidTriggerTime, e.to_string()))?;
+    fn event_started(&self, device: &Device, r: EventStartRequest, now: Timestamp) -> Result<Report, ApiError> {
+        let utc_offset = self.zones(device).offset_of(r.triggered_at);
+        let at = r.triggered_at.at;
+        let legacy = r.triggered_at.offset.is_none() && device.zone.is_none();
+        let (event_id, clock_skew_ms) =
+            self.inner.config.policy.start_id(&device.cid, &r.event_type, at, utc_offset, legacy, now)?;
         Ok(Report::EventStarted(EventStarted {
-            cid: cid.clone(),
+            cid: device.cid.clone(),
             event_id,
             event_type: r.event_type,
-            triggered_at: r.triggered_at,
+            triggered_at: at,
+            utc_offset,
+            clock_skew_ms,
         }))
     }
 
-    fn segment_reported(cid: &DeviceId, r: SegmentRequest) -> Report {
+    fn event_ended(
+        &self,
+        device: &Device,
+        event_id: EventId,
+        ended_at: LocalTime,
+        status: schemas::EndStatus,
+    ) -> Report {
+        Report::EventEnded(EventEnded {
+            cid: device.cid.clone(),
+            event_id,
+            ended_at: ended_at.at,
+            utc_offset: self.zones(device).offset_of(ended_at),
+            status,
+        })
+    }
+
+    fn segment_reported(&self, device: &Device, r: SegmentRequest) -> Report {
         Report::SegmentReported(SegmentReported {
-            cid: cid.clone(),
+            cid: device.cid.clone(),
             segment_id: r.segment_id,
             size: r.size,
-            started_at: r.started_at,
+            started_at: r.started_at.at,
+            utc_offset: self.zones(device).offset_of(r.started_at),
             duration_ms: r.duration_ms,
             media: r.media,
             keyframes: r.keyframes.unwrap_or_default(),
@@ -119,9 +155,12 @@ impl Ingest {
         })
     }
 
-    fn digest_reported(cid: &DeviceId, r: DigestRequest) -> Report {
+    fn digest_reported(&self, device: &Device, r: DigestRequest) -> Report {
+        // A date names no instant: its offset is the configured zone's at the day's noon.
+        let noon = self.inner.config.policy.offset.start_of(r.date).plus_millis(12 * 3_600_000);
         Report::DigestReported(DigestReported {
-            cid: cid.clone(),
+            cid: device.cid.clone(),
+            utc_offset: self.zones(device).offset_at(noon),
             date: r.date,
             segment_id: r.segment_id,
             size: r.size,
@@ -167,14 +206,15 @@ async fn start_event(
     Path(cid): Path<String>,
     req: Request,
 ) -> Result<(StatusCode, Json<EventStartResponse>), ApiError> {
-    let (cid, body): (_, EventStartRequest) = ingest.admit(&cid, req).await?;
-    let report = ingest.event_started(&cid, body)?;
-    ingest.validate(&report, Timestamp::now())?;
+    let (device, body): (_, EventStartRequest) = ingest.admit(&cid, req).await?;
+    let now = Timestamp::now();
+    let report = ingest.event_started(&device, body, now)?;
+    let clock_skew_ms = ingest.validate(&report, now)?;
     let Report::EventStarted(started) = &report else { unreachable!("built above") };
     let event_id = started.event_id.clone();
     let snapshot_upload = ingest.upload(&ObjectKey::snapshot(&event_id), "image/jpeg", None).await?;
     ingest.append(vec![report]).await?;
-    Ok((StatusCode::CREATED, Json(EventStartResponse { event_id, snapshot_upload })))
+    Ok((StatusCode::CREATED, Json(EventStartResponse { event_id, snapshot_upload, clock_skew_ms })))
 }
 
 /// Close an event.
@@ -188,10 +228,10 @@ async fn end_event(
     Path((cid, event_id)): Path<(String, String)>,
     req: Request,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let (cid, body): (_, EventEndRequest) = ingest.admit(&cid, req).await?;
+    let (device, body): (_, EventEndRequest) = ingest.admit(&cid, req).await?;
     let event_id =
         EventId::parse(&event_id).map_err(|e| ApiError::invalid(ErrorCode::InvalidEventId, e.to_string()))?;
-    let report = Report::EventEnded(EventEnded { cid, event_id, ended_at: body.ended_at, status: body.status });
+    let report = ingest.event_ended(&device, event_id, body.ended_at, body.status);
     ingest.accept(report, Timestamp::now()).await
 }
 
@@ -206,7 +246,8 @@ async fn segment_upload(
     Path(cid): Path<String>,
     req: Request,
 ) -> Result<(StatusCode, Json<SegmentUploadResponse>), ApiError> {
-    let (cid, body): (_, UploadRequest) = ingest.admit(&cid, req).await?;
+    let (device, body): (_, UploadRequest) = ingest.admit(&cid, req).await?;
+    let cid = device.cid;
     check_upload(&body, &["video/", "application/octet-stream"])?;
     let segment_id = new_segment_id(&ingest);
     let upload =
@@ -225,8 +266,8 @@ async fn report_segment(
     Path(cid): Path<String>,
     req: Request,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let (cid, body): (_, SegmentRequest) = ingest.admit(&cid, req).await?;
-    let report = Ingest::segment_reported(&cid, body);
+    let (device, body): (_, SegmentRequest) = ingest.admit(&cid, req).await?;
+    let report = ingest.segment_reported(&device, body);
     ingest.accept(report, Timestamp::now()).await
 }
 
@@ -241,7 +282,8 @@ async fn digest_upload(
     Path(cid): Path<String>,
     req: Request,
 ) -> Result<(StatusCode, Json<DigestUploadResponse>), ApiError> {
-    let (cid, body): (_, UploadRequest) = ingest.admit(&cid, req).await?;
+    let (device, body): (_, UploadRequest) = ingest.admit(&cid, req).await?;
+    let cid = device.cid;
     check_upload(&body, &["video/", "application/octet-stream"])?;
     let segment_id = new_segment_id(&ingest);
     let upload =
@@ -262,14 +304,14 @@ async fn report_digest(
     Path(cid): Path<String>,
     req: Request,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let (cid, body): (_, DigestRequest) = ingest.admit(&cid, req).await?;
+    let (device, body): (_, DigestRequest) = ingest.admit(&cid, req).await?;
     let now = Timestamp::now();
-    let report = Ingest::digest_reported(&cid, body);
+    let report = ingest.digest_reported(&device, body);
     // Invalid (422) before out of slot (429): a device must not retry a report that can never pass.
-    ingest.validate(&report, now)?;
-    ingest.inner.admission.check_digest_slot(&cid, now)?;
+    let clock_skew_ms = ingest.validate(&report, now)?;
+    ingest.inner.admission.check_digest_slot(&device.cid, now)?;
     ingest.append(vec![report]).await?;
-    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true })))
+    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true, clock_skew_ms })))
 }
 
 /// Report a backlog: a JSON array, or NDJSON (one item per line), of items tagged by `kind`
@@ -285,7 +327,8 @@ async fn report_batch(
     Path(cid): Path<String>,
     req: Request,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    let cid = ingest.inner.auth.device(req.headers(), &cid)?;
+    let device = ingest.inner.auth.device(req.headers(), &cid)?;
+    let cid = device.cid.clone();
     ingest.inner.admission.check_rate(&cid)?;
     let body = read_body(req).await?;
     let items = split_batch(&body)?;
@@ -303,32 +346,33 @@ async fn report_batch(
     for (index, item) in items.into_iter().enumerate() {
         let outcome = item.and_then(|item| {
             let (report, status) = match item {
-                BatchItem::EventStart(r) => (ingest.event_started(&cid, r)?, 201),
+                BatchItem::EventStart(r) => (ingest.event_started(&device, r, now)?, 201),
                 BatchItem::EventEnd { event_id, ended_at, status } => {
-                    (Report::EventEnded(EventEnded { cid: cid.clone(), event_id, ended_at, status }), 202)
+                    (ingest.event_ended(&device, event_id, ended_at, status), 202)
                 }
-                BatchItem::Segment(r) => (Ingest::segment_reported(&cid, r), 202),
-                BatchItem::Digest(r) => (Ingest::digest_reported(&cid, r), 202),
+                BatchItem::Segment(r) => (ingest.segment_reported(&device, r), 202),
+                BatchItem::Digest(r) => (ingest.digest_reported(&device, r), 202),
             };
-            ingest.validate(&report, now)?;
+            let skew = ingest.validate(&report, now)?;
             if matches!(report, Report::DigestReported(_)) {
                 ingest.inner.admission.check_digest_slot(&cid, now)?;
             }
-            Ok((report, status))
+            Ok((report, status, skew))
         });
         match outcome {
-            Ok((report, status)) => {
+            Ok((report, status, clock_skew_ms)) => {
                 let event_id = match &report {
                     Report::EventStarted(r) => Some(r.event_id.clone()),
                     _ => None,
                 };
                 reports.push(report);
-                results.push(ItemResult { index, status, event_id, error: None });
+                results.push(ItemResult { index, status, event_id, clock_skew_ms, error: None });
             }
             Err(e) => results.push(ItemResult {
                 index,
                 status: e.status.as_u16(),
                 event_id: None,
+                clock_skew_ms: None,
                 error: Some(seams::web::ErrorDetail { code: e.code, message: e.message }),
             }),
         }

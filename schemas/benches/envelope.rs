@@ -33,6 +33,8 @@ fn event_started(now: Timestamp) -> Report {
         event_id: event_id(triggered_at, "motion"),
         event_type,
         triggered_at,
+        utc_offset: DayOffset::default(),
+        clock_skew_ms: None,
     })
 }
 
@@ -44,6 +46,7 @@ fn segment_reported(now: Timestamp) -> Report {
         segment_id: SegmentId::parse("20261122-5f3c9a0e1b7d4c2a8e6f0b1d3c5a7e9f").unwrap(),
         size,
         started_at,
+        utc_offset: DayOffset::default(),
         duration_ms: 10_000,
         media: Media { codec: "h264".into(), width: 1920, height: 1080, fps: 25.0, audio_sample_rate: Some(16_000) },
         keyframes: (0..10).map(|i| i * (size / 10)).collect(),
@@ -69,6 +72,7 @@ fn digest_reported(now: Timestamp) -> Report {
     Report::DigestReported(DigestReported {
         cid: cid(),
         date: yesterday,
+        utc_offset: DayOffset::default(),
         segment_id: SegmentId::parse("20261122-0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a").unwrap(),
         size: 48_234_112,
         duration_ms: 312_000,

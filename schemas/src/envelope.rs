@@ -3,14 +3,17 @@
 //! Wire format (documented in the README, "The topic"):
 //!
 //! ```text
-//! varint u16  schema version (currently 1)
+//! varint u16  schema version (currently 2)
 //! ...         the version's body, bincode 2 "standard" config (varint integers,
 //!             little-endian, enum variants by position)
 //! ```
 //!
-//! Version 1's body is `(Report, received_at: i64 epoch ms)`. A new version adds a new body
-//! type and a new arm in [`Envelope::decode`]; old arms are never removed, so everything ever
-//! written stays decodable.
+//! Version 2's body is `(Report, received_at: i64 epoch ms)` with the camera's UTC offsets
+//! and clock skew in the reports. Version 1's body has the same shape without them; it is
+//! decoded into today's types by [`v1`] (offsets +00:00, no skew; its event ids keep their
+//! version 1 form and day). A new version adds a new body type and a new arm in
+//! [`Envelope::decode`]; old arms are never removed, so everything ever written stays
+//! decodable.
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use serde::{Deserialize, Serialize};
@@ -19,7 +22,7 @@ use crate::report::Report;
 use crate::time::Timestamp;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u16 = 1;
+pub const SCHEMA_VERSION: u16 = 2;
 
 /// Upper bound on one decoded envelope; protects decoders from hostile length prefixes.
 pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
@@ -62,7 +65,12 @@ impl Envelope {
         let (version, used): (u16, usize) = bincode::serde::decode_from_slice(bytes, config()).map_err(malformed)?;
         let body = &bytes[used..];
         let (envelope, used) = match version {
-            1 => bincode::serde::decode_from_slice::<Envelope, _>(body, config()).map_err(malformed)?,
+            1 => {
+                let (old, used) =
+                    bincode::serde::decode_from_slice::<v1::Envelope, _>(body, config()).map_err(malformed)?;
+                (old.into(), used)
+            }
+            2 => bincode::serde::decode_from_slice::<Envelope, _>(body, config()).map_err(malformed)?,
             v => return Err(DecodeError::UnknownVersion(v)),
         };
         if used != body.len() {
@@ -74,6 +82,110 @@ impl Envelope {
     /// Reads only the schema version prefix (what the `daybook.schema` header also says).
     pub fn version_of(bytes: &[u8]) -> Option<u16> {
         bincode::serde::decode_from_slice::<u16, _>(bytes, config()).ok().map(|(v, _)| v)
+    }
+}
+
+/// Schema version 1, as written before reports carried the camera's UTC offsets and clock
+/// skew: decoded, then mapped onto today's types.
+pub mod v1 {
+    use serde::Deserialize;
+
+    use crate::ids::{Day, DeviceId, EventId, EventType, SegmentId};
+    use crate::report::{self, EndStatus, EventMapping, Media};
+    use crate::time::{DayOffset, Timestamp};
+
+    /// A version 1 envelope.
+    #[derive(Debug, Deserialize)]
+    pub struct Envelope {
+        report: Report,
+        received_at: Timestamp,
+    }
+
+    #[derive(Debug, Deserialize)]
+    enum Report {
+        EventStarted {
+            cid: DeviceId,
+            event_id: EventId,
+            event_type: EventType,
+            triggered_at: Timestamp,
+        },
+        EventEnded {
+            cid: DeviceId,
+            event_id: EventId,
+            ended_at: Timestamp,
+            status: EndStatus,
+        },
+        SegmentReported {
+            cid: DeviceId,
+            segment_id: SegmentId,
+            size: u64,
+            started_at: Timestamp,
+            duration_ms: u32,
+            media: Media,
+            keyframes: Vec<u64>,
+            events: Vec<EventMapping>,
+        },
+        DigestReported {
+            cid: DeviceId,
+            date: Day,
+            segment_id: SegmentId,
+            size: u64,
+            duration_ms: u32,
+        },
+    }
+
+    impl From<Envelope> for super::Envelope {
+        fn from(e: Envelope) -> Self {
+            // Version 1 knew no camera offsets: its event ids carry their day themselves, and
+            // everything else is read at +00:00.
+            let utc = DayOffset::default();
+            let report = match e.report {
+                Report::EventStarted { cid, event_id, event_type, triggered_at } => {
+                    report::Report::EventStarted(report::EventStarted {
+                        cid,
+                        event_id,
+                        event_type,
+                        triggered_at,
+                        utc_offset: utc,
+                        clock_skew_ms: None,
+                    })
+                }
+                Report::EventEnded { cid, event_id, ended_at, status } => {
+                    report::Report::EventEnded(report::EventEnded { cid, event_id, ended_at, utc_offset: utc, status })
+                }
+                Report::SegmentReported {
+                    cid,
+                    segment_id,
+                    size,
+                    started_at,
+                    duration_ms,
+                    media,
+                    keyframes,
+                    events,
+                } => report::Report::SegmentReported(report::SegmentReported {
+                    cid,
+                    segment_id,
+                    size,
+                    started_at,
+                    utc_offset: utc,
+                    duration_ms,
+                    media,
+                    keyframes,
+                    events,
+                }),
+                Report::DigestReported { cid, date, segment_id, size, duration_ms } => {
+                    report::Report::DigestReported(report::DigestReported {
+                        cid,
+                        date,
+                        utc_offset: utc,
+                        segment_id,
+                        size,
+                        duration_ms,
+                    })
+                }
+            };
+            Self { report, received_at: e.received_at }
+        }
     }
 }
 
@@ -94,27 +206,44 @@ mod tests {
     fn arb_ts() -> impl Strategy<Value = Timestamp> {
         (0i64..4_000_000_000_000).prop_map(Timestamp)
     }
+    fn arb_offset() -> impl Strategy<Value = DayOffset> {
+        (-14 * 60..=14 * 60i32).prop_map(|m| DayOffset::from_minutes(m).unwrap())
+    }
     fn arb_event_id() -> impl Strategy<Value = EventId> {
-        (arb_cid(), arb_event_type(), arb_ts())
-            .prop_map(|(c, k, t)| EventId::new(&c, &k, t, DayOffset::default()).unwrap())
+        (arb_cid(), arb_event_type(), arb_ts(), arb_offset(), 0i64..3).prop_map(|(c, k, t, o, early)| {
+            let day = o.day_of(t).unwrap().add_days(-early);
+            EventId::filed(&c, &k, t, o, day).unwrap()
+        })
     }
     fn arb_seg() -> impl Strategy<Value = SegmentId> {
         "[A-Za-z0-9_-]{1,80}".prop_map(|s| SegmentId::parse(&s).unwrap())
     }
     fn arb_report() -> impl Strategy<Value = Report> {
         prop_oneof![
-            (arb_cid(), arb_event_type(), arb_ts()).prop_map(|(cid, event_type, t)| {
-                let event_id = EventId::new(&cid, &event_type, t, DayOffset::default()).unwrap();
-                Report::EventStarted(EventStarted { cid, event_id, event_type, triggered_at: t })
-            }),
-            (arb_cid(), arb_event_id(), arb_ts(), any::<bool>()).prop_map(|(cid, event_id, ended_at, ok)| {
-                Report::EventEnded(EventEnded {
-                    cid,
-                    event_id,
-                    ended_at,
-                    status: if ok { EndStatus::Complete } else { EndStatus::Aborted },
-                })
-            }),
+            (arb_cid(), arb_event_type(), arb_ts(), arb_offset(), proptest::option::of(any::<i64>())).prop_map(
+                |(cid, event_type, t, utc_offset, clock_skew_ms)| {
+                    let event_id = EventId::new(&cid, &event_type, t, utc_offset).unwrap();
+                    Report::EventStarted(EventStarted {
+                        cid,
+                        event_id,
+                        event_type,
+                        triggered_at: t,
+                        utc_offset,
+                        clock_skew_ms,
+                    })
+                }
+            ),
+            (arb_cid(), arb_event_id(), arb_ts(), arb_offset(), any::<bool>()).prop_map(
+                |(cid, event_id, ended_at, utc_offset, ok)| {
+                    Report::EventEnded(EventEnded {
+                        cid,
+                        event_id,
+                        ended_at,
+                        utc_offset,
+                        status: if ok { EndStatus::Complete } else { EndStatus::Aborted },
+                    })
+                }
+            ),
             (
                 arb_cid(),
                 arb_seg(),
@@ -141,6 +270,7 @@ mod tests {
                             segment_id,
                             size,
                             started_at,
+                            utc_offset: DayOffset::from_minutes(345).unwrap(),
                             duration_ms,
                             media: Media { codec, width, height, fps, audio_sample_rate },
                             keyframes,
@@ -160,7 +290,8 @@ mod tests {
                 |(cid, d, segment_id, size, duration_ms)| {
                     let date = Day::from_date(chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap())
                         .add_days(i64::from(d % 20_000));
-                    Report::DigestReported(DigestReported { cid, date, segment_id, size, duration_ms })
+                    let utc_offset = DayOffset::from_minutes(-480).unwrap();
+                    Report::DigestReported(DigestReported { cid, date, utc_offset, segment_id, size, duration_ms })
                 }
             ),
         ]
@@ -202,19 +333,56 @@ mod tests {
 
     #[test]
     fn version_one_bytes_stay_decodable() {
-        // A fixed v1 envelope: if this changes, the schema changed without a new version.
+        // A fixed v1 envelope, as the previous build wrote it: it decodes into today's types
+        // with its version 1 id and +00:00.
         let cid = DeviceId::parse("cam-1").unwrap();
         let event_type = EventType::parse("motion").unwrap();
         let t = Timestamp(1_795_305_600_000);
-        let event_id = EventId::new(&cid, &event_type, t, DayOffset::default()).unwrap();
+        let event_id = EventId::new_v1(&cid, &event_type, t, DayOffset::default()).unwrap();
         let e = Envelope {
-            report: Report::EventStarted(EventStarted { cid, event_id, event_type, triggered_at: t }),
+            report: Report::EventStarted(EventStarted {
+                cid,
+                event_id,
+                event_type,
+                triggered_at: t,
+                utc_offset: DayOffset::default(),
+                clock_skew_ms: None,
+            }),
             received_at: t,
         };
         let golden: &[u8] = &[
             1, 0, 5, 99, 97, 109, 45, 49, 35, 50, 48, 50, 54, 49, 49, 50, 50, 46, 99, 97, 109, 45, 49, 46, 49, 55, 57,
             53, 51, 48, 53, 54, 48, 48, 48, 48, 48, 46, 109, 111, 116, 105, 111, 110, 6, 109, 111, 116, 105, 111, 110,
             253, 0, 232, 26, 1, 68, 3, 0, 0, 253, 0, 232, 26, 1, 68, 3, 0, 0,
+        ];
+        assert_eq!(Envelope::decode(golden).unwrap(), e);
+        assert_eq!(Envelope::version_of(golden), Some(1));
+    }
+
+    #[test]
+    fn version_two_bytes_stay_decodable() {
+        // A fixed v2 envelope: if this changes, the schema changed without a new version.
+        let cid = DeviceId::parse("cam-1").unwrap();
+        let event_type = EventType::parse("motion").unwrap();
+        let t = Timestamp(1_795_305_600_000);
+        let utc_offset = DayOffset::parse("+08:00").unwrap();
+        let event_id = EventId::new(&cid, &event_type, t, utc_offset).unwrap();
+        let e = Envelope {
+            report: Report::EventStarted(EventStarted {
+                cid,
+                event_id,
+                event_type,
+                triggered_at: t,
+                utc_offset,
+                clock_skew_ms: Some(600_000),
+            }),
+            received_at: t,
+        };
+        let golden: &[u8] = &[
+            2, 0, 5, 99, 97, 109, 45, 49, 40, 50, 48, 50, 54, 49, 49, 50, 50, 46, 99, 97, 109, 45, 49, 46, 49, 55, 57,
+            53, 51, 48, 53, 54, 48, 48, 48, 48, 48, 43, 48, 56, 48, 48, 46, 109, 111, 116, 105, 111, 110, 6, 109, 111,
+            116, 105, 111, 110, 253, 0, 232, 26, 1, 68, 3, 0, 0, 251, 192, 3, 1, 252, 128, 79, 18, 0, 253, 0, 232, 26,
+            1, 68, 3, 0, 0,
         ];
         assert_eq!(e.encode(), golden, "{:?}", e.encode());
         assert_eq!(Envelope::decode(golden).unwrap(), e);

@@ -223,25 +223,34 @@ impl utoipa::PartialSchema for Day {
 }
 impl utoipa::ToSchema for Day {}
 
-/// An event id: `YYYYMMDD.<device>.<trigger ms>.<type>`, e.g.
-/// `20261122.cam-42.1795305600123.motion`.
+/// An event id. Two forms, each with exactly one spelling per event:
 ///
-/// It is deterministic for (device, type, triggered_at) — a repeated start gets the same id —
-/// and it carries everything needed to find the event's partition (device, trigger day)
-/// without a lookup, so a report that arrives before its event's start still lands in the
-/// right place. It starts with the trigger day (README.md, Data model and retention).
+/// * `YYYYMMDD.<device>.<trigger ms><±HHMM>.<type>` (written since schema version 2), e.g.
+///   `20261201.cam-1.1795362627000+0800.motion`: the camera's UTC offset at the trigger is
+///   part of the id, so any report naming the event can be checked alone.
+/// * `YYYYMMDD.<device>.<trigger ms>.<type>` (version 1, still accepted): its day is the trigger
+///   day at the deployment's `--day-offset`.
+///
+/// `YYYYMMDD` is the day the event is filed under (its partition): the calendar date of the
+/// trigger at the id's offset — or, for a camera whose clock ran ahead of the server by more
+/// than the tolerance, the date at which the server received the start ([`EventId::filed`]),
+/// which is earlier. The milliseconds have no leading zeros. It is deterministic for (device,
+/// type, triggered_at, offset) on one filing day, so a repeated start gets the same id, and it
+/// carries everything needed to find the event's partition without a lookup (README.md,
+/// Contracts).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EventId {
     text: String,
     day: Day,
     cid: DeviceId,
     triggered_at: Timestamp,
+    offset: Option<DayOffset>,
     event_type: EventType,
 }
 
 impl EventId {
-    /// The id of the event of type `event_type` that `cid` triggered at `triggered_at`, with
-    /// the trigger day taken at `offset`.
+    /// The id of the event of type `event_type` that `cid` triggered at `triggered_at`, its
+    /// clock at UTC offset `offset`: filed under the trigger's local day.
     pub fn new(
         cid: &DeviceId,
         event_type: &EventType,
@@ -249,47 +258,102 @@ impl EventId {
         offset: DayOffset,
     ) -> Result<Self, IdError> {
         let day = offset.day_of(triggered_at).ok_or_else(|| err("event id", "trigger time out of range"))?;
+        Self::filed(cid, event_type, triggered_at, offset, day)
+    }
+
+    /// As [`EventId::new`], filed under `day` instead (a fast clock's event: the server's
+    /// day at the trigger's offset; never later than the trigger's own local day).
+    pub fn filed(
+        cid: &DeviceId,
+        event_type: &EventType,
+        triggered_at: Timestamp,
+        offset: DayOffset,
+        day: Day,
+    ) -> Result<Self, IdError> {
         if !(1000..=9999).contains(&day.date().year()) {
             return Err(err("event id", "trigger year must have four digits"));
         }
-        let text = format!("{}.{}.{}.{}", day.compact(), cid, triggered_at.0, event_type);
-        Ok(Self { text, day, cid: cid.clone(), triggered_at, event_type: event_type.clone() })
+        if triggered_at.0 < 0 || Some(day) > offset.day_of(triggered_at) {
+            return Err(err("event id", "trigger time out of range"));
+        }
+        let text = format!("{}.{}.{}{}.{}", day.compact(), cid, triggered_at.0, offset.compact(), event_type);
+        Ok(Self { text, day, cid: cid.clone(), triggered_at, offset: Some(offset), event_type: event_type.clone() })
     }
 
-    /// Parses and validates the structure. The day must be the trigger day at *some* UTC
-    /// offset (±14 h); whether it matches the service's configured offset is checked by
-    /// [`crate::Report::validate`].
+    /// A version 1 id (no offset; its day is the trigger day at `offset`, the deployment's
+    /// `--day-offset`). Written only by old builds; kept for tests of the old form.
+    pub fn new_v1(
+        cid: &DeviceId,
+        event_type: &EventType,
+        triggered_at: Timestamp,
+        offset: DayOffset,
+    ) -> Result<Self, IdError> {
+        let day = offset.day_of(triggered_at).ok_or_else(|| err("event id", "trigger time out of range"))?;
+        if !(1000..=9999).contains(&day.date().year()) || triggered_at.0 < 0 {
+            return Err(err("event id", "trigger year must have four digits"));
+        }
+        let text = format!("{}.{}.{}.{}", day.compact(), cid, triggered_at.0, event_type);
+        Ok(Self { text, day, cid: cid.clone(), triggered_at, offset: None, event_type: event_type.clone() })
+    }
+
+    /// Parses and validates, accepting only the canonical spelling: milliseconds without
+    /// leading zeros, an offset as `±HHMM` (not `-0000`), and a day the filing rule allows —
+    /// the trigger's local day, or an earlier one (a fast clock's event). A version 1 id's
+    /// day must be the trigger day at *some* UTC offset (±1 day); whether it matches the
+    /// deployment's `--day-offset` is checked by [`crate::Report::validate`].
     pub fn parse(s: &str) -> Result<Self, IdError> {
         const WHAT: &str = "event id";
         if s.len() > 200 {
             return Err(err(WHAT, "longer than 200 characters"));
         }
         let mut parts = s.split('.');
-        let (Some(day), Some(cid), Some(ms), Some(event_type), None) =
+        let (Some(day), Some(cid), Some(when), Some(event_type), None) =
             (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(err(WHAT, format!("{s:?} is not YYYYMMDD.<device>.<ms>.<type>")));
+            return Err(err(WHAT, format!("{s:?} is not YYYYMMDD.<device>.<ms>±HHMM.<type>")));
         };
         let day = Day::parse_compact(day).map_err(|e| err(WHAT, e.reason))?;
         let cid = DeviceId::parse(cid).map_err(|e| err(WHAT, e.to_string()))?;
-        if ms.is_empty() || ms.len() > 15 || !ms.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err(WHAT, format!("trigger time {ms:?} is not epoch milliseconds")));
+        let (ms, offset) = match when.find(['+', '-']) {
+            Some(i) => {
+                let offset = DayOffset::parse_compact(&when[i..])
+                    .ok_or_else(|| err(WHAT, format!("utc offset {:?} is not ±HHMM", &when[i..])))?;
+                (&when[..i], Some(offset))
+            }
+            None => (when, None),
+        };
+        let canonical = !ms.is_empty() && ms.len() <= 15 && ms.bytes().all(|b| b.is_ascii_digit());
+        if !canonical || (ms.len() > 1 && ms.starts_with('0')) {
+            return Err(err(WHAT, format!("trigger time {ms:?} is not epoch milliseconds without leading zeros")));
         }
         let triggered_at = Timestamp(ms.parse().map_err(|_| err(WHAT, "trigger time"))?);
         let event_type = EventType::parse(event_type).map_err(|e| err(WHAT, e.to_string()))?;
-        let utc_day =
-            DayOffset::default().day_of(triggered_at).ok_or_else(|| err(WHAT, "trigger time out of range"))?;
-        if day.days_since(utc_day).abs() > 1 {
-            return Err(err(WHAT, format!("day {} does not match its trigger time", day.compact())));
+        match offset {
+            Some(offset) => {
+                let local = offset.day_of(triggered_at).ok_or_else(|| err(WHAT, "trigger time out of range"))?;
+                if day > local {
+                    return Err(err(
+                        WHAT,
+                        format!("day {} is after its trigger day {}", day.compact(), local.compact()),
+                    ));
+                }
+            }
+            None => {
+                let utc_day =
+                    DayOffset::default().day_of(triggered_at).ok_or_else(|| err(WHAT, "trigger time out of range"))?;
+                if day.days_since(utc_day).abs() > 1 {
+                    return Err(err(WHAT, format!("day {} does not match its trigger time", day.compact())));
+                }
+            }
         }
-        Ok(Self { text: s.to_owned(), day, cid, triggered_at, event_type })
+        Ok(Self { text: s.to_owned(), day, cid, triggered_at, offset, event_type })
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.text
     }
-    /// The trigger day (the partition).
+    /// The day it is filed under (the partition).
     pub fn day(&self) -> Day {
         self.day
     }
@@ -297,9 +361,26 @@ impl EventId {
     pub fn device(&self) -> &DeviceId {
         &self.cid
     }
-    /// When it was triggered.
+    /// When it was triggered, by the camera's clock.
     pub fn triggered_at(&self) -> Timestamp {
         self.triggered_at
+    }
+    /// The camera's UTC offset at the trigger (`None` for a version 1 id).
+    pub fn offset(&self) -> Option<DayOffset> {
+        self.offset
+    }
+    /// Whether it is filed under an earlier day than its trigger's (a fast clock's event).
+    pub fn filed_early(&self) -> bool {
+        self.offset.is_some_and(|o| o.day_of(self.triggered_at) != Some(self.day))
+    }
+    /// The instant the event is filed at, from which its retention counts and by which it
+    /// is ordered within its day: the trigger time, clamped into its filing day (at the id's
+    /// offset, or `fallback` for a version 1 id). Equal to the trigger time unless the event
+    /// is [filed early](EventId::filed_early).
+    pub fn filed_at(&self, fallback: DayOffset) -> Timestamp {
+        let offset = self.offset.unwrap_or(fallback);
+        let last = offset.start_of(self.day.add_days(1)).plus_millis(-1);
+        self.triggered_at.min(last)
     }
     /// What triggered it (`motion`, `sound`, …).
     pub fn event_type(&self) -> &EventType {
@@ -337,7 +418,7 @@ impl utoipa::PartialSchema for EventId {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .description(Some("YYYYMMDD.<device>.<trigger epoch ms>.<type>"))
+            .description(Some("YYYYMMDD.<device>.<trigger epoch ms>±HHMM.<type>"))
             .into()
     }
 }
@@ -363,6 +444,43 @@ mod tests {
         assert_eq!(EventId::parse(a.as_str()).unwrap(), a);
         let other = EventId::new(&cid("cam-1"), &EventType::parse("sound").unwrap(), t, DayOffset::default()).unwrap();
         assert_ne!(a, other);
+    }
+
+    #[test]
+    fn event_ids_carry_the_cameras_offset_and_local_day() {
+        let motion = EventType::parse("motion").unwrap();
+        let shanghai = DayOffset::parse("+08:00").unwrap();
+        let t = Timestamp::parse_rfc3339("2026-12-01T07:30:00+08:00").unwrap();
+        let id = EventId::new(&cid("cam-1"), &motion, t, shanghai).unwrap();
+        assert_eq!(id.as_str(), format!("20261201.cam-1.{}+0800.motion", t.millis()));
+        assert_eq!(EventId::parse(id.as_str()).unwrap(), id);
+        assert_eq!(id.offset(), Some(shanghai));
+        let la = DayOffset::parse("-08:00").unwrap();
+        let t = Timestamp::parse_rfc3339("2026-11-30T23:30:00-08:00").unwrap();
+        assert!(EventId::new(&cid("cam-1"), &motion, t, la).unwrap().as_str().starts_with("20261130."));
+        let v1 = EventId::new_v1(&cid("cam-1"), &motion, t, DayOffset::default()).unwrap();
+        assert_eq!(EventId::parse(v1.as_str()).unwrap(), v1);
+        assert_eq!(v1.offset(), None);
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_parses() {
+        let good = "20261122.cam-1.1795362627000+0000.motion";
+        assert!(EventId::parse(good).is_ok());
+        assert!(EventId::parse("20261122.cam-1.1795362627000.motion").is_ok(), "version 1");
+        for bad in [
+            "20261122.cam-1.01795362627000.motion",
+            "20261122.cam-1.01795362627000+0000.motion",
+            "20261122.cam-1.1795362627000-0000.motion",
+            "20261122.cam-1.1795362627000+00:00.motion",
+            "20261122.cam-1.1795362627000+000.motion",
+            "20261122.cam-1.1795362627000Z.motion",
+            "20261123.cam-1.1795362627000+0000.motion",
+        ] {
+            assert!(EventId::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        // Filed early (a fast clock): an earlier day is a valid id, a later one is not.
+        assert!(EventId::parse("20261121.cam-1.1795362627000+0000.motion").unwrap().filed_early());
     }
 
     #[test]
@@ -398,6 +516,19 @@ mod tests {
             let id = EventId::new(&cid(&c), &EventType::parse(&k).unwrap(), Timestamp(ms), offset).unwrap();
             prop_assert_eq!(EventId::parse(id.as_str()).unwrap(), id.clone());
             prop_assert_eq!(id.day(), offset.day_of(Timestamp(ms)).unwrap());
+            prop_assert_eq!(id.filed_at(DayOffset::default()), Timestamp(ms));
+            let v1 = EventId::new_v1(&cid(&c), &EventType::parse(&k).unwrap(), Timestamp(ms), offset).unwrap();
+            prop_assert_eq!(EventId::parse(v1.as_str()).unwrap(), v1);
+        }
+
+        #[test]
+        fn no_other_spelling_of_an_id_parses(ms in 0i64..4_000_000_000_000, off in -14i32*60..=14*60, zeros in 1usize..3) {
+            let offset = DayOffset(chrono::FixedOffset::east_opt(off * 60).unwrap());
+            let id = EventId::new(&cid("c"), &EventType::parse("motion").unwrap(), Timestamp(ms), offset).unwrap();
+            let padded = id.as_str().replacen(".c.", &format!(".c.{}", "0".repeat(zeros)), 1);
+            prop_assert!(EventId::parse(&padded).is_err(), "{}", padded);
+            let colon = format!("{}:{}", &id.as_str()[..id.as_str().len() - 9], &id.as_str()[id.as_str().len() - 9..]);
+            prop_assert!(EventId::parse(&colon).is_err(), "{}", colon);
         }
 
         #[test]

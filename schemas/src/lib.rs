@@ -27,4 +27,4 @@ pub use report::{
     DigestReported, EndStatus, EventEnded, EventMapping, EventStarted, Invalid, Media, Report, ReportKind,
     SegmentReported, TimePolicy,
 };
-pub use time::{DayOffset, Timestamp};
+pub use time::{DayOffset, DeviceZone, LocalTime, Timestamp, ZoneRule};

@@ -25,8 +25,14 @@ pub struct EventStarted {
     pub event_id: EventId,
     /// What triggered it (`motion`, `sound`, …).
     pub event_type: EventType,
-    /// When it fired.
+    /// When it fired, by the camera's clock (possibly wrong: see `clock_skew_ms`).
     pub triggered_at: Timestamp,
+    /// The camera's UTC offset at the trigger (sent with `triggered_at`, else its configured
+    /// zone's, else `--day-offset`): the event's day is `triggered_at`'s date at this offset.
+    pub utc_offset: DayOffset,
+    /// How far ahead of the server's clock `triggered_at` was on arrival, when more than the
+    /// future tolerance (the event is then filed by the server's time: see [`EventId::filed`]).
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// How an event ended.
@@ -66,6 +72,9 @@ pub struct EventEnded {
     pub event_id: EventId,
     /// When it ended.
     pub ended_at: Timestamp,
+    /// The UTC offset sent with `ended_at` (may differ from the start's: the event's day
+    /// comes from its id either way).
+    pub utc_offset: DayOffset,
     /// How.
     pub status: EndStatus,
 }
@@ -110,6 +119,8 @@ pub struct SegmentReported {
     pub size: u64,
     /// First frame's time.
     pub started_at: Timestamp,
+    /// The UTC offset sent with `started_at`: the segment's own row lives on its local day.
+    pub utc_offset: DayOffset,
     /// Length.
     pub duration_ms: u32,
     /// Encoding.
@@ -125,8 +136,10 @@ pub struct SegmentReported {
 pub struct DigestReported {
     /// The device.
     pub cid: DeviceId,
-    /// The day it condenses.
+    /// The day it condenses (the camera's local date).
     pub date: Day,
+    /// The camera's UTC offset for that date: the day's first instant is its retention start.
+    pub utc_offset: DayOffset,
     /// The id the server issued with the upload URL.
     pub segment_id: SegmentId,
     /// Bytes.
@@ -209,15 +222,52 @@ impl TimePolicy {
         today.add_days(-i64::from(self.retention_days))
     }
 
+    /// How far `claimed` (a camera's clock) is ahead of the server's `now`, when by more
+    /// than the tolerance. Such a claim is kept, but filed by the server's time.
+    pub fn clock_skew_ms(&self, claimed: Timestamp, now: Timestamp) -> Option<i64> {
+        let skew = claimed.millis().saturating_sub(now.millis());
+        (skew > self.future_tolerance_ms).then_some(skew)
+    }
+
+    /// The id of a start the camera claims at `triggered_at` (at `offset`) and the server
+    /// receives at `now`, with the clock skew if any. The rule (README.md, Contracts): the
+    /// event is filed under the local day of the claim, unless the claim is more than the
+    /// tolerance ahead of `now` — then under the local day of `now` (the claim clamped to the
+    /// receive time). The id keeps the claimed milliseconds, so a start re-sent on the same
+    /// filing day gets the same id.
+    ///
+    /// `legacy`: the time came without an offset (`Z`) and the device has no configured zone,
+    /// so `offset` is `--day-offset`: the id keeps the version 1 form (no offset), exactly as
+    /// before offsets were kept, so a device that spells its ids itself keeps working — unless
+    /// the event is filed early, which only the version 2 form can say.
+    pub fn start_id(
+        &self,
+        cid: &DeviceId,
+        event_type: &EventType,
+        triggered_at: Timestamp,
+        offset: DayOffset,
+        legacy: bool,
+        now: Timestamp,
+    ) -> Result<(EventId, Option<i64>), Invalid> {
+        let invalid = |e: crate::ids::IdError| Invalid::new(ErrorCode::InvalidTriggerTime, e.to_string());
+        match self.clock_skew_ms(triggered_at, now) {
+            None if legacy => Ok((EventId::new_v1(cid, event_type, triggered_at, offset).map_err(invalid)?, None)),
+            None => Ok((EventId::new(cid, event_type, triggered_at, offset).map_err(invalid)?, None)),
+            Some(skew) => {
+                let day = offset.day_of(now).expect("now is in range");
+                Ok((EventId::filed(cid, event_type, triggered_at, offset, day).map_err(invalid)?, Some(skew)))
+            }
+        }
+    }
+
+    /// Refuses `t` once it is past retention. A time ahead of the server's clock is a
+    /// camera's wrong clock: kept (see [`TimePolicy::start_id`]), never refused.
     fn check_time(&self, what: &'static str, t: Timestamp, now: Timestamp) -> Result<(), Invalid> {
         if self.expires_at(t) <= now {
             return Err(Invalid::new(
                 ErrorCode::PastRetention,
                 format!("{what} {t} is older than the {}-day retention", self.retention_days),
             ));
-        }
-        if t.millis() > now.millis() + self.future_tolerance_ms {
-            return Err(Invalid::new(ErrorCode::InFuture, format!("{what} {t} is in the future")));
         }
         Ok(())
     }
@@ -226,13 +276,25 @@ impl TimePolicy {
         if id.device() != cid {
             return Err(Invalid::new(ErrorCode::ForeignEvent, format!("event {id} belongs to another device")));
         }
-        if self.offset.day_of(id.triggered_at()) != Some(id.day()) {
-            return Err(Invalid::new(
-                ErrorCode::InvalidEventId,
-                format!("event id {id} does not carry its trigger day at offset {}", self.offset),
-            ));
+        match id.offset() {
+            // Version 1: the day is the trigger day at the deployment's offset.
+            None if self.offset.day_of(id.triggered_at()) != Some(id.day()) => {
+                return Err(Invalid::new(
+                    ErrorCode::InvalidEventId,
+                    format!("event id {id} does not carry its trigger day at offset {}", self.offset),
+                ));
+            }
+            None => {}
+            // Filed early: only a fast clock's start, received on that (past or current) day.
+            Some(offset) if id.filed_early() && Some(id.day()) > offset.day_of(now) => {
+                return Err(Invalid::new(
+                    ErrorCode::InvalidEventId,
+                    format!("event id {id} is filed under a day that has not begun"),
+                ));
+            }
+            Some(_) => {}
         }
-        self.check_time("event trigger time", id.triggered_at(), now)
+        self.check_time("event trigger time", id.filed_at(self.offset), now)
     }
 }
 
@@ -293,12 +355,22 @@ impl Report {
 
     /// The instant its own row's day and retention are counted from (a segment's event
     /// mappings count from their events' trigger times instead: see [`crate::rows`]).
-    pub fn trigger_time(&self, offset: DayOffset) -> Timestamp {
+    pub fn trigger_time(&self, fallback: DayOffset) -> Timestamp {
         match self {
-            Self::EventStarted(r) => r.event_id.triggered_at(),
-            Self::EventEnded(r) => r.event_id.triggered_at(),
+            Self::EventStarted(r) => r.event_id.filed_at(fallback),
+            Self::EventEnded(r) => r.event_id.filed_at(fallback),
             Self::SegmentReported(r) => r.started_at,
-            Self::DigestReported(r) => offset.start_of(r.date),
+            Self::DigestReported(r) => r.utc_offset.start_of(r.date),
+        }
+    }
+
+    /// How far ahead of the server the camera's clock was, when beyond the tolerance.
+    pub fn clock_skew_ms(&self, policy: &TimePolicy, now: Timestamp) -> Option<i64> {
+        match self {
+            Self::EventStarted(r) => r.clock_skew_ms,
+            Self::EventEnded(r) => policy.clock_skew_ms(r.ended_at, now),
+            Self::SegmentReported(r) => policy.clock_skew_ms(r.started_at, now),
+            Self::DigestReported(_) => None,
         }
     }
 
@@ -307,9 +379,16 @@ impl Report {
     pub fn validate(&self, policy: &TimePolicy, now: Timestamp) -> Result<(), Invalid> {
         match self {
             Self::EventStarted(r) => {
-                let expected = EventId::new(&r.cid, &r.event_type, r.triggered_at, policy.offset)
-                    .map_err(|e| Invalid::new(ErrorCode::InvalidEventId, e.to_string()))?;
-                if expected != r.event_id {
+                let legacy = r.event_id.offset().is_none();
+                if legacy && r.utc_offset != policy.offset {
+                    return Err(Invalid::new(
+                        ErrorCode::InvalidEventId,
+                        format!("event id {} has no offset but the start is at {}", r.event_id, r.utc_offset),
+                    ));
+                }
+                let (expected, skew) =
+                    policy.start_id(&r.cid, &r.event_type, r.triggered_at, r.utc_offset, legacy, now)?;
+                if expected != r.event_id || skew != r.clock_skew_ms {
                     return Err(Invalid::new(
                         ErrorCode::InvalidEventId,
                         format!("event id {} does not match its device, type and trigger time", r.event_id),
@@ -324,9 +403,6 @@ impl Report {
                         ErrorCode::EndedBeforeStart,
                         format!("ended_at {} is before the trigger time {}", r.ended_at, r.event_id.triggered_at()),
                     ));
-                }
-                if r.ended_at.millis() > now.millis() + policy.future_tolerance_ms {
-                    return Err(Invalid::new(ErrorCode::InFuture, format!("ended_at {} is in the future", r.ended_at)));
                 }
                 Ok(())
             }
@@ -395,8 +471,14 @@ impl Report {
                 check_size("digest", r.size)?;
                 check_duration(r.duration_ms)?;
                 // A digest condenses a whole day: it is in retention while its day's first
-                // instant is, and may not be for a day that has not begun.
-                policy.check_time("digest date", policy.offset.start_of(r.date), now)
+                // instant is, and may not be for a day that has not begun (a date names no
+                // instant that could be clamped, unlike a fast clock's trigger time).
+                let start = r.utc_offset.start_of(r.date);
+                policy.check_time("digest date", start, now)?;
+                if start.millis() > now.millis() + policy.future_tolerance_ms {
+                    return Err(Invalid::new(ErrorCode::InFuture, format!("digest date {} has not begun", r.date)));
+                }
+                Ok(())
             }
         }
     }
@@ -411,10 +493,22 @@ mod tests {
     }
 
     fn started(at: Timestamp) -> Report {
+        started_with(at, at)
+    }
+
+    fn started_with(at: Timestamp, now: Timestamp) -> Report {
         let cid = DeviceId::parse("cam-1").unwrap();
         let event_type = EventType::parse("motion").unwrap();
-        let event_id = EventId::new(&cid, &event_type, at, DayOffset::default()).unwrap();
-        Report::EventStarted(EventStarted { cid, event_id, event_type, triggered_at: at })
+        let (event_id, clock_skew_ms) =
+            policy().start_id(&cid, &event_type, at, DayOffset::default(), false, now).unwrap();
+        Report::EventStarted(EventStarted {
+            cid,
+            event_id,
+            event_type,
+            triggered_at: at,
+            utc_offset: DayOffset::default(),
+            clock_skew_ms,
+        })
     }
 
     #[test]
@@ -426,7 +520,38 @@ mod tests {
             started(now.plus_millis(-31 * 86_400_000)).validate(&policy(), now).unwrap_err().code,
             ErrorCode::PastRetention
         );
-        assert_eq!(started(now.plus_millis(3_600_000)).validate(&policy(), now).unwrap_err().code, ErrorCode::InFuture);
+        // A fast clock is accepted, marked, and filed by the server's day.
+        let fast = started_with(now.plus_millis(2 * 86_400_000), now);
+        assert!(fast.validate(&policy(), now).is_ok());
+        let Report::EventStarted(fast) = fast else { unreachable!() };
+        assert_eq!(fast.clock_skew_ms, Some(2 * 86_400_000));
+        assert!(fast.event_id.filed_early());
+        assert_eq!(fast.event_id.day(), DayOffset::default().today());
+        assert_eq!(EventId::parse(fast.event_id.as_str()).unwrap(), fast.event_id);
+    }
+
+    #[test]
+    fn an_end_naming_another_spelling_is_refused() {
+        let now = Timestamp::now();
+        let Report::EventStarted(ev) = started(now) else { unreachable!() };
+        let padded = ev.event_id.as_str().replacen(".cam-1.", ".cam-1.0", 1);
+        assert!(EventId::parse(&padded).is_err(), "{padded}");
+        // A version 1 id is accepted only with the deployment's day.
+        let v1 = EventId::new_v1(&ev.cid, &ev.event_type, now, DayOffset::parse("+14:00").unwrap()).unwrap();
+        let end = |event_id: EventId| {
+            Report::EventEnded(EventEnded {
+                cid: ev.cid.clone(),
+                event_id,
+                ended_at: now,
+                utc_offset: DayOffset::default(),
+                status: EndStatus::Complete,
+            })
+        };
+        let same_day = DayOffset::default().day_of(now) == DayOffset::parse("+14:00").unwrap().day_of(now);
+        assert_eq!(end(v1).validate(&policy(), now).is_ok(), same_day);
+        assert!(end(EventId::new_v1(&ev.cid, &ev.event_type, now, DayOffset::default()).unwrap())
+            .validate(&policy(), now)
+            .is_ok());
     }
 
     #[test]
@@ -439,6 +564,7 @@ mod tests {
                 segment_id: SegmentId::parse("s1").unwrap(),
                 size: 100,
                 started_at: now,
+                utc_offset: DayOffset::default(),
                 duration_ms: 10_000,
                 media: Media { codec: "h264".into(), width: 1920, height: 1080, fps: 25.0, audio_sample_rate: None },
                 keyframes: vec![0, 50],
@@ -463,6 +589,7 @@ mod tests {
             cid: DeviceId::parse("cam-2").unwrap(),
             event_id: ev.event_id,
             ended_at: now,
+            utc_offset: DayOffset::default(),
             status: EndStatus::Complete,
         });
         assert_eq!(end.validate(&policy(), now).unwrap_err().code, ErrorCode::ForeignEvent);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use schemas::DeviceId;
+use schemas::{DeviceId, DeviceZone};
 use serde::{Deserialize, Serialize};
 
 use crate::web::{ApiError, ErrorCode};
@@ -34,6 +34,19 @@ pub struct Claims {
     pub exp: i64,
     /// Issued at (epoch seconds).
     pub iat: i64,
+    /// A device's time zone (IANA name), set by the operator: the day of a timestamp the
+    /// camera sends without an offset (`Z`) is taken in this zone at that instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+}
+
+/// A device as its token names it.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// The device.
+    pub cid: DeviceId,
+    /// Its configured zone, if the token carries one.
+    pub zone: Option<DeviceZone>,
 }
 
 /// Issues and checks tokens with one shared secret.
@@ -59,20 +72,25 @@ impl Auth {
         Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
     }
 
-    fn issue(&self, sub: String, role: Role, devices: Vec<String>, ttl: Duration) -> String {
+    fn issue(&self, sub: String, role: Role, devices: Vec<String>, tz: Option<String>, ttl: Duration) -> String {
         let iat = chrono::Utc::now().timestamp();
-        let claims = Claims { sub, role, devices, iat, exp: iat + ttl.as_secs() as i64 };
+        let claims = Claims { sub, role, devices, iat, exp: iat + ttl.as_secs() as i64, tz };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail")
     }
 
     /// A token for device `cid`.
     pub fn device_token(&self, cid: &DeviceId, ttl: Duration) -> String {
-        self.issue(cid.to_string(), Role::Device, Vec::new(), ttl)
+        self.issue(cid.to_string(), Role::Device, Vec::new(), None, ttl)
+    }
+
+    /// A token for device `cid` in time zone `zone` (used for timestamps sent as `Z`).
+    pub fn device_token_in(&self, cid: &DeviceId, zone: Option<DeviceZone>, ttl: Duration) -> String {
+        self.issue(cid.to_string(), Role::Device, Vec::new(), zone.map(|z| z.name().to_owned()), ttl)
     }
 
     /// A token that may read `devices`.
     pub fn viewer_token(&self, devices: &[DeviceId], ttl: Duration) -> String {
-        self.issue("viewer".into(), Role::Viewer, devices.iter().map(ToString::to_string).collect(), ttl)
+        self.issue("viewer".into(), Role::Viewer, devices.iter().map(ToString::to_string).collect(), None, ttl)
     }
 
     /// Checks the `Authorization: Bearer …` header: 401 when absent, forged or expired.
@@ -90,8 +108,8 @@ impl Auth {
             .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))
     }
 
-    /// 401 unless a valid device token; 403 unless it is `cid`'s.
-    pub fn device(&self, headers: &HeaderMap, cid: &str) -> Result<DeviceId, ApiError> {
+    /// 401 unless a valid device token (with a known zone, if any); 403 unless it is `cid`'s.
+    pub fn device(&self, headers: &HeaderMap, cid: &str) -> Result<Device, ApiError> {
         let claims = self.verify(headers)?;
         if claims.role != Role::Device {
             return Err(ApiError::forbidden("a viewer token cannot write reports"));
@@ -99,7 +117,14 @@ impl Auth {
         if claims.sub != cid {
             return Err(ApiError::forbidden(format!("this token may only write as device {}", claims.sub)));
         }
-        DeviceId::parse(cid).map_err(|e| ApiError::invalid(ErrorCode::InvalidDeviceId, e.to_string()))
+        let zone = claims
+            .tz
+            .as_deref()
+            .map(DeviceZone::parse)
+            .transpose()
+            .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+        let cid = DeviceId::parse(cid).map_err(|e| ApiError::invalid(ErrorCode::InvalidDeviceId, e.to_string()))?;
+        Ok(Device { cid, zone })
     }
 
     /// 401 unless a valid viewer token; 403 unless it names `cid`.

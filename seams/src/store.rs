@@ -1,7 +1,7 @@
 //! The projection store: the tables the viewer API reads.
 
 use async_trait::async_trait;
-use schemas::{Day, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, Timestamp};
+use schemas::{Day, DayOffset, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, Timestamp};
 
 /// An event's state as the viewer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,11 @@ pub struct EventView {
     pub ended_at: Option<Timestamp>,
     /// Open until its end is reported.
     pub status: EventStatus,
+    /// The camera's UTC offset at the trigger (from the id; a version 1 id: `--day-offset`).
+    pub utc_offset: DayOffset,
+    /// How far ahead of the server the camera's clock was at the start, if beyond the
+    /// tolerance (`triggered_at` is then the camera's claim; the event is filed by the server).
+    pub clock_skew_ms: Option<i64>,
 }
 
 impl EventView {
@@ -160,6 +165,10 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
 
     /// The digest of `cid` for `day`.
     async fn digest(&self, cid: &DeviceId, day: Day) -> Result<Option<DigestView>, StoreError>;
+
+    /// The UTC offset `cid` reported with its latest event start (by filing time), if any
+    /// is still inside retention: the reads' "today" is the camera's.
+    async fn utc_offset(&self, cid: &DeviceId) -> Result<Option<DayOffset>, StoreError>;
 
     /// Drops every partition of a day before `oldest_kept` (engines with TTL may do nothing).
     /// Returns the number of days dropped.

@@ -63,6 +63,13 @@ impl TestApp {
         self.auth().device_token(&cid, Duration::from_secs(86_400))
     }
 
+    /// A token for device `cid` in time zone `tz` (as `daybook token device CID --tz TZ`).
+    pub fn device_token_in(&self, cid: &str, tz: &str) -> String {
+        let cid = DeviceId::parse(cid).expect("valid device id");
+        let zone = schemas::DeviceZone::parse(tz).expect("known zone");
+        self.auth().device_token_in(&cid, Some(zone), Duration::from_secs(86_400))
+    }
+
     /// A token that may read `cids` (as `daybook token viewer`).
     pub fn viewer_token(&self, cids: &[&str]) -> String {
         let cids: Vec<DeviceId> = cids.iter().map(|c| DeviceId::parse(c).expect("valid device id")).collect();

@@ -61,6 +61,11 @@ pub enum TokenCmd {
         /// Days the token is valid.
         #[arg(long, default_value_t = 365)]
         ttl_days: u64,
+        /// The device's time zone (IANA name, e.g. America/Los_Angeles): the day of a
+        /// timestamp it sends as `Z` is taken in this zone at that instant (daylight saving
+        /// included). Without it, `--day-offset` of the server.
+        #[arg(long, value_parser = schemas::DeviceZone::parse)]
+        tz: Option<schemas::DeviceZone>,
     },
     /// A token that may read the listed devices.
     Viewer {
@@ -137,10 +142,10 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
 
 fn token(cmd: TokenCmd) -> anyhow::Result<()> {
     let (token, what) = match cmd {
-        TokenCmd::Device { cid, data, ttl_days } => {
+        TokenCmd::Device { cid, data, ttl_days, tz } => {
             let cid = DeviceId::parse(&cid)?;
             (
-                crate::secrets::auth(&data.data_dir)?.device_token(&cid, Duration::from_secs(ttl_days * 86_400)),
+                crate::secrets::auth(&data.data_dir)?.device_token_in(&cid, tz, Duration::from_secs(ttl_days * 86_400)),
                 format!("device {cid}"),
             )
         }

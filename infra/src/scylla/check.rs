@@ -16,18 +16,21 @@ use super::fixtures::*;
 use super::plan::WritePlan;
 use super::schema::{schema_statements, Cql};
 use super::views::{
-    ClusteringKey, CountRow, DayKey, DayTypeKey, DigestRow, EventKey, EventRow, MappingRow, SegmentRow,
+    ClusteringKey, CountRow, DayKey, DayTypeKey, DeviceRow, DigestRow, EventKey, EventRow, MappingRow, SegmentRow,
 };
 
 #[test]
 fn schema_statements_are_complete_and_idempotent() {
     let stmts = schema_statements("ks_x", 3);
-    assert_eq!(stmts.len(), 5, "{stmts:#?}");
+    assert_eq!(stmts.len(), 6, "{stmts:#?}");
     assert!(stmts[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_x"));
     assert!(stmts[0].contains("'replication_factor': 3"));
     for s in &stmts[1..] {
         assert!(s.starts_with("CREATE TABLE IF NOT EXISTS ks_x."), "{s}");
-        assert!(s.contains("'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1"), "{s}");
+        // Day-partitioned tables expire by whole time windows; `devices` has one row per device.
+        if !s.contains(".devices (") {
+            assert!(s.contains("'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1"), "{s}");
+        }
         assert!(s.contains("default_time_to_live = 2592000"), "{s}");
     }
     for s in &stmts {
@@ -85,7 +88,11 @@ fn parse_schema(ks: &str) -> HashMap<String, Table> {
         for key in partition.iter().chain(&clustering) {
             assert!(columns.contains_key(key), "{name}: key column {key} is not defined");
         }
-        assert_eq!(partition, ["cid", "day"], "{name}: every partition is a device's day");
+        if name == "devices" {
+            assert_eq!(partition, ["cid"], "{name}: one row per device");
+        } else {
+            assert_eq!(partition, ["cid", "day"], "{name}: every partition is a device's day");
+        }
         tables.insert(name.to_owned(), Table { columns, partition, clustering });
     }
     tables
@@ -112,7 +119,12 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
         let (table, rest) = rest.split_once(" (").unwrap();
         let (cols, rest) = rest.split_once(") VALUES (").unwrap();
         let (values, rest) = rest.split_once(')').unwrap();
-        assert_eq!(rest, " USING TTL ?", "{cql}: every write carries its trigger-time TTL");
+        let timestamped = match rest {
+            " USING TTL ?" => false,
+            // The device offset's write timestamp is its start's filing instant: the latest wins.
+            " USING TTL ? AND TIMESTAMP ?" if table == "devices" => true,
+            _ => panic!("{cql}: every write carries its trigger-time TTL"),
+        };
         let cols: Vec<&str> = cols.split(',').map(str::trim).collect();
         assert_eq!(values.split(',').map(str::trim).collect::<Vec<_>>(), vec!["?"; cols.len()], "{cql}");
         let t = &tables[table];
@@ -121,6 +133,9 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
         }
         let mut binds: Vec<_> = cols.iter().map(|c| column(table, c)).collect();
         binds.push(spec(table, "[ttl]", ColumnType::Native(NativeType::Int)));
+        if timestamped {
+            binds.push(spec(table, "[timestamp]", ColumnType::Native(NativeType::BigInt)));
+        }
         assert_eq!(binds.len(), markers, "{cql}");
         return Prepared { binds, results: Vec::new() };
     }
@@ -141,8 +156,9 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
         restricted.push(col);
     }
     // Token- and shard-aware: the whole partition key is bound, and first.
-    assert_eq!(restricted[..2], ["cid", "day"], "{cql}");
-    let rest_keys = &restricted[2..];
+    let partition: Vec<&str> = t.partition.iter().map(String::as_str).collect();
+    assert_eq!(restricted[..partition.len()], partition[..], "{cql}");
+    let rest_keys = &restricted[partition.len()..];
     let clustering_prefix = rest_keys.iter().zip(&t.clustering).take_while(|(a, b)| **a == b.as_str()).count();
     let needs_filtering = clustering_prefix < rest_keys.len();
     assert_eq!(filtering, needs_filtering, "{cql}: ALLOW FILTERING iff a non-key column is restricted");
@@ -174,7 +190,7 @@ fn results_ok<R: for<'f, 'm> DeserializeRow<'f, 'm>>(p: &Prepared) {
 fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() {
     let ks = "daybook_check";
     let tables = parse_schema(ks);
-    assert_eq!(tables.len(), 4);
+    assert_eq!(tables.len(), 5);
     let cql = Cql::new(ks);
     let a = |s: &str| analyze(ks, &tables, s);
 
@@ -192,6 +208,9 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     binds_ok(&a(&cql.insert_segment), &plan.segment_chunks()[0][0]);
     binds_ok(&a(&cql.insert_mapping), &plan.mapping_chunks()[0][0]);
     binds_ok(&a(&cql.insert_digest), &plan.digest_chunks()[0][0]);
+    binds_ok(&a(&cql.insert_device), &plan.device_writes()[0][0]);
+    binds_ok(&a(&cql.device), &("cam-c",));
+    results_ok::<DeviceRow>(&a(&cql.device));
     // Unset values are accepted wherever the plan leaves a column alone.
     let (_, lone) = start("cam-c", "motion", now);
     binds_ok(&a(&cql.insert_event), &WritePlan::build(&[lone], &policy(), now).unwrap().event_chunks()[0][0]);

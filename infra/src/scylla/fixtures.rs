@@ -23,7 +23,17 @@ pub(super) fn start(device: &str, event_type: &str, at: Timestamp) -> (EventId, 
     let cid = cid(device);
     let event_type = EventType::parse(event_type).unwrap();
     let event_id = EventId::new(&cid, &event_type, at, DayOffset::default()).unwrap();
-    (event_id.clone(), env(Report::EventStarted(EventStarted { cid, event_id, event_type, triggered_at: at })))
+    (
+        event_id.clone(),
+        env(Report::EventStarted(EventStarted {
+            cid,
+            event_id,
+            event_type,
+            triggered_at: at,
+            utc_offset: DayOffset::default(),
+            clock_skew_ms: None,
+        })),
+    )
 }
 
 pub(super) fn end(id: &EventId, after_ms: i64, status: EndStatus) -> Envelope {
@@ -31,6 +41,7 @@ pub(super) fn end(id: &EventId, after_ms: i64, status: EndStatus) -> Envelope {
         cid: id.device().clone(),
         event_id: id.clone(),
         ended_at: id.triggered_at().plus_millis(after_ms),
+        utc_offset: DayOffset::default(),
         status,
     }))
 }
@@ -41,6 +52,7 @@ pub(super) fn segment(device: &str, seg: &str, at: Timestamp, events: &[(&EventI
         segment_id: SegmentId::parse(seg).unwrap(),
         size: 1000,
         started_at: at,
+        utc_offset: DayOffset::default(),
         duration_ms: 10_000,
         media: Media { codec: "h264".into(), width: 1920, height: 1080, fps: 25.0, audio_sample_rate: None },
         keyframes: vec![0, 500],
@@ -60,6 +72,7 @@ pub(super) fn digest(device: &str, date: Day, seg: &str) -> Envelope {
     env(Report::DigestReported(DigestReported {
         cid: cid(device),
         date,
+        utc_offset: DayOffset::default(),
         segment_id: SegmentId::parse(seg).unwrap(),
         size: 99,
         duration_ms: 60_000,

@@ -18,8 +18,12 @@ pub const BATCH_MAX_BYTES: usize = 64 * 1024;
 /// CQL's largest TTL (20 years).
 const MAX_TTL_SECS: i64 = 630_720_000;
 
-/// `events`: cid, day, triggered_at, event_id, kind, started, ended_at, end_status, [ttl].
-type EventValues = (String, i32, i64, String, String, MaybeUnset<bool>, MaybeUnset<i64>, MaybeUnset<String>, i32);
+/// `events`: cid, day, triggered_at, event_id, kind, started, ended_at, end_status,
+/// clock_skew_ms, [ttl].
+type EventValues =
+    (String, i32, i64, String, String, MaybeUnset<bool>, MaybeUnset<i64>, MaybeUnset<String>, MaybeUnset<i64>, i32);
+/// `devices`: cid, utc_offset, [ttl], [write timestamp, µs].
+pub(super) type DeviceValues = (String, i32, i32, i64);
 /// `segments`: cid, day, segment_id, size, started_at, duration_ms, codec, width, height,
 /// fps, audio_sample_rate, keyframes, [ttl].
 type SegmentValues = (String, i32, String, i64, i64, i64, String, i32, i32, f64, MaybeUnset<i32>, Vec<i64>, i32);
@@ -47,6 +51,7 @@ struct EventWrite {
     event_type: String,
     started: bool,
     end: Option<(i64, &'static str)>,
+    skew: Option<i64>,
     ttl: i32,
 }
 
@@ -62,6 +67,8 @@ pub(super) struct WritePlan {
     segments: BTreeMap<(String, i32, String), SegmentValues>,
     mappings: BTreeMap<(String, i32, String, i32), MappingValues>,
     digests: BTreeMap<Partition, DigestValues>,
+    /// cid → (utc_offset, ttl, write timestamp µs) of its latest start in this call.
+    devices: BTreeMap<String, (i32, i32, i64)>,
 }
 
 fn to_i64(what: &str, v: u64) -> Result<i64, StoreError> {
@@ -78,12 +85,25 @@ impl WritePlan {
         for env in batch {
             // Where each row lands and when it expires is decided by `schemas::rows`, the
             // same for every store; this only maps rows onto tables and TTLs.
-            for row in rows::plan(&env.report, policy) {
+            for row in rows::plan(env, policy) {
                 let Some(ttl) = ttl_secs(row.expires_at, now) else { continue };
                 let cid = row.cid.as_str().to_owned();
                 let day = day_key(row.day);
                 match row.data {
-                    RowData::EventStart { event_id } => plan.event(cid, day, event_id, ttl).started = true,
+                    RowData::EventStart { event_id, clock_skew_ms } => {
+                        let w = plan.event(cid, day, event_id, ttl);
+                        w.started = true;
+                        w.skew = clock_skew_ms;
+                    }
+                    RowData::DeviceOffset { offset } => {
+                        // The latest start wins: in the plan here, in the table by its write
+                        // timestamp (the start's filing instant).
+                        let at = row.trigger.millis().saturating_mul(1000);
+                        let entry = plan.devices.entry(cid).or_insert((offset.minutes(), ttl, at));
+                        if at >= entry.2 {
+                            *entry = (offset.minutes(), ttl, at);
+                        }
+                    }
                     RowData::EventEnd { event_id, ended_at, status } => {
                         plan.event(cid, day, event_id, ttl).end = Some((ended_at.millis(), status.as_str()));
                     }
@@ -153,6 +173,7 @@ impl WritePlan {
             event_type: id.event_type().as_str().to_owned(),
             started: false,
             end: None,
+            skew: None,
             ttl,
         });
         row.ttl = ttl;
@@ -170,6 +191,7 @@ impl WritePlan {
                 if w.started { MaybeUnset::Set(true) } else { MaybeUnset::Unset },
                 w.end.map_or(MaybeUnset::Unset, |(at, _)| MaybeUnset::Set(at)),
                 w.end.map_or(MaybeUnset::Unset, |(_, st)| MaybeUnset::Set(st.to_owned())),
+                w.skew.map_or(MaybeUnset::Unset, MaybeUnset::Set),
                 w.ttl,
             );
             ((cid.clone(), *day), values, 64 + cid.len() + 2 * id.len())
@@ -188,6 +210,11 @@ impl WritePlan {
                 .iter()
                 .map(|((cid, day, id, _), v)| ((cid.clone(), *day), v.clone(), 48 + cid.len() + id.len() + v.5.len())),
         )
+    }
+
+    /// One write per device (each its own partition).
+    pub(super) fn device_writes(&self) -> Vec<Vec<DeviceValues>> {
+        self.devices.iter().map(|(cid, (offset, ttl, at))| vec![(cid.clone(), *offset, *ttl, *at)]).collect()
     }
 
     pub(super) fn digest_chunks(&self) -> Vec<Vec<DigestValues>> {
@@ -284,7 +311,8 @@ mod tests {
             end(&b, 7, EndStatus::Complete),
         ];
         let plan = WritePlan::build(&batch, &policy(), now).unwrap();
-        assert_eq!(plan.rows, 6, "rows are counted per report, as the embedded store does");
+        // Each start also writes its device's offset row.
+        assert_eq!(plan.rows, 9, "rows are counted per report, as the embedded store does");
         assert_eq!(plan.events.len(), 2);
         let chunks = plan.event_chunks();
         assert_eq!(chunks.len(), 1, "one partition, one batch");
@@ -296,7 +324,7 @@ mod tests {
         assert_eq!(rows[0].4, "motion");
         // The later end wins within a batch, as it would across batches.
         assert!(matches!(rows[1].6, MaybeUnset::Set(at) if at == t.millis() + 1_000 + 7));
-        assert!((DAY_MS / 1000 * 29..=DAY_MS / 1000 * 29 + 1).contains(&i64::from(rows[0].8)));
+        assert!((DAY_MS / 1000 * 29..=DAY_MS / 1000 * 29 + 1).contains(&i64::from(rows[0].9)));
 
         // A start alone leaves the end columns unset (never null: no tombstones, no reopening).
         let (_, only) = start("cam-1", "person", t);
@@ -328,8 +356,9 @@ mod tests {
             digest("cam-s", today.add_days(-31), "dg-old"),
         ];
         let plan = WritePlan::build(&batch, &policy(), now).unwrap();
-        // start(y) + seg-1 + mapping(y, 3) + mapping(y, 0) from seg-old + 2 digests
-        assert_eq!(plan.rows, 6);
+        // start(y) and its device offset + seg-1 + mapping(y, 3) + mapping(y, 0) from seg-old
+        // + 2 digests
+        assert_eq!(plan.rows, 7);
         assert_eq!(plan.events.keys().map(|k| k.1).collect::<Vec<_>>(), vec![day_key(today.add_days(-1))]);
         let segs = plan.segment_chunks();
         assert_eq!(segs.len(), 1);

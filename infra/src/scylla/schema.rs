@@ -59,6 +59,8 @@ pub(super) struct Cql {
     pub(super) insert_segment: String,
     pub(super) insert_mapping: String,
     pub(super) insert_digest: String,
+    pub(super) insert_device: String,
+    pub(super) device: String,
     pub(super) count_day: String,
     pub(super) page: String,
     pub(super) page_type: String,
@@ -72,8 +74,8 @@ impl Cql {
     pub(super) fn new(ks: &str) -> Self {
         Self {
             insert_event: format!(
-                "INSERT INTO {ks}.events (cid, day, triggered_at, event_id, kind, started, ended_at, end_status) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+                "INSERT INTO {ks}.events (cid, day, triggered_at, event_id, kind, started, ended_at, end_status, \
+                 clock_skew_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
             ),
             insert_segment: format!(
                 "INSERT INTO {ks}.segments (cid, day, segment_id, size, started_at, duration_ms, codec, width, height, \
@@ -86,14 +88,18 @@ impl Cql {
             insert_digest: format!(
                 "INSERT INTO {ks}.digests (cid, day, segment_id, size, duration_ms) VALUES (?, ?, ?, ?, ?) USING TTL ?"
             ),
+            insert_device: format!(
+                "INSERT INTO {ks}.devices (cid, utc_offset) VALUES (?, ?) USING TTL ? AND TIMESTAMP ?"
+            ),
+            device: format!("SELECT utc_offset FROM {ks}.devices WHERE cid = ?"),
             count_day: format!("SELECT COUNT(*) FROM {ks}.events WHERE cid = ? AND day = ?"),
-            page: format!("SELECT event_id, ended_at, end_status FROM {ks}.events WHERE cid = ? AND day = ?"),
+            page: format!("SELECT event_id, ended_at, end_status, clock_skew_ms FROM {ks}.events WHERE cid = ? AND day = ?"),
             page_type: format!(
-                "SELECT event_id, ended_at, end_status FROM {ks}.events WHERE cid = ? AND day = ? AND kind = ? \
+                "SELECT event_id, ended_at, end_status, clock_skew_ms FROM {ks}.events WHERE cid = ? AND day = ? AND kind = ? \
                  ALLOW FILTERING"
             ),
             event: format!(
-                "SELECT event_id, ended_at, end_status FROM {ks}.events \
+                "SELECT event_id, ended_at, end_status, clock_skew_ms FROM {ks}.events \
                  WHERE cid = ? AND day = ? AND triggered_at = ? AND event_id = ?"
             ),
             mappings: format!(

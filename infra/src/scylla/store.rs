@@ -19,7 +19,7 @@ use ::scylla::statement::prepared::PreparedStatement;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use schemas::{Day, DeviceId, Envelope, EventId, EventType, SegmentId, TimePolicy, Timestamp};
+use schemas::{Day, DayOffset, DeviceId, Envelope, EventId, EventType, SegmentId, TimePolicy, Timestamp};
 use seams::{DayPage, DigestView, EventDetail, ProjectionStore, SegmentView, StoreError};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -29,8 +29,8 @@ use super::plan::WritePlan;
 use super::retry::{exec_error, is_bad_paging_state, IdempotentRetryPolicy};
 use super::schema::{day_key, Cql};
 use super::views::{
-    event_view, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey, DigestRow, EventKey,
-    EventRow, MappingRow, SegmentRow,
+    event_view, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey, DeviceRow, DigestRow,
+    EventKey, EventRow, MappingRow, SegmentRow,
 };
 
 /// Largest page `day_page` asks the server for.
@@ -44,6 +44,8 @@ struct Statements {
     insert_segment: PreparedStatement,
     insert_mapping: PreparedStatement,
     insert_digest: PreparedStatement,
+    insert_device: PreparedStatement,
+    device: PreparedStatement,
     count_day: PreparedStatement,
     page: PreparedStatement,
     page_type: PreparedStatement,
@@ -114,11 +116,13 @@ impl ScyllaStore {
                 Ok::<_, StoreError>(stmt)
             }
         };
-        let (insert_event, insert_segment, insert_mapping, insert_digest) = futures::try_join!(
+        let (insert_event, insert_segment, insert_mapping, insert_digest, insert_device, device) = futures::try_join!(
             prepare(&cql.insert_event, false),
             prepare(&cql.insert_segment, false),
             prepare(&cql.insert_mapping, false),
             prepare(&cql.insert_digest, false),
+            prepare(&cql.insert_device, false),
+            prepare(&cql.device, true),
         )?;
         let (count_day, page, page_type, event, mappings, segment, digest) = futures::try_join!(
             prepare(&cql.count_day, true),
@@ -134,6 +138,8 @@ impl ScyllaStore {
             insert_segment,
             insert_mapping,
             insert_digest,
+            insert_device,
+            device,
             count_day,
             page,
             page_type,
@@ -235,6 +241,9 @@ impl ProjectionStore for ScyllaStore {
             plan.mapping_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_mapping, c)) as BoxFuture<'_, _>),
         );
         jobs.extend(
+            plan.device_writes().into_iter().map(|c| Box::pin(self.write(&s.insert_device, c)) as BoxFuture<'_, _>),
+        );
+        jobs.extend(
             plan.digest_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_digest, c)) as BoxFuture<'_, _>),
         );
         stream::iter(jobs).buffer_unordered(self.max_concurrency).try_collect::<Vec<()>>().await?;
@@ -310,7 +319,7 @@ impl ProjectionStore for ScyllaStore {
             })?;
             let rows = result.into_rows_result().map_err(other)?;
             for row in rows.rows::<EventRow>().map_err(other)? {
-                events.push(event_view(row.map_err(other)?)?);
+                events.push(event_view(row.map_err(other)?, self.policy.offset)?);
             }
             match next.into_paging_control_flow() {
                 ControlFlow::Break(()) => return Ok(DayPage { events, next: None }),
@@ -335,7 +344,7 @@ impl ProjectionStore for ScyllaStore {
             self.query_all::<MappingRow>(&s.mappings, mappings_key),
         )?;
         let Some(event) = event else { return Ok(None) };
-        let event = event_view(event)?;
+        let event = event_view(event, self.policy.offset)?;
         // Mappings come in index order; a segment whose own report has not arrived yet
         // is left out until it does.
         let segments = stream::iter(mappings)
@@ -368,6 +377,11 @@ impl ProjectionStore for ScyllaStore {
     }
 
     /// Rows expire by TTL counted from their trigger time; nothing is left to drop.
+    async fn utc_offset(&self, cid: &DeviceId) -> Result<Option<DayOffset>, StoreError> {
+        let row: Option<DeviceRow> = self.query_opt(&self.statements.device, (cid.as_str(),)).await?;
+        Ok(row.and_then(|(minutes,)| DayOffset::from_minutes(minutes)))
+    }
+
     async fn drop_expired(&self, _oldest_kept: Day) -> Result<u64, StoreError> {
         Ok(0)
     }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use schemas::{EndStatus, EventId, Media, SegmentId, Timestamp};
+use schemas::{DayOffset, EndStatus, EventId, Media, SegmentId, Timestamp};
 use seams::{EventStatus, EventView, SegmentView, StoreError};
 
 /// Bound keys of the reads: (cid, day) …
@@ -15,8 +15,10 @@ pub(super) type EventKey<'a> = (&'a str, i32, i64, &'a str);
 /// … (cid, day, event_id) for mappings, (cid, seg_day, segment_id) for a segment.
 pub(super) type ClusteringKey<'a> = (&'a str, i32, &'a str);
 
-/// event_id, ended_at, end_status.
-pub(super) type EventRow = (String, Option<i64>, Option<String>);
+/// event_id, ended_at, end_status, clock_skew_ms.
+pub(super) type EventRow = (String, Option<i64>, Option<String>, Option<i64>);
+/// utc_offset (minutes east of UTC).
+pub(super) type DeviceRow = (i32,);
 /// count.
 pub(super) type CountRow = (i64,);
 /// idx, seg_day, segment_id, start_offset, end_offset.
@@ -39,7 +41,10 @@ pub(super) fn to_u32(what: &str, v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Other(format!("{what} {v} in store is out of range")))
 }
 
-pub(super) fn event_view((event_id, ended_at, end_status): EventRow) -> Result<EventView, StoreError> {
+pub(super) fn event_view(
+    (event_id, ended_at, end_status, clock_skew_ms): EventRow,
+    fallback: DayOffset,
+) -> Result<EventView, StoreError> {
     let event_id = EventId::parse(&event_id).map_err(other)?;
     let end = match end_status.as_deref() {
         None => None,
@@ -48,6 +53,8 @@ pub(super) fn event_view((event_id, ended_at, end_status): EventRow) -> Result<E
         }
     };
     Ok(EventView {
+        utc_offset: event_id.offset().unwrap_or(fallback),
+        clock_skew_ms,
         event_type: event_id.event_type().clone(),
         triggered_at: event_id.triggered_at(),
         ended_at: ended_at.map(Timestamp),
@@ -90,12 +97,18 @@ mod tests {
     #[test]
     fn rows_convert_back_to_views() {
         let (id, _) = start("cam-v", "person", Timestamp(1_800_000_000_000));
-        let v = event_view((id.as_str().to_owned(), Some(1_800_000_004_000), Some("complete".into()))).unwrap();
+        let v = event_view(
+            (id.as_str().to_owned(), Some(1_800_000_004_000), Some("complete".into()), None),
+            DayOffset::default(),
+        )
+        .unwrap();
         assert_eq!((v.status, v.duration_ms(), v.event_type.as_str()), (EventStatus::Complete, Some(4_000), "person"));
-        let open = event_view((id.as_str().to_owned(), None, None)).unwrap();
+        let open = event_view((id.as_str().to_owned(), None, None, Some(5)), DayOffset::default()).unwrap();
         assert_eq!(open.status, EventStatus::Open);
-        assert!(event_view(("nonsense".into(), None, None)).is_err());
-        assert!(event_view((id.as_str().to_owned(), Some(1), Some("weird".into()))).is_err());
+        assert!(event_view(("nonsense".into(), None, None, None), DayOffset::default()).is_err());
+        assert!(
+            event_view((id.as_str().to_owned(), Some(1), Some("weird".into()), None), DayOffset::default()).is_err()
+        );
 
         let seg = segment_view(
             (2, 20261122, "seg-9".into(), 10, 90),

@@ -39,7 +39,17 @@ pub fn start(device: &str, event_type: &str, at: Timestamp) -> (EventId, Envelop
     let cid = cid(device);
     let event_type = EventType::parse(event_type).unwrap();
     let event_id = EventId::new(&cid, &event_type, at, DayOffset::default()).unwrap();
-    (event_id.clone(), env(Report::EventStarted(EventStarted { cid, event_id, event_type, triggered_at: at })))
+    (
+        event_id.clone(),
+        env(Report::EventStarted(EventStarted {
+            cid,
+            event_id,
+            event_type,
+            triggered_at: at,
+            utc_offset: DayOffset::default(),
+            clock_skew_ms: None,
+        })),
+    )
 }
 
 /// An `EventEnded`.
@@ -48,6 +58,7 @@ pub fn end(id: &EventId, after_ms: i64, status: EndStatus) -> Envelope {
         cid: id.device().clone(),
         event_id: id.clone(),
         ended_at: id.triggered_at().plus_millis(after_ms),
+        utc_offset: DayOffset::default(),
         status,
     }))
 }
@@ -59,6 +70,7 @@ pub fn segment(device: &str, seg: &str, at: Timestamp, size: u64, events: &[(&Ev
         segment_id: SegmentId::parse(seg).unwrap(),
         size,
         started_at: at,
+        utc_offset: DayOffset::default(),
         duration_ms: 10_000,
         media: Media { codec: "h264".into(), width: 1920, height: 1080, fps: 25.0, audio_sample_rate: Some(16_000) },
         keyframes: vec![0, size / 2],
@@ -107,6 +119,96 @@ pub async fn end_before_start_merges(mut h: impl StoreHarness) {
     assert_eq!(s.calendar(id.device(), day(1), day(1)).await.unwrap(), vec![(day(1), 1)]);
 }
 
+/// A start at `offset` (a camera's local time), filed as ingest files it at `now`.
+pub fn start_at(device: &str, at: Timestamp, offset: DayOffset, now: Timestamp) -> (EventId, Envelope) {
+    let cid = cid(device);
+    let event_type = EventType::parse("motion").unwrap();
+    let policy = schemas::TimePolicy::default();
+    let (event_id, clock_skew_ms) = policy.start_id(&cid, &event_type, at, offset, false, now).unwrap();
+    let report = Report::EventStarted(EventStarted {
+        cid,
+        event_id: event_id.clone(),
+        event_type,
+        triggered_at: at,
+        utc_offset: offset,
+        clock_skew_ms,
+    });
+    (event_id, Envelope { report, received_at: now })
+}
+
+/// Cameras at +08:00, −08:00 and +05:45, minutes either side of their local midnight: each
+/// event lives on its local day, whatever offset its end and segments carry; its view states
+/// the offset.
+pub async fn events_live_on_the_cameras_local_day(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let now = Timestamp::now();
+    for (device, minutes) in [("cam-sh", 480), ("cam-la", -480), ("cam-np", 345)] {
+        let offset = DayOffset::from_minutes(minutes).unwrap();
+        let today = offset.day_of(now).unwrap();
+        let midnight = offset.start_of(today.add_days(-1));
+        let (before, st1) = start_at(device, midnight.plus_millis(-120_000), offset, now);
+        let (after, st2) = start_at(device, midnight.plus_millis(120_000), offset, now);
+        // The end comes from a clock at another offset; a segment spanning midnight holds both.
+        let mut end_after = end(&after, 5_000, EndStatus::Complete);
+        if let Report::EventEnded(r) = &mut end_after.report {
+            r.utc_offset = DayOffset::from_minutes(-minutes).unwrap();
+        }
+        let seg = segment(
+            device,
+            "seg-mid",
+            midnight.plus_millis(-180_000),
+            1000,
+            &[(&before, 0, 0, 400), (&after, 0, 400, 1000)],
+        );
+        s.apply(&[st1, st2, end_after, seg]).await.unwrap();
+        assert_eq!(before.day(), today.add_days(-2), "{before}");
+        assert_eq!(after.day(), today.add_days(-1), "{after}");
+        let cal = s.calendar(&cid(device), today.add_days(-2), today).await.unwrap();
+        assert_eq!(cal, vec![(today.add_days(-1), 1), (today.add_days(-2), 1)], "{device}");
+        let page = s.day_page(&cid(device), today.add_days(-1), None, 10, None).await.unwrap();
+        assert_eq!(page.events.len(), 1);
+        assert_eq!(page.events[0].event_id, after);
+        assert_eq!(page.events[0].status, EventStatus::Complete);
+        assert_eq!(page.events[0].utc_offset, offset);
+        for id in [&before, &after] {
+            let detail = s.event(id).await.unwrap().unwrap();
+            assert_eq!(detail.segments.len(), 1, "the segment spanning midnight maps into {id}");
+        }
+    }
+}
+
+/// The device's offset is the one of its latest start by filing time, in any apply order.
+pub async fn the_devices_offset_is_its_latest_starts(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let now = Timestamp::now();
+    let (pdt, pst) = (DayOffset::from_minutes(-420).unwrap(), DayOffset::from_minutes(-480).unwrap());
+    let (_, older) = start_at("cam-dst", noon(3, 0), pdt, now);
+    let (_, newer) = start_at("cam-dst", noon(1, 0), pst, now);
+    assert_eq!(s.utc_offset(&cid("cam-dst")).await.unwrap(), None);
+    s.apply(std::slice::from_ref(&newer)).await.unwrap();
+    s.apply(std::slice::from_ref(&older)).await.unwrap();
+    assert_eq!(s.utc_offset(&cid("cam-dst")).await.unwrap(), Some(pst), "a late report does not win");
+    s.apply(&[older, newer]).await.unwrap();
+    assert_eq!(s.utc_offset(&cid("cam-dst")).await.unwrap(), Some(pst));
+}
+
+/// A start from a clock two days fast is filed on the server's day, listed there, and keeps
+/// its claim and skew.
+pub async fn fast_clocks_are_filed_early_and_marked(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let now = Timestamp::now();
+    let claim = now.plus_millis(2 * DAY_MS);
+    let (id, st) = start_at("cam-fast", claim, DayOffset::default(), now);
+    assert!(id.filed_early());
+    s.apply(&[st, end(&id, 1_000, EndStatus::Complete)]).await.unwrap();
+    let page = s.day_page(&cid("cam-fast"), day(0), None, 10, None).await.unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0].triggered_at, claim);
+    assert_eq!(page.events[0].clock_skew_ms, Some(2 * DAY_MS));
+    assert_eq!(page.events[0].status, EventStatus::Complete);
+    assert_eq!(s.calendar(&cid("cam-fast"), day(0), day(0)).await.unwrap(), vec![(day(0), 1)]);
+}
+
 /// Applying everything twice (a replay) changes nothing.
 pub async fn replay_is_idempotent(mut h: impl StoreHarness) {
     let s = h.open().await;
@@ -122,6 +224,7 @@ pub async fn replay_is_idempotent(mut h: impl StoreHarness) {
     batch.push(env(Report::DigestReported(DigestReported {
         cid: cid("cam-r"),
         date: day(2),
+        utc_offset: DayOffset::default(),
         segment_id: SegmentId::parse("dg").unwrap(),
         size: 9,
         duration_ms: 60_000,
@@ -282,6 +385,7 @@ pub async fn digests_by_day(mut h: impl StoreHarness) {
         env(Report::DigestReported(DigestReported {
             cid: cid("cam-d"),
             date: day(1),
+            utc_offset: DayOffset::default(),
             segment_id: SegmentId::parse(seg).unwrap(),
             size,
             duration_ms: 30_000,
