@@ -88,12 +88,23 @@ fn event_id(device: &str, event_type: &str, at: Timestamp) -> EventId {
 /// Built from a JSON array (serde fills struct fields by position), so this file does not
 /// depend on the Rust name of the event type field.
 fn event_started(device: &str, event_type: &str, at: Timestamp) -> Report {
-    let fields = json!([device, event_id(device, event_type, at).as_str(), event_type, at.to_string()]);
+    event_started_at(device, event_type, at, "+00:00", None)
+}
+
+/// An event start at `offset` (as `+HH:MM`), with a clock skew when the camera ran fast.
+fn event_started_at(device: &str, event_type: &str, at: Timestamp, offset: &str, skew: Option<i64>) -> Report {
+    let id = EventId::new(&cid(device), &EventType::parse(event_type).unwrap(), at, DayOffset::parse(offset).unwrap())
+        .unwrap();
+    let fields = json!([device, id.as_str(), event_type, at.to_string(), offset, skew]);
     Report::EventStarted(serde_json::from_value(fields).expect("event started from positional fields"))
 }
 
 fn event_ended(device: &str, id: EventId, ended_at: Timestamp, status: EndStatus) -> Report {
-    Report::EventEnded(EventEnded { cid: cid(device), event_id: id, ended_at, status })
+    Report::EventEnded(EventEnded { cid: cid(device), event_id: id, ended_at, utc_offset: off("-08:00"), status })
+}
+
+fn off(s: &str) -> DayOffset {
+    DayOffset::parse(s).unwrap()
 }
 
 /// Instant of midnight UTC on the first of January of `year` (proleptic Gregorian).
@@ -124,6 +135,7 @@ fn cases() -> Vec<(&'static str, Envelope)> {
             segment_id: SegmentId::parse(segment_id).unwrap(),
             size,
             started_at: t,
+            utc_offset: off("+05:45"),
             duration_ms: 10_000,
             media,
             keyframes,
@@ -134,6 +146,7 @@ fn cases() -> Vec<(&'static str, Envelope)> {
         Report::DigestReported(DigestReported {
             cid: cid("cam-1"),
             date: Day::from_date(date),
+            utc_offset: off("+14:00"),
             segment_id: SegmentId::parse("20261123-0123456789abcdef0123456789abcdef").unwrap(),
             size,
             duration_ms,
@@ -142,6 +155,12 @@ fn cases() -> Vec<(&'static str, Envelope)> {
     let env = |report, received_at| Envelope { report, received_at };
     vec![
         ("event_started", env(event_started("cam-1", "motion", t), received)),
+        // A camera at +08:00, and one whose clock ran two days fast.
+        ("event_started_plus_eight", env(event_started_at("cam-1", "motion", t, "+08:00", None), received)),
+        (
+            "event_started_fast_clock",
+            env(event_started_at("cam-1", "person", t, "-08:00", Some(172_800_000)), t.plus_millis(-172_800_000)),
+        ),
         // Single-byte varints throughout, and a received_at before the epoch (zigzag 1).
         ("event_started_epoch", env(event_started("c", "a", Timestamp(0)), Timestamp(-1))),
         (
@@ -317,7 +336,7 @@ fn invalid_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ("truncated_version", vec![251, 1], "truncated"),
         ("string_beyond_end", huge_string, "truncated"),
         ("trailing_byte", [started.as_slice(), &[0]].concat(), "trailing_bytes"),
-        ("version_2", with_prefix(&[2]), "unknown_schema_version"),
+        ("version_3", with_prefix(&[3]), "unknown_schema_version"),
         ("version_300", with_prefix(&[251, 0x2c, 0x01]), "unknown_schema_version"),
         ("version_0", with_prefix(&[0]), "unknown_schema_version"),
         ("report_variant_4", with_prefix(&[1, 4]), "unknown_variant"),
@@ -359,10 +378,10 @@ fn invalid_values_fail_as_documented() {
 /// name (never "malformed", which consumers count and skip) and reads nothing past the prefix,
 /// so the body may be anything.
 #[test]
-fn a_v1_decoder_refuses_a_newer_version_by_name() {
+fn a_decoder_refuses_a_newer_version_by_name() {
     let t = ms("2026-11-22T08:30:00.123Z");
     let v1 = Envelope { report: event_started("cam-1", "motion", t), received_at: t }.encode();
-    assert_eq!(v1[0], 1, "the version is the first byte while it is below 251");
+    assert_eq!(u16::from(v1[0]), SCHEMA_VERSION, "the version is the first byte while it is below 251");
     let next = SCHEMA_VERSION + 1;
     for body in [&v1[1..], &[][..], &[0xff, 0xff, 0xff][..]] {
         let bytes = [&bincode::serde::encode_to_vec(next, bincode::config::standard()).unwrap()[..], body].concat();
