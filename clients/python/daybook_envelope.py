@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 #: The schema versions this decoder reads.
-SCHEMA_VERSIONS = frozenset({1})
+SCHEMA_VERSIONS = frozenset({1, 2})
 
 
 class DecodeError(ValueError):
@@ -211,7 +211,9 @@ _EVENT_TYPE = "[a-z0-9_]{1,32}"
 _device_id = _token(_DEVICE_ID, "1 to 64 of A-Z a-z 0-9 _ -")
 _event_type = _token(_EVENT_TYPE, "1 to 32 of a-z 0-9 _")
 _segment_id = _token("[A-Za-z0-9_-]{1,80}", "1 to 80 of A-Z a-z 0-9 _ -")
-_EVENT_ID = re.compile(rf"([0-9]{{4}})([0-9]{{2}})([0-9]{{2}})\.{_DEVICE_ID}\.([0-9]{{1,15}})\.{_EVENT_TYPE}")
+_EVENT_ID = re.compile(
+    rf"([0-9]{{4}})([0-9]{{2}})([0-9]{{2}})\.{_DEVICE_ID}\.(0|[1-9][0-9]{{0,14}})([+-][0-9]{{4}})?\.{_EVENT_TYPE}"
+)
 
 
 def _date_days(year: int, month: int, day: int) -> Optional[int]:
@@ -223,12 +225,13 @@ def _date_days(year: int, month: int, day: int) -> Optional[int]:
 
 
 def _event_id(r: _Reader, what: str) -> str:
-    """`YYYYMMDD.<device>.<trigger epoch ms>.<type>`; the day is the trigger day at some UTC
-    offset, so at most one day from the trigger's UTC day."""
+    """`YYYYMMDD.<device>.<trigger epoch ms>[±HHMM].<type>`; the day is the trigger's local day
+    (or an earlier filing day for a camera whose clock ran fast), so never more than one day
+    after the trigger's UTC day."""
     s = r.string(what)
     m = _EVENT_ID.fullmatch(s) if len(s) <= 200 else None
     days = m and _date_days(int(m[1]), int(m[2]), int(m[3]))
-    if days is None or abs(days - int(m[4]) // _MS_PER_DAY) > 1:
+    if days is None or days - int(m[4]) // _MS_PER_DAY > 1 or (m[5] is None and days - int(m[4]) // _MS_PER_DAY < -1):
         raise InvalidValue(f"{what}: {s!r} is not YYYYMMDD.<device>.<trigger ms>.<type> with a matching day")
     return s
 
@@ -240,6 +243,20 @@ def _day(r: _Reader, what: str) -> str:
     if _date_days(year, month, day) is None:
         raise InvalidValue(f"{what}: {n} is not a date YYYYMMDD")
     return f"{year:04d}-{month:02d}-{day:02d}"
+
+
+def _utc_offset(r: _Reader, what: str) -> str:
+    """Minutes east of UTC, a zigzag varint i32, printed `+HH:MM` / `-HH:MM`."""
+    n = r.uint(32, what)
+    minutes = (n >> 1) ^ -(n & 1)
+    if abs(minutes) > 24 * 60:
+        raise InvalidValue(f"{what}: {minutes} minutes is not a UTC offset")
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _i64(r: _Reader, what: str) -> int:
+    return r.int64(what)
 
 
 def _u32(r: _Reader, what: str) -> int:
@@ -326,17 +343,47 @@ _V1_REPORTS: List[Tuple[str, _Fields]] = [
 ]
 
 
-def _decode_v1(r: _Reader) -> Dict[str, Any]:
-    kind, fields = _V1_REPORTS[r.variant("report", len(_V1_REPORTS))]
-    body = _struct(fields)(r, kind)
-    received_at = _instant(r, "received_at")
-    out = {"cid": body["cid"], "type": kind, "schema": 1, "received_at": received_at}
-    for name, value in body.items():
-        out.setdefault(name, value)
-    return out
+def _with(fields: _Fields, after: str, added: _Fields) -> _Fields:
+    """`fields` with `added` inserted after the field named `after`."""
+    i = [name for name, _ in fields].index(after) + 1
+    return fields[:i] + added + fields[i:]
 
 
-_DECODERS: Dict[int, Callable[[_Reader], Dict[str, Any]]] = {1: _decode_v1}
+# Schema version 2: version 1 plus the camera's `utc_offset` on every report (after the
+# report's own time, or after `date` for a digest) and `clock_skew_ms` on an event start.
+_V2_REPORTS: List[Tuple[str, _Fields]] = [
+    ("event_started", _with(_V1_REPORTS[0][1], "triggered_at", [("utc_offset", _utc_offset), ("clock_skew_ms", _option(_i64))])),
+    ("event_ended", _with(_V1_REPORTS[1][1], "ended_at", [("utc_offset", _utc_offset)])),
+    ("segment_reported", _with(_V1_REPORTS[2][1], "started_at", [("utc_offset", _utc_offset)])),
+    ("digest_reported", _with(_V1_REPORTS[3][1], "date", [("utc_offset", _utc_offset)])),
+]
+
+# What a version 1 record reads as today: the keys version 2 added, at their defaults.
+_V1_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "event_started": {"utc_offset": "+00:00", "clock_skew_ms": None},
+    "event_ended": {"utc_offset": "+00:00"},
+    "segment_reported": {"utc_offset": "+00:00"},
+    "digest_reported": {"utc_offset": "+00:00"},
+}
+
+
+def _decoder(version: int, reports: List[Tuple[str, _Fields]]) -> Callable[[_Reader], Dict[str, Any]]:
+    def decode_version(r: _Reader) -> Dict[str, Any]:
+        kind, fields = reports[r.variant("report", len(reports))]
+        body = _struct(fields)(r, kind)
+        received_at = _instant(r, "received_at")
+        out = {"cid": body["cid"], "type": kind, "schema": version, "received_at": received_at}
+        for name, value in body.items():
+            out.setdefault(name, value)
+        if version == 1:
+            for name, value in _V1_DEFAULTS[kind].items():
+                out.setdefault(name, value)
+        return out
+
+    return decode_version
+
+
+_DECODERS: Dict[int, Callable[[_Reader], Dict[str, Any]]] = {1: _decoder(1, _V1_REPORTS), 2: _decoder(2, _V2_REPORTS)}
 
 
 def schema_version(value: bytes) -> int:

@@ -65,9 +65,9 @@ def test_day_filter_keeps_reports_received_that_day():
 
 def test_a_newer_version_stops_the_load_before_anything_is_written():
     v1 = (TESTDATA / "v1" / "event_started.bin").read_bytes()
-    batch = records(VALID) + [Record(99, bytes([2]) + v1[1:])]
+    batch = records(VALID) + [Record(99, bytes([3]) + v1[1:])]
     db = duckdb.connect()
-    with pytest.raises(example.NewerSchema, match="offset 99: unknown schema version 2"):
+    with pytest.raises(example.NewerSchema, match="offset 99: unknown schema version 3"):
         example.load(db, batch, None)
     tables = db.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'reports'").fetchone()[0]
     assert tables == 0 or db.execute("SELECT count(*) FROM reports").fetchone()[0] == 0

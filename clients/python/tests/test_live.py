@@ -250,7 +250,7 @@ def test_duckdb_example_stops_at_a_newer_schema_version(tmp_path):
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
     v1 = (TESTDATA / "v1" / "event_started.bin").read_bytes()
     producer = Producer({"bootstrap.servers": KAFKA})
-    for value, schema in [(v1, b"1"), (bytes([2]) + v1[1:], b"2")]:
+    for value, schema in [(v1, b"1"), (bytes([3]) + v1[1:], b"3")]:
         producer.produce(topic, key=b"cam-1", value=value, headers=[("daybook.type", b"event_started"), ("daybook.schema", schema)])
     assert producer.flush(30) == 0
     db = tmp_path / "reports.duckdb"
