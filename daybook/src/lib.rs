@@ -13,4 +13,4 @@ pub mod resolve;
 pub mod secrets;
 
 pub use app::{shutdown_signal, Application, Backends};
-pub use config::{Config, IngestLimits, LogConfig, Role, S3Settings, StoreConfig};
+pub use config::{Config, HttpLimits, IngestLimits, LogConfig, Role, S3Settings, StoreConfig};

@@ -40,7 +40,11 @@ fn read_or_create(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyh
 
 /// The token-signing secret: `DAYBOOK_TOKEN_SECRET`, else `DIR/token-secret`.
 pub(crate) fn token_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
-    if let Ok(s) = std::env::var("DAYBOOK_TOKEN_SECRET") {
+    secret_from(std::env::var("DAYBOOK_TOKEN_SECRET").ok(), data_dir)
+}
+
+fn secret_from(env: Option<String>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = env {
         anyhow::ensure!(s.len() >= 32, "DAYBOOK_TOKEN_SECRET must be at least 32 characters");
         return Ok(s.into_bytes());
     }
@@ -60,4 +64,46 @@ pub(crate) fn embedded_s3_credentials(data_dir: &Path) -> anyhow::Result<(String
 /// `DAYBOOK_TOKEN_SECRET`, of any deployment sharing that secret).
 pub fn auth(data_dir: &Path) -> anyhow::Result<seams::auth::Auth> {
     Ok(seams::auth::Auth::new(&token_secret(data_dir)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_secret_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("token-secret"), "").unwrap();
+        let e = token_secret(dir.path()).expect_err("an empty secret must be refused");
+        assert!(e.to_string().contains("token-secret"), "{e}");
+    }
+
+    #[test]
+    fn a_short_secret_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("token-secret"), "0123456789abcdef\n").unwrap();
+        assert!(token_secret(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_short_secret_from_the_environment_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(secret_from(Some("short".into()), dir.path()).is_err());
+        assert!(secret_from(Some(" ".repeat(40)), dir.path()).is_err(), "whitespace is no secret");
+        assert_eq!(secret_from(Some("k".repeat(32)), dir.path()).unwrap(), vec![b'k'; 32]);
+    }
+
+    /// Processes starting at the same moment on one directory agree on one secret, and none
+    /// ever reads a half-written one.
+    #[test]
+    fn concurrent_creation_agrees_on_one_secret() {
+        for _ in 0..100 {
+            let dir = tempfile::tempdir().unwrap();
+            let secrets: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8).map(|_| s.spawn(|| token_secret(dir.path()))).collect();
+                handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+            });
+            assert!(secrets.iter().all(|s| s.len() >= 32 && *s == secrets[0]), "{secrets:?}");
+        }
+    }
 }
