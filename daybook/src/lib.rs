@@ -8,6 +8,7 @@
 mod app;
 pub mod cli;
 mod config;
+mod http;
 mod ops;
 pub mod resolve;
 pub mod secrets;

@@ -63,7 +63,12 @@ async fn a_snapshot_upload_of_another_length_than_declared_is_refused() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     let upload = &answer["snapshot_upload"];
-    let bigger = presigned(upload, vec![7u8; 64 * 1024]).await;
+    assert_eq!(upload["headers"]["content-length"], "1000", "{upload}");
+    // The body's real length on the wire (a client that sent the signed header with a longer
+    // body would only ever store the declared 1000 bytes).
+    let mut real_length = upload.clone();
+    real_length["headers"].as_object_mut().unwrap().remove("content-length");
+    let bigger = presigned(&real_length, vec![7u8; 64 * 1024]).await;
     assert!(bigger.status().is_client_error(), "a larger PUT must be refused: {}", bigger.status());
     let exact = presigned(upload, vec![7u8; 1000]).await;
     assert_eq!(exact.status(), StatusCode::OK);
@@ -178,5 +183,33 @@ async fn an_abandoned_group_pins_nothing_past_retention() {
         }
     }
     assert_eq!(deleted, 10, "the abandoned group kept records past retention");
+    log.shutdown().await.unwrap();
+}
+
+/// Groups are listed, deleted by name, and forgotten once idle past the group retention.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_listed_deleted_and_expire_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("log.db"), EmbeddedLogConfig::default()).unwrap();
+    log.append((0..3).map(record).collect()).await.unwrap();
+    for group in ["a", "b"] {
+        let mut consumer = log.consumer(group).await.unwrap();
+        let batch = consumer.poll(1, Duration::from_secs(1)).await.unwrap();
+        consumer.commit(&commit_positions(&batch)).await.unwrap();
+    }
+    let groups = log.groups().await.unwrap();
+    assert_eq!(
+        groups.iter().map(|g| (g.group.as_str(), g.next, g.lag)).collect::<Vec<_>>(),
+        [("a", 2, 2), ("b", 2, 2)]
+    );
+    assert!(log.delete_group("a").await.unwrap());
+    assert!(!log.delete_group("a").await.unwrap());
+    // Idle since before now: nothing expires yet with a week's retention…
+    let week_ago = Utc::now().timestamp_millis() - 7 * 86_400_000;
+    assert!(log.expire_groups(week_ago).await.unwrap().is_empty());
+    // …and "b" does once its last commit is older than the cut-off.
+    let later = Utc::now().timestamp_millis() + 1;
+    assert_eq!(log.expire_groups(later).await.unwrap(), ["b"]);
+    assert!(log.groups().await.unwrap().is_empty());
     log.shutdown().await.unwrap();
 }
