@@ -101,13 +101,13 @@ struct BurstResult {
 }
 
 /// A server under test: this binary again (`serve` or `noop`) as a child process.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    http: SocketAddr,
+    pub(crate) http: SocketAddr,
 }
 
 impl Server {
-    fn start(args: &[String], secret: &str) -> anyhow::Result<Self> {
+    pub(crate) fn start(args: &[String], secret: &str) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("own executable")?;
         let mut child = Command::new(exe)
             .args(args)
@@ -126,7 +126,7 @@ impl Server {
     }
 
     /// Peak resident set (VmHWM) in MiB.
-    fn peak_rss_mib(&self) -> f64 {
+    pub(crate) fn peak_rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
             .lines()
@@ -135,7 +135,17 @@ impl Server {
             .map_or(0.0, |kb| kb / 1024.0)
     }
 
-    fn stop(mut self) {
+    /// Current resident set (VmRSS) in MiB.
+    pub(crate) fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    pub(crate) fn stop(mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -389,7 +399,7 @@ struct Phase {
 }
 
 /// `serve` (the all-in-one, as `daybook run`) on port 0 in `dir`; `--direct` for the baseline.
-fn server_args(dir: &Path, log: &LogUrl, store: &StoreUrl, direct: bool) -> Vec<String> {
+pub(crate) fn server_args(dir: &Path, log: &LogUrl, store: &StoreUrl, direct: bool) -> Vec<String> {
     let mut v: Vec<String> =
         ["serve", "--http-addr", "127.0.0.1:0", "--s3-addr", "127.0.0.1:0"].map(String::from).to_vec();
     if direct {
@@ -613,7 +623,7 @@ impl Phase {
     }
 }
 
-fn tempfile_dir(what: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn tempfile_dir(what: &str) -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("daybook-bench-{what}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)

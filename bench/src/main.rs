@@ -8,6 +8,7 @@ mod burst;
 mod chart;
 mod direct;
 mod load;
+mod soak;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -31,6 +32,9 @@ struct Cli {
 enum Command {
     /// The midnight burst: N devices report their digest within W ms.
     Burst(burst::BurstArgs),
+    /// Millions of single-report requests with nobody scraping /metrics; the server's
+    /// resident memory sampled every interval (it must stay flat).
+    Soak(soak::SoakArgs),
     /// A server under test: `daybook run` with the same flags, or the direct baseline.
     #[command(hide = true)]
     Serve(Box<ServeArgs>),
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Burst(a) => burst::run(a).await,
+            Command::Soak(a) => soak::run(a).await,
             Command::Serve(a) => serve(*a).await,
             Command::Noop { http_addr } => noop(http_addr).await,
         }

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, Role};
+use crate::config::{Config, HttpLimits, Role};
 use crate::ops;
 use crate::resolve::{self, OpenedLog};
 
@@ -46,6 +46,9 @@ pub struct Application {
     http_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     s3: Option<EmbeddedS3>,
+    http_limits: HttpLimits,
+    metrics_upkeep: Duration,
+    group_retention: Duration,
     /// What the start-up line logs.
     summary: String,
 }
@@ -57,6 +60,7 @@ struct EmbeddedS3 {
     root: PathBuf,
     bucket: String,
     credentials: (String, String),
+    max_snapshot_bytes: u64,
 }
 
 impl Application {
@@ -91,6 +95,7 @@ impl Application {
                 root: config.data_dir.join("objects"),
                 bucket: config.s3.bucket.clone(),
                 credentials: crate::secrets::embedded_s3_credentials(&config.data_dir)?,
+                max_snapshot_bytes: config.ingest.max_snapshot_bytes,
             })
         } else {
             None
@@ -151,6 +156,9 @@ impl Application {
             http_addr,
             metrics_addr,
             s3,
+            http_limits: config.http,
+            metrics_upkeep: config.metrics_upkeep,
+            group_retention: config.log.group_retention,
             summary,
         })
     }
@@ -173,11 +181,13 @@ impl Application {
     /// Serves until `shutdown` resolves (or the projector fails), then stops in order.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (tx, rx) = watch::channel(false);
+        let upkeep = tokio::spawn(ops::upkeep(self.metrics_upkeep, rx.clone()));
+        let objects = self.s3.as_ref().map(|s3| (s3.root.clone(), s3.bucket.clone()));
         let s3_task = self.s3.map(|s3| {
             let mut stop = rx.clone();
             tokio::spawn(async move {
                 let (ak, sk) = &s3.credentials;
-                infra::s3_server::serve(s3.listener, &s3.root, &s3.bucket, ak, sk, async move {
+                infra::s3_server::serve(s3.listener, &s3.root, &s3.bucket, ak, sk, s3.max_snapshot_bytes, async move {
                     let _ = stop.wait_for(|v| *v).await;
                 })
                 .await
@@ -185,9 +195,9 @@ impl Application {
         });
         // A server that fails, or a projector that does, stops the whole process.
         let http_task = self.http.map(|(listener, router)| {
-            let (rx, tx) = (rx.clone(), tx.clone());
+            let (rx, tx, limits) = (rx.clone(), tx.clone(), self.http_limits.clone());
             tokio::spawn(async move {
-                let served = serve(listener, router, rx).await;
+                let served = crate::http::serve(listener, router, limits, rx).await;
                 let _ = tx.send(true);
                 served
             })
@@ -210,7 +220,8 @@ impl Application {
                 _ => None,
             };
         let janitor = self.role.projector().then(|| {
-            tokio::spawn(janitor(self.policy, store.clone(), log.as_ref().and_then(|l| l.embedded.clone()), rx.clone()))
+            let embedded = log.as_ref().and_then(|l| l.embedded.clone()).map(|log| (log, self.group_retention));
+            tokio::spawn(janitor(self.policy, store.clone(), embedded, objects, rx.clone()))
         });
         if let Some(ingest) = self.ingest {
             tokio::spawn(sweep_idle_devices(ingest, rx.clone()));
@@ -240,6 +251,7 @@ impl Application {
         if let Some(t) = s3_task {
             t.await.context("s3 task")??;
         }
+        let _ = upkeep.await;
         served?;
         let progress = projected?;
         if self.role.projector() {
@@ -283,22 +295,13 @@ fn ingest_config(config: &Config) -> ingest::IngestConfig {
         device_burst: limits.device_burst,
         url_ttl: config.s3.url_ttl,
         digest_window: limits.digest_window,
+        max_snapshot_bytes: limits.max_snapshot_bytes,
         ..ingest::IngestConfig::default()
     }
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({what})"))
-}
-
-/// Serves `router` until `shutdown` turns true; in-flight requests finish first.
-async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|v| *v).await;
-        })
-        .await
-        .context("http server failed")
 }
 
 /// Per-device rate limiters of devices gone quiet are dropped every minute, so memory follows
@@ -312,11 +315,14 @@ async fn sweep_idle_devices(ingest: ingest::Ingest, mut shutdown: watch::Receive
     }
 }
 
-/// Hourly upkeep of the embedded engines: drop days past retention, truncate the log.
+/// Hourly upkeep of the embedded engines: drop days past retention, forget consumer groups
+/// idle past `group_retention` and truncate the log, delete objects past retention from the
+/// embedded S3 endpoint's directory (`objects`: its root and bucket).
 async fn janitor(
     policy: TimePolicy,
     store: Option<Arc<dyn ProjectionStore>>,
-    log: Option<Arc<EmbeddedLog>>,
+    log: Option<(Arc<EmbeddedLog>, Duration)>,
+    objects: Option<(PathBuf, String)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -328,7 +334,23 @@ async fn janitor(
                 Err(e) => tracing::warn!(error = %e, "dropping expired days failed"),
             }
         }
-        if let Some(log) = &log {
+        if let Some((root, bucket)) = &objects {
+            let (root, bucket, oldest) = (root.clone(), bucket.clone(), policy.oldest_kept_day(now));
+            match tokio::task::spawn_blocking(move || infra::s3_server::expire_objects(&root, &bucket, oldest)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    metrics::counter!("daybook_objects_expired_total").increment(n);
+                    tracing::info!(objects = n, "deleted objects past retention");
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired objects failed"),
+                Err(e) => tracing::warn!(error = %e, "deleting expired objects failed"),
+            }
+        }
+        if let Some((log, group_retention)) = &log {
+            let idle_before = now.millis() - group_retention.as_millis() as i64;
+            if let Err(e) = log.expire_groups(idle_before).await {
+                tracing::warn!(error = %e, "expiring consumer groups failed");
+            }
             let mut total = 0;
             loop {
                 match log.truncate(now.millis() - policy.retention_ms()).await {
@@ -346,6 +368,14 @@ async fn janitor(
             }
             if total > 0 {
                 tracing::info!(records = total, "truncated the log");
+            }
+            match log.lagging_groups().await {
+                Ok(lagging) => {
+                    for g in lagging {
+                        tracing::warn!(group = %g.group, next = g.next, "consumer group lost records past retention before reading them");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "checking consumer groups failed"),
             }
         }
         tokio::select! {

@@ -68,6 +68,11 @@ pub struct Config {
     pub policy: TimePolicy,
     pub ingest: IngestLimits,
     pub projector: projector::ProjectorConfig,
+    /// Connection and timeout limits of the HTTP listener.
+    pub http: HttpLimits,
+    /// How often buffered histogram samples are folded into the Prometheus registry, so
+    /// memory stays flat whether or not anyone scrapes `/metrics`.
+    pub metrics_upkeep: Duration,
 }
 
 impl Config {
@@ -80,7 +85,11 @@ impl Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             s3_addr: SocketAddr::from(([127, 0, 0, 1], 9000)),
             metrics_addr: None,
-            log: LogConfig { url: LogUrl::Embedded, kafka_config: None },
+            log: LogConfig {
+                url: LogUrl::Embedded,
+                kafka_config: None,
+                group_retention: Duration::from_secs(7 * 86_400),
+            },
             store: StoreConfig {
                 url: StoreUrl::Embedded,
                 scylla_consistency: "LOCAL_QUORUM".into(),
@@ -102,8 +111,15 @@ impl Config {
                 device_rate_per_s: 20,
                 device_burst: 60,
                 digest_window: ingest::DigestWindow::default(),
+                max_snapshot_bytes: 2 * 1024 * 1024,
             },
             projector: projector::ProjectorConfig { max_rows_per_s: Some(25_000), ..Default::default() },
+            http: HttpLimits {
+                max_connections: 10_000,
+                header_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(30),
+            },
+            metrics_upkeep: Duration::from_secs(5),
         }
     }
 }
@@ -115,6 +131,9 @@ pub struct LogConfig {
     /// File of extra librdkafka properties (`key=value` lines); `DAYBOOK_KAFKA_<PROPERTY>`
     /// variables are applied after it.
     pub kafka_config: Option<PathBuf>,
+    /// Embedded log: a consumer group that has not committed for this long is forgotten (as
+    /// Kafka's `offsets.retention.minutes`), so an abandoned `tail --group` pins nothing.
+    pub group_retention: Duration,
 }
 
 /// The projection store.
@@ -158,4 +177,20 @@ pub struct IngestLimits {
     pub device_burst: u32,
     /// The nightly window over which devices' digest slots are spread.
     pub digest_window: ingest::DigestWindow,
+    /// Largest snapshot image: a declared `snapshot_size` above it is refused (422), and the
+    /// embedded S3 endpoint refuses larger snapshot uploads.
+    pub max_snapshot_bytes: u64,
+}
+
+/// Limits of the HTTP listener, so slow or idle clients cannot hold the service's file
+/// descriptors.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Connections served at once. At the limit a new connection evicts the oldest one that
+    /// is not in the middle of a request; when every one is, it is answered 503 and closed.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (also the idle keep-alive limit).
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's whole body.
+    pub body_timeout: Duration,
 }

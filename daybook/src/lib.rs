@@ -8,9 +8,10 @@
 mod app;
 pub mod cli;
 mod config;
+mod http;
 mod ops;
 pub mod resolve;
 pub mod secrets;
 
 pub use app::{shutdown_signal, Application, Backends};
-pub use config::{Config, IngestLimits, LogConfig, Role, S3Settings, StoreConfig};
+pub use config::{Config, HttpLimits, IngestLimits, LogConfig, Role, S3Settings, StoreConfig};

@@ -2,7 +2,7 @@
 //! request-metrics middleware.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use seams::{BlobSigner, ProjectionStore, ReportLog};
+use tokio::sync::watch;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 /// What `/readyz` checks: the engines this process uses.
@@ -24,7 +25,21 @@ pub(crate) struct Readiness {
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Installs the Prometheus recorder (once per process).
+/// Folds buffered histogram samples into the registry every `interval` until `shutdown`.
+/// The recorder buffers every sample until then; a scrape of `/metrics` does it too, but
+/// memory must not depend on someone scraping.
+pub(crate) async fn upkeep(interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    let handle = install_metrics();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => handle.run_upkeep(),
+            _ = shutdown.wait_for(|v| *v) => return,
+        }
+    }
+}
+
+/// Installs the Prometheus recorder (once per process; later calls return the same handle,
+/// so applications built in-process by tests share it).
 pub(crate) fn install_metrics() -> PrometheusHandle {
     PROMETHEUS
         .get_or_init(|| {

@@ -76,10 +76,40 @@ CREATE TABLE IF NOT EXISTS log (
     value  BLOB    NOT NULL
 );
 CREATE TABLE IF NOT EXISTS offsets (
-    grp  TEXT PRIMARY KEY,
-    next INTEGER NOT NULL
+    grp          TEXT PRIMARY KEY,
+    next         INTEGER NOT NULL,
+    committed_ms INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 ";
+
+/// Logs written before groups expired have no commit time: they get "now", so upgrading
+/// expires nothing at once.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_time: bool =
+        conn.query_row("SELECT count(*) FROM pragma_table_info('offsets') WHERE name = 'committed_ms'", [], |r| {
+            r.get::<_, i64>(0).map(|n| n > 0)
+        })?;
+    if !has_time {
+        conn.execute_batch("ALTER TABLE offsets ADD COLUMN committed_ms INTEGER NOT NULL DEFAULT 0")?;
+    }
+    conn.execute(
+        "UPDATE offsets SET committed_ms = ?1 WHERE committed_ms = 0",
+        [chrono::Utc::now().timestamp_millis()],
+    )?;
+    Ok(())
+}
+
+/// A consumer group of the embedded log, as `daybook groups list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupInfo {
+    pub group: String,
+    /// The next offset the group will read.
+    pub next: i64,
+    /// Records appended that the group has not read.
+    pub lag: i64,
+    /// When it last committed (epoch ms).
+    pub committed_ms: i64,
+}
 
 fn head_of(conn: &Connection) -> rusqlite::Result<i64> {
     // Offsets are never reused (AUTOINCREMENT), so the head survives truncation.
@@ -93,6 +123,7 @@ impl EmbeddedLog {
     pub fn open(path: &Path, config: EmbeddedLogConfig) -> Result<Arc<Self>, LogError> {
         let conn = sqlite::open(path).map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        migrate(&conn).map_err(unavailable)?;
         let head = head_of(&conn).map_err(unavailable)?;
         let (head_tx, head_rx) = watch::channel(head);
         let (tx, rx) = mpsc::channel();
@@ -119,13 +150,74 @@ impl EmbeddedLog {
         send(&self.tx, op)
     }
 
-    /// Deletes up to [`TRUNCATE_CHUNK`] records older than `before_ms` that every consumer
-    /// group that has committed is past. Returns how many went (call again while it returns a
-    /// full chunk).
+    /// Deletes up to [`TRUNCATE_CHUNK`] records older than `before_ms`, read or not: retention
+    /// wins over consumer groups, as a Kafka topic's does, so a stalled or abandoned group
+    /// cannot grow the log for ever ([`lagging_groups`](Self::lagging_groups) names the groups
+    /// that lost records). Returns how many went (call again while it returns a full chunk).
     pub async fn truncate(&self, before_ms: i64) -> Result<u64, LogError> {
         let (reply, rx) = oneshot::channel();
         self.send(Op::Truncate { before_ms, reply })?;
         rx.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// Runs `f` on a connection of its own, off the async workers.
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, LogError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || f(&sqlite::open(&path)?)).await.map_err(unavailable)?.map_err(unavailable)
+    }
+
+    /// Every consumer group that has committed, by name.
+    pub async fn groups(&self) -> Result<Vec<GroupInfo>, LogError> {
+        self.with_conn(|conn| {
+            let head = head_of(conn)?;
+            let mut stmt = conn.prepare("SELECT grp, next, committed_ms FROM offsets ORDER BY grp")?;
+            let rows = stmt.query_map([], |r| {
+                let next: i64 = r.get(1)?;
+                Ok(GroupInfo { group: r.get(0)?, next, lag: (head - next).max(0), committed_ms: r.get(2)? })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Forgets `group`'s position (it resumes from the oldest record). Whether it existed.
+    pub async fn delete_group(&self, group: &str) -> Result<bool, LogError> {
+        let group = group.to_owned();
+        self.with_conn(move |conn| Ok(conn.execute("DELETE FROM offsets WHERE grp = ?1", [group])? > 0)).await
+    }
+
+    /// Forgets groups that have not committed since `idle_before_ms` (as Kafka's
+    /// `offsets.retention.minutes`) and returns their names.
+    pub async fn expire_groups(&self, idle_before_ms: i64) -> Result<Vec<String>, LogError> {
+        let expired = self
+            .with_conn(move |conn| {
+                let mut stmt = conn.prepare("DELETE FROM offsets WHERE committed_ms < ?1 RETURNING grp")?;
+                let rows = stmt.query_map([idle_before_ms], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .await?;
+        for group in &expired {
+            tracing::warn!(group, "consumer group expired: no commit within the group retention");
+        }
+        metrics::counter!("daybook_log_groups_expired_total").increment(expired.len() as u64);
+        Ok(expired)
+    }
+
+    /// Groups whose next record was truncated before they read it (they skip to the oldest
+    /// record left). Sets the `daybook_log_groups_lagging` gauge.
+    pub async fn lagging_groups(&self) -> Result<Vec<GroupInfo>, LogError> {
+        let oldest = self
+            .with_conn(|conn| {
+                let oldest: Option<i64> = conn.query_row("SELECT min(off) FROM log", [], |r| r.get(0))?;
+                oldest.map_or_else(|| head_of(conn), Ok)
+            })
+            .await?;
+        let lagging: Vec<_> = self.groups().await?.into_iter().filter(|g| g.next < oldest).collect();
+        metrics::gauge!("daybook_log_groups_lagging").set(lagging.len() as f64);
+        Ok(lagging)
     }
 
     async fn open_consumer(&self, group: &str, at_end: bool) -> Result<Box<dyn LogConsumer>, LogError> {
@@ -245,8 +337,8 @@ fn commit_group(conn: &mut Connection, pending: &mut [Op]) -> rusqlite::Result<(
         let mut insert =
             tx.prepare_cached("INSERT INTO log (ts, key, kind, schema, value) VALUES (?1, ?2, ?3, ?4, ?5)")?;
         let mut commit = tx.prepare_cached(
-            "INSERT INTO offsets (grp, next) VALUES (?1, ?2)
-             ON CONFLICT (grp) DO UPDATE SET next = max(next, excluded.next)",
+            "INSERT INTO offsets (grp, next, committed_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (grp) DO UPDATE SET next = max(next, excluded.next), committed_ms = excluded.committed_ms",
         )?;
         for op in pending.iter() {
             match op {
@@ -257,7 +349,7 @@ fn commit_group(conn: &mut Connection, pending: &mut [Op]) -> rusqlite::Result<(
                     }
                 }
                 Op::Commit { group, next, .. } => {
-                    commit.execute(params![group, next])?;
+                    commit.execute(params![group, next, now])?;
                 }
                 Op::Truncate { .. } => {}
             }
@@ -272,12 +364,10 @@ fn commit_group(conn: &mut Connection, pending: &mut [Op]) -> rusqlite::Result<(
 pub const TRUNCATE_CHUNK: i64 = 10_000;
 
 fn truncate(conn: &Connection, before_ms: i64) -> rusqlite::Result<u64> {
-    let floor: Option<i64> = conn.query_row("SELECT min(next) FROM offsets", [], |r| r.get(0))?;
-    let Some(floor) = floor else { return Ok(0) };
     // Bounded, so appends queued behind a truncation wait for one small delete, not an hour's.
     let n = conn.execute(
-        "DELETE FROM log WHERE off IN (SELECT off FROM log WHERE off < ?1 AND ts < ?2 ORDER BY off LIMIT ?3)",
-        params![floor, before_ms, TRUNCATE_CHUNK],
+        "DELETE FROM log WHERE off IN (SELECT off FROM log WHERE ts < ?1 ORDER BY off LIMIT ?2)",
+        params![before_ms, TRUNCATE_CHUNK],
     )?;
     Ok(n as u64)
 }

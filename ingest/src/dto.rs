@@ -15,6 +15,12 @@ pub struct EventStartRequest {
     /// When the event fired (RFC 3339 with the camera's UTC offset, which decides the
     /// event's day; `Z`: the device's configured zone, else `--day-offset`).
     pub triggered_at: LocalTime,
+    /// Exact size of the snapshot image in bytes (at most the server's snapshot limit, 2 MiB
+    /// by default). Signed into `snapshot_upload`: the object store refuses a PUT of any other
+    /// length. Devices should always send it; without it only the embedded S3 endpoint caps
+    /// the upload. Ignored in batches (they carry no upload URLs).
+    #[serde(default)]
+    pub snapshot_size: Option<u64>,
 }
 
 /// `POST /v1/devices/{cid}/events/{event_id}/end`

@@ -41,6 +41,8 @@ pub struct IngestConfig {
     pub digest_window: DigestWindow,
     /// Fraction of `max_inflight` below which digests outside their slot are still admitted.
     pub digest_headroom: f64,
+    /// Largest snapshot image a device may declare (`snapshot_size`, signed into the upload).
+    pub max_snapshot_bytes: u64,
 }
 
 impl Default for IngestConfig {
@@ -55,6 +57,7 @@ impl Default for IngestConfig {
             device_burst: 60,
             digest_window: DigestWindow::default(),
             digest_headroom: 0.5,
+            max_snapshot_bytes: 2 * 1024 * 1024,
         }
     }
 }

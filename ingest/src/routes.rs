@@ -1,5 +1,6 @@
 //! The device endpoints.
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
@@ -13,6 +14,7 @@ use schemas::{
 use seams::auth::Device;
 use seams::web::{parse_json, read_body, ApiError, ErrorBody, ErrorCode};
 use seams::{LogRecord, ObjectKey};
+use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use utoipa::OpenApi;
 
 use crate::dto::*;
@@ -195,7 +197,8 @@ fn new_segment_id(ingest: &Ingest) -> SegmentId {
 /// Open an event.
 ///
 /// The same (device, type, triggered_at) always gets the same `event_id`. The answer carries a
-/// presigned PUT for the snapshot image, to upload before any video.
+/// presigned PUT for the snapshot image, to upload before any video; with `snapshot_size` the
+/// PUT is signed for exactly that many bytes.
 #[utoipa::path(post, path = "/v1/devices/{cid}/events", tag = "devices",
     params(("cid" = String, Path, description = "device id")),
     request_body = EventStartRequest,
@@ -207,12 +210,17 @@ async fn start_event(
     req: Request,
 ) -> Result<(StatusCode, Json<EventStartResponse>), ApiError> {
     let (device, body): (_, EventStartRequest) = ingest.admit(&cid, req).await?;
+    let max_snapshot = ingest.inner.config.max_snapshot_bytes;
+    let snapshot_size = body.snapshot_size;
+    if snapshot_size.is_some_and(|n| n == 0 || n > max_snapshot) {
+        return Err(ApiError::invalid(ErrorCode::InvalidSize, format!("snapshot_size must be 1..={max_snapshot}")));
+    }
     let now = Timestamp::now();
     let report = ingest.event_started(&device, body, now)?;
     let clock_skew_ms = ingest.validate(&report, now)?;
     let Report::EventStarted(started) = &report else { unreachable!("built above") };
     let event_id = started.event_id.clone();
-    let snapshot_upload = ingest.upload(&ObjectKey::snapshot(&event_id), "image/jpeg", None).await?;
+    let snapshot_upload = ingest.upload(&ObjectKey::snapshot(&event_id), "image/jpeg", snapshot_size).await?;
     ingest.append(vec![report]).await?;
     Ok((StatusCode::CREATED, Json(EventStartResponse { event_id, snapshot_upload, clock_skew_ms })))
 }
@@ -331,15 +339,7 @@ async fn report_batch(
     let cid = device.cid.clone();
     ingest.inner.admission.check_rate(&cid)?;
     let body = read_body(req).await?;
-    let items = split_batch(&body)?;
-    let max = ingest.inner.config.max_batch_items;
-    if items.len() > max {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::TooManyItems,
-            format!("a batch holds at most {max} items"),
-        ));
-    }
+    let items = split_batch(&body, ingest.inner.config.max_batch_items)?;
     let now = Timestamp::now();
     let mut results = Vec::with_capacity(items.len());
     let mut reports = Vec::new();
@@ -384,22 +384,71 @@ async fn report_batch(
     Ok(Json(BatchResponse { accepted, rejected: results.len() - accepted, results }))
 }
 
-/// A JSON array, or NDJSON: each item parsed on its own, so one bad item fails alone.
-fn split_batch(body: &[u8]) -> Result<Vec<Result<BatchItem, ApiError>>, ApiError> {
-    let text =
-        std::str::from_utf8(body).map_err(|_| ApiError::bad_request(ErrorCode::MalformedJson, "body is not utf-8"))?;
-    if text.trim_start().starts_with('[') {
-        let values: Vec<serde_json::Value> = parse_json(body)?;
-        return Ok(values
-            .into_iter()
-            .map(|v| serde_json::from_value(v).map_err(|e| ApiError::invalid(ErrorCode::Invalid, e.to_string())))
-            .collect());
+fn too_many_items(max: usize) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooManyItems, format!("a batch holds at most {max} items"))
+}
+
+/// A JSON array, or NDJSON: each item parsed on its own, so one bad item fails alone. Parsing
+/// stops at item `max + 1` (413), so the work and memory of a request are bounded by the item
+/// cap, not by the body size.
+fn split_batch(body: &[u8], max: usize) -> Result<Vec<Result<BatchItem, ApiError>>, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        let over = Cell::new(false);
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let parsed = CappedItems { max, over: &over }.deserialize(&mut de).and_then(|items| de.end().map(|()| items));
+        return match parsed {
+            Ok(items) => Ok(items),
+            Err(_) if over.get() => Err(too_many_items(max)),
+            Err(e) => Err(ApiError::bad_request(ErrorCode::MalformedJson, e.to_string())),
+        };
     }
-    let items: Vec<_> = text.lines().filter(|l| !l.trim().is_empty()).map(|l| parse_json(l.as_bytes())).collect();
+    let mut items = Vec::new();
+    for line in body.split(|b| *b == b'\n').filter(|l| !l.trim_ascii().is_empty()) {
+        if items.len() == max {
+            return Err(too_many_items(max));
+        }
+        items.push(parse_json(line));
+    }
     if items.is_empty() {
         return Err(ApiError::bad_request(ErrorCode::MalformedJson, "empty batch"));
     }
     Ok(items)
+}
+
+/// Visits a JSON array element by element, converting each to a [`BatchItem`] on its own, and
+/// fails (setting `over`) at the element past `max` without reading further.
+struct CappedItems<'a> {
+    max: usize,
+    over: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for CappedItems<'_> {
+    type Value = Vec<Result<BatchItem, ApiError>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CappedItems<'_> {
+    type Value = Vec<Result<BatchItem, ApiError>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "an array of at most {} items", self.max)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(value) = seq.next_element::<serde_json::Value>()? {
+            if items.len() == self.max {
+                self.over.set(true);
+                return Err(serde::de::Error::custom("too many items"));
+            }
+            items.push(serde_json::from_value(value).map_err(|e| ApiError::invalid("invalid", e.to_string())));
+        }
+        Ok(items)
+    }
 }
 
 #[cfg(test)]
@@ -410,14 +459,17 @@ mod tests {
     fn batches_split_as_array_or_ndjson() {
         let item = r#"{"kind":"event_start","type":"motion","triggered_at":"2026-11-22T00:00:00Z"}"#;
         let arr = format!("[{item},{item}]");
-        assert_eq!(split_batch(arr.as_bytes()).unwrap().len(), 2);
+        assert_eq!(split_batch(arr.as_bytes(), 10).unwrap().len(), 2);
         let nd = format!("{item}\n\n{item}\nnot json\n");
-        let items = split_batch(nd.as_bytes()).unwrap();
+        let items = split_batch(nd.as_bytes(), 10).unwrap();
         assert_eq!(items.len(), 3);
         assert!(items[0].is_ok() && items[1].is_ok());
         assert_eq!(items[2].as_ref().unwrap_err().status, StatusCode::BAD_REQUEST);
-        assert!(split_batch(b"[1,").is_err());
-        assert!(split_batch(b"  ").is_err());
+        assert!(split_batch(b"[1,", 10).is_err());
+        assert!(split_batch(b"  ", 10).is_err());
+        assert_eq!(split_batch(b"[1,2,3]", 2).unwrap_err().code, ErrorCode::TooManyItems);
+        assert_eq!(split_batch(b"[1,2]", 2).unwrap().len(), 2);
+        assert_eq!(split_batch(b"1\n2\n3", 2).unwrap_err().code, ErrorCode::TooManyItems);
     }
 
     #[test]

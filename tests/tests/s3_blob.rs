@@ -25,6 +25,7 @@ async fn start() -> Harness {
             "daybook",
             "test-access",
             "test-secret-key-0123456789",
+            2 * 1024 * 1024,
             std::future::pending(),
         )
         .await

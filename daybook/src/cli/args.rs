@@ -10,7 +10,7 @@ use clap::Args;
 use infra::{LogUrl, StoreUrl};
 use schemas::{DayOffset, TimePolicy};
 
-use crate::config::{Config, IngestLimits, LogConfig, Role, S3Settings, StoreConfig};
+use crate::config::{Config, HttpLimits, IngestLimits, LogConfig, Role, S3Settings, StoreConfig};
 
 /// `daybook run`: everything in one process.
 #[derive(Debug, Clone, Args)]
@@ -41,6 +41,7 @@ impl From<RunArgs> for Config {
         Self {
             role: Role::AllInOne,
             http_addr: a.http.http_addr,
+            http: a.http.limits(),
             s3_addr: a.s3_addr,
             log: a.log.into(),
             store: a.store.into(),
@@ -75,6 +76,7 @@ impl From<IngestCmd> for Config {
         Self {
             role: Role::Ingest,
             http_addr: a.http.http_addr,
+            http: a.http.limits(),
             log: a.log.into(),
             s3: a.s3.into(),
             policy: a.policy.policy(),
@@ -136,6 +138,7 @@ impl From<ApiCmd> for Config {
         Self {
             role: Role::Api,
             http_addr: a.http.http_addr,
+            http: a.http.limits(),
             store: a.store.into(),
             s3: a.s3.into(),
             policy: a.policy.policy(),
@@ -160,6 +163,10 @@ pub struct LogArgs {
     /// `DAYBOOK_KAFKA_<PROPERTY>` (e.g. `DAYBOOK_KAFKA_SECURITY_PROTOCOL`) are applied after it.
     #[arg(long, env = "DAYBOOK_KAFKA_CONFIG")]
     pub kafka_config: Option<PathBuf>,
+    /// Embedded log: hours after its last commit that a consumer group is forgotten (as
+    /// Kafka's `offsets.retention.minutes`); a forgotten group resumes from the oldest record.
+    #[arg(long, env = "DAYBOOK_GROUP_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..))]
+    pub group_retention_hours: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -216,7 +223,11 @@ impl From<S3Args> for S3Settings {
 
 impl From<LogArgs> for LogConfig {
     fn from(a: LogArgs) -> Self {
-        Self { url: a.log, kafka_config: a.kafka_config }
+        Self {
+            url: a.log,
+            kafka_config: a.kafka_config,
+            group_retention: Duration::from_secs(a.group_retention_hours * 3600),
+        }
     }
 }
 
@@ -260,6 +271,27 @@ pub struct HttpArgs {
     /// Address of the HTTP listener (device and viewer routes, health, metrics).
     #[arg(long, env = "DAYBOOK_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// Connections served at once; at the limit a new connection evicts the oldest idle or
+    /// half-sent one, and is answered 503 and closed when every one is busy.
+    #[arg(long, env = "DAYBOOK_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Milliseconds a client has to send a request's headers (also how long an idle
+    /// keep-alive connection stays open).
+    #[arg(long, env = "DAYBOOK_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: u64,
+    /// Milliseconds a client has to send a request's whole body (400 `unreadable_body` after).
+    #[arg(long, env = "DAYBOOK_BODY_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_ms: u64,
+}
+
+impl HttpArgs {
+    fn limits(&self) -> HttpLimits {
+        HttpLimits {
+            max_connections: self.max_connections as usize,
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
+        }
+    }
 }
 
 /// Device API limits.
@@ -283,6 +315,10 @@ pub struct IngestArgs {
     /// Length of the nightly digest window in minutes.
     #[arg(long, env = "DAYBOOK_DIGEST_WINDOW_MIN", default_value_t = 300)]
     pub digest_window_min: u32,
+    /// Largest snapshot image in bytes: a larger declared `snapshot_size` is refused (422) and
+    /// the embedded S3 endpoint refuses larger snapshot uploads.
+    #[arg(long, env = "DAYBOOK_MAX_SNAPSHOT_BYTES", default_value_t = 2 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_snapshot_bytes: u64,
 }
 
 /// Projector pacing.
@@ -315,6 +351,7 @@ impl From<IngestArgs> for IngestLimits {
                 length_s: a.digest_window_min.max(1) * 60,
                 ..ingest::DigestWindow::default()
             },
+            max_snapshot_bytes: a.max_snapshot_bytes,
         }
     }
 }

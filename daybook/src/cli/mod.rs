@@ -42,6 +42,9 @@ pub enum Command {
     Token(TokenCmd),
     /// Print reports from the log as JSON lines.
     Tail(tail::TailArgs),
+    /// Consumer groups of the embedded log (Kafka's are managed with Kafka's tools).
+    #[command(subcommand)]
+    Groups(GroupsCmd),
     /// Kafka topic administration.
     #[command(subcommand)]
     Topic(TopicCmd),
@@ -77,6 +80,23 @@ pub enum TokenCmd {
         /// Days the token is valid.
         #[arg(long, default_value_t = 30)]
         ttl_days: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsCmd {
+    /// Print every group as a JSON line: `group`, `next` offset, `lag`, `committed_ms`.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Forget a group's position (it resumes from the oldest record). Groups are also
+    /// forgotten on their own after `--group-retention-hours` without a commit.
+    Delete {
+        /// The group.
+        group: String,
+        #[command(flatten)]
+        data: DataArgs,
     },
 }
 
@@ -119,6 +139,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Api(a) => serve(a.into()).await,
         Command::Token(t) => token(t),
         Command::Tail(a) => tail::run(a).await,
+        Command::Groups(cmd) => groups(cmd).await,
         Command::Topic(TopicCmd::Create { log, partitions, replication_factor, retention_hours }) => {
             let LogUrl::Kafka(url) = &log.log else {
                 anyhow::bail!("`topic create` needs --log kafka://HOST:PORT/TOPIC");
@@ -138,6 +159,33 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn groups(cmd: GroupsCmd) -> anyhow::Result<()> {
+    use seams::ReportLog;
+    let data = match &cmd {
+        GroupsCmd::List { data } | GroupsCmd::Delete { data, .. } => data,
+    };
+    let path = data.data_dir.join("log.db");
+    anyhow::ensure!(path.exists(), "no embedded log at {}", path.display());
+    let log = infra::embedded_log::EmbeddedLog::open(&path, Default::default())?;
+    let result = match &cmd {
+        GroupsCmd::List { .. } => log.groups().await.map(|groups| {
+            for g in groups {
+                println!("{}", serde_json::to_string(&g).expect("groups serialize"));
+            }
+        }),
+        GroupsCmd::Delete { group, .. } => match log.delete_group(group).await {
+            Ok(true) => {
+                println!("deleted group {group}");
+                Ok(())
+            }
+            Ok(false) => Err(seams::LogError::Other(format!("no group {group}"))),
+            Err(e) => Err(e),
+        },
+    };
+    log.shutdown().await?;
+    Ok(result?)
 }
 
 fn token(cmd: TokenCmd) -> anyhow::Result<()> {
