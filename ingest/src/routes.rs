@@ -445,7 +445,7 @@ impl<'de> Visitor<'de> for CappedItems<'_> {
                 self.over.set(true);
                 return Err(serde::de::Error::custom("too many items"));
             }
-            items.push(serde_json::from_value(value).map_err(|e| ApiError::invalid("invalid", e.to_string())));
+            items.push(serde_json::from_value(value).map_err(|e| ApiError::invalid(ErrorCode::Invalid, e.to_string())));
         }
         Ok(items)
     }
