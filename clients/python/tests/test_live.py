@@ -261,5 +261,5 @@ def test_duckdb_example_stops_at_a_newer_schema_version(tmp_path):
         timeout=120,
     )
     assert out.returncode == 3, out
-    assert "offset 1: unknown schema version 2" in out.stderr
+    assert "offset 1: unknown schema version 3" in out.stderr
     assert out.stdout == ""
