@@ -47,6 +47,20 @@ pub struct EventsQuery {
     pub cursor: Option<String>,
 }
 
+/// Most segments one event detail page holds (`?limit=` above it is capped).
+pub const MAX_SEGMENTS_PAGE: u32 = 200;
+/// Segments per event detail page without `?limit=`.
+pub const DEFAULT_SEGMENTS_PAGE: u32 = 50;
+
+/// `?limit=&cursor=` of an event's detail: pages of its segments.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct EventDetailQuery {
+    /// Segments per page (default 50, at most 200).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
 /// An event as viewers see it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventJson {
@@ -116,8 +130,10 @@ pub struct EventDetailJson {
     /// The event.
     #[serde(flatten)]
     pub event: EventJson,
-    /// Segments in index order.
+    /// Segments in index order (one page of them: at most `limit`).
     pub segments: Vec<SegmentJson>,
+    /// Pass as `cursor` for the next page of segments; `null` on the last.
+    pub next_cursor: Option<String>,
 }
 
 /// A day's digest.

@@ -131,21 +131,40 @@ async fn day_events(
     Ok(Json(EventsPage { utc_offset, events, next_cursor }))
 }
 
-/// One event and its segments, with presigned GET URLs.
+/// One event and a page of its segments (in index order), with presigned GET URLs.
 #[utoipa::path(get, path = "/v1/events/{event_id}", tag = "viewers",
-    params(("event_id" = String, Path, description = "event id")),
+    params(("event_id" = String, Path, description = "event id"), EventDetailQuery),
     responses((status = 200, body = EventDetailJson), (status = "4XX", body = ErrorBody)),
     security(("viewer_token" = [])))]
 async fn event_detail(
     State(api): State<Api>,
     Path(event_id): Path<String>,
     headers: HeaderMap,
+    query: Result<Query<EventDetailQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<EventDetailJson>, ApiError> {
     // Authenticate before looking at the id, so a stranger learns nothing from 422 vs 404.
     api.inner.auth.verify(&headers)?;
     let id = EventId::parse(&event_id).map_err(|e| ApiError::invalid(ErrorCode::InvalidEventId, e.to_string()))?;
     api.inner.auth.viewer(&headers, id.device().as_str())?;
-    let detail = api.inner.store.event(&id).await?.ok_or_else(|| ApiError::not_found(format!("no event {id}")))?;
+    let Query(q) = query.map_err(bad_query)?;
+    let limit = q.limit.unwrap_or(DEFAULT_SEGMENTS_PAGE).clamp(1, MAX_SEGMENTS_PAGE);
+    // The cursor is the index of the last segment served (opaque to clients).
+    let after = q
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.parse::<u32>()
+                .map_err(|_| ApiError::bad_request(ErrorCode::InvalidCursor, "the cursor is not valid for this query"))
+        })
+        .transpose()?;
+    let detail = api
+        .inner
+        .store
+        .event_page(&id, after, limit)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no event {id}")))?;
+    let next_cursor = detail.next_index.map(|i| i.to_string());
     let event = api.event_json(&detail.event).await?;
     let offset = detail.event.utc_offset;
     let segments = try_join_all(detail.segments.into_iter().map(|s| {
@@ -167,7 +186,7 @@ async fn event_detail(
         }
     }))
     .await?;
-    Ok(Json(EventDetailJson { event, segments }))
+    Ok(Json(EventDetailJson { event, segments, next_cursor }))
 }
 
 /// The device's digest of one day.

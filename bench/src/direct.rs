@@ -72,4 +72,8 @@ impl LogConsumer for Empty {
     async fn lag(&mut self) -> Result<Vec<(i32, i64)>, LogError> {
         Ok(Vec::new())
     }
+
+    fn owns(&self, _partition: i32) -> bool {
+        true
+    }
 }

@@ -493,6 +493,11 @@ impl LogConsumer for EmbeddedConsumer {
         rx.await.map_err(|_| LogError::Closed)?
     }
 
+    /// The embedded log has one partition, and every member of a group reads all of it.
+    fn owns(&self, partition: i32) -> bool {
+        partition == 0
+    }
+
     async fn lag(&mut self) -> Result<Vec<(i32, i64)>, LogError> {
         let conn = self.conn.clone();
         let head = tokio::task::spawn_blocking(move || head_of(&conn.lock().expect("consumer connection")))

@@ -13,11 +13,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use schemas::rows::{self, RowData};
+use schemas::rows::{self, bigint_column, RowData};
 use schemas::{
     Day, DayOffset, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, TimePolicy, Timestamp,
 };
-use seams::{DayPage, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, SegmentView, StoreError};
+use seams::{
+    DayPage, DigestView, EventDetail, EventStatus, EventView, Position, ProjectionStore, Quarantined, SegmentView,
+    StoreError,
+};
 
 use crate::sqlite;
 
@@ -65,6 +68,17 @@ CREATE TABLE IF NOT EXISTS event_segments (
     start_off  INTEGER NOT NULL,
     end_off    INTEGER NOT NULL,
     PRIMARY KEY (day, cid, event_id, idx)
+) WITHOUT ROWID;
+-- Records the projector set aside (README.md, Quarantine): not day-partitioned, kept until
+-- released or a retention after they were set aside.
+CREATE TABLE IF NOT EXISTS quarantine (
+    part       INTEGER NOT NULL,
+    off        INTEGER NOT NULL,
+    key        TEXT    NOT NULL,
+    value      BLOB    NOT NULL,
+    reason     TEXT    NOT NULL,
+    at         INTEGER NOT NULL,
+    PRIMARY KEY (part, off)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS digests (
     day         INTEGER NOT NULL,
@@ -122,18 +136,32 @@ impl EmbeddedStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        // Viewer queries are bounded index seeks (≈ 10–150 µs, measured): running them inline
-        // on a free reader is cheaper than a blocking-pool handoff (≈ 45 µs p50, 160 µs p99 on
-        // a busy machine). Only when every reader is busy does the query go to the pool.
+        // SQLite blocks: every read runs on the blocking pool, never on an async worker (a
+        // slow disk or a large event detail must not stall other requests). A free reader is
+        // taken if there is one, else the next in turn is waited for.
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        for k in 0..READERS {
-            if let Ok(conn) = self.readers[(start + k) % READERS].try_lock() {
-                return f(&conn);
-            }
-        }
         let readers = self.readers.clone();
-        let i = start % READERS;
-        tokio::task::spawn_blocking(move || f(&readers[i].lock().expect("reader lock"))).await.map_err(other)?
+        tokio::task::spawn_blocking(move || {
+            for k in 0..READERS {
+                if let Ok(conn) = readers[(start + k) % READERS].try_lock() {
+                    return f(&conn);
+                }
+            }
+            f(&readers[start % READERS].lock().expect("reader lock"))
+        })
+        .await
+        .map_err(other)?
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || f(&mut writer.lock().expect("writer lock")))
+            .await
+            .map_err(other)?
+            .map_err(other)
     }
 }
 
@@ -204,7 +232,7 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                             day,
                             cid,
                             r.segment_id.as_str(),
-                            r.size as i64,
+                            bigint_column("size", r.size).map_err(bad_row)?,
                             r.started_at.millis(),
                             r.duration_ms,
                             r.media.codec,
@@ -223,12 +251,13 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                             m.index,
                             segment_id.as_str(),
                             segment_day.number(),
-                            m.start_offset as i64,
-                            m.end_offset as i64
+                            bigint_column("start_offset", m.start_offset).map_err(bad_row)?,
+                            bigint_column("end_offset", m.end_offset).map_err(bad_row)?
                         ])?;
                     }
                     RowData::Digest(r) => {
-                        digest.execute(params![day, cid, r.segment_id.as_str(), r.size as i64, r.duration_ms])?;
+                        let size = bigint_column("size", r.size).map_err(bad_row)?;
+                        digest.execute(params![day, cid, r.segment_id.as_str(), size, r.duration_ms])?;
                     }
                 }
                 written += 1;
@@ -279,6 +308,11 @@ fn decode_cursor(b: &[u8]) -> Result<(i64, String), StoreError> {
 #[async_trait]
 impl ProjectionStore for EmbeddedStore {
     async fn apply(&self, batch: &[Envelope]) -> Result<u64, StoreError> {
+        // The same rule the ScyllaDB store enforces, so both refuse the same records.
+        for (index, env) in batch.iter().enumerate() {
+            rows::storable(&env.report)
+                .map_err(|e| StoreError::Rejected { index: Some(index), reason: e.to_string() })?;
+        }
         let writer = self.writer.clone();
         let policy = self.policy;
         let batch = batch.to_vec();
@@ -286,6 +320,68 @@ impl ProjectionStore for EmbeddedStore {
             .await
             .map_err(other)?
             .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    async fn quarantine(&self, records: &[Quarantined]) -> Result<(), StoreError> {
+        let records = records.to_vec();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO quarantine (part, off, key, value, reason, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for q in &records {
+                    put.execute(params![
+                        q.position.partition,
+                        q.position.offset,
+                        q.key,
+                        q.value,
+                        q.reason,
+                        q.quarantined_at.millis()
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn quarantined(&self, limit: u32) -> Result<Vec<Quarantined>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT part, off, key, value, reason, at FROM quarantine ORDER BY part, off LIMIT ?1")
+                .map_err(other)?;
+            let rows = stmt
+                .query_map([i64::from(limit)], |r| {
+                    Ok(Quarantined {
+                        position: Position { partition: r.get(0)?, offset: r.get(1)? },
+                        key: r.get(2)?,
+                        value: r.get(3)?,
+                        reason: r.get(4)?,
+                        quarantined_at: Timestamp(r.get(5)?),
+                    })
+                })
+                .map_err(other)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(other)?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn release(&self, records: &[Quarantined]) -> Result<(), StoreError> {
+        let positions: Vec<Position> = records.iter().map(|q| q.position).collect();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut del = tx.prepare_cached("DELETE FROM quarantine WHERE part = ?1 AND off = ?2")?;
+                for p in &positions {
+                    del.execute(params![p.partition, p.offset])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
     }
 
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
@@ -353,9 +449,16 @@ impl ProjectionStore for EmbeddedStore {
         .await
     }
 
-    async fn event(&self, id: &EventId) -> Result<Option<EventDetail>, StoreError> {
+    async fn event_page(
+        &self,
+        id: &EventId,
+        after: Option<u32>,
+        limit: u32,
+    ) -> Result<Option<EventDetail>, StoreError> {
         let id = id.clone();
         let fallback = self.policy.offset;
+        let after = after.map_or(-1, i64::from);
+        let limit = limit.max(1);
         self.read(move |c| {
             let key = params![id.day().number(), id.device().as_str(), id.filed_at(fallback).millis(), id.as_str()];
             let event = c
@@ -374,12 +477,13 @@ impl ProjectionStore for EmbeddedStore {
                             s.codec, s.width, s.height, s.fps, s.audio_rate, s.keyframes
                      FROM event_segments m
                      JOIN segments s ON s.day = m.seg_day AND s.cid = m.cid AND s.segment_id = m.segment_id
-                     WHERE m.day = ?1 AND m.cid = ?2 AND m.event_id = ?3
-                     ORDER BY m.idx",
+                     WHERE m.day = ?1 AND m.cid = ?2 AND m.event_id = ?3 AND m.idx > ?4
+                     ORDER BY m.idx LIMIT ?5",
                 )
                 .map_err(other)?;
-            let segments = stmt
-                .query_map(params![id.day().number(), id.device().as_str(), id.as_str()], |r| {
+            let key = params![id.day().number(), id.device().as_str(), id.as_str(), after, i64::from(limit) + 1];
+            let mut segments = stmt
+                .query_map(key, |r| {
                     let keyframes: String = r.get(12)?;
                     Ok(SegmentView {
                         index: r.get(0)?,
@@ -402,7 +506,15 @@ impl ProjectionStore for EmbeddedStore {
                 .map_err(other)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(other)?;
-            Ok(Some(EventDetail { event, segments }))
+            // One more than asked tells whether another page follows. (A mapping whose segment
+            // has not arrived is not joined, so a page may hold fewer; the cursor still moves.)
+            let next_index = if segments.len() > limit as usize {
+                segments.truncate(limit as usize);
+                segments.last().map(|s| s.index)
+            } else {
+                None
+            };
+            Ok(Some(EventDetail { event, segments, next_index }))
         })
         .await
     }
@@ -443,6 +555,7 @@ impl ProjectionStore for EmbeddedStore {
 
     async fn drop_expired(&self, oldest_kept: Day) -> Result<u64, StoreError> {
         let writer = self.writer.clone();
+        let quarantine_cutoff = self.policy.offset.start_of(oldest_kept).millis();
         tokio::task::spawn_blocking(move || -> rusqlite::Result<u64> {
             let mut conn = writer.lock().expect("writer lock");
             let tx = conn.transaction()?;
@@ -454,6 +567,8 @@ impl ProjectionStore for EmbeddedStore {
                 }
                 tx.execute(&format!("DELETE FROM {table} WHERE day < ?1"), [oldest_kept.number()])?;
             }
+            // Quarantined records go a retention after they were set aside.
+            tx.execute("DELETE FROM quarantine WHERE at < ?1", [quarantine_cutoff])?;
             tx.commit()?;
             Ok(days.len() as u64)
         })

@@ -6,15 +6,27 @@
 //! idempotent. So delivery is at-least-once and the effect exactly-once: replaying the log
 //! from the start yields identical tables. Store writes are paced to a configurable ceiling,
 //! so the store sees a flat rate however bursty the devices are; the log absorbs the rest.
+//!
+//! Errors are of two kinds. A transient one (the store or the log unreachable) is retried
+//! with backoff: nothing is lost by waiting. A permanent one — a record that does not decode,
+//! or that the store refuses as [`StoreError::Rejected`] — would halt the partition forever
+//! if retried, so the record is set aside in the store's dead-letter table with the reason
+//! (`daybook quarantine list` / `replay`), counted in `daybook_projector_quarantined_total`,
+//! logged, and the rest of the batch goes on. The store names the refused record when it can;
+//! otherwise the batch is halved until the refused record is alone.
+//!
+//! Records of partitions a rebalance revoked are dropped before every write attempt: the new
+//! owner writes them, and a stale write after its newer ones must not happen. (The stores'
+//! newer-wins rule makes even that harmless, but it is cheaper not to write at all.)
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use schemas::{DecodeError, Envelope};
-use seams::log::commit_positions;
-use seams::{Consumed, LogConsumer, LogError, ProjectionStore, ReportLog};
+use schemas::{DecodeError, Envelope, Timestamp};
+use seams::log::{commit_positions, retain_owned};
+use seams::{Consumed, LogConsumer, LogError, ProjectionStore, Quarantined, ReportLog, StoreError};
 use tokio::sync::watch;
 
 /// Settings of a projector.
@@ -66,8 +78,12 @@ pub struct Progress {
     pub reports: u64,
     /// Store rows written.
     pub rows: u64,
-    /// Records skipped because they could not be decoded.
+    /// Records quarantined because they could not be decoded.
     pub undecodable: u64,
+    /// Records quarantined in all (undecodable or refused by the store).
+    pub quarantined: u64,
+    /// Records dropped because a rebalance revoked their partition before they were written.
+    pub revoked: u64,
 }
 
 /// Runs the projector until `shutdown` turns true; finishes (writes and commits) the batch in
@@ -119,10 +135,21 @@ pub async fn run(
             report_lag(consumer.as_mut()).await;
             continue;
         }
-        let (envelopes, skipped) = decode(&batch)?;
-        progress.undecodable += skipped;
-        let rows = write(store.as_ref(), &envelopes, &mut shutdown).await;
-        let Some(rows) = rows else { break }; // shutting down before the write succeeded: nothing committed
+        let mut batch = batch;
+        let (mut items, mut quarantine) = decode(&batch)?;
+        progress.undecodable += quarantine.len() as u64;
+        let written = write(store.as_ref(), consumer.as_mut(), &batch, &mut items, &mut shutdown).await;
+        // Shutting down before the write succeeded: nothing committed, the batch is replayed.
+        let Some((rows, rejected)) = written else { break };
+        progress.revoked += rejected.revoked;
+        quarantine.extend(rejected.records);
+        if !quarantine.is_empty() && !set_aside(store.as_ref(), &quarantine, &mut shutdown).await {
+            break;
+        }
+        progress.quarantined += quarantine.len() as u64;
+        let envelopes = items.envelopes;
+        // Commit only what this member still owns (the log ignores the rest anyway).
+        retain_owned(&*consumer, &mut batch);
         match consumer.commit(&commit_positions(&batch)).await {
             Ok(()) => {}
             // The log shut down under us: the batch is written but not committed, so the next
@@ -178,15 +205,52 @@ async fn gather(consumer: &mut dyn LogConsumer, config: &ProjectorConfig) -> Res
     Ok(batch)
 }
 
-/// Decodes a batch. Malformed records are counted and skipped (they can never be projected
-/// and must not wedge the partition); a record from a newer schema stops the projector, since
-/// skipping it would lose a valid report.
-fn decode(batch: &[Consumed]) -> Result<(Vec<Envelope>, u64), ProjectorError> {
-    let mut out = Vec::with_capacity(batch.len());
-    let mut skipped = 0;
-    for c in batch {
+/// The decoded records of a batch: each one's index in the batch, and the envelopes (kept
+/// apart so the store takes them without a copy).
+#[derive(Debug, Default)]
+struct Decoded {
+    at: Vec<usize>,
+    envelopes: Vec<Envelope>,
+}
+
+impl Decoded {
+    /// Keeps the records for which `keep(index in the batch, position in self)` holds.
+    fn retain(&mut self, mut keep: impl FnMut(usize, usize) -> bool) {
+        let mut k = 0;
+        let mut flags = Vec::with_capacity(self.at.len());
+        self.at.retain(|&i| {
+            let f = keep(i, k);
+            flags.push(f);
+            k += 1;
+            f
+        });
+        let mut flags = flags.into_iter();
+        self.envelopes.retain(|_| flags.next().unwrap_or(false));
+    }
+}
+
+fn quarantined(c: &Consumed, reason: String) -> Quarantined {
+    Quarantined {
+        position: c.position,
+        key: c.key.clone(),
+        value: c.value.clone(),
+        reason,
+        quarantined_at: Timestamp::now(),
+    }
+}
+
+/// Decodes a batch. Malformed records are set aside for quarantine (they can never be
+/// projected and must not wedge the partition); a record from a newer schema stops the
+/// projector, since setting it aside would hide a valid report until an operator replays it.
+fn decode(batch: &[Consumed]) -> Result<(Decoded, Vec<Quarantined>), ProjectorError> {
+    let mut out = Decoded { at: Vec::with_capacity(batch.len()), envelopes: Vec::with_capacity(batch.len()) };
+    let mut bad = Vec::new();
+    for (i, c) in batch.iter().enumerate() {
         match Envelope::decode(&c.value) {
-            Ok(e) => out.push(e),
+            Ok(e) => {
+                out.at.push(i);
+                out.envelopes.push(e);
+            }
             Err(source @ DecodeError::UnknownVersion(_)) => {
                 return Err(ProjectorError::NewerSchema {
                     partition: c.position.partition,
@@ -195,25 +259,53 @@ fn decode(batch: &[Consumed]) -> Result<(Vec<Envelope>, u64), ProjectorError> {
                 })
             }
             Err(e) => {
-                skipped += 1;
                 metrics::counter!("daybook_projector_undecodable_total").increment(1);
-                tracing::error!(partition = c.position.partition, offset = c.position.offset, error = %e, "skipping undecodable record");
+                bad.push(quarantined(c, format!("undecodable: {e}")));
             }
         }
     }
-    Ok((out, skipped))
+    Ok((out, bad))
 }
 
-/// Writes until the store takes the batch, backing off between failures; `None` if shutdown
-/// came first.
-async fn write(store: &dyn ProjectionStore, batch: &[Envelope], shutdown: &mut watch::Receiver<bool>) -> Option<u64> {
+/// What a write set aside.
+#[derive(Debug, Default)]
+struct Rejected {
+    /// Records the store refused for good.
+    records: Vec<Quarantined>,
+    /// Records dropped because their partition was revoked.
+    revoked: u64,
+}
+
+/// Writes until the store takes the batch (less the records it refuses for good), backing off
+/// between transient failures; `None` if shutdown came first. Before every attempt, drops the
+/// records of partitions this member no longer owns.
+async fn write(
+    store: &dyn ProjectionStore,
+    consumer: &mut dyn LogConsumer,
+    batch: &[Consumed],
+    items: &mut Decoded,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(u64, Rejected)> {
     let mut backoff = Duration::from_millis(100);
+    let mut revoked = 0;
     loop {
+        let before = items.at.len();
+        items.retain(|i, _| consumer.owns(batch[i].position.partition));
+        let dropped = before - items.at.len();
+        if dropped > 0 {
+            revoked += dropped as u64;
+            metrics::counter!("daybook_projector_revoked_records_total").increment(dropped as u64);
+            tracing::info!(records = dropped, "dropping records of partitions revoked by a rebalance");
+        }
         let started = Instant::now();
-        match store.apply(batch).await {
-            Ok(rows) => {
+        match apply_isolating(store, &items.envelopes).await {
+            Ok((rows, refused)) => {
                 metrics::histogram!("daybook_projector_write_seconds").record(started.elapsed().as_secs_f64());
-                return Some(rows);
+                let records =
+                    refused.iter().map(|(k, reason)| quarantined(&batch[items.at[*k]], reason.clone())).collect();
+                // Refused records stay out of the count of reports written.
+                items.retain(|_, k| !refused.iter().any(|(r, _)| *r == k));
+                return Some((rows, Rejected { records, revoked }));
             }
             Err(e) => {
                 metrics::counter!("daybook_projector_write_errors_total").increment(1);
@@ -226,6 +318,90 @@ async fn write(store: &dyn ProjectionStore, batch: &[Envelope], shutdown: &mut w
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
+}
+
+/// Applies `items` in log order. A record the store refuses for good is left out and
+/// reported (by its index in `items`) with the reason; the rest is applied. When the store
+/// names the refused record, it is dropped directly; otherwise the refused part is halved
+/// until the record is alone. A transient error fails the whole call (it is retried whole:
+/// applying is idempotent).
+async fn apply_isolating(
+    store: &dyn ProjectionStore,
+    items: &[Envelope],
+) -> Result<(u64, Vec<(usize, String)>), StoreError> {
+    let first = match store.apply(items).await {
+        Ok(rows) => return Ok((rows, Vec::new())),
+        Err(e) if e.is_permanent() => e,
+        Err(e) => return Err(e),
+    };
+    let mut rows = 0;
+    let mut refused = Vec::new();
+    // Groups of indices into `items`, applied in log order: the stack's top is the earliest.
+    let mut pending: Vec<(Vec<usize>, Option<StoreError>)> = vec![((0..items.len()).collect(), Some(first))];
+    while let Some((group, known)) = pending.pop() {
+        if group.is_empty() {
+            continue;
+        }
+        let outcome = match known {
+            Some(e) => Err(e),
+            None => {
+                let envs: Vec<Envelope> = group.iter().map(|&k| items[k].clone()).collect();
+                store.apply(&envs).await
+            }
+        };
+        match outcome {
+            Ok(n) => rows += n,
+            Err(StoreError::Rejected { index: Some(i), reason }) if i < group.len() => {
+                refused.push((group[i], reason));
+                let rest: Vec<usize> = group.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, k)| *k).collect();
+                pending.push((rest, None));
+            }
+            Err(StoreError::Rejected { reason, .. }) => {
+                if group.len() == 1 {
+                    refused.push((group[0], reason));
+                } else {
+                    let (early, late) = group.split_at(group.len() / 2);
+                    pending.push((late.to_vec(), None));
+                    pending.push((early.to_vec(), None));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    refused.sort_by_key(|r| r.0);
+    Ok((rows, refused))
+}
+
+/// Writes `records` to the dead-letter table, retrying transient failures; `false` if
+/// shutdown came first.
+async fn set_aside(store: &dyn ProjectionStore, records: &[Quarantined], shutdown: &mut watch::Receiver<bool>) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match store.quarantine(records).await {
+            Ok(()) => break,
+            Err(e) => {
+                metrics::counter!("daybook_projector_write_errors_total").increment(1);
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "quarantine write failed; retrying");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => if *shutdown.borrow() { return false },
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+    for q in records {
+        let kind = if q.reason.starts_with("undecodable") { "undecodable" } else { "rejected" };
+        metrics::counter!("daybook_projector_quarantined_total", "reason" => kind).increment(1);
+        tracing::error!(
+            partition = q.position.partition,
+            offset = q.position.offset,
+            key = %q.key,
+            reason = %q.reason,
+            "record quarantined; see `daybook quarantine list`"
+        );
+    }
+    true
 }
 
 /// Keeps the store's write rate under a ceiling: after writing `rows`, waits until the

@@ -15,6 +15,10 @@ pub const MAX_KEYFRAMES: usize = 4096;
 pub const MAX_MAPPINGS: usize = 64;
 /// Longest segment or digest (24 h).
 pub const MAX_DURATION_MS: u32 = 24 * 3600 * 1000;
+/// Most segments one event can hold: a mapping's `index` is below this. Bounding the index
+/// bounds the distinct (event, index) keys, so no device can grow an event's detail past it,
+/// and no store needs to read before writing to enforce it (README.md, Limits).
+pub const MAX_SEGMENTS_PER_EVENT: u32 = 2048;
 
 /// A device opened an event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,7 +104,7 @@ pub struct Media {
 pub struct EventMapping {
     /// The event.
     pub event_id: EventId,
-    /// Position of this segment within the event (0-based).
+    /// Position of this segment within the event (0-based, below [`MAX_SEGMENTS_PER_EVENT`]).
     pub index: u32,
     /// First byte of the event within the segment.
     pub start_offset: u64,
@@ -375,8 +379,14 @@ impl Report {
     }
 
     /// Checks every rule of a report (README.md, Device API) that can be checked without
-    /// reading stored state.
+    /// reading stored state, and that every store can hold each of its values
+    /// ([`crate::rows::storable`]): a report accepted here is never refused by a store.
     pub fn validate(&self, policy: &TimePolicy, now: Timestamp) -> Result<(), Invalid> {
+        self.check_rules(policy, now)?;
+        crate::rows::storable(self).map_err(|e| Invalid::new(ErrorCode::Invalid, e.to_string()))
+    }
+
+    fn check_rules(&self, policy: &TimePolicy, now: Timestamp) -> Result<(), Invalid> {
         match self {
             Self::EventStarted(r) => {
                 let legacy = r.event_id.offset().is_none();
@@ -449,6 +459,15 @@ impl Report {
                 }
                 for (i, e) in r.events.iter().enumerate() {
                     policy.check_event(&r.cid, &e.event_id, now)?;
+                    if e.index >= MAX_SEGMENTS_PER_EVENT {
+                        return Err(Invalid::new(
+                            ErrorCode::InvalidMapping,
+                            format!(
+                                "event {}: index {} must be below {MAX_SEGMENTS_PER_EVENT} (segments per event)",
+                                e.event_id, e.index
+                            ),
+                        ));
+                    }
                     if !(e.start_offset <= e.end_offset && e.end_offset <= r.size) {
                         return Err(Invalid::new(
                             ErrorCode::InvalidOffsets,
@@ -593,5 +612,30 @@ mod tests {
             status: EndStatus::Complete,
         });
         assert_eq!(end.validate(&policy(), now).unwrap_err().code, ErrorCode::ForeignEvent);
+    }
+
+    #[test]
+    fn a_mapping_index_past_the_per_event_cap_is_refused() {
+        let now = Timestamp::now();
+        let Report::EventStarted(ev) = started(now) else { unreachable!() };
+        let seg = |index| {
+            Report::SegmentReported(SegmentReported {
+                cid: ev.cid.clone(),
+                segment_id: SegmentId::parse("s1").unwrap(),
+                size: 100,
+                started_at: now,
+                duration_ms: 10_000,
+                media: Media { codec: "h264".into(), width: 1920, height: 1080, fps: 25.0, audio_sample_rate: None },
+                keyframes: vec![0],
+                utc_offset: ev.utc_offset,
+                events: vec![EventMapping { event_id: ev.event_id.clone(), index, start_offset: 0, end_offset: 100 }],
+            })
+        };
+        assert!(seg(0).validate(&policy(), now).is_ok());
+        assert!(seg(2047).validate(&policy(), now).is_ok());
+        // 2^31 does not fit ScyllaDB's `int` column: accepting it once halted the projector.
+        for index in [2048, 1 << 31, u32::MAX] {
+            assert_eq!(seg(index).validate(&policy(), now).unwrap_err().code, ErrorCode::InvalidMapping, "{index}");
+        }
     }
 }

@@ -16,13 +16,98 @@
 //! | | [`RowData::DeviceOffset`] | the event's day | the event's filing time |
 //! | event ended | [`RowData::EventEnd`] | the event's day (from its id) | the event's filing time |
 //! | segment | [`RowData::Segment`] | the local day the segment started | the segment's start (or `received_at`, for a fast clock) |
+//! | | a copy of [`RowData::Segment`] per day of the events it maps | each event's day | the latest filing time of those events |
 //! | | one [`RowData::Mapping`] per event it maps | each event's day (from its id) | each event's filing time |
 //! | digest | [`RowData::Digest`] | its date | the first instant of its date at its offset |
+//!
+//! A mapping points at the copy of its segment in its own event's partition, so a segment
+//! lives exactly as long as the longest-lived event that maps it (a pre-roll segment that
+//! started the day before its event does not vanish from the event a day early).
+//!
+//! [`storable`] is the one rule for the values: every numeric field must fit the narrowest
+//! column any store keeps it in. Validation refuses a report that breaks it, and both stores
+//! convert through [`int_column`] and [`bigint_column`], so a store can refuse a report only
+//! if validation let it through by mistake — and then it refuses it as permanent
+//! (`StoreError::Rejected`), never as a failure to retry.
+//!
+//! [`write_stamp`] orders the versions of one row: newer wins, whoever writes it and when.
 
 use crate::envelope::Envelope;
 use crate::ids::{Day, DeviceId, EventId, SegmentId};
 use crate::report::{DigestReported, EndStatus, EventMapping, Report, SegmentReported, TimePolicy};
 use crate::time::{DayOffset, Timestamp};
+
+/// A value no store can hold: the report is refused for good, never retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {value} does not fit a {column} column")]
+pub struct Unstorable {
+    /// The report's field.
+    pub field: &'static str,
+    /// Its value.
+    pub value: u64,
+    /// The narrowest column type that holds it in some store (`int`: 32-bit signed).
+    pub column: &'static str,
+}
+
+/// A value of a 32-bit signed column (CQL `int`): mapping index, width, height, audio sample
+/// rate, durations.
+pub fn int_column(field: &'static str, value: u32) -> Result<i32, Unstorable> {
+    i32::try_from(value).map_err(|_| Unstorable { field, value: u64::from(value), column: "int" })
+}
+
+/// A value of a 64-bit signed column (CQL `bigint`, SQLite `INTEGER`): sizes, offsets,
+/// keyframes.
+pub fn bigint_column(field: &'static str, value: u64) -> Result<i64, Unstorable> {
+    i64::try_from(value).map_err(|_| Unstorable { field, value, column: "bigint" })
+}
+
+/// Whether every store can hold every value of `report` (see the module docs).
+pub fn storable(report: &Report) -> Result<(), Unstorable> {
+    match report {
+        Report::EventStarted(_) | Report::EventEnded(_) => Ok(()),
+        Report::SegmentReported(r) => {
+            bigint_column("size", r.size)?;
+            int_column("duration_ms", r.duration_ms)?;
+            int_column("media.width", r.media.width)?;
+            int_column("media.height", r.media.height)?;
+            if let Some(rate) = r.media.audio_sample_rate {
+                int_column("media.audio_sample_rate", rate)?;
+            }
+            for k in &r.keyframes {
+                bigint_column("keyframe", *k)?;
+            }
+            for m in &r.events {
+                int_column("index", m.index)?;
+                bigint_column("start_offset", m.start_offset)?;
+                bigint_column("end_offset", m.end_offset)?;
+            }
+            Ok(())
+        }
+        Report::DigestReported(r) => {
+            bigint_column("size", r.size)?;
+            int_column("duration_ms", r.duration_ms).map(drop)
+        }
+    }
+}
+
+/// The write timestamp (microseconds) of every row `envelope` writes, for stores that resolve
+/// concurrent versions of a cell by timestamp (ScyllaDB's `USING TIMESTAMP`): when ingest
+/// accepted the report, in microseconds, plus a tiebreak in the sub-millisecond digits from a
+/// hash of the envelope's bytes.
+///
+/// It is a function of the report alone — not of the writing process's clock, not of the log
+/// position — so the same report always carries the same stamp: a replay, a retried append
+/// that stored the report twice, or a stale projector writing after a rebalance can never
+/// overwrite a row with an older version. Two different reports accepted in the same
+/// millisecond are ordered by the hash: arbitrary but the same everywhere, every time.
+pub fn write_stamp(envelope: &Envelope) -> i64 {
+    // FNV-1a: tiny, stable across builds and platforms (unlike std's hasher).
+    let hash = envelope
+        .encode()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+    envelope.received_at.millis().saturating_mul(1000).saturating_add((hash % 1000) as i64)
+}
 
 /// One row a report writes, with where it lands and when it expires.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +150,8 @@ pub enum RowData<'a> {
         /// How it ended.
         status: EndStatus,
     },
-    /// A segment's own row.
+    /// A segment's row: its own (in the day it started) or a copy in the partition of
+    /// events it maps.
     Segment(&'a SegmentReported),
     /// Part of an event held by a segment, stored with the event and pointing at the segment.
     Mapping {
@@ -73,7 +159,8 @@ pub enum RowData<'a> {
         mapping: &'a EventMapping,
         /// The segment holding it.
         segment_id: &'a SegmentId,
-        /// The partition day of the segment's own row.
+        /// The partition day of the segment row the mapping points at: the event's own day,
+        /// where the segment's copy lives as long as the event.
         segment_day: Day,
     },
     /// A digest's row.
@@ -118,10 +205,27 @@ pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
                 None => r.started_at,
             };
             let Some(segment_day) = r.utc_offset.day_of(filed) else { return Vec::new() };
-            let mut rows = Vec::with_capacity(1 + r.events.len());
+            let mut rows = Vec::with_capacity(2 + 2 * r.events.len());
             rows.push(row(segment_day, filed, RowData::Segment(r)));
+            // One copy per day of the events it maps, expiring with the latest of them. A copy
+            // in the segment's own day that would expire no later than the own row is left out;
+            // one that would expire later is written too (stores keep the later expiry).
+            let mut copies: Vec<(Day, Timestamp)> = Vec::new();
+            for m in &r.events {
+                let (day, filed_at) = (m.event_id.day(), m.event_id.filed_at(policy.offset));
+                match copies.iter_mut().find(|c| c.0 == day) {
+                    Some(c) => c.1 = c.1.max(filed_at),
+                    None => copies.push((day, filed_at)),
+                }
+            }
+            for (day, filed_at) in copies {
+                if day != segment_day || filed_at > filed {
+                    rows.push(row(day, filed_at, RowData::Segment(r)));
+                }
+            }
             rows.extend(r.events.iter().map(|m| {
-                event_row(&m.event_id, RowData::Mapping { mapping: m, segment_id: &r.segment_id, segment_day })
+                let mapping = RowData::Mapping { mapping: m, segment_id: &r.segment_id, segment_day: m.event_id.day() };
+                event_row(&m.event_id, mapping)
             }));
             rows
         }
@@ -270,14 +374,16 @@ mod tests {
             if !matches!(envelope.report, Report::SegmentReported(_)) {
                 prop_assert_eq!(rows[0].trigger, envelope.report.trigger_time(policy.offset));
             }
-            let own = rows.iter().filter(|r| !matches!(r.data, RowData::Mapping { .. } | RowData::DeviceOffset { .. })).count();
-            prop_assert_eq!(own, 1);
+            if let Report::SegmentReported(s) = &envelope.report {
+                let own = &rows[0];
+                prop_assert!(matches!(own.data, RowData::Segment(_)));
+                prop_assert!(own.trigger == s.started_at || own.trigger == envelope.received_at);
+            }
         }
 
         #[test]
-        fn events_and_their_mappings_live_on_the_events_local_day((policy, envelope) in arb_case()) {
+        fn events_and_their_mappings_live_in_the_events_partition((policy, envelope) in arb_case()) {
             let rows = plan(&envelope, &policy);
-            let segment_day = rows.iter().find_map(|r| matches!(r.data, RowData::Segment(_)).then_some(r.day));
             for row in &rows {
                 match &row.data {
                     RowData::EventStart { event_id, .. } | RowData::EventEnd { event_id, .. } => {
@@ -293,11 +399,15 @@ mod tests {
                     RowData::Mapping { mapping, segment_day: points_at, .. } => {
                         prop_assert_eq!(row.day, mapping.event_id.day());
                         prop_assert_eq!(row.trigger, mapping.event_id.filed_at(policy.offset));
-                        prop_assert_eq!(Some(*points_at), segment_day);
+                        prop_assert_eq!(*points_at, row.day);
                     }
                     RowData::Segment(s) => {
-                        prop_assert_eq!(s.utc_offset.day_of(row.trigger), Some(row.day));
-                        prop_assert!(row.trigger == s.started_at || row.trigger == envelope.received_at);
+                        let own = row.trigger == s.started_at || row.trigger == envelope.received_at;
+                        let copy = s.events.iter().any(|m| m.event_id.filed_at(policy.offset) == row.trigger);
+                        prop_assert!(own || copy);
+                        if own && !copy {
+                            prop_assert_eq!(s.utc_offset.day_of(row.trigger), Some(row.day));
+                        }
                     }
                     RowData::Digest(d) => {
                         prop_assert_eq!(row.day, d.date);
@@ -306,10 +416,108 @@ mod tests {
                 }
             }
             match &envelope.report {
-                Report::SegmentReported(s) => prop_assert_eq!(rows.len(), 1 + s.events.len()),
+                Report::SegmentReported(s) => {
+                    let mappings = rows.iter().filter(|r| matches!(r.data, RowData::Mapping { .. })).count();
+                    prop_assert_eq!(mappings, s.events.len());
+                }
                 Report::EventStarted(_) => prop_assert_eq!(rows.len(), 2),
                 _ => prop_assert_eq!(rows.len(), 1),
             }
+        }
+
+        #[test]
+        fn a_segment_lives_as_long_as_every_event_that_maps_it((policy, envelope) in arb_case()) {
+            let rows = plan(&envelope, &policy);
+            for row in &rows {
+                if let RowData::Mapping { segment_day, .. } = row.data {
+                    let kept_until = rows
+                        .iter()
+                        .filter(|r| matches!(r.data, RowData::Segment(_)) && r.day == segment_day)
+                        .map(|r| r.expires_at)
+                        .max();
+                    prop_assert!(kept_until.is_some_and(|k| k >= row.expires_at), "{rows:?}");
+                }
+            }
+        }
+
+        #[test]
+        fn every_valid_report_is_storable(report in arb_wild_segment()) {
+            let now = report.trigger_time(DayOffset::default());
+            let policy = TimePolicy::default();
+            if report.validate(&policy, now).is_ok() {
+                prop_assert_eq!(storable(&report), Ok(()));
+            }
+            // And the rule is exactly the column conversions.
+            let Report::SegmentReported(r) = &report else { unreachable!() };
+            let fits = i64::try_from(r.size).is_ok()
+                && r.events.iter().all(|m| {
+                    i32::try_from(m.index).is_ok()
+                        && i64::try_from(m.start_offset).is_ok()
+                        && i64::try_from(m.end_offset).is_ok()
+                })
+                && r.keyframes.iter().all(|k| i64::try_from(*k).is_ok());
+            prop_assert_eq!(storable(&report).is_ok(), fits);
+        }
+    }
+
+    /// Segments whose numbers straddle every limit: of validation and of the columns.
+    fn arb_wild_segment() -> impl Strategy<Value = Report> {
+        let u64s = || prop_oneof![0u64..200, Just(crate::report::MAX_OBJECT_SIZE), Just(i64::MAX as u64), any::<u64>()];
+        let u32s = || prop_oneof![0u32..3000, Just(i32::MAX as u32), Just(1u32 << 31), any::<u32>()];
+        let t = Timestamp(1_800_000_000_000);
+        (u64s(), proptest::collection::vec((u32s(), u64s(), u64s()), 0..3), proptest::collection::vec(u64s(), 0..3))
+            .prop_map(move |(size, maps, keyframes)| {
+                Report::SegmentReported(SegmentReported {
+                    cid: cid(),
+                    segment_id: SegmentId::parse("seg-w").unwrap(),
+                    size,
+                    started_at: t,
+                    duration_ms: 10_000,
+                    media: Media { codec: "h264".into(), width: 640, height: 480, fps: 25.0, audio_sample_rate: None },
+                    keyframes,
+                    utc_offset: DayOffset::default(),
+                    events: maps
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (index, start_offset, end_offset))| EventMapping {
+                            event_id: event_id(
+                                &TimePolicy::default(),
+                                t.plus_millis(-(i as i64)),
+                                DayOffset::default(),
+                                t,
+                            ),
+                            index,
+                            start_offset,
+                            end_offset,
+                        })
+                        .collect(),
+                })
+            })
+    }
+
+    #[test]
+    fn the_write_stamp_is_the_reports_own_and_orders_by_receipt() {
+        let t = Timestamp(1_800_000_000_000);
+        let (earlier, later) = (started(t, t), started(t, t.plus_millis(1)));
+        assert_eq!(write_stamp(&earlier), write_stamp(&earlier.clone()), "a replay carries the same stamp");
+        assert!(write_stamp(&earlier) < write_stamp(&later));
+        assert_eq!(write_stamp(&earlier) / 1000, t.millis());
+    }
+
+    fn started(t: Timestamp, received_at: Timestamp) -> Envelope {
+        let event_type = EventType::parse("motion").unwrap();
+        let offset = DayOffset::default();
+        let event_id = event_id(&TimePolicy::default(), t, offset, t);
+        Envelope {
+            report: Report::EventStarted(EventStarted {
+                cid: cid(),
+                event_id,
+                event_type,
+                triggered_at: t,
+                utc_offset: offset,
+                clock_skew_ms: None,
+            }),
+            received_at,
         }
     }
 
@@ -334,9 +542,14 @@ mod tests {
         let envelope = env(report, today);
         let rows = plan(&envelope, &policy);
         let days: Vec<String> = rows.iter().map(|r| r.day.to_string()).collect();
-        assert_eq!(days, ["2026-11-22", "2026-11-21"], "segment with its day, mapping with its event");
-        let RowData::Mapping { segment_day, .. } = rows[1].data else { panic!("{rows:?}") };
-        assert_eq!(segment_day.to_string(), "2026-11-22");
+        assert_eq!(
+            days,
+            ["2026-11-22", "2026-11-21", "2026-11-21"],
+            "segment with its day, a copy and the mapping with its event"
+        );
+        assert!(matches!(rows[1].data, RowData::Segment(_)) && rows[1].trigger == yesterday, "{rows:?}");
+        let RowData::Mapping { segment_day, .. } = rows[2].data else { panic!("{rows:?}") };
+        assert_eq!(segment_day.to_string(), "2026-11-21", "the mapping points at the copy in its event's day");
     }
 
     #[test]

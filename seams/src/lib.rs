@@ -24,4 +24,6 @@ pub mod conformance;
 
 pub use blob::{BlobError, BlobSigner, ObjectKey, PresignedRequest};
 pub use log::{Consumed, LogConsumer, LogError, LogRecord, Position, ReportLog};
-pub use store::{DayPage, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, SegmentView, StoreError};
+pub use store::{
+    DayPage, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, Quarantined, SegmentView, StoreError,
+};

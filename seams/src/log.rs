@@ -123,6 +123,20 @@ pub trait LogConsumer: Send + std::fmt::Debug {
 
     /// Records not yet consumed by this member, per partition it owns.
     async fn lag(&mut self) -> Result<Vec<(i32, i64)>, LogError>;
+
+    /// Whether this member still owns `partition` in the assignment its last poll handed
+    /// records out in. After a rebalance revoked it, the records of that partition already
+    /// handed out are the new owner's to process: a projector drops them before writing
+    /// (they would be written again by the new owner, possibly after newer ones).
+    fn owns(&self, partition: i32) -> bool;
+}
+
+/// Keeps the records of `batch` whose partitions `consumer` still owns; returns how many were
+/// dropped.
+pub fn retain_owned(consumer: &dyn LogConsumer, batch: &mut Vec<Consumed>) -> usize {
+    let before = batch.len();
+    batch.retain(|c| consumer.owns(c.position.partition));
+    before - batch.len()
 }
 
 /// The highest next-position per partition in a batch: what to commit after processing it.

@@ -3,6 +3,8 @@
 use async_trait::async_trait;
 use schemas::{Day, DayOffset, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, Timestamp};
 
+use crate::log::Position;
+
 /// An event's state as the viewer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventStatus {
@@ -84,14 +86,33 @@ pub struct SegmentView {
     pub keyframes: Vec<u64>,
 }
 
-/// An event with its segments in index order. Segments whose own report has not arrived
-/// yet are left out until it does.
+/// An event with (a page of) its segments in index order. Segments whose own report has not
+/// arrived yet are left out until it does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventDetail {
     /// The event.
     pub event: EventView,
     /// Its segments, ascending by index.
     pub segments: Vec<SegmentView>,
+    /// When more segments follow this page: the index to pass as `after` for the next one.
+    pub next_index: Option<u32>,
+}
+
+/// A log record the projector set aside because no store can ever accept it (it does not
+/// decode, or a store refused it as [`StoreError::Rejected`]), kept with the reason until an
+/// operator replays or drops it (`daybook quarantine`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quarantined {
+    /// Where it is in the log (its identity: quarantining it again changes nothing).
+    pub position: Position,
+    /// The record's key (the device id).
+    pub key: String,
+    /// The record's bytes, as in the log.
+    pub value: Vec<u8>,
+    /// Why it was set aside.
+    pub reason: String,
+    /// When it was set aside.
+    pub quarantined_at: Timestamp,
 }
 
 /// A device's digest for one day.
@@ -125,9 +146,26 @@ pub enum StoreError {
     /// A cursor that this store did not produce.
     #[error("invalid cursor")]
     BadCursor,
+    /// The batch holds a record this store can never accept (a value no column holds): retrying
+    /// cannot help. Nothing of the batch was written.
+    #[error("store refused a record{}: {reason}", index.map(|i| format!(" (batch item {i})")).unwrap_or_default())]
+    Rejected {
+        /// The refused record's index in the batch, when the store knows it (without it, the
+        /// caller narrows the batch down to find the record).
+        index: Option<usize>,
+        /// Why.
+        reason: String,
+    },
     /// Anything else.
     #[error("store error: {0}")]
     Other(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same call can never succeed.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Rejected { .. })
+    }
 }
 
 /// The day-partitioned projections of the report log.
@@ -140,10 +178,26 @@ pub enum StoreError {
 ///   the event's trigger day; segments: the day they started; digests: their date) and
 ///   expires with it.
 /// * Queries see everything applied before they started.
+/// * A segment row lives as long as every event that maps it (`schemas::rows`).
+/// * Versions of one row resolve the same everywhere: the newer report wins (by
+///   `schemas::rows::write_stamp` where the engine orders by timestamp; in log order where it
+///   applies one batch after another), so a replay leaves identical tables.
+/// * `apply` refuses a batch holding a record that breaks `schemas::rows::storable` with
+///   [`StoreError::Rejected`] naming the record, before writing anything.
 #[async_trait]
 pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     /// Applies a batch of reports (in log order). Returns the rows written.
     async fn apply(&self, batch: &[Envelope]) -> Result<u64, StoreError>;
+
+    /// Sets records aside in the store's dead-letter table (idempotent per position).
+    async fn quarantine(&self, records: &[Quarantined]) -> Result<(), StoreError>;
+
+    /// Up to `limit` quarantined records, ascending by position.
+    async fn quarantined(&self, limit: u32) -> Result<Vec<Quarantined>, StoreError>;
+
+    /// Removes records (as `quarantined` returned them) from the dead-letter table, after a
+    /// replay took them or to drop them.
+    async fn release(&self, records: &[Quarantined]) -> Result<(), StoreError>;
 
     /// Event counts per day for `cid` on days `from..=to`; days with no events are omitted.
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError>;
@@ -160,8 +214,15 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
         cursor: Option<&[u8]>,
     ) -> Result<DayPage, StoreError>;
 
-    /// One event and its segments, or `None` if nothing about it has been applied.
-    async fn event(&self, id: &EventId) -> Result<Option<EventDetail>, StoreError>;
+    /// One event and up to `limit` of its segments with an index above `after` (from the
+    /// first when `None`), or `None` if nothing about the event has been applied.
+    async fn event_page(&self, id: &EventId, after: Option<u32>, limit: u32)
+        -> Result<Option<EventDetail>, StoreError>;
+
+    /// One event and all its segments (at most `schemas::report::MAX_SEGMENTS_PER_EVENT`).
+    async fn event(&self, id: &EventId) -> Result<Option<EventDetail>, StoreError> {
+        self.event_page(id, None, schemas::report::MAX_SEGMENTS_PER_EVENT).await
+    }
 
     /// The digest of `cid` for `day`.
     async fn digest(&self, cid: &DeviceId, day: Day) -> Result<Option<DigestView>, StoreError>;

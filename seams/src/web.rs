@@ -136,7 +136,7 @@ impl From<StoreError> for ApiError {
                 format!("the store is unavailable: {m}"),
                 Duration::from_secs(2),
             ),
-            StoreError::Other(m) => {
+            StoreError::Other(m) | StoreError::Rejected { reason: m, .. } => {
                 tracing::error!(error = %m, "store error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal store error")
             }

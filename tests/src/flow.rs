@@ -220,6 +220,17 @@ pub async fn refuse_bad_input(dev: &Http, cid: &str, other_device_token: &str) {
         )
         .await;
     assert_eq!((s, code(&v).as_deref()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_offsets")), "{v}");
+    // An index past the per-event cap (2^31 once halted the ScyllaDB projector for good).
+    for index in [2048_u64, 1 << 31] {
+        let (s, v) = dev
+            .post(
+                &format!("/v1/devices/{cid}/segments"),
+                &json!({"segment_id": "x1", "size": 100, "started_at": ts(t), "duration_ms": 1000, "media": media(),
+                        "events": [{"event_id": id, "index": index, "start_offset": 0, "end_offset": 100}]}),
+            )
+            .await;
+        assert_eq!((s, code(&v).as_deref()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_mapping")), "{v}");
+    }
 }
 
 /// Waits until the projections show everything the device did (the projector is asynchronous).
@@ -294,6 +305,17 @@ pub async fn check_as_viewer(viewer: &Http, e: &Expect) {
         assert_eq!(s, StatusCode::OK);
         assert_eq!(&got, body, "segment bytes come back");
     }
+    // The same detail one segment per page.
+    let (s, p1) = viewer.get(&format!("/v1/events/{}?limit=1", e.a)).await;
+    assert_eq!(s, StatusCode::OK, "{p1}");
+    assert_eq!(p1["segments"].as_array().map(Vec::len), Some(1), "{p1}");
+    let cursor = p1["next_cursor"].as_str().expect("a second page").to_owned();
+    let (_, p2) = viewer.get(&format!("/v1/events/{}?limit=1&cursor={cursor}", e.a)).await;
+    assert_eq!(p2["segments"][0]["index"], 1, "{p2}");
+    assert!(p2["next_cursor"].is_null(), "{p2}");
+    assert!(a["next_cursor"].is_null(), "one page holds both: {a}");
+    let (s, _) = viewer.get(&format!("/v1/events/{}?cursor=nope", e.a)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, snap) = download(a["snapshot_url"].as_str().unwrap()).await;
     assert_eq!((s, snap), (StatusCode::OK, e.snapshot.clone()));
 

@@ -4,6 +4,7 @@
 //! (Kafka, ScyllaDB, S3); the rest are operator tools.
 
 mod args;
+pub mod quarantine;
 mod tail;
 
 use std::time::Duration;
@@ -51,6 +52,9 @@ pub enum Command {
     /// ScyllaDB schema administration.
     #[command(subcommand)]
     Schema(SchemaCmd),
+    /// Records the projector set aside because no store accepts them: list, replay.
+    #[command(subcommand)]
+    Quarantine(quarantine::QuarantineCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +144,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Token(t) => token(t),
         Command::Tail(a) => tail::run(a).await,
         Command::Groups(cmd) => groups(cmd).await,
+        Command::Quarantine(c) => quarantine::run(c).await,
         Command::Topic(TopicCmd::Create { log, partitions, replication_factor, retention_hours }) => {
             let LogUrl::Kafka(url) = &log.log else {
                 anyhow::bail!("`topic create` needs --log kafka://HOST:PORT/TOPIC");

@@ -343,6 +343,10 @@ impl LogConsumer for KafkaConsumer {
         }
     }
 
+    fn owns(&self, partition: i32) -> bool {
+        self.ownership.lock().unwrap_or_else(|e| e.into_inner()).partitions.contains_key(&partition)
+    }
+
     async fn lag(&mut self) -> Result<Vec<(i32, i64)>, LogError> {
         let consumer = self.consumer();
         let topic = self.topic.clone();

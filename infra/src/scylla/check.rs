@@ -16,13 +16,14 @@ use super::fixtures::*;
 use super::plan::WritePlan;
 use super::schema::{schema_statements, Cql};
 use super::views::{
-    ClusteringKey, CountRow, DayKey, DayTypeKey, DeviceRow, DigestRow, EventKey, EventRow, MappingRow, SegmentRow,
+    ClusteringKey, CountRow, DayKey, DayTypeKey, DeviceRow, DigestRow, EventKey, EventRow, MappingRow, QuarantineRow,
+    QuarantineValues, SegmentRow,
 };
 
 #[test]
 fn schema_statements_are_complete_and_idempotent() {
     let stmts = schema_statements("ks_x", 3);
-    assert_eq!(stmts.len(), 6, "{stmts:#?}");
+    assert_eq!(stmts.len(), 7, "{stmts:#?}");
     assert!(stmts[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_x"));
     assert!(stmts[0].contains("'replication_factor': 3"));
     for s in &stmts[1..] {
@@ -53,6 +54,7 @@ fn cql_type(t: &str) -> ColumnType<'static> {
         "bigint" => NativeType::BigInt,
         "boolean" => NativeType::Boolean,
         "double" => NativeType::Double,
+        "blob" => NativeType::Blob,
         other => panic!("type {other} is not expected in this schema"),
     };
     if let Some(inner) = t.strip_prefix("frozen<list<").and_then(|r| r.strip_suffix(">>")) {
@@ -90,6 +92,8 @@ fn parse_schema(ks: &str) -> HashMap<String, Table> {
         }
         if name == "devices" {
             assert_eq!(partition, ["cid"], "{name}: one row per device");
+        } else if name == "quarantine" {
+            assert_eq!(partition, ["day"], "{name}: one partition per day records were set aside");
         } else {
             assert_eq!(partition, ["cid", "day"], "{name}: every partition is a device's day");
         }
@@ -119,11 +123,12 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
         let (table, rest) = rest.split_once(" (").unwrap();
         let (cols, rest) = rest.split_once(") VALUES (").unwrap();
         let (values, rest) = rest.split_once(')').unwrap();
-        let timestamped = match rest {
-            " USING TTL ?" => false,
-            // The device offset's write timestamp is its start's filing instant: the latest wins.
-            " USING TTL ? AND TIMESTAMP ?" if table == "devices" => true,
-            _ => panic!("{cql}: every write carries its trigger-time TTL"),
+        // Every write carries its trigger-time TTL and a timestamp: the report's own
+        // (`rows::write_stamp`), or for the device offset its start's filing instant.
+        let stamped = match rest {
+            " USING TTL ? AND TIMESTAMP ?" => true,
+            " USING TTL ?" if table == "quarantine" => false,
+            _ => panic!("{cql}: every write carries its trigger-time TTL and its report's timestamp"),
         };
         let cols: Vec<&str> = cols.split(',').map(str::trim).collect();
         assert_eq!(values.split(',').map(str::trim).collect::<Vec<_>>(), vec!["?"; cols.len()], "{cql}");
@@ -133,14 +138,20 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
         }
         let mut binds: Vec<_> = cols.iter().map(|c| column(table, c)).collect();
         binds.push(spec(table, "[ttl]", ColumnType::Native(NativeType::Int)));
-        if timestamped {
+        if stamped {
             binds.push(spec(table, "[timestamp]", ColumnType::Native(NativeType::BigInt)));
         }
         assert_eq!(binds.len(), markers, "{cql}");
         return Prepared { binds, results: Vec::new() };
     }
-    let rest = cql.strip_prefix("SELECT ").unwrap_or_else(|| panic!("unexpected statement {cql}"));
-    let (select, rest) = rest.split_once(&format!(" FROM {ks}.")).unwrap();
+    // A DELETE restricts like a SELECT (the whole primary key) and returns nothing.
+    let (select, rest) = match cql.strip_prefix(&format!("DELETE FROM {ks}.")) {
+        Some(rest) => ("", rest),
+        None => {
+            let rest = cql.strip_prefix("SELECT ").unwrap_or_else(|| panic!("unexpected statement {cql}"));
+            rest.split_once(&format!(" FROM {ks}.")).unwrap()
+        }
+    };
     let (table, rest) = rest.split_once(" WHERE ").unwrap();
     let (conditions, filtering) = match rest.strip_suffix(" ALLOW FILTERING") {
         Some(c) => (c, true),
@@ -156,9 +167,12 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
         restricted.push(col);
     }
     // Token- and shard-aware: the whole partition key is bound, and first.
-    let partition: Vec<&str> = t.partition.iter().map(String::as_str).collect();
-    assert_eq!(restricted[..partition.len()], partition[..], "{cql}");
-    let rest_keys = &restricted[partition.len()..];
+    let pk = t.partition.len();
+    assert_eq!(restricted[..pk], t.partition.iter().map(String::as_str).collect::<Vec<_>>()[..], "{cql}");
+    let rest_keys = &restricted[pk..];
+    if select.is_empty() {
+        assert_eq!(rest_keys, t.clustering.iter().map(String::as_str).collect::<Vec<_>>(), "{cql}: deletes one row");
+    }
     let clustering_prefix = rest_keys.iter().zip(&t.clustering).take_while(|(a, b)| **a == b.as_str()).count();
     let needs_filtering = clustering_prefix < rest_keys.len();
     assert_eq!(filtering, needs_filtering, "{cql}: ALLOW FILTERING iff a non-key column is restricted");
@@ -166,7 +180,9 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
         assert!(rest_keys[clustering_prefix..].iter().all(|c| !t.clustering.iter().any(|k| k == c)), "{cql}");
     }
     assert_eq!(binds.len(), markers, "{cql}");
-    let results = if select == "COUNT(*)" {
+    let results = if select.is_empty() {
+        Vec::new()
+    } else if select == "COUNT(*)" {
         vec![spec(table, "count", ColumnType::Native(NativeType::BigInt))]
     } else {
         select.split(',').map(|c| column(table, c.trim())).collect()
@@ -190,7 +206,7 @@ fn results_ok<R: for<'f, 'm> DeserializeRow<'f, 'm>>(p: &Prepared) {
 fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() {
     let ks = "daybook_check";
     let tables = parse_schema(ks);
-    assert_eq!(tables.len(), 5);
+    assert_eq!(tables.len(), 6);
     let cql = Cql::new(ks);
     let a = |s: &str| analyze(ks, &tables, s);
 
@@ -235,6 +251,13 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     results_ok::<MappingRow>(&a(&cql.mappings));
     results_ok::<SegmentRow>(&a(&cql.segment));
     results_ok::<DigestRow>(&a(&cql.digest));
+
+    // The dead-letter table.
+    let q: QuarantineValues = (20261122, 3, 42, "cam-c".into(), vec![1, 2], "reason".into(), now.millis(), 60);
+    binds_ok(&a(&cql.insert_quarantine), &q);
+    binds_ok(&a(&cql.quarantined), &(20261122_i32,));
+    results_ok::<QuarantineRow>(&a(&cql.quarantined));
+    binds_ok(&a(&cql.release), &(20261122_i32, 3_i32, 42_i64));
 }
 
 #[test]

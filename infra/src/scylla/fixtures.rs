@@ -11,8 +11,14 @@ pub(super) fn policy() -> TimePolicy {
     TimePolicy::default()
 }
 
+/// Reports made one after another are received one after another (a millisecond apart at
+/// least), so the later one is the newer, as on a device.
 pub(super) fn env(report: Report) -> Envelope {
-    Envelope { report, received_at: Timestamp::now() }
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = Timestamp::now().millis();
+    let prev = LAST.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+    let at = if prev >= now { LAST.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 } else { now };
+    Envelope { report, received_at: Timestamp(at) }
 }
 
 pub(super) fn cid(s: &str) -> DeviceId {

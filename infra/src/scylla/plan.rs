@@ -1,10 +1,12 @@
 //! One `apply` call's writes: merged by primary key, grouped by partition, cut into
-//! unlogged batches, each row carrying its TTL.
+//! unlogged batches, each row carrying its TTL and its write timestamp
+//! (`schemas::rows::write_stamp`: the report's, so the newer report wins whoever writes it).
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use ::scylla::value::MaybeUnset;
-use schemas::rows::{self, RowData};
+use schemas::rows::{self, bigint_column, int_column, RowData, Unstorable};
 use schemas::{Envelope, EventId, TimePolicy, Timestamp};
 use seams::StoreError;
 
@@ -19,23 +21,34 @@ pub const BATCH_MAX_BYTES: usize = 64 * 1024;
 const MAX_TTL_SECS: i64 = 630_720_000;
 
 /// `events`: cid, day, triggered_at, event_id, kind, started, ended_at, end_status,
-/// clock_skew_ms, [ttl].
-type EventValues =
-    (String, i32, i64, String, String, MaybeUnset<bool>, MaybeUnset<i64>, MaybeUnset<String>, MaybeUnset<i64>, i32);
+/// clock_skew_ms, [ttl], [timestamp].
+type EventValues = (
+    String,
+    i32,
+    i64,
+    String,
+    String,
+    MaybeUnset<bool>,
+    MaybeUnset<i64>,
+    MaybeUnset<String>,
+    MaybeUnset<i64>,
+    i32,
+    i64,
+);
 /// `devices`: cid, utc_offset, [ttl], [write timestamp, µs].
 pub(super) type DeviceValues = (String, i32, i32, i64);
 /// `segments`: cid, day, segment_id, size, started_at, duration_ms, codec, width, height,
-/// fps, audio_sample_rate, keyframes, [ttl].
-type SegmentValues = (String, i32, String, i64, i64, i64, String, i32, i32, f64, MaybeUnset<i32>, Vec<i64>, i32);
+/// fps, audio_sample_rate, keyframes, [ttl], [timestamp].
+type SegmentValues = (String, i32, String, i64, i64, i64, String, i32, i32, f64, MaybeUnset<i32>, Vec<i64>, i32, i64);
 /// `event_segments`: cid, day, event_id, idx, seg_day, segment_id, start_offset,
-/// end_offset, [ttl].
-type MappingValues = (String, i32, String, i32, i32, String, i64, i64, i32);
-/// `digests`: cid, day, segment_id, size, duration_ms, [ttl].
-type DigestValues = (String, i32, String, i64, i64, i32);
+/// end_offset, [ttl], [timestamp].
+type MappingValues = (String, i32, String, i32, i32, String, i64, i64, i32, i64);
+/// `digests`: cid, day, segment_id, size, duration_ms, [ttl], [timestamp].
+type DigestValues = (String, i32, String, i64, i64, i32, i64);
 
 /// Seconds a row expiring at `expires_at` has left at `now` (rounded up), or `None` when it
 /// is already past retention and must not be written.
-fn ttl_secs(expires_at: Timestamp, now: Timestamp) -> Option<i32> {
+pub(super) fn ttl_secs(expires_at: Timestamp, now: Timestamp) -> Option<i32> {
     let left_ms = expires_at.millis().saturating_sub(now.millis());
     if left_ms <= 0 {
         return None;
@@ -50,9 +63,28 @@ struct EventWrite {
     /// The `kind` column: the event type.
     event_type: String,
     started: bool,
-    end: Option<(i64, &'static str)>,
+    /// The newest end of the batch: ended_at, status, its report's stamp.
+    end: Option<(i64, &'static str, i64)>,
     skew: Option<i64>,
     ttl: i32,
+    /// The newest start's stamp.
+    start_stamp: i64,
+}
+
+impl EventWrite {
+    /// One INSERT has one timestamp. The end columns are the only ones two reports can
+    /// disagree on, so they decide it; `kind` and `started` hold the same value in every
+    /// version, so any stamp is right for them.
+    fn stamp(&self) -> i64 {
+        self.end.map_or(self.start_stamp, |e| e.2)
+    }
+}
+
+/// Keeps the newer of two versions of a row (by stamp; the same report: the later expiry).
+fn keep_newer<V>(slot: &mut V, new: V, stamp: impl Fn(&V) -> (i64, i32)) {
+    if stamp(&new) >= stamp(slot) {
+        *slot = new;
+    }
 }
 
 type Partition = (String, i32);
@@ -71,18 +103,21 @@ pub(super) struct WritePlan {
     devices: BTreeMap<String, (i32, i32, i64)>,
 }
 
-fn to_i64(what: &str, v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Other(format!("{what} {v} does not fit a bigint")))
-}
-
-fn to_i32(what: &str, v: u32) -> Result<i32, StoreError> {
-    i32::try_from(v).map_err(|_| StoreError::Other(format!("{what} {v} does not fit an int")))
+fn rejected(index: usize) -> impl Fn(Unstorable) -> StoreError {
+    move |e| StoreError::Rejected { index: Some(index), reason: e.to_string() }
 }
 
 impl WritePlan {
     pub(super) fn build(batch: &[Envelope], policy: &TimePolicy, now: Timestamp) -> Result<Self, StoreError> {
         let mut plan = Self::default();
-        for env in batch {
+        // A record no column can hold is refused before anything is written, by its index.
+        for (index, env) in batch.iter().enumerate() {
+            rows::storable(&env.report).map_err(rejected(index))?;
+        }
+        for (index, env) in batch.iter().enumerate() {
+            let to_i64 = |what, v| bigint_column(what, v).map_err(rejected(index));
+            let to_i32 = |what, v| int_column(what, v).map_err(rejected(index));
+            let stamp = rows::write_stamp(env);
             // Where each row lands and when it expires is decided by `schemas::rows`, the
             // same for every store; this only maps rows onto tables and TTLs.
             for row in rows::plan(env, policy) {
@@ -94,6 +129,7 @@ impl WritePlan {
                         let w = plan.event(cid, day, event_id, ttl);
                         w.started = true;
                         w.skew = clock_skew_ms;
+                        w.start_stamp = w.start_stamp.max(stamp);
                     }
                     RowData::DeviceOffset { offset } => {
                         // The latest start wins: in the plan here, in the table by its write
@@ -105,7 +141,10 @@ impl WritePlan {
                         }
                     }
                     RowData::EventEnd { event_id, ended_at, status } => {
-                        plan.event(cid, day, event_id, ttl).end = Some((ended_at.millis(), status.as_str()));
+                        let row = plan.event(cid, day, event_id, ttl);
+                        if row.end.is_none_or(|e| stamp >= e.2) {
+                            row.end = Some((ended_at.millis(), status.as_str(), stamp));
+                        }
                     }
                     RowData::Segment(r) => {
                         let m = &r.media;
@@ -129,8 +168,15 @@ impl WritePlan {
                             audio,
                             keyframes,
                             ttl,
+                            stamp,
                         );
-                        plan.segments.insert((cid, day, r.segment_id.as_str().to_owned()), values);
+                        // A copy of the segment in its own day may come with a later expiry.
+                        match plan.segments.entry((cid, day, r.segment_id.as_str().to_owned())) {
+                            Entry::Vacant(e) => {
+                                e.insert(values);
+                            }
+                            Entry::Occupied(mut e) => keep_newer(e.get_mut(), values, |v| (v.13, v.12)),
+                        }
                     }
                     RowData::Mapping { mapping: e, segment_id, segment_day } => {
                         let idx = to_i32("index", e.index)?;
@@ -144,8 +190,14 @@ impl WritePlan {
                             to_i64("start_offset", e.start_offset)?,
                             to_i64("end_offset", e.end_offset)?,
                             ttl,
+                            stamp,
                         );
-                        plan.mappings.insert((cid, day, e.event_id.as_str().to_owned(), idx), values);
+                        match plan.mappings.entry((cid, day, e.event_id.as_str().to_owned(), idx)) {
+                            Entry::Vacant(e) => {
+                                e.insert(values);
+                            }
+                            Entry::Occupied(mut e) => keep_newer(e.get_mut(), values, |v| (v.9, v.8)),
+                        }
                     }
                     RowData::Digest(r) => {
                         let values = (
@@ -155,8 +207,14 @@ impl WritePlan {
                             to_i64("size", r.size)?,
                             i64::from(r.duration_ms),
                             ttl,
+                            stamp,
                         );
-                        plan.digests.insert((cid, day), values);
+                        match plan.digests.entry((cid, day)) {
+                            Entry::Vacant(e) => {
+                                e.insert(values);
+                            }
+                            Entry::Occupied(mut e) => keep_newer(e.get_mut(), values, |v| (v.6, v.5)),
+                        }
                     }
                 }
                 plan.rows += 1;
@@ -175,6 +233,7 @@ impl WritePlan {
             end: None,
             skew: None,
             ttl,
+            start_stamp: i64::MIN,
         });
         row.ttl = ttl;
         row
@@ -189,10 +248,11 @@ impl WritePlan {
                 id.clone(),
                 w.event_type.clone(),
                 if w.started { MaybeUnset::Set(true) } else { MaybeUnset::Unset },
-                w.end.map_or(MaybeUnset::Unset, |(at, _)| MaybeUnset::Set(at)),
-                w.end.map_or(MaybeUnset::Unset, |(_, st)| MaybeUnset::Set(st.to_owned())),
+                w.end.map_or(MaybeUnset::Unset, |(at, _, _)| MaybeUnset::Set(at)),
+                w.end.map_or(MaybeUnset::Unset, |(_, st, _)| MaybeUnset::Set(st.to_owned())),
                 w.skew.map_or(MaybeUnset::Unset, MaybeUnset::Set),
                 w.ttl,
+                w.stamp(),
             );
             ((cid.clone(), *day), values, 64 + cid.len() + 2 * id.len())
         }))
@@ -309,7 +369,15 @@ mod tests {
             sa,
             end(&b, 1, EndStatus::Complete),
             end(&b, 7, EndStatus::Complete),
-        ];
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut e)| {
+            // Received in batch order: the later report is the newer.
+            e.received_at = now.plus_millis(i as i64);
+            e
+        })
+        .collect::<Vec<_>>();
         let plan = WritePlan::build(&batch, &policy(), now).unwrap();
         // Each start also writes its device's offset row.
         assert_eq!(plan.rows, 9, "rows are counted per report, as the embedded store does");
@@ -356,22 +424,72 @@ mod tests {
             digest("cam-s", today.add_days(-31), "dg-old"),
         ];
         let plan = WritePlan::build(&batch, &policy(), now).unwrap();
-        // start(y) and its device offset + seg-1 + mapping(y, 3) + mapping(y, 0) from seg-old
-        // + 2 digests
-        assert_eq!(plan.rows, 7);
+        // start(y) and its device offset + seg-1, its copy in y and mapping(y, 3) + seg-old's
+        // copy in y and mapping(y, 0) (its own day is past retention) + 2 digests
+        assert_eq!(plan.rows, 9);
         assert_eq!(plan.events.keys().map(|k| k.1).collect::<Vec<_>>(), vec![day_key(today.add_days(-1))]);
+        let y = day_key(today.add_days(-1));
         let segs = plan.segment_chunks();
-        assert_eq!(segs.len(), 1);
-        let s = &segs[0][0];
-        assert_eq!((s.1, s.2.as_str(), s.11.clone()), (day_key(today), "seg-1", vec![0, 500]));
-        assert!(matches!(s.10, MaybeUnset::Unset), "no audio: unset, not null");
+        let got: Vec<Vec<_>> =
+            segs.iter().map(|c| c.iter().map(|s| (s.1, s.2.clone(), s.11.clone())).collect()).collect();
+        assert_eq!(
+            got,
+            vec![
+                vec![(y, "seg-1".to_owned(), vec![0, 500]), (y, "seg-old".to_owned(), vec![0, 500])],
+                vec![(day_key(today), "seg-1".to_owned(), vec![0, 500])],
+            ],
+            "each segment in its own day (while alive) and copied into its events' day"
+        );
+        assert!(matches!(segs[0][0].10, MaybeUnset::Unset), "no audio: unset, not null");
+        // The copies expire with yesterday's event, not with the 40-day-old start.
+        assert_eq!(segs[0][1].12, plan.event_chunks()[0][0].9);
         let maps = plan.mapping_chunks();
         assert_eq!(maps.len(), 1, "both mappings are in yesterday's partition: one batch");
         let m: Vec<_> = maps[0].iter().map(|m| (m.1, m.3, m.4, m.5.as_str())).collect();
-        let y = day_key(today.add_days(-1));
-        assert_eq!(m, vec![(y, 0, day_key(today.add_days(-40)), "seg-old"), (y, 3, day_key(today), "seg-1")]);
+        assert_eq!(m, vec![(y, 0, y, "seg-old"), (y, 3, y, "seg-1")], "mappings point at the copies");
         let dg = plan.digest_chunks();
         assert_eq!(dg.len(), 1);
         assert_eq!((dg[0][0].1, dg[0][0].2.as_str()), (day_key(today.add_days(-2)), "dg-2"), "a re-upload replaces");
+    }
+
+    #[test]
+    fn an_older_report_never_outranks_a_newer_one_whoever_writes_it_and_when() {
+        let now = Timestamp::now();
+        let t = now.plus_millis(-DAY_MS);
+        let (a, _) = start("cam-1", "motion", t);
+        let mut older = end(&a, 1_000, EndStatus::Aborted);
+        let mut newer = end(&a, 9_000, EndStatus::Complete);
+        older.received_at = t.plus_millis(2_000);
+        newer.received_at = t.plus_millis(10_000);
+        let stamp = |batch: &[Envelope], at: Timestamp| {
+            let plan = WritePlan::build(batch, &policy(), at).unwrap();
+            let row = plan.event_chunks()[0][0].clone();
+            (row.10, row.6)
+        };
+        // The stamp is the report's: the same whichever process writes it, and whenever
+        // (a stale projector an hour later still writes the older stamp).
+        let (old_stamp, _) = stamp(std::slice::from_ref(&older), now);
+        assert_eq!(stamp(std::slice::from_ref(&older), now.plus_millis(3_600_000)).0, old_stamp);
+        let (new_stamp, _) = stamp(std::slice::from_ref(&newer), now);
+        assert!(old_stamp < new_stamp);
+        assert_eq!(old_stamp, schemas::rows::write_stamp(&older));
+        // In one batch, in either order, the newer end wins and carries its own stamp.
+        for batch in [[older.clone(), newer.clone()], [newer.clone(), older.clone()]] {
+            let (s, ended) = stamp(&batch, now);
+            assert_eq!(s, new_stamp);
+            assert!(matches!(ended, MaybeUnset::Set(at) if at == t.millis() + 9_000));
+        }
+    }
+
+    #[test]
+    fn a_value_no_column_holds_is_rejected_by_its_index() {
+        let now = Timestamp::now();
+        let (a, st) = start("cam-1", "motion", now.plus_millis(-1000));
+        let ok = segment("cam-1", "seg-1", now.plus_millis(-500), &[(&a, 0)]);
+        // Validation refuses it; a record of an older build may still carry it.
+        let poison = segment("cam-1", "seg-2", now.plus_millis(-400), &[(&a, 1 << 31)]);
+        let err = WritePlan::build(&[st, ok, poison], &policy(), now).err().expect("refused");
+        assert!(err.is_permanent(), "{err}");
+        assert!(matches!(err, StoreError::Rejected { index: Some(2), .. }), "{err}");
     }
 }

@@ -68,6 +68,9 @@ pub(super) struct Cql {
     pub(super) mappings: String,
     pub(super) segment: String,
     pub(super) digest: String,
+    pub(super) insert_quarantine: String,
+    pub(super) quarantined: String,
+    pub(super) release: String,
 }
 
 impl Cql {
@@ -75,18 +78,18 @@ impl Cql {
         Self {
             insert_event: format!(
                 "INSERT INTO {ks}.events (cid, day, triggered_at, event_id, kind, started, ended_at, end_status, \
-                 clock_skew_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+                 clock_skew_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
             ),
             insert_segment: format!(
                 "INSERT INTO {ks}.segments (cid, day, segment_id, size, started_at, duration_ms, codec, width, height, \
-                 fps, audio_sample_rate, keyframes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+                 fps, audio_sample_rate, keyframes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
             ),
             insert_mapping: format!(
                 "INSERT INTO {ks}.event_segments (cid, day, event_id, idx, seg_day, segment_id, start_offset, end_offset) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
             ),
             insert_digest: format!(
-                "INSERT INTO {ks}.digests (cid, day, segment_id, size, duration_ms) VALUES (?, ?, ?, ?, ?) USING TTL ?"
+                "INSERT INTO {ks}.digests (cid, day, segment_id, size, duration_ms) VALUES (?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
             ),
             insert_device: format!(
                 "INSERT INTO {ks}.devices (cid, utc_offset) VALUES (?, ?) USING TTL ? AND TIMESTAMP ?"
@@ -111,6 +114,14 @@ impl Cql {
                  keyframes FROM {ks}.segments WHERE cid = ? AND day = ? AND segment_id = ?"
             ),
             digest: format!("SELECT segment_id, size, duration_ms FROM {ks}.digests WHERE cid = ? AND day = ?"),
+            insert_quarantine: format!(
+                "INSERT INTO {ks}.quarantine (day, part, off, key, value, reason, quarantined_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+            ),
+            quarantined: format!(
+                "SELECT part, off, key, value, reason, quarantined_at FROM {ks}.quarantine WHERE day = ?"
+            ),
+            release: format!("DELETE FROM {ks}.quarantine WHERE day = ? AND part = ? AND off = ?"),
         }
     }
 }

@@ -10,7 +10,6 @@ use ::scylla::client::session::Session;
 use ::scylla::client::session_builder::SessionBuilder;
 use ::scylla::deserialize::row::DeserializeRow;
 use ::scylla::errors::ExecutionError;
-use ::scylla::policies::timestamp_generator::MonotonicTimestampGenerator;
 use ::scylla::response::query_result::QueryResult;
 use ::scylla::response::{PagingState, PagingStateResponse};
 use ::scylla::serialize::row::SerializeRow;
@@ -20,17 +19,17 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use schemas::{Day, DayOffset, DeviceId, Envelope, EventId, EventType, SegmentId, TimePolicy, Timestamp};
-use seams::{DayPage, DigestView, EventDetail, ProjectionStore, SegmentView, StoreError};
+use seams::{DayPage, DigestView, EventDetail, Position, ProjectionStore, Quarantined, SegmentView, StoreError};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::config::{ScyllaConsistency, ScyllaOptions, ScyllaUrl};
 use super::cursor::{cursor_binding, decode_cursor, encode_cursor};
-use super::plan::WritePlan;
+use super::plan::{ttl_secs, WritePlan};
 use super::retry::{exec_error, is_bad_paging_state, IdempotentRetryPolicy};
 use super::schema::{day_key, Cql};
 use super::views::{
     event_view, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey, DeviceRow, DigestRow,
-    EventKey, EventRow, MappingRow, SegmentRow,
+    EventKey, EventRow, MappingRow, QuarantineRow, QuarantineValues, SegmentRow,
 };
 
 /// Largest page `day_page` asks the server for.
@@ -53,6 +52,9 @@ struct Statements {
     mappings: PreparedStatement,
     segment: PreparedStatement,
     digest: PreparedStatement,
+    insert_quarantine: PreparedStatement,
+    quarantined: PreparedStatement,
+    release: PreparedStatement,
 }
 
 /// The ScyllaDB projection store. Cheap to share (`Arc`).
@@ -91,9 +93,8 @@ impl ScyllaStore {
         let session = SessionBuilder::new()
             .known_nodes(&url.nodes)
             .keyspaces_to_fetch([url.keyspace.clone()])
-            // Client-side, monotonic write timestamps: successive writes of one projector
-            // to the same cell keep log order whichever coordinator takes them.
-            .timestamp_generator(Arc::new(MonotonicTimestampGenerator::new()))
+            // No timestamp generator: every write binds its report's own stamp
+            // (`USING TIMESTAMP`, schemas::rows::write_stamp), never a process clock.
             .default_execution_profile_handle(profile.into_handle())
             .build()
             .await
@@ -133,6 +134,11 @@ impl ScyllaStore {
             prepare(&cql.segment, true),
             prepare(&cql.digest, true),
         )?;
+        let (insert_quarantine, quarantined, release) = futures::try_join!(
+            prepare(&cql.insert_quarantine, false),
+            prepare(&cql.quarantined, true),
+            prepare(&cql.release, false),
+        )?;
         let statements = Statements {
             insert_event,
             insert_segment,
@@ -147,6 +153,9 @@ impl ScyllaStore {
             mappings,
             segment,
             digest,
+            insert_quarantine,
+            quarantined,
+            release,
         };
         Ok(Arc::new(Self {
             session,
@@ -250,6 +259,63 @@ impl ProjectionStore for ScyllaStore {
         Ok(plan.rows)
     }
 
+    async fn quarantine(&self, records: &[Quarantined]) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        for q in records {
+            let Some(day) = self.policy.offset.day_of(q.quarantined_at) else { continue };
+            // Kept a retention after it was set aside; at least a day, whatever the clock says.
+            let ttl = ttl_secs(self.policy.expires_at(q.quarantined_at), now).unwrap_or(86_400);
+            let values: QuarantineValues = (
+                day_key(day),
+                q.position.partition,
+                q.position.offset,
+                q.key.clone(),
+                q.value.clone(),
+                q.reason.clone(),
+                q.quarantined_at.millis(),
+                ttl,
+            );
+            self.run(&self.statements.insert_quarantine, values).await?;
+        }
+        Ok(())
+    }
+
+    async fn quarantined(&self, limit: u32) -> Result<Vec<Quarantined>, StoreError> {
+        // One small partition per day of retention (plus a day either side for clock skew).
+        let today = self.policy.offset.today();
+        let days: Vec<Day> = (-1..=i64::from(self.policy.retention_days) + 1).map(|i| today.add_days(-i)).collect();
+        let mut out: Vec<Quarantined> =
+            stream::iter(days)
+                .map(|day| async move {
+                    self.query_all::<QuarantineRow>(&self.statements.quarantined, (day_key(day),)).await
+                })
+                .buffer_unordered(self.max_concurrency)
+                .try_collect::<Vec<Vec<QuarantineRow>>>()
+                .await?
+                .into_iter()
+                .flatten()
+                .map(|(partition, offset, key, value, reason, at)| Quarantined {
+                    position: Position { partition, offset },
+                    key,
+                    value,
+                    reason,
+                    quarantined_at: Timestamp(at),
+                })
+                .collect();
+        out.sort_by_key(|q| q.position);
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
+    async fn release(&self, records: &[Quarantined]) -> Result<(), StoreError> {
+        for q in records {
+            let Some(day) = self.policy.offset.day_of(q.quarantined_at) else { continue };
+            let key = (day_key(day), q.position.partition, q.position.offset);
+            self.run(&self.statements.release, key).await?;
+        }
+        Ok(())
+    }
+
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
         let span = to.days_since(from);
         if !(0..=366).contains(&span) {
@@ -333,7 +399,12 @@ impl ProjectionStore for ScyllaStore {
         Ok(DayPage { events, next })
     }
 
-    async fn event(&self, id: &EventId) -> Result<Option<EventDetail>, StoreError> {
+    async fn event_page(
+        &self,
+        id: &EventId,
+        after: Option<u32>,
+        limit: u32,
+    ) -> Result<Option<EventDetail>, StoreError> {
         let cid = id.device().as_str();
         let day = day_key(id.day());
         let s = &self.statements;
@@ -345,8 +416,18 @@ impl ProjectionStore for ScyllaStore {
         )?;
         let Some(event) = event else { return Ok(None) };
         let event = event_view(event, self.policy.offset)?;
-        // Mappings come in index order; a segment whose own report has not arrived yet
-        // is left out until it does.
+        // Mappings come in index order, at most MAX_SEGMENTS_PER_EVENT small rows (validation
+        // caps the index): the page is cut here, and only its segments are read.
+        let after = after.map_or(-1, i64::from);
+        let limit = limit.max(1) as usize;
+        let mut mappings: Vec<MappingRow> = mappings.into_iter().filter(|m| i64::from(m.0) > after).collect();
+        let next_index = if mappings.len() > limit {
+            mappings.truncate(limit);
+            mappings.last().map(|m| to_u32("idx", m.0.into())).transpose()?
+        } else {
+            None
+        };
+        // A segment whose own report has not arrived yet is left out until it does.
         let segments = stream::iter(mappings)
             .map(|m| async move {
                 let key: ClusteringKey<'_> = (cid, m.1, m.2.as_str());
@@ -359,7 +440,7 @@ impl ProjectionStore for ScyllaStore {
             .into_iter()
             .flatten()
             .collect();
-        Ok(Some(EventDetail { event, segments }))
+        Ok(Some(EventDetail { event, segments, next_index }))
     }
 
     async fn digest(&self, cid: &DeviceId, day: Day) -> Result<Option<DigestView>, StoreError> {

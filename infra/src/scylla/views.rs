@@ -28,6 +28,10 @@ pub(super) type MappingRow = (i32, i32, String, i64, i64);
 pub(super) type SegmentRow = (String, i64, i64, i64, String, i32, i32, f64, Option<i32>, Option<Vec<i64>>);
 /// segment_id, size, duration_ms.
 pub(super) type DigestRow = (String, i64, i64);
+/// part, off, key, value, reason, quarantined_at.
+pub(super) type QuarantineRow = (i32, i64, String, Vec<u8>, String, i64);
+/// `quarantine`: day, part, off, key, value, reason, quarantined_at, [ttl].
+pub(super) type QuarantineValues = (i32, i32, i64, String, Vec<u8>, String, i64, i32);
 
 pub(super) fn other(e: impl fmt::Display) -> StoreError {
     StoreError::Other(e.to_string())

@@ -58,6 +58,20 @@ pub async fn new_group_reads_everything(mut h: impl LogHarness) {
     assert_eq!(values, want);
 }
 
+/// A member owns the partitions of every record it handed out (while no rebalance revoked
+/// them), so a projector keeps them.
+pub async fn a_member_owns_what_it_polled(mut h: impl LogHarness) {
+    let log = h.open().await;
+    for k in ["a", "b", "c"] {
+        log.append((0..2).map(|i| record(k, i)).collect()).await.unwrap();
+    }
+    let mut c = log.consumer("g-own").await.unwrap();
+    let mut got = read(&mut c, 6).await;
+    assert!(got.iter().all(|r| c.owns(r.position.partition)), "{got:?}");
+    assert_eq!(crate::log::retain_owned(c.as_ref(), &mut got), 0);
+    assert_eq!(got.len(), 6);
+}
+
 /// After a commit, the next member of the group resumes there.
 pub async fn commit_resumes_the_group(mut h: impl LogHarness) {
     let log = h.open().await;

@@ -43,6 +43,7 @@ macro_rules! log_suite {
                 headers_and_bytes_survive,
                 acknowledged_appends_survive_reopen,
                 appends_after_shutdown_are_refused,
+                a_member_owns_what_it_polled,
             ]
         );
     };
@@ -67,6 +68,11 @@ macro_rules! store_suite {
                 day_page_filters_by_type,
                 segments_map_into_events_in_index_order,
                 segment_before_event_start_is_kept,
+                pre_roll_segment_lives_as_long_as_its_event,
+                unstorable_record_is_rejected_by_its_index,
+                quarantine_keeps_records_until_released,
+                event_detail_pages_by_index,
+                a_newer_segment_at_the_same_index_replaces_the_older,
                 late_report_lands_in_trigger_day,
                 digests_by_day,
                 expired_days_are_dropped_whole,

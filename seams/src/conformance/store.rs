@@ -9,7 +9,8 @@ use schemas::{
     EventType, Media, Report, SegmentId, SegmentReported, Timestamp,
 };
 
-use crate::store::{EventStatus, ProjectionStore};
+use crate::log::Position;
+use crate::store::{EventStatus, ProjectionStore, Quarantined, StoreError};
 
 /// Opens a fresh, empty store (new directory, new keyspace).
 #[async_trait]
@@ -30,8 +31,14 @@ fn cid(s: &str) -> DeviceId {
     DeviceId::parse(s).unwrap()
 }
 
+/// Reports made one after another are received one after another (a millisecond apart at
+/// least): the later one is the newer, in log order and by write stamp alike.
 fn env(report: Report) -> Envelope {
-    Envelope { report, received_at: Timestamp::now() }
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = Timestamp::now().millis();
+    let prev = LAST.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+    let at = if prev >= now { LAST.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 } else { now };
+    Envelope { report, received_at: Timestamp(at) }
 }
 
 /// An `EventStarted` and its id.
@@ -417,4 +424,107 @@ pub async fn foreign_cursor_is_refused(mut h: impl StoreHarness) {
     s.apply(&[start("cam-f", "motion", noon(0, 0)).1]).await.unwrap();
     let r = s.day_page(&cid("cam-f"), day(0), None, 10, Some(b"\xffnot a cursor")).await;
     assert!(r.is_err(), "{r:?}");
+}
+
+/// A pre-roll segment that started the day before its event stays listed with the event
+/// after the segment's own start day has been dropped: a segment lives as long as any event
+/// that maps it.
+pub async fn pre_roll_segment_lives_as_long_as_its_event(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let today = DayOffset::default().today();
+    // Event at 00:00:05 yesterday; its segment started ten seconds earlier, the day before.
+    let trigger = DayOffset::default().start_of(today.add_days(-1)).plus_millis(5_000);
+    let (id, st) = start("cam-pre", "motion", trigger);
+    let seg = segment("cam-pre", "seg-pre", trigger.plus_millis(-10_000), 1000, &[(&id, 0, 500, 1000)]);
+    s.apply(&[seg, st]).await.unwrap();
+    assert_eq!(s.event(&id).await.unwrap().unwrap().segments.len(), 1);
+    // Drop the segment's start day (two days ago), keep the event's day (yesterday).
+    s.drop_expired(day(1)).await.unwrap();
+    let d = s.event(&id).await.unwrap().expect("the event is kept");
+    let got: Vec<_> = d.segments.iter().map(|x| (x.segment_id.as_str().to_owned(), x.index, x.size)).collect();
+    assert_eq!(got, vec![("seg-pre".to_owned(), 0, 1000)], "the segment must live as long as its event");
+}
+
+/// A record with a value no column holds is refused as permanent, naming it, and nothing of
+/// its batch is written (the projector quarantines it and applies the rest).
+pub async fn unstorable_record_is_rejected_by_its_index(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (id, st) = start("cam-u", "motion", noon(0, 0));
+    let poison = segment("cam-u", "seg-u", noon(0, 0), 100, &[(&id, 1 << 31, 0, 100)]);
+    let err = s.apply(&[st.clone(), poison]).await.expect_err("index 2^31 fits no int column");
+    assert!(err.is_permanent(), "{err}");
+    assert!(matches!(err, StoreError::Rejected { index: Some(1), .. }), "{err}");
+    assert!(s.event(&id).await.unwrap().is_none(), "nothing of the batch is written");
+    s.apply(&[st]).await.unwrap();
+    assert!(s.event(&id).await.unwrap().is_some());
+}
+
+fn quarantined(partition: i32, offset: i64, reason: &str) -> Quarantined {
+    Quarantined {
+        position: Position { partition, offset },
+        key: "cam-q".into(),
+        value: vec![1, 2, 3, offset as u8],
+        reason: reason.into(),
+        quarantined_at: Timestamp::now(),
+    }
+}
+
+/// Quarantined records are kept with their reason, listed by position, idempotent per
+/// position, until released.
+pub async fn quarantine_keeps_records_until_released(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    assert!(s.quarantined(10).await.unwrap().is_empty());
+    let (a, b, c) = (quarantined(1, 7, "bad index"), quarantined(0, 9, "undecodable"), quarantined(1, 3, "x"));
+    s.quarantine(&[a.clone(), b.clone()]).await.unwrap();
+    s.quarantine(&[c.clone(), a.clone()]).await.unwrap();
+    let got = s.quarantined(10).await.unwrap();
+    let positions: Vec<_> = got.iter().map(|q| (q.position.partition, q.position.offset)).collect();
+    assert_eq!(positions, vec![(0, 9), (1, 3), (1, 7)]);
+    assert_eq!(got[2].value, a.value);
+    assert_eq!(got[2].reason, "bad index");
+    assert_eq!(got[2].key, "cam-q");
+    assert_eq!(s.quarantined(2).await.unwrap().len(), 2);
+    s.release(&got[..1]).await.unwrap();
+    let left: Vec<_> = s.quarantined(10).await.unwrap().iter().map(|q| q.position.offset).collect();
+    assert_eq!(left, vec![3, 7]);
+}
+
+/// An event's segments come in pages by index; the pages add up to the whole detail.
+pub async fn event_detail_pages_by_index(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (id, st) = start("cam-pg", "motion", noon(0, 0));
+    let mut batch = vec![st];
+    for i in 0..5u32 {
+        let seg = format!("seg-{i}");
+        batch.push(segment("cam-pg", &seg, noon(0, i64::from(i) * 10_000), 100, &[(&id, i * 2, 0, 100)]));
+    }
+    s.apply(&batch).await.unwrap();
+    let indexes = |d: &crate::store::EventDetail| d.segments.iter().map(|x| x.index).collect::<Vec<_>>();
+    let p1 = s.event_page(&id, None, 2).await.unwrap().unwrap();
+    assert_eq!((indexes(&p1), p1.next_index), (vec![0, 2], Some(2)));
+    let p2 = s.event_page(&id, p1.next_index, 2).await.unwrap().unwrap();
+    assert_eq!((indexes(&p2), p2.next_index), (vec![4, 6], Some(6)));
+    let p3 = s.event_page(&id, p2.next_index, 2).await.unwrap().unwrap();
+    assert_eq!((indexes(&p3), p3.next_index), (vec![8], None));
+    let all = s.event(&id).await.unwrap().unwrap();
+    assert_eq!((indexes(&all), all.next_index), (vec![0, 2, 4, 6, 8], None));
+}
+
+/// A second segment at the same (event, index): the same segment again changes nothing; a
+/// different one replaces it when its report is newer, and a replay of the log gives the same.
+pub async fn a_newer_segment_at_the_same_index_replaces_the_older(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (id, st) = start("cam-ix", "motion", noon(0, 0));
+    let first = segment("cam-ix", "seg-first", noon(0, 0), 100, &[(&id, 0, 0, 100)]);
+    let second = segment("cam-ix", "seg-second", noon(0, 1000), 200, &[(&id, 0, 0, 200)]);
+    s.apply(&[st.clone(), first.clone()]).await.unwrap();
+    s.apply(std::slice::from_ref(&first)).await.unwrap();
+    let segments = |d: crate::store::EventDetail| {
+        d.segments.iter().map(|x| (x.segment_id.as_str().to_owned(), x.index)).collect::<Vec<_>>()
+    };
+    assert_eq!(segments(s.event(&id).await.unwrap().unwrap()), vec![("seg-first".to_owned(), 0)]);
+    s.apply(std::slice::from_ref(&second)).await.unwrap();
+    assert_eq!(segments(s.event(&id).await.unwrap().unwrap()), vec![("seg-second".to_owned(), 0)]);
+    s.apply(&[st, first, second]).await.unwrap();
+    assert_eq!(segments(s.event(&id).await.unwrap().unwrap()), vec![("seg-second".to_owned(), 0)]);
 }

@@ -1,0 +1,314 @@
+//! The projector against the embedded engines: permanent failures are quarantined instead of
+//! halting the partition, and records of revoked partitions are never written.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use infra::embedded_log::{EmbeddedLog, EmbeddedLogConfig};
+use infra::embedded_store::EmbeddedStore;
+use projector::{Progress, ProjectorConfig};
+use schemas::{
+    DayOffset, DeviceId, Envelope, EventId, EventMapping, EventStarted, EventType, Media, Report, SegmentId,
+    SegmentReported, TimePolicy, Timestamp,
+};
+use seams::conformance::wait_for;
+use seams::{
+    Consumed, DayPage, DigestView, EventDetail, LogConsumer, LogError, LogRecord, Position, ProjectionStore,
+    Quarantined, ReportLog, StoreError,
+};
+use tokio::sync::watch;
+
+fn started(cid: &str, at: Timestamp) -> (EventId, Envelope) {
+    let cid = DeviceId::parse(cid).unwrap();
+    let event_type = EventType::parse("motion").unwrap();
+    let event_id = EventId::new(&cid, &event_type, at, DayOffset::default()).unwrap();
+    let report = Report::EventStarted(EventStarted {
+        cid,
+        event_id: event_id.clone(),
+        event_type,
+        triggered_at: at,
+        utc_offset: DayOffset::default(),
+        clock_skew_ms: None,
+    });
+    (event_id, Envelope { report, received_at: Timestamp::now() })
+}
+
+fn segment(id: &EventId, seg: &str, index: u32) -> Envelope {
+    let report = Report::SegmentReported(SegmentReported {
+        cid: id.device().clone(),
+        segment_id: SegmentId::parse(seg).unwrap(),
+        size: 100,
+        started_at: id.triggered_at(),
+        duration_ms: 1000,
+        media: Media { codec: "h264".into(), width: 640, height: 480, fps: 25.0, audio_sample_rate: None },
+        keyframes: vec![0],
+        utc_offset: DayOffset::default(),
+        events: vec![EventMapping { event_id: id.clone(), index, start_offset: 0, end_offset: 100 }],
+    });
+    Envelope { report, received_at: Timestamp::now() }
+}
+
+fn record(e: &Envelope) -> LogRecord {
+    LogRecord { key: e.report.cid().to_string(), kind: "x".into(), schema: 1, value: e.encode() }
+}
+
+async fn run_until<F, Fut>(log: Arc<dyn ReportLog>, store: Arc<dyn ProjectionStore>, what: &str, done: F) -> Progress
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<()>>,
+{
+    let (stop, stopped) = watch::channel(false);
+    let config = ProjectorConfig { linger: Duration::from_millis(20), ..ProjectorConfig::default() };
+    let running = tokio::spawn(projector::run(log, store, config, stopped));
+    wait_for(what, Duration::from_secs(20), done).await;
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), running).await.expect("stops").expect("task").expect("no error")
+}
+
+/// One record no store can hold (a mapping index of 2^31, as an older build let through) and
+/// one that does not decode: both are quarantined with their reasons, and everything after
+/// them is projected (this used to stop the partition for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_no_store_accepts_is_quarantined_and_projection_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("log.db"), EmbeddedLogConfig::default()).unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).unwrap();
+    let now = Timestamp::now().plus_millis(-60_000);
+    let (a, start_a) = started("cam-q", now);
+    let (b, start_b) = started("cam-q", now.plus_millis(1000));
+    let poison = segment(&a, "seg-poison", 1 << 31);
+    let garbage = LogRecord { key: "cam-q".into(), kind: "x".into(), schema: 1, value: vec![1, 0, 0xff, 0xff] };
+    log.append(vec![record(&start_a), record(&poison), garbage, record(&start_b), record(&segment(&b, "seg-ok", 0))])
+        .await
+        .unwrap();
+    let s = store.clone();
+    let b2 = b.clone();
+    let progress = run_until(log.clone(), store.clone(), "event b and its segment", move || {
+        let (s, b) = (s.clone(), b2.clone());
+        async move { s.event(&b).await.unwrap().filter(|d| d.segments.len() == 1).map(drop) }
+    })
+    .await;
+    assert!(store.event(&a).await.unwrap().is_some(), "the poison's batch neighbours are written");
+    assert_eq!(progress.quarantined, 2, "{progress:?}");
+    let q = store.quarantined(10).await.unwrap();
+    let got: Vec<_> = q.iter().map(|q| (q.position.offset, q.key.as_str())).collect();
+    assert_eq!(got.len(), 2, "{q:?}");
+    assert!(q[0].reason.contains("index"), "{q:?}");
+    assert!(q[1].reason.starts_with("undecodable"), "{q:?}");
+    assert_eq!(q[0].value, poison.encode(), "the record is kept as it was in the log, for replay");
+}
+
+/// A store that refuses a record without naming it: the projector halves the batch until the
+/// record is alone.
+#[derive(Debug)]
+struct Unnamed(Arc<EmbeddedStore>);
+
+#[async_trait]
+impl ProjectionStore for Unnamed {
+    async fn apply(&self, batch: &[Envelope]) -> Result<u64, StoreError> {
+        let poisoned = batch
+            .iter()
+            .any(|e| matches!(&e.report, Report::SegmentReported(s) if s.segment_id.as_str().starts_with("poison")));
+        if poisoned {
+            return Err(StoreError::Rejected { index: None, reason: "poisoned".into() });
+        }
+        self.0.apply(batch).await
+    }
+    async fn quarantine(&self, records: &[Quarantined]) -> Result<(), StoreError> {
+        self.0.quarantine(records).await
+    }
+    async fn quarantined(&self, limit: u32) -> Result<Vec<Quarantined>, StoreError> {
+        self.0.quarantined(limit).await
+    }
+    async fn release(&self, records: &[Quarantined]) -> Result<(), StoreError> {
+        self.0.release(records).await
+    }
+    async fn calendar(
+        &self,
+        cid: &DeviceId,
+        from: schemas::Day,
+        to: schemas::Day,
+    ) -> Result<Vec<(schemas::Day, u64)>, StoreError> {
+        self.0.calendar(cid, from, to).await
+    }
+    async fn day_page(
+        &self,
+        cid: &DeviceId,
+        day: schemas::Day,
+        event_type: Option<&EventType>,
+        limit: u32,
+        cursor: Option<&[u8]>,
+    ) -> Result<DayPage, StoreError> {
+        self.0.day_page(cid, day, event_type, limit, cursor).await
+    }
+    async fn utc_offset(&self, cid: &DeviceId) -> Result<Option<DayOffset>, StoreError> {
+        self.0.utc_offset(cid).await
+    }
+    async fn event_page(
+        &self,
+        id: &EventId,
+        after: Option<u32>,
+        limit: u32,
+    ) -> Result<Option<EventDetail>, StoreError> {
+        self.0.event_page(id, after, limit).await
+    }
+    async fn digest(&self, cid: &DeviceId, day: schemas::Day) -> Result<Option<DigestView>, StoreError> {
+        self.0.digest(cid, day).await
+    }
+    async fn drop_expired(&self, oldest_kept: schemas::Day) -> Result<u64, StoreError> {
+        self.0.drop_expired(oldest_kept).await
+    }
+    async fn health(&self) -> Result<(), StoreError> {
+        self.0.health().await
+    }
+    fn backend(&self) -> &'static str {
+        "unnamed"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_record_the_store_cannot_name_is_found_by_halving() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("log.db"), EmbeddedLogConfig::default()).unwrap();
+    let inner = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).unwrap();
+    let store: Arc<dyn ProjectionStore> = Arc::new(Unnamed(inner.clone()));
+    let now = Timestamp::now().plus_millis(-60_000);
+    let mut records = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        let (id, st) = started("cam-h", now.plus_millis(i * 1000));
+        records.push(record(&st));
+        if i == 5 {
+            records.push(record(&segment(&id, "poison-1", 0)));
+        }
+        ids.push(id);
+    }
+    let positions = log.append(records).await.unwrap();
+    let s = store.clone();
+    let last = ids[8].clone();
+    let progress = run_until(log, store.clone(), "the last event", move || {
+        let (s, id) = (s.clone(), last.clone());
+        async move { s.event(&id).await.unwrap().map(drop) }
+    })
+    .await;
+    for id in &ids {
+        assert!(store.event(id).await.unwrap().is_some(), "{id}");
+    }
+    let q = store.quarantined(10).await.unwrap();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0].position, positions[6], "the poison alone");
+    assert_eq!(progress.quarantined, 1);
+}
+
+/// A log whose only member loses partition 1 between poll and write.
+#[derive(Debug)]
+struct Revoking {
+    records: Mutex<Option<Vec<Consumed>>>,
+}
+
+#[derive(Debug)]
+struct RevokingConsumer {
+    records: Option<Vec<Consumed>>,
+    revoked: bool,
+}
+
+#[async_trait]
+impl ReportLog for Revoking {
+    async fn append(&self, _records: Vec<LogRecord>) -> Result<Vec<Position>, LogError> {
+        Err(LogError::Other("read-only".into()))
+    }
+    async fn consumer(&self, _group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
+        Ok(Box::new(RevokingConsumer { records: self.records.lock().unwrap().take(), revoked: false }))
+    }
+    async fn consumer_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
+        self.consumer(group).await
+    }
+    async fn health(&self) -> Result<(), LogError> {
+        Ok(())
+    }
+    async fn shutdown(&self) -> Result<(), LogError> {
+        Ok(())
+    }
+    fn backend(&self) -> &'static str {
+        "revoking"
+    }
+}
+
+#[async_trait]
+impl LogConsumer for RevokingConsumer {
+    async fn poll(&mut self, _max: usize, max_wait: Duration) -> Result<Vec<Consumed>, LogError> {
+        match self.records.take() {
+            Some(r) => {
+                // The rebalance lands right after this poll handed the records out.
+                self.revoked = true;
+                Ok(r)
+            }
+            None => {
+                tokio::time::sleep(max_wait).await;
+                Ok(Vec::new())
+            }
+        }
+    }
+    async fn commit(&mut self, _positions: &[Position]) -> Result<(), LogError> {
+        Ok(())
+    }
+    async fn lag(&mut self) -> Result<Vec<(i32, i64)>, LogError> {
+        Ok(Vec::new())
+    }
+    fn owns(&self, partition: i32) -> bool {
+        !(self.revoked && partition == 1)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_a_revoked_partition_are_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).unwrap();
+    let now = Timestamp::now().plus_millis(-60_000);
+    let (kept, st_kept) = started("cam-k", now);
+    let (lost, st_lost) = started("cam-l", now);
+    let consumed = |partition, e: &Envelope| Consumed {
+        position: Position { partition, offset: 0 },
+        key: e.report.cid().to_string(),
+        kind: "x".into(),
+        schema: 1,
+        value: e.encode(),
+        timestamp_ms: 0,
+    };
+    let log = Arc::new(Revoking { records: Mutex::new(Some(vec![consumed(0, &st_kept), consumed(1, &st_lost)])) });
+    let s = store.clone();
+    let k = kept.clone();
+    let progress = run_until(log, store.clone(), "the owned partition's event", move || {
+        let (s, k) = (s.clone(), k.clone());
+        async move { s.event(&k).await.unwrap().map(drop) }
+    })
+    .await;
+    assert!(store.event(&lost).await.unwrap().is_none(), "a revoked partition's record was written");
+    assert_eq!(progress.revoked, 1);
+}
+
+/// `daybook quarantine replay`: a record the store now takes is applied and released; one it
+/// still refuses stays, with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_applies_what_the_store_takes_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).unwrap();
+    let (id, st) = started("cam-r", Timestamp::now().plus_millis(-60_000));
+    let poison = segment(&id, "seg-poison", 1 << 31);
+    let q = |offset, e: &Envelope, reason: &str| Quarantined {
+        position: Position { partition: 0, offset },
+        key: "cam-r".into(),
+        value: e.encode(),
+        reason: reason.into(),
+        quarantined_at: Timestamp::now(),
+    };
+    // As if an older build had refused the start (say, a bug since fixed).
+    store.quarantine(&[q(1, &st, "refused by an older build"), q(2, &poison, "index")]).await.unwrap();
+    let listed = store.quarantined(10).await.unwrap();
+    let (replayed, kept) = daybook::cli::quarantine::replay_all(store.as_ref(), &listed).await.unwrap();
+    assert_eq!((replayed, kept), (1, 1));
+    assert!(store.event(&id).await.unwrap().is_some(), "the replayed start is applied");
+    let left = store.quarantined(10).await.unwrap();
+    assert_eq!(left.iter().map(|q| q.position.offset).collect::<Vec<_>>(), vec![2]);
+}
