@@ -658,10 +658,24 @@ async function openEvent(e) {
   await loadEventClip(e, 0);
 }
 
+// The event with all its segments: the API pages them (at most 2048 per event, 200 a page).
+async function eventDetail(id) {
+  const path = `/v1/events/${encodeURIComponent(id)}?limit=200`;
+  const detail = await api(path);
+  const segments = Array.isArray(detail?.segments) ? [...detail.segments] : [];
+  let cursor = detail?.next_cursor;
+  while (cursor && $('player').open) {
+    const page = await api(`${path}&cursor=${encodeURIComponent(cursor)}`);
+    if (Array.isArray(page?.segments)) segments.push(...page.segments);
+    cursor = page?.next_cursor;
+  }
+  return { ...detail, segments };
+}
+
 async function loadEventClip(e, at) {
   let detail;
   try {
-    detail = await api(`/v1/events/${encodeURIComponent(e.event_id)}`);
+    detail = await eventDetail(e.event_id);
   } catch (err) {
     if (err instanceof SignedOut) return;
     playerMessage(explain(err, 'This event'), { label: 'Try again', run: () => loadEventClip(e, at) });

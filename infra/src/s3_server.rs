@@ -58,8 +58,9 @@ pub async fn serve(
             ])
             .max_age(Duration::from_secs(3600)),
     );
+    let bucket_name = bucket.to_owned();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let refused = refuse_snapshot(&req, max_snapshot_bytes);
+        let refused = refuse_snapshot(&req, &bucket_name, max_snapshot_bytes);
         let s3 = cors.clone();
         async move {
             match refused {
@@ -95,9 +96,17 @@ pub async fn serve(
     Ok(())
 }
 
+/// Whether `path` (path-style, as daybook signs for this endpoint) is a snapshot's key:
+/// `/{bucket}/devices/{cid}/snapshots/{event_id}.jpg`. Matched by position, not by substring,
+/// so a device named `snapshots` uploading a segment is not taken for a snapshot.
+fn is_snapshot_key(path: &str, bucket: &str) -> bool {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(parts.as_slice(), [b, "devices", cid, "snapshots", file] if *b == bucket && !cid.is_empty() && !file.is_empty())
+}
+
 /// The refusal of a snapshot PUT larger than `max` (or of unknown length), else `None`.
-fn refuse_snapshot<B>(req: &Request<B>, max: u64) -> Option<Response<s3s::Body>> {
-    if req.method() != http::Method::PUT || !req.uri().path().contains("/snapshots/") {
+fn refuse_snapshot<B>(req: &Request<B>, bucket: &str, max: u64) -> Option<Response<s3s::Body>> {
+    if req.method() != http::Method::PUT || !is_snapshot_key(req.uri().path(), bucket) {
         return None;
     }
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -173,4 +182,35 @@ pub fn expire_objects(root: &Path, bucket: &str, oldest_kept: Day) -> std::io::R
         }
     }
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(path: &str, len: Option<u64>) -> Request<()> {
+        let mut b = Request::builder().method(http::Method::PUT).uri(path);
+        if let Some(len) = len {
+            b = b.header("content-length", len);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn only_snapshot_keys_are_bounded() {
+        let snap = "/media/devices/cam-1/snapshots/20261201.cam-1.1796110200000.motion.jpg";
+        assert_eq!(refuse_snapshot(&put(snap, Some(64 << 20)), "media", 1 << 20).unwrap().status(), 413);
+        assert_eq!(refuse_snapshot(&put(snap, None), "media", 1 << 20).unwrap().status(), 411);
+        assert!(refuse_snapshot(&put(snap, Some(1000)), "media", 1 << 20).is_none());
+        // A device named `snapshots` uploads segments and digests of any declared size.
+        for key in ["/media/devices/snapshots/segments/seg-1", "/media/devices/snapshots/digests/seg-2"] {
+            assert!(refuse_snapshot(&put(key, Some(64 << 20)), "media", 1 << 20).is_none(), "{key}");
+        }
+        // Another bucket's keys, and reads, are not this rule's business.
+        assert!(
+            refuse_snapshot(&put("/other/devices/cam-1/snapshots/x.jpg", Some(64 << 20)), "media", 1 << 20).is_none()
+        );
+        let get = Request::builder().method(http::Method::GET).uri(snap).body(()).unwrap();
+        assert!(refuse_snapshot(&get, "media", 1 << 20).is_none());
+    }
 }
