@@ -323,7 +323,7 @@ fn fleet_records(fleet: &Fleet) -> Vec<seams::LogRecord> {
             });
             seams::LogRecord {
                 key: cid.to_string(),
-                kind: report.kind().as_str().to_owned(),
+                report_kind: report.kind().as_str().to_owned(),
                 schema: schemas::SCHEMA_VERSION,
                 value: schemas::Envelope { report, received_at: Timestamp::now() }.encode(),
             }
@@ -493,7 +493,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
             let pb = ProgressBar::new_spinner();
             pb.set_message("raw kafka produce");
             pb.enable_steady_tick(Duration::from_millis(100));
-            let r = infra::kafka::raw_produce(&config, &records).await?;
+            let r = crate::raw::raw_produce(&config, &records).await?;
             pb.finish_and_clear();
             Some(r)
         }

@@ -8,6 +8,7 @@ mod burst;
 mod chart;
 mod direct;
 mod load;
+mod raw;
 mod soak;
 
 use std::net::SocketAddr;

@@ -53,6 +53,7 @@ impl Role {
 /// defaults; fields a role does not use are ignored.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The services this process runs.
     pub role: Role,
     /// Embedded log (`log.db`) and store (`store.db`), generated secrets, embedded S3 objects.
     pub data_dir: PathBuf,
@@ -65,6 +66,8 @@ pub struct Config {
     pub log: LogConfig,
     pub store: StoreConfig,
     pub s3: S3Settings,
+    /// Retention, the default day offset and the clock tolerance: the time rules every
+    /// service of the process shares.
     pub policy: TimePolicy,
     pub ingest: IngestLimits,
     pub projector: projector::ProjectorConfig,
@@ -127,6 +130,7 @@ impl Config {
 /// The report log.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
+    /// `embedded` (the data directory's `log.db`) or `kafka://BROKERS/TOPIC`.
     pub url: LogUrl,
     /// File of extra librdkafka properties (`key=value` lines); `DAYBOOK_KAFKA_<PROPERTY>`
     /// variables are applied after it.
@@ -139,6 +143,7 @@ pub struct LogConfig {
 /// The projection store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// `embedded` (the data directory's `store.db`) or `scylla://NODES/KEYSPACE`.
     pub url: StoreUrl,
     /// ScyllaDB consistency level of reads and writes (`LOCAL_QUORUM`, `ONE`, …).
     pub scylla_consistency: String,
@@ -148,7 +153,7 @@ pub struct StoreConfig {
     pub scylla_max_concurrency: usize,
 }
 
-/// Object storage.
+/// Where video, snapshots and digests live, and how their presigned URLs are made.
 #[derive(Debug, Clone)]
 pub struct S3Settings {
     /// The S3 endpoint daybook talks to. `None`: the all-in-one serves its own, other roles
@@ -156,7 +161,9 @@ pub struct S3Settings {
     pub endpoint: Option<String>,
     /// Endpoint written into presigned URLs, as devices and viewers reach it (default: the endpoint).
     pub public_url: Option<String>,
+    /// Bucket of every object (keys start `devices/{cid}/`).
     pub bucket: String,
+    /// Region the URLs are signed for.
     pub region: String,
     /// Virtual-hosted-style URLs (AWS) instead of path-style (MinIO, embedded).
     pub virtual_hosted: bool,
@@ -174,6 +181,7 @@ pub struct IngestLimits {
     pub max_inflight: usize,
     /// Sustained requests per second per device (429 above).
     pub device_rate_per_s: u32,
+    /// Requests a device may send at once above its sustained rate.
     pub device_burst: u32,
     /// The nightly window over which devices' digest slots are spread.
     pub digest_window: ingest::DigestWindow,

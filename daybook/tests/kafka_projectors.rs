@@ -35,7 +35,7 @@ const PER_DEVICE: usize = 150;
 fn record(e: &Envelope) -> LogRecord {
     LogRecord {
         key: e.report.cid().to_string(),
-        kind: e.report.kind().as_str().into(),
+        report_kind: e.report.kind().as_str().into(),
         schema: SCHEMA_VERSION,
         value: e.encode(),
     }

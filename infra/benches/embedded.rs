@@ -105,7 +105,7 @@ fn log_record(i: u64) -> LogRecord {
     // ~160 bytes on the wire: key + report kind + a value the size of a small encoded envelope.
     let mut value = vec![0u8; 128];
     value[..8].copy_from_slice(&i.to_le_bytes());
-    LogRecord { key: format!("acme-cam-{:06}", i % 100_000), kind: "event_started".into(), schema: 1, value }
+    LogRecord { key: format!("acme-cam-{:06}", i % 100_000), report_kind: "event_started".into(), schema: 1, value }
 }
 
 fn log_group_commit(c: &mut Criterion) {

@@ -344,7 +344,7 @@ fn commit_group(conn: &mut Connection, pending: &mut [Op]) -> rusqlite::Result<(
             match op {
                 Op::Append { records, .. } => {
                     for r in records {
-                        insert.execute(params![now, r.key, r.kind, r.schema, r.value])?;
+                        insert.execute(params![now, r.key, r.report_kind, r.schema, r.value])?;
                         positions.push(Position { partition: 0, offset: tx.last_insert_rowid() });
                     }
                 }
@@ -448,7 +448,7 @@ fn read_from(conn: &Connection, from: i64, limit: usize) -> rusqlite::Result<Vec
             position: Position { partition: 0, offset: r.get(0)? },
             timestamp_ms: r.get(1)?,
             key: r.get(2)?,
-            kind: r.get(3)?,
+            report_kind: r.get(3)?,
             schema: r.get(4)?,
             value: r.get(5)?,
         })

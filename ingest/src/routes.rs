@@ -79,7 +79,7 @@ impl Ingest {
             .into_iter()
             .map(|report| LogRecord {
                 key: report.cid().to_string(),
-                kind: report.kind().as_str().to_owned(),
+                report_kind: report.kind().as_str().to_owned(),
                 schema: SCHEMA_VERSION,
                 value: Envelope { report, received_at }.encode(),
             })

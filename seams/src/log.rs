@@ -5,13 +5,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 /// One record to append. The log stores it opaquely; `key` orders it (all records of one
-/// key keep their order) and `kind`/`schema` travel as headers readable without decoding.
+/// key keep their order) and `report_kind`/`schema` travel as headers readable without decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
     /// The device id (partitioning and ordering key).
     pub key: String,
-    /// The report kind (`daybook.type` header).
-    pub kind: String,
+    /// The report kind (`daybook.type` header): `event_started`, `segment_reported`, ….
+    pub report_kind: String,
     /// The schema version (`daybook.schema` header).
     pub schema: u16,
     /// The encoded envelope.
@@ -36,7 +36,7 @@ pub struct Consumed {
     /// As appended.
     pub key: String,
     /// As appended.
-    pub kind: String,
+    pub report_kind: String,
     /// As appended.
     pub schema: u16,
     /// As appended.

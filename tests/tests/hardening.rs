@@ -158,7 +158,7 @@ async fn half_open_connections_past_the_limit_neither_block_devices_nor_stay_ope
 }
 
 fn record(i: usize) -> LogRecord {
-    LogRecord { key: format!("cam-{i}"), kind: "event_started".into(), schema: 1, value: vec![i as u8; 16] }
+    LogRecord { key: format!("cam-{i}"), report_kind: "event_started".into(), schema: 1, value: vec![i as u8; 16] }
 }
 
 /// `tail --group x --limit 1`: a group that read one record and went away. Records past

@@ -50,7 +50,7 @@ fn segment(id: &EventId, seg: &str, index: u32) -> Envelope {
 }
 
 fn record(e: &Envelope) -> LogRecord {
-    LogRecord { key: e.report.cid().to_string(), kind: "x".into(), schema: 1, value: e.encode() }
+    LogRecord { key: e.report.cid().to_string(), report_kind: "x".into(), schema: 1, value: e.encode() }
 }
 
 async fn run_until<F, Fut>(log: Arc<dyn ReportLog>, store: Arc<dyn ProjectionStore>, what: &str, done: F) -> Progress
@@ -78,7 +78,7 @@ async fn a_record_no_store_accepts_is_quarantined_and_projection_goes_on() {
     let (a, start_a) = started("cam-q", now);
     let (b, start_b) = started("cam-q", now.plus_millis(1000));
     let poison = segment(&a, "seg-poison", 1 << 31);
-    let garbage = LogRecord { key: "cam-q".into(), kind: "x".into(), schema: 1, value: vec![1, 0, 0xff, 0xff] };
+    let garbage = LogRecord { key: "cam-q".into(), report_kind: "x".into(), schema: 1, value: vec![1, 0, 0xff, 0xff] };
     log.append(vec![record(&start_a), record(&poison), garbage, record(&start_b), record(&segment(&b, "seg-ok", 0))])
         .await
         .unwrap();
@@ -271,7 +271,7 @@ async fn records_of_a_revoked_partition_are_not_written() {
     let consumed = |partition, e: &Envelope| Consumed {
         position: Position { partition, offset: 0 },
         key: e.report.cid().to_string(),
-        kind: "x".into(),
+        report_kind: "x".into(),
         schema: 1,
         value: e.encode(),
         timestamp_ms: 0,

@@ -58,7 +58,7 @@ pub(super) async fn run(a: TailArgs) -> anyhow::Result<()> {
             let line = match Envelope::decode(&c.value) {
                 Ok(env) => to_json(c, &env),
                 Err(e) => {
-                    serde_json::json!({"partition": c.position.partition, "offset": c.position.offset, "cid": c.key, "type": c.kind, "error": e.to_string()})
+                    serde_json::json!({"partition": c.position.partition, "offset": c.position.offset, "cid": c.key, "type": c.report_kind, "error": e.to_string()})
                 }
             };
             writeln!(out, "{line}")?;

@@ -15,8 +15,9 @@ use super::config::KafkaConfig;
 pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Builds a client config: defaults, then the user's properties, then what the contract
-/// needs (which the user may not change).
-pub(super) fn client_config(
+/// needs (which the user may not change). Public so tools beside daybook (the burst
+/// benchmark's raw producer) talk to the broker with exactly the settings daybook uses.
+pub fn client_config(
     config: &KafkaConfig,
     defaults: &[(&str, &str)],
     fixed: &[(&str, String)],

@@ -191,11 +191,11 @@ fn read_headers(m: &impl Message) -> (String, u16) {
 }
 
 fn to_consumed(m: &impl Message) -> Consumed {
-    let (kind, schema) = read_headers(m);
+    let (report_kind, schema) = read_headers(m);
     Consumed {
         position: Position { partition: m.partition(), offset: m.offset() },
         key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
-        kind,
+        report_kind,
         schema,
         value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
         timestamp_ms: m.timestamp().to_millis().unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),

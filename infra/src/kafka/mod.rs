@@ -52,7 +52,6 @@
 //! | `admin.rs` | [`create_topic`] |
 //! | `producer.rs` | [`KafkaLog`]: the idempotent producer behind [`ReportLog::append`] |
 //! | `consumer.rs` | group members and the rebalance ownership that keeps commits safe |
-//! | `raw.rs` | [`raw_produce`]: the broker's own produce rate, for the burst benchmark |
 //!
 //! [`ReportLog::append`]: seams::ReportLog::append
 //! [`ReportLog::consumer`]: seams::ReportLog::consumer
@@ -65,12 +64,11 @@ mod client;
 mod config;
 mod consumer;
 mod producer;
-mod raw;
 
 pub use admin::create_topic;
+pub use client::client_config;
 pub use config::{properties_from_env, properties_from_file, properties_from_vars, KafkaConfig, ENV_PREFIX};
 pub use producer::KafkaLog;
-pub use raw::raw_produce;
 
 /// Header carrying the report kind.
 pub const TYPE_HEADER: &str = "daybook.type";

@@ -105,7 +105,7 @@ impl KafkaLog {
         for r in records {
             let schema = r.schema.to_string();
             let headers = OwnedHeaders::new_with_capacity(2)
-                .insert(Header { key: TYPE_HEADER, value: Some(r.kind.as_str()) })
+                .insert(Header { key: TYPE_HEADER, value: Some(r.report_kind.as_str()) })
                 .insert(Header { key: SCHEMA_HEADER, value: Some(schema.as_str()) });
             let record = FutureRecord::to(&self.config.topic).key(r.key.as_str()).payload(&r.value).headers(headers);
             match self.producer.send_result(record) {

@@ -19,7 +19,12 @@ pub trait LogHarness: Send {
 const PATIENCE: Duration = Duration::from_secs(60);
 
 fn record(key: &str, i: usize) -> LogRecord {
-    LogRecord { key: key.to_owned(), kind: "event_started".into(), schema: 1, value: format!("{key}/{i}").into_bytes() }
+    LogRecord {
+        key: key.to_owned(),
+        report_kind: "event_started".into(),
+        schema: 1,
+        value: format!("{key}/{i}").into_bytes(),
+    }
 }
 
 /// Reads until `n` records arrived.
@@ -135,12 +140,12 @@ pub async fn concurrent_appends_keep_per_key_order(mut h: impl LogHarness) {
 pub async fn headers_and_bytes_survive(mut h: impl LogHarness) {
     let log = h.open().await;
     let value: Vec<u8> = (0..=255).collect();
-    let rec = LogRecord { key: "cam-9".into(), kind: "segment_reported".into(), schema: 7, value };
+    let rec = LogRecord { key: "cam-9".into(), report_kind: "segment_reported".into(), schema: 7, value };
     let pos = log.append(vec![rec.clone()]).await.unwrap();
     let mut c = log.consumer("g").await.unwrap();
     let got = read(&mut c, 1).await.remove(0);
     assert_eq!(got.position, pos[0]);
-    assert_eq!((got.key, got.kind, got.schema, got.value), (rec.key, rec.kind, rec.schema, rec.value));
+    assert_eq!((got.key, got.report_kind, got.schema, got.value), (rec.key, rec.report_kind, rec.schema, rec.value));
     assert!(got.timestamp_ms > 0);
 }
 
