@@ -74,15 +74,32 @@ impl Application {
         ops::install_metrics();
         let role = config.role;
         let policy = config.policy;
+        // An outage drill: DAYBOOK_FAULTS wraps every engine in its fault injector.
+        let faults = seams::faults::Faults::from_env().map_err(|e| anyhow::anyhow!("{}: {e}", seams::faults::ENV))?;
+        if faults.is_some() {
+            tracing::warn!(plan = %std::env::var(seams::faults::ENV).unwrap_or_default(), "fault injection is on");
+        }
         let store = match (role.store(), backends.store) {
             (true, Some(store)) => Some(store),
             (true, None) => Some(resolve::open_store(&config.store, &config.data_dir, policy).await?),
             (false, _) => None,
         };
+        let store = match (store, &faults) {
+            (Some(store), Some(f)) => {
+                Some(seams::faults::FaultyStore::new(store, f.clone()) as Arc<dyn ProjectionStore>)
+            }
+            (store, _) => store,
+        };
         let log = match (role.log(), backends.log) {
             (true, Some(log)) => Some(OpenedLog { log, embedded: None }),
             (true, None) => Some(open_log(&config).await?),
             (false, _) => None,
+        };
+        let log = match (log, &faults) {
+            (Some(OpenedLog { log, embedded }), Some(f)) => {
+                Some(OpenedLog { log: seams::faults::FaultyLog::new(log, f.clone()), embedded })
+            }
+            (log, _) => log,
         };
 
         // The all-in-one serves the data directory over S3 unless told of another endpoint:
@@ -102,7 +119,11 @@ impl Application {
         };
         let signer = if role.signer() {
             let embedded = s3.as_ref().map(|s| s.addr);
-            Some(resolve::open_signer(&config.s3, &config.data_dir, embedded, policy.retention_days).await?)
+            let signer = resolve::open_signer(&config.s3, &config.data_dir, embedded, policy.retention_days).await?;
+            Some(match &faults {
+                Some(f) => seams::faults::FaultySigner::new(signer, f.clone()) as Arc<dyn seams::BlobSigner>,
+                None => signer,
+            })
         } else {
             None
         };
@@ -120,9 +141,16 @@ impl Application {
         }
         if let (true, Some(store), Some(signer), Some(auth)) = (role.api(), &store, &signer, auth) {
             let api_config = api::ApiConfig { policy, url_ttl: config.s3.url_ttl, ..api::ApiConfig::default() };
-            router = router.merge(api::router(api::Api::new(store.clone(), signer.clone(), auth, api_config)));
+            let viewer = api::router(api::Api::new(store.clone(), signer.clone(), auth, api_config))
+                .layer(axum::middleware::from_fn_with_state(config.ingest.request_timeout, ops::store_deadline));
+            router = router.merge(viewer);
         }
-        let ready = ops::Readiness { log: log.as_ref().map(|l| l.log.clone()), store: store.clone(), signer };
+        let ready = ops::Readiness {
+            log: log.as_ref().map(|l| l.log.clone()),
+            ingest: ingest.clone(),
+            store: store.clone(),
+            signer,
+        };
         let router = router
             .merge(ops::router(ready, ops::openapi(role.ingest(), role.api())))
             .layer(axum::middleware::from_fn(ops::track));
@@ -296,6 +324,7 @@ fn ingest_config(config: &Config) -> ingest::IngestConfig {
         url_ttl: config.s3.url_ttl,
         digest_window: limits.digest_window,
         max_snapshot_bytes: limits.max_snapshot_bytes,
+        request_timeout: limits.request_timeout,
         ..ingest::IngestConfig::default()
     }
 }

@@ -115,6 +115,7 @@ impl Config {
                 device_burst: 60,
                 digest_window: ingest::DigestWindow::default(),
                 max_snapshot_bytes: 2 * 1024 * 1024,
+                request_timeout: Duration::from_secs(5),
             },
             projector: projector::ProjectorConfig { max_rows_per_s: Some(25_000), ..Default::default() },
             http: HttpLimits {
@@ -188,6 +189,9 @@ pub struct IngestLimits {
     /// Largest snapshot image: a declared `snapshot_size` above it is refused (422), and the
     /// embedded S3 endpoint refuses larger snapshot uploads.
     pub max_snapshot_bytes: u64,
+    /// Longest a device request waits for the log, and a viewer request for the store:
+    /// past it, 503 with a Retry-After.
+    pub request_timeout: Duration,
 }
 
 /// Limits of the HTTP listener, so slow or idle clients cannot hold the service's file

@@ -9,6 +9,7 @@ mod app;
 pub mod cli;
 mod config;
 mod http;
+mod metrics_help;
 mod ops;
 pub mod resolve;
 pub mod secrets;

@@ -19,6 +19,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 #[derive(Clone, Default)]
 pub(crate) struct Readiness {
     pub(crate) log: Option<Arc<dyn ReportLog>>,
+    /// Ingest's own view of the log: not ready while its appends fail (and it refuses reports).
+    pub(crate) ingest: Option<ingest::Ingest>,
     pub(crate) store: Option<Arc<dyn ProjectionStore>>,
     pub(crate) signer: Option<Arc<dyn BlobSigner>>,
 }
@@ -52,6 +54,7 @@ pub(crate) fn install_metrics() -> PrometheusHandle {
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_reports".into()), &counts))
                 .expect("valid buckets")
                 .install_recorder()
+                .inspect(|_| crate::metrics_help::describe())
                 .expect("one metrics recorder per process")
         })
         .clone()
@@ -74,16 +77,46 @@ async fn readyz(State(r): State<Readiness>) -> Response {
         checks.insert(name.into(), result.err().map_or("ok".into(), serde_json::Value::String));
     };
     if let Some(log) = &r.log {
-        note("log", log.health().await.map_err(|e| e.to_string()));
+        let appends = r.ingest.as_ref().map_or(Ok(()), ingest::Ingest::log_health);
+        let health = match appends {
+            Ok(()) => deadline(log.health()).await.map_err(|e| e.to_string()),
+            Err(why) => Err(why),
+        };
+        note("log", health);
     }
     if let Some(store) = &r.store {
-        note("store", store.health().await.map_err(|e| e.to_string()));
+        note("store", deadline(store.health()).await.map_err(|e| e.to_string()));
     }
     if let Some(signer) = &r.signer {
-        note("object_store", signer.health().await.map_err(|e| e.to_string()));
+        note("object_store", deadline(signer.health()).await.map_err(|e| e.to_string()));
     }
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(serde_json::json!({"ready": ok, "checks": checks}))).into_response()
+}
+
+/// A readiness check that does not answer in 2 s is a failed one (`/readyz` itself must answer).
+async fn deadline<E: std::fmt::Display>(check: impl std::future::Future<Output = Result<(), E>>) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer within 2 s".into()),
+    }
+}
+
+/// Bounds a viewer request by `deadline`: past it, 503 `store_unavailable` with a Retry-After
+/// (a read changes nothing, so the viewer's retry is always safe).
+pub(crate) async fn store_deadline(State(deadline): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(deadline, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            metrics::counter!("daybook_api_deadline_exceeded_total").increment(1);
+            seams::web::ApiError::unavailable(
+                seams::web::ErrorCode::StoreUnavailable,
+                format!("the store did not answer within {} ms", deadline.as_millis()),
+                Duration::from_secs(2),
+            )
+            .into_response()
+        }
+    }
 }
 
 /// Counts and times every request by route template and status.

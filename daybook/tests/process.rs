@@ -70,3 +70,42 @@ async fn a_kill_9_loses_nothing_acknowledged() {
     }
     assert!(server.stop().success());
 }
+
+/// An outage drill as an operator runs one: `DAYBOOK_FAULTS` makes the log fail its first
+/// append; the device gets 503 `log_unavailable` with a Retry-After, and the next report after
+/// the probe interval is accepted. A plan that does not parse stops the process at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daybook_faults_drives_an_outage_drill() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let args = ["run", "--data-dir", d, "--http-addr", "127.0.0.1:0", "--s3-addr", "127.0.0.1:0"];
+    let server = DAYBOOK.start(&args, &[("DAYBOOK_FAULTS", "append=fail_first:1")]);
+    let cid = "cam-drill";
+    let dev = Http::new(server.http(), &DAYBOOK.token(&["device", cid, "--data-dir", d]));
+    let start = || json!({"type": "motion", "triggered_at": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)});
+    let (status, body) = dev.post(&format!("/v1/devices/{cid}/events"), &start()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("log_unavailable")));
+    let began = Instant::now();
+    loop {
+        let (status, body) = dev.post(&format!("/v1/devices/{cid}/events"), &start()).await;
+        if status == StatusCode::CREATED {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(began.elapsed() < Duration::from_secs(10), "no recovery after the injected failure");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(server.stop().success());
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_daybook"))
+        .args(args)
+        .env("DAYBOOK_FAULTS", "append=explode")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DAYBOOK_FAULTS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -7,6 +7,7 @@
 //! device's assigned slot are admitted only while there is headroom (429 pointing into the slot).
 
 mod admission;
+mod breaker;
 mod dto;
 mod routes;
 
@@ -43,6 +44,13 @@ pub struct IngestConfig {
     pub digest_headroom: f64,
     /// Largest snapshot image a device may declare (`snapshot_size`, signed into the upload).
     pub max_snapshot_bytes: u64,
+    /// Longest a request waits for the log to confirm its reports: past it, 503
+    /// `log_unavailable` with a Retry-After (the reports may still be stored: ids are
+    /// deterministic and projection idempotent, so the device's retry is harmless).
+    pub request_timeout: Duration,
+    /// While the log is failing, requests are refused at once, and one request per interval
+    /// probes whether it is back.
+    pub log_probe_interval: Duration,
 }
 
 impl Default for IngestConfig {
@@ -58,6 +66,8 @@ impl Default for IngestConfig {
             digest_window: DigestWindow::default(),
             digest_headroom: 0.5,
             max_snapshot_bytes: 2 * 1024 * 1024,
+            request_timeout: Duration::from_secs(5),
+            log_probe_interval: Duration::from_secs(1),
         }
     }
 }
@@ -75,13 +85,21 @@ struct Inner {
     auth: Auth,
     config: IngestConfig,
     admission: admission::Admission,
+    breaker: Arc<breaker::LogBreaker>,
 }
 
 impl Ingest {
     /// Builds the service.
     pub fn new(log: Arc<dyn ReportLog>, signer: Arc<dyn BlobSigner>, auth: Auth, config: IngestConfig) -> Self {
         let admission = admission::Admission::new(&config);
-        Self { inner: Arc::new(Inner { log, signer, auth, config, admission }) }
+        let breaker = breaker::LogBreaker::new(config.request_timeout, config.log_probe_interval);
+        metrics::gauge!("daybook_ingest_log_available").set(1.0);
+        Self { inner: Arc::new(Inner { log, signer, auth, config, admission, breaker }) }
+    }
+
+    /// `Err(why)` while ingest's appends are failing and it refuses reports (for `/readyz`).
+    pub fn log_health(&self) -> Result<(), String> {
+        self.inner.breaker.health()
     }
 
     /// Drops rate-limiter state of devices that went quiet (call periodically; bounds memory).

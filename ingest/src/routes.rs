@@ -1,7 +1,7 @@
 //! The device endpoints.
 
 use std::cell::Cell;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::StatusCode;
@@ -13,10 +13,11 @@ use schemas::{
 };
 use seams::auth::Device;
 use seams::web::{parse_json, read_body, ApiError, ErrorBody, ErrorCode};
-use seams::{LogRecord, ObjectKey};
+use seams::{LogError, LogRecord, ObjectKey};
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use utoipa::OpenApi;
 
+use crate::breaker::Admit;
 use crate::dto::*;
 use crate::Ingest;
 
@@ -71,9 +72,21 @@ impl Ingest {
         ZoneRule { zone: device.zone, fallback: self.inner.config.policy.offset }
     }
 
-    /// Appends `reports` and returns once the log holds all of them durably.
+    /// Appends `reports` and returns once the log holds all of them durably — or refuses
+    /// with 503 `log_unavailable` at once while the log is known to be down, or after the
+    /// request deadline when the log does not confirm in time.
     async fn append(&self, reports: Vec<Report>) -> Result<(), ApiError> {
         let _inflight = self.inner.admission.reserve(reports.len())?;
+        let n = reports.len();
+        let breaker = &self.inner.breaker;
+        if breaker.admit() == Admit::Refuse {
+            metrics::counter!("daybook_ingest_refused_log_down_total").increment(n as u64);
+            return Err(ApiError::unavailable(
+                ErrorCode::LogUnavailable,
+                "the report log is unavailable; nothing was stored: retry after the Retry-After",
+                Duration::from_secs(2),
+            ));
+        }
         let received_at = Timestamp::now();
         let records = reports
             .into_iter()
@@ -84,14 +97,27 @@ impl Ingest {
                 value: Envelope { report, received_at }.encode(),
             })
             .collect::<Vec<_>>();
-        let n = records.len();
         let started = Instant::now();
-        let result = self.inner.log.append(records).await;
+        let deadline = breaker.deadline();
+        let result = match tokio::time::timeout(deadline, self.inner.log.append(records)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(LogError::Timeout(format!("no confirmation within {} ms", deadline.as_millis()))),
+        };
         metrics::histogram!("daybook_ingest_append_seconds").record(started.elapsed().as_secs_f64());
         match result {
             Ok(_) => {
+                breaker.succeeded();
                 metrics::counter!("daybook_ingest_reports_accepted_total").increment(n as u64);
                 Ok(())
+            }
+            Err(e @ (LogError::Unavailable(_) | LogError::Timeout(_))) => {
+                tracing::warn!(error = %e, reports = n, "append failed");
+                breaker.failed(&e.to_string());
+                Err(ApiError::unavailable(
+                    ErrorCode::LogUnavailable,
+                    format!("{e}; the reports may still be stored: retrying them is safe"),
+                    Duration::from_secs(2),
+                ))
             }
             Err(e) => {
                 tracing::warn!(error = %e, reports = n, "append failed");

@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod blob;
+pub mod faults;
 pub mod log;
 pub mod store;
 pub mod web;

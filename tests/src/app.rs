@@ -5,8 +5,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use daybook::{Application, Config};
+use std::sync::Arc;
+
+use daybook::{Application, Backends, Config};
 use schemas::DeviceId;
+use seams::{ProjectionStore, ReportLog};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -42,6 +45,26 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 /// Starts the application on `config` (whose state is in `dir`, kept until the app is dropped).
 pub async fn start(config: Config, dir: TempDir) -> TestApp {
     let app = Application::build(config.clone()).await.expect("the application builds");
+    serve(app, config, dir)
+}
+
+/// The all-in-one in `dir` on port 0 with the given engines in place of those it would open
+/// (a fault-injecting wrapper around an embedded log, say), and `configure` applied.
+pub async fn start_with(
+    dir: TempDir,
+    log: Option<Arc<dyn ReportLog>>,
+    store: Option<Arc<dyn ProjectionStore>>,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
+    let mut config = Config::new(dir.path());
+    config.http_addr = "127.0.0.1:0".parse().expect("address");
+    config.s3_addr = "127.0.0.1:0".parse().expect("address");
+    configure(&mut config);
+    let app = Application::build_with(config.clone(), Backends { log, store }).await.expect("the application builds");
+    serve(app, config, dir)
+}
+
+fn serve(app: Application, config: Config, dir: TempDir) -> TestApp {
     let http = format!("http://{}", app.http_addr().expect("an http listener"));
     let s3 = app.s3_addr().map(|a| format!("http://{a}"));
     let (stop, stopped) = oneshot::channel::<()>();

@@ -319,6 +319,11 @@ pub struct IngestArgs {
     /// the embedded S3 endpoint refuses larger snapshot uploads.
     #[arg(long, env = "DAYBOOK_MAX_SNAPSHOT_BYTES", default_value_t = 2 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_snapshot_bytes: u64,
+    /// Longest a device request waits for the log to confirm, and a viewer request for the
+    /// store, in milliseconds: past it, 503 with a Retry-After (`log_unavailable` /
+    /// `store_unavailable`). Keep it well under the devices' own client timeout.
+    #[arg(long, env = "DAYBOOK_REQUEST_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub request_timeout_ms: u64,
 }
 
 /// Projector pacing.
@@ -352,6 +357,7 @@ impl From<IngestArgs> for IngestLimits {
                 ..ingest::DigestWindow::default()
             },
             max_snapshot_bytes: a.max_snapshot_bytes,
+            request_timeout: Duration::from_millis(a.request_timeout_ms),
         }
     }
 }
