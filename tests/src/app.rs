@@ -103,6 +103,11 @@ impl TestApp {
         daybook::secrets::auth(self.dir.path()).expect("token secret")
     }
 
+    /// Whether the application stopped by itself (it must not, short of a fatal error).
+    pub fn has_exited(&self) -> bool {
+        self.running.is_finished()
+    }
+
     /// Stops it as SIGTERM does (HTTP drains, the projector commits, the log flushes) and
     /// fails the test unless every part stopped cleanly. Returns the data directory.
     pub async fn stop(self) -> (Config, TempDir) {
