@@ -49,6 +49,8 @@ pub struct Application {
     http_limits: HttpLimits,
     metrics_upkeep: Duration,
     group_retention: Duration,
+    /// The token keys, read again from the data directory while serving (rotation, revocation).
+    auth_reload: Option<(seams::auth::Auth, PathBuf)>,
     /// What the start-up line logs.
     summary: String,
 }
@@ -129,6 +131,7 @@ impl Application {
         };
 
         let auth = if role.signer() { Some(crate::secrets::auth(&config.data_dir)?) } else { None };
+        let auth_reload = auth.clone().map(|a| (a, config.data_dir.clone()));
         let ingest = match (role.ingest(), &log, &signer, &auth) {
             (true, Some(log), Some(signer), Some(auth)) => {
                 Some(ingest::Ingest::new(log.log.clone(), signer.clone(), auth.clone(), ingest_config(&config)))
@@ -187,6 +190,7 @@ impl Application {
             http_limits: config.http,
             metrics_upkeep: config.metrics_upkeep,
             group_retention: config.log.group_retention,
+            auth_reload,
             summary,
         })
     }
@@ -253,6 +257,9 @@ impl Application {
         });
         if let Some(ingest) = self.ingest {
             tokio::spawn(sweep_idle_devices(ingest, rx.clone()));
+        }
+        if let Some((auth, dir)) = self.auth_reload {
+            tokio::spawn(crate::secrets::reload_keys(auth, dir, Duration::from_secs(5), rx.clone()));
         }
         tracing::info!(http = ?self.http_addr, s3 = ?s3_task.is_some(), metrics = ?self.metrics_addr, "daybook running: {}", self.summary);
 

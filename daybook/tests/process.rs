@@ -109,3 +109,54 @@ async fn daybook_faults_drives_an_outage_drill() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Keys rotate and devices are revoked while `daybook run` serves, without a restart: a new
+/// key signs, the old key's tokens keep working until it is retired, and a revoked device's
+/// older tokens are refused within the reload interval (5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_rotate_and_revoke_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let server = DAYBOOK.run_in(d, &[]);
+    let cid = "cam-rot";
+    let start = || json!({"type": "motion", "triggered_at": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)});
+    let path = format!("/v1/devices/{cid}/events");
+    let old = Http::new(server.http(), &DAYBOOK.token(&["device", cid, "--data-dir", d, "--ttl", "2h"]));
+    assert_eq!(old.post(&path, &start()).await.0, StatusCode::CREATED);
+
+    let kid = DAYBOOK.output(&["token", "keys", "add", "--data-dir", d], &[]).trim().to_owned();
+    let new = Http::new(server.http(), &DAYBOOK.token(&["device", cid, "--data-dir", d]));
+    // Within the reload interval the server verifies the new key's tokens; the old key's still pass.
+    let until_accepted = |http: Http, want: StatusCode| {
+        let (path, start) = (path.clone(), start);
+        async move {
+            let began = Instant::now();
+            loop {
+                let (status, body) = http.post(&path, &start()).await;
+                if status == want {
+                    return body;
+                }
+                assert!(began.elapsed() < Duration::from_secs(15), "still {status} after 15 s: {body}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    until_accepted(new.clone(), StatusCode::CREATED).await;
+    assert_eq!(old.post(&path, &start()).await.0, StatusCode::CREATED, "the old key verifies until retired");
+    let list = DAYBOOK.output(&["token", "keys", "list", "--data-dir", d], &[]);
+    assert!(list.lines().next().unwrap().contains(&kid), "{list}");
+
+    DAYBOOK.output(&["token", "keys", "retire", "default", "--data-dir", d], &[]);
+    let body = until_accepted(old.clone(), StatusCode::UNAUTHORIZED).await;
+    assert!(body["error"]["message"].as_str().unwrap().contains("retired"), "{body}");
+    assert_eq!(new.post(&path, &start()).await.0, StatusCode::CREATED);
+
+    DAYBOOK.output(&["token", "revoke", cid, "--data-dir", d], &[]);
+    let body = until_accepted(new.clone(), StatusCode::UNAUTHORIZED).await;
+    assert!(body["error"]["message"].as_str().unwrap().contains("revoked"), "{body}");
+    // A token issued after the revocation works.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fresh = Http::new(server.http(), &DAYBOOK.token(&["device", cid, "--data-dir", d]));
+    until_accepted(fresh, StatusCode::CREATED).await;
+    assert!(server.stop().success());
+}

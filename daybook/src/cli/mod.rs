@@ -57,33 +57,86 @@ pub enum Command {
     Quarantine(quarantine::QuarantineCmd),
 }
 
+/// How long a token lives: `--ttl` (`90d`, `12h`, `1y`…) or, as before, `--ttl-days`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TtlArgs {
+    /// Lifetime of the token (humantime: `90d`, `12h`, `30m`, `1y`).
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "ttl_days")]
+    ttl: Option<Duration>,
+    /// Lifetime in days (the same as `--ttl Nd`).
+    #[arg(long)]
+    ttl_days: Option<u64>,
+}
+
+impl TtlArgs {
+    fn or_days(&self, default_days: u64) -> anyhow::Result<Duration> {
+        let ttl = self.ttl.unwrap_or_else(|| Duration::from_secs(self.ttl_days.unwrap_or(default_days) * 86_400));
+        anyhow::ensure!(ttl >= Duration::from_secs(60), "a token must live at least a minute");
+        anyhow::ensure!(ttl <= Duration::from_secs(10 * 366 * 86_400), "a token may live at most 10 years");
+        Ok(ttl)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TokenCmd {
-    /// A token with which device CID writes its reports.
+    /// A token with which device CID writes its reports (default lifetime 365 days).
     Device {
         /// The device id.
         cid: String,
         #[command(flatten)]
         data: DataArgs,
-        /// Days the token is valid.
-        #[arg(long, default_value_t = 365)]
-        ttl_days: u64,
+        #[command(flatten)]
+        ttl: TtlArgs,
         /// The device's time zone (IANA name, e.g. America/Los_Angeles): the day of a
         /// timestamp it sends as `Z` is taken in this zone at that instant (daylight saving
         /// included). Without it, `--day-offset` of the server.
         #[arg(long, value_parser = schemas::DeviceZone::parse)]
         tz: Option<schemas::DeviceZone>,
     },
-    /// A token that may read the listed devices.
+    /// A token that may read the listed devices (default lifetime 30 days).
     Viewer {
         /// Device ids.
         #[arg(required = true)]
         cids: Vec<String>,
         #[command(flatten)]
         data: DataArgs,
-        /// Days the token is valid.
-        #[arg(long, default_value_t = 30)]
-        ttl_days: u64,
+        #[command(flatten)]
+        ttl: TtlArgs,
+    },
+    /// Refuse device CID's tokens issued before a time (default: now). Running processes
+    /// on the same data directory apply it within 5 seconds.
+    Revoke {
+        /// The device id.
+        cid: String,
+        /// Tokens issued before this instant (RFC 3339) are refused; default now.
+        #[arg(long)]
+        before: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// The signing keys: list, add (the new one signs), retire (its tokens are refused).
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Print the key ids, the signing one first, and the revoked devices.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Add a key that signs from now on; the others keep verifying until retired.
+    Add {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Retire a key: the tokens it signed are refused (within 5 s in running processes).
+    Retire {
+        /// The key id.
+        kid: String,
+        #[command(flatten)]
+        data: DataArgs,
     },
 }
 
@@ -195,20 +248,52 @@ async fn groups(cmd: GroupsCmd) -> anyhow::Result<()> {
 
 fn token(cmd: TokenCmd) -> anyhow::Result<()> {
     let (token, what) = match cmd {
-        TokenCmd::Device { cid, data, ttl_days, tz } => {
+        TokenCmd::Device { cid, data, ttl, tz } => {
             let cid = DeviceId::parse(&cid)?;
             (
-                crate::secrets::auth(&data.data_dir)?.device_token_in(&cid, tz, Duration::from_secs(ttl_days * 86_400)),
+                crate::secrets::auth(&data.data_dir)?.device_token_in(&cid, tz, ttl.or_days(365)?),
                 format!("device {cid}"),
             )
         }
-        TokenCmd::Viewer { cids, data, ttl_days } => {
+        TokenCmd::Viewer { cids, data, ttl } => {
             let cids = cids.iter().map(|c| DeviceId::parse(c)).collect::<Result<Vec<_>, _>>()?;
             let names = cids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-            (
-                crate::secrets::auth(&data.data_dir)?.viewer_token(&cids, Duration::from_secs(ttl_days * 86_400)),
-                format!("viewer of {names}"),
-            )
+            (crate::secrets::auth(&data.data_dir)?.viewer_token(&cids, ttl.or_days(30)?), format!("viewer of {names}"))
+        }
+        TokenCmd::Revoke { cid, before, data } => {
+            let cid = DeviceId::parse(&cid)?;
+            let before = match before {
+                Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
+                    .map_err(|e| anyhow::anyhow!("--before {t:?}: {e} (RFC 3339, e.g. 2026-12-01T12:00:00Z)"))?
+                    .timestamp(),
+                None => chrono::Utc::now().timestamp() + 1,
+            };
+            crate::secrets::revoke(&data.data_dir, &cid, before)?;
+            eprintln!("device {cid}: tokens issued before {before} (epoch s) are refused");
+            return Ok(());
+        }
+        TokenCmd::Keys(KeysCmd::List { data }) => {
+            let ring = crate::secrets::key_ring(&data.data_dir)?;
+            for (i, (kid, _)) in ring.keys.iter().enumerate() {
+                println!("{}", serde_json::json!({"kid": kid, "signs": i == 0}));
+            }
+            let mut revoked: Vec<_> = ring.revoked.iter().collect();
+            revoked.sort();
+            for (cid, before) in revoked {
+                println!("{}", serde_json::json!({"revoked": cid, "issued_before": before}));
+            }
+            return Ok(());
+        }
+        TokenCmd::Keys(KeysCmd::Add { data }) => {
+            let kid = crate::secrets::add_key(&data.data_dir)?;
+            eprintln!("key {kid} signs from now on; running processes pick it up within 5 s");
+            println!("{kid}");
+            return Ok(());
+        }
+        TokenCmd::Keys(KeysCmd::Retire { kid, data }) => {
+            crate::secrets::retire_key(&data.data_dir, &kid)?;
+            eprintln!("key {kid} retired: the tokens it signed are refused within 5 s");
+            return Ok(());
         }
     };
     eprintln!("token for {what}:");
