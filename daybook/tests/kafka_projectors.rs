@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use infra::embedded_store::EmbeddedStore;
 use infra::kafka::{KafkaConfig, KafkaLog};
-use schemas::{DayOffset, DeviceId, Envelope, TimePolicy, SCHEMA_VERSION};
+use schemas::{DayOffset, DeviceId, TimePolicy};
+use seams::conformance::log::record_of;
 use seams::conformance::store::{noon, start};
 use seams::{LogRecord, ProjectionStore, ReportLog};
 use tests::kafka;
@@ -31,15 +32,6 @@ const DAYBOOK: Bin = Bin(env!("CARGO_BIN_EXE_daybook"));
 
 const DEVICES: usize = 40;
 const PER_DEVICE: usize = 150;
-
-fn record(e: &Envelope) -> LogRecord {
-    LogRecord {
-        key: e.report.cid().to_string(),
-        report_kind: e.report.kind().as_str().into(),
-        schema: SCHEMA_VERSION,
-        value: e.encode(),
-    }
-}
 
 /// The sum of the samples of the series starting with `series` at a `/metrics` endpoint.
 async fn metric(metrics: &str, series: &str) -> f64 {
@@ -116,7 +108,9 @@ async fn a_killed_projector_loses_nothing() {
     ];
     let log = KafkaLog::connect(KafkaConfig::from_url(&url).unwrap()).unwrap();
     let records: Vec<LogRecord> = (0..DEVICES * PER_DEVICE)
-        .map(|i| record(&start(&format!("cam-{:03}", i % DEVICES), "motion", noon(0, (i / DEVICES) as i64 * 1000)).1))
+        .map(|i| {
+            record_of(&start(&format!("cam-{:03}", i % DEVICES), "motion", noon(0, (i / DEVICES) as i64 * 1000)).1)
+        })
         .collect();
     // Reports keep arriving (acknowledged in chunks) for the whole test. The last third is
     // held back until `b` is dead, so its partitions surely get records it never read.

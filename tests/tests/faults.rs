@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use infra::embedded_log::{EmbeddedLog, EmbeddedLogConfig};
 use infra::embedded_store::EmbeddedStore;
 use projector::{ProjectorConfig, ProjectorError};
-use schemas::{
-    DayOffset, DeviceId, Envelope, EventId, EventStarted, EventType, Report, TimePolicy, Timestamp, SCHEMA_VERSION,
-};
+use schemas::{DayOffset, DeviceId, TimePolicy, Timestamp};
+use seams::conformance::log::record_of;
+use seams::conformance::store::start;
 use seams::conformance::wait_for;
 use seams::faults::{Fault, Faults, FaultyLog, FaultyStore};
 use seams::{LogRecord, ProjectionStore, ReportLog};
@@ -126,32 +126,6 @@ async fn a_failing_log_and_a_hung_store_are_answered_503() {
     app.stop().await;
 }
 
-fn start_report(cid: &str, at: Timestamp) -> Envelope {
-    let cid = DeviceId::parse(cid).unwrap();
-    let event_type = EventType::parse("motion").unwrap();
-    let event_id = EventId::new(&cid, &event_type, at, DayOffset::default()).unwrap();
-    Envelope {
-        report: Report::EventStarted(EventStarted {
-            cid,
-            event_id,
-            event_type,
-            triggered_at: at,
-            utc_offset: DayOffset::default(),
-            clock_skew_ms: None,
-        }),
-        received_at: at,
-    }
-}
-
-fn record(e: &Envelope) -> LogRecord {
-    LogRecord {
-        key: e.report.cid().to_string(),
-        report_kind: e.report.kind().as_str().into(),
-        schema: SCHEMA_VERSION,
-        value: e.encode(),
-    }
-}
-
 struct Bench {
     _dir: tempfile::TempDir,
     log: Arc<EmbeddedLog>,
@@ -168,7 +142,8 @@ async fn bench(n: usize) -> Bench {
     let log = EmbeddedLog::open(&dir.path().join("log.db"), EmbeddedLogConfig::default()).unwrap();
     let store = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).unwrap();
     let now = Timestamp::now().plus_millis(-600_000);
-    let records: Vec<LogRecord> = (0..n).map(|i| record(&start_report("cam-p", now.plus_millis(i as i64)))).collect();
+    let records: Vec<LogRecord> =
+        (0..n).map(|i| record_of(&start("cam-p", "motion", now.plus_millis(i as i64)).1)).collect();
     log.append(records).await.unwrap();
     let today = DayOffset::default().day_of(now).unwrap();
     Bench { _dir: dir, log, store, faults: Faults::new(), cid: DeviceId::parse("cam-p").unwrap(), today, n: n as i64 }
@@ -290,7 +265,7 @@ async fn shutdown_mid_batch_commits_only_what_was_written_and_the_next_run_finis
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_schema_version_stops_the_projector_without_committing_it() {
     let b = bench(10).await;
-    let future = start_report("cam-p", Timestamp::now().plus_millis(-1000));
+    let (_, future) = start("cam-p", "motion", Timestamp::now().plus_millis(-1000));
     let mut value = future.encode();
     value[0] = 0xfa; // a version varint beyond any this build knows
     let rec = LogRecord { key: "cam-p".into(), report_kind: "event_started".into(), schema: 99, value };

@@ -12,6 +12,7 @@ use schemas::{
     DayOffset, DeviceId, Envelope, EventId, EventMapping, EventStarted, EventType, Media, Report, SegmentId,
     SegmentReported, TimePolicy, Timestamp,
 };
+use seams::conformance::log::record_of;
 use seams::conformance::wait_for;
 use seams::{
     Consumed, DayPage, DigestView, EventDetail, LogConsumer, LogError, LogRecord, Position, ProjectionStore,
@@ -49,10 +50,6 @@ fn segment(id: &EventId, seg: &str, index: u32) -> Envelope {
     Envelope { report, received_at: Timestamp::now() }
 }
 
-fn record(e: &Envelope) -> LogRecord {
-    LogRecord { key: e.report.cid().to_string(), report_kind: "x".into(), schema: 1, value: e.encode() }
-}
-
 async fn run_until<F, Fut>(log: Arc<dyn ReportLog>, store: Arc<dyn ProjectionStore>, what: &str, done: F) -> Progress
 where
     F: FnMut() -> Fut,
@@ -79,9 +76,15 @@ async fn a_record_no_store_accepts_is_quarantined_and_projection_goes_on() {
     let (b, start_b) = started("cam-q", now.plus_millis(1000));
     let poison = segment(&a, "seg-poison", 1 << 31);
     let garbage = LogRecord { key: "cam-q".into(), report_kind: "x".into(), schema: 1, value: vec![1, 0, 0xff, 0xff] };
-    log.append(vec![record(&start_a), record(&poison), garbage, record(&start_b), record(&segment(&b, "seg-ok", 0))])
-        .await
-        .unwrap();
+    log.append(vec![
+        record_of(&start_a),
+        record_of(&poison),
+        garbage,
+        record_of(&start_b),
+        record_of(&segment(&b, "seg-ok", 0)),
+    ])
+    .await
+    .unwrap();
     let s = store.clone();
     let b2 = b.clone();
     let progress = run_until(log.clone(), store.clone(), "event b and its segment", move || {
@@ -178,9 +181,9 @@ async fn a_refused_record_the_store_cannot_name_is_found_by_halving() {
     let mut ids = Vec::new();
     for i in 0..9 {
         let (id, st) = started("cam-h", now.plus_millis(i * 1000));
-        records.push(record(&st));
+        records.push(record_of(&st));
         if i == 5 {
-            records.push(record(&segment(&id, "poison-1", 0)));
+            records.push(record_of(&segment(&id, "poison-1", 0)));
         }
         ids.push(id);
     }

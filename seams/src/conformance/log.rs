@@ -186,3 +186,14 @@ pub async fn appends_after_shutdown_are_refused(mut h: impl LogHarness) {
     let err = log.append(vec![record("k", 1)]).await.unwrap_err();
     assert!(matches!(err, LogError::Closed), "{err:?}");
 }
+
+/// The log record ingest appends for `envelope`: keyed by its device, with its report kind and
+/// the current schema version in the headers.
+pub fn record_of(envelope: &schemas::Envelope) -> LogRecord {
+    LogRecord {
+        key: envelope.report.cid().to_string(),
+        report_kind: envelope.report.kind().as_str().into(),
+        schema: schemas::SCHEMA_VERSION,
+        value: envelope.encode(),
+    }
+}
