@@ -7,8 +7,11 @@ use utoipa::ToSchema;
 
 /// `?days=`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CalendarQuery {
-    /// Days in the window, today included (default 30, at most the retention).
+    /// Days in the window, today included (default 30, at most the retention: `maximum` is
+    /// the server's `--retention-days`, set when the document is served).
+    #[param(minimum = 1, maximum = 30, nullable = false)]
     pub days: Option<u32>,
 }
 
@@ -35,15 +38,21 @@ pub struct Calendar {
 
 /// `?date=&type=&limit=&cursor=`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
-    /// The day, `YYYY-MM-DD`.
+    /// The day, `YYYY-MM-DD` (the camera's local date).
+    #[param(format = Date, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub date: String,
-    /// Only events of this type.
+    /// Only events of this type (empty: every type).
     #[serde(rename = "type")]
+    #[param(pattern = "^[a-z0-9_]{0,32}$", max_length = 32, nullable = false)]
     pub event_type: Option<String>,
-    /// Page size (default 10, capped).
+    /// Page size (default 10; 0 counts as 1, above 100 is capped at 100).
+    #[param(minimum = 0, maximum = 4294967295.0, format = Int64, nullable = false)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (opaque; empty: the first page). A cursor this
+    /// query did not hand out is refused with 400 `invalid_cursor`.
+    #[param(nullable = false)]
     pub cursor: Option<String>,
 }
 
@@ -54,10 +63,14 @@ pub const DEFAULT_SEGMENTS_PAGE: u32 = 50;
 
 /// `?limit=&cursor=` of an event's detail: pages of its segments.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventDetailQuery {
-    /// Segments per page (default 50, at most 200).
+    /// Segments per page (default 50; 0 counts as 1, above 200 is capped at 200).
+    #[param(minimum = 0, maximum = 4294967295.0, format = Int64, nullable = false)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (opaque; empty: the first page). A cursor this
+    /// event did not hand out is refused with 400 `invalid_cursor`.
+    #[param(nullable = false)]
     pub cursor: Option<String>,
 }
 

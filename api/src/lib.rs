@@ -16,6 +16,29 @@ use seams::{BlobSigner, ProjectionStore};
 
 mod web;
 
+/// Entry points for the fuzz targets in `fuzz/` (cargo-fuzz); not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use schemas::{Day, DeviceId, EventType};
+    use seams::web::ApiError;
+
+    /// A day page cursor from the `cursor` query parameter, decoded exactly as
+    /// `GET /v1/devices/{cid}/events` decodes it: the store's position, or 400.
+    pub fn decode_cursor(
+        text: &str,
+        cid: &DeviceId,
+        day: Day,
+        event_type: Option<&EventType>,
+    ) -> Result<Vec<u8>, ApiError> {
+        crate::cursor::decode_cursor(text, cid, day, event_type)
+    }
+
+    /// The cursor the day page answers for the store's position `store`.
+    pub fn encode_cursor(cid: &DeviceId, day: Day, event_type: Option<&EventType>, store: &[u8]) -> String {
+        crate::cursor::encode_cursor(cid, day, event_type, store)
+    }
+}
+
 /// Settings of the viewer API.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {

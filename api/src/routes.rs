@@ -67,8 +67,8 @@ fn bad_query(e: impl std::fmt::Display) -> ApiError {
 
 /// Event counts per day.
 #[utoipa::path(get, path = "/v1/devices/{cid}/calendar", tag = "viewers",
-    params(("cid" = String, Path, description = "device id"), CalendarQuery),
-    responses((status = 200, body = Calendar), (status = "4XX", body = ErrorBody)),
+    params(("cid" = inline(schemas::DeviceId), Path, description = "device id"), CalendarQuery),
+    responses((status = 200, body = Calendar), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("viewer_token" = [])))]
 async fn calendar(
     State(api): State<Api>,
@@ -102,8 +102,8 @@ async fn calendar(
 
 /// One page of a day's events, in trigger order.
 #[utoipa::path(get, path = "/v1/devices/{cid}/events", tag = "viewers",
-    params(("cid" = String, Path, description = "device id"), EventsQuery),
-    responses((status = 200, body = EventsPage), (status = "4XX", body = ErrorBody)),
+    params(("cid" = inline(schemas::DeviceId), Path, description = "device id"), EventsQuery),
+    responses((status = 200, body = EventsPage), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("viewer_token" = [])))]
 async fn day_events(
     State(api): State<Api>,
@@ -133,8 +133,8 @@ async fn day_events(
 
 /// One event and a page of its segments (in index order), with presigned GET URLs.
 #[utoipa::path(get, path = "/v1/events/{event_id}", tag = "viewers",
-    params(("event_id" = String, Path, description = "event id"), EventDetailQuery),
-    responses((status = 200, body = EventDetailJson), (status = "4XX", body = ErrorBody)),
+    params(("event_id" = inline(EventId), Path, description = "event id"), EventDetailQuery),
+    responses((status = 200, body = EventDetailJson), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("viewer_token" = [])))]
 async fn event_detail(
     State(api): State<Api>,
@@ -191,8 +191,8 @@ async fn event_detail(
 
 /// The device's digest of one day.
 #[utoipa::path(get, path = "/v1/devices/{cid}/digests/{date}", tag = "viewers",
-    params(("cid" = String, Path, description = "device id"), ("date" = String, Path, description = "YYYY-MM-DD")),
-    responses((status = 200, body = DigestJson), (status = "4XX", body = ErrorBody)),
+    params(("cid" = inline(schemas::DeviceId), Path, description = "device id"), ("date" = inline(Day), Path, description = "YYYY-MM-DD")),
+    responses((status = 200, body = DigestJson), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("viewer_token" = [])))]
 async fn digest(
     State(api): State<Api>,

@@ -226,12 +226,12 @@ def _date_days(year: int, month: int, day: int) -> Optional[int]:
 
 def _event_id(r: _Reader, what: str) -> str:
     """`YYYYMMDD.<device>.<trigger epoch ms>[±HHMM].<type>`; the day is the trigger's local day
-    (or an earlier filing day for a camera whose clock ran fast), so never more than one day
-    after the trigger's UTC day."""
+    (or an earlier filing day for a camera whose clock ran fast, never before year 1000), so
+    never more than one day after the trigger's UTC day."""
     s = r.string(what)
     m = _EVENT_ID.fullmatch(s) if len(s) <= 200 else None
     days = m and _date_days(int(m[1]), int(m[2]), int(m[3]))
-    if days is None or days - int(m[4]) // _MS_PER_DAY > 1 or (m[5] is None and days - int(m[4]) // _MS_PER_DAY < -1):
+    if days is None or int(m[1]) < 1000 or days - int(m[4]) // _MS_PER_DAY > 1 or (m[5] is None and days - int(m[4]) // _MS_PER_DAY < -1):
         raise InvalidValue(f"{what}: {s!r} is not YYYYMMDD.<device>.<trigger ms>.<type> with a matching day")
     return s
 

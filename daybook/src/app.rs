@@ -148,6 +148,10 @@ impl Application {
                 .layer(axum::middleware::from_fn_with_state(config.ingest.request_timeout, ops::store_deadline));
             router = router.merge(viewer);
         }
+        let doc_limits = ops::DocLimits {
+            retention_days: policy.retention_days,
+            max_snapshot_bytes: config.ingest.max_snapshot_bytes,
+        };
         let ready = ops::Readiness {
             log: log.as_ref().map(|l| l.log.clone()),
             ingest: ingest.clone(),
@@ -155,7 +159,7 @@ impl Application {
             signer,
         };
         let router = router
-            .merge(ops::router(ready, ops::openapi(role.ingest(), role.api())))
+            .merge(ops::router(ready, ops::openapi(role.ingest(), role.api(), doc_limits)))
             .layer(axum::middleware::from_fn(ops::track));
 
         // A projector-only process has no API; it serves health and metrics if asked to.

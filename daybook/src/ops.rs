@@ -166,8 +166,18 @@ fn status_label(s: StatusCode) -> &'static str {
     }
 }
 
+/// The limits of this deployment that the OpenAPI document states (the annotations carry the
+/// defaults; the served document carries the configured values).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DocLimits {
+    /// `--retention-days`: the calendar's largest `days`.
+    pub(crate) retention_days: u32,
+    /// `--max-snapshot-bytes`: the largest `snapshot_size`.
+    pub(crate) max_snapshot_bytes: u64,
+}
+
 /// The OpenAPI document of the services this process serves.
-pub(crate) fn openapi(device: bool, viewer: bool) -> utoipa::openapi::OpenApi {
+pub(crate) fn openapi(device: bool, viewer: bool, limits: DocLimits) -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
     let mut doc = utoipa::openapi::OpenApiBuilder::new()
         .info(
@@ -193,5 +203,21 @@ pub(crate) fn openapi(device: bool, viewer: bool) -> utoipa::openapi::OpenApi {
             SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
-    doc
+    with_limits(doc, limits)
+}
+
+/// `doc` with the configured limits in place of the annotations' defaults.
+fn with_limits(doc: utoipa::openapi::OpenApi, limits: DocLimits) -> utoipa::openapi::OpenApi {
+    let mut value = serde_json::to_value(&doc).expect("the document serializes");
+    let snapshot = value.pointer_mut("/components/schemas/EventStartRequest/properties/snapshot_size/maximum");
+    if let Some(max) = snapshot {
+        *max = limits.max_snapshot_bytes.into();
+    }
+    let calendar = value.pointer_mut("/paths/~1v1~1devices~1{cid}~1calendar/get/parameters");
+    for param in calendar.and_then(|p| p.as_array_mut()).into_iter().flatten() {
+        if param["name"] == "days" {
+            param["schema"]["maximum"] = limits.retention_days.into();
+        }
+    }
+    serde_json::from_value(value).expect("the document deserializes")
 }

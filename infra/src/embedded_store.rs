@@ -287,23 +287,8 @@ fn bad_row(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error
     rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }
 
-const CURSOR_MAGIC: u8 = 0xE1;
-
-fn encode_cursor(e: &EventView) -> Vec<u8> {
-    let mut out = vec![CURSOR_MAGIC];
-    out.extend_from_slice(&e.event_id.filed_at(e.utc_offset).millis().to_be_bytes());
-    out.extend_from_slice(e.event_id.as_str().as_bytes());
-    out
-}
-
-fn decode_cursor(b: &[u8]) -> Result<(i64, String), StoreError> {
-    if b.len() < 10 || b[0] != CURSOR_MAGIC {
-        return Err(StoreError::BadCursor);
-    }
-    let trig = i64::from_be_bytes(b[1..9].try_into().expect("8 bytes"));
-    let id = std::str::from_utf8(&b[9..]).map_err(|_| StoreError::BadCursor)?;
-    Ok((trig, id.to_owned()))
-}
+mod cursor;
+use cursor::{decode_cursor, encode_cursor};
 
 #[async_trait]
 impl ProjectionStore for EmbeddedStore {

@@ -59,6 +59,22 @@ fn unavailable(e: impl std::fmt::Display) -> BlobError {
     BlobError::Unavailable(e.to_string())
 }
 
+/// Longest a presign may take. Signing itself is local computation, but the credentials may
+/// have to be fetched first (instance metadata, a container endpoint, STS): when that source
+/// is down the device gets a prompt 503 `object_store_unavailable`, not a hung request.
+const PRESIGN_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn bounded<T, E: std::error::Error>(
+    presign: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, BlobError> {
+    match tokio::time::timeout(PRESIGN_TIMEOUT, presign).await {
+        Ok(signed) => signed.map_err(|e| unavailable(aws_sdk_s3::error::DisplayErrorContext(e))),
+        Err(_) => {
+            Err(unavailable(format!("object store credentials not available within {} s", PRESIGN_TIMEOUT.as_secs())))
+        }
+    }
+}
+
 fn convert(req: aws_sdk_s3::presigning::PresignedRequest, ttl: Duration) -> PresignedRequest {
     PresignedRequest {
         method: req.method().to_owned(),
@@ -125,30 +141,23 @@ impl BlobSigner for S3Signer {
     ) -> Result<PresignedRequest, BlobError> {
         check_ttl(ttl)?;
         let cfg = PresigningConfig::expires_in(ttl).map_err(|e| BlobError::Invalid(e.to_string()))?;
-        let req = self
-            .public
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .content_type(content_type)
-            .set_content_length(content_length.map(|n| n as i64))
-            .presigned(cfg)
-            .await
-            .map_err(unavailable)?;
+        let req = bounded(
+            self.public
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .content_type(content_type)
+                .set_content_length(content_length.map(|n| n as i64))
+                .presigned(cfg),
+        )
+        .await?;
         Ok(convert(req, ttl))
     }
 
     async fn presign_get(&self, key: &ObjectKey, ttl: Duration) -> Result<PresignedRequest, BlobError> {
         check_ttl(ttl)?;
         let cfg = PresigningConfig::expires_in(ttl).map_err(|e| BlobError::Invalid(e.to_string()))?;
-        let req = self
-            .public
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .presigned(cfg)
-            .await
-            .map_err(unavailable)?;
+        let req = bounded(self.public.get_object().bucket(&self.bucket).key(key.as_str()).presigned(cfg)).await?;
         Ok(convert(req, ttl))
     }
 

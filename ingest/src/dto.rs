@@ -19,7 +19,9 @@ pub struct EventStartRequest {
     /// by default). Signed into `snapshot_upload`: the object store refuses a PUT of any other
     /// length. Devices should always send it; without it only the embedded S3 endpoint caps
     /// the upload. Ignored in batches (they carry no upload URLs).
+    /// (`maximum` is the server's `--max-snapshot-bytes`, set when the document is served.)
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2097152)]
     pub snapshot_size: Option<u64>,
 }
 
@@ -38,8 +40,15 @@ pub struct EventEndRequest {
 #[serde(deny_unknown_fields)]
 pub struct UploadRequest {
     /// Exact size of the object to upload, in bytes.
+    #[schema(minimum = 1, maximum = 5368709120.0)]
     pub content_length: u64,
-    /// MIME type (`video/mp4`, `video/mp2t`, …).
+    /// MIME type (`video/mp4`, `video/mp2t`, …): starts with `video/` or
+    /// `application/octet-stream`; printable ASCII without `"`, `,` or `\`; at most 100 bytes.
+    #[schema(
+        pattern = r"^(video/|application/octet-stream)[\x20\x21\x23-\x2B\x2D-\x5B\x5D-\x7E]*$",
+        min_length = 6,
+        max_length = 100
+    )]
     pub content_type: String,
 }
 
@@ -50,18 +59,22 @@ pub struct SegmentRequest {
     /// The id issued with the upload URL.
     pub segment_id: SegmentId,
     /// Bytes.
+    #[schema(minimum = 1, maximum = 5368709120.0)]
     pub size: u64,
     /// First frame's time (RFC 3339 with the camera's UTC offset: the segment's local day).
     pub started_at: LocalTime,
     /// Length in milliseconds.
+    #[schema(minimum = 1, maximum = 86400000)]
     pub duration_ms: u32,
     /// Encoding.
     pub media: Media,
-    /// Keyframe byte offsets, ascending.
+    /// Keyframe byte offsets, strictly ascending, each below `size`.
     #[serde(default)]
+    #[schema(max_items = 4096)]
     pub keyframes: Option<Vec<u64>>,
-    /// Which events this segment holds parts of.
+    /// Which events this segment holds parts of (each event once).
     #[serde(default)]
+    #[schema(max_items = 64)]
     pub events: Vec<EventMapping>,
 }
 
@@ -74,32 +87,112 @@ pub struct DigestRequest {
     /// The id issued with the upload URL.
     pub segment_id: SegmentId,
     /// Bytes.
+    #[schema(minimum = 1, maximum = 5368709120.0)]
     pub size: u64,
     /// Length in milliseconds.
+    #[schema(minimum = 1, maximum = 86400000)]
     pub duration_ms: u32,
 }
 
 /// One item of `POST /v1/devices/{cid}/reports`: any report above. On the wire the item's
 /// variant is its `kind` field (`event_start`, `event_end`, `segment`, `digest`): a contract
 /// name, not to be confused with the event type (`type`) or the report kind (`daybook.type`).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+///
+/// Its OpenAPI schema is a `oneOf` of four object schemas (`BatchEventStart`, `BatchEventEnd`,
+/// `BatchSegment`, `BatchDigest`) with the discriminator `kind`: each is the schema of the
+/// single report's body plus the `kind` property, built from that body's schema so the two
+/// cannot drift apart.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BatchItem {
-    /// As `POST …/events`.
+    /// As `POST …/events` (`snapshot_size` is ignored: batches carry no upload URLs).
     EventStart(EventStartRequest),
     /// As `POST …/events/{event_id}/end`, with the event id inline.
-    EventEnd {
-        /// The event.
-        event_id: EventId,
-        /// When it ended.
-        ended_at: LocalTime,
-        /// `complete` or `aborted`.
-        status: EndStatus,
-    },
+    EventEnd(BatchEventEnd),
     /// As `POST …/segments`.
     Segment(SegmentRequest),
     /// As `POST …/digests`.
     Digest(DigestRequest),
+}
+
+/// An event end in a batch: [`EventEndRequest`] with the event id inline.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchEventEnd {
+    /// The event.
+    pub event_id: EventId,
+    /// When it ended (RFC 3339 with the camera's UTC offset).
+    pub ended_at: LocalTime,
+    /// `complete` or `aborted`.
+    pub status: EndStatus,
+}
+
+mod batch_schema {
+    use utoipa::openapi::schema::{
+        Discriminator, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+    };
+    use utoipa::openapi::{Ref, RefOr};
+    use utoipa::{PartialSchema, ToSchema};
+
+    use super::{BatchEventEnd, BatchItem, DigestRequest, EventStartRequest, SegmentRequest};
+
+    /// (tag, component name, schema of the other fields) of each variant.
+    fn variants() -> [(&'static str, &'static str, RefOr<Schema>); 4] {
+        [
+            ("event_start", "BatchEventStart", EventStartRequest::schema()),
+            ("event_end", "BatchEventEnd", BatchEventEnd::schema()),
+            ("segment", "BatchSegment", SegmentRequest::schema()),
+            ("digest", "BatchDigest", DigestRequest::schema()),
+        ]
+    }
+
+    /// `body` with the required property `kind` = `tag`.
+    fn tagged(tag: &str, body: RefOr<Schema>) -> RefOr<Schema> {
+        let RefOr::T(Schema::Object(mut object)) = body else { unreachable!("request bodies are object schemas") };
+        let kind = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some([tag]))
+            .description(Some("Which report the item is."));
+        object.properties.insert("kind".into(), kind.into());
+        object.required.insert(0, "kind".into());
+        if tag == "event_start" {
+            // Ignored in batches, so any size (or none) is accepted there.
+            let size = ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::Integer, Type::Null]))
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(0))
+                .description(Some("Ignored in batches (they carry no upload URLs)."));
+            object.properties.insert("snapshot_size".into(), size.into());
+        }
+        RefOr::T(Schema::Object(object))
+    }
+
+    impl PartialSchema for BatchItem {
+        fn schema() -> RefOr<Schema> {
+            let mut one_of = OneOfBuilder::new();
+            let mut mapping = Vec::new();
+            for (tag, name, _) in variants() {
+                one_of = one_of.item(Ref::from_schema_name(name));
+                mapping.push((tag, format!("#/components/schemas/{name}")));
+            }
+            one_of
+                .discriminator(Some(Discriminator::with_mapping("kind", mapping)))
+                .description(Some("A report, tagged by `kind`."))
+                .into()
+        }
+    }
+
+    impl ToSchema for BatchItem {
+        fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+            for (tag, name, body) in variants() {
+                schemas.push((name.into(), tagged(tag, body)));
+            }
+            EventStartRequest::schemas(schemas);
+            BatchEventEnd::schemas(schemas);
+            SegmentRequest::schemas(schemas);
+            DigestRequest::schemas(schemas);
+        }
+    }
 }
 
 /// A presigned request the device makes itself.

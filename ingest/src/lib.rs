@@ -9,6 +9,8 @@
 mod admission;
 mod breaker;
 mod dto;
+#[doc(hidden)]
+pub mod fuzzing;
 mod routes;
 
 use std::sync::Arc;

@@ -57,7 +57,7 @@ impl Ingest {
 
     /// Validates, and returns the camera's clock skew if it is beyond the tolerance (counted
     /// in a metric without a device label; the device learns it from the answer).
-    fn validate(&self, report: &Report, now: Timestamp) -> Result<Option<i64>, ApiError> {
+    pub(crate) fn validate(&self, report: &Report, now: Timestamp) -> Result<Option<i64>, ApiError> {
         let policy = &self.inner.config.policy;
         report.validate(policy, now).map_err(ApiError::from)?;
         let skew = report.clock_skew_ms(policy, now);
@@ -137,7 +137,12 @@ impl Ingest {
         Ok(self.inner.signer.presign_put(key, content_type, len, self.inner.config.url_ttl).await?.into())
     }
 
-    fn event_started(&self, device: &Device, r: EventStartRequest, now: Timestamp) -> Result<Report, ApiError> {
+    pub(crate) fn event_started(
+        &self,
+        device: &Device,
+        r: EventStartRequest,
+        now: Timestamp,
+    ) -> Result<Report, ApiError> {
         let utc_offset = self.zones(device).offset_of(r.triggered_at);
         let at = r.triggered_at.at;
         let legacy = r.triggered_at.offset.is_none() && device.zone.is_none();
@@ -153,7 +158,7 @@ impl Ingest {
         }))
     }
 
-    fn event_ended(
+    pub(crate) fn event_ended(
         &self,
         device: &Device,
         event_id: EventId,
@@ -169,7 +174,7 @@ impl Ingest {
         })
     }
 
-    fn segment_reported(&self, device: &Device, r: SegmentRequest) -> Report {
+    pub(crate) fn segment_reported(&self, device: &Device, r: SegmentRequest) -> Report {
         Report::SegmentReported(SegmentReported {
             cid: device.cid.clone(),
             segment_id: r.segment_id,
@@ -183,7 +188,7 @@ impl Ingest {
         })
     }
 
-    fn digest_reported(&self, device: &Device, r: DigestRequest) -> Report {
+    pub(crate) fn digest_reported(&self, device: &Device, r: DigestRequest) -> Report {
         // A date names no instant: its offset is the configured zone's at the day's noon.
         let noon = self.inner.config.policy.offset.start_of(r.date).plus_millis(12 * 3_600_000);
         Report::DigestReported(DigestReported {
@@ -195,9 +200,56 @@ impl Ingest {
             duration_ms: r.duration_ms,
         })
     }
+
+    /// A batch's items as reports, each validated on its own: the reports to append, and one
+    /// result per item in order (what `POST …/reports` answers).
+    pub(crate) fn batch_reports(
+        &self,
+        device: &Device,
+        items: Vec<Result<BatchItem, ApiError>>,
+        now: Timestamp,
+    ) -> (Vec<Report>, Vec<ItemResult>) {
+        let mut results = Vec::with_capacity(items.len());
+        let mut reports = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            let outcome = item.and_then(|item| {
+                let (report, status) = match item {
+                    BatchItem::EventStart(r) => (self.event_started(device, r, now)?, 201),
+                    BatchItem::EventEnd(BatchEventEnd { event_id, ended_at, status }) => {
+                        (self.event_ended(device, event_id, ended_at, status), 202)
+                    }
+                    BatchItem::Segment(r) => (self.segment_reported(device, r), 202),
+                    BatchItem::Digest(r) => (self.digest_reported(device, r), 202),
+                };
+                let skew = self.validate(&report, now)?;
+                if matches!(report, Report::DigestReported(_)) {
+                    self.inner.admission.check_digest_slot(&device.cid, now)?;
+                }
+                Ok((report, status, skew))
+            });
+            match outcome {
+                Ok((report, status, clock_skew_ms)) => {
+                    let event_id = match &report {
+                        Report::EventStarted(r) => Some(r.event_id.clone()),
+                        _ => None,
+                    };
+                    reports.push(report);
+                    results.push(ItemResult { index, status, event_id, clock_skew_ms, error: None });
+                }
+                Err(e) => results.push(ItemResult {
+                    index,
+                    status: e.status.as_u16(),
+                    event_id: None,
+                    clock_skew_ms: None,
+                    error: Some(seams::web::ErrorDetail { code: e.code, message: e.message }),
+                }),
+            }
+        }
+        (reports, results)
+    }
 }
 
-fn check_upload(r: &UploadRequest, allowed: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn check_upload(r: &UploadRequest, allowed: &[&str]) -> Result<(), ApiError> {
     if r.content_length == 0 || r.content_length > schemas::report::MAX_OBJECT_SIZE {
         return Err(ApiError::invalid(
             ErrorCode::InvalidSize,
@@ -226,7 +278,7 @@ fn new_segment_id(ingest: &Ingest) -> SegmentId {
 /// presigned PUT for the snapshot image, to upload before any video; with `snapshot_size` the
 /// PUT is signed for exactly that many bytes.
 #[utoipa::path(post, path = "/v1/devices/{cid}/events", tag = "devices",
-    params(("cid" = String, Path, description = "device id")),
+    params(("cid" = inline(schemas::DeviceId), Path, description = "device id")),
     request_body = EventStartRequest,
     responses((status = 201, body = EventStartResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("device_token" = [])))]
@@ -253,7 +305,7 @@ async fn start_event(
 
 /// Close an event.
 #[utoipa::path(post, path = "/v1/devices/{cid}/events/{event_id}/end", tag = "devices",
-    params(("cid" = String, Path, description = "device id"), ("event_id" = String, Path, description = "event id")),
+    params(("cid" = inline(schemas::DeviceId), Path, description = "device id"), ("event_id" = inline(EventId), Path, description = "event id")),
     request_body = EventEndRequest,
     responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("device_token" = [])))]
@@ -271,9 +323,9 @@ async fn end_event(
 
 /// Get a presigned PUT for a new segment.
 #[utoipa::path(post, path = "/v1/devices/{cid}/segments/uploads", tag = "devices",
-    params(("cid" = String, Path, description = "device id")),
+    params(("cid" = inline(schemas::DeviceId), Path, description = "device id")),
     request_body = UploadRequest,
-    responses((status = 201, body = SegmentUploadResponse), (status = "4XX", body = ErrorBody)),
+    responses((status = 201, body = SegmentUploadResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("device_token" = [])))]
 async fn segment_upload(
     State(ingest): State<Ingest>,
@@ -291,7 +343,7 @@ async fn segment_upload(
 
 /// Report an uploaded segment and which events it holds parts of.
 #[utoipa::path(post, path = "/v1/devices/{cid}/segments", tag = "devices",
-    params(("cid" = String, Path, description = "device id")),
+    params(("cid" = inline(schemas::DeviceId), Path, description = "device id")),
     request_body = SegmentRequest,
     responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("device_token" = [])))]
@@ -307,9 +359,9 @@ async fn report_segment(
 
 /// Get a presigned PUT for a digest, and this device's upload slot for next night.
 #[utoipa::path(post, path = "/v1/devices/{cid}/digests/uploads", tag = "devices",
-    params(("cid" = String, Path, description = "device id")),
+    params(("cid" = inline(schemas::DeviceId), Path, description = "device id")),
     request_body = UploadRequest,
-    responses((status = 201, body = DigestUploadResponse), (status = "4XX", body = ErrorBody)),
+    responses((status = 201, body = DigestUploadResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("device_token" = [])))]
 async fn digest_upload(
     State(ingest): State<Ingest>,
@@ -329,7 +381,7 @@ async fn digest_upload(
 /// Report an uploaded digest. Outside the device's slot it is admitted only while the log has
 /// headroom; otherwise 429 with a Retry-After pointing into the slot.
 #[utoipa::path(post, path = "/v1/devices/{cid}/digests", tag = "devices",
-    params(("cid" = String, Path, description = "device id")),
+    params(("cid" = inline(schemas::DeviceId), Path, description = "device id")),
     request_body = DigestRequest,
     responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("device_token" = [])))]
@@ -352,7 +404,7 @@ async fn report_digest(
 /// (`event_start`, `event_end`, `segment`, `digest`). Valid items are appended together and
 /// acknowledged together; each item gets its own result.
 #[utoipa::path(post, path = "/v1/devices/{cid}/reports", tag = "devices",
-    params(("cid" = String, Path, description = "device id")),
+    params(("cid" = inline(schemas::DeviceId), Path, description = "device id")),
     request_body(content = Vec<BatchItem>, description = "JSON array or NDJSON"),
     responses((status = 200, body = BatchResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("device_token" = [])))]
@@ -366,43 +418,7 @@ async fn report_batch(
     ingest.inner.admission.check_rate(&cid)?;
     let body = read_body(req).await?;
     let items = split_batch(&body, ingest.inner.config.max_batch_items)?;
-    let now = Timestamp::now();
-    let mut results = Vec::with_capacity(items.len());
-    let mut reports = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
-        let outcome = item.and_then(|item| {
-            let (report, status) = match item {
-                BatchItem::EventStart(r) => (ingest.event_started(&device, r, now)?, 201),
-                BatchItem::EventEnd { event_id, ended_at, status } => {
-                    (ingest.event_ended(&device, event_id, ended_at, status), 202)
-                }
-                BatchItem::Segment(r) => (ingest.segment_reported(&device, r), 202),
-                BatchItem::Digest(r) => (ingest.digest_reported(&device, r), 202),
-            };
-            let skew = ingest.validate(&report, now)?;
-            if matches!(report, Report::DigestReported(_)) {
-                ingest.inner.admission.check_digest_slot(&cid, now)?;
-            }
-            Ok((report, status, skew))
-        });
-        match outcome {
-            Ok((report, status, clock_skew_ms)) => {
-                let event_id = match &report {
-                    Report::EventStarted(r) => Some(r.event_id.clone()),
-                    _ => None,
-                };
-                reports.push(report);
-                results.push(ItemResult { index, status, event_id, clock_skew_ms, error: None });
-            }
-            Err(e) => results.push(ItemResult {
-                index,
-                status: e.status.as_u16(),
-                event_id: None,
-                clock_skew_ms: None,
-                error: Some(seams::web::ErrorDetail { code: e.code, message: e.message }),
-            }),
-        }
-    }
+    let (reports, results) = ingest.batch_reports(&device, items, Timestamp::now());
     let accepted = reports.len();
     if accepted > 0 {
         ingest.append(reports).await?;
@@ -417,13 +433,14 @@ fn too_many_items(max: usize) -> ApiError {
 /// A JSON array, or NDJSON: each item parsed on its own, so one bad item fails alone. Parsing
 /// stops at item `max + 1` (413), so the work and memory of a request are bounded by the item
 /// cap, not by the body size.
-fn split_batch(body: &[u8], max: usize) -> Result<Vec<Result<BatchItem, ApiError>>, ApiError> {
+pub(crate) fn split_batch(body: &[u8], max: usize) -> Result<Vec<Result<BatchItem, ApiError>>, ApiError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
         let over = Cell::new(false);
         let mut de = serde_json::Deserializer::from_slice(body);
         let parsed = CappedItems { max, over: &over }.deserialize(&mut de).and_then(|items| de.end().map(|()| items));
         return match parsed {
+            Ok(items) if items.is_empty() => Err(empty_batch()),
             Ok(items) => Ok(items),
             Err(_) if over.get() => Err(too_many_items(max)),
             Err(e) => Err(ApiError::bad_request(ErrorCode::MalformedJson, e.to_string())),
@@ -437,9 +454,14 @@ fn split_batch(body: &[u8], max: usize) -> Result<Vec<Result<BatchItem, ApiError
         items.push(parse_json(line));
     }
     if items.is_empty() {
-        return Err(ApiError::bad_request(ErrorCode::MalformedJson, "empty batch"));
+        return Err(empty_batch());
     }
     Ok(items)
+}
+
+/// A batch without items, in either form (`[]`, or a body of blank lines): 400.
+fn empty_batch() -> ApiError {
+    ApiError::bad_request(ErrorCode::MalformedJson, "empty batch")
 }
 
 /// Visits a JSON array element by element, converting each to a [`BatchItem`] on its own, and
@@ -466,12 +488,13 @@ impl<'de> Visitor<'de> for CappedItems<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(value) = seq.next_element::<serde_json::Value>()? {
+        while let Some(mut value) = seq.next_element::<serde_json::Value>()? {
             if items.len() == self.max {
                 self.over.set(true);
                 return Err(serde::de::Error::custom("too many items"));
             }
-            items.push(serde_json::from_value(value).map_err(|e| ApiError::invalid(ErrorCode::Invalid, e.to_string())));
+            seams::web::integral_floats(&mut value);
+            items.push(serde_json::from_value(value).map_err(|e| seams::web::invalid_data(&e)));
         }
         Ok(items)
     }
@@ -496,6 +519,17 @@ mod tests {
         assert_eq!(split_batch(b"[1,2,3]", 2).unwrap_err().code, ErrorCode::TooManyItems);
         assert_eq!(split_batch(b"[1,2]", 2).unwrap().len(), 2);
         assert_eq!(split_batch(b"1\n2\n3", 2).unwrap_err().code, ErrorCode::TooManyItems);
+    }
+
+    /// Found by `fuzz/` (target `batch`): an empty JSON array was answered 200 with no
+    /// results, where an empty NDJSON body is 400 `malformed_json` — the same empty batch got
+    /// two answers depending on its encoding.
+    #[test]
+    fn fuzz_batch_an_empty_json_array_is_refused_like_an_empty_ndjson_body() {
+        for body in [&b"[]"[..], b"[\n ]", b" [ ] ", b"", b"\n \n"] {
+            let e = split_batch(body, 10).unwrap_err();
+            assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, ErrorCode::MalformedJson), "{body:?}");
+        }
     }
 
     #[test]

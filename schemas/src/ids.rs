@@ -40,7 +40,7 @@ fn check_token(
 }
 
 macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr, $allowed:expr, $rule:literal) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr, $allowed:expr, $rule:literal, $pattern:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(String);
@@ -89,6 +89,9 @@ macro_rules! string_id {
                 utoipa::openapi::ObjectBuilder::new()
                     .schema_type(utoipa::openapi::schema::Type::String)
                     .description(Some($rule))
+                    .min_length(Some(1))
+                    .max_length(Some($max))
+                    .pattern(Some($pattern))
                     .into()
             }
         }
@@ -100,19 +103,22 @@ string_id!(
     /// A device (camera) id: 1–64 of `A-Z a-z 0-9 _ -`.
     DeviceId, "device id", 64,
     |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
-    "1 to 64 of A-Z a-z 0-9 _ -"
+    "1 to 64 of A-Z a-z 0-9 _ -",
+    "^[A-Za-z0-9_-]{1,64}$"
 );
 string_id!(
     /// An event type token (`motion`, `sound`, `person`, …): 1–32 of `a-z 0-9 _`.
     EventType, "event type", 32,
     |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_',
-    "1 to 32 of a-z 0-9 _"
+    "1 to 32 of a-z 0-9 _",
+    "^[a-z0-9_]{1,32}$"
 );
 string_id!(
     /// A segment id, built by the server when it signs the upload: 1–80 of `A-Z a-z 0-9 _ -`.
     SegmentId, "segment id", 80,
     |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
-    "1 to 80 of A-Z a-z 0-9 _ -"
+    "1 to 80 of A-Z a-z 0-9 _ -",
+    "^[A-Za-z0-9_-]{1,80}$"
 );
 
 impl SegmentId {
@@ -140,9 +146,11 @@ impl Day {
         self.0
     }
 
-    /// Parses `YYYY-MM-DD`.
+    /// Parses `YYYY-MM-DD`: exactly that shape (chrono alone also takes `+2026-01-1`).
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        if s.len() != 10 {
+        let shape = s.len() == 10
+            && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        if !shape {
             return Err(err("date", format!("{s:?} is not YYYY-MM-DD")));
         }
         NaiveDate::parse_from_str(s, "%Y-%m-%d")
@@ -218,10 +226,19 @@ impl utoipa::PartialSchema for Day {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
             .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Date)))
+            .pattern(Some(DAY_PATTERN))
             .into()
     }
 }
 impl utoipa::ToSchema for Day {}
+
+/// The text form of a [`Day`], as a regular expression (ECMA-262 and Python alike).
+pub const DAY_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
+
+/// An [`EventId`]'s shape, as a regular expression: what a stateless check of the text can
+/// say (the date and the day-versus-trigger rule are checked by [`EventId::parse`]).
+pub const EVENT_ID_PATTERN: &str =
+    "^[0-9]{8}\\.[A-Za-z0-9_-]{1,64}\\.(0|[1-9][0-9]{0,14})([+-][0-9]{4})?\\.[a-z0-9_]{1,32}$";
 
 /// An event id. Two forms, each with exactly one spelling per event:
 ///
@@ -313,6 +330,11 @@ impl EventId {
             return Err(err(WHAT, format!("{s:?} is not YYYYMMDD.<device>.<ms>±HHMM.<type>")));
         };
         let day = Day::parse_compact(day).map_err(|e| err(WHAT, e.reason))?;
+        // As every id the server builds (`filed`, `new_v1`): an earlier filing day is allowed,
+        // but not one before year 1000 (found by fuzz/, target `ids`).
+        if !(1000..=9999).contains(&day.date().year()) {
+            return Err(err(WHAT, format!("day {} must have a four-digit year", day.compact())));
+        }
         let cid = DeviceId::parse(cid).map_err(|e| err(WHAT, e.to_string()))?;
         let (ms, offset) = match when.find(['+', '-']) {
             Some(i) => {
@@ -419,6 +441,9 @@ impl utoipa::PartialSchema for EventId {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
             .description(Some("YYYYMMDD.<device>.<trigger epoch ms>±HHMM.<type>"))
+            .min_length(Some(14))
+            .max_length(Some(127))
+            .pattern(Some(EVENT_ID_PATTERN))
             .into()
     }
 }

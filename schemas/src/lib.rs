@@ -22,7 +22,7 @@ pub mod time;
 
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION};
 pub use error_code::ErrorCode;
-pub use ids::{Day, DeviceId, EventId, EventType, IdError, SegmentId};
+pub use ids::{Day, DeviceId, EventId, EventType, IdError, SegmentId, DAY_PATTERN, EVENT_ID_PATTERN};
 pub use report::{
     DigestReported, EndStatus, EventEnded, EventMapping, EventStarted, Invalid, Media, Report, ReportKind,
     SegmentReported, TimePolicy,

@@ -20,6 +20,11 @@ pub const MAX_DURATION_MS: u32 = 24 * 3600 * 1000;
 /// and no store needs to read before writing to enforce it (README.md, Limits).
 pub const MAX_SEGMENTS_PER_EVENT: u32 = 2048;
 
+// The OpenAPI document states these limits as literals (`#[schema(maximum = …)]` takes no
+// constants): keep them in step.
+const _: () = assert!(MAX_OBJECT_SIZE == 5_368_709_120 && MAX_SEGMENTS_PER_EVENT == 2048);
+const _: () = assert!(MAX_DURATION_MS == 86_400_000 && MAX_KEYFRAMES == 4096 && MAX_MAPPINGS == 64);
+
 /// A device opened an event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventStarted {
@@ -87,15 +92,20 @@ pub struct EventEnded {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Media {
     /// Codec token (`h264`, `h265`, …).
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,32}$", min_length = 1, max_length = 32)]
     pub codec: String,
     /// Pixels.
+    #[schema(minimum = 1, maximum = 16384)]
     pub width: u32,
     /// Pixels.
+    #[schema(minimum = 1, maximum = 16384)]
     pub height: u32,
     /// Frames per second.
+    #[schema(exclusive_minimum = 0, maximum = 1000)]
     pub fps: f64,
     /// Audio sample rate in Hz, if the segment has audio.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 384000)]
     pub audio_sample_rate: Option<u32>,
 }
 
@@ -105,10 +115,13 @@ pub struct EventMapping {
     /// The event.
     pub event_id: EventId,
     /// Position of this segment within the event (0-based, below [`MAX_SEGMENTS_PER_EVENT`]).
+    #[schema(minimum = 0, maximum = 2047)]
     pub index: u32,
     /// First byte of the event within the segment.
+    #[schema(minimum = 0, maximum = 5368709120.0)]
     pub start_offset: u64,
     /// End byte (exclusive) of the event within the segment; `start ≤ end ≤ size`.
+    #[schema(minimum = 0, maximum = 5368709120.0)]
     pub end_offset: u64,
 }
 

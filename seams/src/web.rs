@@ -163,11 +163,48 @@ impl From<schemas::Invalid> for ApiError {
 
 /// Parses `bytes` as `T` in the error contract (unlike `axum::Json`): malformed JSON 400,
 /// well-formed but invalid (wrong types, bad ids) 422.
+///
+/// A number with a zero fraction (`10.0`) is an integer, as JSON Schema (and so the OpenAPI
+/// document) counts it: a body refused only for one is parsed again with such numbers as
+/// integers. The usual body pays nothing for it.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::invalid(ErrorCode::Invalid, e.to_string()),
+    let classify = |e: serde_json::Error| match e.classify() {
+        serde_json::error::Category::Data => invalid_data(&e),
         _ => ApiError::bad_request(ErrorCode::MalformedJson, e.to_string()),
-    })
+    };
+    match serde_json::from_slice(bytes) {
+        Err(e) if e.is_data() && e.to_string().contains("floating point") => {
+            let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(classify)?;
+            integral_floats(&mut value);
+            serde_json::from_value(value).map_err(classify)
+        }
+        parsed => parsed.map_err(classify),
+    }
+}
+
+/// 422 for JSON of the wrong shape: `invalid_event_id` when what is wrong is an event id
+/// (as for one in a path), else `invalid`.
+pub fn invalid_data(e: &serde_json::Error) -> ApiError {
+    let message = e.to_string();
+    let code = if message.starts_with("invalid event id") { ErrorCode::InvalidEventId } else { ErrorCode::Invalid };
+    ApiError::invalid(code, message)
+}
+
+/// Rewrites every number with a zero fraction within ±2^53 (`10.0`) as an integer (`10`):
+/// JSON Schema's `integer` includes them, serde's integer types do not.
+pub fn integral_floats(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0)
+            {
+                *n = if f < 0.0 { (f as i64).into() } else { (f as u64).into() };
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats),
+        Value::Object(map) => map.values_mut().for_each(integral_floats),
+        _ => {}
+    }
 }
 
 /// Reads the whole body, mapping the body limit to 413.

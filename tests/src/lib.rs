@@ -6,4 +6,5 @@ pub mod app;
 pub mod client;
 pub mod flow;
 pub mod kafka;
+pub mod outage;
 pub mod process;

@@ -1,0 +1,231 @@
+"""Every operation of /openapi.json, through a client generated from it (openapi-python-client).
+
+run-tests.sh generates the package `daybook_client` into DAYBOOK_CLIENT_DIR from the document
+a live `daybook run` serves, then runs this file against that server (DAYBOOK_URL, with the
+tokens of device DAYBOOK_CID). The typed results prove the answers parse as documented.
+"""
+
+import datetime
+import json
+import os
+import pkgutil
+import sys
+import time
+
+import httpx
+import pytest
+
+sys.path.insert(0, os.environ["DAYBOOK_CLIENT_DIR"])
+
+from daybook_client import AuthenticatedClient  # noqa: E402
+from daybook_client.api import devices, viewers  # noqa: E402
+from daybook_client.api.devices import (  # noqa: E402
+    digest_upload,
+    end_event,
+    report_batch,
+    report_digest,
+    report_segment,
+    segment_upload,
+    start_event,
+)
+from daybook_client.api.viewers import calendar, day_events, digest, event_detail  # noqa: E402
+from daybook_client.models import (  # noqa: E402
+    Accepted,
+    BatchDigest,
+    BatchDigestKind,
+    BatchEventEnd,
+    BatchEventEndKind,
+    BatchEventStart,
+    BatchEventStartKind,
+    BatchResponse,
+    BatchSegment,
+    BatchSegmentKind,
+    Calendar,
+    DigestJson,
+    DigestRequest,
+    DigestUploadResponse,
+    EndStatus,
+    ErrorBody,
+    ErrorCode,
+    EventDetailJson,
+    EventEndRequest,
+    EventMapping,
+    EventsPage,
+    EventStartRequest,
+    EventStartResponse,
+    Media,
+    SegmentRequest,
+    SegmentUploadResponse,
+    UploadRequest,
+)
+
+URL = os.environ["DAYBOOK_URL"]
+CID = os.environ["DAYBOOK_CID"]
+UTC = datetime.timezone.utc
+NOW = datetime.datetime.now(UTC).replace(microsecond=0)
+TODAY = NOW.date()
+SEGMENT = b"\x00" * 4096
+
+state = {}
+
+
+def device():
+    return AuthenticatedClient(base_url=URL, token=os.environ["DAYBOOK_DEVICE_TOKEN"], raise_on_unexpected_status=True)
+
+
+def viewer():
+    return AuthenticatedClient(base_url=URL, token=os.environ["DAYBOOK_VIEWER_TOKEN"], raise_on_unexpected_status=True)
+
+
+def put(upload, body):
+    response = httpx.put(upload.url, content=body, headers=upload.headers.additional_properties)
+    assert response.status_code == 200, response.text
+
+
+def test_the_generator_kept_every_operation():
+    with open(os.environ["DAYBOOK_OPENAPI"]) as f:
+        doc = json.load(f)
+    documented = {op["operationId"] for path in doc["paths"].values() for op in path.values()}
+    generated = {m.name for pkg in (devices, viewers) for m in pkgutil.iter_modules(pkg.__path__)}
+    assert len(documented) == 11, documented
+    assert generated == documented, f"skipped: {documented - generated}"
+
+
+def test_start_event():
+    r = start_event.sync(CID, client=device(), body=EventStartRequest(type_="motion", triggered_at=NOW, snapshot_size=3))
+    assert isinstance(r, EventStartResponse), r
+    assert r.event_id.startswith(TODAY.strftime("%Y%m%d") + f".{CID}."), r.event_id
+    assert r.snapshot_upload.method == "PUT"
+    put(r.snapshot_upload, b"jpg")
+    state["event_id"] = r.event_id
+
+
+def test_segment_upload_and_report():
+    up = segment_upload.sync(CID, client=device(), body=UploadRequest(content_length=len(SEGMENT), content_type="video/mp4"))
+    assert isinstance(up, SegmentUploadResponse), up
+    assert up.upload.expires_at > NOW
+    put(up.upload, SEGMENT)
+    body = SegmentRequest(
+        segment_id=up.segment_id,
+        size=len(SEGMENT),
+        started_at=NOW,
+        duration_ms=10_000,
+        media=Media(codec="h264", width=1920, height=1080, fps=25.0),
+        keyframes=[0, 2048],
+        events=[EventMapping(event_id=state["event_id"], index=0, start_offset=0, end_offset=len(SEGMENT))],
+    )
+    r = report_segment.sync(CID, client=device(), body=body)
+    assert isinstance(r, Accepted) and r.accepted, r
+    state["segment_id"] = up.segment_id
+
+
+def test_end_event():
+    body = EventEndRequest(ended_at=NOW + datetime.timedelta(seconds=10), status=EndStatus.COMPLETE)
+    r = end_event.sync(CID, state["event_id"], client=device(), body=body)
+    assert isinstance(r, Accepted) and r.accepted, r
+
+
+def test_digest_upload_and_report():
+    up = digest_upload.sync(CID, client=device(), body=UploadRequest(content_length=len(SEGMENT), content_type="video/mp4"))
+    assert isinstance(up, DigestUploadResponse), up
+    assert up.window.start < up.window.end
+    put(up.upload, SEGMENT)
+    yesterday = TODAY - datetime.timedelta(days=1)
+    body = DigestRequest(date=yesterday, segment_id=up.segment_id, size=len(SEGMENT), duration_ms=60_000)
+    r = report_digest.sync(CID, client=device(), body=body)
+    assert isinstance(r, Accepted) and r.accepted, r
+    state["digest"] = (yesterday, up.segment_id)
+
+
+def test_batch():
+    seg = segment_upload.sync(CID, client=device(), body=UploadRequest(content_length=100, content_type="video/mp2t"))
+    start = NOW - datetime.timedelta(minutes=5)
+    items = [
+        BatchEventStart(kind=BatchEventStartKind.EVENT_START, type_="sound", triggered_at=start),
+        BatchEventEnd(
+            kind=BatchEventEndKind.EVENT_END,
+            event_id=state["event_id"],
+            ended_at=NOW + datetime.timedelta(seconds=12),
+            status=EndStatus.ABORTED,
+        ),
+        BatchSegment(
+            kind=BatchSegmentKind.SEGMENT,
+            segment_id=seg.segment_id,
+            size=100,
+            started_at=start,
+            duration_ms=2_000,
+            media=Media(codec="h265", width=640, height=480, fps=12.5, audio_sample_rate=48_000),
+        ),
+        BatchDigest(
+            kind=BatchDigestKind.DIGEST,
+            date=TODAY - datetime.timedelta(days=2),
+            segment_id=seg.segment_id,
+            size=100,
+            duration_ms=1_000,
+        ),
+    ]
+    r = report_batch.sync(CID, client=device(), body=items)
+    assert isinstance(r, BatchResponse), r
+    assert (r.accepted, r.rejected) == (4, 0), r.to_dict()
+    assert [x.status for x in r.results] == [201, 202, 202, 202]
+    assert r.results[0].event_id.endswith(".sound")
+    state["batch_event_id"] = r.results[0].event_id
+
+
+def test_errors_parse_as_documented():
+    r = start_event.sync_detailed(CID, client=viewer(), body=EventStartRequest(type_="motion", triggered_at=NOW))
+    assert r.status_code == 403 and isinstance(r.parsed, ErrorBody), r
+    assert r.parsed.error.code == ErrorCode.FORBIDDEN
+
+
+def wait_for(fetch, ready, what):
+    deadline = time.monotonic() + 20
+    while True:
+        value = fetch()
+        if ready(value):
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not projected in 20 s: {value}")
+        time.sleep(0.2)
+
+
+def test_calendar():
+    cal = wait_for(
+        lambda: calendar.sync(CID, client=viewer(), days=7),
+        lambda c: isinstance(c, Calendar) and c.days[0].events >= 2,
+        "today's two events",
+    )
+    assert cal.today == TODAY and len(cal.days) == 7 and cal.utc_offset == "+00:00"
+    assert [d.date for d in cal.days] == [TODAY - datetime.timedelta(days=i) for i in range(7)]
+
+
+def test_day_events_pages():
+    first = day_events.sync(CID, client=viewer(), date=TODAY, limit=1)
+    assert isinstance(first, EventsPage) and len(first.events) == 1 and first.next_cursor, first
+    second = day_events.sync(CID, client=viewer(), date=TODAY, limit=1, cursor=first.next_cursor)
+    assert isinstance(second, EventsPage) and len(second.events) == 1, second
+    ids = {first.events[0].event_id, second.events[0].event_id}
+    assert ids == {state["event_id"], state["batch_event_id"]}
+    only = day_events.sync(CID, client=viewer(), date=TODAY, type_="motion")
+    assert [e.event_id for e in only.events] == [state["event_id"]]
+    assert only.events[0].status == "aborted" and only.events[0].duration_ms == 12_000
+
+
+def test_event_detail():
+    detail = wait_for(
+        lambda: event_detail.sync(state["event_id"], client=viewer(), limit=1),
+        lambda d: isinstance(d, EventDetailJson) and d.segments,
+        "the event's segment",
+    )
+    assert detail.event_id == state["event_id"] and detail.type_ == "motion"
+    seg = detail.segments[0]
+    assert (seg.segment_id, seg.index, seg.size, seg.keyframes) == (state["segment_id"], 0, len(SEGMENT), [0, 2048])
+    assert seg.media.codec == "h264" and detail.next_cursor is None
+    assert httpx.get(seg.url).content == SEGMENT
+
+
+def test_digest():
+    date, segment_id = state["digest"]
+    d = wait_for(lambda: digest.sync(CID, date, client=viewer()), lambda d: isinstance(d, DigestJson), "the digest")
+    assert (d.date, d.segment_id, d.size, d.duration_ms) == (date, segment_id, len(SEGMENT), 60_000)
+    assert httpx.get(d.url).content == SEGMENT
