@@ -96,7 +96,13 @@ pub(crate) async fn serve(
 
 /// Answers a connection over the cap: 503 in the error contract, then close.
 async fn refuse(mut socket: TcpStream) {
-    let body = r#"{"error":{"code":"too_many_connections","message":"the server is at its connection limit; retry"}}"#;
+    let body = serde_json::to_string(&seams::web::ErrorBody {
+        error: seams::web::ErrorDetail {
+            code: seams::web::ErrorCode::TooManyConnections,
+            message: "the server is at its connection limit; retry".into(),
+        },
+    })
+    .expect("an error body serializes");
     let resp = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()

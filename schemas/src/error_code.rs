@@ -76,13 +76,15 @@ pub enum ErrorCode {
     ObjectStoreUnavailable,
     /// 503: the service is shutting down.
     ShuttingDown,
+    /// 503: the server is at its connection limit and every connection is inside a request.
+    TooManyConnections,
     /// 500: a bug or an engine failure a retry will not fix.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [Self; 34] = [
+    pub const ALL: [Self; 35] = [
         Self::MalformedJson,
         Self::UnreadableBody,
         Self::BodyTooLarge,
@@ -116,6 +118,7 @@ impl ErrorCode {
         Self::StoreUnavailable,
         Self::ObjectStoreUnavailable,
         Self::ShuttingDown,
+        Self::TooManyConnections,
         Self::Internal,
     ];
 
@@ -155,6 +158,7 @@ impl ErrorCode {
             Self::StoreUnavailable => "store_unavailable",
             Self::ObjectStoreUnavailable => "object_store_unavailable",
             Self::ShuttingDown => "shutting_down",
+            Self::TooManyConnections => "too_many_connections",
             Self::Internal => "internal",
         }
     }
