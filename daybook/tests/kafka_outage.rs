@@ -197,52 +197,7 @@ async fn a_broker_outage_is_answered_within_the_deadline_and_loses_nothing_ackno
 
     // Every 201 is projected and listed exactly once (reports answered 503 may be listed
     // too: the log may have stored them after the deadline).
-    let http = reqwest::Client::new();
-    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let listed = |cid: String| {
-        let (http, base, viewer, today) = (http.clone(), app.http.clone(), viewer.clone(), today.clone());
-        async move {
-            let mut ids = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let mut q = vec![("date", today.clone()), ("limit", "100".to_owned())];
-                if let Some(c) = &cursor {
-                    q.push(("cursor", c.clone()));
-                }
-                let page: Value = http
-                    .get(format!("{base}/v1/devices/{cid}/events"))
-                    .query(&q)
-                    .bearer_auth(&viewer)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                ids.extend(
-                    page["events"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_owned()),
-                );
-                match page["next_cursor"].as_str() {
-                    Some(c) => cursor = Some(c.to_owned()),
-                    None => return ids,
-                }
-            }
-        }
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for (cid, accepted) in &l.accepted {
-        loop {
-            let ids = listed(cid.clone()).await;
-            let unique: BTreeSet<String> = ids.iter().cloned().collect();
-            assert_eq!(unique.len(), ids.len(), "{cid}: an event listed twice");
-            let missing = accepted.difference(&unique).count();
-            if missing == 0 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{cid}: {missing} acknowledged events never listed");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
+    tests::outage::assert_listed_exactly_once(&app.http, &viewer, &l.accepted, Duration::from_secs(120)).await;
     assert!(!app.has_exited(), "the all-in-one kept running through the outage");
     app.stop().await;
 }
