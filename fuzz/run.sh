@@ -50,7 +50,7 @@ fi
 export PATH=$tools/bin:$PATH
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz into $tools" >&2
-    if ! cargo install cargo-fuzz --locked --root "$tools" >&2; then
+    if ! cargo install cargo-fuzz --version 0.13.2 --locked --root "$tools" >&2; then
         skip "cargo-fuzz is not installed and could not be installed (cargo install cargo-fuzz --locked --root $tools)"
     fi
 fi

@@ -184,7 +184,8 @@ async fn report_lag(consumer: &mut dyn LogConsumer) {
     }
 }
 
-/// Polls until `max_batch` records or `linger` after the first one.
+/// Polls until `max_batch` records or `linger` after the first one. Fails only when the first
+/// poll does: once records were handed out, they are returned whatever happens next.
 async fn gather(consumer: &mut dyn LogConsumer, config: &ProjectorConfig) -> Result<Vec<Consumed>, LogError> {
     let mut batch = consumer.poll(config.max_batch, Duration::from_millis(500)).await?;
     if batch.is_empty() {
@@ -196,11 +197,17 @@ async fn gather(consumer: &mut dyn LogConsumer, config: &ProjectorConfig) -> Res
         if left.is_zero() {
             break;
         }
-        let more = consumer.poll(config.max_batch - batch.len(), left).await?;
-        if more.is_empty() {
-            break;
+        match consumer.poll(config.max_batch - batch.len(), left).await {
+            Ok(more) if more.is_empty() => break,
+            Ok(more) => batch.extend(more),
+            // The records already polled are consumed (the member's read position is past
+            // them): dropping them here would skip them for good. Write what we have; the
+            // next poll meets the error again if it lasts.
+            Err(e) => {
+                tracing::warn!(error = %e, records = batch.len(), "log read failed mid-batch; writing what was read");
+                break;
+            }
         }
-        batch.extend(more);
     }
     Ok(batch)
 }

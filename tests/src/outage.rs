@@ -231,11 +231,16 @@ pub async fn assert_listed_exactly_once(
                     let ids = listed(&http, &base, &viewer, &cid, &date).await;
                     let unique: BTreeSet<&String> = ids.iter().collect();
                     assert_eq!(unique.len(), ids.len(), "{cid} on {date}: an event listed twice");
-                    let missing = expected.iter().filter(|id| !unique.contains(id)).count();
-                    if missing == 0 {
+                    let missing: Vec<&String> = expected.iter().filter(|id| !unique.contains(id)).collect();
+                    if missing.is_empty() {
                         break;
                     }
-                    assert!(began.elapsed() < within, "{cid} on {date}: {missing} acknowledged events never listed");
+                    assert!(
+                        began.elapsed() < within,
+                        "{cid} on {date}: {} acknowledged events never listed, e.g. {:?}",
+                        missing.len(),
+                        &missing[..missing.len().min(5)]
+                    );
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }

@@ -1,5 +1,6 @@
 //! The projector against the embedded engines: permanent failures are quarantined instead of
-//! halting the partition, and records of revoked partitions are never written.
+//! halting the partition, records of revoked partitions are never written, and records read
+//! before a failed poll are not dropped.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -204,25 +205,43 @@ async fn a_refused_record_the_store_cannot_name_is_found_by_halving() {
     assert_eq!(progress.quarantined, 1);
 }
 
-/// A log whose only member loses partition 1 between poll and write.
+/// What a scripted consumer's next poll does.
 #[derive(Debug)]
-struct Revoking {
-    records: Mutex<Option<Vec<Consumed>>>,
+enum Step {
+    /// Hands these records out.
+    Records(Vec<Consumed>),
+    /// Hands these records out, then a rebalance revokes partition 1 before they are written.
+    RecordsThenRevoke(Vec<Consumed>),
+    /// Fails as a broker going away does.
+    Fail,
+}
+
+/// A log with one member that plays `script`, then waits with nothing to hand out.
+#[derive(Debug)]
+struct Scripted {
+    script: Mutex<Option<Vec<Step>>>,
+}
+
+impl Scripted {
+    fn new(script: Vec<Step>) -> Arc<Self> {
+        Arc::new(Self { script: Mutex::new(Some(script)) })
+    }
 }
 
 #[derive(Debug)]
-struct RevokingConsumer {
-    records: Option<Vec<Consumed>>,
+struct ScriptedConsumer {
+    script: std::vec::IntoIter<Step>,
     revoked: bool,
 }
 
 #[async_trait]
-impl ReportLog for Revoking {
+impl ReportLog for Scripted {
     async fn append(&self, _records: Vec<LogRecord>) -> Result<Vec<Position>, LogError> {
         Err(LogError::Other("read-only".into()))
     }
     async fn consumer(&self, _group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
-        Ok(Box::new(RevokingConsumer { records: self.records.lock().unwrap().take(), revoked: false }))
+        let script = self.script.lock().unwrap().take().unwrap_or_default();
+        Ok(Box::new(ScriptedConsumer { script: script.into_iter(), revoked: false }))
     }
     async fn consumer_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
         self.consumer(group).await
@@ -234,19 +253,20 @@ impl ReportLog for Revoking {
         Ok(())
     }
     fn backend(&self) -> &'static str {
-        "revoking"
+        "scripted"
     }
 }
 
 #[async_trait]
-impl LogConsumer for RevokingConsumer {
+impl LogConsumer for ScriptedConsumer {
     async fn poll(&mut self, _max: usize, max_wait: Duration) -> Result<Vec<Consumed>, LogError> {
-        match self.records.take() {
-            Some(r) => {
-                // The rebalance lands right after this poll handed the records out.
+        match self.script.next() {
+            Some(Step::Records(r)) => Ok(r),
+            Some(Step::RecordsThenRevoke(r)) => {
                 self.revoked = true;
                 Ok(r)
             }
+            Some(Step::Fail) => Err(LogError::Unavailable("broker transport failure".into())),
             None => {
                 tokio::time::sleep(max_wait).await;
                 Ok(Vec::new())
@@ -264,6 +284,28 @@ impl LogConsumer for RevokingConsumer {
     }
 }
 
+fn consumed(partition: i32, offset: i64, e: &Envelope) -> Consumed {
+    Consumed {
+        position: Position { partition, offset },
+        key: e.report.cid().to_string(),
+        report_kind: "x".into(),
+        schema: 1,
+        value: e.encode(),
+        timestamp_ms: 0,
+    }
+}
+
+type Check = std::pin::Pin<Box<dyn std::future::Future<Output = Option<()>> + Send>>;
+
+/// A `run_until` condition: the event is in the store.
+fn event_is_stored(store: &Arc<EmbeddedStore>, id: &EventId) -> impl FnMut() -> Check {
+    let (s, id) = (store.clone(), id.clone());
+    move || {
+        let (s, id) = (s.clone(), id.clone());
+        Box::pin(async move { s.event(&id).await.unwrap().map(drop) })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_a_revoked_partition_are_not_written() {
     let dir = tempfile::tempdir().unwrap();
@@ -271,24 +313,31 @@ async fn records_of_a_revoked_partition_are_not_written() {
     let now = Timestamp::now().plus_millis(-60_000);
     let (kept, st_kept) = started("cam-k", now);
     let (lost, st_lost) = started("cam-l", now);
-    let consumed = |partition, e: &Envelope| Consumed {
-        position: Position { partition, offset: 0 },
-        key: e.report.cid().to_string(),
-        report_kind: "x".into(),
-        schema: 1,
-        value: e.encode(),
-        timestamp_ms: 0,
-    };
-    let log = Arc::new(Revoking { records: Mutex::new(Some(vec![consumed(0, &st_kept), consumed(1, &st_lost)])) });
-    let s = store.clone();
-    let k = kept.clone();
-    let progress = run_until(log, store.clone(), "the owned partition's event", move || {
-        let (s, k) = (s.clone(), k.clone());
-        async move { s.event(&k).await.unwrap().map(drop) }
-    })
-    .await;
+    let log = Scripted::new(vec![Step::RecordsThenRevoke(vec![consumed(0, 0, &st_kept), consumed(1, 0, &st_lost)])]);
+    let progress =
+        run_until(log, store.clone(), "the owned partition's event", event_is_stored(&store, &kept)).await;
     assert!(store.event(&lost).await.unwrap().is_none(), "a revoked partition's record was written");
     assert_eq!(progress.revoked, 1);
+}
+
+/// A broker dying while a batch is being gathered: the records already read are past the
+/// member's read position, so they are written, not dropped (this used to skip them for good,
+/// found by the Kafka outage test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_read_before_a_failed_poll_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).unwrap();
+    let now = Timestamp::now().plus_millis(-60_000);
+    let (first, st_first) = started("cam-f", now);
+    let (later, st_later) = started("cam-f", now.plus_millis(1000));
+    let log = Scripted::new(vec![
+        Step::Records(vec![consumed(0, 0, &st_first)]),
+        Step::Fail,
+        Step::Fail,
+        Step::Records(vec![consumed(0, 1, &st_later)]),
+    ]);
+    run_until(log, store.clone(), "the later event", event_is_stored(&store, &later)).await;
+    assert!(store.event(&first).await.unwrap().is_some(), "the record read before the failure was dropped");
 }
 
 /// `daybook quarantine replay`: a record the store now takes is applied and released; one it
