@@ -391,23 +391,10 @@ async fn janitor(
             if let Err(e) = log.expire_groups(idle_before).await {
                 tracing::warn!(error = %e, "expiring consumer groups failed");
             }
-            let mut total = 0;
-            loop {
-                match log.truncate(now.millis() - policy.retention_ms()).await {
-                    Ok(n) => {
-                        total += n;
-                        if n < infra::embedded_log::TRUNCATE_CHUNK as u64 || *shutdown.borrow() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "log truncation failed");
-                        break;
-                    }
-                }
-            }
-            if total > 0 {
-                tracing::info!(records = total, "truncated the log");
+            match log.truncate(now.millis() - policy.retention_ms()).await {
+                Ok(0) => {}
+                Ok(records) => tracing::info!(records, "truncated the log"),
+                Err(e) => tracing::warn!(error = %e, "log truncation failed"),
             }
             match log.lagging_groups().await {
                 Ok(lagging) => {

@@ -28,7 +28,7 @@ pub async fn open_log(config: &LogConfig, data_dir: &Path) -> anyhow::Result<Ope
     match &config.url {
         LogUrl::Embedded => {
             create_data_dir(data_dir)?;
-            let log = EmbeddedLog::open(&data_dir.join("log.db"), EmbeddedLogConfig::default())?;
+            let log = EmbeddedLog::open(&data_dir.join("log"), EmbeddedLogConfig::default())?;
             Ok(OpenedLog { log: log.clone(), embedded: Some(log) })
         }
         LogUrl::Kafka(url) => {

@@ -2,7 +2,7 @@
 //!
 //! | seam | embedded default | distributed |
 //! |---|---|---|
-//! | [`seams::ReportLog`] | [`embedded_log::EmbeddedLog`] (SQLite, group commit) | [`kafka::KafkaLog`] |
+//! | [`seams::ReportLog`] | [`embedded_log::EmbeddedLog`] (segment files, group commit) | [`kafka::KafkaLog`] |
 //! | [`seams::ProjectionStore`] | [`embedded_store::EmbeddedStore`] (SQLite) | [`scylla::ScyllaStore`] |
 //! | [`seams::BlobSigner`] | [`s3::S3Signer`] against [`s3_server`] | [`s3::S3Signer`] against S3/MinIO |
 

@@ -14,7 +14,7 @@ struct Harness {
 #[async_trait]
 impl LogHarness for Harness {
     async fn open(&mut self) -> Arc<dyn ReportLog> {
-        EmbeddedLog::open(&self.dir.path().join("log.db"), EmbeddedLogConfig::default()).unwrap()
+        EmbeddedLog::open(&self.dir.path().join("log"), EmbeddedLogConfig::default()).unwrap()
     }
 }
 

@@ -48,7 +48,7 @@ async fn post_start(
 async fn a_hung_log_is_answered_within_the_deadline_then_at_once_and_recovers() {
     let faults = Faults::new();
     let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(&dir.path().join("log.db"), EmbeddedLogConfig::default()).unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("log"), EmbeddedLogConfig::default()).unwrap();
     let log: Arc<dyn ReportLog> = FaultyLog::new(log, faults.clone());
     let app = tests::app::start_with(dir, Some(log), None, |c| c.ingest.request_timeout = DEADLINE).await;
     let token = app.device_token("cam-f");
@@ -100,7 +100,7 @@ async fn a_hung_log_is_answered_within_the_deadline_then_at_once_and_recovers() 
 async fn a_failing_log_and_a_hung_store_are_answered_503() {
     let faults = Faults::new();
     let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(&dir.path().join("log.db"), EmbeddedLogConfig::default()).unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("log"), EmbeddedLogConfig::default()).unwrap();
     let log: Arc<dyn ReportLog> = FaultyLog::new(log, faults.clone());
     let store = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).unwrap();
     let store: Arc<dyn ProjectionStore> = FaultyStore::new(store, faults.clone());
@@ -139,7 +139,7 @@ struct Bench {
 /// An embedded log holding `n` event starts of one device today, and a store.
 async fn bench(n: usize) -> Bench {
     let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(&dir.path().join("log.db"), EmbeddedLogConfig::default()).unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("log"), EmbeddedLogConfig::default()).unwrap();
     let store = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).unwrap();
     let now = Timestamp::now().plus_millis(-600_000);
     let records: Vec<LogRecord> =

@@ -166,7 +166,7 @@ fn record(i: usize) -> LogRecord {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_group_pins_nothing_past_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(&dir.path().join("log.db"), EmbeddedLogConfig::default()).unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("log"), EmbeddedLogConfig::default()).unwrap();
     log.append((0..10).map(record).collect()).await.unwrap();
     let mut consumer = log.consumer("x").await.unwrap();
     let batch = consumer.poll(1, Duration::from_secs(1)).await.unwrap();
@@ -190,7 +190,7 @@ async fn an_abandoned_group_pins_nothing_past_retention() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_are_listed_deleted_and_expire_when_idle() {
     let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(&dir.path().join("log.db"), EmbeddedLogConfig::default()).unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("log"), EmbeddedLogConfig::default()).unwrap();
     log.append((0..3).map(record).collect()).await.unwrap();
     for group in ["a", "b"] {
         let mut consumer = log.consumer(group).await.unwrap();

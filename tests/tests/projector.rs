@@ -70,7 +70,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_no_store_accepts_is_quarantined_and_projection_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(&dir.path().join("log.db"), EmbeddedLogConfig::default()).unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("log"), EmbeddedLogConfig::default()).unwrap();
     let store = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).unwrap();
     let now = Timestamp::now().plus_millis(-60_000);
     let (a, start_a) = started("cam-q", now);
@@ -174,7 +174,7 @@ impl ProjectionStore for Unnamed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_record_the_store_cannot_name_is_found_by_halving() {
     let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(&dir.path().join("log.db"), EmbeddedLogConfig::default()).unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("log"), EmbeddedLogConfig::default()).unwrap();
     let inner = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).unwrap();
     let store: Arc<dyn ProjectionStore> = Arc::new(Unnamed(inner.clone()));
     let now = Timestamp::now().plus_millis(-60_000);
