@@ -2,6 +2,10 @@
 //! only as it; a viewer token names the devices it may read. Several keys verify at once
 //! (rotation: add a key, sign with it, retire the old one), and a device's tokens issued
 //! before a given second can be revoked; both are swapped in whole while serving.
+//!
+//! A token is verified (signature, JSON parse) once, then kept in a bounded cache of the
+//! current key ring: a request with a token seen before costs a hash lookup plus the checks
+//! that can change with time — expiry and revocation — done on every request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +14,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::http::HeaderMap;
 use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use quick_cache::sync::Cache;
 use schemas::{DeviceId, DeviceZone};
 use serde::{Deserialize, Serialize};
 
@@ -109,12 +114,51 @@ impl KeyRing {
     }
 }
 
+/// Most verified tokens kept at once, per key ring. The working set is one token per live
+/// device (a camera sends the same token with every request until it expires), and
+/// daybook is sized for 100 000 devices. Memory: an entry is the token as key (~230 B for
+/// a device token with a kid) plus its [`Verified`] (~130 B: claims and their id strings)
+/// plus the cache's slot and index (~40 B), so about 0.4 KB; 100 000 entries are ≈ 40 MB
+/// at most, reached only with that many devices active within a token lifetime.
+pub const TOKEN_CACHE_ENTRIES: usize = 100_000;
+
+/// Seconds a token is still accepted past its `exp` (clock skew between issuer and server).
+const LEEWAY_S: i64 = 30;
+
+/// A token that passed the signature check and the parse: what the cache keeps. Only what
+/// cannot change for a given token is here; expiry and revocation are checked per request.
+#[derive(Debug)]
+struct Verified {
+    claims: Claims,
+    /// A device token's zone, parsed once (`Ok(None)` without one, `Err` for an unknown one).
+    zone: Result<Option<DeviceZone>, String>,
+}
+
+/// Verified tokens, keyed by the whole token string: a hit needs the exact bytes that were
+/// verified, so a tampered token (a changed claim, kid or signature) can never be served the
+/// genuine one's claims — no hash collision to reason about, at the price of ~230 B per key.
+///
+/// `quick_cache` rather than `moka` or a hand-written map: bounded (S3-FIFO eviction, which
+/// keeps the frequently seen tokens when a scan of one-off ones passes through), sharded
+/// behind short read-write locks so concurrent lookups from every worker do not contend,
+/// and light — two small dependencies (`parking_lot`, `foldhash`) already in the tree,
+/// where `moka` brings its own background housekeeping, crossbeam channels and a heavier
+/// per-entry bookkeeping for features (TTL, listeners) this cache does not need: expiry is
+/// a comparison against the cached `exp`.
+type TokenCache = Cache<Box<str>, Arc<Verified>>;
+
+/// One key ring, compiled. The token cache lives here rather than beside it: a reload that
+/// changes anything (a key retired, a device revoked) swaps in a new `Keys` with an empty
+/// cache, so no token verified under the old ring is served from the new one — not even one
+/// inserted by a request that loaded the old ring just before the swap.
 struct Keys {
     signing_kid: String,
     encoding: EncodingKey,
     decoding: HashMap<String, DecodingKey>,
     revoked: HashMap<String, i64>,
     ring: KeyRing,
+    /// `None` when the cache is off ([`Auth::with_token_cache`] with 0 entries).
+    tokens: Option<TokenCache>,
 }
 
 /// Issues and checks tokens. Clones share the keys: [`Auth::reload`] on one (an operator
@@ -124,6 +168,7 @@ struct Keys {
 pub struct Auth {
     keys: Arc<ArcSwap<Keys>>,
     validation: Validation,
+    cache_entries: usize,
 }
 
 impl std::fmt::Debug for Auth {
@@ -132,7 +177,7 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-fn compile(ring: KeyRing) -> Result<Keys, String> {
+fn compile(ring: KeyRing, cache_entries: usize) -> Result<Keys, String> {
     ring.check()?;
     let (signing_kid, secret) = ring.keys[0].clone();
     Ok(Keys {
@@ -141,6 +186,7 @@ fn compile(ring: KeyRing) -> Result<Keys, String> {
         decoding: ring.keys.iter().map(|(kid, s)| (kid.clone(), DecodingKey::from_secret(s))).collect(),
         revoked: ring.revoked.clone(),
         ring,
+        tokens: (cache_entries > 0).then(|| Cache::new(cache_entries)),
     })
 }
 
@@ -152,18 +198,26 @@ impl Auth {
 
     /// From a key ring (see [`KeyRing::check`]).
     pub fn from_ring(ring: KeyRing) -> Result<Self, String> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 30;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        Ok(Self { keys: Arc::new(ArcSwap::from_pointee(compile(ring)?)), validation })
+        Self::with_token_cache(ring, TOKEN_CACHE_ENTRIES)
     }
 
-    /// Replaces the keys and revocations, if they changed; returns whether they did.
+    /// From a key ring, keeping at most `cache_entries` verified tokens (the default is
+    /// [`TOKEN_CACHE_ENTRIES`]); 0 turns the cache off, every request verifying its token
+    /// (to measure what the cache saves).
+    pub fn with_token_cache(ring: KeyRing, cache_entries: usize) -> Result<Self, String> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_S as u64;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Ok(Self { keys: Arc::new(ArcSwap::from_pointee(compile(ring, cache_entries)?)), validation, cache_entries })
+    }
+
+    /// Replaces the keys and revocations, if they changed; returns whether they did. A change
+    /// also empties the token cache: every token is verified again against the new ring.
     pub fn reload(&self, ring: KeyRing) -> Result<bool, String> {
         if self.keys.load().ring == ring {
             return Ok(false);
         }
-        self.keys.store(Arc::new(compile(ring)?));
+        self.keys.store(Arc::new(compile(ring, self.cache_entries)?));
         Ok(true)
     }
 
@@ -193,6 +247,13 @@ impl Auth {
 
     /// Checks the `Authorization: Bearer …` header: 401 when absent, forged or expired.
     pub fn verify(&self, headers: &HeaderMap) -> Result<Claims, ApiError> {
+        self.verified(headers, chrono::Utc::now().timestamp()).map(|v| v.claims.clone())
+    }
+
+    /// [`Auth::verify`] as of epoch second `now`, without copying the claims: from the cache
+    /// when this exact token was verified before under the current ring, else verified (and
+    /// cached if valid). Expiry and revocation are checked either way, the same way.
+    fn verified(&self, headers: &HeaderMap, now: i64) -> Result<Arc<Verified>, ApiError> {
         let value = headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
@@ -202,16 +263,19 @@ impl Auth {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or_else(|| ApiError::unauthorized("authorization must be `Bearer <token>`"))?;
         let token = token.trim();
-        let header = decode_header(token).map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
         let keys = self.keys.load();
-        let kid = header.kid.as_deref().unwrap_or(DEFAULT_KID);
-        let key = keys
-            .decoding
-            .get(kid)
-            .ok_or_else(|| ApiError::unauthorized(format!("invalid token: unknown or retired key {kid:?}")))?;
-        let claims = decode::<Claims>(token, key, &self.validation)
-            .map(|d| d.claims)
-            .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+        let (verified, hit) = match keys.tokens.as_ref().and_then(|c| c.get(token)) {
+            Some(v) => (v, true),
+            None => (Arc::new(self.decode(&keys, token)?), false),
+        };
+        let claims = &verified.claims;
+        // Also on a miss, where `decode` checked it with jsonwebtoken's clock: one rule for both.
+        if claims.exp < now - LEEWAY_S {
+            return Err(ApiError::unauthorized(format!(
+                "invalid token: {}",
+                jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::ExpiredSignature)
+            )));
+        }
         if claims.role == Role::Device {
             if let Some(cutoff) = keys.revoked.get(&claims.sub) {
                 if claims.iat < *cutoff {
@@ -222,31 +286,49 @@ impl Auth {
                 }
             }
         }
-        Ok(claims)
+        if let (false, Some(cache)) = (hit, &keys.tokens) {
+            cache.insert(token.into(), Arc::clone(&verified));
+        }
+        Ok(verified)
+    }
+
+    /// The signature check and parse of `token` under `keys`: what the cache saves.
+    fn decode(&self, keys: &Keys, token: &str) -> Result<Verified, ApiError> {
+        let header = decode_header(token).map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+        let kid = header.kid.as_deref().unwrap_or(DEFAULT_KID);
+        let key = keys
+            .decoding
+            .get(kid)
+            .ok_or_else(|| ApiError::unauthorized(format!("invalid token: unknown or retired key {kid:?}")))?;
+        let claims = decode::<Claims>(token, key, &self.validation)
+            .map(|d| d.claims)
+            .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+        let zone = match claims.role {
+            Role::Device => claims.tz.as_deref().map(DeviceZone::parse).transpose(),
+            Role::Viewer => Ok(None),
+        };
+        Ok(Verified { claims, zone })
     }
 
     /// 401 unless a valid device token (with a known zone, if any); 403 unless it is `cid`'s.
     pub fn device(&self, headers: &HeaderMap, cid: &str) -> Result<Device, ApiError> {
-        let claims = self.verify(headers)?;
+        let verified = self.verified(headers, chrono::Utc::now().timestamp())?;
+        let claims = &verified.claims;
         if claims.role != Role::Device {
             return Err(ApiError::forbidden("a viewer token cannot write reports"));
         }
         if claims.sub != cid {
             return Err(ApiError::forbidden(format!("this token may only write as device {}", claims.sub)));
         }
-        let zone = claims
-            .tz
-            .as_deref()
-            .map(DeviceZone::parse)
-            .transpose()
-            .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+        let zone = verified.zone.clone().map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
         let cid = DeviceId::parse(cid).map_err(|e| ApiError::invalid(ErrorCode::InvalidDeviceId, e.to_string()))?;
         Ok(Device { cid, zone })
     }
 
     /// 401 unless a valid viewer token; 403 unless it names `cid`.
     pub fn viewer(&self, headers: &HeaderMap, cid: &str) -> Result<DeviceId, ApiError> {
-        let claims = self.verify(headers)?;
+        let verified = self.verified(headers, chrono::Utc::now().timestamp())?;
+        let claims = &verified.claims;
         if claims.role != Role::Viewer {
             return Err(ApiError::forbidden("a device token cannot read"));
         }
@@ -326,6 +408,146 @@ mod tests {
         ring.revoked.insert("cam-a".into(), now - 1);
         auth.reload(ring).unwrap();
         assert!(auth.device(&bearer(&auth.device_token(&a, Duration::from_secs(600))), "cam-a").is_ok());
+    }
+
+    fn cached(auth: &Auth, token: &str) -> bool {
+        auth.keys.load().tokens.as_ref().unwrap().get(token).is_some()
+    }
+
+    fn device_claims(sub: &str, iat: i64, exp: i64) -> Claims {
+        Claims { sub: sub.into(), role: Role::Device, devices: vec![], exp, iat, tz: None }
+    }
+
+    fn signed(claims: &Claims, kid: &str, secret: &[u8]) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(kid.into());
+        encode(&header, claims, &EncodingKey::from_secret(secret)).unwrap()
+    }
+
+    #[test]
+    fn a_token_is_verified_once_then_served_from_the_cache() {
+        let auth = Auth::new(&[4u8; 32]);
+        let token = auth.device_token(&DeviceId::parse("cam-1").unwrap(), Duration::from_secs(600));
+        assert!(!cached(&auth, &token));
+        assert_eq!(auth.device(&bearer(&token), "cam-1").unwrap().cid.as_str(), "cam-1");
+        assert!(cached(&auth, &token));
+        // The path's cid is still checked on every request, cached or not.
+        let e = auth.device(&bearer(&token), "cam-2").unwrap_err();
+        assert!(e.message.contains("only write as device cam-1"), "{}", e.message);
+        assert!(auth.viewer(&bearer(&token), "cam-1").is_err(), "a device token cannot read");
+        assert_eq!(auth.keys.load().tokens.as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_cached_token_is_refused_once_expired() {
+        let secret = [5u8; 32];
+        let now = chrono::Utc::now().timestamp();
+        let auth = Auth::from_ring(KeyRing { keys: vec![key("k1", 5)], revoked: HashMap::new() }).unwrap();
+        // Past its exp but within the leeway: accepted, and cached.
+        let token = signed(&device_claims("cam-1", now - 600, now - LEEWAY_S + 1), "k1", &secret);
+        assert!(auth.device(&bearer(&token), "cam-1").is_ok());
+        assert!(cached(&auth, &token));
+        // Two seconds later it is past the leeway: the cached entry does not save it.
+        let e = auth.verified(&bearer(&token), now + 2).unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::UNAUTHORIZED);
+        // The same refusal as a token that was never cached.
+        let expired = signed(&device_claims("cam-1", now - 600, now - LEEWAY_S - 2), "k1", &secret);
+        let fresh = Auth::from_ring(KeyRing { keys: vec![key("k1", 5)], revoked: HashMap::new() }).unwrap();
+        let uncached = fresh.device(&bearer(&expired), "cam-1").unwrap_err();
+        assert!(!cached(&fresh, &expired), "a refused token is not cached");
+        assert_eq!((e.status, &e.message), (uncached.status, &uncached.message));
+        assert!(e.message.contains("ExpiredSignature"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_cached_token_is_refused_once_its_device_is_revoked() {
+        let auth = Auth::new(&[3u8; 32]);
+        let token = auth.device_token(&DeviceId::parse("cam-a").unwrap(), Duration::from_secs(600));
+        assert!(auth.device(&bearer(&token), "cam-a").is_ok());
+        assert!(cached(&auth, &token));
+        let mut ring = KeyRing::single(&[3u8; 32]);
+        ring.revoked.insert("cam-a".into(), chrono::Utc::now().timestamp() + 1);
+        assert!(auth.reload(ring).unwrap());
+        let e = auth.device(&bearer(&token), "cam-a").unwrap_err();
+        assert!(e.message.contains("revoked"), "{}", e.message);
+        assert!(!cached(&auth, &token), "a revoked token is not cached again");
+    }
+
+    #[test]
+    fn a_cached_token_is_refused_once_its_key_is_retired() {
+        let cid = DeviceId::parse("cam-1").unwrap();
+        let auth = Auth::from_ring(KeyRing { keys: vec![key("k1", 1)], revoked: HashMap::new() }).unwrap();
+        let old = auth.device_token(&cid, Duration::from_secs(600));
+        assert!(auth.device(&bearer(&old), "cam-1").is_ok());
+        assert!(cached(&auth, &old));
+        // An unchanged ring keeps the cache; a changed one starts a new, empty one.
+        assert!(!auth.reload(KeyRing { keys: vec![key("k1", 1)], revoked: HashMap::new() }).unwrap());
+        assert!(cached(&auth, &old));
+        let stale = auth.keys.load_full();
+        assert!(auth.reload(KeyRing { keys: vec![key("k2", 2)], revoked: HashMap::new() }).unwrap());
+        assert!(!cached(&auth, &old));
+        // A request that loaded the old ring before the swap caches into the old ring only.
+        let stale = stale.tokens.as_ref().unwrap();
+        stale.insert(old.as_str().into(), stale.get(old.as_str()).unwrap());
+        let e = auth.device(&bearer(&old), "cam-1").unwrap_err();
+        assert!(e.message.contains("retired"), "{}", e.message);
+        assert!(!cached(&auth, &old));
+    }
+
+    #[test]
+    fn a_tampered_token_never_gets_the_genuine_ones_cache_entry() {
+        let auth = Auth::from_ring(KeyRing { keys: vec![key("k1", 6)], revoked: HashMap::new() }).unwrap();
+        let token = auth.device_token(&DeviceId::parse("cam-1").unwrap(), Duration::from_secs(600));
+        assert!(auth.device(&bearer(&token), "cam-1").is_ok());
+        let parts: Vec<&str> = token.split('.').collect();
+        // Another device's claims under the genuine header and signature.
+        let now = chrono::Utc::now().timestamp();
+        let other = signed(&device_claims("cam-2", now, now + 600), "k1", &[9u8; 32]);
+        let swapped_claims = format!("{}.{}.{}", parts[0], other.split('.').nth(1).unwrap(), parts[2]);
+        // A flipped signature character (not the last one, whose low bits are padding).
+        let mut sig = parts[2].to_owned().into_bytes();
+        sig[10] = if sig[10] == b'A' { b'B' } else { b'A' };
+        let flipped_sig = format!("{}.{}.{}", parts[0], parts[1], String::from_utf8(sig).unwrap());
+        // The genuine token with something appended.
+        let appended = format!("{token}x");
+        for forged in [swapped_claims, flipped_sig, appended] {
+            assert!(auth.verify(&bearer(&forged)).is_err(), "{forged}");
+            assert!(auth.device(&bearer(&forged), "cam-2").is_err(), "{forged}");
+            assert!(!cached(&auth, &forged));
+        }
+        assert!(auth.device(&bearer(&token), "cam-1").is_ok());
+        assert_eq!(auth.keys.load().tokens.as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let capacity = 64;
+        let auth = Auth::with_token_cache(KeyRing::single(&[8u8; 32]), capacity).unwrap();
+        let tokens: Vec<(String, String)> = (0..1000)
+            .map(|i| {
+                let cid = format!("cam-{i}");
+                (auth.device_token(&DeviceId::parse(&cid).unwrap(), Duration::from_secs(600)), cid)
+            })
+            .collect();
+        for (token, cid) in &tokens {
+            assert!(auth.device(&bearer(token), cid).is_ok());
+        }
+        let keys = auth.keys.load();
+        let cache = keys.tokens.as_ref().unwrap();
+        assert!(cache.len() <= capacity, "{} entries", cache.len());
+        assert!(!cache.is_empty());
+        // Evicted tokens are verified again, not refused.
+        assert!(tokens.iter().all(|(token, cid)| auth.device(&bearer(token), cid).is_ok()));
+        assert!(auth.keys.load().tokens.as_ref().unwrap().len() <= capacity);
+        // The real bound: TOKEN_CACHE_ENTRIES, rounded up to a whole number per shard.
+        let real = Auth::new(&[8u8; 32]).keys.load_full();
+        let real = real.tokens.as_ref().unwrap();
+        let total = real.capacity() as usize;
+        assert!((TOKEN_CACHE_ENTRIES..TOKEN_CACHE_ENTRIES + real.num_shards()).contains(&total), "{total}");
+        // Off: nothing kept, every token verified.
+        let off = Auth::with_token_cache(KeyRing::single(&[8u8; 32]), 0).unwrap();
+        assert!(tokens.iter().take(10).all(|(token, cid)| off.device(&bearer(token), cid).is_ok()));
+        assert!(off.keys.load().tokens.is_none());
     }
 
     #[test]
