@@ -9,6 +9,12 @@
 //!   1,000,000 events (2000 devices × 500 events over 30 days), plus p50/p99/p99.9 of 10,000
 //!   random calls each. The store is built once and cached under
 //!   `$CARGO_TARGET_DIR/bench-data/` (keyed by [`READ_FIXTURE`]); delete it to rebuild.
+//! * `calendar_volume/{per_day_2000,per_day_10}`: the 30-day calendar of a device with
+//!   ≈ 2 000 events per day (60 000 over 30 days) and of one with 10 per day, in one store
+//!   that also holds 100 other devices at 10 per day (built fresh in a scratch directory,
+//!   a few seconds), plus p50/p99/p99.9 of 5,000 calls each. For comparison the same run times
+//!   `count(*)` over the day partitions — the calendar's query before it read the per-day
+//!   counts (issue 11) — on the same file.
 //!
 //! `cargo bench -p infra --bench embedded`
 
@@ -116,7 +122,7 @@ fn log_group_commit(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for tasks in [1usize, 64, 1024] {
         let dir = scratch();
-        let log = EmbeddedLog::open(&dir.path().join("log.db"), EmbeddedLogConfig::default()).expect("open log");
+        let log = EmbeddedLog::open(&dir.path().join("log"), EmbeddedLogConfig::default()).expect("open log");
         drain_histograms(snapshotter);
         let mut appended = 0u64;
         g.bench_with_input(BenchmarkId::from_parameter(tasks), &tasks, |b, &tasks| {
@@ -535,5 +541,140 @@ fn store_read_1m(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, log_group_commit, store_apply, store_read_1m);
+// ---------------------------------------------------------------------------------------------
+// (d) the calendar at two volumes: it reads 30 counts, whatever the day holds
+
+const VOLUME_DAYS: i64 = 30;
+const VOLUME_BUSY: usize = 2000;
+const VOLUME_QUIET: usize = 10;
+const VOLUME_OTHERS: usize = 100;
+const VOLUME_CALLS: usize = 5_000;
+
+struct VolumeFixture {
+    rt: Runtime,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    store: Arc<EmbeddedStore>,
+    today: Day,
+}
+
+/// `per_day` events a day for `VOLUME_DAYS` days, spread over each day (today: up to now), nine
+/// in ten ended.
+fn device_days(cid: &DeviceId, per_day: usize, now: Timestamp, rng: &mut fastrand::Rng, out: &mut Vec<Envelope>) {
+    let offset = DayOffset::default();
+    let today = offset.day_of(now).expect("today");
+    for d in 0..VOLUME_DAYS {
+        let day_start = offset.start_of(today.add_days(-d));
+        let span = (now.millis() - day_start.millis()).clamp(1, DAY_MS);
+        for i in 0..per_day as i64 {
+            let at = day_start.plus_millis(i * span / per_day as i64);
+            let (id, e) = started(cid, KINDS[rng.usize(..KINDS.len())], at);
+            out.push(e);
+            if rng.u8(..10) != 0 {
+                out.push(ended(&id, rng.i64(1_000..120_000)));
+            }
+        }
+    }
+}
+
+fn volume_fixture() -> VolumeFixture {
+    let rt = runtime();
+    let dir = scratch();
+    let path = dir.path().join("store.db");
+    let store = EmbeddedStore::open(&path, TimePolicy::default()).expect("open store");
+    let now = Timestamp::now();
+    let started_at = Instant::now();
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut reports = Vec::new();
+    device_days(&DeviceId::parse("acme-busy").expect("id"), VOLUME_BUSY, now, &mut rng, &mut reports);
+    device_days(&DeviceId::parse("acme-quiet").expect("id"), VOLUME_QUIET, now, &mut rng, &mut reports);
+    for i in 0..VOLUME_OTHERS {
+        device_days(&cid(i), VOLUME_QUIET, now, &mut rng, &mut reports);
+    }
+    // Interleaved as a projector would see them: devices mixed, days in any order.
+    rng.shuffle(&mut reports);
+    let mut rows = 0;
+    for batch in reports.chunks(16_384) {
+        rows += rt.block_on(store.apply(batch)).expect("apply");
+    }
+    println!(
+        "calendar_volume: {} reports ({rows} rows; {} devices) applied in {:.1} s",
+        reports.len(),
+        VOLUME_OTHERS + 2,
+        started_at.elapsed().as_secs_f64()
+    );
+    VolumeFixture { rt, _dir: dir, path, store, today: DayOffset::default().day_of(now).expect("today") }
+}
+
+fn calendar_volume(c: &mut Criterion) {
+    let f = volume_fixture();
+    let from = f.today.add_days(-(VOLUME_DAYS - 1));
+    let mut g = c.benchmark_group("calendar_volume");
+    g.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(1));
+    // The query the calendar ran before it kept counts, on the same file, for comparison.
+    let conn = rusqlite::Connection::open(&f.path).expect("open store file");
+    let days: Vec<String> = (0..VOLUME_DAYS).map(|i| from.add_days(i).number().to_string()).collect();
+    let old_sql = format!(
+        "SELECT day, count(*) FROM events WHERE day IN ({}) AND cid = ?1 GROUP BY day ORDER BY day DESC",
+        days.join(",")
+    );
+    for (name, device, per_day) in
+        [("per_day_2000", "acme-busy", VOLUME_BUSY), ("per_day_10", "acme-quiet", VOLUME_QUIET)]
+    {
+        let cid = DeviceId::parse(device).expect("id");
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+        let mut old = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+        let mut total = 0u64;
+        f.rt.block_on(async {
+            for _ in 0..VOLUME_CALLS {
+                let started = Instant::now();
+                let days = f.store.calendar(&cid, from, f.today).await.expect("calendar");
+                h.record(started.elapsed().as_nanos() as u64).expect("in histogram range");
+                total = days.iter().map(|d| d.1).sum();
+            }
+        });
+        let mut old_total = 0i64;
+        let mut stmt = conn.prepare_cached(&old_sql).expect("old calendar query");
+        for _ in 0..VOLUME_CALLS.min(1000) {
+            let started = Instant::now();
+            old_total = stmt
+                .query_map([device], |r| r.get::<_, i64>(1))
+                .expect("query")
+                .map(|n| n.expect("count"))
+                .sum();
+            old.record(started.elapsed().as_nanos() as u64).expect("in histogram range");
+        }
+        assert_eq!(total, old_total as u64, "the counts agree with the rows");
+        assert!(total as usize >= per_day * (VOLUME_DAYS as usize - 1), "{name}: {total} events");
+        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e6;
+        println!(
+            "calendar_volume/{name}: {total} events over {VOLUME_DAYS} days; calendar {} calls: p50 {:.3} ms, \
+             p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms; count(*) over the rows (before counts were kept) {} calls: \
+             p50 {:.3} ms, p99 {:.3} ms",
+            h.len(),
+            ms(&h, 0.5),
+            ms(&h, 0.99),
+            ms(&h, 0.999),
+            h.max() as f64 / 1e6,
+            old.len(),
+            ms(&old, 0.5),
+            ms(&old, 0.99),
+        );
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                f.rt.block_on(async {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        std::hint::black_box(f.store.calendar(&cid, from, f.today).await.expect("calendar"));
+                    }
+                    started.elapsed()
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, log_group_commit, store_apply, store_read_1m, calendar_volume);
 criterion_main!(benches);

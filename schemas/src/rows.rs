@@ -20,6 +20,12 @@
 //! | | one [`RowData::Mapping`] per event it maps | each event's day (from its id) | each event's filing time |
 //! | digest | [`RowData::Digest`] | its date | the first instant of its date at its offset |
 //!
+//! The calendar reads a count per partition rather than counting rows: every store keeps, per
+//! (device, day), the number of event rows in it, raised in the same write as the row and only
+//! when that write created it ([`RowData::counted_event`]: the first start *or* end of an event
+//! creates its row), so a replay, a duplicate report or a second projector never counts an
+//! event twice. The count expires with its day.
+//!
 //! A mapping points at the copy of its segment in its own event's partition, so a segment
 //! lives exactly as long as the longest-lived event that maps it (a pre-roll segment that
 //! started the day before its event does not vanish from the event a day early).
@@ -165,6 +171,18 @@ pub enum RowData<'a> {
     },
     /// A digest's row.
     Digest(&'a DigestReported),
+}
+
+impl<'a> RowData<'a> {
+    /// The event this row writes the row of — a start or an end, whichever arrives first
+    /// creates it — and so the event the partition's count counts (once, when its row is
+    /// created). Other rows count nothing.
+    pub fn counted_event(&self) -> Option<&'a EventId> {
+        match self {
+            Self::EventStart { event_id, .. } | Self::EventEnd { event_id, .. } => Some(event_id),
+            Self::DeviceOffset { .. } | Self::Segment(_) | Self::Mapping { .. } | Self::Digest(_) => None,
+        }
+    }
 }
 
 impl Row<'_> {

@@ -177,6 +177,11 @@ impl StoreError {
 /// * Everything lives in the partition of its trigger day (events and their segment mappings:
 ///   the event's trigger day; segments: the day they started; digests: their date) and
 ///   expires with it.
+/// * The calendar reads a count kept per (device, day), never the rows: each event counts
+///   once, when the first of its rows (start or end) is created, in the same write — so a
+///   replayed batch, a duplicate report, or two projectors applying the same reports at once
+///   leave every count exact (equal to the events the day page lists). A count expires with
+///   its day.
 /// * Queries see everything applied before they started.
 /// * A segment row lives as long as every event that maps it (`schemas::rows`).
 /// * Versions of one row resolve the same everywhere: the newer report wins (by
@@ -200,6 +205,7 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     async fn release(&self, records: &[Quarantined]) -> Result<(), StoreError>;
 
     /// Event counts per day for `cid` on days `from..=to`; days with no events are omitted.
+    /// Reads one kept count per day (see the contract above), whatever the day holds.
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError>;
 
     /// Up to `limit` events of `cid` on `day` in trigger order, optionally of one type,

@@ -16,6 +16,10 @@ impl StoreHarness for Harness {
     async fn open(&mut self) -> Arc<dyn ProjectionStore> {
         EmbeddedStore::open(&self.dir.path().join("store.db"), schemas::TimePolicy::default()).unwrap()
     }
+
+    async fn open_again(&mut self) -> Arc<dyn ProjectionStore> {
+        self.open().await
+    }
 }
 
 seams::store_suite!(async { Harness { dir: tempfile::tempdir().unwrap() } });

@@ -22,8 +22,19 @@ use seams::ProjectionStore;
 
 static OPENED: AtomicUsize = AtomicUsize::new(0);
 
-/// Opens a `ScyllaStore` on a new keyspace of the cluster named by `SCYLLA_NODES`.
-struct Scylla;
+/// Opens a `ScyllaStore` on a new keyspace of the cluster named by `SCYLLA_NODES`; `open_again`
+/// connects a second session to the keyspace opened last.
+struct Scylla {
+    url: Option<String>,
+}
+
+async fn connect(url: &str) -> Arc<dyn ProjectionStore> {
+    let store = ScyllaStore::connect(url, TimePolicy::default(), ScyllaOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    store.health().await.unwrap_or_else(|e| panic!("{url} is not healthy: {e}"));
+    store
+}
 
 fn nodes() -> String {
     match std::env::var("SCYLLA_NODES") {
@@ -49,12 +60,15 @@ impl StoreHarness for Scylla {
     async fn open(&mut self) -> Arc<dyn ProjectionStore> {
         let url = format!("scylla://{}/{}", nodes(), fresh_keyspace());
         apply_schema(&url, 1).await.unwrap_or_else(|e| panic!("applying the schema at {url}: {e}"));
-        let store = ScyllaStore::connect(&url, TimePolicy::default(), ScyllaOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
-        store.health().await.unwrap_or_else(|e| panic!("{url} is not healthy: {e}"));
+        let store = connect(&url).await;
+        self.url = Some(url);
         store
+    }
+
+    async fn open_again(&mut self) -> Arc<dyn ProjectionStore> {
+        let url = self.url.clone().expect("open_again after open");
+        connect(&url).await
     }
 }
 
-seams::store_suite!(async { Scylla });
+seams::store_suite!(async { Scylla { url: None } });

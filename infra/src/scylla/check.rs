@@ -13,17 +13,17 @@ use ::scylla::serialize::writers::RowWriter;
 use schemas::{DayOffset, EndStatus, Report, Timestamp};
 
 use super::fixtures::*;
-use super::plan::WritePlan;
+use super::plan::{count_chunks, count_row, WritePlan};
 use super::schema::{schema_statements, Cql};
 use super::views::{
     ClusteringKey, CountRow, DayKey, DayTypeKey, DeviceRow, DigestRow, EventKey, EventRow, MappingRow, QuarantineRow,
-    QuarantineValues, SegmentRow,
+    QuarantineValues, RecountKey, RecountRow, SegmentRow,
 };
 
 #[test]
 fn schema_statements_are_complete_and_idempotent() {
     let stmts = schema_statements("ks_x", 3);
-    assert_eq!(stmts.len(), 7, "{stmts:#?}");
+    assert_eq!(stmts.len(), 8, "{stmts:#?}");
     assert!(stmts[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_x"));
     assert!(stmts[0].contains("'replication_factor': 3"));
     for s in &stmts[1..] {
@@ -160,11 +160,20 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
     let t = &tables[table];
     let mut binds = Vec::new();
     let mut restricted = Vec::new();
+    let mut ranged = Vec::new();
     for cond in conditions.split(" AND ") {
-        let (col, marker) = cond.split_once(" = ").unwrap_or_else(|| panic!("{cql}: {cond:?} is not `col = ?`"));
+        let (col, op, marker) = [" >= ", " <= ", " > ", " < ", " = "]
+            .iter()
+            .find_map(|op| cond.split_once(op).map(|(c, m)| (c, *op, m)))
+            .unwrap_or_else(|| panic!("{cql}: {cond:?} is not `col = ?` or a range `col >= ?`"));
         assert_eq!(marker, "?", "{cql}: every restriction is a bound value");
         binds.push(column(table, col));
-        restricted.push(col);
+        if op == " = " {
+            assert!(ranged.is_empty(), "{cql}: equalities come before the range");
+            restricted.push(col);
+        } else {
+            ranged.push(col);
+        }
     }
     // Token- and shard-aware: the whole partition key is bound, and first.
     let pk = t.partition.len();
@@ -179,13 +188,30 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
     if filtering {
         assert!(rest_keys[clustering_prefix..].iter().all(|c| !t.clustering.iter().any(|k| k == c)), "{cql}");
     }
+    if !ranged.is_empty() {
+        // A slice: the clustering column right after an equality-restricted prefix.
+        assert!(!select.is_empty() && !filtering && clustering_prefix == rest_keys.len(), "{cql}");
+        let next = t.clustering.get(clustering_prefix).map(String::as_str);
+        assert!(ranged.iter().all(|c| Some(*c) == next), "{cql}: a range restricts the next clustering column");
+    }
     assert_eq!(binds.len(), markers, "{cql}");
     let results = if select.is_empty() {
         Vec::new()
-    } else if select == "COUNT(*)" {
-        vec![spec(table, "count", ColumnType::Native(NativeType::BigInt))]
     } else {
-        select.split(',').map(|c| column(table, c.trim())).collect()
+        select
+            .split(',')
+            .map(str::trim)
+            .map(|c| {
+                if c == "COUNT(*)" {
+                    spec(table, "count", ColumnType::Native(NativeType::BigInt))
+                } else if let Some(inner) = c.strip_prefix("MAX(").and_then(|r| r.strip_suffix(')')) {
+                    let typ = column(table, inner).typ().clone();
+                    spec(table, &format!("system.max({inner})"), typ)
+                } else {
+                    column(table, c)
+                }
+            })
+            .collect()
     };
     Prepared { binds, results }
 }
@@ -206,7 +232,7 @@ fn results_ok<R: for<'f, 'm> DeserializeRow<'f, 'm>>(p: &Prepared) {
 fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() {
     let ks = "daybook_check";
     let tables = parse_schema(ks);
-    assert_eq!(tables.len(), 6);
+    assert_eq!(tables.len(), 7);
     let cql = Cql::new(ks);
     let a = |s: &str| analyze(ks, &tables, s);
 
@@ -236,7 +262,8 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     let type_key: DayTypeKey<'_> = ("cam-c", 20261122, "motion");
     let event_key: EventKey<'_> = ("cam-c", 20261122, 1, "id");
     let clustering_key: ClusteringKey<'_> = ("cam-c", 20261122, "x");
-    for (stmt, key) in [(&cql.count_day, &day_key_values), (&cql.page, &day_key_values), (&cql.digest, &day_key_values)]
+    for (stmt, key) in
+        [(&cql.day_counts, &day_key_values), (&cql.page, &day_key_values), (&cql.digest, &day_key_values)]
     {
         binds_ok(&a(stmt), key);
     }
@@ -244,7 +271,14 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     binds_ok(&a(&cql.event), &event_key);
     binds_ok(&a(&cql.mappings), &clustering_key);
     binds_ok(&a(&cql.segment), &clustering_key);
-    results_ok::<CountRow>(&a(&cql.count_day));
+    results_ok::<CountRow>(&a(&cql.day_counts));
+    // The counts: the recount's slice, and the row it writes for a bucket the plan touched.
+    let recount_key: RecountKey<'_> = ("cam-c", 20261122, 0, 3_600_000);
+    binds_ok(&a(&cql.recount), &recount_key);
+    results_ok::<RecountRow>(&a(&cql.recount));
+    let bucket = plan.count_buckets()[0].clone();
+    let counted = count_row(&bucket, 3, Some(now.millis()), &policy(), now).expect("a live count");
+    binds_ok(&a(&cql.insert_count), &count_chunks(vec![counted])[0][0]);
     results_ok::<EventRow>(&a(&cql.page));
     results_ok::<EventRow>(&a(&cql.page_type));
     results_ok::<EventRow>(&a(&cql.event));
@@ -272,4 +306,12 @@ fn the_checker_catches_mismatches() {
     assert!(("cid",).serialize(&ctx, &mut RowWriter::new(&mut buf)).is_err(), "too few values");
     assert!(<(String, i32, i64)>::type_check(&p.results).is_err(), "int read from a bigint");
     assert!(<(String, i64)>::type_check(&p.results).is_err(), "too few columns");
+    // A range must slice the next clustering column.
+    let range_on = |col: &str| {
+        let cql = format!("SELECT COUNT(*) FROM k.events WHERE cid = ? AND day = ? AND {col} >= ?");
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| analyze(ks, &tables, &cql))).is_ok()
+    };
+    assert!(range_on("triggered_at"));
+    assert!(!range_on("event_id"), "a range on the second clustering column");
+    assert!(!range_on("kind"), "a range on a regular column");
 }

@@ -15,6 +15,17 @@
 //!   are pure upserts: same key, same values), the driver retries them on another replica
 //!   after timeouts and broken connections, and a failed `apply` is simply applied again by
 //!   the projector. There are no counters and no list appends.
+//! * **Event counts** (what the calendar reads): after its rows are written, `apply` recounts
+//!   each hour of trigger time it wrote events into — `COUNT(*)` over that clustering slice
+//!   of the day's `events` partition — and writes the number into `event_counts` with
+//!   `USING TIMESTAMP` = the hour's first microsecond + the number, so the largest count ever
+//!   written wins (a max-register). Every recount is a true count of rows that exist, and the
+//!   one after the last write of an hour sees them all, so the kept count is exact under
+//!   retries, replays and concurrent projectors; a crash before the recount leaves the batch
+//!   uncommitted, and its replay recounts. The cost is one single-partition slice read of a
+//!   few dozen rows per (device, day, hour) a batch touches; the reasons, and the schemes
+//!   rejected (counters behind a lightweight transaction; per-day sets of ids), are in
+//!   `infra/cql/schema.cql`.
 //! * **Expiry** is by TTL counted from the trigger time: each row carries `USING TTL` =
 //!   trigger + retention − now (rounded up to whole seconds); a row whose TTL would be
 //!   ≤ 0 is not written, so [`ProjectionStore::drop_expired`] has nothing to do.
@@ -27,8 +38,8 @@
 //!   partition. A filtered page may come back short from the server; `day_page` then asks
 //!   again from where it stopped (a few rounds at most), so pages hold at most `limit`
 //!   events and paging always ends.
-//! * **Calendar**: one `SELECT COUNT(*)` per day over that day's `events` partition, run
-//!   concurrently. Rows are keyed by event id, so counts are exact under replay.
+//! * **Calendar**: one read per day of that day's `event_counts` partition (its hour buckets,
+//!   summed), run concurrently: ≤ 30 small partitions, whatever the volume of events.
 //!
 //! The `scylla` crate's types stay private to this module.
 //!

@@ -1,6 +1,8 @@
 //! One `apply` call's writes: merged by primary key, grouped by partition, cut into
 //! unlogged batches, each row carrying its TTL and its write timestamp
-//! (`schemas::rows::write_stamp`: the report's, so the newer report wins whoever writes it).
+//! (`schemas::rows::write_stamp`: the report's, so the newer report wins whoever writes it);
+//! and the `event_counts` buckets to recount once they are written ([`count_row`]: the
+//! replay-safe count the calendar reads, `infra/cql/schema.cql`).
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -45,6 +47,60 @@ type SegmentValues = (String, i32, String, i64, i64, i64, String, i32, i32, f64,
 type MappingValues = (String, i32, String, i32, i32, String, i64, i64, i32, i64);
 /// `digests`: cid, day, segment_id, size, duration_ms, [ttl], [timestamp].
 type DigestValues = (String, i32, String, i64, i64, i32, i64);
+/// `event_counts`: cid, day, hour, events, [ttl], [timestamp].
+pub(super) type CountValues = (String, i32, i64, i64, i32, i64);
+/// An `event_counts` bucket: cid, day, hour (epoch hour of the events' trigger time).
+pub(super) type CountBucket = (String, i32, i64);
+
+/// Trigger time one `event_counts` bucket spans: an hour, so a recount reads a few dozen rows
+/// even for a busy camera (≈ 83 at 2 000 events a day), and a day is ~24 buckets to sum.
+pub(super) const COUNT_BUCKET_MS: i64 = 3_600_000;
+
+/// The bucket of an event triggered at `triggered_at` (ms): its epoch hour.
+pub(super) fn count_bucket(triggered_at: i64) -> i64 {
+    triggered_at.div_euclid(COUNT_BUCKET_MS)
+}
+
+/// The trigger times (ms, `[from, to)`) bucket `hour` counts: the recount's clustering slice.
+pub(super) fn bucket_range(hour: i64) -> (i64, i64) {
+    let from = hour.saturating_mul(COUNT_BUCKET_MS);
+    (from, from.saturating_add(COUNT_BUCKET_MS))
+}
+
+/// The write timestamp (µs) of a count of `events` in bucket `hour`: the hour's first
+/// microsecond plus the count, so the largest count ever written for the bucket wins,
+/// whatever the order its writes land in (a max-register), and the timestamp stays inside the
+/// hour the rows were triggered in.
+pub(super) fn count_stamp(hour: i64, events: i64) -> i64 {
+    let slots = COUNT_BUCKET_MS * 1000;
+    hour.saturating_mul(slots).saturating_add(events.clamp(0, slots - 1))
+}
+
+/// The `event_counts` row for a recount of `bucket` that found `events` rows, the newest
+/// triggered at `newest` (ms): kept until that event expires (a fast clock's claim can lie
+/// days ahead of its filing; the count never outlives its day by more than two days), or
+/// `None` when there is nothing to count or keep.
+pub(super) fn count_row(
+    (cid, day, hour): &CountBucket,
+    events: i64,
+    newest: Option<i64>,
+    policy: &TimePolicy,
+    now: Timestamp,
+) -> Option<CountValues> {
+    let newest = newest.filter(|_| events > 0)?;
+    let last_filing = u32::try_from(*day)
+        .ok()
+        .and_then(schemas::Day::from_number)
+        .map_or(i64::MAX, |d| schemas::DayOffset::default().start_of(d.add_days(2)).millis());
+    let ttl = ttl_secs(policy.expires_at(Timestamp(newest.min(last_filing))), now)?;
+    Some((cid.clone(), *day, *hour, events, ttl, count_stamp(*hour, events)))
+}
+
+/// Per-partition unlogged batches of count rows.
+pub(super) fn count_chunks(mut rows: Vec<CountValues>) -> Vec<Vec<CountValues>> {
+    rows.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+    partition_chunks(rows.into_iter().map(|v| ((v.0.clone(), v.1), v.clone(), 40 + v.0.len())))
+}
 
 /// Seconds a row expiring at `expires_at` has left at `now` (rounded up), or `None` when it
 /// is already past retention and must not be written.
@@ -237,6 +293,19 @@ impl WritePlan {
         });
         row.ttl = ttl;
         row
+    }
+
+    /// The `event_counts` buckets this plan writes event rows into (each once, in partition
+    /// order): each is recounted after the rows are written.
+    pub(super) fn count_buckets(&self) -> Vec<CountBucket> {
+        let mut out: Vec<CountBucket> = Vec::new();
+        for (cid, day, trig, _) in self.events.keys() {
+            let bucket = (cid.clone(), *day, count_bucket(*trig));
+            if out.last() != Some(&bucket) {
+                out.push(bucket);
+            }
+        }
+        out
     }
 
     pub(super) fn event_chunks(&self) -> Vec<Vec<EventValues>> {
@@ -479,6 +548,47 @@ mod tests {
             assert_eq!(s, new_stamp);
             assert!(matches!(ended, MaybeUnset::Set(at) if at == t.millis() + 9_000));
         }
+    }
+
+    #[test]
+    fn counts_are_recounted_per_hour_and_the_largest_wins() {
+        let now = Timestamp::now();
+        let today = DayOffset::default().day_of(now).unwrap();
+        let hour = |days_ago: i64, h: i64| DayOffset::default().start_of(today.add_days(-days_ago)).plus_millis(h * 3_600_000);
+        let (a, sa) = start("cam-k", "motion", hour(1, 3).plus_millis(10));
+        let (_, sb) = start("cam-k", "motion", hour(1, 3).plus_millis(20));
+        let (_, sc) = start("cam-k", "motion", hour(1, 5));
+        let (_, sd) = start("cam-j", "motion", hour(2, 3));
+        let plan = WritePlan::build(&[sa, sb, sc, sd, end(&a, 5, EndStatus::Complete)], &policy(), now).unwrap();
+        let h = |days_ago, hr| count_bucket(hour(days_ago, hr).millis());
+        let (d1, d2) = (day_key(today.add_days(-1)), day_key(today.add_days(-2)));
+        assert_eq!(
+            plan.count_buckets(),
+            vec![("cam-j".to_owned(), d2, h(2, 3)), ("cam-k".to_owned(), d1, h(1, 3)), ("cam-k".to_owned(), d1, h(1, 5))],
+            "each (device, day, hour) once, whatever its number of rows"
+        );
+        let (from, to) = bucket_range(h(1, 3));
+        assert_eq!((from, to), (hour(1, 3).millis(), hour(1, 4).millis()));
+        assert_eq!(count_bucket(-1), -1, "before 1970 too");
+        // The larger count has the later timestamp, inside the hour counted.
+        let b = h(1, 3);
+        assert!(count_stamp(b, 2) > count_stamp(b, 1) && count_stamp(b, 1) > count_stamp(b, 0));
+        assert_eq!(count_stamp(b, 0), from * 1000);
+        assert!(count_stamp(b, i64::MAX) < to * 1000);
+        // Kept until the newest event counted expires.
+        let bucket = ("cam-k".to_owned(), d1, b);
+        let row = count_row(&bucket, 2, Some(from + 20), &policy(), now).unwrap();
+        assert_eq!((row.3, row.5), (2, count_stamp(b, 2)));
+        assert_eq!(row.4, ttl_secs(policy().expires_at(Timestamp(from + 20)), now).unwrap());
+        assert_eq!(count_chunks(vec![row.clone(), row.clone()]).len(), 1, "one partition: one batch");
+        // Nothing counted, or nothing left alive: nothing written.
+        assert_eq!(count_row(&bucket, 0, None, &policy(), now), None);
+        let long_ago = now.plus_millis(-31 * DAY_MS).millis();
+        assert_eq!(count_row(&bucket, 1, Some(long_ago), &policy(), now), None);
+        // A fast clock's claim days ahead: the count outlives its day by two days at most.
+        let far = count_row(&bucket, 1, Some(now.plus_millis(20 * DAY_MS).millis()), &policy(), now).unwrap();
+        let cap = DayOffset::default().start_of(today.add_days(1));
+        assert_eq!(far.4, ttl_secs(policy().expires_at(cap), now).unwrap());
     }
 
     #[test]

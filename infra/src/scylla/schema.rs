@@ -61,7 +61,9 @@ pub(super) struct Cql {
     pub(super) insert_digest: String,
     pub(super) insert_device: String,
     pub(super) device: String,
-    pub(super) count_day: String,
+    pub(super) recount: String,
+    pub(super) insert_count: String,
+    pub(super) day_counts: String,
     pub(super) page: String,
     pub(super) page_type: String,
     pub(super) event: String,
@@ -95,7 +97,14 @@ impl Cql {
                 "INSERT INTO {ks}.devices (cid, utc_offset) VALUES (?, ?) USING TTL ? AND TIMESTAMP ?"
             ),
             device: format!("SELECT utc_offset FROM {ks}.devices WHERE cid = ?"),
-            count_day: format!("SELECT COUNT(*) FROM {ks}.events WHERE cid = ? AND day = ?"),
+            recount: format!(
+                "SELECT COUNT(*), MAX(triggered_at) FROM {ks}.events \
+                 WHERE cid = ? AND day = ? AND triggered_at >= ? AND triggered_at < ?"
+            ),
+            insert_count: format!(
+                "INSERT INTO {ks}.event_counts (cid, day, hour, events) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
+            ),
+            day_counts: format!("SELECT events FROM {ks}.event_counts WHERE cid = ? AND day = ?"),
             page: format!("SELECT event_id, ended_at, end_status, clock_skew_ms FROM {ks}.events WHERE cid = ? AND day = ?"),
             page_type: format!(
                 "SELECT event_id, ended_at, end_status, clock_skew_ms FROM {ks}.events WHERE cid = ? AND day = ? AND kind = ? \

@@ -24,12 +24,12 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::config::{ScyllaConsistency, ScyllaOptions, ScyllaUrl};
 use super::cursor::{cursor_binding, decode_cursor, encode_cursor};
-use super::plan::{ttl_secs, WritePlan};
+use super::plan::{bucket_range, count_chunks, count_row, ttl_secs, CountValues, WritePlan};
 use super::retry::{exec_error, is_bad_paging_state, IdempotentRetryPolicy};
 use super::schema::{day_key, Cql};
 use super::views::{
     event_view, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey, DeviceRow, DigestRow,
-    EventKey, EventRow, MappingRow, QuarantineRow, QuarantineValues, SegmentRow,
+    EventKey, EventRow, MappingRow, QuarantineRow, QuarantineValues, RecountKey, RecountRow, SegmentRow,
 };
 
 /// Largest page `day_page` asks the server for.
@@ -45,7 +45,9 @@ struct Statements {
     insert_digest: PreparedStatement,
     insert_device: PreparedStatement,
     device: PreparedStatement,
-    count_day: PreparedStatement,
+    recount: PreparedStatement,
+    insert_count: PreparedStatement,
+    day_counts: PreparedStatement,
     page: PreparedStatement,
     page_type: PreparedStatement,
     event: PreparedStatement,
@@ -125,8 +127,12 @@ impl ScyllaStore {
             prepare(&cql.insert_device, false),
             prepare(&cql.device, true),
         )?;
-        let (count_day, page, page_type, event, mappings, segment, digest) = futures::try_join!(
-            prepare(&cql.count_day, true),
+        let (recount, insert_count, day_counts) = futures::try_join!(
+            prepare(&cql.recount, true),
+            prepare(&cql.insert_count, false),
+            prepare(&cql.day_counts, true),
+        )?;
+        let (page, page_type, event, mappings, segment, digest) = futures::try_join!(
             prepare(&cql.page, true),
             prepare(&cql.page_type, true),
             prepare(&cql.event, true),
@@ -146,7 +152,9 @@ impl ScyllaStore {
             insert_digest,
             insert_device,
             device,
-            count_day,
+            recount,
+            insert_count,
+            day_counts,
             page,
             page_type,
             event,
@@ -256,6 +264,26 @@ impl ProjectionStore for ScyllaStore {
             plan.digest_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_digest, c)) as BoxFuture<'_, _>),
         );
         stream::iter(jobs).buffer_unordered(self.max_concurrency).try_collect::<Vec<()>>().await?;
+        // Only once every row is written: recount each hour of events the batch touched and
+        // write the number read, which wins only if it is the largest ever written for that
+        // hour (`infra/cql/schema.cql`, event_counts). Nothing here is incremented, so a retry,
+        // a replay or another projector doing the same can never count an event twice.
+        let counts = stream::iter(plan.count_buckets())
+            .map(|bucket| async move {
+                let (from, to) = bucket_range(bucket.2);
+                let key: RecountKey<'_> = (bucket.0.as_str(), bucket.1, from, to);
+                let (events, newest) = self.query_opt::<RecountRow>(&s.recount, key).await?.unwrap_or((0, None));
+                Ok::<_, StoreError>(count_row(&bucket, events, newest, &self.policy, Timestamp::now()))
+            })
+            .buffer_unordered(self.max_concurrency)
+            .try_filter_map(|row| futures::future::ready(Ok(row)))
+            .try_collect::<Vec<CountValues>>()
+            .await?;
+        stream::iter(count_chunks(counts))
+            .map(|chunk| self.write(&s.insert_count, chunk))
+            .buffer_unordered(self.max_concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(plan.rows)
     }
 
@@ -332,9 +360,10 @@ impl ProjectionStore for ScyllaStore {
         let cid = cid.as_str();
         let mut counts = stream::iter(days)
             .map(|day| async move {
+                // A day's hour buckets: ~24 small rows, whatever the day holds.
                 let key: DayKey<'_> = (cid, day_key(day));
-                let n = self.query_opt::<CountRow>(&self.statements.count_day, key).await?;
-                Ok::<_, StoreError>((day, n.map_or(0, |(n,)| n)))
+                let hours = self.query_all::<CountRow>(&self.statements.day_counts, key).await?;
+                Ok::<_, StoreError>((day, hours.iter().map(|(n,)| *n).sum::<i64>()))
             })
             .buffer_unordered(self.max_concurrency)
             .try_filter(|(_, n)| futures::future::ready(*n > 0))

@@ -12,15 +12,19 @@ pub(super) type DayKey<'a> = (&'a str, i32);
 pub(super) type DayTypeKey<'a> = (&'a str, i32, &'a str);
 /// … (cid, day, triggered_at, event_id) …
 pub(super) type EventKey<'a> = (&'a str, i32, i64, &'a str);
-/// … (cid, day, event_id) for mappings, (cid, seg_day, segment_id) for a segment.
+/// … (cid, day, event_id) for mappings, (cid, seg_day, segment_id) for a segment …
 pub(super) type ClusteringKey<'a> = (&'a str, i32, &'a str);
+/// … (cid, day, from, to): a recount's slice of trigger times, `[from, to)` ms.
+pub(super) type RecountKey<'a> = (&'a str, i32, i64, i64);
 
 /// event_id, ended_at, end_status, clock_skew_ms.
 pub(super) type EventRow = (String, Option<i64>, Option<String>, Option<i64>);
 /// utc_offset (minutes east of UTC).
 pub(super) type DeviceRow = (i32,);
-/// count.
+/// events (one hour bucket of `event_counts`).
 pub(super) type CountRow = (i64,);
+/// count, max(triggered_at) (null when the slice holds no row).
+pub(super) type RecountRow = (i64, Option<i64>);
 /// idx, seg_day, segment_id, start_offset, end_offset.
 pub(super) type MappingRow = (i32, i32, String, i64, i64);
 /// segment_id, size, started_at, duration_ms, codec, width, height, fps,

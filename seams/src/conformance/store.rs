@@ -17,6 +17,11 @@ use crate::store::{EventStatus, ProjectionStore, Quarantined, StoreError};
 pub trait StoreHarness: Send {
     /// Opens the store.
     async fn open(&mut self) -> Arc<dyn ProjectionStore>;
+
+    /// Opens another handle on the store `open` opened last (the same file, the same
+    /// keyspace), as a second projector process would: its own connections, nothing shared
+    /// in memory.
+    async fn open_again(&mut self) -> Arc<dyn ProjectionStore>;
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -527,4 +532,160 @@ pub async fn a_newer_segment_at_the_same_index_replaces_the_older(mut h: impl St
     assert_eq!(segments(s.event(&id).await.unwrap().unwrap()), vec![("seg-second".to_owned(), 0)]);
     s.apply(&[st, first, second]).await.unwrap();
     assert_eq!(segments(s.event(&id).await.unwrap().unwrap()), vec![("seg-second".to_owned(), 0)]);
+}
+
+/// Each day's calendar count equals the events its day page lists (the count is kept beside
+/// the rows, never recomputed from them: this is what keeps the two in step).
+async fn assert_calendar_matches_pages(s: &dyn ProjectionStore, device: &str, want: &[(Day, u64)]) {
+    let c = cid(device);
+    let mut cal = s.calendar(&c, day(29), day(0)).await.unwrap();
+    cal.sort();
+    let mut want = want.to_vec();
+    want.sort();
+    assert_eq!(cal, want, "{device}: calendar");
+    for (d, n) in want {
+        let mut listed = 0u64;
+        let mut cursor: Option<Vec<u8>> = None;
+        loop {
+            let page = s.day_page(&c, d, None, 100, cursor.as_deref()).await.unwrap();
+            listed += page.events.len() as u64;
+            cursor = page.next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(listed, n, "{device}: the calendar's count for {d} is the events the day lists");
+    }
+}
+
+/// The log replayed — whole, in overlapping pieces, after the projector lost its commit —
+/// leaves every day's count exact: an event counts once, however often its reports are applied.
+pub async fn calendar_count_survives_replayed_batches(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let mut log = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let (id, st) = start("cam-rp", if i % 2 == 0 { "motion" } else { "sound" }, noon(1 + (i % 3), i * 1000));
+        if i % 5 == 0 {
+            // An end that reaches the store before its start.
+            log.push(end(&id, 900, EndStatus::Aborted));
+            log.push(st);
+        } else {
+            log.push(st);
+            log.push(end(&id, 1_500, EndStatus::Complete));
+        }
+        ids.push(id);
+    }
+    log.push(segment("cam-rp", "seg-rp", noon(1, 0), 1000, &[(&ids[0], 0, 0, 500), (&ids[3], 0, 500, 1000)]));
+    let want = [(day(1), 14), (day(2), 13), (day(3), 13)];
+    for chunk in log.chunks(7) {
+        s.apply(chunk).await.unwrap();
+    }
+    assert_calendar_matches_pages(&*s, "cam-rp", &want).await;
+    // The projector crashed before committing: everything again, then overlapping windows,
+    // then the log in one batch.
+    for chunk in log.chunks(7) {
+        s.apply(chunk).await.unwrap();
+    }
+    for w in (0..log.len()).step_by(5) {
+        s.apply(&log[w..(w + 11).min(log.len())]).await.unwrap();
+    }
+    s.apply(&log).await.unwrap();
+    assert_calendar_matches_pages(&*s, "cam-rp", &want).await;
+}
+
+/// A report stored twice (a retried append), sent twice by the device (a retry after a 503:
+/// same event id, later receipt), repeated inside one batch, or an event's start and end
+/// arriving in either order: each event counts once.
+pub async fn duplicate_reports_count_once(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (a, sa) = start("cam-dup", "motion", noon(0, 0));
+    let (b, sb) = start("cam-dup", "motion", noon(0, 60_000));
+    let (c, sc) = start("cam-dup", "person", noon(2, 0));
+    // The device retries `a`'s start: same id, received later (a different envelope).
+    let (a_again_id, a_again) = start("cam-dup", "motion", noon(0, 0));
+    assert_eq!(a_again_id, a);
+    assert_ne!(a_again.received_at, sa.received_at);
+    s.apply(&[sa.clone(), sa.clone(), a_again.clone(), end(&b, 10, EndStatus::Complete), sb.clone()]).await.unwrap();
+    assert_calendar_matches_pages(&*s, "cam-dup", &[(day(0), 2)]).await;
+    // An end alone makes `c` known to its day; its start, twice, later adds nothing.
+    s.apply(&[end(&c, 10, EndStatus::Aborted)]).await.unwrap();
+    s.apply(&[end(&c, 20, EndStatus::Aborted)]).await.unwrap();
+    assert_calendar_matches_pages(&*s, "cam-dup", &[(day(0), 2), (day(2), 1)]).await;
+    s.apply(std::slice::from_ref(&sc)).await.unwrap();
+    s.apply(&[sc, a_again, sa, sb, end(&a, 5, EndStatus::Complete)]).await.unwrap();
+    assert_calendar_matches_pages(&*s, "cam-dup", &[(day(0), 2), (day(2), 1)]).await;
+}
+
+/// Two projectors (two handles on one store, as two processes after a rebalance that both
+/// still hold a partition) applying the same reports at the same time, in different orders
+/// and batchings, count each event once.
+pub async fn two_projectors_count_each_event_once(mut h: impl StoreHarness) {
+    let first = h.open().await;
+    let second = h.open_again().await;
+    let mut log = Vec::new();
+    for i in 0..150 {
+        let (id, st) = start("cam-2p", "motion", noon(i % 3, i * 10_000));
+        log.push(st);
+        if i % 4 == 0 {
+            log.push(end(&id, 2_000, EndStatus::Complete));
+        }
+    }
+    let (one, two) = (first.clone(), second.clone());
+    let forward = log.clone();
+    let mut backward = log.clone();
+    backward.reverse();
+    let a = tokio::spawn(async move {
+        for chunk in forward.chunks(16) {
+            one.apply(chunk).await.unwrap();
+        }
+    });
+    let b = tokio::spawn(async move {
+        for chunk in backward.chunks(23) {
+            two.apply(chunk).await.unwrap();
+        }
+    });
+    a.await.unwrap();
+    b.await.unwrap();
+    let want = [(day(0), 50), (day(1), 50), (day(2), 50)];
+    assert_calendar_matches_pages(&*first, "cam-2p", &want).await;
+    assert_calendar_matches_pages(&*second, "cam-2p", &want).await;
+    // And both at once with the same batches.
+    let (one, two) = (first.clone(), second.clone());
+    let (x, y) = (log.clone(), log);
+    let (ra, rb) = tokio::join!(
+        tokio::spawn(async move { one.apply(&x).await.map(drop) }),
+        tokio::spawn(async move { two.apply(&y).await.map(drop) })
+    );
+    ra.unwrap().unwrap();
+    rb.unwrap().unwrap();
+    assert_calendar_matches_pages(&*first, "cam-2p", &want).await;
+}
+
+/// A day's count goes with the day: once its events are past retention (a TTL engine's rows
+/// expire; the embedded store's janitor drops the day once its last instant is past), the
+/// calendar no longer counts it, while the days still inside retention keep theirs.
+pub async fn counts_expire_with_their_day(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let policy = schemas::TimePolicy::default();
+    // An event with four seconds of retention left, and one with ten days.
+    let trigger = Timestamp::now().plus_millis(4_000 - policy.retention_ms());
+    let old_day = DayOffset::default().day_of(trigger).unwrap();
+    let (old, st_old) = start("cam-exp", "motion", trigger);
+    let (_, st_kept) = start("cam-exp", "motion", noon(10, 0));
+    s.apply(&[st_old, end(&old, 100, EndStatus::Complete), st_kept]).await.unwrap();
+    let mut cal = s.calendar(&cid("cam-exp"), old_day, day(0)).await.unwrap();
+    cal.sort();
+    assert_eq!(cal, vec![(old_day, 1), (day(10), 1)], "counted while inside retention");
+    // Past the old event's expiry (TTLs are whole seconds, rounded up), the janitor drops its day.
+    let left = policy.expires_at(trigger).millis() - Timestamp::now().millis();
+    tokio::time::sleep(std::time::Duration::from_millis(left.max(0) as u64 + 1_500)).await;
+    s.drop_expired(old_day.add_days(1)).await.unwrap();
+    assert_eq!(s.calendar(&cid("cam-exp"), old_day, day(0)).await.unwrap(), vec![(day(10), 1)]);
+    assert!(s.day_page(&cid("cam-exp"), old_day, None, 10, None).await.unwrap().events.is_empty());
+    assert!(s.event(&old).await.unwrap().is_none());
+    // A replay of the expired event writes nothing and counts nothing.
+    let (_, again) = start("cam-exp", "motion", trigger);
+    s.apply(&[again]).await.unwrap();
+    assert_eq!(s.calendar(&cid("cam-exp"), old_day, day(0)).await.unwrap(), vec![(day(10), 1)]);
 }
