@@ -48,6 +48,8 @@ pub struct Application {
     s3: Option<EmbeddedS3>,
     http_limits: HttpLimits,
     metrics_upkeep: Duration,
+    /// Scheduled backups of the embedded data directory (all-in-one only).
+    backup: Option<(crate::backup::schedule::Schedule, PathBuf)>,
     group_retention: Duration,
     /// The token keys, read again from the data directory while serving (rotation, revocation).
     auth_reload: Option<(seams::auth::Auth, PathBuf)>,
@@ -193,6 +195,7 @@ impl Application {
             s3,
             http_limits: config.http,
             metrics_upkeep: config.metrics_upkeep,
+            backup: config.backup.filter(|_| role == Role::AllInOne).map(|s| (s, config.data_dir.clone())),
             group_retention: config.log.group_retention,
             auth_reload,
             summary,
@@ -261,6 +264,9 @@ impl Application {
         });
         if let Some(ingest) = self.ingest {
             tokio::spawn(sweep_idle_devices(ingest, rx.clone()));
+        }
+        if let Some((schedule, dir)) = self.backup {
+            tokio::spawn(crate::backup::schedule::run(schedule, dir, rx.clone()));
         }
         if let Some((auth, dir)) = self.auth_reload {
             tokio::spawn(crate::secrets::reload_keys(auth, dir, Duration::from_secs(5), rx.clone()));

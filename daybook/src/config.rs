@@ -55,7 +55,7 @@ impl Role {
 pub struct Config {
     /// The services this process runs.
     pub role: Role,
-    /// Embedded log (`log.db`) and store (`store.db`), generated secrets, embedded S3 objects.
+    /// Embedded log (`log/`) and store (`store.db`), generated secrets, embedded S3 objects.
     pub data_dir: PathBuf,
     /// Device and viewer routes, health and metrics (port 0: any free port).
     pub http_addr: SocketAddr,
@@ -76,6 +76,8 @@ pub struct Config {
     /// How often buffered histogram samples are folded into the Prometheus registry, so
     /// memory stays flat whether or not anyone scrapes `/metrics`.
     pub metrics_upkeep: Duration,
+    /// Scheduled backups of the data directory (`run --backup-to`); none by default.
+    pub backup: Option<crate::backup::schedule::Schedule>,
 }
 
 impl Config {
@@ -124,6 +126,7 @@ impl Config {
                 body_timeout: Duration::from_secs(30),
             },
             metrics_upkeep: Duration::from_secs(5),
+            backup: None,
         }
     }
 }

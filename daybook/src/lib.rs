@@ -6,6 +6,7 @@
 //! pieces fit is in the README's "Layout" section.
 
 mod app;
+pub mod backup;
 pub mod cli;
 mod config;
 mod http;

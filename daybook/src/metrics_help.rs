@@ -291,6 +291,31 @@ pub(crate) const METRICS: &[Described] = &[
         None,
         "Records dropped from a batch before writing because a rebalance revoked their partition (its new owner writes them).",
     ),
+    // Scheduled backups (daybook/src/backup/schedule.rs).
+    (
+        "daybook_backup_last_success_timestamp_seconds",
+        Gauge,
+        Some(Unit::Seconds),
+        "Unix time of the last complete backup taken by `run --backup-to` (the DaybookBackupsStopped alert fires 26 h after it).",
+    ),
+    (
+        "daybook_backup_duration_seconds",
+        Gauge,
+        Some(Unit::Seconds),
+        "Time the last complete backup took, by kind (full, incremental).",
+    ),
+    (
+        "daybook_backup_bytes",
+        Gauge,
+        Some(Unit::Bytes),
+        "Bytes the last complete backup stored in its destination (compressed, encrypted), by kind (full, incremental).",
+    ),
+    (
+        "daybook_backup_failures_total",
+        Counter,
+        None,
+        "Scheduled backups that failed (the log names the reason); the previous complete backups stay usable.",
+    ),
     // Upkeep (daybook/src/app.rs).
     (
         "daybook_objects_expired_total",

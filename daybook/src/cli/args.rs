@@ -34,6 +34,8 @@ pub struct RunArgs {
     pub ingest: IngestArgs,
     #[command(flatten)]
     pub projector: ProjectorArgs,
+    #[command(flatten)]
+    pub backup: Box<super::backup::ScheduleArgs>,
 }
 
 impl From<RunArgs> for Config {
@@ -49,6 +51,7 @@ impl From<RunArgs> for Config {
             policy: a.policy.policy(),
             ingest: a.ingest.into(),
             projector: a.projector.into(),
+            backup: a.backup.schedule(),
             ..Config::new(a.data.data_dir)
         }
     }

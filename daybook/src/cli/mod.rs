@@ -4,6 +4,7 @@
 //! (Kafka, ScyllaDB, S3); the rest are operator tools.
 
 mod args;
+pub mod backup;
 pub mod quarantine;
 mod tail;
 
@@ -55,6 +56,12 @@ pub enum Command {
     /// Records the projector set aside because no store accepts them: list, replay.
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCmd),
+    /// Back up an embedded data directory (full, then incremental); `list`, `verify`.
+    Backup(backup::BackupCmd),
+    /// Restore a backup into a new data directory.
+    Restore(backup::RestoreCmd),
+    /// Rebuild the store from the log (`run` stopped).
+    Rebuild(backup::RebuildCmd),
 }
 
 /// How long a token lives: `--ttl` (`90d`, `12h`, `1y`…) or, as before, `--ttl-days`.
@@ -198,6 +205,9 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Tail(a) => tail::run(a).await,
         Command::Groups(cmd) => groups(cmd).await,
         Command::Quarantine(c) => quarantine::run(c).await,
+        Command::Backup(c) => backup::backup_cmd(c).await,
+        Command::Restore(c) => backup::restore_cmd(c).await,
+        Command::Rebuild(c) => backup::rebuild_cmd(c).await,
         Command::Topic(TopicCmd::Create { log, partitions, replication_factor, retention_hours }) => {
             let LogUrl::Kafka(url) = &log.log else {
                 anyhow::bail!("`topic create` needs --log kafka://HOST:PORT/TOPIC");

@@ -1,0 +1,105 @@
+//! The manifest of one backup: `<id>/manifest.json` in the destination, written last (a backup
+//! without one is incomplete and ignored). Sealed with the key when the backup is encrypted.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The manifest format this build writes; it reads this one only.
+pub const FORMAT: u32 = 1;
+
+/// The file name of a backup's manifest.
+pub const MANIFEST: &str = "manifest.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Log, group positions, store snapshot, every object, secrets.
+    Full,
+    /// Log since the parent's end, group positions, objects added since, secrets.
+    Incremental,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    /// Sortable and time-based: `YYYYMMDDTHHMMSSmmmZ` (UTC).
+    pub id: String,
+    pub kind: Kind,
+    /// The backup this one continues (incremental only).
+    pub parent: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// The daybook version that wrote it.
+    pub daybook_version: String,
+    /// Whether its files (and this manifest) are sealed with a key.
+    pub encrypted: bool,
+    /// The log records this backup holds: offsets `[first, next)`.
+    pub log: LogRange,
+    /// CRC-32C of the last log record backed up in this chain: an incremental continues only
+    /// a log whose record at `log.next - 1` still has it (not another data directory's, nor
+    /// one restored from an older backup that went on with other records).
+    #[serde(default)]
+    pub last_frame_crc: Option<u32>,
+    /// Consumer group positions (next offset), read before the store snapshot.
+    pub groups: BTreeMap<String, i64>,
+    /// Every file of this backup.
+    pub files: Vec<FileEntry>,
+    pub counts: Counts,
+    /// Seconds the backup took.
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRange {
+    pub first: i64,
+    pub next: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Name inside the backup (`log-00000000000000000001.seg.zst`, `store.db.zst`, …).
+    pub name: String,
+    /// Bytes before compression and encryption.
+    pub size: u64,
+    /// Bytes in the destination.
+    pub stored_size: u64,
+    /// SHA-256 of the stored bytes (hex): checkable without the key.
+    pub sha256: String,
+    /// For a log piece: its records' offsets `[first, next)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogRange>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Log records in this backup.
+    pub records: u64,
+    /// Objects in this backup (for an incremental: added or changed since its parent).
+    pub objects: u64,
+    pub object_bytes: u64,
+    /// Rows per table of the store snapshot (full only).
+    #[serde(default)]
+    pub store_rows: BTreeMap<String, u64>,
+}
+
+impl Manifest {
+    pub fn file(&self, name: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    /// Bytes this backup occupies in its destination (manifest excluded).
+    pub fn stored_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.stored_size).sum()
+    }
+}
+
+/// A new backup id for `now`.
+pub fn new_id(now: chrono::DateTime<chrono::Utc>) -> String {
+    now.format("%Y%m%dT%H%M%S%3fZ").to_string()
+}
+
+/// Whether `name` is a backup id.
+pub fn is_id(name: &str) -> bool {
+    name.len() == 19 && name.ends_with('Z') && name.as_bytes()[8] == b'T'
+}

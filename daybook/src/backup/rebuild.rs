@@ -1,0 +1,207 @@
+//! `daybook rebuild`: the store again from the log. The store is a function of the log, so a
+//! store lost, damaged, or restored from an older backup is rebuilt by replaying the log from
+//! its start into an empty store with a fresh consumer group, up to the head seen at start.
+//!
+//! Embedded default: the new store is built in `store.db.rebuild` beside the old one and
+//! swapped in with one rename only once it is complete; the projector group is then moved to
+//! where the rebuild stopped. `run` must be stopped meanwhile (the log's `LOCK` is held so that
+//! nothing appends, and refuses to start while another process has `store.db` open).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use infra::embedded_log::{EmbeddedLog, EmbeddedLogConfig};
+use infra::embedded_store::EmbeddedStore;
+use schemas::TimePolicy;
+use seams::{ProjectionStore, ReportLog};
+use tokio::sync::watch;
+
+/// What `rebuild` does.
+#[derive(Debug, Clone)]
+pub struct RebuildOptions {
+    pub data_dir: PathBuf,
+    /// The projector group whose position follows the new store.
+    pub group: String,
+    pub policy: TimePolicy,
+    pub max_batch: usize,
+    /// Print a progress line this often.
+    pub progress_every: Duration,
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Rebuilt {
+    pub records: i64,
+    pub reports: u64,
+    pub rows: u64,
+    pub quarantined: u64,
+    pub seconds: f64,
+    pub rows_per_s: f64,
+    /// The offset the projector group resumes at.
+    pub next: i64,
+}
+
+fn remove_db(path: &Path) -> io::Result<()> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match fs::remove_file(PathBuf::from(p)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Folds a database's WAL into its main file, so the file alone is the whole database.
+fn checkpoint(path: &Path) -> anyhow::Result<()> {
+    let db = rusqlite::Connection::open(path)?;
+    db.busy_timeout(Duration::from_secs(30))?;
+    db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
+}
+
+/// Processes other than this one that hold `path` open (Linux: /proc/*/fd; best effort, empty
+/// elsewhere or where /proc cannot be read).
+fn holders(path: &Path) -> Vec<u32> {
+    let Ok(target) = path.canonicalize() else { return Vec::new() };
+    let me = std::process::id();
+    let Ok(procs) = fs::read_dir("/proc") else { return Vec::new() };
+    let mut out = Vec::new();
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = fs::read_dir(p.path().join("fd")) else { continue };
+        if fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l == target)) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Rebuilds `DATA_DIR/store.db` from `DATA_DIR/log`.
+pub async fn rebuild(opts: &RebuildOptions, mut progress: impl FnMut(&str)) -> anyhow::Result<Rebuilt> {
+    let log_dir = opts.data_dir.join("log");
+    anyhow::ensure!(log_dir.is_dir(), "no embedded log at {}", log_dir.display());
+    // Nothing may append while the store is rebuilt: hold the writer's lock.
+    let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(log_dir.join("LOCK"))?;
+    if let Err(e) = lock.try_lock() {
+        match e {
+            fs::TryLockError::WouldBlock => anyhow::bail!(
+                "{} is being appended to by another process: stop `daybook run` (or `ingest`) on {} first",
+                log_dir.display(),
+                opts.data_dir.display()
+            ),
+            fs::TryLockError::Error(e) => return Err(e.into()),
+        }
+    }
+    let in_use = holders(&opts.data_dir.join("store.db"));
+    anyhow::ensure!(
+        in_use.is_empty(),
+        "{} is open in process {in_use:?}: stop `daybook run` (or `projector`, `api`) on {} first",
+        opts.data_dir.join("store.db").display(),
+        opts.data_dir.display()
+    );
+    let log = EmbeddedLog::open(&log_dir, EmbeddedLogConfig::default())?;
+    let head = log.head().await?;
+    let oldest = super::oldest_offset(&log_dir)?.unwrap_or(head);
+    let total = (head - oldest).max(0);
+
+    let new_path = opts.data_dir.join("store.db.rebuild");
+    remove_db(&new_path)?;
+    let store: Arc<dyn ProjectionStore> = EmbeddedStore::open(&new_path, opts.policy)?;
+    let group = format!("daybook-rebuild-{}", chrono::Utc::now().timestamp_millis());
+    super::delete_group(&log_dir, &group)?;
+    progress(&format!("rebuilding {} from the log: offsets {oldest}..{head} ({total} records)", new_path.display()));
+
+    let started = Instant::now();
+    let (stop, stopped) = watch::channel(false);
+    let config = projector::ProjectorConfig {
+        group: group.clone(),
+        max_batch: opts.max_batch.max(1),
+        linger: Duration::from_millis(5),
+        max_rows_per_s: None,
+    };
+    let running = tokio::spawn(projector::run(log.clone() as Arc<dyn ReportLog>, store.clone(), config, stopped));
+    let mut last_print = Instant::now();
+    let next = loop {
+        if running.is_finished() {
+            break None;
+        }
+        let next = log.groups().await?.into_iter().find(|g| g.group == group).map_or(oldest, |g| g.next);
+        if next >= head {
+            break Some(next);
+        }
+        if last_print.elapsed() >= opts.progress_every {
+            let done = (next - oldest).max(0);
+            let secs = started.elapsed().as_secs_f64();
+            progress(&format!(
+                "{done}/{total} records ({:.0} %), {:.0} records/s",
+                100.0 * done as f64 / total.max(1) as f64,
+                done as f64 / secs.max(1e-9)
+            ));
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = stop.send(true);
+    let result = running.await.context("the rebuild projector")?;
+    let outcome = match (next, result) {
+        (Some(next), Ok(p)) => Ok((next, p)),
+        (_, Err(e)) => Err(anyhow::anyhow!("the rebuild projector failed: {e}")),
+        (None, Ok(_)) => Err(anyhow::anyhow!("the rebuild projector stopped before the head")),
+    };
+    drop(store);
+    log.shutdown().await?;
+    super::delete_group(&log_dir, &group)?;
+    let (next, p) = match outcome {
+        Ok(x) => x,
+        Err(e) => {
+            remove_db(&new_path)?;
+            return Err(e.context("the old store is untouched"));
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+
+    // Swap: both files whole (WALs folded in), then one rename; then the group follows.
+    let store_path = opts.data_dir.join("store.db");
+    checkpoint(&new_path)?;
+    if store_path.exists() {
+        checkpoint(&store_path)?;
+    }
+    for suffix in ["-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{suffix}", new_path.display()));
+        let _ = fs::remove_file(format!("{}{suffix}", store_path.display()));
+    }
+    fs::rename(&new_path, &store_path)?;
+    fs::File::open(&opts.data_dir)?.sync_all()?;
+    super::write_group(&log_dir, &opts.group, next)?;
+    drop(lock);
+
+    let rebuilt = Rebuilt {
+        records: total,
+        reports: p.reports,
+        rows: p.rows,
+        quarantined: p.quarantined,
+        seconds,
+        rows_per_s: p.rows as f64 / seconds.max(1e-9),
+        next,
+    };
+    progress(&format!(
+        "rebuilt {}: {} records, {} rows in {:.1} s ({:.0} rows/s); group {} resumes at {next}",
+        store_path.display(),
+        total,
+        p.rows,
+        seconds,
+        rebuilt.rows_per_s,
+        opts.group
+    ));
+    Ok(rebuilt)
+}

@@ -1,0 +1,269 @@
+//! `daybook backup`, `backup list`, `backup verify`, `restore`, `rebuild` (see
+//! [`crate::backup`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::{DataArgs, PolicyArgs};
+use crate::backup::{self, Key, S3Options};
+
+/// `daybook backup`: take one (full or incremental); `list` and `verify` the backups in DEST.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BackupCmd {
+    #[command(subcommand)]
+    pub sub: Option<BackupSub>,
+    #[command(flatten)]
+    pub take: TakeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TakeArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Destination: a directory, or `s3://BUCKET/PREFIX`. The first backup into it is full,
+    /// later ones incremental (unless --full).
+    #[arg(long, env = "DAYBOOK_BACKUP_TO", required = true)]
+    pub to: Option<String>,
+    /// Take a full backup even when DEST holds one (starts a new chain).
+    #[arg(long)]
+    pub full: bool,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Keep this many full backups (and the incrementals after them); delete older ones.
+    #[arg(long, env = "DAYBOOK_BACKUP_KEEP_FULL", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_full: Option<u64>,
+    #[command(flatten)]
+    pub s3: DestS3Args,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum BackupSub {
+    /// Print the backups in DEST as JSON lines, oldest first (incomplete ones flagged).
+    List {
+        /// A directory, or `s3://BUCKET/PREFIX`.
+        dest: String,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        s3: DestS3Args,
+    },
+    /// Check every file of the backups in DEST (size, SHA-256, decryption, decompression) and
+    /// restore the newest (or --id) into a scratch directory to check it; exit non-zero on any
+    /// problem, naming the file.
+    Verify {
+        /// A directory, or `s3://BUCKET/PREFIX`.
+        dest: String,
+        /// Verify this backup and the chain it continues only.
+        #[arg(long)]
+        id: Option<String>,
+        /// Directory for the trial restore (default: the system's temporary directory).
+        #[arg(long)]
+        scratch: Option<PathBuf>,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        s3: DestS3Args,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// File holding the 32-byte encryption key as 64 hex characters
+    /// (`head -c32 /dev/urandom | xxd -p -c64 > key`). Keep it away from the backups.
+    #[arg(long, env = "DAYBOOK_BACKUP_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    fn key(&self) -> anyhow::Result<Option<Key>> {
+        self.encryption_key_file.as_deref().map(Key::from_file).transpose()
+    }
+}
+
+/// How to reach an `s3://` destination; credentials come from the AWS chain
+/// (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, a profile, an instance role).
+#[derive(Debug, Clone, Args)]
+pub struct DestS3Args {
+    /// Endpoint of an `s3://` destination (MinIO, another region's service…; default: AWS).
+    #[arg(long = "s3-endpoint", env = "DAYBOOK_BACKUP_S3_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Region of an `s3://` destination.
+    #[arg(long = "s3-region", env = "DAYBOOK_BACKUP_S3_REGION")]
+    pub region: Option<String>,
+}
+
+impl From<DestS3Args> for S3Options {
+    fn from(a: DestS3Args) -> Self {
+        Self { endpoint: a.endpoint, region: a.region }
+    }
+}
+
+/// `daybook restore`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreCmd {
+    /// Where the backups are: a directory, or `s3://BUCKET/PREFIX`.
+    #[arg(long)]
+    pub from: String,
+    /// The backup to restore (default: the newest).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// The data directory to restore into; it must be empty (or missing) unless --force.
+    #[arg(long, env = "DAYBOOK_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Restore into a non-empty directory: its log, store, objects and secrets are replaced.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub s3: DestS3Args,
+}
+
+/// `daybook rebuild`.
+#[derive(Debug, Clone, Args)]
+pub struct RebuildCmd {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Report log: only `embedded` (the data directory's) is rebuilt by this command; see
+    /// infra/README.md for a Kafka + ScyllaDB deployment.
+    #[arg(long = "log", default_value = "embedded")]
+    pub log: infra::LogUrl,
+    /// Projection store: only `embedded` (see --log).
+    #[arg(long = "store", default_value = "embedded")]
+    pub store: infra::StoreUrl,
+    /// The projector consumer group, which resumes where the rebuild stopped.
+    #[arg(long, env = "DAYBOOK_PROJECTOR_GROUP", default_value = "daybook-projector")]
+    pub group: String,
+    /// Most reports per store batch.
+    #[arg(long, default_value_t = 16_384)]
+    pub max_batch: usize,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+fn print(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string(v).expect("serializes"));
+}
+
+pub(crate) async fn backup_cmd(cmd: BackupCmd) -> anyhow::Result<()> {
+    match cmd.sub {
+        None => {
+            let a = cmd.take;
+            let opts = backup::BackupOptions {
+                data_dir: a.data.data_dir,
+                to: a.to.expect("required"),
+                full: a.full,
+                key: a.key.key()?,
+                keep_full: a.keep_full.map(|n| n as usize),
+                s3: a.s3.into(),
+            };
+            let m = tokio::task::spawn_blocking(move || backup::backup(&opts)).await??;
+            print(&serde_json::json!({
+                "event": "backup", "id": m.id, "kind": m.kind, "parent": m.parent, "log": m.log,
+                "records": m.counts.records, "objects": m.counts.objects, "files": m.files.len(),
+                "bytes": m.files.iter().map(|f| f.size).sum::<u64>(), "stored_bytes": m.stored_bytes(),
+                "seconds": m.seconds, "encrypted": m.encrypted,
+            }));
+            Ok(())
+        }
+        Some(BackupSub::List { dest, key, s3 }) => {
+            let key = key.key()?;
+            let listed = tokio::task::spawn_blocking(move || backup::list(&dest, key.as_ref(), &s3.into())).await??;
+            for l in &listed {
+                print(l);
+            }
+            Ok(())
+        }
+        Some(BackupSub::Verify { dest, id, scratch, key, s3 }) => {
+            let key = key.key()?;
+            let started = std::time::Instant::now();
+            let v = tokio::task::spawn_blocking(move || {
+                backup::verify(&dest, id.as_deref(), key.as_ref(), &s3.into(), scratch.as_deref())
+            })
+            .await??;
+            print(&serde_json::json!({
+                "event": "verified", "backups": v.backups, "files": v.files, "stored_bytes": v.stored_bytes,
+                "trial_restore": v.trial_restore, "seconds": started.elapsed().as_secs_f64(),
+            }));
+            Ok(())
+        }
+    }
+}
+
+pub(crate) async fn restore_cmd(a: RestoreCmd) -> anyhow::Result<()> {
+    let opts = backup::RestoreOptions {
+        from: a.from,
+        at: a.at,
+        data_dir: a.data_dir,
+        force: a.force,
+        key: a.key.key()?,
+        s3: a.s3.into(),
+    };
+    let started = std::time::Instant::now();
+    let r = tokio::task::spawn_blocking(move || backup::restore(&opts)).await??;
+    print(&serde_json::json!({"event": "restored", "restored": r, "seconds": started.elapsed().as_secs_f64()}));
+    eprintln!("restored; `daybook run` on this directory replays the log tail into the store (or run `daybook rebuild` first)");
+    Ok(())
+}
+
+pub(crate) async fn rebuild_cmd(a: RebuildCmd) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        matches!(a.log, infra::LogUrl::Embedded) && matches!(a.store, infra::StoreUrl::Embedded),
+        "`daybook rebuild` rebuilds the embedded store from the embedded log; for Kafka and ScyllaDB, start a \
+         projector with a fresh --group against an empty keyspace and switch the api over once its lag is 0 \
+         (infra/README.md, \"Backups\")"
+    );
+    let opts = backup::rebuild::RebuildOptions {
+        data_dir: a.data.data_dir,
+        group: a.group,
+        policy: a.policy.policy(),
+        max_batch: a.max_batch,
+        progress_every: Duration::from_secs(2),
+    };
+    let r = backup::rebuild::rebuild(&opts, |line| println!("{line}")).await?;
+    print(&serde_json::json!({"event": "rebuilt", "rebuilt": r}));
+    Ok(())
+}
+
+/// `daybook run --backup-to DEST`: scheduled backups beside the services.
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleArgs {
+    /// Take backups of the data directory into DEST (a directory or `s3://BUCKET/PREFIX`):
+    /// one at start, then every --backup-interval. Off when unset.
+    #[arg(long, env = "DAYBOOK_BACKUP_TO")]
+    pub backup_to: Option<String>,
+    /// Time between backups (humantime: `1h`, `30m`, `1d`).
+    #[arg(long, env = "DAYBOOK_BACKUP_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub backup_interval: Duration,
+    /// A full backup when the newest full one is older than this; incrementals in between.
+    #[arg(long, env = "DAYBOOK_BACKUP_FULL_EVERY", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub backup_full_every: Duration,
+    /// Keep this many full backups (with their incrementals).
+    #[arg(long, env = "DAYBOOK_BACKUP_KEEP_FULL", value_parser = clap::value_parser!(u64).range(1..))]
+    pub backup_keep_full: Option<u64>,
+    /// Encryption key file of the backups (see `daybook backup --help`).
+    #[arg(long, env = "DAYBOOK_BACKUP_KEY_FILE")]
+    pub backup_encryption_key_file: Option<PathBuf>,
+    /// Endpoint of an `s3://` backup destination (default: AWS).
+    #[arg(long, env = "DAYBOOK_BACKUP_S3_ENDPOINT")]
+    pub backup_s3_endpoint: Option<String>,
+    /// Region of an `s3://` backup destination.
+    #[arg(long, env = "DAYBOOK_BACKUP_S3_REGION")]
+    pub backup_s3_region: Option<String>,
+}
+
+impl ScheduleArgs {
+    pub fn schedule(&self) -> Option<backup::schedule::Schedule> {
+        self.backup_to.clone().map(|to| backup::schedule::Schedule {
+            to,
+            interval: self.backup_interval.max(Duration::from_secs(1)),
+            full_every: self.backup_full_every,
+            keep_full: self.backup_keep_full.map(|n| n as usize),
+            key_file: self.backup_encryption_key_file.clone(),
+            s3: S3Options { endpoint: self.backup_s3_endpoint.clone(), region: self.backup_s3_region.clone() },
+        })
+    }
+}
