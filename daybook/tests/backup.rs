@@ -351,8 +351,7 @@ async fn run_takes_scheduled_backups_and_exports_their_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, dest) = (tmp.path().join("a"), tmp.path().join("backups"));
     std::fs::create_dir_all(&a).unwrap();
-    let server =
-        DAYBOOK.run_in(s(&a), &["--backup-to", s(&dest), "--backup-interval", "1s", "--backup-keep-full", "2"]);
+    let server = DAYBOOK.run_in(s(&a), &["--backup-to", s(&dest), "--backup-every", "1s", "--backup-keep-full", "2"]);
     let token = DAYBOOK.token(&["device", "cam-s", "--data-dir", s(&a)]);
     let e = flow::act_as_device(&Http::new(server.http(), &token), "cam-s").await;
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -92,7 +92,65 @@ pub async fn run(
     log: Arc<dyn ReportLog>,
     store: Arc<dyn ProjectionStore>,
     config: ProjectorConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Progress, ProjectorError> {
+    run_inner(log, store, config, shutdown, None).await
+}
+
+/// Where a [`run_until_caught_up`] stands: what it wrote so far and the group's lag (records
+/// of the log not yet consumed, all partitions) at the last check.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CatchUp {
+    /// What was written so far.
+    pub progress: Progress,
+    /// Records left, at the last check.
+    pub lag: i64,
+    /// Whether the run is done (the last call).
+    pub caught_up: bool,
+}
+
+/// Runs the projector until its group has consumed the whole log — a poll came back empty
+/// (or a batch was committed) and the group's lag is 0 on every partition it was assigned,
+/// hence at least the head of every partition at start was reached — or until `shutdown`.
+/// Calls `on_check` after every lag check (at most about once a second while records
+/// flow); the last one has `caught_up` set unless `shutdown` came first. For rebuilds: a fresh group
+/// from the start of the log into an empty store.
+pub async fn run_until_caught_up(
+    log: Arc<dyn ReportLog>,
+    store: Arc<dyn ProjectionStore>,
+    config: ProjectorConfig,
+    shutdown: watch::Receiver<bool>,
+    mut on_check: impl FnMut(CatchUp) + Send,
+) -> Result<Progress, ProjectorError> {
+    run_inner(log, store, config, shutdown, Some(&mut on_check)).await
+}
+
+/// The lag check of [`run_until_caught_up`]: `true` once every assigned partition is at its
+/// high watermark (no assignment yet — a Kafka group still joining — is not caught up).
+async fn caught_up(
+    consumer: &mut dyn LogConsumer,
+    progress: Progress,
+    on_check: &mut (dyn FnMut(CatchUp) + Send),
+) -> bool {
+    let lag = match consumer.lag().await {
+        Ok(lag) => lag,
+        Err(e) => {
+            tracing::warn!(error = %e, "lag check failed; retrying");
+            return false;
+        }
+    };
+    let total = lag.iter().map(|l| l.1).sum::<i64>();
+    let done = !lag.is_empty() && total == 0;
+    on_check(CatchUp { progress, lag: total, caught_up: done });
+    done
+}
+
+async fn run_inner(
+    log: Arc<dyn ReportLog>,
+    store: Arc<dyn ProjectionStore>,
+    config: ProjectorConfig,
     mut shutdown: watch::Receiver<bool>,
+    mut until_caught_up: Option<&mut (dyn FnMut(CatchUp) + Send)>,
 ) -> Result<Progress, ProjectorError> {
     let mut consumer = log.consumer(&config.group).await?;
     // Under a ceiling, a batch holds at most a tenth of a second's worth of rows, so the store
@@ -133,6 +191,11 @@ pub async fn run(
         };
         if batch.is_empty() {
             report_lag(consumer.as_mut()).await;
+            if let Some(f) = until_caught_up.as_deref_mut() {
+                if caught_up(consumer.as_mut(), progress, f).await {
+                    break;
+                }
+            }
             continue;
         }
         let mut batch = batch;
@@ -171,6 +234,11 @@ pub async fn run(
         if last_lag.elapsed() > Duration::from_secs(1) {
             report_lag(consumer.as_mut()).await;
             last_lag = Instant::now();
+            if let Some(f) = until_caught_up.as_deref_mut() {
+                if caught_up(consumer.as_mut(), progress, f).await {
+                    break;
+                }
+            }
         }
         pacer.pace(rows).await;
     }

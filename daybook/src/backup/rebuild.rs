@@ -6,6 +6,12 @@
 //! swapped in with one rename only once it is complete; the projector group is then moved to
 //! where the rebuild stopped. `run` must be stopped meanwhile (the log's `LOCK` is held so that
 //! nothing appends, and refuses to start while another process has `store.db` open).
+//!
+//! Any other pair (`kafka://…` log, `scylla://…` store): [`rebuild_into`] replays the log into
+//! the store it is given, which must be empty (a new keyspace, or a fresh data directory),
+//! with a fresh group `daybook-rebuild-<ms>` until that group has consumed everything that was
+//! in the log at start; the projectors are then pointed at that store with `--group` set to
+//! that group, and resume where the rebuild stopped.
 
 use std::fs;
 use std::io;
@@ -204,4 +210,76 @@ pub async fn rebuild(opts: &RebuildOptions, mut progress: impl FnMut(&str)) -> a
         opts.group
     ));
     Ok(rebuilt)
+}
+
+/// What [`rebuild_into`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RebuiltInto {
+    /// The rebuild's consumer group: start the projectors of the new store with it.
+    pub group: String,
+    pub reports: u64,
+    pub rows: u64,
+    pub quarantined: u64,
+    pub seconds: f64,
+    pub rows_per_s: f64,
+}
+
+/// Replays `log` from its start into `store` (which must be empty) with a fresh consumer group
+/// `daybook-rebuild-<ms>`, until the group has consumed everything the log held at start
+/// ([`projector::run_until_caught_up`]); the group's positions stay committed, so projectors
+/// started with it resume where the rebuild stopped. Works through the seams, so with any
+/// log and store.
+pub async fn rebuild_into(
+    log: Arc<dyn ReportLog>,
+    store: Arc<dyn ProjectionStore>,
+    max_batch: usize,
+    progress_every: Duration,
+    mut progress: impl FnMut(&str) + Send,
+) -> anyhow::Result<RebuiltInto> {
+    let group = format!("daybook-rebuild-{}", chrono::Utc::now().timestamp_millis());
+    progress(&format!(
+        "rebuilding the {} store from the {} log with the fresh group {group}",
+        store.backend(),
+        log.backend()
+    ));
+    let config = projector::ProjectorConfig {
+        group: group.clone(),
+        max_batch: max_batch.max(1),
+        linger: Duration::from_millis(5),
+        max_rows_per_s: None,
+    };
+    let started = Instant::now();
+    let mut last_print: Option<Instant> = None;
+    // Never turned: the run ends when caught up (or fails).
+    let (_stop, stopped) = watch::channel(false);
+    let p = projector::run_until_caught_up(log, store, config, stopped, |c| {
+        if c.caught_up || last_print.is_none_or(|t| t.elapsed() >= progress_every) {
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            progress(&format!(
+                "{} reports, {} rows, {} records left ({:.0} rows/s)",
+                c.progress.reports,
+                c.progress.rows,
+                c.lag,
+                c.progress.rows as f64 / secs
+            ));
+            last_print = Some(Instant::now());
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("the rebuild projector failed: {e}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let r = RebuiltInto {
+        group,
+        reports: p.reports,
+        rows: p.rows,
+        quarantined: p.quarantined,
+        seconds,
+        rows_per_s: p.rows as f64 / seconds.max(1e-9),
+    };
+    progress(&format!(
+        "rebuilt: {} reports, {} rows in {:.1} s ({:.0} rows/s); start the projectors on the new store with \
+         --group {} (they resume where the rebuild stopped), then switch the api over",
+        r.reports, r.rows, r.seconds, r.rows_per_s, r.group
+    ));
+    Ok(r)
 }

@@ -1,5 +1,5 @@
 //! Scheduled backups inside `daybook run` (`--backup-to`): one at start, then every
-//! `--backup-interval`; a full one when the newest full in the destination is older than
+//! `--backup-every`; a full one when the newest full in the destination is older than
 //! `--backup-full-every`, incrementals in between. Each backup runs on a blocking thread
 //! beside the services, reading the data directory as `daybook backup` would: nothing pauses.
 //!

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::{DataArgs, PolicyArgs};
+use super::{DataArgs, LogArgs, PolicyArgs, StoreArgs};
 use crate::backup::{self, Key, S3Options};
 
 /// `daybook backup`: take one (full or incremental); `list` and `verify` the backups in DEST.
@@ -123,18 +123,30 @@ pub struct RestoreCmd {
 }
 
 /// `daybook rebuild`.
+///
+/// `--log embedded --store embedded` (the default): `run` stopped, the store is rebuilt beside
+/// the old one and swapped in once complete. Any other pair (`--log kafka://…`, `--store
+/// scylla://…`): the TARGET STORE MUST BE EMPTY — a new keyspace, or a fresh `--data-dir` for
+/// the embedded store — and is filled from the start of the log with a fresh group
+/// `daybook-rebuild-<ms>`, up to what the log held at start; then start the projectors on it
+/// with `--group` set to that group and switch the api over.
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "With --log embedded --store embedded (the default), `run` must be stopped: the store is \
+rebuilt beside the old one and swapped in once complete.\n\
+With any other --log/--store, the target store MUST BE EMPTY (a new ScyllaDB keyspace, or a fresh \
+--data-dir for the embedded store): it is filled from the start of the log with a fresh group \
+daybook-rebuild-<ms> up to what the log held at start; then start the projectors on it with \
+--group set to that group and switch the api over.")]
 pub struct RebuildCmd {
     #[command(flatten)]
     pub data: DataArgs,
-    /// Report log: only `embedded` (the data directory's) is rebuilt by this command; see
-    /// infra/README.md for a Kafka + ScyllaDB deployment.
-    #[arg(long = "log", default_value = "embedded")]
-    pub log: infra::LogUrl,
-    /// Projection store: only `embedded` (see --log).
-    #[arg(long = "store", default_value = "embedded")]
-    pub store: infra::StoreUrl,
-    /// The projector consumer group, which resumes where the rebuild stopped.
+    #[command(flatten)]
+    pub log: LogArgs,
+    // Other than `--log embedded --store embedded`, the store must be empty.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Embedded log and store: the projector consumer group, which resumes where the rebuild
+    /// stopped. Otherwise unused: the rebuild's own fresh group is printed at the end.
     #[arg(long, env = "DAYBOOK_PROJECTOR_GROUP", default_value = "daybook-projector")]
     pub group: String,
     /// Most reports per store batch.
@@ -210,21 +222,47 @@ pub(crate) async fn restore_cmd(a: RestoreCmd) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn rebuild_cmd(a: RebuildCmd) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        matches!(a.log, infra::LogUrl::Embedded) && matches!(a.store, infra::StoreUrl::Embedded),
-        "`daybook rebuild` rebuilds the embedded store from the embedded log; for Kafka and ScyllaDB, start a \
-         projector with a fresh --group against an empty keyspace and switch the api over once its lag is 0 \
-         (infra/README.md, \"Backups\")"
-    );
-    let opts = backup::rebuild::RebuildOptions {
-        data_dir: a.data.data_dir,
-        group: a.group,
-        policy: a.policy.policy(),
-        max_batch: a.max_batch,
-        progress_every: Duration::from_secs(2),
+    if matches!(a.log.log, infra::LogUrl::Embedded) && matches!(a.store.store, infra::StoreUrl::Embedded) {
+        let opts = backup::rebuild::RebuildOptions {
+            data_dir: a.data.data_dir,
+            group: a.group,
+            policy: a.policy.policy(),
+            max_batch: a.max_batch,
+            progress_every: Duration::from_secs(2),
+        };
+        let r = backup::rebuild::rebuild(&opts, |line| println!("{line}")).await?;
+        print(&serde_json::json!({"event": "rebuilt", "rebuilt": r}));
+        return Ok(());
+    }
+    let data_dir = a.data.data_dir;
+    if matches!(a.store.store, infra::StoreUrl::Embedded) {
+        let db = data_dir.join("store.db");
+        anyhow::ensure!(
+            !db.exists(),
+            "{} exists: a rebuild from {} goes into an empty store; give a fresh --data-dir",
+            db.display(),
+            a.log.log
+        );
+    }
+    let log_url = a.log.log.clone();
+    let store_url = match &a.store.store {
+        infra::StoreUrl::Embedded => format!("embedded --data-dir {}", data_dir.display()),
+        url => url.to_string(),
     };
-    let r = backup::rebuild::rebuild(&opts, |line| println!("{line}")).await?;
+    let log = crate::resolve::open_log(&a.log.into(), &data_dir).await?;
+    let store = crate::resolve::open_store(&a.store.into(), &data_dir, a.policy.policy()).await?;
+    let result = backup::rebuild::rebuild_into(log.log.clone(), store, a.max_batch, Duration::from_secs(2), |line| {
+        println!("{line}")
+    })
+    .await;
+    log.log.shutdown().await?;
+    let r = result?;
     print(&serde_json::json!({"event": "rebuilt", "rebuilt": r}));
+    eprintln!(
+        "switch over: daybook projector --log {log_url} --store {store_url} --group {} (then point the api at \
+         --store {store_url})",
+        r.group
+    );
     Ok(())
 }
 
@@ -232,12 +270,12 @@ pub(crate) async fn rebuild_cmd(a: RebuildCmd) -> anyhow::Result<()> {
 #[derive(Debug, Clone, Args)]
 pub struct ScheduleArgs {
     /// Take backups of the data directory into DEST (a directory or `s3://BUCKET/PREFIX`):
-    /// one at start, then every --backup-interval. Off when unset.
+    /// one at start, then every --backup-every. Off when unset.
     #[arg(long, env = "DAYBOOK_BACKUP_TO")]
     pub backup_to: Option<String>,
     /// Time between backups (humantime: `1h`, `30m`, `1d`).
-    #[arg(long, env = "DAYBOOK_BACKUP_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub backup_interval: Duration,
+    #[arg(long, env = "DAYBOOK_BACKUP_EVERY", alias = "backup-interval", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub backup_every: Duration,
     /// A full backup when the newest full one is older than this; incrementals in between.
     #[arg(long, env = "DAYBOOK_BACKUP_FULL_EVERY", default_value = "7d", value_parser = humantime::parse_duration)]
     pub backup_full_every: Duration,
@@ -259,11 +297,32 @@ impl ScheduleArgs {
     pub fn schedule(&self) -> Option<backup::schedule::Schedule> {
         self.backup_to.clone().map(|to| backup::schedule::Schedule {
             to,
-            interval: self.backup_interval.max(Duration::from_secs(1)),
+            interval: self.backup_every.max(Duration::from_secs(1)),
             full_every: self.backup_full_every,
             keep_full: self.backup_keep_full.map(|n| n as usize),
             key_file: self.backup_encryption_key_file.clone(),
             s3: S3Options { endpoint: self.backup_s3_endpoint.clone(), region: self.backup_s3_region.clone() },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Run {
+        #[command(flatten)]
+        schedule: ScheduleArgs,
+    }
+
+    #[test]
+    fn backup_every_keeps_backup_interval_as_an_alias() {
+        for flag in ["--backup-every", "--backup-interval"] {
+            let r = Run::try_parse_from(["daybook", "--backup-to", "/b", flag, "5m"]).unwrap();
+            assert_eq!(r.schedule.schedule().unwrap().interval, Duration::from_secs(300), "{flag}");
+        }
     }
 }

@@ -1,0 +1,89 @@
+//! `daybook rebuild --log kafka://… --store embedded`: the all-in-one over Kafka (in-process)
+//! takes a device's reports and projects them; the store is then rebuilt from the topic into a
+//! fresh data directory with the binary, and must hold the same calendar and events. A second
+//! rebuild into that (no longer empty) directory is refused.
+
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::Utc;
+use infra::embedded_store::EmbeddedStore;
+use infra::LogUrl;
+use schemas::{Day, DeviceId, EventId};
+use seams::ProjectionStore;
+use serde_json::Value;
+use tests::app::spawn_app_with;
+use tests::client::Http;
+use tests::process::Bin;
+use tests::{flow, kafka};
+
+const DAYBOOK: Bin = Bin(env!("CARGO_BIN_EXE_daybook"));
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_from_kafka_into_a_fresh_embedded_store() {
+    let topic = kafka::unique_topic("rebuild");
+    let url = kafka::url(&topic);
+    DAYBOOK.output(&["topic", "create", "--log", &url, "--partitions", "3"], &[]);
+    let server = spawn_app_with(|c| {
+        c.log.url = LogUrl::Kafka(url.clone());
+        c.projector.group = format!("{topic}-projector");
+    })
+    .await;
+    let mut expected = Vec::new();
+    for cid in ["cam-r1", "cam-r2"] {
+        let dev = Http::new(&server.http, &server.device_token(cid));
+        let viewer = Http::new(&server.http, &server.viewer_token(&[cid]));
+        let e = flow::act_as_device(&dev, cid).await;
+        flow::wait_projected(&viewer, &e, Duration::from_secs(60)).await;
+        expected.push(e);
+    }
+    let (config, dir) = server.stop().await;
+
+    let fresh = tempfile::tempdir().unwrap();
+    let fresh_dir = fresh.path().join("data");
+    let fresh_s = fresh_dir.to_str().unwrap();
+    let out = Command::new(DAYBOOK.0)
+        .args(["rebuild", "--log", &url, "--store", "embedded", "--data-dir", fresh_s])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rebuild failed: {stderr}{stdout}");
+    println!("{stdout}{stderr}");
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let group = last["rebuilt"]["group"].as_str().unwrap();
+    assert!(group.starts_with("daybook-rebuild-"), "{last}");
+    assert!(last["rebuilt"]["rows"].as_u64().unwrap() > 0, "{last}");
+    assert_eq!(last["rebuilt"]["quarantined"], 0, "{last}");
+    assert!(stdout.contains("rows/s"), "{stdout}");
+    assert!(stderr.contains(&format!("--group {group}")), "{stderr}");
+
+    // Same answers from the original store and the rebuilt one.
+    let original = EmbeddedStore::open(&dir.path().join("store.db"), config.policy).unwrap();
+    let rebuilt = EmbeddedStore::open(&fresh_dir.join("store.db"), config.policy).unwrap();
+    let today = Utc::now().date_naive();
+    let (from, to) = (Day::from_date(today - chrono::Days::new(30)), Day::from_date(today + chrono::Days::new(2)));
+    for e in &expected {
+        let cid = DeviceId::parse(&e.cid).unwrap();
+        let cal = original.calendar(&cid, from, to).await.unwrap();
+        assert!(cal.iter().map(|d| d.1).sum::<u64>() > e.today.len() as u64, "{} {cal:?}", e.cid);
+        assert_eq!(rebuilt.calendar(&cid, from, to).await.unwrap(), cal, "{} calendar", e.cid);
+        for id in e.today.iter().chain([&e.late, &e.a, &e.b, &e.c]) {
+            let id = EventId::parse(id).unwrap();
+            let detail = original.event(&id).await.unwrap();
+            assert!(detail.is_some(), "{id:?}");
+            assert_eq!(rebuilt.event(&id).await.unwrap(), detail, "event {id:?}");
+        }
+    }
+    drop(rebuilt);
+
+    // The target must be empty.
+    let again = Command::new(DAYBOOK.0)
+        .args(["rebuild", "--log", &url, "--data-dir", fresh_s])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("fresh --data-dir"), "{again:?}");
+}
