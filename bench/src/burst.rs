@@ -1,5 +1,10 @@
 //! `daybook-bench burst`: the midnight burst, measured against the direct baseline and against
 //! the machine's bare-HTTP ceiling, in one invocation. Writes `result.json` and `burst.png`.
+//!
+//! Rate and cost: each server under test (pipeline, direct baseline, bare no-op) runs in its
+//! own child process, so its CPU (user + system, `/proc/<pid>/stat`, see `crate::cpu`) is read
+//! before and after it serves the *same* burst schedule from the *same* generator — the
+//! generator's own CPU, in this process, is never counted.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -20,8 +25,8 @@ use schemas::{DayOffset, DeviceId, Timestamp};
 use seams::auth::Auth;
 use serde::Serialize;
 
-use crate::chart;
 use crate::load::{self, LoadConfig, Outcome, Prepared};
+use crate::{chart, cpu};
 
 #[derive(Debug, Args)]
 pub(crate) struct BurstArgs {
@@ -95,6 +100,25 @@ struct BurstResult {
     kafka_raw_produce_p99_ms: Option<f64>,
     /// `pipeline_accepted_per_s / kafka_raw_produce_per_s`.
     ratio_vs_kafka_raw: Option<f64>,
+    /// Server CPU (user + system of the all-in-one's process) per accepted report, µs: from
+    /// the burst's start until every accepted report is projected (ingest, log, projector and
+    /// the 100 ms `/metrics` scrapes; the background events count as reports too).
+    cpu_us_per_report: Option<f64>,
+    /// The bare no-op server's CPU per answered request, µs, serving the same burst schedule.
+    bare_cpu_us_per_request: Option<f64>,
+    /// The direct baseline's CPU per accepted report, µs, over its run (null when skipped).
+    direct_cpu_us_per_report: Option<f64>,
+    /// `cpu_us_per_report / bare_cpu_us_per_request`.
+    cpu_ratio_vs_bare: Option<f64>,
+    /// Accept p99 of the bare no-op server under the same burst schedule.
+    bare_accept_p99_ms: f64,
+    /// Bare no-op answers (2xx) to the burst schedule, and their rate (first send to last answer).
+    bare_accepted: usize,
+    bare_accepted_per_s: f64,
+    /// Raw CPU seconds behind the three per-report figures.
+    cpu_s: f64,
+    bare_cpu_s: f64,
+    direct_cpu_s: Option<f64>,
     log: String,
     store: String,
     connections: usize,
@@ -104,6 +128,20 @@ struct BurstResult {
 pub(crate) struct Server {
     child: Child,
     pub(crate) http: SocketAddr,
+}
+
+/// A server's CPU time measured over a span: `Server::cpu_span`, then `used`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuSpan {
+    pid: u32,
+    at_start: Duration,
+}
+
+impl CpuSpan {
+    /// CPU the server has used since the span began.
+    pub(crate) fn used(&self) -> Duration {
+        crate::cpu::process_cpu(self.pid).saturating_sub(self.at_start)
+    }
 }
 
 impl Server {
@@ -123,6 +161,12 @@ impl Server {
         let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("server said {line:?}"))?;
         let http = v["http"].as_str().context("no http address")?.parse()?;
         Ok(Self { child, http })
+    }
+
+    /// Starts measuring the server process's CPU (user + system) from now.
+    pub(crate) fn cpu_span(&self) -> CpuSpan {
+        let pid = self.child.id();
+        CpuSpan { pid, at_start: crate::cpu::process_cpu(pid) }
     }
 
     /// Peak resident set (VmHWM) in MiB.
@@ -167,7 +211,7 @@ impl Drop for Server {
 }
 
 /// Sums every sample of the named metrics in a Prometheus text page.
-async fn scrape(addr: SocketAddr, names: &[&str]) -> HashMap<String, f64> {
+pub(crate) async fn scrape(addr: SocketAddr, names: &[&str]) -> HashMap<String, f64> {
     let mut out = HashMap::new();
     let Ok(body) = http_get(addr, "/metrics", None).await else { return out };
     for line in body.lines() {
@@ -191,17 +235,17 @@ async fn http_get(addr: SocketAddr, path: &str, auth: Option<&HeaderValue>) -> a
 }
 
 /// GETs over one kept-alive connection (reconnecting after errors).
-struct Getter {
+pub(crate) struct Getter {
     addr: SocketAddr,
     sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>>,
 }
 
 impl Getter {
-    fn new(addr: SocketAddr) -> Self {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
         Self { addr, sender: None }
     }
 
-    async fn get(&mut self, path: &str, auth: Option<&HeaderValue>) -> anyhow::Result<String> {
+    pub(crate) async fn get(&mut self, path: &str, auth: Option<&HeaderValue>) -> anyhow::Result<String> {
         use http_body_util::{BodyExt, Empty};
         if self.sender.is_none() {
             let stream = tokio::net::TcpStream::connect(self.addr).await?;
@@ -239,11 +283,11 @@ pub(crate) struct Sample {
     pub(crate) rows: f64,
 }
 
-const ACCEPTED: &str = "daybook_ingest_reports_accepted_total";
-const PROJECTED: &str = "daybook_projector_reports_total";
-const ROWS: &str = "daybook_projector_rows_total";
+pub(crate) const ACCEPTED: &str = "daybook_ingest_reports_accepted_total";
+pub(crate) const PROJECTED: &str = "daybook_projector_reports_total";
+pub(crate) const ROWS: &str = "daybook_projector_rows_total";
 
-fn sampler(
+pub(crate) fn sampler(
     addr: SocketAddr,
     start: Instant,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -266,7 +310,7 @@ fn sampler(
     })
 }
 
-fn bar(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
         ProgressStyle::with_template("{prefix:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
@@ -331,6 +375,18 @@ fn fleet_records(fleet: &Fleet) -> Vec<seams::LogRecord> {
         .collect()
 }
 
+/// A time as RFC 3339 with an explicit `+00:00` offset, not `Z`: a start sent as `Z` gets the
+/// version 1 id (no offset), while `EventId::new(…, DayOffset::default())` — the id the ends,
+/// segments and checks name — is the `+0000` form the server gives a start that states its
+/// offset (README, "Days are the camera's local days").
+pub(crate) fn at_utc_offset(t: Timestamp) -> String {
+    let s = t.to_string();
+    match s.strip_suffix('Z') {
+        Some(head) => format!("{head}+00:00"),
+        None => s,
+    }
+}
+
 /// Requests, their schedule, and what each one reports (device, event id, is-an-end).
 type Background = (Arc<Vec<Prepared>>, Vec<Duration>, Vec<(DeviceId, String, bool)>);
 
@@ -352,12 +408,12 @@ fn background(auth: &Auth, rps: u64, seconds: u64) -> Background {
         let (path, body) = if i % 2 == 0 {
             (
                 format!("/v1/devices/{cid}/events"),
-                serde_json::json!({"type": "motion", "triggered_at": triggered.to_string()}),
+                serde_json::json!({"type": "motion", "triggered_at": at_utc_offset(triggered)}),
             )
         } else {
             (
                 format!("/v1/devices/{cid}/events/{id}/end"),
-                serde_json::json!({"ended_at": now.to_string(), "status": "complete"}),
+                serde_json::json!({"ended_at": at_utc_offset(now), "status": "complete"}),
             )
         };
         ids.push((cid, id.to_string(), i % 2 == 1));
@@ -367,12 +423,12 @@ fn background(auth: &Auth, rps: u64, seconds: u64) -> Background {
     (Arc::new(reqs), schedule, ids)
 }
 
-fn percentile_ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
+pub(crate) fn percentile_ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
 /// Latency histogram (µs) of accepted outcomes, from their scheduled send time.
-fn latencies(outcomes: &[Outcome]) -> hdrhistogram::Histogram<u64> {
+pub(crate) fn latencies(outcomes: &[Outcome]) -> hdrhistogram::Histogram<u64> {
     let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram");
     for o in outcomes.iter().filter(|o| o.accepted()) {
         h.saturating_record(o.done.saturating_sub(o.scheduled).as_micros() as u64);
@@ -381,7 +437,7 @@ fn latencies(outcomes: &[Outcome]) -> hdrhistogram::Histogram<u64> {
 }
 
 /// Accepted per second over the burst: from its first scheduled send to its last acceptance.
-fn accepted_per_s(outcomes: &[Outcome]) -> f64 {
+pub(crate) fn accepted_per_s(outcomes: &[Outcome]) -> f64 {
     let ok: Vec<_> = outcomes.iter().filter(|o| o.accepted()).collect();
     let first = outcomes.iter().map(|o| o.scheduled).min().unwrap_or_default();
     let last = ok.iter().map(|o| o.done).max().unwrap_or_default();
@@ -447,6 +503,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         tokio::spawn(load::open_loop(cfg, bg_reqs, bg_schedule, start, |_| {}))
     };
     let pb = bar(a.devices as u64, "daybook");
+    let span = server.cpu_span();
     let outcomes =
         load::open_loop(cfg.clone(), fleet.requests.clone(), schedule.clone(), start, |n| pb.set_position(n as u64))
             .await;
@@ -471,6 +528,9 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     pb.finish();
+    // The pipeline's cost: everything it did for these reports up to their projection (the
+    // verification reads below are not part of it).
+    let pipeline_cpu = span.used();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = stop_tx.send(true);
     let samples = samples.await?;
@@ -511,26 +571,43 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let samples = sampler(server.http, start, stop_rx);
         let pb = bar(a.devices as u64, "direct");
+        let span = server.cpu_span();
         let outcomes =
             load::open_loop(cfg, fleet.requests.clone(), schedule.clone(), start, |n| pb.set_position(n as u64)).await;
+        let direct_cpu = span.used();
         pb.finish();
         let _ = stop_tx.send(true);
         let samples = samples.await?;
         server.stop();
-        Some(Phase { outcomes, samples })
+        Some((Phase { outcomes, samples }, direct_cpu))
+    };
+    let (direct, direct_cpu) = match direct {
+        Some((phase, cpu)) => (Some(phase), Some(cpu)),
+        None => (None, None),
     };
 
-    // 3. The ceiling: a bare HTTP no-op handler, saturated with the same requests.
-    let bare = {
+    // 3. The bare HTTP no-op handler: first the same burst schedule from the same generator
+    //    (its CPU per request and its accept p99: the floor of what any server pays), then
+    //    saturated with the same requests (the machine's ceiling).
+    let (bare, bare_outcomes, bare_cpu) = {
         let server = Server::start(&["noop".into()], &secret)?;
         let cfg = LoadConfig { addr: server.http, ..load.clone() };
+        let start = Instant::now() + lead;
+        let pb = bar(a.devices as u64, "bare");
+        let span = server.cpu_span();
+        let outcomes = load::open_loop(cfg.clone(), fleet.requests.clone(), schedule.clone(), start, |n| {
+            pb.set_position(n as u64)
+        })
+        .await;
+        let bare_cpu = span.used();
+        pb.finish();
         let pb = ProgressBar::new_spinner();
         pb.set_message("bare http ceiling");
         pb.enable_steady_tick(Duration::from_millis(100));
         let per_s = load::saturate(cfg, fleet.requests.clone(), Duration::from_secs(a.bare_secs)).await;
         pb.finish_and_clear();
         server.stop();
-        per_s
+        (per_s, outcomes, bare_cpu)
     };
 
     let h = latencies(&daybook.outcomes);
@@ -546,6 +623,11 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     let pipeline = accepted_per_s(&daybook.outcomes);
     let direct_per_s = direct.as_ref().map(|d| accepted_per_s(&d.outcomes));
     let rows = rows_per_s(&daybook.samples, projection_done);
+    let background_accepted = bg_outcomes.iter().filter(|o| o.accepted()).count();
+    let direct_accepted = direct.as_ref().map(|d| d.outcomes.iter().filter(|o| o.accepted()).count());
+    let bare_accepted = bare_outcomes.iter().filter(|o| o.accepted()).count();
+    let cpu_us_per_report = cpu::us_per(pipeline_cpu, accepted + background_accepted);
+    let bare_cpu_us_per_request = cpu::us_per(bare_cpu, bare_accepted);
     let result = BurstResult {
         devices: a.devices,
         window_ms: a.window_ms,
@@ -562,7 +644,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         projection_complete_ms: projection_done.saturating_sub(burst_end).as_secs_f64() * 1000.0,
         pipeline_accepted_per_s: pipeline,
         direct_accepted_per_s: direct_per_s,
-        direct_accepted: direct.as_ref().map(|d| d.outcomes.iter().filter(|o| o.accepted()).count()),
+        direct_accepted,
         direct_accept_p99_ms: direct.as_ref().map(|d| percentile_ms(&latencies(&d.outcomes), 0.99)),
         ratio_vs_direct: direct_per_s.map(|d| pipeline / d.max(1e-9)),
         bare_http_per_s: bare,
@@ -570,12 +652,22 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         peak_rss_mib,
         store_rows_per_s: rows,
         background_sent: bg_ids.len(),
-        background_accepted: bg_outcomes.iter().filter(|o| o.accepted()).count(),
+        background_accepted,
         group_commit_mean_records,
         group_commits,
         kafka_raw_produce_per_s: kafka_raw.map(|r| r.0),
         kafka_raw_produce_p99_ms: kafka_raw.map(|r| r.1.as_secs_f64() * 1000.0),
         ratio_vs_kafka_raw: kafka_raw.map(|r| pipeline / r.0.max(1e-9)),
+        cpu_us_per_report,
+        bare_cpu_us_per_request,
+        direct_cpu_us_per_report: direct_cpu.zip(direct_accepted).and_then(|(c, n)| cpu::us_per(c, n)),
+        cpu_ratio_vs_bare: cpu::ratio(cpu_us_per_report, bare_cpu_us_per_request),
+        bare_accept_p99_ms: percentile_ms(&latencies(&bare_outcomes), 0.99),
+        bare_accepted,
+        bare_accepted_per_s: accepted_per_s(&bare_outcomes),
+        cpu_s: pipeline_cpu.as_secs_f64(),
+        bare_cpu_s: bare_cpu.as_secs_f64(),
+        direct_cpu_s: direct_cpu.map(|c| c.as_secs_f64()),
         log: a.log.to_string(),
         store: a.store.to_string(),
         connections: a.connections,
@@ -589,13 +681,45 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         &result_caption(&result),
     )?;
     println!("{json}");
+    eprintln!("{}", summary(&result));
     eprintln!("wrote {} and {}", a.out.join("result.json").display(), a.out.join("burst.png").display());
     Ok(())
 }
 
+/// `-` for a figure that was not measured.
+pub(crate) fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}"))
+}
+
+/// The human summary printed after the JSON.
+fn summary(r: &BurstResult) -> String {
+    format!(
+        "burst: {} digests in {} ms, {} accepted ({} lost, {} 5xx), accept p50 {:.1} ms p99 {:.1} ms\n\
+         rate: pipeline {:.0}/s, direct {}/s, bare http {:.0}/s (ceiling; {:.2}x)\n\
+         cost: server CPU {} µs/report (pipeline), {} µs/report (direct), {} µs/request (bare no-op) — {}x bare; \
+         bare accept p99 {:.1} ms under the same schedule",
+        r.devices,
+        r.window_ms,
+        r.accepted,
+        r.lost,
+        r.errors_5xx,
+        r.accept_p50_ms,
+        r.accept_p99_ms,
+        r.pipeline_accepted_per_s,
+        opt(r.direct_accepted_per_s, 0),
+        r.bare_http_per_s,
+        r.ratio_vs_bare_http,
+        opt(r.cpu_us_per_report, 1),
+        opt(r.direct_cpu_us_per_report, 1),
+        opt(r.bare_cpu_us_per_request, 1),
+        opt(r.cpu_ratio_vs_bare, 2),
+        r.bare_accept_p99_ms,
+    )
+}
+
 fn result_caption(r: &BurstResult) -> String {
     format!(
-        "{} digests in {} ms: accepted {} (lost {}, 5xx {}), p99 {:.1} ms, pipeline {:.0}/s vs direct {}/s, bare http {:.0}/s",
+        "{} digests in {} ms: accepted {} (lost {}, 5xx {}), p99 {:.1} ms, pipeline {:.0}/s vs direct {}/s, bare http {:.0}/s; CPU {} µs/report ({}x bare)",
         r.devices,
         r.window_ms,
         r.accepted,
@@ -604,7 +728,9 @@ fn result_caption(r: &BurstResult) -> String {
         r.accept_p99_ms,
         r.pipeline_accepted_per_s,
         r.direct_accepted_per_s.map_or("-".into(), |d| format!("{d:.0}")),
-        r.bare_http_per_s
+        r.bare_http_per_s,
+        opt(r.cpu_us_per_report, 1),
+        opt(r.cpu_ratio_vs_bare, 2),
     )
 }
 
@@ -689,4 +815,20 @@ async fn count_lost(
     }
     pb.finish();
     Ok(lost.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_utc_offset_states_the_offset_and_matches_the_id_the_checks_name() {
+        let t = Timestamp::parse_rfc3339("2026-12-01T07:30:00.000Z").expect("valid time");
+        assert_eq!(at_utc_offset(t), "2026-12-01T07:30:00.000+00:00");
+        let cid = DeviceId::parse("cam-1").expect("valid id");
+        let id =
+            schemas::EventId::new(&cid, &schemas::EventType::parse("motion").expect("type"), t, DayOffset::default())
+                .expect("valid id");
+        assert_eq!(id.to_string(), "20261201.cam-1.1796110200000+0000.motion");
+    }
 }

@@ -1,5 +1,6 @@
 //! `burst.png`: arrivals, acceptances and store writes per 100 ms, and projector lag, over
-//! time — daybook above, the direct baseline below.
+//! time — daybook above, the direct baseline below; and `sustain.png`: latency and rates over
+//! a steady load.
 
 use std::path::Path;
 use std::time::Duration;
@@ -110,6 +111,85 @@ pub(crate) fn draw(path: &Path, daybook: &Series, direct: Option<&Series>, capti
         .build_cartesian_2d(0.0..x_max, 0.0..lag_max * 1.1)?;
     chart.configure_mesh().x_desc("seconds since the burst began").y_desc("reports").draw()?;
     chart.draw_series(LineSeries::new(daybook.lag.iter().copied(), MAGENTA.stroke_width(2)))?;
+    root.present()?;
+    Ok(())
+}
+
+/// `sustain.png`'s data, x in seconds from the load's start.
+#[derive(Debug, Default)]
+pub(crate) struct SustainSeries {
+    /// Write latency (ms, from the scheduled send) per 250 ms of scheduled time: p50, p99, max.
+    pub(crate) p50: Vec<(f64, f64)>,
+    pub(crate) p99: Vec<(f64, f64)>,
+    pub(crate) max: Vec<(f64, f64)>,
+    /// Every read: (scheduled time, latency ms).
+    pub(crate) calendar: Vec<(f64, f64)>,
+    pub(crate) day_page: Vec<(f64, f64)>,
+    /// Writes per second: scheduled (offered) and accepted per 250 ms, projected over 1 s.
+    pub(crate) offered: Vec<(f64, f64)>,
+    pub(crate) accepted: Vec<(f64, f64)>,
+    pub(crate) projected: Vec<(f64, f64)>,
+}
+
+/// Draws `sustain.png`: latency over time (log scale) above, rates below.
+pub(crate) fn draw_sustain(path: &Path, s: &SustainSeries, caption: &str) -> anyhow::Result<()> {
+    let root = BitMapBackend::new(path, (1400, 1000)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (head, body) = root.split_vertically(40);
+    head.draw(&Text::new(caption.to_owned(), (12, 10), ("sans-serif", 16)))?;
+    let areas = body.split_evenly((2, 1));
+    let lat = || s.p50.iter().chain(&s.p99).chain(&s.max).chain(&s.calendar).chain(&s.day_page);
+    let x_max = lat().chain(&s.offered).chain(&s.accepted).chain(&s.projected).map(|p| p.0).fold(1.0, f64::max);
+    // Latencies on a log scale from 0.1 ms (smaller values are drawn at 0.1 ms).
+    let floor = 0.1;
+    let y_max = lat().map(|p| p.1).fold(10.0, f64::max) * 1.5;
+    let mut chart = ChartBuilder::on(&areas[0])
+        .caption("latency from the scheduled send (ms, log scale)", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, (floor..y_max).log_scale())?;
+    chart.configure_mesh().x_desc("seconds since the load began").y_desc("ms").draw()?;
+    for (data, color, label) in [
+        (&s.p50, BLUE.to_rgba(), "writes p50 per 250 ms"),
+        (&s.p99, RED.to_rgba(), "writes p99 per 250 ms"),
+        (&s.max, RGBColor(150, 150, 150).to_rgba(), "writes max per 250 ms"),
+    ] {
+        chart
+            .draw_series(LineSeries::new(data.iter().map(|p| (p.0, p.1.max(floor))), color.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    for (data, color, label) in [
+        (&s.calendar, RGBColor(0, 150, 0).to_rgba(), "calendar reads (each)"),
+        (&s.day_page, MAGENTA.to_rgba(), "day page reads (each)"),
+    ] {
+        chart
+            .draw_series(data.iter().map(|p| Circle::new((p.0, p.1.max(floor)), 3, color.filled())))?
+            .label(label)
+            .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+
+    let r_max = s.offered.iter().chain(&s.accepted).chain(&s.projected).map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(&areas[1])
+        .caption("writes per second", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, 0.0..r_max)?;
+    chart.configure_mesh().x_desc("seconds since the load began").y_desc("reports/s").draw()?;
+    for (data, color, label) in [
+        (&s.offered, RED.to_rgba(), "offered (scheduled sends)"),
+        (&s.accepted, BLUE.to_rgba(), "accepted (2xx)"),
+        (&s.projected, RGBColor(0, 150, 0).to_rgba(), "projected"),
+    ] {
+        chart
+            .draw_series(LineSeries::new(data.iter().copied(), color.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     root.present()?;
     Ok(())
 }

@@ -6,10 +6,12 @@
 
 mod burst;
 mod chart;
+mod cpu;
 mod direct;
 mod load;
 mod raw;
 mod soak;
+mod sustain;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -23,7 +25,11 @@ use daybook::{Application, Backends, Config};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
-#[command(name = "daybook-bench", version, about = "Benchmarks of daybook (`daybook-bench burst --out DIR`)")]
+#[command(
+    name = "daybook-bench",
+    version,
+    about = "Benchmarks of daybook (`daybook-bench burst --out DIR`, `daybook-bench sustain --out DIR`)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,6 +39,9 @@ struct Cli {
 enum Command {
     /// The midnight burst: N devices report their digest within W ms.
     Burst(burst::BurstArgs),
+    /// A steady open-loop evening at a fraction of the bare ceiling: mixed device reports plus
+    /// a viewer reading calendars and day pages; latency over time and server CPU per report.
+    Sustain(sustain::SustainArgs),
     /// Millions of single-report requests with nobody scraping /metrics; the server's
     /// resident memory sampled every interval (it must stay flat).
     Soak(soak::SoakArgs),
@@ -64,6 +73,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Burst(a) => burst::run(a).await,
+            Command::Sustain(a) => sustain::run(a).await,
             Command::Soak(a) => soak::run(a).await,
             Command::Serve(a) => serve(*a).await,
             Command::Noop { http_addr } => noop(http_addr).await,

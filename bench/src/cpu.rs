@@ -1,0 +1,102 @@
+//! CPU time of a server under test, read from `/proc/<pid>/stat`.
+//!
+//! Every server the benchmarks measure (the all-in-one pipeline, the direct baseline, the bare
+//! no-op handler) is this binary again in a child process (`burst::Server`), and the load
+//! generator runs in the parent. So the child's own `utime + stime` is exactly the server's
+//! CPU: the generator's CPU is in another process and never counted, and the process-wide
+//! figure includes threads that have already exited (tokio's blocking pool, the SQLite writer),
+//! which summing `/proc/<pid>/task/*/stat` would miss. The granularity is one clock tick
+//! (10 ms at the usual `CLK_TCK` of 100): ±1 % of a run that burns a core-second.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// `utime + stime` in clock ticks from the text of `/proc/<pid>/stat`. The command name (field
+/// 2) is in parentheses and may itself hold spaces and parentheses, so the fields are counted
+/// from the *last* `)`: after it come state (field 3) … utime (field 14) and stime (field 15).
+pub(crate) fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100, the Linux USER_HZ, if that fails).
+fn ticks_per_s() -> u64 {
+    static TICKS: OnceLock<u64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|t| *t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// User + system CPU time the process `pid` has used so far (zero if it cannot be read).
+pub(crate) fn process_cpu(pid: u32) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| stat_cpu_ticks(&s));
+    let ticks = ticks.unwrap_or(0);
+    let per_s = ticks_per_s();
+    Duration::from_secs(ticks / per_s) + Duration::from_nanos((ticks % per_s) * 1_000_000_000 / per_s)
+}
+
+/// CPU microseconds per item (`None` without items).
+pub(crate) fn us_per(cpu: Duration, items: usize) -> Option<f64> {
+    (items > 0).then(|| cpu.as_secs_f64() * 1e6 / items as f64)
+}
+
+/// `a / b`, `None` unless both are known and `b` is positive.
+pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_cpu_ticks_sums_utime_and_stime_after_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4242 (tokio (rt) w) S 1 4242 4242 0 -1 4194560 1234 0 0 0 731 269 0 0 20 0 9 0 55 0 0";
+        assert_eq!(stat_cpu_ticks(stat), Some(731 + 269));
+        let plain = "1 (daybook-bench) R 0 1 1 0 -1 0 0 0 0 0 5 7 0 0 20 0 1 0 1 0 0\n";
+        assert_eq!(stat_cpu_ticks(plain), Some(12));
+    }
+
+    #[test]
+    fn stat_cpu_ticks_refuses_truncated_or_garbled_text() {
+        assert_eq!(stat_cpu_ticks(""), None);
+        assert_eq!(stat_cpu_ticks("1 (x) S 1 2 3"), None);
+        assert_eq!(stat_cpu_ticks("1 (x) S 1 1 1 0 -1 0 0 0 0 0 abc 7"), None);
+    }
+
+    #[test]
+    fn own_process_cpu_is_readable_and_grows() {
+        let before = process_cpu(std::process::id());
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        // Spin until a clock tick is charged (bounded: a busy machine may deschedule us).
+        while process_cpu(std::process::id()) <= before && t.elapsed() < Duration::from_secs(10) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+        }
+        assert!(process_cpu(std::process::id()) > before, "no CPU charged after {:?}", t.elapsed());
+    }
+
+    #[test]
+    fn us_per_and_ratio() {
+        assert_eq!(us_per(Duration::from_millis(250), 1000), Some(250.0));
+        assert_eq!(us_per(Duration::from_secs(1), 0), None);
+        assert_eq!(ratio(Some(30.0), Some(10.0)), Some(3.0));
+        assert_eq!(ratio(Some(30.0), Some(0.0)), None);
+        assert_eq!(ratio(None, Some(1.0)), None);
+    }
+}
