@@ -174,6 +174,14 @@ impl Reader {
                     } else {
                         BLOCK
                     };
+                    // Only what the file holds past `pos`: a reader at the tail refills after
+                    // every commit, and zero-filling a whole block each time was the top entry
+                    // of the burst's CPU profile.
+                    let avail = self.file.metadata()?.len().saturating_sub(self.pos) as usize;
+                    let want = want.min(avail);
+                    if want <= have {
+                        return Ok(Err(Stop::Incomplete));
+                    }
                     let before = have;
                     self.buf.drain(..skip.min(self.buf.len()));
                     self.buf_at = self.pos;
