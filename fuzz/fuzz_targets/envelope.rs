@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(envelope) => {
             assert!(matches!(version, Some(1 | 2)), "decoded an envelope of version {version:?}");
             let bytes = envelope.encode();
-            let again = Envelope::decode(&bytes).unwrap_or_else(|e| panic!("{envelope:?} re-encoded does not decode: {e}"));
+            let again =
+                Envelope::decode(&bytes).unwrap_or_else(|e| panic!("{envelope:?} re-encoded does not decode: {e}"));
             assert_eq!(again.encode(), bytes, "{envelope:?}");
             if !format!("{envelope:?}").contains("NaN") {
                 assert_eq!(again, envelope);

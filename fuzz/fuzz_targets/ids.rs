@@ -69,4 +69,3 @@ fuzz_target!(|data: &[u8]| {
         let _ = zone.offset_at(Timestamp(0));
     }
 });
-

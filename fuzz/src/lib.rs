@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use ingest::{Ingest, IngestConfig};
 use schemas::{DayOffset, DeviceId, DeviceZone, Envelope, Report, TimePolicy, Timestamp};
 use seams::auth::{Auth, Device};
-use seams::{BlobError, BlobSigner, LogConsumer, LogError, LogRecord, ObjectKey, Position, PresignedRequest, ReportLog};
+use seams::{
+    BlobError, BlobSigner, LogConsumer, LogError, LogRecord, ObjectKey, Position, PresignedRequest, ReportLog,
+};
 
 /// The real cursor codecs of the two stores, compiled from their sources (depending on `infra`
 /// would build the AWS SDK, SQLite, Kafka and Scylla drivers into the fuzzer for two functions).

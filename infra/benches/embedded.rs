@@ -638,11 +638,8 @@ fn calendar_volume(c: &mut Criterion) {
         let mut stmt = conn.prepare_cached(&old_sql).expect("old calendar query");
         for _ in 0..VOLUME_CALLS.min(1000) {
             let started = Instant::now();
-            old_total = stmt
-                .query_map([device], |r| r.get::<_, i64>(1))
-                .expect("query")
-                .map(|n| n.expect("count"))
-                .sum();
+            old_total =
+                stmt.query_map([device], |r| r.get::<_, i64>(1)).expect("query").map(|n| n.expect("count")).sum();
             old.record(started.elapsed().as_nanos() as u64).expect("in histogram range");
         }
         assert_eq!(total, old_total as u64, "the counts agree with the rows");

@@ -194,11 +194,10 @@ impl EmbeddedStore {
 /// never be filled. (Immediate: two processes opening the same old file fill it once.)
 fn add_day_counts(conn: &mut Connection, path: &Path) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let exists: bool = tx.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'day_counts'",
-        [],
-        |r| r.get(0),
-    )?;
+    let exists: bool =
+        tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'day_counts'", [], |r| {
+            r.get(0)
+        })?;
     if !exists {
         let started = std::time::Instant::now();
         tx.execute_batch(COUNTS_SCHEMA)?;

@@ -314,8 +314,7 @@ async fn records_of_a_revoked_partition_are_not_written() {
     let (kept, st_kept) = started("cam-k", now);
     let (lost, st_lost) = started("cam-l", now);
     let log = Scripted::new(vec![Step::RecordsThenRevoke(vec![consumed(0, 0, &st_kept), consumed(1, 0, &st_lost)])]);
-    let progress =
-        run_until(log, store.clone(), "the owned partition's event", event_is_stored(&store, &kept)).await;
+    let progress = run_until(log, store.clone(), "the owned partition's event", event_is_stored(&store, &kept)).await;
     assert!(store.event(&lost).await.unwrap().is_none(), "a revoked partition's record was written");
     assert_eq!(progress.revoked, 1);
 }

@@ -235,11 +235,7 @@ async fn groups(cmd: GroupsCmd) -> anyhow::Result<()> {
         GroupsCmd::List { data } | GroupsCmd::Delete { data, .. } => data,
     };
     let path = data.data_dir.join("log");
-    anyhow::ensure!(
-        path.exists() || data.data_dir.join("log.db").exists(),
-        "no embedded log at {}",
-        path.display()
-    );
+    anyhow::ensure!(path.exists() || data.data_dir.join("log.db").exists(), "no embedded log at {}", path.display());
     let log = infra::embedded_log::EmbeddedLog::open(&path, Default::default())?;
     let result = match &cmd {
         GroupsCmd::List { .. } => log.groups().await.map(|groups| {

@@ -61,8 +61,10 @@ fn sql(e: rusqlite::Error) -> io::Error {
 fn copy(db: &Path, work: &Path, config: &EmbeddedLogConfig) -> io::Result<(u64, usize)> {
     // Read-write (not read-only), so SQLite replays a WAL left by a crash.
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql)?;
-    let seq: Option<i64> =
-        conn.query_row("SELECT seq FROM sqlite_sequence WHERE name = 'log'", [], |r| r.get(0)).optional().map_err(sql)?;
+    let seq: Option<i64> = conn
+        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'log'", [], |r| r.get(0))
+        .optional()
+        .map_err(sql)?;
     let head = seq.unwrap_or(0) + 1;
     let mut stmt = conn.prepare("SELECT off, ts, key, kind, schema, value FROM log ORDER BY off").map_err(sql)?;
     let mut rows = stmt.query([]).map_err(sql)?;
@@ -110,7 +112,8 @@ fn copy(db: &Path, work: &Path, config: &EmbeddedLogConfig) -> io::Result<(u64, 
             r.get::<_, i64>(0).map(|n| n > 0)
         })
         .map_err(sql)?;
-    let query = if has_time { "SELECT grp, next, committed_ms FROM offsets" } else { "SELECT grp, next, 0 FROM offsets" };
+    let query =
+        if has_time { "SELECT grp, next, committed_ms FROM offsets" } else { "SELECT grp, next, 0 FROM offsets" };
     let now = chrono::Utc::now().timestamp_millis();
     let mut stmt = conn.prepare(query).map_err(sql)?;
     let mut rows = stmt.query([]).map_err(sql)?;
@@ -167,7 +170,8 @@ mod tests {
             }
             // Truncated by retention: the first three are gone.
             conn.execute("DELETE FROM log WHERE off <= 3", []).unwrap();
-            conn.execute("INSERT INTO offsets (grp, next, committed_ms) VALUES ('daybook-projector', 6, 42)", []).unwrap();
+            conn.execute("INSERT INTO offsets (grp, next, committed_ms) VALUES ('daybook-projector', 6, 42)", [])
+                .unwrap();
         }
         let log = EmbeddedLog::open(&dir.path().join("log"), EmbeddedLogConfig::default()).unwrap();
         assert!(!db.exists() && dir.path().join("log.db.migrated").exists());
@@ -178,7 +182,8 @@ mod tests {
         assert_eq!(got.iter().map(|c| c.position.offset).collect::<Vec<_>>(), [6, 7, 8, 9, 10]);
         assert_eq!((got[0].key.as_str(), got[0].timestamp_ms, got[0].value.clone()), ("cam-5", 1005, vec![5u8; 8]));
         // New appends continue the offsets.
-        let p = log.append(vec![LogRecord { key: "k".into(), report_kind: "x".into(), schema: 1, value: vec![] }]).await;
+        let p =
+            log.append(vec![LogRecord { key: "k".into(), report_kind: "x".into(), schema: 1, value: vec![] }]).await;
         assert_eq!(p.unwrap()[0].offset, 11);
         log.shutdown().await.unwrap();
         // Opening again migrates nothing.

@@ -449,8 +449,10 @@ impl Writer {
         let mut results = Vec::with_capacity(pending.len());
         for records in pending {
             let (mark, first) = (self.buf.len(), next);
-            let encoded: Result<(), String> =
-                records.iter().enumerate().try_for_each(|(i, r)| segment::encode(&mut self.buf, first + i as i64, now, r));
+            let encoded: Result<(), String> = records
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, r)| segment::encode(&mut self.buf, first + i as i64, now, r));
             match encoded {
                 Ok(()) => {
                     next += records.len() as i64;

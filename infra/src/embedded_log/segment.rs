@@ -263,7 +263,12 @@ mod tests {
     use super::*;
 
     fn record(i: usize, value_len: usize) -> LogRecord {
-        LogRecord { key: format!("cam-{i}"), report_kind: "event_started".into(), schema: 2, value: vec![i as u8; value_len] }
+        LogRecord {
+            key: format!("cam-{i}"),
+            report_kind: "event_started".into(),
+            schema: 2,
+            value: vec![i as u8; value_len],
+        }
     }
 
     #[test]

@@ -554,7 +554,8 @@ mod tests {
     fn counts_are_recounted_per_hour_and_the_largest_wins() {
         let now = Timestamp::now();
         let today = DayOffset::default().day_of(now).unwrap();
-        let hour = |days_ago: i64, h: i64| DayOffset::default().start_of(today.add_days(-days_ago)).plus_millis(h * 3_600_000);
+        let hour =
+            |days_ago: i64, h: i64| DayOffset::default().start_of(today.add_days(-days_ago)).plus_millis(h * 3_600_000);
         let (a, sa) = start("cam-k", "motion", hour(1, 3).plus_millis(10));
         let (_, sb) = start("cam-k", "motion", hour(1, 3).plus_millis(20));
         let (_, sc) = start("cam-k", "motion", hour(1, 5));
@@ -564,7 +565,11 @@ mod tests {
         let (d1, d2) = (day_key(today.add_days(-1)), day_key(today.add_days(-2)));
         assert_eq!(
             plan.count_buckets(),
-            vec![("cam-j".to_owned(), d2, h(2, 3)), ("cam-k".to_owned(), d1, h(1, 3)), ("cam-k".to_owned(), d1, h(1, 5))],
+            vec![
+                ("cam-j".to_owned(), d2, h(2, 3)),
+                ("cam-k".to_owned(), d1, h(1, 3)),
+                ("cam-k".to_owned(), d1, h(1, 5))
+            ],
             "each (device, day, hour) once, whatever its number of rows"
         );
         let (from, to) = bucket_range(h(1, 3));
