@@ -586,5 +586,9 @@ async fn figures() {
     assert_eq!(r.records as u64, n, "rebuild replayed every record");
     assert_eq!(full.counts.records as u64, n, "the full backup holds every record");
     assert_eq!(inc.counts.records as u64, n / 10, "the incremental holds only the new records");
-    assert_eq!((restored.records as u64, restored.objects as u64), (total, m + m / 10), "restore brings everything back");
+    assert_eq!(
+        (restored.records as u64, restored.objects as u64),
+        (total, m + m / 10),
+        "restore brings everything back"
+    );
 }
