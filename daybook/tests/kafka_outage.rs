@@ -110,8 +110,15 @@ async fn a_broker_outage_is_answered_within_the_deadline_and_loses_nothing_ackno
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let (stop_load, load_stopped) = tokio::sync::watch::channel(false);
     // Devices as real cameras behave: one request at a time, a 10 s client timeout, and a
-    // retry after the server's Retry-After (at most 2 s, to keep the pressure on).
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    // retry after the server's Retry-After (at most 2 s, to keep the pressure on). Idle
+    // connections are dropped after 5 s, before the server's 10 s keep-alive limit closes
+    // them: otherwise a request sent on a connection the server is closing at that instant
+    // is reset (HTTP/1.1's keep-alive race, which no server can close from its side).
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let mut load = Vec::new();
     for (cid, token) in devices.clone() {
         let (client, base, ledger, stopped) = (client.clone(), app.http.clone(), ledger.clone(), load_stopped.clone());

@@ -16,7 +16,12 @@ pub struct Http {
 impl Http {
     /// A client for `base` using `token`.
     pub fn new(base: &str, token: &str) -> Self {
-        let client = Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
+        // Idle connections go before the server's keep-alive limit (10 s) closes them.
+        let client = Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build()
+            .expect("http client");
         Self { client, base: base.trim_end_matches('/').to_owned(), token: token.to_owned() }
     }
 
