@@ -94,6 +94,7 @@ impl Config {
                 url: LogUrl::Embedded,
                 kafka_config: None,
                 group_retention: Duration::from_secs(7 * 86_400),
+                commit_linger: infra::embedded_log::EmbeddedLogConfig::default().commit_linger,
             },
             store: StoreConfig {
                 url: StoreUrl::Embedded,
@@ -134,8 +135,10 @@ impl Config {
 /// The report log.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
-    /// `embedded` (the data directory's `log.db`) or `kafka://BROKERS/TOPIC`.
+    /// `embedded` (the data directory's `log/`) or `kafka://BROKERS/TOPIC`.
     pub url: LogUrl,
+    /// Embedded log: the group commit window (see `EmbeddedLogConfig::commit_linger`).
+    pub commit_linger: Duration,
     /// File of extra librdkafka properties (`key=value` lines); `DAYBOOK_KAFKA_<PROPERTY>`
     /// variables are applied after it.
     pub kafka_config: Option<PathBuf>,

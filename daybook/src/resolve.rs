@@ -28,7 +28,10 @@ pub async fn open_log(config: &LogConfig, data_dir: &Path) -> anyhow::Result<Ope
     match &config.url {
         LogUrl::Embedded => {
             create_data_dir(data_dir)?;
-            let log = EmbeddedLog::open(&data_dir.join("log"), EmbeddedLogConfig::default())?;
+            let log = EmbeddedLog::open(
+                &data_dir.join("log"),
+                EmbeddedLogConfig { commit_linger: config.commit_linger, ..EmbeddedLogConfig::default() },
+            )?;
             Ok(OpenedLog { log: log.clone(), embedded: Some(log) })
         }
         LogUrl::Kafka(url) => {

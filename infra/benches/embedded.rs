@@ -3,6 +3,10 @@
 //! * `log_group_commit/{1,64,1024}`: that many tokio tasks each appending single ~160-byte
 //!   records to an [`EmbeddedLog`]; records/s, plus the mean group-commit size (records per
 //!   fsync) read from the `daybook_log_group_commit_records` histogram.
+//! * `log_commit_linger`: not a criterion timing — an open-loop load (appends at a fixed rate,
+//!   each from its own task, as device requests arrive) on a log with the group-commit window
+//!   off and on, in the same run: the process's CPU per record (all threads, from
+//!   `/proc/self/task/*/schedstat`), commits per second and append latency p50/p99.
 //! * `store_apply/4096`: [`EmbeddedStore::apply`] of 4096-envelope batches (60 % starts, 20 %
 //!   ends, 15 % segments with one mapping, 5 % digests; 1000 devices; last 2 days); rows/s.
 //! * `store_read_1m/{calendar,day_page_first,day_page_next}`: reads against a store holding
@@ -172,6 +176,71 @@ fn log_group_commit(c: &mut Criterion) {
         }
     }
     g.finish();
+}
+
+/// CPU time of every thread of this process so far (ns), from the scheduler's statistics.
+fn process_cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The group-commit window off and on, under the same open-loop load (see the module docs).
+fn log_commit_linger(_c: &mut Criterion) {
+    let snapshotter = metrics();
+    let rt = runtime();
+    const SECONDS: u64 = 4;
+    for rate in [2_000u64, 8_000] {
+        for linger_us in [0u64, 1000] {
+            let dir = scratch();
+            let config = EmbeddedLogConfig { commit_linger: Duration::from_micros(linger_us), ..Default::default() };
+            let log = EmbeddedLog::open(&dir.path().join("log"), config).expect("open log");
+            rt.block_on(log.append(vec![log_record(0)])).expect("first append");
+            drain_histograms(snapshotter);
+            let (cpu0, started) = (process_cpu_ns(), Instant::now());
+            let latencies = rt.block_on(async {
+                let total = rate * SECONDS;
+                let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.min(1000)));
+                let per_tick = (rate / 1000).max(1);
+                let mut tasks = Vec::with_capacity(total as usize);
+                let mut sent = 0;
+                while sent < total {
+                    tick.tick().await;
+                    for _ in 0..per_tick {
+                        let log = log.clone();
+                        sent += 1;
+                        let i = sent;
+                        tasks.push(tokio::spawn(async move {
+                            let t = Instant::now();
+                            log.append(vec![log_record(i)]).await.expect("append");
+                            t.elapsed()
+                        }));
+                    }
+                }
+                let mut h = Histogram::<u64>::new(3).expect("histogram");
+                for t in tasks {
+                    h.record(t.await.expect("append task").as_micros() as u64).expect("record");
+                }
+                h
+            });
+            let (cpu, wall) = (process_cpu_ns() - cpu0, started.elapsed());
+            rt.block_on(log.shutdown()).expect("log shutdown");
+            let commits = drain_histograms(snapshotter).remove("daybook_log_group_commit_records").unwrap_or_default();
+            let n = latencies.len();
+            println!(
+                "log_commit_linger/rate_{rate}/linger_{linger_us}us: {n} appends in {:.2} s: {:.1} µs CPU per record, \
+                 {:.0} commits/s ({:.1} records per fsync), latency p50 {:.2} ms p99 {:.2} ms",
+                wall.as_secs_f64(),
+                cpu as f64 / 1e3 / n as f64,
+                commits.len() as f64 / wall.as_secs_f64(),
+                n as f64 / commits.len().max(1) as f64,
+                latencies.value_at_quantile(0.5) as f64 / 1e3,
+                latencies.value_at_quantile(0.99) as f64 / 1e3,
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -673,5 +742,5 @@ fn calendar_volume(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, log_group_commit, store_apply, store_read_1m, calendar_volume);
+criterion_group!(benches, log_group_commit, log_commit_linger, store_apply, store_read_1m, calendar_volume);
 criterion_main!(benches);

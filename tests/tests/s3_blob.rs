@@ -1,5 +1,5 @@
-//! The blob-signer conformance suite: the aws-sdk-s3 signer against a real S3-protocol server
-//! (s3s-fs, the same one `daybook run` embeds) on loopback.
+//! The blob-signer conformance suite: `infra::s3::S3Signer` (presigning with aws-sigv4)
+//! against a real S3-protocol server (s3s-fs, the same one `daybook run` embeds) on loopback.
 
 use std::sync::Arc;
 

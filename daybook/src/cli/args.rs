@@ -170,6 +170,10 @@ pub struct LogArgs {
     /// Kafka's `offsets.retention.minutes`); a forgotten group resumes from the oldest record.
     #[arg(long, env = "DAYBOOK_GROUP_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..))]
     pub group_retention_hours: u64,
+    /// Embedded log: microseconds a commit may wait for more concurrent reports to share its
+    /// fsync (only while requests arrive concurrently, and only until 256 records); 0: never.
+    #[arg(long, env = "DAYBOOK_LOG_COMMIT_LINGER_US", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub log_commit_linger_us: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -230,6 +234,7 @@ impl From<LogArgs> for LogConfig {
             url: a.log,
             kafka_config: a.kafka_config,
             group_retention: Duration::from_secs(a.group_retention_hours * 3600),
+            commit_linger: Duration::from_micros(a.log_commit_linger_us),
         }
     }
 }
@@ -372,6 +377,7 @@ impl From<ProjectorArgs> for projector::ProjectorConfig {
             max_batch: a.max_batch.max(1),
             linger: Duration::from_millis(a.linger_ms),
             max_rows_per_s: (a.max_rows_per_s > 0).then_some(a.max_rows_per_s),
+            prefetch: false,
         }
     }
 }

@@ -64,6 +64,12 @@ pub struct EmbeddedLogConfig {
     /// …or once its first record is this old, so retention can delete records at most this
     /// late.
     pub segment_age: Duration,
+    /// Group commit window: when requests arrive concurrently (at least two are already
+    /// waiting for the commit), a commit of fewer than [`LINGER_RECORDS`] records waits up to
+    /// this long after its first request for more to join it. One fsync then serves more
+    /// requests: fewer commits per second for the same load, at the price of at most this much
+    /// latency. A lone request never waits. Zero turns it off.
+    pub commit_linger: Duration,
 }
 
 impl Default for EmbeddedLogConfig {
@@ -73,9 +79,13 @@ impl Default for EmbeddedLogConfig {
             max_commit_records: 16_384,
             segment_bytes: 64 << 20,
             segment_age: Duration::from_secs(3600),
+            commit_linger: Duration::from_millis(1),
         }
     }
 }
+
+/// A commit this large does not wait for more (see [`EmbeddedLogConfig::commit_linger`]).
+pub const LINGER_RECORDS: usize = 256;
 
 /// The first offset of a new log (offsets start at 1, as the SQLite log's did).
 const FIRST_OFFSET: i64 = 1;
@@ -492,22 +502,35 @@ impl Writer {
 
     fn run(mut self, rx: mpsc::Receiver<Op>, shared: &Shared, queued: &AtomicUsize, max_records: usize) {
         let mut pending: Vec<Op> = Vec::new();
+        let linger = self.config.commit_linger;
         while let Ok(first) = rx.recv() {
+            let arrived = Instant::now();
             pending.push(first);
             let count = |op: &Op| match op {
                 Op::Append { records, .. } => records.len(),
                 Op::Truncate { .. } => 0,
             };
             let mut records = count(&pending[0]);
-            // Group commit: take everything already waiting, up to the batch bound.
+            // Group commit: take everything already waiting, up to the batch bound; under
+            // concurrent load, a small group waits up to `linger` for more.
             while records < max_records {
-                match rx.try_recv() {
-                    Ok(op) => {
-                        records += count(&op);
-                        pending.push(op);
+                let op = match rx.try_recv() {
+                    Ok(op) => op,
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        let left = (arrived + linger).saturating_duration_since(Instant::now());
+                        // Only requests that arrived together are worth waiting for.
+                        if pending.len() < 2 || records >= LINGER_RECORDS || left.is_zero() {
+                            break;
+                        }
+                        match rx.recv_timeout(left) {
+                            Ok(op) => op,
+                            Err(_) => break,
+                        }
                     }
-                    Err(_) => break,
-                }
+                };
+                records += count(&op);
+                pending.push(op);
             }
             let started = Instant::now();
             let appends: Vec<&[LogRecord]> = pending
@@ -766,6 +789,42 @@ mod tests {
             }
             out.extend(batch);
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_commit_window_groups_concurrent_appends_and_never_holds_a_lone_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // A window far longer than the test may take: an append that waited for it would
+        // fail the timeouts below.
+        let config = EmbeddedLogConfig { commit_linger: Duration::from_secs(600), ..Default::default() };
+        let log = EmbeddedLog::open(&dir.path().join("lone"), config).unwrap();
+        const WITHIN: Duration = Duration::from_secs(30);
+        for i in 0..3 {
+            tokio::time::timeout(WITHIN, log.append(vec![record(i)]))
+                .await
+                .expect("a lone append does not wait")
+                .unwrap();
+        }
+        log.shutdown().await.unwrap();
+        // Concurrent appends, with a window long next to a commit: every one completes, once.
+        let config = EmbeddedLogConfig { commit_linger: Duration::from_millis(300), ..Default::default() };
+        let log = EmbeddedLog::open(&dir.path().join("busy"), config).unwrap();
+        let tasks: Vec<_> = (0..600)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move { log.append(vec![record(i)]).await })
+            })
+            .collect();
+        let mut offsets = Vec::new();
+        for t in tasks {
+            let appended = tokio::time::timeout(WITHIN, t).await.expect("concurrent appends complete");
+            offsets.push(appended.unwrap().unwrap()[0].offset);
+        }
+        offsets.sort_unstable();
+        offsets.dedup();
+        assert_eq!(offsets.len(), 600, "every append got its own offset");
+        assert_eq!(read_all(&log, "g").await.len(), 600);
+        log.shutdown().await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
