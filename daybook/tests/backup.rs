@@ -239,6 +239,14 @@ async fn restore_drill() {
     assert!(copy.stop().success());
     let rebuilt = ok(&["rebuild", "--data-dir", s(&b)]);
     assert!(rebuilt["rebuilt"]["rows"].as_u64().unwrap() > 0, "{rebuilt}");
+    // Built without fsyncs as a scratch file, swapped in as a normal store: WAL, sound.
+    {
+        let db = rusqlite::Connection::open(b.join("store.db")).unwrap();
+        let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!((mode.as_str(), check.as_str()), ("wal", "ok"));
+    }
+    assert!(!b.join("store.db.rebuild").exists());
     let copy = DAYBOOK.run_in(s(&b), &[]);
     let viewer_b = viewer_b.at(copy.http());
     for e in [&e1, &e2] {

@@ -7,8 +7,10 @@
 //!   each from its own task, as device requests arrive) on a log with the group-commit window
 //!   off and on, in the same run: the process's CPU per record (all threads, from
 //!   `/proc/self/task/*/schedstat`), commits per second and append latency p50/p99.
-//! * `store_apply/4096`: [`EmbeddedStore::apply`] of 4096-envelope batches (60 % starts, 20 %
-//!   ends, 15 % segments with one mapping, 5 % digests; 1000 devices; last 2 days); rows/s.
+//! * `store_apply/{4096,16384}`: [`EmbeddedStore::apply`] of 4096- and 16384-envelope batches
+//!   (60 % starts, 20 % ends, 15 % segments with one mapping, 5 % digests; 1000 devices; last 2
+//!   days); rows/s. `store_apply_bulk/16384`: the same into a store opened for a bulk load
+//!   ([`OpenMode::BulkLoad`], as `daybook rebuild` fills its scratch file).
 //! * `store_read_1m/{calendar,day_page_first,day_page_next}`: reads against a store holding
 //!   1,000,000 events (2000 devices × 500 events over 30 days), plus p50/p99/p99.9 of 10,000
 //!   random calls each. The store is built once and cached under
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hdrhistogram::Histogram;
 use infra::embedded_log::{EmbeddedLog, EmbeddedLogConfig};
-use infra::embedded_store::EmbeddedStore;
+use infra::embedded_store::{EmbeddedStore, OpenMode};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use schemas::{
     Day, DayOffset, DeviceId, DigestReported, EndStatus, Envelope, EventEnded, EventId, EventMapping, EventStarted,
@@ -305,7 +307,8 @@ fn digest(cid: &DeviceId, date: Day, n: u64) -> Envelope {
 }
 
 /// Endless batches in the projector's mix: of every 20 reports 12 starts, 4 ends, 3 segments
-/// (one mapping each: 2 rows), 1 digest — 23 rows per 20 reports.
+/// (one mapping each: 2 rows), 1 digest — 35 rows per 20 reports (a start writes its event and
+/// its device's offset).
 struct ApplyMix {
     rng: fastrand::Rng,
     devices: Vec<DeviceId>,
@@ -363,14 +366,10 @@ impl ApplyMix {
     }
 }
 
+/// The rows `batch` writes, as the stores plan them (a segment that starts on the day after its
+/// event's, near midnight, writes a copy in the event's day too).
 fn rows_of(batch: &[Envelope]) -> u64 {
-    batch
-        .iter()
-        .map(|e| match &e.report {
-            Report::SegmentReported(s) => 1 + s.events.len() as u64,
-            _ => 1,
-        })
-        .sum()
+    batch.iter().map(|e| schemas::rows::plan(e, &TimePolicy::default()).len() as u64).sum()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -379,23 +378,30 @@ fn rows_of(batch: &[Envelope]) -> u64 {
 fn store_apply(c: &mut Criterion) {
     // 4096: a short burst's batch; 16384: the projector's default batch bound when it has lag.
     for batch in [4096, 16_384] {
-        store_apply_at(c, batch);
+        store_apply_at(c, batch, OpenMode::Durable);
     }
+    // The rebuild's scratch file.
+    store_apply_at(c, 16_384, OpenMode::BulkLoad);
 }
 
 #[allow(non_snake_case)] // BATCH reads as the constant it is within one run
-fn store_apply_at(c: &mut Criterion, BATCH: usize) {
+fn store_apply_at(c: &mut Criterion, BATCH: usize, mode: OpenMode) {
     let rt = runtime();
     let dir = scratch();
-    let store = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).expect("open store");
+    let store =
+        EmbeddedStore::open_with(&dir.path().join("store.db"), TimePolicy::default(), mode).expect("open store");
+    let name = match mode {
+        OpenMode::Durable => "store_apply",
+        OpenMode::BulkLoad => "store_apply_bulk",
+    };
     let mut mix = ApplyMix::new();
     // Seed events for the first ends and segments to refer to.
     let first = mix.batch(BATCH);
     rt.block_on(store.apply(&first)).expect("apply");
-    // 23 rows per 20 reports; a batch's phase in the 20-cycle moves it by a row at most.
-    let rows_per_batch = (BATCH as u64 * 23).div_ceil(20);
+    // 35 rows per 20 reports; a batch's phase in the 20-cycle moves it by a row or two at most.
+    let rows_per_batch = (BATCH as u64 * 35).div_ceil(20);
 
-    let mut g = c.benchmark_group("store_apply");
+    let mut g = c.benchmark_group(name);
     g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
     g.throughput(Throughput::Elements(rows_per_batch));
     let (mut rows, mut spent) = (0u64, Duration::ZERO);
@@ -417,7 +423,7 @@ fn store_apply_at(c: &mut Criterion, BATCH: usize) {
     g.finish();
     if rows > 0 {
         println!(
-            "store_apply/{BATCH}: ~{rows_per_batch} rows per batch of {BATCH} envelopes; {rows} rows in {:.2} s \
+            "{name}/{BATCH}: ~{rows_per_batch} rows per batch of {BATCH} envelopes; {rows} rows in {:.2} s \
              (warm-up included) = {:.0} rows/s, {:.0} envelopes/s",
             spent.as_secs_f64(),
             rows as f64 / spent.as_secs_f64(),

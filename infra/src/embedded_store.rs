@@ -17,6 +17,7 @@
 //! every other table's, so it is dropped with its day. A store created before the table existed
 //! has it filled from its event rows once, on open.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -116,11 +117,32 @@ CREATE TABLE day_counts (
 const TABLES: [&str; 5] = ["events", "segments", "event_segments", "digests", "day_counts"];
 const READERS: usize = 4;
 
+/// The page cache of the writer of a bulk load ([`OpenMode::BulkLoad`]): the whole store of a
+/// million events (about 90 MB) stays in memory, so no page is read back while it is filled.
+const BULK_CACHE_KIB: i64 = 256 * 1024;
+
+/// How [`EmbeddedStore::open_with`] opens the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The live store: WAL, every commit on disk when it returns, four reader connections
+    /// beside the writer.
+    #[default]
+    Durable,
+    /// Filling a scratch file that is discarded unless the load completes (`daybook rebuild`
+    /// builds `store.db.rebuild` and renames it over `store.db` only once it is whole): no
+    /// fsync at all, the rollback journal in memory (a failed batch still rolls back), the file
+    /// locked exclusively by the one connection (reads go through it too), a large page cache.
+    /// A crash leaves a file that must not be used. Once the load is done and the store
+    /// dropped, [`finish_bulk_load`] makes the file a normal store on disk.
+    BulkLoad,
+}
+
 /// The embedded store.
 #[derive(Debug)]
 pub struct EmbeddedStore {
     policy: TimePolicy,
     writer: Arc<Mutex<Connection>>,
+    /// Empty in [`OpenMode::BulkLoad`]: reads then use the writer.
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
 }
@@ -132,11 +154,22 @@ fn other(e: impl std::fmt::Display) -> StoreError {
 impl EmbeddedStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path, policy: TimePolicy) -> Result<Arc<Self>, StoreError> {
-        let mut writer = sqlite::open(path).map_err(other)?;
-        // The writer touches pages all over the day partitions: a larger cache and fewer WAL
-        // checkpoints roughly double batch-apply throughput (measured in benches/embedded.rs).
-        writer.pragma_update(None, "cache_size", -65_536).map_err(other)?; // 64 MiB
-        writer.pragma_update(None, "wal_autocheckpoint", 10_000).map_err(other)?;
+        Self::open_with(path, policy, OpenMode::Durable)
+    }
+
+    /// Opens (creating if needed) the store at `path` in `mode`.
+    pub fn open_with(path: &Path, policy: TimePolicy, mode: OpenMode) -> Result<Arc<Self>, StoreError> {
+        let mut writer = match mode {
+            OpenMode::Durable => {
+                let writer = sqlite::open(path).map_err(other)?;
+                // The writer touches pages all over the day partitions: a larger cache and fewer
+                // WAL checkpoints roughly double batch-apply throughput (benches/embedded.rs).
+                writer.pragma_update(None, "cache_size", -65_536).map_err(other)?; // 64 MiB
+                writer.pragma_update(None, "wal_autocheckpoint", 10_000).map_err(other)?;
+                writer
+            }
+            OpenMode::BulkLoad => sqlite::open_bulk(path, BULK_CACHE_KIB).map_err(other)?,
+        };
         writer.execute_batch(SCHEMA).map_err(other)?;
         // Stores created before clock skew was kept lack the column.
         let has_skew: bool = writer
@@ -146,8 +179,13 @@ impl EmbeddedStore {
             writer.execute_batch("ALTER TABLE events ADD COLUMN skew_ms INTEGER").map_err(other)?;
         }
         add_day_counts(&mut writer, path).map_err(other)?;
-        let readers =
-            (0..READERS).map(|_| sqlite::open(path).map(Mutex::new)).collect::<Result<Vec<_>, _>>().map_err(other)?;
+        let readers = match mode {
+            OpenMode::Durable => (0..READERS)
+                .map(|_| sqlite::open(path).map(Mutex::new))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(other)?,
+            OpenMode::BulkLoad => Vec::new(),
+        };
         Ok(Arc::new(Self {
             policy,
             writer: Arc::new(Mutex::new(writer)),
@@ -165,6 +203,13 @@ impl EmbeddedStore {
         // taken if there is one, else the next in turn is waited for.
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         let readers = self.readers.clone();
+        if readers.is_empty() {
+            // A bulk load: the writer is the file's only connection.
+            let writer = self.writer.clone();
+            return tokio::task::spawn_blocking(move || f(&writer.lock().expect("writer lock")))
+                .await
+                .map_err(other)?;
+        }
         tokio::task::spawn_blocking(move || {
             for k in 0..READERS {
                 if let Ok(conn) = readers[(start + k) % READERS].try_lock() {
@@ -187,6 +232,21 @@ impl EmbeddedStore {
             .map_err(other)?
             .map_err(other)
     }
+}
+
+/// Makes the file at `path`, filled through an [`OpenMode::BulkLoad`] store that has since been
+/// dropped, a normal store: WAL mode as [`EmbeddedStore::open`] expects (the mode is kept in the
+/// file), nothing left in a WAL, and every byte on disk (fsync). After it, the file can be
+/// renamed into place.
+pub fn finish_bulk_load(path: &Path) -> Result<(), StoreError> {
+    let conn = sqlite::open(path).map_err(other)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(other)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(other(format!("{}: journal mode {mode} after switching to WAL", path.display())));
+    }
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(other)?;
+    drop(conn);
+    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(other)
 }
 
 /// Creates `day_counts` if this store does not have it yet, filled from the events already
@@ -221,14 +281,28 @@ fn add_day_counts(conn: &mut Connection, path: &Path) -> rusqlite::Result<()> {
 /// same transaction: a start is inserted if new (`ON CONFLICT DO NOTHING`, then the change
 /// count says whether it was) and otherwise updates the row; an end, usually for an event that
 /// exists, updates first and inserts only when there was nothing to update.
+///
+/// The rows go in (day, device) order, the order of every table's key, rather than log order
+/// (stable, so the rows of one key keep theirs), and a device's offset is written once per batch;
+/// the tables end as if every row had been written in turn.
 fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -> rusqlite::Result<u64> {
     let now = Timestamp::now();
     // Immediate: the write lock is taken (waiting out another writer on the same file, e.g. a
     // second projector) before anything is read, so the counts below see every row committed.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut written = 0u64;
-    // New events per (day, device) in this batch, added to `day_counts` before the commit.
-    let mut created: HashMap<(u32, &str), i64> = HashMap::new();
+    // New events per (day, device) in this batch, added to `day_counts` before the commit: one
+    // entry per run of rows of one partition (the rows are sorted by partition, so one per
+    // partition; were a partition to come twice, its two additions add up all the same).
+    let mut created: Vec<((u32, &str), i64)> = Vec::new();
+    let mut count_created = |key| match created.last_mut() {
+        Some((k, n)) if *k == key => *n += 1,
+        _ => created.push((key, 1)),
+    };
+    // Per device, its newest offset in this batch (minutes, at), written once before the
+    // commit: the same row as writing each in turn under the newer-or-equal-wins rule (of a
+    // device's offsets the last with the greatest `at`), one write instead of one per start.
+    let mut offsets: HashMap<&str, (i32, i64)> = HashMap::new();
     {
         let mut start = tx.prepare_cached(
             "INSERT INTO events (day, cid, trig, event_id, kind, started, skew_ms) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
@@ -260,30 +334,57 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
         let mut digest = tx.prepare_cached(
             "INSERT OR REPLACE INTO digests (day, cid, segment_id, size, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
+        // Where each row lands and whether it is still alive is decided by `schemas::rows`, the
+        // same for every store; this only maps rows onto tables.
+        let mut planned = Vec::with_capacity(batch.len() * 2);
         for env in batch {
-            // Where each row lands and whether it is still alive is decided by
-            // `schemas::rows`, the same for every store; this only maps rows onto tables.
             for row in rows::plan(env, policy).into_iter().filter(|r| r.live_at(now)) {
+                match row.data {
+                    // In log order, before the rest is sorted: of equal `at`s the last wins.
+                    RowData::DeviceOffset { offset } => {
+                        let (minutes, at) = (offset.minutes(), row.trigger.millis());
+                        match offsets.entry(row.cid.as_str()) {
+                            Entry::Occupied(mut o) => {
+                                if at >= o.get().1 {
+                                    o.insert((minutes, at));
+                                }
+                            }
+                            Entry::Vacant(v) => {
+                                v.insert((minutes, at));
+                            }
+                        }
+                        written += 1;
+                    }
+                    _ => planned.push(row),
+                }
+            }
+        }
+        // Written in key order rather than log order: each table's key starts with (day, device),
+        // so consecutive writes land on neighbouring pages. The sort is stable, so the rows of
+        // one key keep their log order (the last segment at an index wins, an end after an end).
+        // (Days compare as their numbers do: chronologically.)
+        planned.sort_by(|a, b| a.day.cmp(&b.day).then_with(|| a.cid.as_str().cmp(b.cid.as_str())));
+        {
+            for row in planned {
                 let (day, cid) = (row.day.number(), row.cid.as_str());
                 match row.data {
                     RowData::EventStart { event_id: id, clock_skew_ms } => {
                         let trig = row.trigger.millis();
                         let kind = id.event_type().as_str();
                         if start.execute(params![day, cid, trig, id.as_str(), kind, clock_skew_ms])? == 1 {
-                            *created.entry((day, cid)).or_default() += 1;
+                            count_created((day, cid));
                         } else {
                             start_again.execute(params![day, cid, trig, id.as_str(), clock_skew_ms])?;
                         }
                     }
-                    RowData::DeviceOffset { offset } => {
-                        device.execute(params![cid, offset.minutes(), row.trigger.millis()])?;
-                    }
+                    // Gathered (and counted) above; none is left here.
+                    RowData::DeviceOffset { .. } => continue,
                     RowData::EventEnd { event_id: id, ended_at, status } => {
                         let (trig, at, status) = (row.trigger.millis(), ended_at.millis(), status.as_str());
                         if end.execute(params![day, cid, trig, id.as_str(), at, status])? == 0 {
                             let kind = id.event_type().as_str();
                             end_first.execute(params![day, cid, trig, id.as_str(), kind, at, status])?;
-                            *created.entry((day, cid)).or_default() += 1;
+                            count_created((day, cid));
                         }
                     }
                     RowData::Segment(r) => {
@@ -322,6 +423,9 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                 }
                 written += 1;
             }
+        }
+        for (cid, (minutes, at)) in &offsets {
+            device.execute(params![cid, minutes, at])?;
         }
         let mut count = tx.prepare_cached(
             "INSERT INTO day_counts (day, cid, events) VALUES (?1, ?2, ?3)
@@ -679,6 +783,89 @@ mod tests {
         drop(store);
         // Opening again finds the column and does not try to add it twice.
         EmbeddedStore::open(&path, TimePolicy::default()).unwrap();
+    }
+
+    fn start(cid: &DeviceId, at: Timestamp, offset: DayOffset) -> Envelope {
+        let event_type = EventType::parse("motion").unwrap();
+        let event_id = EventId::new(cid, &event_type, at, offset).unwrap();
+        let report = Report::EventStarted(EventStarted {
+            cid: cid.clone(),
+            event_id,
+            event_type,
+            triggered_at: at,
+            utc_offset: offset,
+            clock_skew_ms: None,
+        });
+        Envelope { report, received_at: Timestamp::now() }
+    }
+
+    /// A device's offsets in one batch are written once, as the last of those with the latest
+    /// trigger: the row the same reports leave when applied one by one.
+    #[tokio::test]
+    async fn a_devices_offsets_in_one_batch_end_as_applied_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cid = DeviceId::parse("cam-o").unwrap();
+        let now = Timestamp::now().plus_millis(-3_600_000);
+        let offset = |m| DayOffset::from_minutes(m).unwrap();
+        // Out of order, and two at the same instant (the later in the log wins).
+        let cases: Vec<Vec<Envelope>> = vec![
+            vec![start(&cid, now, offset(60)), start(&cid, now.plus_millis(-1000), offset(120))],
+            vec![
+                start(&cid, now, offset(60)),
+                start(&cid, now, offset(-300)),
+                start(&cid, now.plus_millis(-5), offset(0)),
+            ],
+            vec![start(&cid, now.plus_millis(-9), offset(330)), start(&cid, now.plus_millis(-3), offset(-60))],
+        ];
+        for (i, batch) in cases.iter().enumerate() {
+            let one = EmbeddedStore::open(&dir.path().join(format!("one-{i}.db")), TimePolicy::default()).unwrap();
+            let each = EmbeddedStore::open(&dir.path().join(format!("each-{i}.db")), TimePolicy::default()).unwrap();
+            one.apply(batch).await.unwrap();
+            for e in batch {
+                each.apply(std::slice::from_ref(e)).await.unwrap();
+            }
+            let got = one.utc_offset(&cid).await.unwrap();
+            assert!(got.is_some(), "case {i}");
+            assert_eq!(got, each.utc_offset(&cid).await.unwrap(), "case {i}");
+        }
+    }
+
+    /// A bulk load (`daybook rebuild`'s scratch file) ends, after [`finish_bulk_load`], as a
+    /// normal store: WAL mode, sound, holding what was loaded, and open to the live store's
+    /// writes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bulk_load_finishes_as_a_normal_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db.rebuild");
+        let policy = TimePolicy::default();
+        let cids: Vec<DeviceId> = (0..5).map(|i| DeviceId::parse(&format!("cam-{i}")).unwrap()).collect();
+        let today = policy.offset.day_of(Timestamp::now()).unwrap();
+        let noon = |days_ago: i64| policy.offset.start_of(today.add_days(-days_ago)).plus_millis(43_200_000);
+        let batch: Vec<Envelope> = (0..500)
+            .map(|i| start(&cids[i % 5], noon(i as i64 % 3).plus_millis(i as i64 * 1000), policy.offset))
+            .collect();
+        let store = EmbeddedStore::open_with(&path, policy, OpenMode::BulkLoad).unwrap();
+        assert_eq!(store.apply(&batch[..300]).await.unwrap(), 600);
+        assert_eq!(store.apply(&batch[300..]).await.unwrap(), 400);
+        let want = store.calendar(&cids[0], today.add_days(-29), today).await.unwrap();
+        assert_eq!(want.iter().map(|d| d.1).sum::<u64>(), 100, "reads go through the writer");
+        drop(store);
+        assert!(std::fs::metadata(dir.path().join("store.db.rebuild-wal")).is_err(), "no WAL while loading");
+        finish_bulk_load(&path).unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+            assert_eq!(mode, "wal");
+            let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+            assert_eq!(check, "ok");
+        }
+        let live = dir.path().join("store.db");
+        std::fs::rename(&path, &live).unwrap();
+        let store = EmbeddedStore::open(&live, policy).unwrap();
+        assert_eq!(store.calendar(&cids[0], today.add_days(-29), today).await.unwrap(), want);
+        store.apply(&[start(&cids[0], noon(0).plus_millis(-1), policy.offset)]).await.unwrap();
+        let after = store.calendar(&cids[0], today.add_days(-29), today).await.unwrap();
+        assert_eq!(after.iter().map(|d| d.1).sum::<u64>(), 101);
     }
 
     #[tokio::test]

@@ -21,3 +21,20 @@ pub(crate) fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
+
+/// Opens `path` for a bulk load into a scratch file that is thrown away unless the load
+/// completes (`daybook rebuild`'s `store.db.rebuild`): nothing is fsync'd, the rollback journal
+/// is kept in memory (a failed transaction still rolls back; a crash leaves a file that is
+/// discarded anyway), and the file is locked exclusively, so this connection is its only user.
+/// `cache_kib`: the page cache.
+pub(crate) fn open_bulk(path: &Path, cache_kib: i64) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    conn.pragma_update(None, "journal_mode", "MEMORY")?;
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}

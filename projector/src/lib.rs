@@ -40,6 +40,16 @@ pub struct ProjectorConfig {
     pub linger: Duration,
     /// Ceiling on store rows written per second (`None`: unpaced).
     pub max_rows_per_s: Option<u64>,
+    /// Read (and decode) the next batch while the current one is written, so that reading the
+    /// log and writing the store overlap instead of taking turns. The read ahead takes only
+    /// what the log already holds (it does not wait for more), and its records are committed
+    /// only once written, as any batch's. For replays (`rebuild`): it holds a second batch in
+    /// memory.
+    pub prefetch: bool,
+    /// How often, while records flow, the lag gauge is set (and, in
+    /// [`run_until_caught_up`], the lag checked). Reading the lag can cost: the embedded log
+    /// finds its head in another process by reading the newest segment.
+    pub lag_every: Duration,
 }
 
 impl Default for ProjectorConfig {
@@ -49,6 +59,8 @@ impl Default for ProjectorConfig {
             max_batch: 16_384,
             linger: Duration::from_millis(50),
             max_rows_per_s: None,
+            prefetch: false,
+            lag_every: Duration::from_secs(1),
         }
     }
 }
@@ -164,10 +176,16 @@ async fn run_inner(
     let mut last_lag = Instant::now();
     let mut log_backoff = Duration::from_millis(200);
     tracing::info!(group = %config.group, log = log.backend(), store = store.backend(), "projector started");
+    // With `prefetch`: the batch read (and decoded) while the previous one was written.
+    let mut prefetched: Option<Result<Vec<Consumed>, LogError>> = None;
+    let mut decoded_ahead: Option<Decoding> = None;
     while !*shutdown.borrow() {
-        let batch = tokio::select! {
-            b = gather(consumer.as_mut(), &config) => b,
-            _ = shutdown.changed() => break,
+        let batch = match prefetched.take() {
+            Some(b) => b,
+            None => tokio::select! {
+                b = gather(consumer.as_mut(), &config, POLL_WAIT) => b,
+                _ = shutdown.changed() => break,
+            },
         };
         let batch = match batch {
             Ok(b) => {
@@ -190,6 +208,9 @@ async fn run_inner(
             Err(e) => return Err(e.into()),
         };
         if batch.is_empty() {
+            if *shutdown.borrow() {
+                break;
+            }
             report_lag(consumer.as_mut()).await;
             if let Some(f) = until_caught_up.as_deref_mut() {
                 if caught_up(consumer.as_mut(), progress, f).await {
@@ -199,9 +220,39 @@ async fn run_inner(
             continue;
         }
         let mut batch = batch;
-        let (mut items, mut quarantine) = decode(&batch)?;
+        let (mut items, mut quarantine) = match decoded_ahead.take() {
+            Some(d) => d?,
+            None => decode(&batch)?,
+        };
         progress.undecodable += quarantine.len() as u64;
-        let written = write(store.as_ref(), consumer.as_mut(), &batch, &mut items, &mut shutdown).await;
+        // With `prefetch`: the lag measured beside the write, when one was due (`None` inside
+        // if that failed).
+        let mut lag_ahead: Option<Option<i64>> = None;
+        let first = if config.prefetch {
+            // The first attempt to write this batch, with the next batch read meanwhile (both
+            // block on the blocking pool, so they run side by side).
+            let revoked = drop_revoked(consumer.as_ref(), &batch, &mut items);
+            let lag_due = last_lag.elapsed() > config.lag_every;
+            let started = Instant::now();
+            let read_ahead = async {
+                // Only what the log holds already: waiting for more would hold up the commit.
+                let next = gather(consumer.as_mut(), &config, Duration::ZERO).await;
+                // Decoded here, while the store writes (its error, if any, comes with the batch).
+                let decoded = next.as_ref().ok().filter(|b| !b.is_empty()).map(|b| decode(b));
+                // The lag gauge too, off the write's path.
+                let lag = if lag_due { Some(report_lag(consumer.as_mut()).await) } else { None };
+                (next, decoded, lag)
+            };
+            let (outcome, (next, decoded, lag)) =
+                tokio::join!(apply_isolating(store.as_ref(), &items.envelopes), read_ahead);
+            prefetched = Some(next);
+            decoded_ahead = decoded;
+            lag_ahead = lag;
+            Some(FirstAttempt { outcome, started, revoked })
+        } else {
+            None
+        };
+        let written = write(store.as_ref(), consumer.as_mut(), &batch, &mut items, &mut shutdown, first).await;
         // Shutting down before the write succeeded: nothing committed, the batch is replayed.
         let Some((rows, rejected)) = written else { break };
         progress.revoked += rejected.revoked;
@@ -231,7 +282,21 @@ async fn run_inner(
         metrics::counter!("daybook_projector_reports_total").increment(envelopes.len() as u64);
         metrics::counter!("daybook_projector_rows_total").increment(rows);
         metrics::histogram!("daybook_projector_batch_reports").record(batch.len() as f64);
-        if last_lag.elapsed() > Duration::from_secs(1) {
+        // Records read ahead are not written yet: the lag (counted from what was read) must not
+        // end a run that still holds them.
+        let held = prefetched.as_ref().map_or(0, |b| b.as_ref().map_or(0, Vec::len)) as i64;
+        if let Some(lag) = lag_ahead {
+            last_lag = Instant::now();
+            if let Some(f) = until_caught_up.as_deref_mut() {
+                if held > 0 {
+                    if let Some(lag) = lag {
+                        f(CatchUp { progress, lag: lag + held, caught_up: false });
+                    }
+                } else if caught_up(consumer.as_mut(), progress, f).await {
+                    break;
+                }
+            }
+        } else if !config.prefetch && last_lag.elapsed() > config.lag_every {
             report_lag(consumer.as_mut()).await;
             last_lag = Instant::now();
             if let Some(f) = until_caught_up.as_deref_mut() {
@@ -246,16 +311,25 @@ async fn run_inner(
     Ok(progress)
 }
 
-async fn report_lag(consumer: &mut dyn LogConsumer) {
-    if let Ok(lag) = consumer.lag().await {
-        metrics::gauge!("daybook_projector_lag_records").set(lag.iter().map(|l| l.1).sum::<i64>() as f64);
-    }
+/// Sets the lag gauge; the lag (`None` if it could not be read).
+async fn report_lag(consumer: &mut dyn LogConsumer) -> Option<i64> {
+    let total = consumer.lag().await.ok()?.iter().map(|l| l.1).sum::<i64>();
+    metrics::gauge!("daybook_projector_lag_records").set(total as f64);
+    Some(total)
 }
+
+/// How long the first poll of a batch waits for a record.
+const POLL_WAIT: Duration = Duration::from_millis(500);
 
 /// Polls until `max_batch` records or `linger` after the first one. Fails only when the first
 /// poll does: once records were handed out, they are returned whatever happens next.
-async fn gather(consumer: &mut dyn LogConsumer, config: &ProjectorConfig) -> Result<Vec<Consumed>, LogError> {
-    let mut batch = consumer.poll(config.max_batch, Duration::from_millis(500)).await?;
+/// `first_wait`: how long the first poll waits for a record.
+async fn gather(
+    consumer: &mut dyn LogConsumer,
+    config: &ProjectorConfig,
+    first_wait: Duration,
+) -> Result<Vec<Consumed>, LogError> {
+    let mut batch = consumer.poll(config.max_batch, first_wait).await?;
     if batch.is_empty() {
         return Ok(batch);
     }
@@ -314,10 +388,13 @@ fn quarantined(c: &Consumed, reason: String) -> Quarantined {
     }
 }
 
+/// What [`decode`] returns.
+type Decoding = Result<(Decoded, Vec<Quarantined>), ProjectorError>;
+
 /// Decodes a batch. Malformed records are set aside for quarantine (they can never be
 /// projected and must not wedge the partition); a record from a newer schema stops the
 /// projector, since setting it aside would hide a valid report until an operator replays it.
-fn decode(batch: &[Consumed]) -> Result<(Decoded, Vec<Quarantined>), ProjectorError> {
+fn decode(batch: &[Consumed]) -> Decoding {
     let mut out = Decoded { at: Vec::with_capacity(batch.len()), envelopes: Vec::with_capacity(batch.len()) };
     let mut bad = Vec::new();
     for (i, c) in batch.iter().enumerate() {
@@ -351,29 +428,52 @@ struct Rejected {
     revoked: u64,
 }
 
+/// Drops the records of partitions this member no longer owns; how many.
+fn drop_revoked(consumer: &dyn LogConsumer, batch: &[Consumed], items: &mut Decoded) -> u64 {
+    let before = items.at.len();
+    items.retain(|i, _| consumer.owns(batch[i].position.partition));
+    let dropped = before - items.at.len();
+    if dropped > 0 {
+        metrics::counter!("daybook_projector_revoked_records_total").increment(dropped as u64);
+        tracing::info!(records = dropped, "dropping records of partitions revoked by a rebalance");
+    }
+    dropped as u64
+}
+
+/// An attempt to write a batch made before [`write`] was called (after [`drop_revoked`]).
+struct FirstAttempt {
+    outcome: Result<(u64, Vec<(usize, String)>), StoreError>,
+    started: Instant,
+    revoked: u64,
+}
+
 /// Writes until the store takes the batch (less the records it refuses for good), backing off
 /// between transient failures; `None` if shutdown came first. Before every attempt, drops the
-/// records of partitions this member no longer owns.
+/// records of partitions this member no longer owns. `first`: the outcome of a first attempt
+/// already made.
 async fn write(
     store: &dyn ProjectionStore,
     consumer: &mut dyn LogConsumer,
     batch: &[Consumed],
     items: &mut Decoded,
     shutdown: &mut watch::Receiver<bool>,
+    mut first: Option<FirstAttempt>,
 ) -> Option<(u64, Rejected)> {
     let mut backoff = Duration::from_millis(100);
     let mut revoked = 0;
     loop {
-        let before = items.at.len();
-        items.retain(|i, _| consumer.owns(batch[i].position.partition));
-        let dropped = before - items.at.len();
-        if dropped > 0 {
-            revoked += dropped as u64;
-            metrics::counter!("daybook_projector_revoked_records_total").increment(dropped as u64);
-            tracing::info!(records = dropped, "dropping records of partitions revoked by a rebalance");
-        }
-        let started = Instant::now();
-        match apply_isolating(store, &items.envelopes).await {
+        let (outcome, started) = match first.take() {
+            Some(done) => {
+                revoked += done.revoked;
+                (done.outcome, done.started)
+            }
+            None => {
+                revoked += drop_revoked(consumer, batch, items);
+                let started = Instant::now();
+                (apply_isolating(store, &items.envelopes).await, started)
+            }
+        };
+        match outcome {
             Ok((rows, refused)) => {
                 metrics::histogram!("daybook_projector_write_seconds").record(started.elapsed().as_secs_f64());
                 let records =

@@ -363,3 +363,98 @@ async fn replay_applies_what_the_store_takes_and_keeps_the_rest() {
     let left = store.quarantined(10).await.unwrap();
     assert_eq!(left.iter().map(|q| q.position.offset).collect::<Vec<_>>(), vec![2]);
 }
+
+/// `prefetch` (rebuilds): the next batch is read while one is written. Over many small batches,
+/// with a record no store takes and one that does not decode among them and the lag read after
+/// every batch, every record is projected or quarantined, the run ends only once all of them
+/// are written, and the group's position is the log's head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetching_run_until_caught_up_writes_and_commits_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("log"), EmbeddedLogConfig::default()).unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).unwrap();
+    let policy = TimePolicy::default();
+    let today = policy.offset.day_of(Timestamp::now()).unwrap();
+    let noon = policy.offset.start_of(today.add_days(-1)).plus_millis(43_200_000);
+    let mut records = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..3000 {
+        let (id, st) = started(&format!("cam-p{}", i % 7), noon.plus_millis(i * 1000));
+        records.push(record_of(&st));
+        if i == 1234 {
+            records.push(record_of(&segment(&id, "seg-poison", 1 << 31)));
+            records.push(LogRecord {
+                key: "cam-p".into(),
+                report_kind: "x".into(),
+                schema: 1,
+                value: vec![1, 0, 0xff],
+            });
+        }
+        ids.push(id);
+    }
+    for chunk in records.chunks(1000) {
+        log.append(chunk.to_vec()).await.unwrap();
+    }
+    let head = log.head().await.unwrap();
+    let config = ProjectorConfig {
+        group: "prefetching".into(),
+        max_batch: 128,
+        linger: Duration::from_millis(1),
+        prefetch: true,
+        lag_every: Duration::ZERO,
+        ..ProjectorConfig::default()
+    };
+    let (_stop, stopped) = watch::channel(false);
+    let mut checks = Vec::new();
+    let progress = tokio::time::timeout(
+        Duration::from_secs(60),
+        projector::run_until_caught_up(log.clone(), store.clone(), config, stopped, |c| checks.push(c)),
+    )
+    .await
+    .expect("catches up")
+    .expect("no error");
+    assert_eq!((progress.reports, progress.quarantined), (3000, 2), "{progress:?}");
+    let last = checks.last().expect("checked");
+    assert!(last.caught_up && last.lag == 0, "{last:?}");
+    assert!(checks[..checks.len() - 1].iter().all(|c| !c.caught_up), "caught up once, at the end");
+    let group = log.groups().await.unwrap().into_iter().find(|g| g.group == "prefetching").expect("committed");
+    assert_eq!(group.next, head, "the last batch is committed");
+    for cid in 0..7 {
+        let cid = DeviceId::parse(&format!("cam-p{cid}")).unwrap();
+        let days = store.calendar(&cid, today.add_days(-29), today).await.unwrap();
+        let events: u64 = days.iter().map(|d| d.1).sum();
+        assert_eq!(events, (0..3000).filter(|i| i % 7 == cid.as_str()[5..].parse::<i64>().unwrap()).count() as u64);
+    }
+    for id in [&ids[0], &ids[1234], &ids[2999]] {
+        assert!(store.event(id).await.unwrap().is_some(), "{id}");
+    }
+    assert_eq!(store.quarantined(10).await.unwrap().len(), 2);
+}
+
+/// `prefetch` with `run`: a poll that fails while the next batch is read ahead loses nothing
+/// (the records read before it are written), and stopping writes the batch in hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetching_run_writes_what_it_read_before_a_failed_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).unwrap();
+    let now = Timestamp::now().plus_millis(-60_000);
+    let (a, st_a) = started("cam-pf", now);
+    let (b, st_b) = started("cam-pf", now.plus_millis(1000));
+    let (c, st_c) = started("cam-pf", now.plus_millis(2000));
+    let log = Scripted::new(vec![
+        Step::Records(vec![consumed(0, 0, &st_a)]),
+        Step::Records(vec![consumed(0, 1, &st_b)]),
+        Step::Fail,
+        Step::Records(vec![consumed(0, 2, &st_c)]),
+    ]);
+    let (stop, stopped) = watch::channel(false);
+    let config = ProjectorConfig { linger: Duration::ZERO, prefetch: true, ..ProjectorConfig::default() };
+    let running = tokio::spawn(projector::run(log, store.clone(), config, stopped));
+    wait_for("the last event", Duration::from_secs(20), event_is_stored(&store, &c)).await;
+    stop.send(true).unwrap();
+    let progress = tokio::time::timeout(Duration::from_secs(20), running).await.unwrap().unwrap().unwrap();
+    assert_eq!(progress.reports, 3, "{progress:?}");
+    for id in [&a, &b] {
+        assert!(store.event(id).await.unwrap().is_some(), "{id}");
+    }
+}

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use infra::embedded_log::{EmbeddedLog, EmbeddedLogConfig};
-use infra::embedded_store::EmbeddedStore;
+use infra::embedded_store::{self, EmbeddedStore, OpenMode};
 use schemas::TimePolicy;
 use seams::{ProjectionStore, ReportLog};
 use tokio::sync::watch;
@@ -122,7 +122,8 @@ pub async fn rebuild(opts: &RebuildOptions, mut progress: impl FnMut(&str)) -> a
 
     let new_path = opts.data_dir.join("store.db.rebuild");
     remove_db(&new_path)?;
-    let store: Arc<dyn ProjectionStore> = EmbeddedStore::open(&new_path, opts.policy)?;
+    // A scratch file until the swap: no fsync while it fills, one at the end (README, Backups).
+    let store: Arc<dyn ProjectionStore> = EmbeddedStore::open_with(&new_path, opts.policy, OpenMode::BulkLoad)?;
     let group = format!("daybook-rebuild-{}", chrono::Utc::now().timestamp_millis());
     super::delete_group(&log_dir, &group)?;
     progress(&format!("rebuilding {} from the log: offsets {oldest}..{head} ({total} records)", new_path.display()));
@@ -134,6 +135,10 @@ pub async fn rebuild(opts: &RebuildOptions, mut progress: impl FnMut(&str)) -> a
         max_batch: opts.max_batch.max(1),
         linger: Duration::from_millis(5),
         max_rows_per_s: None,
+        prefetch: true,
+        // Progress comes from the group's file (below), and this process exports no metrics:
+        // the projector need not read the lag, which here means reading the newest segment.
+        lag_every: Duration::MAX,
     };
     let running = tokio::spawn(projector::run(log.clone() as Arc<dyn ReportLog>, store.clone(), config, stopped));
     let mut last_print = Instant::now();
@@ -141,7 +146,9 @@ pub async fn rebuild(opts: &RebuildOptions, mut progress: impl FnMut(&str)) -> a
         if running.is_finished() {
             break None;
         }
-        let next = log.groups().await?.into_iter().find(|g| g.group == group).map_or(oldest, |g| g.next);
+        // The group's file, not `log.groups()`: that also counts every group's lag from the
+        // head, which a process that does not append finds by reading the newest segment whole.
+        let next = super::read_groups(&log_dir)?.get(&group).copied().unwrap_or(oldest);
         if next >= head {
             break Some(next);
         }
@@ -174,11 +181,16 @@ pub async fn rebuild(opts: &RebuildOptions, mut progress: impl FnMut(&str)) -> a
             return Err(e.context("the old store is untouched"));
         }
     };
-    let seconds = started.elapsed().as_secs_f64();
 
-    // Swap: both files whole (WALs folded in), then one rename; then the group follows.
+    // Swap: the new file a normal store and on disk, the old one whole (its WAL folded in), then
+    // one rename; then the group follows.
     let store_path = opts.data_dir.join("store.db");
-    checkpoint(&new_path)?;
+    if let Err(e) = embedded_store::finish_bulk_load(&new_path) {
+        remove_db(&new_path)?;
+        return Err(anyhow::Error::from(e).context("the old store is untouched"));
+    }
+    // Counted to here: the new store is on disk.
+    let seconds = started.elapsed().as_secs_f64();
     if store_path.exists() {
         checkpoint(&store_path)?;
     }
@@ -247,6 +259,8 @@ pub async fn rebuild_into(
         max_batch: max_batch.max(1),
         linger: Duration::from_millis(5),
         max_rows_per_s: None,
+        prefetch: true,
+        lag_every: Duration::from_secs(1),
     };
     let started = Instant::now();
     let mut last_print: Option<Instant> = None;

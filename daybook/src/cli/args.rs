@@ -377,6 +377,8 @@ impl From<ProjectorArgs> for projector::ProjectorConfig {
             max_batch: a.max_batch.max(1),
             linger: Duration::from_millis(a.linger_ms),
             max_rows_per_s: (a.max_rows_per_s > 0).then_some(a.max_rows_per_s),
+            prefetch: false,
+            lag_every: Duration::from_secs(1),
         }
     }
 }
