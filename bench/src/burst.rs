@@ -25,8 +25,9 @@ use schemas::{DayOffset, DeviceId, Timestamp};
 use seams::auth::Auth;
 use serde::Serialize;
 
+use crate::chart;
+use crate::cpu::{self, opt};
 use crate::load::{self, LoadConfig, Outcome, Prepared};
-use crate::{chart, cpu};
 
 #[derive(Debug, Args)]
 pub(crate) struct BurstArgs {
@@ -100,24 +101,20 @@ struct BurstResult {
     kafka_raw_produce_p99_ms: Option<f64>,
     /// `pipeline_accepted_per_s / kafka_raw_produce_per_s`.
     ratio_vs_kafka_raw: Option<f64>,
-    /// Server CPU (user + system of the all-in-one's process) per accepted report, µs: from
-    /// the burst's start until every accepted report is projected (ingest, log, projector and
-    /// the 100 ms `/metrics` scrapes; the background events count as reports too).
-    cpu_us_per_report: Option<f64>,
-    /// The bare no-op server's CPU per answered request, µs, serving the same burst schedule.
-    bare_cpu_us_per_request: Option<f64>,
+    /// The all-in-one's cost per accepted report from the burst's start until every accepted
+    /// report is projected (ingest, log, projector and the 100 ms `/metrics` scrapes; the
+    /// background events count as reports too), beside the bare no-op server's per answered
+    /// request of the same burst schedule.
+    #[serde(flatten)]
+    cost: cpu::Cost,
     /// The direct baseline's CPU per accepted report, µs, over its run (null when skipped).
     direct_cpu_us_per_report: Option<f64>,
-    /// `cpu_us_per_report / bare_cpu_us_per_request`.
-    cpu_ratio_vs_bare: Option<f64>,
     /// Accept p99 of the bare no-op server under the same burst schedule.
     bare_accept_p99_ms: f64,
     /// Bare no-op answers (2xx) to the burst schedule, and their rate (first send to last answer).
     bare_accepted: usize,
     bare_accepted_per_s: f64,
-    /// Raw CPU seconds behind the three per-report figures.
-    cpu_s: f64,
-    bare_cpu_s: f64,
+    /// Raw CPU seconds behind the direct baseline's figure.
     direct_cpu_s: Option<f64>,
     log: String,
     store: String,
@@ -135,12 +132,19 @@ pub(crate) struct Server {
 pub(crate) struct CpuSpan {
     pid: u32,
     at_start: Duration,
+    switches_at_start: u64,
 }
 
 impl CpuSpan {
     /// CPU the server has used since the span began.
     pub(crate) fn used(&self) -> Duration {
         crate::cpu::process_cpu(self.pid).saturating_sub(self.at_start)
+    }
+
+    /// CPU and context switches (`cpu::context_switches`) since the span began.
+    pub(crate) fn spent(&self) -> cpu::Spent {
+        let switches = cpu::context_switches(self.pid).saturating_sub(self.switches_at_start);
+        cpu::Spent { cpu: self.used(), switches }
     }
 }
 
@@ -166,7 +170,7 @@ impl Server {
     /// Starts measuring the server process's CPU (user + system) from now.
     pub(crate) fn cpu_span(&self) -> CpuSpan {
         let pid = self.child.id();
-        CpuSpan { pid, at_start: crate::cpu::process_cpu(pid) }
+        CpuSpan { pid, at_start: crate::cpu::process_cpu(pid), switches_at_start: crate::cpu::context_switches(pid) }
     }
 
     /// Peak resident set (VmHWM) in MiB.
@@ -530,7 +534,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     pb.finish();
     // The pipeline's cost: everything it did for these reports up to their projection (the
     // verification reads below are not part of it).
-    let pipeline_cpu = span.used();
+    let pipeline_spent = span.spent();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = stop_tx.send(true);
     let samples = samples.await?;
@@ -589,7 +593,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     // 3. The bare HTTP no-op handler: first the same burst schedule from the same generator
     //    (its CPU per request and its accept p99: the floor of what any server pays), then
     //    saturated with the same requests (the machine's ceiling).
-    let (bare, bare_outcomes, bare_cpu) = {
+    let (bare, bare_outcomes, bare_spent) = {
         let server = Server::start(&["noop".into()], &secret)?;
         let cfg = LoadConfig { addr: server.http, ..load.clone() };
         let start = Instant::now() + lead;
@@ -599,7 +603,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
             pb.set_position(n as u64)
         })
         .await;
-        let bare_cpu = span.used();
+        let bare_spent = span.spent();
         pb.finish();
         let pb = ProgressBar::new_spinner();
         pb.set_message("bare http ceiling");
@@ -607,7 +611,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         let per_s = load::saturate(cfg, fleet.requests.clone(), Duration::from_secs(a.bare_secs)).await;
         pb.finish_and_clear();
         server.stop();
-        (per_s, outcomes, bare_cpu)
+        (per_s, outcomes, bare_spent)
     };
 
     let h = latencies(&daybook.outcomes);
@@ -626,8 +630,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     let background_accepted = bg_outcomes.iter().filter(|o| o.accepted()).count();
     let direct_accepted = direct.as_ref().map(|d| d.outcomes.iter().filter(|o| o.accepted()).count());
     let bare_accepted = bare_outcomes.iter().filter(|o| o.accepted()).count();
-    let cpu_us_per_report = cpu::us_per(pipeline_cpu, accepted + background_accepted);
-    let bare_cpu_us_per_request = cpu::us_per(bare_cpu, bare_accepted);
+    let cost = cpu::Cost::of(pipeline_spent, accepted + background_accepted, bare_spent, bare_accepted);
     let result = BurstResult {
         devices: a.devices,
         window_ms: a.window_ms,
@@ -658,15 +661,11 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         kafka_raw_produce_per_s: kafka_raw.map(|r| r.0),
         kafka_raw_produce_p99_ms: kafka_raw.map(|r| r.1.as_secs_f64() * 1000.0),
         ratio_vs_kafka_raw: kafka_raw.map(|r| pipeline / r.0.max(1e-9)),
-        cpu_us_per_report,
-        bare_cpu_us_per_request,
+        cost,
         direct_cpu_us_per_report: direct_cpu.zip(direct_accepted).and_then(|(c, n)| cpu::us_per(c, n)),
-        cpu_ratio_vs_bare: cpu::ratio(cpu_us_per_report, bare_cpu_us_per_request),
         bare_accept_p99_ms: percentile_ms(&latencies(&bare_outcomes), 0.99),
         bare_accepted,
         bare_accepted_per_s: accepted_per_s(&bare_outcomes),
-        cpu_s: pipeline_cpu.as_secs_f64(),
-        bare_cpu_s: bare_cpu.as_secs_f64(),
         direct_cpu_s: direct_cpu.map(|c| c.as_secs_f64()),
         log: a.log.to_string(),
         store: a.store.to_string(),
@@ -686,18 +685,13 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `-` for a figure that was not measured.
-pub(crate) fn opt(v: Option<f64>, decimals: usize) -> String {
-    v.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}"))
-}
-
 /// The human summary printed after the JSON.
 fn summary(r: &BurstResult) -> String {
     format!(
         "burst: {} digests in {} ms, {} accepted ({} lost, {} 5xx), accept p50 {:.1} ms p99 {:.1} ms\n\
          rate: pipeline {:.0}/s, direct {}/s, bare http {:.0}/s (ceiling; {:.2}x)\n\
          cost: server CPU {} µs/report (pipeline), {} µs/report (direct), {} µs/request (bare no-op) — {}x bare; \
-         bare accept p99 {:.1} ms under the same schedule",
+         bare accept p99 {:.1} ms under the same schedule\n{}",
         r.devices,
         r.window_ms,
         r.accepted,
@@ -709,11 +703,12 @@ fn summary(r: &BurstResult) -> String {
         opt(r.direct_accepted_per_s, 0),
         r.bare_http_per_s,
         r.ratio_vs_bare_http,
-        opt(r.cpu_us_per_report, 1),
+        opt(r.cost.cpu_us_per_report, 1),
         opt(r.direct_cpu_us_per_report, 1),
-        opt(r.bare_cpu_us_per_request, 1),
-        opt(r.cpu_ratio_vs_bare, 2),
+        opt(r.cost.bare_cpu_us_per_request, 1),
+        opt(r.cost.cpu_ratio_vs_bare, 2),
         r.bare_accept_p99_ms,
+        r.cost.switches_line(),
     )
 }
 
@@ -729,8 +724,8 @@ fn result_caption(r: &BurstResult) -> String {
         r.pipeline_accepted_per_s,
         r.direct_accepted_per_s.map_or("-".into(), |d| format!("{d:.0}")),
         r.bare_http_per_s,
-        opt(r.cpu_us_per_report, 1),
-        opt(r.cpu_ratio_vs_bare, 2),
+        opt(r.cost.cpu_us_per_report, 1),
+        opt(r.cost.cpu_ratio_vs_bare, 2),
     )
 }
 

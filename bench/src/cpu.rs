@@ -11,6 +11,66 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use serde::Serialize;
+
+/// What a server used over a span (`burst::CpuSpan::spent`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spent {
+    pub(crate) cpu: Duration,
+    pub(crate) switches: u64,
+}
+
+/// What the server under test and the bare no-op server paid for the same schedule: the cost
+/// figures `burst` and `sustain` both report (flattened into their `result.json`).
+#[derive(Debug, Serialize)]
+pub(crate) struct Cost {
+    /// Server CPU (user + system of its process) per accepted report, µs.
+    pub(crate) cpu_us_per_report: Option<f64>,
+    /// The bare no-op server's CPU per answered request, µs, under the same schedule.
+    pub(crate) bare_cpu_us_per_request: Option<f64>,
+    /// `cpu_us_per_report / bare_cpu_us_per_request`.
+    pub(crate) cpu_ratio_vs_bare: Option<f64>,
+    /// Context switches of the server's threads per accepted report ([`context_switches`]).
+    pub(crate) context_switches_per_report: Option<f64>,
+    /// The same of the bare no-op server, per answered request.
+    pub(crate) bare_context_switches_per_request: Option<f64>,
+    /// Raw CPU seconds behind the per-report figures.
+    pub(crate) cpu_s: f64,
+    pub(crate) bare_cpu_s: f64,
+}
+
+impl Cost {
+    /// The server spent `server` on `reports` accepted reports, the bare server `bare` on
+    /// `requests` answered requests.
+    pub(crate) fn of(server: Spent, reports: usize, bare: Spent, requests: usize) -> Self {
+        let cpu_us_per_report = us_per(server.cpu, reports);
+        let bare_cpu_us_per_request = us_per(bare.cpu, requests);
+        Self {
+            cpu_us_per_report,
+            bare_cpu_us_per_request,
+            cpu_ratio_vs_bare: ratio(cpu_us_per_report, bare_cpu_us_per_request),
+            context_switches_per_report: per(server.switches, reports),
+            bare_context_switches_per_request: per(bare.switches, requests),
+            cpu_s: server.cpu.as_secs_f64(),
+            bare_cpu_s: bare.cpu.as_secs_f64(),
+        }
+    }
+
+    /// The context-switch line of a human summary.
+    pub(crate) fn switches_line(&self) -> String {
+        format!(
+            "context switches: {} per report (server), {} per request (bare no-op)",
+            opt(self.context_switches_per_report, 2),
+            opt(self.bare_context_switches_per_request, 2)
+        )
+    }
+}
+
+/// `-` for a figure that was not measured.
+pub(crate) fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}"))
+}
+
 /// `utime + stime` in clock ticks from the text of `/proc/<pid>/stat`. The command name (field
 /// 2) is in parentheses and may itself hold spaces and parentheses, so the fields are counted
 /// from the *last* `)`: after it come state (field 3) … utime (field 14) and stime (field 15).
@@ -43,6 +103,37 @@ pub(crate) fn process_cpu(pid: u32) -> Duration {
     let ticks = ticks.unwrap_or(0);
     let per_s = ticks_per_s();
     Duration::from_secs(ticks / per_s) + Duration::from_nanos((ticks % per_s) * 1_000_000_000 / per_s)
+}
+
+/// Context switches, voluntary and involuntary, of the threads of `pid` alive now: the sum of
+/// `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` over `/proc/<pid>/task/*/status`
+/// (the process's own `status` has its main thread's only). A figure the generator sharing the
+/// cores blurs less than CPU time: each switch is a thread hand-off or a preemption the server
+/// paid for. Threads that exited since are missing from it (the server's threads live as long
+/// as it does, except idle blocking-pool threads).
+pub(crate) fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .map(|status| status_switches(&status))
+        .sum()
+}
+
+/// `voluntary_ctxt_switches + nonvoluntary_ctxt_switches` from the text of a `status` file.
+fn status_switches(status: &str) -> u64 {
+    status
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("voluntary_ctxt_switches:").or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+        })
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// Per item (`None` without items).
+pub(crate) fn per(count: u64, items: usize) -> Option<f64> {
+    (items > 0).then(|| count as f64 / items as f64)
 }
 
 /// CPU microseconds per item (`None` without items).
@@ -89,6 +180,16 @@ mod tests {
             }
         }
         assert!(process_cpu(std::process::id()) > before, "no CPU charged after {:?}", t.elapsed());
+    }
+
+    #[test]
+    fn status_switches_adds_both_kinds() {
+        let status = "Name:\tdaybook-log-wri\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t1500\nnonvoluntary_ctxt_switches:\t42\n";
+        assert_eq!(status_switches(status), 1542);
+        assert_eq!(status_switches("Name:\tx\n"), 0);
+        assert!(context_switches(std::process::id()) > 0, "this test's own threads have switched");
+        assert_eq!(per(30, 10), Some(3.0));
+        assert_eq!(per(30, 0), None);
     }
 
     #[test]

@@ -28,11 +28,12 @@ use seams::auth::Auth;
 use serde::Serialize;
 
 use crate::burst::{
-    accepted_per_s, at_utc_offset, bar, latencies, opt, percentile_ms, sampler, scrape, server_args, tempfile_dir,
-    Getter, Server, PROJECTED,
+    accepted_per_s, at_utc_offset, bar, latencies, percentile_ms, sampler, scrape, server_args, tempfile_dir, Getter,
+    Server, PROJECTED,
 };
+use crate::chart;
+use crate::cpu::{self, opt};
 use crate::load::{self, LoadConfig, Outcome, Prepared};
-use crate::{chart, cpu};
 
 #[derive(Debug, Args)]
 pub(crate) struct SustainArgs {
@@ -279,19 +280,14 @@ struct SustainResult {
     read_p99_ms: f64,
     calendar_p99_ms: f64,
     day_page_p99_ms: f64,
-    /// Server CPU (user + system of the all-in-one's process) per accepted report, µs: from
-    /// the load's start until every accepted report is projected (the viewer's reads and the
-    /// 100 ms `/metrics` scrapes included).
-    cpu_us_per_report: Option<f64>,
-    /// The bare no-op server's CPU per answered request, µs, under the same schedule.
-    bare_cpu_us_per_request: Option<f64>,
-    /// `cpu_us_per_report / bare_cpu_us_per_request`.
-    cpu_ratio_vs_bare: Option<f64>,
+    /// The all-in-one's cost per accepted report from the load's start until every accepted
+    /// report is projected (the viewer's reads and the 100 ms `/metrics` scrapes included),
+    /// beside the bare no-op server's per answered request of the same schedule.
+    #[serde(flatten)]
+    cost: cpu::Cost,
     /// The bare no-op server's latency under the same schedule.
     bare_accept_p99_ms: f64,
     bare_accepted_per_s: f64,
-    cpu_s: f64,
-    bare_cpu_s: f64,
     /// From the last acceptance until every accepted report is projected.
     projection_complete_ms: f64,
     peak_rss_mib: f64,
@@ -344,7 +340,7 @@ pub(crate) async fn run(a: SustainArgs) -> anyhow::Result<()> {
     let span = bare_server.cpu_span();
     let bare_outcomes =
         load::open_loop(cfg, w.requests.clone(), schedule.clone(), start, |k| pb.set_position(k as u64)).await;
-    let bare_cpu = span.used();
+    let bare_spent = span.spent();
     pb.finish();
     bare_server.stop();
 
@@ -379,7 +375,7 @@ pub(crate) async fn run(a: SustainArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     pb.finish();
-    let pipeline_cpu = span.used();
+    let pipeline_spent = span.spent();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = stop_tx.send(true);
     let samples = samples.await?;
@@ -402,8 +398,7 @@ pub(crate) async fn run(a: SustainArgs) -> anyhow::Result<()> {
     let day_page: Vec<Outcome> = reads.iter().filter(|o| !read_is_calendar[o.idx]).copied().collect();
     let reads_ok = reads.iter().filter(|o| o.accepted()).count();
     let bare_accepted = bare_outcomes.iter().filter(|o| o.accepted()).count();
-    let cpu_us_per_report = cpu::us_per(pipeline_cpu, accepted);
-    let bare_cpu_us_per_request = cpu::us_per(bare_cpu, bare_accepted);
+    let cost = cpu::Cost::of(pipeline_spent, accepted, bare_spent, bare_accepted);
     let result = SustainResult {
         fraction: a.fraction,
         seconds: a.seconds,
@@ -432,13 +427,9 @@ pub(crate) async fn run(a: SustainArgs) -> anyhow::Result<()> {
         read_p99_ms: percentile_ms(&read_h, 0.99),
         calendar_p99_ms: percentile_ms(&latencies(&calendar), 0.99),
         day_page_p99_ms: percentile_ms(&latencies(&day_page), 0.99),
-        cpu_us_per_report,
-        bare_cpu_us_per_request,
-        cpu_ratio_vs_bare: cpu::ratio(cpu_us_per_report, bare_cpu_us_per_request),
+        cost,
         bare_accept_p99_ms: percentile_ms(&latencies(&bare_outcomes), 0.99),
         bare_accepted_per_s: accepted_per_s(&bare_outcomes),
-        cpu_s: pipeline_cpu.as_secs_f64(),
-        bare_cpu_s: bare_cpu.as_secs_f64(),
         projection_complete_ms: projection_done.saturating_sub(load_end).as_secs_f64() * 1000.0,
         peak_rss_mib,
         log: a.log.to_string(),
@@ -468,8 +459,8 @@ fn caption(r: &SustainResult) -> String {
         r.errors,
         r.lost,
         r.read_p99_ms,
-        opt(r.cpu_us_per_report, 1),
-        opt(r.cpu_ratio_vs_bare, 2),
+        opt(r.cost.cpu_us_per_report, 1),
+        opt(r.cost.cpu_ratio_vs_bare, 2),
     )
 }
 
@@ -478,7 +469,7 @@ fn summary(r: &SustainResult) -> String {
         "sustain: {:.0}/s offered ({} × bare ceiling {:.0}/s) for {} s, {} reports ({} starts, {} segments, {} ends, {} digests)\n\
          writes: {:.0}/s accepted, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} errors ({} 5xx, {} unresolved), {} retries, {} lost\n\
          reads: {} of {} ok, p99 {:.1} ms (calendar {:.1} ms, day page {:.1} ms)\n\
-         cost: server CPU {} µs/report (pipeline), {} µs/request (bare no-op, same schedule: p99 {:.1} ms) — {}x bare",
+         cost: server CPU {} µs/report (pipeline), {} µs/request (bare no-op, same schedule: p99 {:.1} ms) — {}x bare\n{}",
         r.offered_rate_per_s,
         r.fraction,
         r.bare_http_per_s,
@@ -502,10 +493,11 @@ fn summary(r: &SustainResult) -> String {
         r.read_p99_ms,
         r.calendar_p99_ms,
         r.day_page_p99_ms,
-        opt(r.cpu_us_per_report, 1),
-        opt(r.bare_cpu_us_per_request, 1),
+        opt(r.cost.cpu_us_per_report, 1),
+        opt(r.cost.bare_cpu_us_per_request, 1),
         r.bare_accept_p99_ms,
-        opt(r.cpu_ratio_vs_bare, 2),
+        opt(r.cost.cpu_ratio_vs_bare, 2),
+        r.cost.switches_line(),
     )
 }
 

@@ -7,14 +7,18 @@
 //! current key ring: a request with a token seen before costs a hash lookup plus the checks
 //! that can change with time — expiry and revocation — done on every request.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::http::HeaderMap;
-use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use quick_cache::sync::Cache;
+use ring::hmac;
 use schemas::{DeviceId, DeviceZone};
 use serde::{Deserialize, Serialize};
 
@@ -125,6 +129,15 @@ pub const TOKEN_CACHE_ENTRIES: usize = 100_000;
 /// Seconds a token is still accepted past its `exp` (clock skew between issuer and server).
 const LEEWAY_S: i64 = 30;
 
+/// The fields of a token's header that are read (others are ignored, as `typ` is).
+#[derive(Deserialize)]
+struct JoseHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kid: Option<Cow<'a, str>>,
+}
+
 /// A token that passed the signature check and the parse: what the cache keeps. Only what
 /// cannot change for a given token is here; expiry and revocation are checked per request.
 #[derive(Debug)]
@@ -154,7 +167,8 @@ type TokenCache = Cache<Box<str>, Arc<Verified>>;
 struct Keys {
     signing_kid: String,
     encoding: EncodingKey,
-    decoding: HashMap<String, DecodingKey>,
+    /// Per kid, the HMAC key, set up once per ring.
+    decoding: HashMap<String, hmac::Key>,
     revoked: HashMap<String, i64>,
     ring: KeyRing,
     /// `None` when the cache is off ([`Auth::with_token_cache`] with 0 entries).
@@ -167,7 +181,6 @@ struct Keys {
 #[derive(Clone)]
 pub struct Auth {
     keys: Arc<ArcSwap<Keys>>,
-    validation: Validation,
     cache_entries: usize,
 }
 
@@ -183,7 +196,7 @@ fn compile(ring: KeyRing, cache_entries: usize) -> Result<Keys, String> {
     Ok(Keys {
         signing_kid,
         encoding: EncodingKey::from_secret(&secret),
-        decoding: ring.keys.iter().map(|(kid, s)| (kid.clone(), DecodingKey::from_secret(s))).collect(),
+        decoding: ring.keys.iter().map(|(kid, s)| (kid.clone(), hmac::Key::new(hmac::HMAC_SHA256, s))).collect(),
         revoked: ring.revoked.clone(),
         ring,
         tokens: (cache_entries > 0).then(|| Cache::new(cache_entries)),
@@ -205,10 +218,7 @@ impl Auth {
     /// [`TOKEN_CACHE_ENTRIES`]); 0 turns the cache off, every request verifying its token
     /// (to measure what the cache saves).
     pub fn with_token_cache(ring: KeyRing, cache_entries: usize) -> Result<Self, String> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_S as u64;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        Ok(Self { keys: Arc::new(ArcSwap::from_pointee(compile(ring, cache_entries)?)), validation, cache_entries })
+        Ok(Self { keys: Arc::new(ArcSwap::from_pointee(compile(ring, cache_entries)?)), cache_entries })
     }
 
     /// Replaces the keys and revocations, if they changed; returns whether they did. A change
@@ -269,12 +279,8 @@ impl Auth {
             None => (Arc::new(self.decode(&keys, token)?), false),
         };
         let claims = &verified.claims;
-        // Also on a miss, where `decode` checked it with jsonwebtoken's clock: one rule for both.
         if claims.exp < now - LEEWAY_S {
-            return Err(ApiError::unauthorized(format!(
-                "invalid token: {}",
-                jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::ExpiredSignature)
-            )));
+            return Err(ApiError::unauthorized("invalid token: expired"));
         }
         if claims.role == Role::Device {
             if let Some(cutoff) = keys.revoked.get(&claims.sub) {
@@ -293,16 +299,33 @@ impl Auth {
     }
 
     /// The signature check and parse of `token` under `keys`: what the cache saves.
+    ///
+    /// A JWS in compact form, HS256 only, checked here over `ring`'s HMAC rather than with
+    /// `jsonwebtoken::decode` (which still issues the tokens): that parses the header twice and
+    /// the claims twice, sets the HMAC key up again and compares base64 strings — a device
+    /// request's token check took 4.2 µs with it and takes 2.3 µs with this one (`cargo bench -p
+    /// seams --bench auth`, `uncached`), paid by every device's first request after midnight, a
+    /// restart or a key change. The rules are the
+    /// same: three base64url parts without padding, `alg` HS256 and nothing else (never
+    /// `none`), the key named by `kid` (the default key without one), the MAC checked in
+    /// constant time before the claims are read, `sub`, `role`, `iat` and `exp` required.
+    /// Expiry and revocation are checked by the caller, on hits and misses alike.
     fn decode(&self, keys: &Keys, token: &str) -> Result<Verified, ApiError> {
-        let header = decode_header(token).map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+        let invalid = |why: String| ApiError::unauthorized(format!("invalid token: {why}"));
+        let malformed = || invalid("not a JWT (base64url header.claims.signature)".into());
+        let (signed, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
+        let (header, claims) = signed.split_once('.').ok_or_else(malformed)?;
+        let header = URL_SAFE_NO_PAD.decode(header).map_err(|_| malformed())?;
+        let header: JoseHeader<'_> = serde_json::from_slice(&header).map_err(|e| invalid(format!("header: {e}")))?;
+        if header.alg != "HS256" {
+            return Err(invalid(format!("algorithm {:?}: only HS256 is accepted", header.alg)));
+        }
         let kid = header.kid.as_deref().unwrap_or(DEFAULT_KID);
-        let key = keys
-            .decoding
-            .get(kid)
-            .ok_or_else(|| ApiError::unauthorized(format!("invalid token: unknown or retired key {kid:?}")))?;
-        let claims = decode::<Claims>(token, key, &self.validation)
-            .map(|d| d.claims)
-            .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+        let key = keys.decoding.get(kid).ok_or_else(|| invalid(format!("unknown or retired key {kid:?}")))?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| malformed())?;
+        hmac::verify(key, signed.as_bytes(), &signature).map_err(|_| invalid("bad signature".into()))?;
+        let claims = URL_SAFE_NO_PAD.decode(claims).map_err(|_| malformed())?;
+        let claims: Claims = serde_json::from_slice(&claims).map_err(|e| invalid(format!("claims: {e}")))?;
         let zone = match claims.role {
             Role::Device => claims.tz.as_deref().map(DeviceZone::parse).transpose(),
             Role::Viewer => Ok(None),
@@ -361,7 +384,7 @@ mod tests {
         // Add k2 and sign with it; k1's tokens still verify.
         assert!(auth.reload(KeyRing { keys: vec![key("k2", 2), key("k1", 1)], revoked: HashMap::new() }).unwrap());
         let new = auth.device_token(&cid, Duration::from_secs(600));
-        assert_eq!(decode_header(&new).unwrap().kid.as_deref(), Some("k2"));
+        assert_eq!(jsonwebtoken::decode_header(&new).unwrap().kid.as_deref(), Some("k2"));
         assert!(auth.device(&bearer(&old), "cam-1").is_ok());
         assert!(auth.device(&bearer(&new), "cam-1").is_ok());
         // Retire k1: its tokens are refused, k2's are not.
@@ -456,7 +479,7 @@ mod tests {
         let uncached = fresh.device(&bearer(&expired), "cam-1").unwrap_err();
         assert!(!cached(&fresh, &expired), "a refused token is not cached");
         assert_eq!((e.status, &e.message), (uncached.status, &uncached.message));
-        assert!(e.message.contains("ExpiredSignature"), "{}", e.message);
+        assert!(e.message.contains("expired"), "{}", e.message);
     }
 
     #[test]
@@ -548,6 +571,76 @@ mod tests {
         let off = Auth::with_token_cache(KeyRing::single(&[8u8; 32]), 0).unwrap();
         assert!(tokens.iter().take(10).all(|(token, cid)| off.device(&bearer(token), cid).is_ok()));
         assert!(off.keys.load().tokens.is_none());
+    }
+
+    /// The hand-written check refuses every token jsonwebtoken would and accepts what it
+    /// issues: forged algorithms (`none`, HS512, RS256), a MAC from another key, any changed
+    /// part, missing parts and claims, padding, stray characters; and passes the token's
+    /// claims through unchanged.
+    #[test]
+    fn only_genuine_hs256_tokens_verify() {
+        let secret = [7u8; 32];
+        let auth = Auth::with_token_cache(KeyRing::single(&secret), 0).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims { tz: Some("Europe/Paris".into()), ..device_claims("cam-a", now, now + 600) };
+        let good = signed(&claims, DEFAULT_KID, &secret);
+        let verified = auth.verified(&bearer(&good), now).unwrap();
+        assert_eq!(serde_json::to_value(&verified.claims).unwrap(), serde_json::to_value(&claims).unwrap());
+        assert!(verified.zone.as_ref().is_ok_and(Option::is_some));
+
+        let b64 = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap());
+        let mac = |signed: &str, key: &[u8]| {
+            URL_SAFE_NO_PAD.encode(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), signed.as_bytes()))
+        };
+        let body = b64(&serde_json::to_value(&claims).unwrap());
+        // Signed correctly with the right key, but a header naming another algorithm.
+        let with_header = |header: serde_json::Value| {
+            let signed = format!("{}.{body}", b64(&header));
+            let sig = mac(&signed, &secret);
+            format!("{signed}.{sig}")
+        };
+        let (parts, sig) = good.rsplit_once('.').unwrap();
+        let (header, _) = parts.split_once('.').unwrap();
+        let tampered_claims = {
+            let other = b64(&serde_json::to_value(device_claims("cam-a", now, now + 999_999)).unwrap());
+            format!("{header}.{other}.{sig}")
+        };
+        let no_exp = {
+            let mut v = serde_json::to_value(&claims).unwrap();
+            v.as_object_mut().unwrap().remove("exp");
+            let signed = format!("{header}.{}", b64(&v));
+            let sig = mac(&signed, &secret);
+            format!("{signed}.{sig}")
+        };
+        let forged = [
+            with_header(serde_json::json!({"alg": "none", "typ": "JWT"})),
+            with_header(serde_json::json!({"alg": "HS512", "typ": "JWT"})),
+            with_header(serde_json::json!({"alg": "RS256"})),
+            with_header(serde_json::json!({"typ": "JWT"})),
+            format!("{parts}."),
+            format!("{parts}.{}", mac(parts, &[8u8; 32])),
+            signed(&claims, DEFAULT_KID, &[8u8; 32]),
+            signed(&claims, "other", &secret),
+            tampered_claims,
+            no_exp,
+            parts.to_owned(),
+            format!("{good}="),
+            format!("{good}.x"),
+            format!("{header}..{sig}"),
+            good.replacen('.', "=.", 1),
+            good.replace('-', "+"),
+            String::new(),
+        ];
+        for (i, token) in forged.iter().enumerate() {
+            if token == &good {
+                continue; // `replace` found nothing to change
+            }
+            let e = auth
+                .verified(&bearer(token), now)
+                .err()
+                .unwrap_or_else(|| panic!("forged token {i} verified: {token}"));
+            assert_eq!(e.status, axum::http::StatusCode::UNAUTHORIZED, "{i}: {}", e.message);
+        }
     }
 
     #[test]
