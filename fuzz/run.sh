@@ -5,10 +5,11 @@
 #   batch        POST …/reports bodies, JSON array and NDJSON, with the item cap
 #   ids          event/segment/device ids, event types, days, timestamps, offsets, zones
 #   cursor       day page cursors: the API's decoder and the stores' decoders inside
+#   token        bearer tokens through the HS256 verifier (only issued tokens verify)
 #
 # Usage: fuzz/run.sh [SECONDS_PER_TARGET]   (default 20)
 #   DAYBOOK_FUZZ_RUNS=N       run each target for exactly N executions instead (no time cap)
-#   DAYBOOK_FUZZ_TARGETS="…"  only these targets (default: all five)
+#   DAYBOOK_FUZZ_TARGETS="…"  only these targets (default: all six)
 #   DAYBOOK_FUZZ_WORK=DIR     grown corpora and logs (default ~/.cache/daybook/fuzz-work)
 #
 # Builds with the nightly toolchain into ~/.cache/daybook/fuzz-target (never the main target
@@ -21,7 +22,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 seconds=${1:-20}
 runs=${DAYBOOK_FUZZ_RUNS:-}
-targets=${DAYBOOK_FUZZ_TARGETS:-envelope device_json batch ids cursor}
+targets=${DAYBOOK_FUZZ_TARGETS:-envelope device_json batch ids cursor token}
 cache=${DAYBOOK_CACHE:-$HOME/.cache/daybook}
 target_dir=$cache/fuzz-target
 export CARGO_TARGET_DIR=$target_dir  # scripts/test exports the main one

@@ -199,11 +199,11 @@ impl EmbeddedLog {
     /// Sends `op` to the writer, starting it first if needed.
     async fn send(&self, mut op: Op) -> Result<(), LogError> {
         loop {
-            {
-                let guard = self.tx.lock().expect("log sender lock");
-                if let Some(tx) = guard.as_ref() {
-                    return tx.send(op).map_err(|_| LogError::Closed);
-                }
+            // Sent outside the lock: the send may wake the writer thread (a futex wake), which
+            // must not hold up the other workers' appends.
+            let tx = self.tx.lock().expect("log sender lock").clone();
+            if let Some(tx) = tx {
+                return tx.send(op).map_err(|_| LogError::Closed);
             }
             if self.closed.load(Ordering::Acquire) {
                 return Err(LogError::Closed);
