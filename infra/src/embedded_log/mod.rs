@@ -84,7 +84,8 @@ impl Default for EmbeddedLogConfig {
     }
 }
 
-/// A commit this large does not wait for more (see [`EmbeddedLogConfig::commit_linger`]).
+/// A commit this large does not wait for more (see [`EmbeddedLogConfig::commit_linger`]):
+/// a group already this large when the window would begin is committed at once.
 pub const LINGER_RECORDS: usize = 256;
 
 /// The first offset of a new log (offsets start at 1, as the SQLite log's did).
@@ -526,9 +527,11 @@ impl Writer {
                         // Asleep, not waiting on the channel: a receiver blocked in
                         // `recv_timeout` is woken by every send, a futex wake and two context
                         // switches per request (40 % of the server's switches under the burst,
-                        // `perf record -e context-switches`); asleep, senders only queue. In
-                        // slices, so that a group that reaches `LINGER_RECORDS` goes sooner.
-                        std::thread::sleep(left.min(linger / 4));
+                        // `perf record -e context-switches`); asleep, senders only queue. One
+                        // sleep for the whole window (it was slept in quarters, to let a group
+                        // that reaches `LINGER_RECORDS` go sooner: each quarter a switch more,
+                        // for at most a millisecond earlier).
+                        std::thread::sleep(left);
                         continue;
                     }
                 };
