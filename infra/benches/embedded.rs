@@ -7,6 +7,10 @@
 //!   each from its own task, as device requests arrive) on a log with the group-commit window
 //!   off and on, in the same run: the process's CPU per record (all threads, from
 //!   `/proc/self/task/*/schedstat`), commits per second and append latency p50/p99.
+//! * `log_head_reader`: the head as a process that does not append finds it (a `daybook
+//!   projector` beside `daybook ingest` reads its lag so once a second) with a 64 MiB newest
+//!   segment: the first call reads the segment whole, as every call did before the scan was
+//!   resumed; later calls read only what was appended since (here 100 records).
 //! * `store_apply/{4096,16384}`: [`EmbeddedStore::apply`] of 4096- and 16384-envelope batches
 //!   (60 % starts, 20 % ends, 15 % segments with one mapping, 5 % digests; 1000 devices; last 2
 //!   days); rows/s. `store_apply_bulk/16384`: the same into a store opened for a bulk load
@@ -247,6 +251,48 @@ fn log_commit_linger(_c: &mut Criterion) {
 
 // ---------------------------------------------------------------------------------------------
 // Test data
+
+fn log_head_reader(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = scratch();
+    let path = dir.path().join("log");
+    let writer = EmbeddedLog::open(&path, EmbeddedLogConfig::default()).expect("open log");
+    // ≈ 64 MiB of ~200-byte frames: the newest segment just before it rolls.
+    let per_batch = 4096;
+    let batches = (60 << 20) / (200 * per_batch);
+    rt.block_on(async {
+        for b in 0..batches {
+            let base = (b * per_batch) as u64;
+            writer.append((0..per_batch as u64).map(|i| log_record(base + i)).collect()).await.expect("append");
+        }
+    });
+    let reader = EmbeddedLog::open(&path, EmbeddedLogConfig::default()).expect("open reader");
+    let started = Instant::now();
+    let head = rt.block_on(reader.head()).expect("head");
+    let whole = started.elapsed();
+    let mut next = (batches * per_batch) as u64;
+    let mut group = c.benchmark_group("log_head_reader");
+    group.bench_function("after_100_more_records", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                rt.block_on(writer.append((0..100).map(|i| log_record(next + i)).collect())).expect("append");
+                next += 100;
+                let t = Instant::now();
+                rt.block_on(reader.head()).expect("head");
+                spent += t.elapsed();
+            }
+            spent
+        })
+    });
+    group.finish();
+    eprintln!(
+        "log_head_reader: first call (the newest segment read whole, {} records): {:.1} ms",
+        head - 1,
+        whole.as_secs_f64() * 1000.0
+    );
+    rt.block_on(writer.shutdown()).expect("shutdown");
+}
 
 fn cid(i: usize) -> DeviceId {
     DeviceId::parse(&format!("acme-cam-{i:06}")).expect("device id")
@@ -748,5 +794,13 @@ fn calendar_volume(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, log_group_commit, log_commit_linger, store_apply, store_read_1m, calendar_volume);
+criterion_group!(
+    benches,
+    log_group_commit,
+    log_commit_linger,
+    log_head_reader,
+    store_apply,
+    store_read_1m,
+    calendar_volume
+);
 criterion_main!(benches);

@@ -222,8 +222,15 @@ pub(super) struct Scan {
 /// Scans a whole segment; stops at the first frame that does not check (the returned
 /// `Stop`, if any, says why).
 pub(super) fn scan(path: &Path) -> io::Result<(Scan, Option<Stop>)> {
-    let mut reader = Reader::open(path, 0)?;
-    let mut scan = Scan::default();
+    scan_from(path, Scan::default())
+}
+
+/// [`scan`] resumed: from `from.valid_len` (the end of a frame that checked), expecting the
+/// offset `from.next`, adding to `from`'s counts. Frames that checked are never rewritten
+/// (a torn tail lies only after them), so a scan can go on where an earlier one stopped.
+pub(super) fn scan_from(path: &Path, from: Scan) -> io::Result<(Scan, Option<Stop>)> {
+    let mut reader = Reader::open(path, from.valid_len)?;
+    let mut scan = from;
     loop {
         match reader.next_frame()? {
             Ok(frame) => {
