@@ -7,9 +7,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use infra::LogUrl;
 use schemas::Envelope;
-use tests::app::spawn_app_with;
 use tests::client::Http;
 use tests::process::Bin;
 use tests::{flow, kafka};
@@ -18,14 +16,7 @@ const DAYBOOK: Bin = Bin(env!("CARGO_BIN_EXE_daybook"));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_to_viewer_over_kafka_then_tail_and_python() {
-    let topic = kafka::unique_topic("e2e");
-    let url = kafka::url(&topic);
-    DAYBOOK.output(&["topic", "create", "--log", &url, "--partitions", "3"], &[]);
-    let server = spawn_app_with(|c| {
-        c.log.url = LogUrl::Kafka(url.clone());
-        c.projector.group = format!("{topic}-projector");
-    })
-    .await;
+    let (server, topic, url) = kafka::spawn_app_on_new_topic(DAYBOOK, "e2e").await;
 
     let cid = "cam-kafka";
     let dev = Http::new(&server.http, &server.device_token(cid));

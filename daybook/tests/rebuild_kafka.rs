@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use infra::embedded_store::EmbeddedStore;
-use infra::LogUrl;
 use schemas::{Day, DeviceId, EventId};
 use seams::ProjectionStore;
 use serde_json::Value;
-use tests::app::spawn_app_with;
 use tests::client::Http;
 use tests::process::Bin;
 use tests::{flow, kafka};
@@ -21,14 +19,7 @@ const DAYBOOK: Bin = Bin(env!("CARGO_BIN_EXE_daybook"));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_from_kafka_into_a_fresh_embedded_store() {
-    let topic = kafka::unique_topic("rebuild");
-    let url = kafka::url(&topic);
-    DAYBOOK.output(&["topic", "create", "--log", &url, "--partitions", "3"], &[]);
-    let server = spawn_app_with(|c| {
-        c.log.url = LogUrl::Kafka(url.clone());
-        c.projector.group = format!("{topic}-projector");
-    })
-    .await;
+    let (server, _, url) = kafka::spawn_app_on_new_topic(DAYBOOK, "rebuild").await;
     let mut expected = Vec::new();
     for cid in ["cam-r1", "cam-r2"] {
         let dev = Http::new(&server.http, &server.device_token(cid));

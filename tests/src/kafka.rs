@@ -22,3 +22,18 @@ pub fn unique_topic(what: &str) -> String {
 pub fn url(topic: &str) -> String {
     format!("kafka://{}/{topic}", brokers())
 }
+
+/// A new topic of three partitions (`<what>-…`), created by `daybook topic create` as an
+/// operator would, and an all-in-one on it with its projector in the topic's own group:
+/// the app, the topic and its `kafka://` URL.
+pub async fn spawn_app_on_new_topic(daybook: crate::process::Bin, what: &str) -> (crate::app::TestApp, String, String) {
+    let topic = unique_topic(what);
+    let url = url(&topic);
+    daybook.output(&["topic", "create", "--log", &url, "--partitions", "3"], &[]);
+    let app = crate::app::spawn_app_with(|c| {
+        c.log.url = infra::LogUrl::Kafka(url.clone());
+        c.projector.group = format!("{topic}-projector");
+    })
+    .await;
+    (app, topic, url)
+}
