@@ -150,11 +150,12 @@ impl RouteMetrics {
             return found.clone();
         }
         let mut all = routes.write().unwrap_or_else(|e| e.into_inner());
-        all.entry(Arc::from(route))
+        let route: Arc<str> = Arc::from(route);
+        all.entry(route.clone())
             .or_insert_with(|| {
                 Arc::new(Self {
-                    route: Arc::from(route),
                     histogram: metrics::histogram!("daybook_http_request_seconds", "route" => route.to_string()),
+                    route,
                     counters: Default::default(),
                 })
             })

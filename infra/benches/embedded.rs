@@ -8,7 +8,7 @@
 //!   off and on, in the same run: the process's CPU per record (all threads, from
 //!   `/proc/self/task/*/schedstat`), commits per second and append latency p50/p99.
 //! * `log_head_reader`: the head as a process that does not append finds it (a `daybook
-//!   projector` beside `daybook ingest` reads its lag so once a second) with a 64 MiB newest
+//!   projector` beside `daybook ingest` reads its lag so once a second) with a 60 MiB newest
 //!   segment: the first call reads the segment whole, as every call did before the scan was
 //!   resumed; later calls read only what was appended since (here 100 records).
 //! * `store_apply/{4096,16384}`: [`EmbeddedStore::apply`] of 4096- and 16384-envelope batches
@@ -249,15 +249,12 @@ fn log_commit_linger(_c: &mut Criterion) {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Test data
-
 fn log_head_reader(c: &mut Criterion) {
     let rt = runtime();
     let dir = scratch();
     let path = dir.path().join("log");
     let writer = EmbeddedLog::open(&path, EmbeddedLogConfig::default()).expect("open log");
-    // ≈ 64 MiB of ~200-byte frames: the newest segment just before it rolls.
+    // ≈ 60 MiB of ~200-byte frames: the newest segment a little before it rolls (at 64 MiB).
     let per_batch = 4096;
     let batches = (60 << 20) / (200 * per_batch);
     rt.block_on(async {
@@ -293,6 +290,9 @@ fn log_head_reader(c: &mut Criterion) {
     );
     rt.block_on(writer.shutdown()).expect("shutdown");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Test data
 
 fn cid(i: usize) -> DeviceId {
     DeviceId::parse(&format!("acme-cam-{i:06}")).expect("device id")
@@ -444,8 +444,9 @@ fn store_apply_at(c: &mut Criterion, BATCH: usize, mode: OpenMode) {
     // Seed events for the first ends and segments to refer to.
     let first = mix.batch(BATCH);
     rt.block_on(store.apply(&first)).expect("apply");
-    // 35 rows per 20 reports; a batch's phase in the 20-cycle moves it by a row or two at most.
-    let rows_per_batch = (BATCH as u64 * 35).div_ceil(20);
+    // Every batch of the mix writes about as many rows (its phase in the 20-cycle moves it by a
+    // row or two).
+    let rows_per_batch = rows_of(&first);
 
     let mut g = c.benchmark_group(name);
     g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));

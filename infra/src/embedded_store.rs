@@ -17,7 +17,6 @@
 //! every other table's, so it is dropped with its day. A store created before the table existed
 //! has it filled from its event rows once, on open.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -342,16 +341,10 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                 match row.data {
                     // In log order, before the rest is sorted: of equal `at`s the last wins.
                     RowData::DeviceOffset { offset } => {
-                        let (minutes, at) = (offset.minutes(), row.trigger.millis());
-                        match offsets.entry(row.cid.as_str()) {
-                            Entry::Occupied(mut o) => {
-                                if at >= o.get().1 {
-                                    o.insert((minutes, at));
-                                }
-                            }
-                            Entry::Vacant(v) => {
-                                v.insert((minutes, at));
-                            }
+                        let newest = (offset.minutes(), row.trigger.millis());
+                        let kept = offsets.entry(row.cid.as_str()).or_insert(newest);
+                        if newest.1 >= kept.1 {
+                            *kept = newest;
                         }
                         written += 1;
                     }
@@ -364,65 +357,63 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
         // one key keep their log order (the last segment at an index wins, an end after an end).
         // (Days compare as their numbers do: chronologically.)
         planned.sort_by(|a, b| a.day.cmp(&b.day).then_with(|| a.cid.as_str().cmp(b.cid.as_str())));
-        {
-            for row in planned {
-                let (day, cid) = (row.day.number(), row.cid.as_str());
-                match row.data {
-                    RowData::EventStart { event_id: id, clock_skew_ms } => {
-                        let trig = row.trigger.millis();
-                        let kind = id.event_type().as_str();
-                        if start.execute(params![day, cid, trig, id.as_str(), kind, clock_skew_ms])? == 1 {
-                            count_created((day, cid));
-                        } else {
-                            start_again.execute(params![day, cid, trig, id.as_str(), clock_skew_ms])?;
-                        }
-                    }
-                    // Gathered (and counted) above; none is left here.
-                    RowData::DeviceOffset { .. } => continue,
-                    RowData::EventEnd { event_id: id, ended_at, status } => {
-                        let (trig, at, status) = (row.trigger.millis(), ended_at.millis(), status.as_str());
-                        if end.execute(params![day, cid, trig, id.as_str(), at, status])? == 0 {
-                            let kind = id.event_type().as_str();
-                            end_first.execute(params![day, cid, trig, id.as_str(), kind, at, status])?;
-                            count_created((day, cid));
-                        }
-                    }
-                    RowData::Segment(r) => {
-                        let keyframes = serde_json::to_string(&r.keyframes).expect("u64s serialize");
-                        segment.execute(params![
-                            day,
-                            cid,
-                            r.segment_id.as_str(),
-                            bigint_column("size", r.size).map_err(bad_row)?,
-                            r.started_at.millis(),
-                            r.duration_ms,
-                            r.media.codec,
-                            r.media.width,
-                            r.media.height,
-                            r.media.fps,
-                            r.media.audio_sample_rate,
-                            keyframes
-                        ])?;
-                    }
-                    RowData::Mapping { mapping: m, segment_id, segment_day } => {
-                        mapping.execute(params![
-                            day,
-                            cid,
-                            m.event_id.as_str(),
-                            m.index,
-                            segment_id.as_str(),
-                            segment_day.number(),
-                            bigint_column("start_offset", m.start_offset).map_err(bad_row)?,
-                            bigint_column("end_offset", m.end_offset).map_err(bad_row)?
-                        ])?;
-                    }
-                    RowData::Digest(r) => {
-                        let size = bigint_column("size", r.size).map_err(bad_row)?;
-                        digest.execute(params![day, cid, r.segment_id.as_str(), size, r.duration_ms])?;
+        for row in planned {
+            let (day, cid) = (row.day.number(), row.cid.as_str());
+            match row.data {
+                RowData::EventStart { event_id: id, clock_skew_ms } => {
+                    let trig = row.trigger.millis();
+                    let kind = id.event_type().as_str();
+                    if start.execute(params![day, cid, trig, id.as_str(), kind, clock_skew_ms])? == 1 {
+                        count_created((day, cid));
+                    } else {
+                        start_again.execute(params![day, cid, trig, id.as_str(), clock_skew_ms])?;
                     }
                 }
-                written += 1;
+                // Gathered (and counted) above; none is left here.
+                RowData::DeviceOffset { .. } => continue,
+                RowData::EventEnd { event_id: id, ended_at, status } => {
+                    let (trig, at, status) = (row.trigger.millis(), ended_at.millis(), status.as_str());
+                    if end.execute(params![day, cid, trig, id.as_str(), at, status])? == 0 {
+                        let kind = id.event_type().as_str();
+                        end_first.execute(params![day, cid, trig, id.as_str(), kind, at, status])?;
+                        count_created((day, cid));
+                    }
+                }
+                RowData::Segment(r) => {
+                    let keyframes = serde_json::to_string(&r.keyframes).expect("u64s serialize");
+                    segment.execute(params![
+                        day,
+                        cid,
+                        r.segment_id.as_str(),
+                        bigint_column("size", r.size).map_err(bad_row)?,
+                        r.started_at.millis(),
+                        r.duration_ms,
+                        r.media.codec,
+                        r.media.width,
+                        r.media.height,
+                        r.media.fps,
+                        r.media.audio_sample_rate,
+                        keyframes
+                    ])?;
+                }
+                RowData::Mapping { mapping: m, segment_id, segment_day } => {
+                    mapping.execute(params![
+                        day,
+                        cid,
+                        m.event_id.as_str(),
+                        m.index,
+                        segment_id.as_str(),
+                        segment_day.number(),
+                        bigint_column("start_offset", m.start_offset).map_err(bad_row)?,
+                        bigint_column("end_offset", m.end_offset).map_err(bad_row)?
+                    ])?;
+                }
+                RowData::Digest(r) => {
+                    let size = bigint_column("size", r.size).map_err(bad_row)?;
+                    digest.execute(params![day, cid, r.segment_id.as_str(), size, r.duration_ms])?;
+                }
             }
+            written += 1;
         }
         for (cid, (minutes, at)) in &offsets {
             device.execute(params![cid, minutes, at])?;

@@ -47,8 +47,7 @@ pub struct ProjectorConfig {
     /// memory.
     pub prefetch: bool,
     /// How often, while records flow, the lag gauge is set (and, in
-    /// [`run_until_caught_up`], the lag checked). Reading the lag can cost: the embedded log
-    /// finds its head in another process by reading the newest segment.
+    /// [`run_until_caught_up`], the lag checked).
     pub lag_every: Duration,
 }
 
@@ -187,7 +186,7 @@ async fn run_inner(
                 _ = shutdown.changed() => break,
             },
         };
-        let batch = match batch {
+        let mut batch = match batch {
             Ok(b) => {
                 log_backoff = Duration::from_millis(200);
                 b
@@ -219,35 +218,27 @@ async fn run_inner(
             }
             continue;
         }
-        let mut batch = batch;
         let (mut items, mut quarantine) = match decoded_ahead.take() {
             Some(d) => d?,
             None => decode(&batch)?,
         };
         progress.undecodable += quarantine.len() as u64;
-        // With `prefetch`: the lag measured beside the write, when one was due (`None` inside
-        // if that failed).
-        let mut lag_ahead: Option<Option<i64>> = None;
         let first = if config.prefetch {
             // The first attempt to write this batch, with the next batch read meanwhile (both
             // block on the blocking pool, so they run side by side).
             let revoked = drop_revoked(consumer.as_ref(), &batch, &mut items);
-            let lag_due = last_lag.elapsed() > config.lag_every;
             let started = Instant::now();
             let read_ahead = async {
                 // Only what the log holds already: waiting for more would hold up the commit.
                 let next = gather(consumer.as_mut(), &config, Duration::ZERO).await;
                 // Decoded here, while the store writes (its error, if any, comes with the batch).
                 let decoded = next.as_ref().ok().filter(|b| !b.is_empty()).map(|b| decode(b));
-                // The lag gauge too, off the write's path.
-                let lag = if lag_due { Some(report_lag(consumer.as_mut()).await) } else { None };
-                (next, decoded, lag)
+                (next, decoded)
             };
-            let (outcome, (next, decoded, lag)) =
+            let (outcome, (next, decoded)) =
                 tokio::join!(apply_isolating(store.as_ref(), &items.envelopes), read_ahead);
             prefetched = Some(next);
             decoded_ahead = decoded;
-            lag_ahead = lag;
             Some(FirstAttempt { outcome, started, revoked })
         } else {
             None
@@ -282,25 +273,18 @@ async fn run_inner(
         metrics::counter!("daybook_projector_reports_total").increment(envelopes.len() as u64);
         metrics::counter!("daybook_projector_rows_total").increment(rows);
         metrics::histogram!("daybook_projector_batch_reports").record(batch.len() as f64);
-        // Records read ahead are not written yet: the lag (counted from what was read) must not
-        // end a run that still holds them.
-        let held = prefetched.as_ref().map_or(0, |b| b.as_ref().map_or(0, Vec::len)) as i64;
-        if let Some(lag) = lag_ahead {
+        if last_lag.elapsed() > config.lag_every {
+            let lag = report_lag(consumer.as_mut()).await;
             last_lag = Instant::now();
+            // Records read ahead are not written yet: the lag (counted from what was read) must
+            // not end a run that still holds them.
+            let held = prefetched.as_ref().map_or(0, |b| b.as_ref().map_or(0, Vec::len)) as i64;
             if let Some(f) = until_caught_up.as_deref_mut() {
                 if held > 0 {
                     if let Some(lag) = lag {
                         f(CatchUp { progress, lag: lag + held, caught_up: false });
                     }
                 } else if caught_up(consumer.as_mut(), progress, f).await {
-                    break;
-                }
-            }
-        } else if !config.prefetch && last_lag.elapsed() > config.lag_every {
-            report_lag(consumer.as_mut()).await;
-            last_lag = Instant::now();
-            if let Some(f) = until_caught_up.as_deref_mut() {
-                if caught_up(consumer.as_mut(), progress, f).await {
                     break;
                 }
             }

@@ -190,6 +190,43 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+impl Keys {
+    /// The signature check and parse of `token` under these keys: what the cache saves.
+    ///
+    /// A JWS in compact form, HS256 only, checked here over `ring`'s HMAC rather than with
+    /// `jsonwebtoken::decode` (which still issues the tokens): that parses the header twice and
+    /// the claims twice, sets the HMAC key up again and compares base64 strings — a device
+    /// request's token check took 4.2 µs with it and takes 2.3 µs with this one (`cargo bench -p
+    /// seams --bench auth`, `uncached`), paid by every device's first request after midnight, a
+    /// restart or a key change. The rules are the same: three base64url parts without padding,
+    /// `alg` HS256 and nothing else (never `none`), the key named by `kid` (the default key
+    /// without one), the MAC checked in constant time before the claims are read, `sub`,
+    /// `role`, `iat` and `exp` required. Expiry and revocation are checked by the caller, on
+    /// hits and misses alike.
+    fn decode(&self, token: &str) -> Result<Verified, ApiError> {
+        let invalid = |why: String| ApiError::unauthorized(format!("invalid token: {why}"));
+        let malformed = || invalid("not a JWT (base64url header.claims.signature)".into());
+        let (signed, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
+        let (header, claims) = signed.split_once('.').ok_or_else(malformed)?;
+        let header = URL_SAFE_NO_PAD.decode(header).map_err(|_| malformed())?;
+        let header: JoseHeader<'_> = serde_json::from_slice(&header).map_err(|e| invalid(format!("header: {e}")))?;
+        if header.alg != "HS256" {
+            return Err(invalid(format!("algorithm {:?}: only HS256 is accepted", header.alg)));
+        }
+        let kid = header.kid.as_deref().unwrap_or(DEFAULT_KID);
+        let key = self.decoding.get(kid).ok_or_else(|| invalid(format!("unknown or retired key {kid:?}")))?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| malformed())?;
+        hmac::verify(key, signed.as_bytes(), &signature).map_err(|_| invalid("bad signature".into()))?;
+        let claims = URL_SAFE_NO_PAD.decode(claims).map_err(|_| malformed())?;
+        let claims: Claims = serde_json::from_slice(&claims).map_err(|e| invalid(format!("claims: {e}")))?;
+        let zone = match claims.role {
+            Role::Device => claims.tz.as_deref().map(DeviceZone::parse).transpose(),
+            Role::Viewer => Ok(None),
+        };
+        Ok(Verified { claims, zone })
+    }
+}
+
 fn compile(ring: KeyRing, cache_entries: usize) -> Result<Keys, String> {
     ring.check()?;
     let (signing_kid, secret) = ring.keys[0].clone();
@@ -276,7 +313,7 @@ impl Auth {
         let keys = self.keys.load();
         let (verified, hit) = match keys.tokens.as_ref().and_then(|c| c.get(token)) {
             Some(v) => (v, true),
-            None => (Arc::new(self.decode(&keys, token)?), false),
+            None => (Arc::new(keys.decode(token)?), false),
         };
         let claims = &verified.claims;
         if claims.exp < now - LEEWAY_S {
@@ -296,41 +333,6 @@ impl Auth {
             cache.insert(token.into(), Arc::clone(&verified));
         }
         Ok(verified)
-    }
-
-    /// The signature check and parse of `token` under `keys`: what the cache saves.
-    ///
-    /// A JWS in compact form, HS256 only, checked here over `ring`'s HMAC rather than with
-    /// `jsonwebtoken::decode` (which still issues the tokens): that parses the header twice and
-    /// the claims twice, sets the HMAC key up again and compares base64 strings — a device
-    /// request's token check took 4.2 µs with it and takes 2.3 µs with this one (`cargo bench -p
-    /// seams --bench auth`, `uncached`), paid by every device's first request after midnight, a
-    /// restart or a key change. The rules are the
-    /// same: three base64url parts without padding, `alg` HS256 and nothing else (never
-    /// `none`), the key named by `kid` (the default key without one), the MAC checked in
-    /// constant time before the claims are read, `sub`, `role`, `iat` and `exp` required.
-    /// Expiry and revocation are checked by the caller, on hits and misses alike.
-    fn decode(&self, keys: &Keys, token: &str) -> Result<Verified, ApiError> {
-        let invalid = |why: String| ApiError::unauthorized(format!("invalid token: {why}"));
-        let malformed = || invalid("not a JWT (base64url header.claims.signature)".into());
-        let (signed, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
-        let (header, claims) = signed.split_once('.').ok_or_else(malformed)?;
-        let header = URL_SAFE_NO_PAD.decode(header).map_err(|_| malformed())?;
-        let header: JoseHeader<'_> = serde_json::from_slice(&header).map_err(|e| invalid(format!("header: {e}")))?;
-        if header.alg != "HS256" {
-            return Err(invalid(format!("algorithm {:?}: only HS256 is accepted", header.alg)));
-        }
-        let kid = header.kid.as_deref().unwrap_or(DEFAULT_KID);
-        let key = keys.decoding.get(kid).ok_or_else(|| invalid(format!("unknown or retired key {kid:?}")))?;
-        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| malformed())?;
-        hmac::verify(key, signed.as_bytes(), &signature).map_err(|_| invalid("bad signature".into()))?;
-        let claims = URL_SAFE_NO_PAD.decode(claims).map_err(|_| malformed())?;
-        let claims: Claims = serde_json::from_slice(&claims).map_err(|e| invalid(format!("claims: {e}")))?;
-        let zone = match claims.role {
-            Role::Device => claims.tz.as_deref().map(DeviceZone::parse).transpose(),
-            Role::Viewer => Ok(None),
-        };
-        Ok(Verified { claims, zone })
     }
 
     /// 401 unless a valid device token (with a known zone, if any); 403 unless it is `cid`'s.

@@ -51,6 +51,19 @@ pub struct Rebuilt {
     pub next: i64,
 }
 
+/// The projector of a replay into an empty store: unpaced, short lingers, the next batch read
+/// while the store writes one.
+fn replay_config(group: &str, max_batch: usize) -> projector::ProjectorConfig {
+    projector::ProjectorConfig {
+        group: group.to_owned(),
+        max_batch: max_batch.max(1),
+        linger: Duration::from_millis(5),
+        max_rows_per_s: None,
+        prefetch: true,
+        ..projector::ProjectorConfig::default()
+    }
+}
+
 fn remove_db(path: &Path) -> io::Result<()> {
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut p = path.as_os_str().to_owned();
@@ -130,25 +143,14 @@ pub async fn rebuild(opts: &RebuildOptions, mut progress: impl FnMut(&str)) -> a
 
     let started = Instant::now();
     let (stop, stopped) = watch::channel(false);
-    let config = projector::ProjectorConfig {
-        group: group.clone(),
-        max_batch: opts.max_batch.max(1),
-        linger: Duration::from_millis(5),
-        max_rows_per_s: None,
-        prefetch: true,
-        // Progress comes from the group's file (below), and this process exports no metrics:
-        // the projector need not read the lag, which here means reading the newest segment.
-        lag_every: Duration::MAX,
-    };
+    let config = replay_config(&group, opts.max_batch);
     let running = tokio::spawn(projector::run(log.clone() as Arc<dyn ReportLog>, store.clone(), config, stopped));
     let mut last_print = Instant::now();
     let next = loop {
         if running.is_finished() {
             break None;
         }
-        // The group's file, not `log.groups()`: that also counts every group's lag from the
-        // head, which a process that does not append finds by reading the newest segment whole.
-        let next = super::read_groups(&log_dir)?.get(&group).copied().unwrap_or(oldest);
+        let next = log.groups().await?.into_iter().find(|g| g.group == group).map_or(oldest, |g| g.next);
         if next >= head {
             break Some(next);
         }
@@ -254,14 +256,7 @@ pub async fn rebuild_into(
         store.backend(),
         log.backend()
     ));
-    let config = projector::ProjectorConfig {
-        group: group.clone(),
-        max_batch: max_batch.max(1),
-        linger: Duration::from_millis(5),
-        max_rows_per_s: None,
-        prefetch: true,
-        lag_every: Duration::from_secs(1),
-    };
+    let config = replay_config(&group, max_batch);
     let started = Instant::now();
     let mut last_print: Option<Instant> = None;
     // Never turned: the run ends when caught up (or fails).

@@ -542,10 +542,7 @@ impl Writer {
                         // Asleep, not waiting on the channel: a receiver blocked in
                         // `recv_timeout` is woken by every send, a futex wake and two context
                         // switches per request (40 % of the server's switches under the burst,
-                        // `perf record -e context-switches`); asleep, senders only queue. One
-                        // sleep for the whole window (it was slept in quarters, to let a group
-                        // that reaches `LINGER_RECORDS` go sooner: each quarter a switch more,
-                        // for at most a millisecond earlier).
+                        // `perf record -e context-switches`); asleep, senders only queue.
                         std::thread::sleep(left);
                         continue;
                     }
