@@ -10,8 +10,10 @@ pub mod backup;
 pub mod cli;
 mod config;
 mod http;
+mod in_use;
 mod metrics_help;
 mod ops;
+pub mod rebuild;
 pub mod resolve;
 pub mod secrets;
 

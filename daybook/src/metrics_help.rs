@@ -316,6 +316,12 @@ pub(crate) const METRICS: &[Described] = &[
         None,
         "Scheduled backups that failed (the log names the reason); the previous complete backups stay usable.",
     ),
+    (
+        "daybook_backup_prune_problems_total",
+        Counter,
+        None,
+        "Problems met while pruning old backups (--keep-full) after a complete backup: a backup that cannot be read (kept, never deleted) or cannot be deleted; the backup just taken stands.",
+    ),
     // Upkeep (daybook/src/app.rs).
     (
         "daybook_objects_expired_total",

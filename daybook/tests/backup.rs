@@ -441,7 +441,7 @@ async fn backups_go_to_s3_and_come_back() {
 /// 32 KiB; then a full backup, 10 % more events and objects, an incremental, verify, restore.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn figures() {
-    use daybook::backup::{self, rebuild};
+    use daybook::{backup, rebuild};
     use schemas::{DayOffset, DeviceId, Envelope, EventId, EventStarted, EventType, Report, Timestamp, SCHEMA_VERSION};
     use seams::{LogRecord, ReportLog};
 
@@ -549,11 +549,11 @@ async fn figures() {
         data_dir: data.clone(),
         to: s(&dest).to_owned(),
         full: false,
-        key: Some(backup::Key::from_hex(&"3c".repeat(32)).unwrap()),
+        key: Some(backup::KeyRing::parse(&"3c".repeat(32)).unwrap()),
         keep_full: None,
         s3: Default::default(),
     };
-    let full = tokio::task::block_in_place(|| backup::backup(&bopts)).unwrap();
+    let full = tokio::task::block_in_place(|| backup::backup(&bopts)).unwrap().manifest;
     println!(
         "full backup (encrypted): {:.1} s, {} records, {} objects, {} B plain -> {} B stored",
         full.seconds,
@@ -564,7 +564,7 @@ async fn figures() {
     );
     append(n, n + n / 10).await;
     objects(m, m + m / 10);
-    let inc = tokio::task::block_in_place(|| backup::backup(&bopts)).unwrap();
+    let inc = tokio::task::block_in_place(|| backup::backup(&bopts)).unwrap().manifest;
     println!(
         "incremental backup (encrypted, +{} events, +200 objects): {:.1} s, {} records, {} objects, {} B stored",
         n / 10,

@@ -450,6 +450,7 @@ fn bad_row(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error
 }
 
 mod cursor;
+pub mod files;
 use cursor::{decode_cursor, encode_cursor};
 
 #[async_trait]

@@ -8,3 +8,4 @@ pub mod flow;
 pub mod kafka;
 pub mod outage;
 pub mod process;
+pub mod tmpfs;

@@ -29,25 +29,58 @@ const TAG: usize = 16;
 const PREFIX: usize = 16;
 const LAST: u64 = 1 << 63;
 
-/// A backup encryption key: 32 bytes, kept in a file as 64 hex characters.
+/// One backup encryption key: 32 bytes, written as 64 hex characters.
 #[derive(Clone)]
-pub struct Key([u8; 32]);
+pub(crate) struct Key([u8; 32]);
 
-impl std::fmt::Debug for Key {
+/// The backup encryption keys of a key file: the first seals new backups, every one opens.
+/// Rotation: put a new key on the first line and keep the old ones below it until the backups
+/// they sealed are pruned, as with `token-keys`.
+#[derive(Clone)]
+pub struct KeyRing(Vec<Key>);
+
+impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Key(…)")
+        write!(f, "KeyRing({} keys)", self.0.len())
+    }
+}
+
+impl KeyRing {
+    /// Reads a key file: one key per line, 64 hex characters each, as
+    /// `head -c32 /dev/urandom | xxd -p -c64` writes; blank lines and lines starting with `#`
+    /// are ignored. The first key seals.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let what = || format!("encryption key file {}", path.display());
+        let text = std::fs::read_to_string(path).with_context(what)?;
+        Self::parse(&text).with_context(what)
+    }
+
+    /// Keys from text as a key file holds it.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let keys = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .enumerate()
+            .map(|(i, l)| Key::from_hex(l).with_context(|| format!("key {}", i + 1)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(!keys.is_empty(), "no key in it");
+        Ok(Self(keys))
+    }
+
+    /// The key that seals.
+    pub(crate) fn sealing(&self) -> &Key {
+        &self.0[0]
+    }
+
+    /// Every key, the sealing one first.
+    pub(crate) fn keys(&self) -> &[Key] {
+        &self.0
     }
 }
 
 impl Key {
-    /// Reads a key file: 64 hex characters (whitespace around them ignored), as
-    /// `head -c32 /dev/urandom | xxd -p -c64 > key` writes.
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("encryption key file {}", path.display()))?;
-        Self::from_hex(text.trim()).with_context(|| format!("encryption key file {}", path.display()))
-    }
-
-    pub fn from_hex(hex: &str) -> anyhow::Result<Self> {
+    pub(crate) fn from_hex(hex: &str) -> anyhow::Result<Self> {
         anyhow::ensure!(
             hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
             "a key is 32 bytes written as 64 hex characters (head -c32 /dev/urandom | xxd -p -c64)"
@@ -214,6 +247,19 @@ pub(crate) fn open_bytes(key: &Key, aad: &str, data: &[u8]) -> io::Result<Vec<u8
     Ok(out)
 }
 
+/// Opens a buffer [`seal_bytes`] made with any key of `ring`: the plain bytes and which key
+/// (its index) opened them.
+pub(crate) fn open_bytes_with(ring: &KeyRing, aad: &str, data: &[u8]) -> io::Result<(Vec<u8>, usize)> {
+    let mut last = tampered(aad);
+    for (i, key) in ring.keys().iter().enumerate() {
+        match open_bytes(key, aad, data) {
+            Ok(plain) => return Ok((plain, i)),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +294,20 @@ mod tests {
         assert!(Key::from_hex(&"ab".repeat(32)).is_ok());
         assert!(Key::from_hex(&"ab".repeat(31)).is_err());
         assert!(Key::from_hex(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn a_key_ring_seals_with_its_first_key_and_opens_with_any() {
+        let text = format!("# new\n{}\n\n{}\n", "01".repeat(32), "02".repeat(32));
+        let ring = KeyRing::parse(&text).unwrap();
+        assert_eq!(ring.keys().len(), 2);
+        let old = seal_bytes(&key(2), "a/b", b"old").unwrap();
+        let new = seal_bytes(ring.sealing(), "a/b", b"new").unwrap();
+        assert_eq!(open_bytes_with(&ring, "a/b", &old).unwrap(), (b"old".to_vec(), 1));
+        assert_eq!(open_bytes_with(&ring, "a/b", &new).unwrap(), (b"new".to_vec(), 0));
+        let other = seal_bytes(&key(3), "a/b", b"x").unwrap();
+        assert_eq!(open_bytes_with(&ring, "a/b", &other).unwrap_err().to_string(), "wrong key or tampered: a/b");
+        assert!(KeyRing::parse("# nothing\n").is_err());
+        assert!(KeyRing::parse(&format!("{}\nxyz\n", "01".repeat(32))).is_err());
     }
 }

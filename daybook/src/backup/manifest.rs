@@ -34,13 +34,19 @@ pub struct Manifest {
     pub daybook_version: String,
     /// Whether its files (and this manifest) are sealed with a key.
     pub encrypted: bool,
-    /// The log records this backup holds: offsets `[first, next)`.
+    /// The log offsets this backup covers, `[first, next)`: every record the log held in that
+    /// range (offsets a failed commit burned hold none). Consecutive backups of a chain cover
+    /// consecutive ranges.
     pub log: LogRange,
     /// CRC-32C of the last log record backed up in this chain: an incremental continues only
-    /// a log whose record at `log.next - 1` still has it (not another data directory's, nor
-    /// one restored from an older backup that went on with other records).
+    /// a log whose record at [`last_frame_offset`](Self::last_frame_offset) still has it (not
+    /// another data directory's, nor one restored from an older backup that went on with other
+    /// records).
     #[serde(default)]
     pub last_frame_crc: Option<u32>,
+    /// The offset of that record (older manifests: `log.next - 1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_frame_offset: Option<i64>,
     /// Consumer group positions (next offset), read before the store snapshot.
     pub groups: BTreeMap<String, i64>,
     /// Every file of this backup.
@@ -66,9 +72,13 @@ pub struct FileEntry {
     pub stored_size: u64,
     /// SHA-256 of the stored bytes (hex): checkable without the key.
     pub sha256: String,
-    /// For a log piece: its records' offsets `[first, next)`.
+    /// For a log piece: the offsets it covers, `[first, next)` (it is restored as a segment
+    /// named `first`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogRange>,
+    /// For a log piece: how many records it holds (older manifests: `next - first`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,12 +104,51 @@ impl Manifest {
     }
 }
 
+const ID_FORMAT: &str = "%Y%m%dT%H%M%S%3fZ";
+
 /// A new backup id for `now`.
 pub fn new_id(now: chrono::DateTime<chrono::Utc>) -> String {
-    now.format("%Y%m%dT%H%M%S%3fZ").to_string()
+    now.format(ID_FORMAT).to_string()
+}
+
+/// The time an id names.
+fn id_time(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::NaiveDateTime::parse_from_str(id, ID_FORMAT).ok().map(|t| t.and_utc())
 }
 
 /// Whether `name` is a backup id.
 pub fn is_id(name: &str) -> bool {
-    name.len() == 19 && name.ends_with('Z') && name.as_bytes()[8] == b'T'
+    name.len() == 19 && id_time(name).is_some()
+}
+
+/// The id of a backup taken at `now` into a destination whose newest id is `newest`: sorts
+/// after it even when it names a later time (a clock that ran ahead, then was corrected).
+pub fn next_id(now: chrono::DateTime<chrono::Utc>, newest: Option<&str>) -> String {
+    let id = new_id(now);
+    match newest.and_then(id_time) {
+        Some(t) if new_id(t) >= id => new_id(t + chrono::Duration::milliseconds(1)),
+        _ => id,
+    }
+}
+
+impl Manifest {
+    /// The offset of the last record of the chain this manifest ends, if any.
+    pub fn last_frame_at(&self) -> Option<i64> {
+        self.last_frame_crc.map(|_| self.last_frame_offset.unwrap_or(self.log.next - 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_after_the_newest_even_when_it_is_in_the_future() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:00:00.123Z").unwrap().to_utc();
+        assert_eq!(next_id(now, None), "20261207T100000123Z");
+        assert_eq!(next_id(now, Some("20261207T095959000Z")), "20261207T100000123Z");
+        assert_eq!(next_id(now, Some("20261207T100000123Z")), "20261207T100000124Z");
+        assert_eq!(next_id(now, Some("20271231T235959999Z")), "20280101T000000000Z");
+        assert!(is_id("20261207T100000123Z") && !is_id("20261307T100000123Z") && !is_id("x"));
+    }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use super::{BackupOptions, Key, S3Options};
+use super::{BackupOptions, KeyRing, S3Options};
 
 /// What `run --backup-to …` backs up, where and how often.
 #[derive(Debug, Clone)]
@@ -33,8 +33,8 @@ pub async fn run(schedule: Schedule, data_dir: PathBuf, mut shutdown: watch::Rec
     loop {
         let started = Instant::now();
         let (s, dir) = (schedule.clone(), data_dir.clone());
-        let result = tokio::task::spawn_blocking(move || -> anyhow::Result<super::Manifest> {
-            let key = s.key_file.as_deref().map(Key::from_file).transpose()?;
+        let result = tokio::task::spawn_blocking(move || -> anyhow::Result<super::Taken> {
+            let key = s.key_file.as_deref().map(KeyRing::from_file).transpose()?;
             let opts = BackupOptions {
                 data_dir: dir,
                 to: s.to.clone(),
@@ -47,7 +47,7 @@ pub async fn run(schedule: Schedule, data_dir: PathBuf, mut shutdown: watch::Rec
         })
         .await;
         match result {
-            Ok(Ok(m)) => {
+            Ok(Ok(super::Taken { manifest: m, .. })) => {
                 let kind = match m.kind {
                     super::Kind::Full => "full",
                     super::Kind::Incremental => "incremental",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{DataArgs, LogArgs, PolicyArgs, StoreArgs};
-use crate::backup::{self, Key, S3Options};
+use crate::backup::{self, KeyRing, S3Options};
 
 /// `daybook backup`: take one (full or incremental); `list` and `verify` the backups in DEST.
 #[derive(Debug, Clone, Args)]
@@ -71,15 +71,17 @@ pub enum BackupSub {
 
 #[derive(Debug, Clone, Args)]
 pub struct KeyArgs {
-    /// File holding the 32-byte encryption key as 64 hex characters
-    /// (`head -c32 /dev/urandom | xxd -p -c64 > key`). Keep it away from the backups.
+    /// File of encryption keys, one per line, each 32 bytes as 64 hex characters
+    /// (`head -c32 /dev/urandom | xxd -p -c64 > key`): the first seals, every one opens (to
+    /// rotate, put a new key first and keep the old ones below it). Keep it away from the
+    /// backups. With it, backups that are not sealed are refused.
     #[arg(long, env = "DAYBOOK_BACKUP_KEY_FILE")]
     pub encryption_key_file: Option<PathBuf>,
 }
 
 impl KeyArgs {
-    fn key(&self) -> anyhow::Result<Option<Key>> {
-        self.encryption_key_file.as_deref().map(Key::from_file).transpose()
+    fn key(&self) -> anyhow::Result<Option<KeyRing>> {
+        self.encryption_key_file.as_deref().map(KeyRing::from_file).transpose()
     }
 }
 
@@ -172,12 +174,16 @@ pub(crate) async fn backup_cmd(cmd: BackupCmd) -> anyhow::Result<()> {
                 keep_full: a.keep_full.map(|n| n as usize),
                 s3: a.s3.into(),
             };
-            let m = tokio::task::spawn_blocking(move || backup::backup(&opts)).await??;
+            let taken = tokio::task::spawn_blocking(move || backup::backup(&opts)).await??;
+            for p in &taken.prune_problems {
+                eprintln!("warning: pruning: {p}");
+            }
+            let m = taken.manifest;
             print(&serde_json::json!({
                 "event": "backup", "id": m.id, "kind": m.kind, "parent": m.parent, "log": m.log,
                 "records": m.counts.records, "objects": m.counts.objects, "files": m.files.len(),
                 "bytes": m.files.iter().map(|f| f.size).sum::<u64>(), "stored_bytes": m.stored_bytes(),
-                "seconds": m.seconds, "encrypted": m.encrypted,
+                "seconds": m.seconds, "encrypted": m.encrypted, "prune_problems": taken.prune_problems,
             }));
             Ok(())
         }
@@ -223,14 +229,14 @@ pub(crate) async fn restore_cmd(a: RestoreCmd) -> anyhow::Result<()> {
 
 pub(crate) async fn rebuild_cmd(a: RebuildCmd) -> anyhow::Result<()> {
     if matches!(a.log.log, infra::LogUrl::Embedded) && matches!(a.store.store, infra::StoreUrl::Embedded) {
-        let opts = backup::rebuild::RebuildOptions {
+        let opts = crate::rebuild::RebuildOptions {
             data_dir: a.data.data_dir,
             group: a.group,
             policy: a.policy.policy(),
             max_batch: a.max_batch,
             progress_every: Duration::from_secs(2),
         };
-        let r = backup::rebuild::rebuild(&opts, |line| println!("{line}")).await?;
+        let r = crate::rebuild::rebuild(&opts, |line| println!("{line}")).await?;
         print(&serde_json::json!({"event": "rebuilt", "rebuilt": r}));
         return Ok(());
     }
@@ -251,7 +257,7 @@ pub(crate) async fn rebuild_cmd(a: RebuildCmd) -> anyhow::Result<()> {
     };
     let log = crate::resolve::open_log(&a.log.into(), &data_dir).await?;
     let store = crate::resolve::open_store(&a.store.into(), &data_dir, a.policy.policy()).await?;
-    let result = backup::rebuild::rebuild_into(log.log.clone(), store, a.max_batch, Duration::from_secs(2), |line| {
+    let result = crate::rebuild::rebuild_into(log.log.clone(), store, a.max_batch, Duration::from_secs(2), |line| {
         println!("{line}")
     })
     .await;

@@ -16,6 +16,7 @@
 //! log/00000000000000412345.seg   records 412345…  (the newest: appended to)
 //! log/groups/<group name in hex> the group's next offset and commit time
 //! log/LOCK                       held (flock) by the one process that appends
+//! log/HEAD                       the durable head, for readers in other processes
 //! ```
 //!
 //! Why hand-written: the log needs exactly Kafka's on-disk model — offsets that never repeat,
@@ -26,31 +27,41 @@
 //! then tables) and compact it again. The frame is 30 lines; CRC-32C comes from `crc32c`.
 //!
 //! Readers (consumers, in this process or another, e.g. `daybook projector` beside
-//! `daybook ingest` on one data directory) read the segment files directly. In the writing
-//! process they stop at the durable head the writer publishes after each fsync; in another
-//! process they read every frame that checks, and wake every 100 ms.
+//! `daybook ingest` on one data directory) read the segment files directly, and never past the
+//! durable head: in the writing process the one the writer keeps in memory after each fsync,
+//! in another process the one it publishes in `log/HEAD` (see [`head`]); there they look for
+//! more every 100 ms. Offsets never repeat: a commit that fails burns its offsets.
+//!
+//! [`files`] is the format's public face for tools that work on the files of a log that may
+//! be running (backups, restores, checks): they read and write frames, group positions and
+//! the head only through it.
 //!
 //! Before this engine the log was one SQLite table (`DATA_DIR/log.db`); [`EmbeddedLog::open`]
 //! moves such a log into segments once, keeping every offset and group position.
 
+pub mod files;
 mod groups;
+pub mod head;
 mod migrate;
-pub(crate) mod segment;
+mod reader;
+pub mod segment;
+mod writer;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use seams::{Consumed, LogConsumer, LogError, LogRecord, Position, ReportLog};
+use seams::{LogConsumer, LogError, LogRecord, Position, ReportLog};
 use tokio::sync::{oneshot, watch};
 
-use segment::{Reader, Stop};
+use reader::EmbeddedConsumer;
+use segment::Reader;
+use writer::{Op, Reservation, Writer};
 
 /// Tuning for [`EmbeddedLog`].
 #[derive(Debug, Clone)]
@@ -94,11 +105,6 @@ const FIRST_OFFSET: i64 = 1;
 /// How often a reader without a writer in its process looks for new records.
 const READER_TICK: Duration = Duration::from_millis(100);
 
-enum Op {
-    Append { records: Vec<LogRecord>, reply: oneshot::Sender<Result<Vec<Position>, LogError>> },
-    Truncate { before_ms: i64, reply: oneshot::Sender<Result<u64, LogError>> },
-}
-
 /// A consumer group of the embedded log, as `daybook groups list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GroupInfo {
@@ -138,12 +144,30 @@ impl Shared {
         self.dir.join("groups")
     }
 
-    /// The offset after the last record: the writer's durable head, or else a scan of the
-    /// newest segment.
+    /// The offset after the last durable record: the writer's head in this process, or else
+    /// the one it published.
     fn head(&self) -> io::Result<i64> {
         if self.writing.load(Ordering::Acquire) {
             return Ok(*self.head.borrow());
         }
+        match head::read(&self.dir)? {
+            Some(h) => Ok(h.durable),
+            None => self.scanned_head(),
+        }
+    }
+
+    /// Where a reader in this process must stop: `None` only for a log that no writer of
+    /// this format has opened (restored or migrated), whose every frame that checks is durable.
+    fn bound(&self) -> io::Result<Option<i64>> {
+        if self.writing.load(Ordering::Acquire) {
+            return Ok(Some(*self.head.borrow()));
+        }
+        Ok(head::read(&self.dir)?.map(|h| h.durable))
+    }
+
+    /// The offset after the last frame that checks, by a scan of the newest segment (resumed
+    /// where the last one stopped): the head of a log without a published one.
+    fn scanned_head(&self) -> io::Result<i64> {
         let bases = segment::list(&self.dir)?;
         let Some(&newest) = bases.last() else { return Ok(FIRST_OFFSET) };
         let mut tail = self.tail.lock().expect("tail scan lock");
@@ -174,12 +198,13 @@ pub struct EmbeddedLog {
     config: EmbeddedLogConfig,
     shared: Arc<Shared>,
     /// The writer's inbox once started; `None` before the first append and after shutdown.
-    tx: Mutex<Option<mpsc::Sender<Op>>>,
-    /// Serializes starting the writer.
-    starting: tokio::sync::Mutex<()>,
+    tx: Arc<Mutex<Option<mpsc::Sender<Op>>>>,
+    /// Serializes starting the writer. Owned by the start itself, which runs to its end even
+    /// when the append that began it is cancelled (so no half-started writer holds the lock).
+    starting: Arc<tokio::sync::Mutex<()>>,
     closed: AtomicBool,
     queued: Arc<AtomicUsize>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl EmbeddedLog {
@@ -199,11 +224,11 @@ impl EmbeddedLog {
                 writing: AtomicBool::new(false),
                 tail: Mutex::new(None),
             }),
-            tx: Mutex::new(None),
-            starting: tokio::sync::Mutex::new(()),
+            tx: Arc::default(),
+            starting: Arc::new(tokio::sync::Mutex::new(())),
             closed: AtomicBool::new(false),
             queued: Arc::new(AtomicUsize::new(0)),
-            writer: Mutex::new(None),
+            writer: Arc::default(),
         }))
     }
 
@@ -231,22 +256,27 @@ impl EmbeddedLog {
     /// Opens the newest segment for writing (recovering a torn tail) and starts the writer
     /// thread. Gives `op` back to be sent.
     async fn start_writer(&self, op: Op) -> Result<Op, LogError> {
-        let _one = self.starting.lock().await;
+        let one = self.starting.clone().lock_owned().await;
         if self.tx.lock().expect("log sender lock").is_some() || self.closed.load(Ordering::Acquire) {
             return Ok(op);
         }
         let (dir, config) = (self.shared.dir.clone(), self.config.clone());
-        let writer = blocking(move || Writer::open(&dir, config)).await?;
-        self.shared.head.send_replace(writer.next);
-        self.shared.writing.store(true, Ordering::Release);
-        let (tx, rx) = mpsc::channel();
         let (shared, queued, max) = (self.shared.clone(), self.queued.clone(), self.config.max_commit_records);
-        let handle = std::thread::Builder::new()
-            .name("daybook-log-writer".into())
-            .spawn(move || writer.run(rx, &shared, &queued, max))
-            .map_err(unavailable)?;
-        *self.writer.lock().expect("writer lock") = Some(handle);
-        *self.tx.lock().expect("log sender lock") = Some(tx);
+        let (tx_slot, writer_slot) = (self.tx.clone(), self.writer.clone());
+        blocking(move || {
+            let _one = one;
+            let writer = Writer::open(&dir, config)?;
+            shared.head.send_replace(writer.end);
+            shared.writing.store(true, Ordering::Release);
+            let (tx, rx) = mpsc::channel();
+            let handle = std::thread::Builder::new()
+                .name("daybook-log-writer".into())
+                .spawn(move || writer.run(rx, &shared, &queued, max))?;
+            *writer_slot.lock().expect("writer lock") = Some(handle);
+            *tx_slot.lock().expect("log sender lock") = Some(tx);
+            Ok(())
+        })
+        .await?;
         Ok(op)
     }
 
@@ -262,7 +292,7 @@ impl EmbeddedLog {
             return rx.await.map_err(|_| LogError::Closed)?;
         }
         let dir = self.shared.dir.clone();
-        blocking(move || delete_closed(&dir, before_ms)).await
+        blocking(move || writer::delete_closed(&dir, before_ms)).await
     }
 
     /// Every consumer group that has committed, by name.
@@ -339,254 +369,12 @@ impl EmbeddedLog {
             }
         })
         .await?;
-        Ok(Box::new(EmbeddedConsumer {
-            shared: self.shared.clone(),
-            head: self.shared.head.subscribe(),
-            group: group.to_owned(),
-            next,
-            cursor: None,
-        }))
+        Ok(Box::new(EmbeddedConsumer::new(self.shared.clone(), group.to_owned(), next)))
     }
 
     /// Records waiting for the writer.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
-    }
-}
-
-/// Deletes closed segments (never the newest) whose every record is older than `before_ms`;
-/// returns how many records they held. A segment's records are all older than the first
-/// record of the segment after it (timestamps never go back: the writer stamps
-/// `max(now, last)`).
-fn delete_closed(dir: &Path, before_ms: i64) -> io::Result<u64> {
-    let bases = segment::list(dir)?;
-    let mut deleted = 0;
-    for pair in bases.windows(2) {
-        let (base, next_base) = (pair[0], pair[1]);
-        let newest_ts = match segment::first_ts(&segment::path_of(dir, next_base))? {
-            Some(ts) => Some(ts),
-            // The next segment is empty: this one's own last record says.
-            None => segment::scan(&segment::path_of(dir, base))?.0.last_ts,
-        };
-        if newest_ts.is_some_and(|ts| ts >= before_ms) {
-            break;
-        }
-        fs::remove_file(segment::path_of(dir, base))?;
-        deleted += (next_base - base).max(0) as u64;
-    }
-    if deleted > 0 {
-        segment::sync_dir(dir)?;
-    }
-    Ok(deleted)
-}
-
-/// The one appender: owns the newest segment.
-#[derive(Debug)]
-struct Writer {
-    dir: PathBuf,
-    config: EmbeddedLogConfig,
-    /// Held for the writer's life: a second appending process fails to take it.
-    _lock: File,
-    file: File,
-    base: i64,
-    /// Bytes durably written to `file`.
-    len: u64,
-    /// The offset the next record gets.
-    next: i64,
-    first_ts: Option<i64>,
-    last_ts: i64,
-    buf: Vec<u8>,
-}
-
-impl Writer {
-    fn open(dir: &Path, config: EmbeddedLogConfig) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK"))?;
-        lock.try_lock().map_err(|e| match e {
-            fs::TryLockError::WouldBlock => io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("{} is being appended to by another process", dir.display()),
-            ),
-            fs::TryLockError::Error(e) => e,
-        })?;
-        let bases = segment::list(dir)?;
-        let (base, scan) = match bases.last() {
-            Some(&base) => {
-                let path = segment::path_of(dir, base);
-                let (scan, stop) = segment::scan(&path)?;
-                if let Some(stop) = stop {
-                    // Bytes past the last frame that checks were never acknowledged (the
-                    // fsync after them did not return): cut them.
-                    let len = fs::metadata(&path)?.len();
-                    tracing::warn!(segment = %path.display(), kept = scan.valid_len, cut = len - scan.valid_len, why = ?stop, "embedded log: cutting an unacknowledged tail");
-                    let f = OpenOptions::new().write(true).open(&path)?;
-                    f.set_len(scan.valid_len)?;
-                    f.sync_all()?;
-                }
-                (base, scan)
-            }
-            None => {
-                File::create_new(segment::path_of(dir, FIRST_OFFSET))?.sync_all()?;
-                segment::sync_dir(dir)?;
-                (FIRST_OFFSET, segment::Scan::default())
-            }
-        };
-        let file = OpenOptions::new().write(true).open(segment::path_of(dir, base))?;
-        Ok(Self {
-            dir: dir.to_owned(),
-            config,
-            _lock: lock,
-            file,
-            base,
-            len: scan.valid_len,
-            next: scan.next.unwrap_or(base),
-            first_ts: scan.first_ts,
-            last_ts: scan.last_ts.unwrap_or(i64::MIN),
-            buf: Vec::new(),
-        })
-    }
-
-    /// Closes the newest segment and starts the next one (no-op when it is empty).
-    fn roll(&mut self) -> io::Result<()> {
-        if self.next == self.base {
-            return Ok(());
-        }
-        let file = File::create_new(segment::path_of(&self.dir, self.next))?;
-        file.sync_all()?;
-        segment::sync_dir(&self.dir)?;
-        self.file = file;
-        self.base = self.next;
-        self.len = 0;
-        self.first_ts = None;
-        Ok(())
-    }
-
-    /// Writes the records of every append in `pending` with one write and one fsync; each
-    /// append's positions, or its error (a record too large fails only its own request).
-    fn append(&mut self, pending: &[&[LogRecord]]) -> io::Result<Vec<Result<Vec<Position>, LogError>>> {
-        let now = chrono::Utc::now().timestamp_millis().max(self.last_ts);
-        let full = self.len >= self.config.segment_bytes;
-        let old = self.first_ts.is_some_and(|t| now - t >= self.config.segment_age.as_millis() as i64);
-        if full || old {
-            self.roll()?;
-        }
-        self.buf.clear();
-        let mut next = self.next;
-        let mut results = Vec::with_capacity(pending.len());
-        for records in pending {
-            let (mark, first) = (self.buf.len(), next);
-            let encoded: Result<(), String> = records
-                .iter()
-                .enumerate()
-                .try_for_each(|(i, r)| segment::encode(&mut self.buf, first + i as i64, now, r));
-            match encoded {
-                Ok(()) => {
-                    next += records.len() as i64;
-                    results.push(Ok((first..next).map(|offset| Position { partition: 0, offset }).collect()));
-                }
-                Err(e) => {
-                    self.buf.truncate(mark);
-                    results.push(Err(LogError::Other(e)));
-                }
-            }
-        }
-        if self.buf.is_empty() {
-            return Ok(results);
-        }
-        let written = self.file.write_all_at(&self.buf, self.len).and_then(|()| self.file.sync_data());
-        if let Err(e) = written {
-            // Leave no partial frame behind for the next write to follow.
-            let _ = self.file.set_len(self.len);
-            return Err(e);
-        }
-        self.len += self.buf.len() as u64;
-        self.next = next;
-        self.first_ts.get_or_insert(now);
-        self.last_ts = now;
-        if self.buf.capacity() > 16 << 20 {
-            self.buf = Vec::new();
-        }
-        Ok(results)
-    }
-
-    fn truncate(&mut self, before_ms: i64) -> io::Result<u64> {
-        if self.next > self.base && self.last_ts < before_ms {
-            self.roll()?;
-        }
-        delete_closed(&self.dir, before_ms)
-    }
-
-    fn run(mut self, rx: mpsc::Receiver<Op>, shared: &Shared, queued: &AtomicUsize, max_records: usize) {
-        let mut pending: Vec<Op> = Vec::new();
-        let linger = self.config.commit_linger;
-        while let Ok(first) = rx.recv() {
-            let arrived = Instant::now();
-            pending.push(first);
-            let count = |op: &Op| match op {
-                Op::Append { records, .. } => records.len(),
-                Op::Truncate { .. } => 0,
-            };
-            let mut records = count(&pending[0]);
-            // Group commit: take everything already waiting, up to the batch bound; under
-            // concurrent load, a small group waits up to `linger` for more.
-            while records < max_records {
-                let op = match rx.try_recv() {
-                    Ok(op) => op,
-                    Err(mpsc::TryRecvError::Disconnected) => break,
-                    Err(mpsc::TryRecvError::Empty) => {
-                        let left = (arrived + linger).saturating_duration_since(Instant::now());
-                        // Only requests that arrived together are worth waiting for.
-                        if pending.len() < 2 || records >= LINGER_RECORDS || left.is_zero() {
-                            break;
-                        }
-                        // Asleep, not waiting on the channel: a receiver blocked in
-                        // `recv_timeout` is woken by every send, a futex wake and two context
-                        // switches per request (40 % of the server's switches under the burst,
-                        // `perf record -e context-switches`); asleep, senders only queue.
-                        std::thread::sleep(left);
-                        continue;
-                    }
-                };
-                records += count(&op);
-                pending.push(op);
-            }
-            let started = Instant::now();
-            let appends: Vec<&[LogRecord]> = pending
-                .iter()
-                .filter_map(|op| match op {
-                    Op::Append { records, .. } => Some(records.as_slice()),
-                    Op::Truncate { .. } => None,
-                })
-                .collect();
-            let requests = appends.len();
-            let result = self.append(&appends);
-            metrics::histogram!("daybook_log_group_commit_records").record(records as f64);
-            metrics::histogram!("daybook_log_group_commit_requests").record(requests as f64);
-            metrics::histogram!("daybook_log_commit_seconds").record(started.elapsed().as_secs_f64());
-            let mut results = match result {
-                Ok(results) => {
-                    shared.head.send_replace(self.next);
-                    results.into_iter()
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "embedded log write failed");
-                    metrics::counter!("daybook_log_commit_errors_total").increment(1);
-                    vec![Err(unavailable(&e)); requests].into_iter()
-                }
-            };
-            for op in pending.drain(..) {
-                match op {
-                    Op::Append { records, reply } => {
-                        queued.fetch_sub(records.len(), Ordering::Relaxed);
-                        let _ = reply.send(results.next().expect("one result per append"));
-                    }
-                    Op::Truncate { before_ms, reply } => {
-                        let _ = reply.send(self.truncate(before_ms).map_err(unavailable));
-                    }
-                }
-            }
-            metrics::gauge!("daybook_log_queue_records").set(queued.load(Ordering::Relaxed) as f64);
-        }
     }
 }
 
@@ -597,18 +385,14 @@ impl ReportLog for EmbeddedLog {
         if n == 0 {
             return Ok(Vec::new());
         }
-        // Admission: reserve queue room first, so memory is bounded by `queue_records`.
-        let before = self.queued.fetch_add(n, Ordering::Relaxed);
-        if before + n > self.config.queue_records {
-            self.queued.fetch_sub(n, Ordering::Relaxed);
+        // Admission: reserve queue room first, so memory is bounded by `queue_records`. The
+        // room goes back when the op is dropped: answered, refused, or cancelled on the way.
+        let Some(room) = Reservation::take(&self.queued, n, self.config.queue_records) else {
             metrics::counter!("daybook_log_rejected_total", "reason" => "full").increment(1);
             return Err(LogError::Full { retry_after: Duration::from_secs(1) });
-        }
+        };
         let (reply, rx) = oneshot::channel();
-        if let Err(e) = self.send(Op::Append { records, reply }).await {
-            self.queued.fetch_sub(n, Ordering::Relaxed);
-            return Err(e);
-        }
+        self.send(Op::Append { records, reply, _room: room }).await?;
         rx.await.map_err(|_| LogError::Closed)?
     }
 
@@ -651,146 +435,12 @@ impl ReportLog for EmbeddedLog {
     }
 }
 
-/// Where a reader is: a segment and a reader in it.
-#[derive(Debug)]
-struct Cursor {
-    base: i64,
-    reader: Reader,
-}
-
-/// A reader of the embedded log. One partition, so a group has one useful member.
-#[derive(Debug)]
-struct EmbeddedConsumer {
-    shared: Arc<Shared>,
-    head: watch::Receiver<i64>,
-    group: String,
-    /// The next offset to hand out.
-    next: i64,
-    /// `None` until the first read (and while a read has it).
-    cursor: Option<Cursor>,
-}
-
-/// Opens a cursor at the first record at or after `next` (the oldest record left, when
-/// `next` was truncated away); `None` when the log has no segment yet.
-fn seek(dir: &Path, next: i64) -> io::Result<Option<Cursor>> {
-    let bases = segment::list(dir)?;
-    let Some(&base) = bases.iter().rev().find(|&&b| b <= next).or(bases.first()) else { return Ok(None) };
-    let mut reader = Reader::open(&segment::path_of(dir, base), 0)?;
-    loop {
-        let at = reader.pos;
-        match reader.next_frame()? {
-            Ok(f) if f.consumed.position.offset < next => {}
-            Ok(_) | Err(_) => {
-                reader.pos = at;
-                return Ok(Some(Cursor { base, reader }));
-            }
-        }
-    }
-}
-
-/// Reads up to `max` records from `next` on, stopping before `bound` (the durable head of
-/// this process's writer) when given.
-fn read(
-    dir: &Path,
-    cursor: Option<Cursor>,
-    next: i64,
-    max: usize,
-    bound: Option<i64>,
-) -> io::Result<(Option<Cursor>, Vec<Consumed>)> {
-    let mut cursor = match cursor {
-        Some(c) => c,
-        None => match seek(dir, next)? {
-            Some(c) => c,
-            None => return Ok((None, Vec::new())),
-        },
-    };
-    let mut out = Vec::new();
-    while out.len() < max {
-        let at = cursor.reader.pos;
-        match cursor.reader.next_frame()? {
-            Ok(frame) => {
-                let offset = frame.consumed.position.offset;
-                if bound.is_some_and(|b| offset >= b) {
-                    cursor.reader.pos = at;
-                    break;
-                }
-                if offset >= next {
-                    out.push(frame.consumed);
-                }
-            }
-            Err(stop) => {
-                cursor.reader.pos = at;
-                // The end of this segment so far. A newer segment means this one is closed:
-                // go on there. (In the writer's process, only when the head says there is
-                // more; elsewhere, look every time.)
-                if bound.is_some_and(|b| out.last().map_or(next, |c| c.position.offset + 1) >= b) {
-                    break;
-                }
-                let newer = segment::list(dir)?.into_iter().find(|&b| b > cursor.base);
-                match (newer, stop) {
-                    (Some(base), Stop::Incomplete) => {
-                        cursor = Cursor { base, reader: Reader::open(&segment::path_of(dir, base), 0)? };
-                    }
-                    (Some(_), Stop::Corrupt(why)) => {
-                        let path = segment::path_of(dir, cursor.base);
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display())));
-                    }
-                    // The newest segment: a frame still being written (by another process).
-                    (None, _) => break,
-                }
-            }
-        }
-    }
-    Ok((Some(cursor), out))
-}
-
-#[async_trait]
-impl LogConsumer for EmbeddedConsumer {
-    async fn poll(&mut self, max_records: usize, max_wait: Duration) -> Result<Vec<Consumed>, LogError> {
-        let deadline = tokio::time::Instant::now() + max_wait;
-        loop {
-            let bound = self.shared.writing.load(Ordering::Acquire).then(|| *self.head.borrow_and_update());
-            let (dir, cursor, next) = (self.shared.dir.clone(), self.cursor.take(), self.next);
-            let (cursor, batch) = blocking(move || read(&dir, cursor, next, max_records.max(1), bound)).await?;
-            self.cursor = cursor;
-            if let Some(last) = batch.last() {
-                self.next = last.position.offset + 1;
-                return Ok(batch);
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(Vec::new());
-            }
-            // Woken at once by appends of this process; the tick also sees appends made by
-            // another process on the same directory.
-            let tick = (now + READER_TICK).min(deadline);
-            let _ = tokio::time::timeout_at(tick, self.head.changed()).await;
-        }
-    }
-
-    async fn commit(&mut self, positions: &[Position]) -> Result<(), LogError> {
-        let Some(next) = positions.iter().filter(|p| p.partition == 0).map(|p| p.offset).max() else {
-            return Ok(());
-        };
-        let (dir, group) = (self.shared.groups_dir(), self.group.clone());
-        let now = chrono::Utc::now().timestamp_millis();
-        blocking(move || groups::write(&dir, &group, next, now)).await
-    }
-
-    /// The embedded log has one partition, and every member of a group reads all of it.
-    fn owns(&self, partition: i32) -> bool {
-        partition == 0
-    }
-
-    async fn lag(&mut self) -> Result<Vec<(i32, i64)>, LogError> {
-        let shared = self.shared.clone();
-        let head = blocking(move || shared.head()).await?;
-        Ok(vec![(0, (head - self.next).max(0))])
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+
+    use seams::Consumed;
+
     use super::*;
 
     fn record(i: usize) -> LogRecord {
@@ -847,7 +497,8 @@ mod tests {
 
     /// A process that does not append finds the head by reading the newest segment, and on
     /// later calls reads on from where it stopped: the head stays right as the writer appends,
-    /// rolls to a new segment, and leaves a torn frame that the next writer cuts.
+    /// rolls to a new segment, and leaves a torn frame that the next writer cuts. (Without a
+    /// published head: the way a log written by an older release is read.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_reading_process_follows_the_head_across_appends_and_rolls() {
         let dir = tempfile::tempdir().unwrap();
@@ -859,6 +510,8 @@ mod tests {
         let mut appended = 0i64;
         for round in 0..12usize {
             writer.append((0..(round + 3)).map(record).collect()).await.unwrap();
+            // The writer publishes into the file it opened; readers find none.
+            let _ = std::fs::remove_file(path.join(head::FILE));
             appended += round as i64 + 3;
             assert_eq!(reader.head().await.unwrap(), FIRST_OFFSET + appended, "round {round}");
             let (_, scan) = reader.shared.tail.lock().unwrap().expect("a scan was kept");
@@ -875,8 +528,58 @@ mod tests {
         assert_eq!(reader.head().await.unwrap(), FIRST_OFFSET + appended);
         let writer = EmbeddedLog::open(&path, config).unwrap();
         writer.append(vec![record(1), record(2)]).await.unwrap();
+        std::fs::remove_file(path.join(head::FILE)).unwrap();
         assert_eq!(reader.head().await.unwrap(), FIRST_OFFSET + appended + 2);
         writer.shutdown().await.unwrap();
+    }
+
+    /// A reader in another process (here: a second handle that never appends) stops at the
+    /// head the writer published, not at the last frame that checks: a frame written after it
+    /// may never have been made durable (its fsync failed, or had not returned yet).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_in_another_process_never_passes_the_durable_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let writer = EmbeddedLog::open(&path, EmbeddedLogConfig::default()).unwrap();
+        writer.append((0..3).map(record).collect()).await.unwrap();
+        // A whole frame that checks after the durable head, as a commit leaves it between its
+        // write and its fsync.
+        let mut frame = Vec::new();
+        segment::encode(&mut frame, 4, 0, &record(99)).unwrap();
+        let seg = segment::path_of(&path, FIRST_OFFSET);
+        std::io::Write::write_all(&mut OpenOptions::new().append(true).open(&seg).unwrap(), &frame).unwrap();
+        let reader = EmbeddedLog::open(&path, EmbeddedLogConfig::default()).unwrap();
+        assert_eq!(reader.head().await.unwrap(), 4);
+        let mut c = reader.consumer("g").await.unwrap();
+        let got = c.poll(100, Duration::from_millis(300)).await.unwrap();
+        assert_eq!(got.iter().map(|c| c.position.offset).collect::<Vec<_>>(), [1, 2, 3]);
+        // The writer's next commit overwrites it; the reader gets that one.
+        writer.append(vec![record(4)]).await.unwrap();
+        let got = c.poll(100, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(got.iter().map(|c| (c.position.offset, c.value[0])).collect::<Vec<_>>(), [(4, 4)]);
+        writer.shutdown().await.unwrap();
+    }
+
+    /// An append cancelled while it waits (here: while the writer starts) gives its room in
+    /// the queue back: enough of them must not make an idle log answer "full".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_append_gives_its_queue_room_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = EmbeddedLogConfig { queue_records: 10, ..EmbeddedLogConfig::default() };
+        let log = EmbeddedLog::open(&dir.path().join("log"), config).unwrap();
+        for round in 0..3 {
+            // Polled once (the first time, the writer is starting on a blocking thread; later,
+            // the op waits in the writer's queue), then dropped.
+            let cancelled = tokio::time::timeout(Duration::ZERO, log.append((0..10).map(record).collect())).await;
+            assert!(cancelled.is_err(), "the append waits");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while log.queued() != 0 {
+                assert!(std::time::Instant::now() < deadline, "round {round}: {} records of room never came back", log.queued());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        assert_eq!(log.append((0..10).map(record).collect()).await.unwrap().len(), 10);
+        log.shutdown().await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,11 +9,17 @@
 //!       | key | kind | value
 //! ```
 //!
-//! All integers are little-endian. Offsets rise by one from frame to frame and from one
-//! segment to the next. Only the newest segment is ever written; a frame is acknowledged once
-//! the fsync that follows its write returned, so after a crash the newest segment may end in a
-//! torn or unsynced frame, never one that was acknowledged: recovery cuts the file at the
-//! first frame that does not check.
+//! All integers are little-endian. Offsets rise from frame to frame, by one except where a
+//! commit failed: its offsets are never handed out again, so the next frame skips them. A
+//! segment's name is the offset after the last frame of the segment before it (the first
+//! segment: the log's first offset), so the names alone show that no segment is missing;
+//! its first frame is at or after its name. Only the newest segment is ever written; a frame
+//! is acknowledged once the fsync that follows its write returned, so after a crash the newest
+//! segment may end in a torn or unsynced frame, never one that was acknowledged: recovery cuts
+//! the file at the first frame that does not check.
+//!
+//! This module is the one owner of the format: the log itself, and the backups, restores and
+//! checks of `daybook` (through [`super::files`]) read and write frames only through it.
 
 use std::fs::{self, File};
 use std::io;
@@ -23,25 +29,25 @@ use std::path::{Path, PathBuf};
 use seams::{Consumed, LogRecord, Position};
 
 /// Bytes before the body.
-pub(super) const HEADER: usize = 8;
+pub const HEADER: usize = 8;
 /// Bytes of the body before the key.
 const FIXED: usize = 8 + 8 + 2 + 2 + 2;
 /// The largest body accepted on read (a corrupt length must not allocate gigabytes).
-pub(super) const MAX_BODY: usize = 64 << 20;
+pub const MAX_BODY: usize = 64 << 20;
 /// Segment file suffix.
 const SUFFIX: &str = ".seg";
 
 /// The file name of the segment whose first offset is `base`.
-pub(super) fn file_name(base: i64) -> String {
+pub fn file_name(base: i64) -> String {
     format!("{base:020}{SUFFIX}")
 }
 
-pub(super) fn path_of(dir: &Path, base: i64) -> PathBuf {
+pub fn path_of(dir: &Path, base: i64) -> PathBuf {
     dir.join(file_name(base))
 }
 
 /// The base offsets of the segments in `dir`, oldest first.
-pub(super) fn list(dir: &Path) -> io::Result<Vec<i64>> {
+pub fn list(dir: &Path) -> io::Result<Vec<i64>> {
     let mut bases = Vec::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
@@ -55,7 +61,7 @@ pub(super) fn list(dir: &Path) -> io::Result<Vec<i64>> {
 }
 
 /// Appends the frame of `record` at `offset` to `out`.
-pub(super) fn encode(out: &mut Vec<u8>, offset: i64, ts_ms: i64, record: &LogRecord) -> Result<(), String> {
+pub fn encode(out: &mut Vec<u8>, offset: i64, ts_ms: i64, record: &LogRecord) -> Result<(), String> {
     let key = record.key.as_bytes();
     let kind = record.report_kind.as_bytes();
     let too_long = |what: &str, n: usize| format!("record {what} of {n} bytes is too long for the log");
@@ -84,7 +90,7 @@ pub(super) fn encode(out: &mut Vec<u8>, offset: i64, ts_ms: i64, record: &LogRec
 
 /// One frame read back: its record and where it ends in the file.
 #[derive(Debug)]
-pub(super) struct Frame {
+pub struct Frame {
     pub consumed: Consumed,
     /// File position just past the frame.
     pub end: u64,
@@ -92,7 +98,7 @@ pub(super) struct Frame {
 
 /// Why a frame could not be read at a position.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Stop {
+pub enum Stop {
     /// Fewer bytes than a whole frame: the end of what was written (or a torn write).
     Incomplete,
     /// The bytes are there but do not check (torn write, or corruption).
@@ -100,7 +106,7 @@ pub(super) enum Stop {
 }
 
 /// Parses the frame at the start of `buf` (read from file position `at`).
-pub(super) fn decode(buf: &[u8], at: u64) -> Result<Frame, Stop> {
+pub fn decode(buf: &[u8], at: u64) -> Result<Frame, Stop> {
     if buf.len() < HEADER {
         return Err(Stop::Incomplete);
     }
@@ -137,9 +143,11 @@ pub(super) fn decode(buf: &[u8], at: u64) -> Result<Frame, Stop> {
     })
 }
 
-/// Reads frames of one segment sequentially from a file position, in blocks.
+/// Reads frames of one segment sequentially from a file position, in blocks. Bytes past the
+/// durable head may still change (a failed commit is cut and written over): a reader that
+/// stops there [`rewind`](Reader::rewind)s, dropping what it read ahead.
 #[derive(Debug)]
-pub(super) struct Reader {
+pub struct Reader {
     file: File,
     /// File position of `buf[0]`.
     buf_at: u64,
@@ -152,12 +160,20 @@ pub(super) struct Reader {
 const BLOCK: usize = 256 << 10;
 
 impl Reader {
-    pub(super) fn open(path: &Path, pos: u64) -> io::Result<Self> {
+    pub fn open(path: &Path, pos: u64) -> io::Result<Self> {
         Ok(Self { file: File::open(path)?, buf_at: pos, buf: Vec::new(), pos })
     }
 
+    /// Goes back to file position `pos` (at or after the start of its buffer) and forgets the
+    /// bytes read ahead of it, so the next read takes them from the file again.
+    pub fn rewind(&mut self, pos: u64) {
+        self.pos = pos;
+        let keep = pos.saturating_sub(self.buf_at) as usize;
+        self.buf.truncate(keep.min(self.buf.len()));
+    }
+
     /// The next frame, or why there is none (yet).
-    pub(super) fn next_frame(&mut self) -> io::Result<Result<Frame, Stop>> {
+    pub fn next_frame(&mut self) -> io::Result<Result<Frame, Stop>> {
         loop {
             let skip = (self.pos - self.buf_at) as usize;
             match decode(&self.buf[skip.min(self.buf.len())..], self.pos) {
@@ -207,8 +223,8 @@ impl Reader {
 
 /// What a full scan of a segment found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Scan {
-    /// Records that check.
+pub struct Scan {
+    /// Records that check (offsets rising).
     pub records: u64,
     /// The offset after the last good record (`None`: no records).
     pub next: Option<i64>,
@@ -221,21 +237,21 @@ pub(super) struct Scan {
 
 /// Scans a whole segment; stops at the first frame that does not check (the returned
 /// `Stop`, if any, says why).
-pub(super) fn scan(path: &Path) -> io::Result<(Scan, Option<Stop>)> {
+pub fn scan(path: &Path) -> io::Result<(Scan, Option<Stop>)> {
     scan_from(path, Scan::default())
 }
 
 /// [`scan`] resumed: from `from.valid_len` (the end of a frame that checked), expecting the
 /// offset `from.next`, adding to `from`'s counts. Frames that checked are never rewritten
 /// (a torn tail lies only after them), so a scan can go on where an earlier one stopped.
-pub(super) fn scan_from(path: &Path, from: Scan) -> io::Result<(Scan, Option<Stop>)> {
+pub fn scan_from(path: &Path, from: Scan) -> io::Result<(Scan, Option<Stop>)> {
     let mut reader = Reader::open(path, from.valid_len)?;
     let mut scan = from;
     loop {
         match reader.next_frame()? {
             Ok(frame) => {
                 let c = &frame.consumed;
-                if let Some(next) = scan.next.filter(|&n| c.position.offset != n) {
+                if let Some(next) = scan.next.filter(|&n| c.position.offset < n) {
                     let why = format!("offset {} follows {} at byte {}", c.position.offset, next - 1, scan.valid_len);
                     return Ok((scan, Some(Stop::Corrupt(why))));
                 }
@@ -255,13 +271,73 @@ pub(super) fn scan_from(path: &Path, from: Scan) -> io::Result<(Scan, Option<Sto
     }
 }
 
+/// Reads the next whole frame of a stream (a segment file, or a copy of one) into `buf`,
+/// header and body, as stored, and returns its offset: `Ok(None)` at a clean end of the
+/// stream, `Err(Stop)` when the bytes there are not a whole frame that checks. For copying
+/// frames verbatim (backups) and checking copies (restores).
+pub fn read_raw(r: &mut impl io::Read, buf: &mut Vec<u8>) -> io::Result<Result<Option<i64>, Stop>> {
+    buf.clear();
+    buf.resize(HEADER, 0);
+    let got = read_full(r, &mut buf[..])?;
+    if got == 0 {
+        return Ok(Ok(None));
+    }
+    if got < HEADER {
+        return Ok(Err(Stop::Incomplete));
+    }
+    let body_len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
+    if !(FIXED..=MAX_BODY).contains(&body_len) {
+        return Ok(Err(Stop::Corrupt(format!("an impossible frame length {body_len}"))));
+    }
+    buf.resize(HEADER + body_len, 0);
+    if read_full(r, &mut buf[HEADER..])? < body_len {
+        return Ok(Err(Stop::Incomplete));
+    }
+    if crc32c::crc32c(&buf[HEADER..]) != raw_crc(buf) {
+        return Ok(Err(Stop::Corrupt("a frame that fails its checksum".into())));
+    }
+    Ok(Ok(Some(raw_offset(buf))))
+}
+
+/// The offset of a frame [`read_raw`] read.
+pub fn raw_offset(frame: &[u8]) -> i64 {
+    i64::from_le_bytes(frame[HEADER..HEADER + 8].try_into().expect("8 bytes"))
+}
+
+/// The checksum of a frame [`read_raw`] read: a short fingerprint of the record.
+pub fn raw_crc(frame: &[u8]) -> u32 {
+    u32::from_le_bytes(frame[4..8].try_into().expect("4 bytes"))
+}
+
+fn read_full(r: &mut impl io::Read, out: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < out.len() {
+        match r.read(&mut out[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Incomplete => f.write_str("a torn frame"),
+            Self::Corrupt(why) => f.write_str(why),
+        }
+    }
+}
+
 /// The timestamp of a segment's first record, if it has one that checks.
-pub(super) fn first_ts(path: &Path) -> io::Result<Option<i64>> {
+pub fn first_ts(path: &Path) -> io::Result<Option<i64>> {
     Ok(Reader::open(path, 0)?.next_frame()?.ok().map(|f| f.consumed.timestamp_ms))
 }
 
 /// Fsyncs a directory, so that files created, renamed or removed in it stay so.
-pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

@@ -14,17 +14,19 @@
 //! that group, and resume where the rebuild stopped.
 
 use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use infra::embedded_log::files as logfiles;
 use infra::embedded_log::{EmbeddedLog, EmbeddedLogConfig};
-use infra::embedded_store::{self, EmbeddedStore, OpenMode};
+use infra::embedded_store::{self, files as storefiles, EmbeddedStore, OpenMode};
 use schemas::TimePolicy;
 use seams::{ProjectionStore, ReportLog};
 use tokio::sync::watch;
+
+use crate::in_use::{self, AppendLock};
 
 /// What `rebuild` does.
 #[derive(Debug, Clone)]
@@ -64,81 +66,24 @@ fn replay_config(group: &str, max_batch: usize) -> projector::ProjectorConfig {
     }
 }
 
-fn remove_db(path: &Path) -> io::Result<()> {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        match fs::remove_file(PathBuf::from(p)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Folds a database's WAL into its main file, so the file alone is the whole database.
-fn checkpoint(path: &Path) -> anyhow::Result<()> {
-    let db = rusqlite::Connection::open(path)?;
-    db.busy_timeout(Duration::from_secs(30))?;
-    db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-    Ok(())
-}
-
-/// Processes other than this one that hold `path` open (Linux: /proc/*/fd; best effort, empty
-/// elsewhere or where /proc cannot be read).
-fn holders(path: &Path) -> Vec<u32> {
-    let Ok(target) = path.canonicalize() else { return Vec::new() };
-    let me = std::process::id();
-    let Ok(procs) = fs::read_dir("/proc") else { return Vec::new() };
-    let mut out = Vec::new();
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        if pid == me {
-            continue;
-        }
-        let Ok(fds) = fs::read_dir(p.path().join("fd")) else { continue };
-        if fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l == target)) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 /// Rebuilds `DATA_DIR/store.db` from `DATA_DIR/log`.
 pub async fn rebuild(opts: &RebuildOptions, mut progress: impl FnMut(&str)) -> anyhow::Result<Rebuilt> {
     let log_dir = opts.data_dir.join("log");
     anyhow::ensure!(log_dir.is_dir(), "no embedded log at {}", log_dir.display());
     // Nothing may append while the store is rebuilt: hold the writer's lock.
-    let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(log_dir.join("LOCK"))?;
-    if let Err(e) = lock.try_lock() {
-        match e {
-            fs::TryLockError::WouldBlock => anyhow::bail!(
-                "{} is being appended to by another process: stop `daybook run` (or `ingest`) on {} first",
-                log_dir.display(),
-                opts.data_dir.display()
-            ),
-            fs::TryLockError::Error(e) => return Err(e.into()),
-        }
-    }
-    let in_use = holders(&opts.data_dir.join("store.db"));
-    anyhow::ensure!(
-        in_use.is_empty(),
-        "{} is open in process {in_use:?}: stop `daybook run` (or `projector`, `api`) on {} first",
-        opts.data_dir.join("store.db").display(),
-        opts.data_dir.display()
-    );
+    let lock = AppendLock::take(&opts.data_dir)?;
+    in_use::ensure_unused(&opts.data_dir.join("store.db"), &opts.data_dir)?;
     let log = EmbeddedLog::open(&log_dir, EmbeddedLogConfig::default())?;
     let head = log.head().await?;
-    let oldest = super::oldest_offset(&log_dir)?.unwrap_or(head);
+    let oldest = logfiles::oldest(&log_dir)?.unwrap_or(head);
     let total = (head - oldest).max(0);
 
     let new_path = opts.data_dir.join("store.db.rebuild");
-    remove_db(&new_path)?;
+    storefiles::remove(&new_path)?;
     // A scratch file until the swap: no fsync while it fills, one at the end (README, Backups).
     let store: Arc<dyn ProjectionStore> = EmbeddedStore::open_with(&new_path, opts.policy, OpenMode::BulkLoad)?;
     let group = format!("daybook-rebuild-{}", chrono::Utc::now().timestamp_millis());
-    super::delete_group(&log_dir, &group)?;
+    logfiles::delete_group(&log_dir, &group)?;
     progress(&format!("rebuilding {} from the log: offsets {oldest}..{head} ({total} records)", new_path.display()));
 
     let started = Instant::now();
@@ -175,11 +120,11 @@ pub async fn rebuild(opts: &RebuildOptions, mut progress: impl FnMut(&str)) -> a
     };
     drop(store);
     log.shutdown().await?;
-    super::delete_group(&log_dir, &group)?;
+    logfiles::delete_group(&log_dir, &group)?;
     let (next, p) = match outcome {
         Ok(x) => x,
         Err(e) => {
-            remove_db(&new_path)?;
+            storefiles::remove(&new_path)?;
             return Err(e.context("the old store is untouched"));
         }
     };
@@ -188,13 +133,13 @@ pub async fn rebuild(opts: &RebuildOptions, mut progress: impl FnMut(&str)) -> a
     // one rename; then the group follows.
     let store_path = opts.data_dir.join("store.db");
     if let Err(e) = embedded_store::finish_bulk_load(&new_path) {
-        remove_db(&new_path)?;
+        storefiles::remove(&new_path)?;
         return Err(anyhow::Error::from(e).context("the old store is untouched"));
     }
     // Counted to here: the new store is on disk.
     let seconds = started.elapsed().as_secs_f64();
     if store_path.exists() {
-        checkpoint(&store_path)?;
+        storefiles::checkpoint(&store_path)?;
     }
     for suffix in ["-wal", "-shm"] {
         let _ = fs::remove_file(format!("{}{suffix}", new_path.display()));
@@ -202,7 +147,7 @@ pub async fn rebuild(opts: &RebuildOptions, mut progress: impl FnMut(&str)) -> a
     }
     fs::rename(&new_path, &store_path)?;
     fs::File::open(&opts.data_dir)?.sync_all()?;
-    super::write_group(&log_dir, &opts.group, next)?;
+    logfiles::set_group(&log_dir, &opts.group, next)?;
     drop(lock);
 
     let rebuilt = Rebuilt {
