@@ -139,13 +139,13 @@ pub(crate) const METRICS: &[Described] = &[
         "daybook_log_commit_errors_total",
         Counter,
         None,
-        "Embedded log: group commits (one SQLite transaction) that failed; every append in them was answered 503.",
+        "Embedded log: group commits (one write and fsync) that failed; every append in them was answered 503 and their offsets are never used again.",
     ),
     (
         "daybook_log_commit_seconds",
         Histogram,
         Some(Unit::Seconds),
-        "Embedded log: time of one group commit (one SQLite transaction and its fsync).",
+        "Embedded log: time of one group commit (one write of the group's frames and its fsync).",
     ),
     (
         "daybook_log_group_commit_records",

@@ -600,3 +600,36 @@ async fn figures() {
         "restore brings everything back"
     );
 }
+
+/// `restore --force` replaces a data directory only when nothing uses it: beside a running
+/// daybook it refuses, naming what holds it, and the running one goes on losing nothing;
+/// stopped, the same restore goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_force_refuses_a_data_directory_in_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, dest) = (tmp.path().join("a"), tmp.path().join("backups"));
+    std::fs::create_dir_all(&a).unwrap();
+    let server = DAYBOOK.run_in(s(&a), &["--device-rate", "1000", "--device-burst", "1000"]);
+    let device = |cid: &str| Http::new(server.http(), &DAYBOOK.token(&["device", cid, "--data-dir", s(&a)]));
+    let cams = ["viewer", "cam-f1", "cam-f2", "cam-f3", "--data-dir", s(&a)];
+    let viewer = Http::new(server.http(), &DAYBOOK.token(&cams));
+    let before = flow::act_as_device(&device("cam-f1"), "cam-f1").await;
+    flow::wait_projected(&viewer, &before, Duration::from_secs(30)).await;
+    ok(&["backup", "--data-dir", s(&a), "--to", s(&dest)]);
+    let after = flow::act_as_device(&device("cam-f2"), "cam-f2").await;
+    let err = fails(&["restore", "--from", s(&dest), "--data-dir", s(&a), "--force"]);
+    assert!(err.contains("another process") || err.contains("is open in process"), "{err}");
+    // Untouched: what was acknowledged after the backup is still served, and more is taken.
+    let later = flow::act_as_device(&device("cam-f3"), "cam-f3").await;
+    for e in [&before, &after, &later] {
+        flow::wait_projected(&viewer, e, Duration::from_secs(30)).await;
+        flow::check_as_viewer(&viewer, e).await;
+    }
+    assert!(server.stop().success());
+    ok(&["restore", "--from", s(&dest), "--data-dir", s(&a), "--force"]);
+    let copy = DAYBOOK.run_in(s(&a), &[]);
+    let viewer = Http::new(copy.http(), &DAYBOOK.token(&cams));
+    flow::wait_projected(&viewer, &before, Duration::from_secs(30)).await;
+    flow::check_as_viewer(&viewer, &before).await;
+    assert!(copy.stop().success());
+}

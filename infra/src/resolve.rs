@@ -6,7 +6,7 @@ use std::str::FromStr;
 /// Which report log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogUrl {
-    /// The embedded SQLite log in the data directory.
+    /// The embedded segment log in the data directory.
     Embedded,
     /// `kafka://HOST:PORT[,HOST:PORT…]/TOPIC`
     Kafka(String),

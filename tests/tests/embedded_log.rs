@@ -1,4 +1,4 @@
-//! The report-log conformance suite against the embedded SQLite log.
+//! The report-log conformance suite against the embedded segment log, and what only it does.
 
 use std::sync::Arc;
 

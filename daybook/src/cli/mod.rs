@@ -1,5 +1,5 @@
 //! The `daybook` command line: `daybook run` starts everything in one process on the embedded
-//! default (SQLite log and store, S3 endpoint served from the data directory);
+//! default (segment log, SQLite store, S3 endpoint served from the data directory);
 //! `daybook ingest | projector | api` run one service each for the distributed deployment
 //! (Kafka, ScyllaDB, S3); the rest are operator tools.
 
