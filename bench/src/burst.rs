@@ -25,7 +25,7 @@ use schemas::{DayOffset, DeviceId, Timestamp};
 use seams::auth::Auth;
 use serde::Serialize;
 
-use crate::chart;
+use crate::chart::{self, Sample};
 use crate::cpu::{self, opt};
 use crate::load::{self, LoadConfig, Outcome, Prepared};
 
@@ -276,15 +276,6 @@ impl Getter {
         }
         result
     }
-}
-
-/// One sample of the server's counters, every 100 ms.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Sample {
-    pub(crate) t: f64,
-    pub(crate) accepted: f64,
-    pub(crate) projected: f64,
-    pub(crate) rows: f64,
 }
 
 pub(crate) const ACCEPTED: &str = "daybook_ingest_reports_accepted_total";

@@ -7,8 +7,16 @@ use std::time::Duration;
 
 use plotters::prelude::*;
 
-use crate::burst::Sample;
 use crate::load::Outcome;
+
+/// One sample of the server's counters, every 100 ms.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Sample {
+    pub(crate) t: f64,
+    pub(crate) accepted: f64,
+    pub(crate) projected: f64,
+    pub(crate) rows: f64,
+}
 
 const BUCKET: f64 = 0.1;
 

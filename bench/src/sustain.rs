@@ -516,7 +516,7 @@ fn series(
     writes: &[Outcome],
     calendar: &[Outcome],
     day_page: &[Outcome],
-    samples: &[crate::burst::Sample],
+    samples: &[crate::chart::Sample],
 ) -> chart::SustainSeries {
     let buckets = bucket_quantiles(latency_points(writes), BUCKET_S, &[0.5, 0.99, 1.0]);
     let pick = |k: usize| buckets.iter().map(|(t, q)| (*t, q[k])).collect::<Vec<_>>();

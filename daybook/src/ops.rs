@@ -262,14 +262,7 @@ fn with_limits(doc: utoipa::openapi::OpenApi, limits: DocLimits) -> utoipa::open
             param["schema"]["maximum"] = limits.retention_days.into();
         }
     }
-    // A batch holds 1 to `max_batch_items` items (an empty one is refused, as is item 1001).
-    let batch = value.pointer_mut("/paths/~1v1~1devices~1{cid}~1reports/post/requestBody/content");
-    for (_, media) in batch.and_then(|c| c.as_object_mut()).into_iter().flatten() {
-        if media["schema"]["type"] == "array" {
-            media["schema"]["minItems"] = 1.into();
-            media["schema"]["maxItems"] = ingest::IngestConfig::default().max_batch_items.into();
-        }
-    }
+    // The batch's item bounds are not configurable: `ingest::ApiDoc` states them itself.
     serde_json::from_value(value).expect("the document deserializes")
 }
 

@@ -1,4 +1,5 @@
-//! The engines behind daybook's seams, and the resolver that picks one from a URL.
+//! The engines behind daybook's seams, and the URLs that name them ([`urls`]; the
+//! `daybook` crate's `resolve` opens the engine a URL names).
 //!
 //! | seam | embedded default | distributed |
 //! |---|---|---|
@@ -10,11 +11,11 @@ pub mod embedded_log;
 pub mod embedded_store;
 #[cfg(feature = "kafka")]
 pub mod kafka;
-pub mod resolve;
+pub mod urls;
 pub mod s3;
 pub mod s3_server;
 #[cfg(feature = "scylla")]
 pub mod scylla;
 mod sqlite;
 
-pub use resolve::{LogUrl, StoreUrl};
+pub use urls::{LogUrl, StoreUrl};

@@ -23,6 +23,11 @@ use schemas::TimePolicy;
 use seams::auth::Auth;
 use seams::{BlobSigner, ReportLog};
 
+/// Most items one `POST /v1/devices/{cid}/reports` batch may hold (item `MAX + 1` is 413
+/// `too_many_items`; an empty batch is 400): the default of [`IngestConfig::max_batch_items`],
+/// and the `maxItems` the OpenAPI document states for the batch body.
+pub const MAX_BATCH_ITEMS: usize = 1000;
+
 /// Settings of the device API.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -60,7 +65,7 @@ impl Default for IngestConfig {
         Self {
             policy: TimePolicy::default(),
             max_body_bytes: 256 * 1024,
-            max_batch_items: 1000,
+            max_batch_items: MAX_BATCH_ITEMS,
             url_ttl: Duration::from_secs(10 * 60),
             max_inflight: 150_000,
             device_rate_per_s: 20,

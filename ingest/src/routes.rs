@@ -26,10 +26,32 @@ use crate::Ingest;
 #[openapi(
     paths(start_event, end_event, segment_upload, report_segment, digest_upload, report_digest, report_batch),
     components(schemas(ErrorBody)),
+    modifiers(&BatchBounds),
     tags((name = "devices", description = "Device API: reports and upload URLs"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
+
+/// States the batch body's item bounds, which the server enforces (`[]` is 400, item
+/// [`MAX_BATCH_ITEMS`](crate::MAX_BATCH_ITEMS)` + 1` is 413): `minItems`/`maxItems` of the
+/// array schema of `POST …/reports` (the annotation cannot say them).
+#[derive(Debug)]
+struct BatchBounds;
+
+impl utoipa::Modify for BatchBounds {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::Schema;
+        use utoipa::openapi::RefOr;
+        let post = doc.paths.paths.get_mut("/v1/devices/{cid}/reports").and_then(|p| p.post.as_mut());
+        let body = post.and_then(|op| op.request_body.as_mut());
+        for content in body.into_iter().flat_map(|b| b.content.values_mut()) {
+            if let Some(RefOr::T(Schema::Array(array))) = content.schema.as_mut() {
+                array.min_items = Some(1);
+                array.max_items = Some(crate::MAX_BATCH_ITEMS);
+            }
+        }
+    }
+}
 
 /// The device routes, with the request body limit applied.
 pub fn router(ingest: Ingest) -> Router {
@@ -305,7 +327,7 @@ async fn start_event(
 
 /// Close an event.
 #[utoipa::path(post, path = "/v1/devices/{cid}/events/{event_id}/end", tag = "devices",
-    params(("cid" = inline(schemas::DeviceId), Path, description = "device id"), ("event_id" = inline(EventId), Path, description = "event id")),
+    params(("cid" = inline(schemas::DeviceId), Path, description = "device id"), ("event_id" = inline(EventId), Path, description = "event id (its date is checked beyond the pattern: `20260230…` is 422 `invalid_event_id`)")),
     request_body = EventEndRequest,
     responses((status = 202, body = Accepted), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("device_token" = [])))]
@@ -400,9 +422,16 @@ async fn report_digest(
     Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true, clock_skew_ms })))
 }
 
-/// Report a backlog: a JSON array, or NDJSON (one item per line), of items tagged by `kind`
+/// Report a backlog in one request.
+///
+/// The body is a JSON array, or NDJSON (one item per line), of 1 to 1000 items tagged by `kind`
 /// (`event_start`, `event_end`, `segment`, `digest`). Valid items are appended together and
-/// acknowledged together; each item gets its own result.
+/// acknowledged together; each item gets its own result: a line that is not JSON is a 400
+/// item, a JSON value that is not a valid report a 422 item. A body in which nothing is JSON —
+/// neither a JSON array nor NDJSON with at least one line of JSON (`\x00`, a page of HTML,
+/// every line garbage) — holds no item and is refused whole with 400 `malformed_json`, as are
+/// a malformed array and an empty batch (`[]`, or only blank lines); item 1001 is 413
+/// `too_many_items`.
 #[utoipa::path(post, path = "/v1/devices/{cid}/reports", tag = "devices",
     params(("cid" = inline(schemas::DeviceId), Path, description = "device id")),
     request_body(content = Vec<BatchItem>, description = "JSON array or NDJSON"),
@@ -446,8 +475,9 @@ pub(crate) fn split_batch(body: &[u8], max: usize) -> Result<Vec<Result<BatchIte
             Err(e) => Err(ApiError::bad_request(ErrorCode::MalformedJson, e.to_string())),
         };
     }
+    let lines = || body.split(|b| *b == b'\n').filter(|l| !l.trim_ascii().is_empty());
     let mut items = Vec::new();
-    for line in body.split(|b| *b == b'\n').filter(|l| !l.trim_ascii().is_empty()) {
+    for line in lines() {
         if items.len() == max {
             return Err(too_many_items(max));
         }
@@ -456,7 +486,26 @@ pub(crate) fn split_batch(body: &[u8], max: usize) -> Result<Vec<Result<BatchIte
     if items.is_empty() {
         return Err(empty_batch());
     }
+    if items.iter().all(Result::is_err) {
+        let mut values = lines().map(json_value);
+        if let Some(Err(first)) = values.next() {
+            if values.all(|v| v.is_err()) {
+                return Err(ApiError::bad_request(
+                    ErrorCode::MalformedJson,
+                    format!(
+                        "the body is neither a JSON array nor NDJSON with a line of JSON: nothing in it is a \
+                         report (first line: {first})"
+                    ),
+                ));
+            }
+        }
+    }
     Ok(items)
+}
+
+/// Whether `line` is one well-formed JSON value, of any shape (and if not, why).
+fn json_value(line: &[u8]) -> Result<(), serde_json::Error> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(line).map(drop)
 }
 
 /// A batch without items, in either form (`[]`, or a body of blank lines): 400.
@@ -530,6 +579,49 @@ mod tests {
             let e = split_batch(body, 10).unwrap_err();
             assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, ErrorCode::MalformedJson), "{body:?}");
         }
+    }
+
+    /// Item 12 (b), found by schemathesis: a body in which nothing is JSON (`\x00`, or NDJSON
+    /// whose every line is garbage) was answered 200 with one per-item 400, as if it held a
+    /// report. It is refused whole, as a malformed array is; a body with one line of JSON
+    /// keeps its per-item results.
+    #[test]
+    fn a_body_in_which_nothing_is_json_is_refused_whole() {
+        for body in [&b"\x00"[..], b"\xff\xfe", b"garbage", b"not json\n{\"kind\":\n]\n", b"<html>\n</html>\n", b"{} x"]
+        {
+            let e = split_batch(body, 10).expect_err(&format!("{body:?} is refused whole"));
+            assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, ErrorCode::MalformedJson), "{body:?}");
+            assert!(e.message.contains("nothing in it is a report"), "{}", e.message);
+        }
+        // One JSON value among garbage: per-item results, the value's of its own shape.
+        let items = split_batch(b"garbage\n{\"kind\":\"nope\"}\n\x00\n", 10).unwrap();
+        let codes: Vec<_> = items.iter().map(|i| i.as_ref().map(|_| ()).unwrap_err().code).collect();
+        assert_eq!(codes, vec![ErrorCode::MalformedJson, ErrorCode::Invalid, ErrorCode::MalformedJson]);
+        assert_eq!(split_batch(b"1\n\x00", 10).unwrap().len(), 2);
+    }
+
+    /// Item 12 (a): the batch body's schema states the bounds the server enforces (`[]` is
+    /// 400, item `MAX_BATCH_ITEMS + 1` is 413), in this crate's own document.
+    #[test]
+    fn the_openapi_document_states_the_batch_item_bounds() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let post = &doc["paths"]["/v1/devices/{cid}/reports"]["post"];
+        let content = post["requestBody"]["content"].as_object().unwrap();
+        assert!(!content.is_empty());
+        for (media, body) in content {
+            let schema = &body["schema"];
+            assert_eq!(schema["type"], "array", "{media}: {schema}");
+            assert_eq!(schema["minItems"], 1, "{media}: {schema}");
+            assert_eq!(schema["maxItems"], crate::MAX_BATCH_ITEMS, "{media}: {schema}");
+        }
+        assert_eq!(crate::IngestConfig::default().max_batch_items, crate::MAX_BATCH_ITEMS);
+        let array = |n: usize| format!("[{}1]", "1,".repeat(n - 1));
+        let max = crate::MAX_BATCH_ITEMS;
+        assert_eq!(split_batch(array(max).as_bytes(), max).unwrap().len(), max);
+        assert_eq!(split_batch(array(max + 1).as_bytes(), max).unwrap_err().code, ErrorCode::TooManyItems);
+        assert_eq!(split_batch(b"[]", max).unwrap_err().status, StatusCode::BAD_REQUEST);
+        let description = post["description"].as_str().unwrap_or_default();
+        assert!(description.contains("refused whole"), "{description}");
     }
 
     #[test]

@@ -4,24 +4,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::Datelike;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::time::{naive_from_compact, DayOffset, Timestamp};
-
-/// Why an identifier was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what}: {reason}")]
-pub struct IdError {
-    /// Which kind of identifier.
-    pub what: &'static str,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-fn err(what: &'static str, reason: impl Into<String>) -> IdError {
-    IdError { what, reason: reason.into() }
-}
+pub use crate::day::{Day, DAY_PATTERN};
+pub use crate::id_error::IdError;
+use crate::id_error::err;
+use crate::time::{DayOffset, Timestamp};
 
 fn check_token(
     what: &'static str,
@@ -128,117 +117,19 @@ impl SegmentId {
     }
 }
 
-/// A calendar day (in the service's configured UTC offset).
-///
-/// Text form `YYYY-MM-DD`; compact form `YYYYMMDD` (used inside event ids and as the
-/// partition number `20261122`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Day(NaiveDate);
-
-impl Day {
-    /// Wraps a date.
-    pub fn from_date(d: NaiveDate) -> Self {
-        Self(d)
-    }
-
-    /// The date.
-    pub fn date(self) -> NaiveDate {
-        self.0
-    }
-
-    /// Parses `YYYY-MM-DD`: exactly that shape (chrono alone also takes `+2026-01-1`).
-    pub fn parse(s: &str) -> Result<Self, IdError> {
-        let shape = s.len() == 10
-            && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
-        if !shape {
-            return Err(err("date", format!("{s:?} is not YYYY-MM-DD")));
-        }
-        NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map(Self)
-            .map_err(|e| err("date", format!("{s:?} is not YYYY-MM-DD: {e}")))
-    }
-
-    /// Parses `YYYYMMDD`.
-    pub fn parse_compact(s: &str) -> Result<Self, IdError> {
-        naive_from_compact(s).map(Self).ok_or_else(|| err("date", format!("{s:?} is not YYYYMMDD")))
-    }
-
-    /// `YYYYMMDD`.
-    pub fn compact(self) -> String {
-        self.0.format("%Y%m%d").to_string()
-    }
-
-    /// The day as the number `YYYYMMDD` (a sortable partition key).
-    pub fn number(self) -> u32 {
-        // Year is validated to 4 digits by every constructor that matters; clamp anyway.
-        let y = self.0.year().clamp(0, 9999) as u32;
-        y * 10_000 + self.0.month() * 100 + self.0.day()
-    }
-
-    /// Inverse of [`Day::number`].
-    pub fn from_number(n: u32) -> Option<Self> {
-        NaiveDate::from_ymd_opt((n / 10_000) as i32, (n / 100) % 100, n % 100).map(Self)
-    }
-
-    /// `days` days later (negative: earlier).
-    pub fn add_days(self, days: i64) -> Self {
-        Self(self.0 + chrono::Duration::days(days))
-    }
-
-    /// Whole days from `other` to `self`.
-    pub fn days_since(self, other: Day) -> i64 {
-        (self.0 - other.0).num_days()
-    }
-}
-
-impl fmt::Display for Day {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format("%Y-%m-%d"))
-    }
-}
-
-impl Serialize for Day {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.collect_str(self)
-        } else {
-            s.serialize_u32(self.number())
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Day {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        if d.is_human_readable() {
-            let s = String::deserialize(d)?;
-            Self::parse(&s).map_err(serde::de::Error::custom)
-        } else {
-            let n = u32::deserialize(d)?;
-            Self::from_number(n)
-                .filter(|d| (1..=9999).contains(&d.0.year()))
-                .ok_or_else(|| serde::de::Error::custom(format!("invalid day number {n}")))
-        }
-    }
-}
-
-impl utoipa::PartialSchema for Day {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Date)))
-            .pattern(Some(DAY_PATTERN))
-            .into()
-    }
-}
-impl utoipa::ToSchema for Day {}
-
-/// The text form of a [`Day`], as a regular expression (ECMA-262 and Python alike).
-pub const DAY_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
-
-/// An [`EventId`]'s shape, as a regular expression: what a stateless check of the text can
-/// say (the date and the day-versus-trigger rule are checked by [`EventId::parse`]).
-pub const EVENT_ID_PATTERN: &str =
-    "^[0-9]{8}\\.[A-Za-z0-9_-]{1,64}\\.(0|[1-9][0-9]{0,14})([+-][0-9]{4})?\\.[a-z0-9_]{1,32}$";
+/// An [`EventId`]'s shape, as a regular expression (ECMA-262 and Python alike): what a
+/// stateless check of the text can say. The day is `YYYYMMDD` with a four-digit year from 1000
+/// (as [`EventId::parse`] requires), month 01–12 and day 01–31; the offset `±HHMM` has hours
+/// 00–23 and minutes 00–59, and is never `-0000`. What only [`EventId::parse`] checks: that
+/// the date exists (`20260230` matches; the server answers 422 `invalid_event_id`) and the
+/// filing day against the trigger time.
+pub const EVENT_ID_PATTERN: &str = concat!(
+    "^[1-9][0-9]{3}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])",
+    "\\.[A-Za-z0-9_-]{1,64}",
+    "\\.(0|[1-9][0-9]{0,14})",
+    "([+]([01][0-9]|2[0-3])[0-5][0-9]|-(00(0[1-9]|[1-5][0-9])|(0[1-9]|1[0-9]|2[0-3])[0-5][0-9]))?",
+    "\\.[a-z0-9_]{1,32}$"
+);
 
 /// An event id. Two forms, each with exactly one spelling per event:
 ///

@@ -12,8 +12,11 @@
 //! This crate is also the decoder analytics consumers use: `Envelope::decode` reads every
 //! schema version ever written.
 
+pub mod columns;
+pub mod day;
 pub mod envelope;
 pub mod error_code;
+pub mod id_error;
 pub mod ids;
 pub mod json;
 pub mod report;

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::columns::{bigint_column, int_column, Unstorable};
 use crate::error_code::ErrorCode;
 use crate::ids::{Day, DeviceId, EventId, EventType, SegmentId};
 use crate::time::{DayOffset, Timestamp};
@@ -393,10 +394,39 @@ impl Report {
 
     /// Checks every rule of a report (README.md, Device API) that can be checked without
     /// reading stored state, and that every store can hold each of its values
-    /// ([`crate::rows::storable`]): a report accepted here is never refused by a store.
+    /// ([`Report::storable`]): a report accepted here is never refused by a store.
     pub fn validate(&self, policy: &TimePolicy, now: Timestamp) -> Result<(), Invalid> {
         self.check_rules(policy, now)?;
-        crate::rows::storable(self).map_err(|e| Invalid::new(ErrorCode::Invalid, e.to_string()))
+        self.storable().map_err(|e| Invalid::new(ErrorCode::Invalid, e.to_string()))
+    }
+
+    /// Whether every store can hold every value of the report (see `rows`' module docs).
+    pub fn storable(&self) -> Result<(), Unstorable> {
+        match self {
+            Report::EventStarted(_) | Report::EventEnded(_) => Ok(()),
+            Report::SegmentReported(r) => {
+                bigint_column("size", r.size)?;
+                int_column("duration_ms", r.duration_ms)?;
+                int_column("media.width", r.media.width)?;
+                int_column("media.height", r.media.height)?;
+                if let Some(rate) = r.media.audio_sample_rate {
+                    int_column("media.audio_sample_rate", rate)?;
+                }
+                for k in &r.keyframes {
+                    bigint_column("keyframe", *k)?;
+                }
+                for m in &r.events {
+                    int_column("index", m.index)?;
+                    bigint_column("start_offset", m.start_offset)?;
+                    bigint_column("end_offset", m.end_offset)?;
+                }
+                Ok(())
+            }
+            Report::DigestReported(r) => {
+                bigint_column("size", r.size)?;
+                int_column("duration_ms", r.duration_ms).map(drop)
+            }
+        }
     }
 
     fn check_rules(&self, policy: &TimePolicy, now: Timestamp) -> Result<(), Invalid> {

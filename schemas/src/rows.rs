@@ -30,8 +30,8 @@
 //! lives exactly as long as the longest-lived event that maps it (a pre-roll segment that
 //! started the day before its event does not vanish from the event a day early).
 //!
-//! [`storable`] is the one rule for the values: every numeric field must fit the narrowest
-//! column any store keeps it in. Validation refuses a report that breaks it, and both stores
+//! [`Report::storable`] is the one rule for the values: every numeric field must fit the
+//! narrowest column any store keeps it in. Validation refuses a report that breaks it, and both stores
 //! convert through [`int_column`] and [`bigint_column`], so a store can refuse a report only
 //! if validation let it through by mistake — and then it refuses it as permanent
 //! (`StoreError::Rejected`), never as a failure to retry.
@@ -43,58 +43,7 @@ use crate::ids::{Day, DeviceId, EventId, SegmentId};
 use crate::report::{DigestReported, EndStatus, EventMapping, Report, SegmentReported, TimePolicy};
 use crate::time::{DayOffset, Timestamp};
 
-/// A value no store can hold: the report is refused for good, never retried.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field} {value} does not fit a {column} column")]
-pub struct Unstorable {
-    /// The report's field.
-    pub field: &'static str,
-    /// Its value.
-    pub value: u64,
-    /// The narrowest column type that holds it in some store (`int`: 32-bit signed).
-    pub column: &'static str,
-}
-
-/// A value of a 32-bit signed column (CQL `int`): mapping index, width, height, audio sample
-/// rate, durations.
-pub fn int_column(field: &'static str, value: u32) -> Result<i32, Unstorable> {
-    i32::try_from(value).map_err(|_| Unstorable { field, value: u64::from(value), column: "int" })
-}
-
-/// A value of a 64-bit signed column (CQL `bigint`, SQLite `INTEGER`): sizes, offsets,
-/// keyframes.
-pub fn bigint_column(field: &'static str, value: u64) -> Result<i64, Unstorable> {
-    i64::try_from(value).map_err(|_| Unstorable { field, value, column: "bigint" })
-}
-
-/// Whether every store can hold every value of `report` (see the module docs).
-pub fn storable(report: &Report) -> Result<(), Unstorable> {
-    match report {
-        Report::EventStarted(_) | Report::EventEnded(_) => Ok(()),
-        Report::SegmentReported(r) => {
-            bigint_column("size", r.size)?;
-            int_column("duration_ms", r.duration_ms)?;
-            int_column("media.width", r.media.width)?;
-            int_column("media.height", r.media.height)?;
-            if let Some(rate) = r.media.audio_sample_rate {
-                int_column("media.audio_sample_rate", rate)?;
-            }
-            for k in &r.keyframes {
-                bigint_column("keyframe", *k)?;
-            }
-            for m in &r.events {
-                int_column("index", m.index)?;
-                bigint_column("start_offset", m.start_offset)?;
-                bigint_column("end_offset", m.end_offset)?;
-            }
-            Ok(())
-        }
-        Report::DigestReported(r) => {
-            bigint_column("size", r.size)?;
-            int_column("duration_ms", r.duration_ms).map(drop)
-        }
-    }
-}
+pub use crate::columns::{bigint_column, int_column, Unstorable};
 
 /// The write timestamp (microseconds) of every row `envelope` writes, for stores that resolve
 /// concurrent versions of a cell by timestamp (ScyllaDB's `USING TIMESTAMP`): when ingest
@@ -463,7 +412,7 @@ mod tests {
             let now = report.trigger_time(DayOffset::default());
             let policy = TimePolicy::default();
             if report.validate(&policy, now).is_ok() {
-                prop_assert_eq!(storable(&report), Ok(()));
+                prop_assert_eq!(report.storable(), Ok(()));
             }
             // And the rule is exactly the column conversions.
             let Report::SegmentReported(r) = &report else { unreachable!() };
@@ -474,7 +423,7 @@ mod tests {
                         && i64::try_from(m.end_offset).is_ok()
                 })
                 && r.keyframes.iter().all(|k| i64::try_from(*k).is_ok());
-            prop_assert_eq!(storable(&report).is_ok(), fits);
+            prop_assert_eq!(report.storable().is_ok(), fits);
         }
     }
 

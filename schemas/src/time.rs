@@ -3,10 +3,10 @@
 
 use std::fmt;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::ids::Day;
+use crate::day::Day;
 
 /// A point in time with millisecond precision, as milliseconds since the Unix epoch.
 ///
@@ -316,14 +316,6 @@ impl ZoneRule {
     pub fn offset_at(&self, t: Timestamp) -> DayOffset {
         self.zone.map_or(self.fallback, |z| z.offset_at(t))
     }
-}
-
-/// Naive date helper used by tests and the id codec.
-pub(crate) fn naive_from_compact(s: &str) -> Option<NaiveDate> {
-    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    NaiveDate::parse_from_str(s, "%Y%m%d").ok()
 }
 
 #[cfg(test)]

@@ -187,7 +187,7 @@ impl StoreError {
 /// * Versions of one row resolve the same everywhere: the newer report wins (by
 ///   `schemas::rows::write_stamp` where the engine orders by timestamp; in log order where it
 ///   applies one batch after another), so a replay leaves identical tables.
-/// * `apply` refuses a batch holding a record that breaks `schemas::rows::storable` with
+/// * `apply` refuses a batch holding a record that breaks `schemas::Report::storable` with
 ///   [`StoreError::Rejected`] naming the record, before writing anything.
 #[async_trait]
 pub trait ProjectionStore: Send + Sync + std::fmt::Debug {

@@ -5,25 +5,28 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use infra::embedded_store::{EmbeddedStore, OpenMode};
+use schemas::TimePolicy;
 use seams::conformance::store::StoreHarness;
 use seams::ProjectionStore;
 
 struct Harness {
     dir: tempfile::TempDir,
+    policy: TimePolicy,
 }
 
 #[async_trait]
 impl StoreHarness for Harness {
-    async fn open(&mut self) -> Arc<dyn ProjectionStore> {
-        EmbeddedStore::open(&self.dir.path().join("store.db"), schemas::TimePolicy::default()).unwrap()
+    async fn open_with(&mut self, policy: TimePolicy) -> Arc<dyn ProjectionStore> {
+        self.policy = policy;
+        EmbeddedStore::open(&self.dir.path().join("store.db"), policy).unwrap()
     }
 
     async fn open_again(&mut self) -> Arc<dyn ProjectionStore> {
-        self.open().await
+        self.open_with(self.policy).await
     }
 }
 
-seams::store_suite!(async { Harness { dir: tempfile::tempdir().unwrap() } });
+seams::store_suite!(async { Harness { dir: tempfile::tempdir().unwrap(), policy: TimePolicy::default() } });
 
 /// [`OpenMode::BulkLoad`]: the file's one connection serves reads too. It is locked
 /// exclusively, so a second handle is the same store.
@@ -37,10 +40,9 @@ mod bulk_load {
 
     #[async_trait]
     impl StoreHarness for Harness {
-        async fn open(&mut self) -> Arc<dyn ProjectionStore> {
+        async fn open_with(&mut self, policy: TimePolicy) -> Arc<dyn ProjectionStore> {
             let path = self.dir.path().join("store.db.rebuild");
-            let store: Arc<dyn ProjectionStore> =
-                EmbeddedStore::open_with(&path, schemas::TimePolicy::default(), OpenMode::BulkLoad).unwrap();
+            let store: Arc<dyn ProjectionStore> = EmbeddedStore::open_with(&path, policy, OpenMode::BulkLoad).unwrap();
             self.store = Some(store.clone());
             store
         }

@@ -26,10 +26,11 @@ static OPENED: AtomicUsize = AtomicUsize::new(0);
 /// connects a second session to the keyspace opened last.
 struct Scylla {
     url: Option<String>,
+    policy: TimePolicy,
 }
 
-async fn connect(url: &str) -> Arc<dyn ProjectionStore> {
-    let store = ScyllaStore::connect(url, TimePolicy::default(), ScyllaOptions::default())
+async fn connect(url: &str, policy: TimePolicy) -> Arc<dyn ProjectionStore> {
+    let store = ScyllaStore::connect(url, policy, ScyllaOptions::default())
         .await
         .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
     store.health().await.unwrap_or_else(|e| panic!("{url} is not healthy: {e}"));
@@ -57,18 +58,19 @@ fn fresh_keyspace() -> String {
 
 #[async_trait]
 impl StoreHarness for Scylla {
-    async fn open(&mut self) -> Arc<dyn ProjectionStore> {
+    async fn open_with(&mut self, policy: TimePolicy) -> Arc<dyn ProjectionStore> {
         let url = format!("scylla://{}/{}", nodes(), fresh_keyspace());
         apply_schema(&url, 1).await.unwrap_or_else(|e| panic!("applying the schema at {url}: {e}"));
-        let store = connect(&url).await;
+        let store = connect(&url, policy).await;
         self.url = Some(url);
+        self.policy = policy;
         store
     }
 
     async fn open_again(&mut self) -> Arc<dyn ProjectionStore> {
         let url = self.url.clone().expect("open_again after open");
-        connect(&url).await
+        connect(&url, self.policy).await
     }
 }
 
-seams::store_suite!(async { Scylla { url: None } });
+seams::store_suite!(async { Scylla { url: None, policy: TimePolicy::default() } });

@@ -39,7 +39,11 @@
 //!   again from where it stopped (a few rounds at most), so pages hold at most `limit`
 //!   events and paging always ends.
 //! * **Calendar**: one read per day of that day's `event_counts` partition (its hour buckets,
-//!   summed), run concurrently: ≤ 30 small partitions, whatever the volume of events.
+//!   summed), run concurrently: ≤ 30 small partitions, whatever the volume of events. Days
+//!   no row can be on are skipped: the requested range is cut to retention and the future
+//!   tolerance at the widest camera offsets (±23:59, so a UTC+14:00 camera on a UTC−11:00
+//!   deployment keeps its today), never at the deployment's `--day-offset`
+//!   (`plan::calendar_day_range`).
 //!
 //! The `scylla` crate's types stay private to this module.
 //!

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use ::scylla::value::MaybeUnset;
 use schemas::rows::{self, bigint_column, int_column, RowData, Unstorable};
-use schemas::{Envelope, EventId, TimePolicy, Timestamp};
+use schemas::{Day, DayOffset, Envelope, EventId, TimePolicy, Timestamp};
 use seams::StoreError;
 
 use super::schema::day_key;
@@ -113,6 +113,33 @@ pub(super) fn ttl_secs(expires_at: Timestamp, now: Timestamp) -> Option<i32> {
     i32::try_from(secs).ok()
 }
 
+/// The farthest from UTC a camera's clock may be, in minutes. Time zones in use run from
+/// UTC−12:00 to UTC+14:00, but a report's offset is whatever `±HH:MM` its timestamp carries
+/// (any under 24 hours either way: [`DayOffset::from_minutes`]), and its event is filed under
+/// the date at that offset; so the days that may hold rows are bounded by these, never by the
+/// deployment's `--day-offset`.
+pub(super) const MAX_CAMERA_OFFSET_MINUTES: i32 = 23 * 60 + 59;
+
+/// The days `calendar(from, to)` reads at `now`, as an inclusive range, or `None` when none:
+/// the request (at most 366 days), cut to the days that may hold rows — from the oldest date
+/// inside retention at the westernmost camera offset to the newest date the future tolerance
+/// allows at the easternmost, a day either side for the clocks of different hosts. A camera
+/// 25 hours east of the deployment (UTC+14:00 on a UTC−11:00 deployment) is two days ahead of
+/// it for an hour a day: its today is inside the range, whatever the deployment's offset.
+/// Never more than retention + 6 days, whatever is asked.
+pub(super) fn calendar_day_range(from: Day, to: Day, policy: &TimePolicy, now: Timestamp) -> Option<(Day, Day)> {
+    if !(0..=366).contains(&to.days_since(from)) {
+        return None;
+    }
+    let west = DayOffset::from_minutes(-MAX_CAMERA_OFFSET_MINUTES).expect("under 24 h");
+    let east = DayOffset::from_minutes(MAX_CAMERA_OFFSET_MINUTES).expect("under 24 h");
+    let oldest = west.day_of(now.plus_millis(-policy.retention_ms())).map(|d| d.add_days(-1));
+    let newest = east.day_of(now.plus_millis(policy.future_tolerance_ms)).map(|d| d.add_days(1));
+    let from = oldest.map_or(from, |o| from.max(o));
+    let to = newest.map_or(to, |n| to.min(n));
+    (from <= to).then_some((from, to))
+}
+
 /// An event row being assembled from the reports of one batch.
 #[derive(Debug, Clone, PartialEq)]
 struct EventWrite {
@@ -168,7 +195,7 @@ impl WritePlan {
         let mut plan = Self::default();
         // A record no column can hold is refused before anything is written, by its index.
         for (index, env) in batch.iter().enumerate() {
-            rows::storable(&env.report).map_err(rejected(index))?;
+            env.report.storable().map_err(rejected(index))?;
         }
         for (index, env) in batch.iter().enumerate() {
             let to_i64 = |what, v| bigint_column(what, v).map_err(rejected(index));
@@ -386,6 +413,69 @@ mod tests {
 
     use super::super::fixtures::*;
     use super::*;
+
+    /// Item 10: the calendar cut its days to the deployment's offset ±1 day, so a camera at
+    /// UTC+14:00 on a UTC−11:00 deployment — two days ahead of it from 23:00 to midnight
+    /// deployment time — got 0 for its today. At 10:30 UTC the deployment is at 23:30 on
+    /// 30 November and the camera at 00:30 on 2 December.
+    #[test]
+    fn calendar_range_holds_a_utc_plus_14_cameras_today_on_a_utc_minus_11_deployment() {
+        let policy = TimePolicy { offset: DayOffset::parse("-11:00").unwrap(), ..policy() };
+        let now = Timestamp::parse_rfc3339("2026-12-01T10:30:00Z").unwrap();
+        let camera = DayOffset::parse("+14:00").unwrap();
+        let today = camera.day_of(now).unwrap();
+        assert_eq!(today, Day::parse("2026-12-02").unwrap());
+        assert_eq!(policy.offset.day_of(now).unwrap(), Day::parse("2026-11-30").unwrap());
+        // What the API asks for a 30-day calendar: the camera's last 30 days.
+        let (from, to) = calendar_day_range(today.add_days(-29), today, &policy, now).expect("days to read");
+        assert_eq!((from, to), (today.add_days(-29), today), "the whole request is read");
+    }
+
+    /// Whatever the deployment's offset and the camera's (any `±HH:MM` a report may carry)
+    /// and the time of day, the range holds every day a row can be on: the camera's today,
+    /// the day of a clock up to the tolerance fast, and the day of its oldest kept event.
+    #[test]
+    fn calendar_range_holds_every_cameras_days_at_every_offset() {
+        let base = Timestamp::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
+        let offsets = [-MAX_CAMERA_OFFSET_MINUTES, -12 * 60, -11 * 60, -570, 0, 345, 13 * 60, 14 * 60]
+            .into_iter()
+            .chain([MAX_CAMERA_OFFSET_MINUTES])
+            .map(|m| DayOffset::from_minutes(m).unwrap())
+            .collect::<Vec<_>>();
+        for deployment in &offsets {
+            let policy = TimePolicy { offset: *deployment, ..policy() };
+            for step in 0..(24 * 4) {
+                let now = base.plus_millis(step * 15 * 60_000 + 7_000);
+                for camera in &offsets {
+                    let today = camera.day_of(now).unwrap();
+                    let fast = camera.day_of(now.plus_millis(policy.future_tolerance_ms)).unwrap();
+                    let oldest = camera.day_of(now.plus_millis(1_000 - policy.retention_ms())).unwrap();
+                    let asked = (oldest.add_days(-3), fast.add_days(3));
+                    let (from, to) = calendar_day_range(asked.0, asked.1, &policy, now).unwrap();
+                    let at = format!("deployment {deployment}, camera {camera}, now {now}");
+                    assert!(from <= oldest && fast <= to, "{at}: {from}..={to} misses {oldest}..={fast}");
+                    assert!(from <= today && today <= to, "{at}");
+                }
+            }
+        }
+    }
+
+    /// The range stays bounded: never more than retention + 6 days, however many are asked;
+    /// an inverted, over-long or wholly expired request reads nothing.
+    #[test]
+    fn calendar_range_is_bounded() {
+        let now = Timestamp::parse_rfc3339("2026-12-01T23:59:00Z").unwrap();
+        for minutes in [-12 * 60, 0, 14 * 60] {
+            let policy = TimePolicy { offset: DayOffset::from_minutes(minutes).unwrap(), ..policy() };
+            let today = policy.offset.day_of(now).unwrap();
+            let (from, to) = calendar_day_range(today.add_days(-300), today.add_days(66), &policy, now).unwrap();
+            assert!(to.days_since(from) < i64::from(policy.retention_days) + 6, "{from}..={to}");
+            assert_eq!(calendar_day_range(today.add_days(-400), today, &policy, now), None, "over 366 days");
+            assert_eq!(calendar_day_range(today, today.add_days(-1), &policy, now), None, "inverted");
+            assert_eq!(calendar_day_range(today.add_days(-80), today.add_days(-50), &policy, now), None, "expired");
+            assert_eq!(calendar_day_range(today.add_days(5), today.add_days(9), &policy, now), None, "future");
+        }
+    }
 
     #[test]
     fn ttl_counts_from_the_trigger_time() {

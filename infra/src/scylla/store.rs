@@ -24,7 +24,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::config::{ScyllaConsistency, ScyllaOptions, ScyllaUrl};
 use super::cursor::{cursor_binding, decode_cursor, encode_cursor};
-use super::plan::{bucket_range, count_chunks, count_row, ttl_secs, CountValues, WritePlan};
+use super::plan::{bucket_range, calendar_day_range, count_chunks, count_row, ttl_secs, CountValues, WritePlan};
 use super::retry::{exec_error, is_bad_paging_state, IdempotentRetryPolicy};
 use super::schema::{day_key, Cql};
 use super::views::{
@@ -345,18 +345,12 @@ impl ProjectionStore for ScyllaStore {
     }
 
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
-        let span = to.days_since(from);
-        if !(0..=366).contains(&span) {
+        // Days outside what retention and the future tolerance allow, at any camera's offset
+        // (not the deployment's), hold no rows: skip them.
+        let Some((from, to)) = calendar_day_range(from, to, &self.policy, Timestamp::now()) else {
             return Ok(Vec::new());
-        }
-        // Days outside what retention and the future tolerance allow hold no rows: skip them.
-        let now = Timestamp::now();
-        let offset = self.policy.offset;
-        let oldest = offset.day_of(now.plus_millis(-self.policy.retention_ms())).map(|d| d.add_days(-1));
-        let newest = offset.day_of(now.plus_millis(self.policy.future_tolerance_ms)).map(|d| d.add_days(1));
-        let from = oldest.map_or(from, |o| from.max(o));
-        let to = newest.map_or(to, |n| to.min(n));
-        let days: Vec<Day> = (0..=to.days_since(from).max(-1)).map(|i| from.add_days(i)).collect();
+        };
+        let days: Vec<Day> = (0..=to.days_since(from)).map(|i| from.add_days(i)).collect();
         let cid = cid.as_str();
         let mut counts = stream::iter(days)
             .map(|day| async move {

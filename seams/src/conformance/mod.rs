@@ -62,6 +62,7 @@ macro_rules! store_suite {
                 replay_is_idempotent,
                 events_live_on_the_cameras_local_day,
                 the_devices_offset_is_its_latest_starts,
+                calendar_counts_todays_events_of_a_camera_far_east_of_the_deployment,
                 fast_clocks_are_filed_early_and_marked,
                 calendar_counts_per_day,
                 calendar_count_survives_replayed_batches,

@@ -1,12 +1,13 @@
 //! The projection-store suite. Every store is opened with the default
-//! [`TimePolicy`](schemas::TimePolicy): 30-day retention, days at UTC.
+//! [`TimePolicy`](schemas::TimePolicy) (30-day retention, days at UTC), except where a case
+//! opens it with its own ([`StoreHarness::open_with`]: a deployment's `--day-offset`).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use schemas::{
     Day, DayOffset, DeviceId, DigestReported, EndStatus, Envelope, EventEnded, EventId, EventMapping, EventStarted,
-    EventType, Media, Report, SegmentId, SegmentReported, Timestamp,
+    EventType, Media, Report, SegmentId, SegmentReported, TimePolicy, Timestamp,
 };
 
 use crate::log::Position;
@@ -15,12 +16,18 @@ use crate::store::{EventStatus, ProjectionStore, Quarantined, StoreError};
 /// Opens a fresh, empty store (new directory, new keyspace).
 #[async_trait]
 pub trait StoreHarness: Send {
-    /// Opens the store.
-    async fn open(&mut self) -> Arc<dyn ProjectionStore>;
+    /// Opens the store with the default [`TimePolicy`].
+    async fn open(&mut self) -> Arc<dyn ProjectionStore> {
+        self.open_with(TimePolicy::default()).await
+    }
+
+    /// Opens the store with `policy`: a deployment's `--day-offset`, retention and future
+    /// tolerance.
+    async fn open_with(&mut self, policy: TimePolicy) -> Arc<dyn ProjectionStore>;
 
     /// Opens another handle on the store `open` opened last (the same file, the same
-    /// keyspace), as a second projector process would: its own connections, nothing shared
-    /// in memory.
+    /// keyspace, the same policy), as a second projector process would: its own
+    /// connections, nothing shared in memory.
     async fn open_again(&mut self) -> Arc<dyn ProjectionStore>;
 }
 
@@ -187,6 +194,37 @@ pub async fn events_live_on_the_cameras_local_day(mut h: impl StoreHarness) {
             assert_eq!(detail.segments.len(), 1, "the segment spanning midnight maps into {id}");
         }
     }
+}
+
+/// A camera at UTC+14:00 on a deployment at UTC−11:00: 25 hours apart, so the camera's today
+/// is one day after the deployment's, and two from 23:00 to midnight deployment time. Its
+/// calendar counts its today's events (and yesterday's) at any time of day: the days a store
+/// reads are the camera's, whatever the deployment's `--day-offset` (the ScyllaDB store used
+/// to cut them to the deployment's today + 1, and showed 0 for that hour).
+pub async fn calendar_counts_todays_events_of_a_camera_far_east_of_the_deployment(mut h: impl StoreHarness) {
+    let policy = TimePolicy { offset: DayOffset::parse("-11:00").unwrap(), ..TimePolicy::default() };
+    let s = h.open_with(policy).await;
+    let now = Timestamp::now();
+    let east = DayOffset::parse("+14:00").unwrap();
+    let today = east.day_of(now).unwrap();
+    let midnight = east.start_of(today);
+    let device = "cam-kiritimati";
+    // Today's first instant and now; yesterday's last instant.
+    let (first, st1) = start_at(device, midnight, east, now);
+    let (latest, st2) = start_at(device, now.max(midnight.plus_millis(1)), east, now);
+    let (last_night, st3) = start_at(device, midnight.plus_millis(-1), east, now);
+    for id in [&first, &latest] {
+        assert_eq!(id.day(), today, "{id} is filed under the camera's today");
+    }
+    assert_eq!(last_night.day(), today.add_days(-1));
+    s.apply(&[st1, st2, end(&first, 1_000, EndStatus::Complete), st3]).await.unwrap();
+    // What the API asks for the camera's 30-day calendar.
+    let cal = s.calendar(&cid(device), today.add_days(-29), today).await.unwrap();
+    assert_eq!(cal, vec![(today, 2), (today.add_days(-1), 1)], "today is {today} at {east}, {now}");
+    assert_eq!(s.calendar(&cid(device), today, today).await.unwrap(), vec![(today, 2)]);
+    let page = s.day_page(&cid(device), today, None, 10, None).await.unwrap();
+    assert_eq!(page.events.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), vec![first, latest]);
+    assert!(page.events.iter().all(|e| e.utc_offset == east));
 }
 
 /// The device's offset is the one of its latest start by filing time, in any apply order.

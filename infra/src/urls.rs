@@ -1,4 +1,5 @@
-//! Backends chosen by URL: `--log embedded | kafka://…`, `--store embedded | scylla://…`.
+//! The URLs that name the engines: `--log embedded | kafka://…`, `--store embedded |
+//! scylla://…` (parsed here; opened by the `daybook` crate's `resolve`).
 
 use std::fmt;
 use std::str::FromStr;
