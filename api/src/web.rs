@@ -1,6 +1,7 @@
 //! The viewer's web page (README.md, "Viewer page"): plain HTML, CSS and JavaScript from
 //! `web/`, built into the binary so the product works offline. `/` serves the page;
-//! `/assets/{name}?v={version}` serves its files. The page talks only to the viewer API on
+//! `/assets/{name}?v={version}` serves its files, and `/assets/js/{name}` the JavaScript
+//! modules `app.js` imports (`web/js/`). The page talks only to the viewer API on
 //! this origin and loads snapshots and video from presigned object-store URLs.
 
 use std::sync::LazyLock;
@@ -16,11 +17,37 @@ const APP_JS: &str = include_str!("../../web/app.js");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
 const ICON_SVG: &str = include_str!("../../web/icon.svg");
 
-/// Changes whenever any asset changes, so asset URLs carry it and can be cached forever.
-const VERSION: u64 = fnv1a(&[INDEX.as_bytes(), APP_JS.as_bytes(), STYLE_CSS.as_bytes(), ICON_SVG.as_bytes()]);
+/// The modules `app.js` imports, served as `/assets/js/{name}`: every file in `web/js/` (a test
+/// checks that each is here and that every import names one).
+const MODULES: &[(&str, &str)] = &[
+    ("api.js", include_str!("../../web/js/api.js")),
+    ("calendar.js", include_str!("../../web/js/calendar.js")),
+    ("clip.js", include_str!("../../web/js/clip.js")),
+    ("day.js", include_str!("../../web/js/day.js")),
+    ("days.js", include_str!("../../web/js/days.js")),
+    ("dom.js", include_str!("../../web/js/dom.js")),
+    ("format.js", include_str!("../../web/js/format.js")),
+    ("notice.js", include_str!("../../web/js/notice.js")),
+    ("player.js", include_str!("../../web/js/player.js")),
+    ("session.js", include_str!("../../web/js/session.js")),
+    ("signin.js", include_str!("../../web/js/signin.js")),
+    ("state.js", include_str!("../../web/js/state.js")),
+];
 
-const fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+/// Changes whenever any asset changes, so asset URLs carry it and can be cached forever.
+const VERSION: u64 = {
+    let mut hash = fnv1a(FNV_BASIS, &[INDEX.as_bytes(), APP_JS.as_bytes(), STYLE_CSS.as_bytes(), ICON_SVG.as_bytes()]);
+    let mut m = 0;
+    while m < MODULES.len() {
+        hash = fnv1a(hash, &[MODULES[m].0.as_bytes(), MODULES[m].1.as_bytes()]);
+        m += 1;
+    }
+    hash
+};
+
+const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
+const fn fnv1a(mut hash: u64, parts: &[&[u8]]) -> u64 {
     let mut p = 0;
     while p < parts.len() {
         let bytes = parts[p];
@@ -46,9 +73,9 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
                    media-src 'self' blob: http: https:; connect-src 'self' http: https:; base-uri 'none'; \
                    form-action 'self'; frame-ancestors 'none'";
 
-/// Serves the page at `/` and its files under `/assets/`.
+/// Serves the page at `/` and its files under `/assets/` (its modules under `/assets/js/`).
 pub(crate) fn router() -> Router {
-    Router::new().route("/", get(page)).route("/assets/{name}", get(asset))
+    Router::new().route("/", get(page)).route("/assets/{name}", get(asset)).route("/assets/js/{name}", get(module))
 }
 
 fn headers(content_type: &'static str, cache: &'static str) -> [(HeaderName, HeaderValue); 5] {
@@ -74,6 +101,17 @@ async fn asset(Path(name): Path<String>, RawQuery(query): RawQuery) -> Response 
         "icon.svg" => ("image/svg+xml", ICON_SVG),
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
+    versioned(content_type, body, query)
+}
+
+async fn module(Path(name): Path<String>, RawQuery(query): RawQuery) -> Response {
+    match MODULES.iter().find(|(n, _)| *n == name) {
+        Some((_, body)) => versioned("text/javascript; charset=utf-8", body, query),
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+fn versioned(content_type: &'static str, body: &'static str, query: Option<String>) -> Response {
     // Only the URL the current page names is immutable; any other (an old page's, or none)
     // may change under the same URL.
     let current = query.as_deref() == Some(format!("v={VERSION:016x}").as_str());
@@ -92,5 +130,30 @@ mod tests {
             assert!(PAGE.contains(&format!("/assets/{name}{v}")), "{name} is not linked with its version");
         }
         assert!(!PAGE.contains("__VERSION__"));
+    }
+
+    /// Every relative import in the served scripts names a served module (`app.js` imports
+    /// `./js/{name}`, the modules `./{name}`), so a new file in `web/js/` cannot be left out.
+    #[test]
+    fn every_module_imported_is_served() {
+        let scripts = std::iter::once(("app.js", APP_JS, "./js/")).chain(MODULES.iter().map(|(n, s)| (*n, *s, "./")));
+        let mut imported = std::collections::BTreeSet::new();
+        for (file, source, prefix) in scripts {
+            for rest in source.split(" from '").skip(1) {
+                let spec = &rest[..rest.find('\'').expect("a closed import specifier")];
+                let name =
+                    spec.strip_prefix(prefix).unwrap_or_else(|| panic!("{file} imports {spec}, not {prefix}{{name}}"));
+                assert!(MODULES.iter().any(|(n, _)| *n == name), "{file} imports {spec}, which is not served");
+                imported.insert(name);
+            }
+        }
+        for (name, _) in MODULES {
+            assert!(imported.contains(name), "{name} is served but nothing imports it");
+        }
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/js");
+        for entry in std::fs::read_dir(dir).expect("web/js") {
+            let name = entry.expect("web/js entry").file_name().into_string().expect("a UTF-8 name");
+            assert!(MODULES.iter().any(|(n, _)| *n == name), "web/js/{name} is not embedded in MODULES");
+        }
     }
 }
