@@ -41,6 +41,24 @@ pub struct Ledger {
     /// Reports acknowledged on a retry, after a 503 or no answer at all: the ones a server may
     /// have stored before its failed answer, which must not be listed twice.
     pub acknowledged_on_retry: usize,
+    /// Every request, answered or not, with the report it carried: what a test needs to tell
+    /// which reports were never acknowledged (and must not be listed).
+    pub attempts: Vec<Attempt>,
+}
+
+/// One request a device sent: which report it carried and what came of it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub cid: String,
+    /// The event start's `triggered_at` as sent (RFC 3339, `Z`, milliseconds; type `motion`):
+    /// with the device it determines the event id, the same on every retry.
+    pub triggered_at: String,
+    /// The HTTP status; `None` when no answer came.
+    pub status: Option<u16>,
+    /// The event id of an acknowledged (201) start.
+    pub event_id: Option<String>,
+    /// The error answer's message, or why no answer came.
+    pub message: Option<String>,
 }
 
 impl Ledger {
@@ -114,13 +132,22 @@ impl Load {
                                 let code = body["error"]["code"].as_str().map(str::to_owned);
                                 let mut l = ledger.lock().expect("ledger lock");
                                 l.answers.push(Answer { sent, took, status, retry_after: retry_after.is_some(), code });
+                                let mut event_id = None;
                                 if status == 201 {
                                     let id = body["event_id"].as_str().expect("an event id").to_owned();
-                                    l.accepted.entry(cid.clone()).or_default().insert(id);
+                                    l.accepted.entry(cid.clone()).or_default().insert(id.clone());
+                                    event_id = Some(id);
                                     if attempts > 1 {
                                         l.acknowledged_on_retry += 1;
                                     }
                                 }
+                                l.attempts.push(Attempt {
+                                    cid: cid.clone(),
+                                    triggered_at: triggered_at.clone(),
+                                    status: Some(status),
+                                    event_id,
+                                    message: body["error"]["message"].as_str().map(str::to_owned),
+                                });
                                 if status < 500 {
                                     // Acknowledged, or refused for good (a test's own assertions
                                     // catch the unexpected): the next report.
@@ -132,7 +159,15 @@ impl Load {
                                 }
                             }
                             Err(e) => {
-                                ledger.lock().expect("ledger lock").unanswered.push((sent, e.to_string()));
+                                let mut l = ledger.lock().expect("ledger lock");
+                                l.unanswered.push((sent, e.to_string()));
+                                l.attempts.push(Attempt {
+                                    cid: cid.clone(),
+                                    triggered_at: triggered_at.clone(),
+                                    status: None,
+                                    event_id: None,
+                                    message: Some(e.to_string()),
+                                });
                                 Duration::from_millis(500)
                             }
                         };
