@@ -6,6 +6,7 @@
 mod args;
 pub mod backup;
 pub mod quarantine;
+pub mod reference;
 mod tail;
 
 use std::time::Duration;
@@ -62,6 +63,9 @@ pub enum Command {
     Restore(backup::RestoreCmd),
     /// Rebuild the store from the log (`run` stopped).
     Rebuild(backup::RebuildCmd),
+    /// Print a generated page of docs/ (e.g. `docs configuration`).
+    #[command(subcommand, hide = true)]
+    Docs(reference::DocsCmd),
 }
 
 /// How long a token lives: `--ttl` (`90d`, `12h`, `1y`…) or, as before, `--ttl-days`.
@@ -208,6 +212,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Backup(c) => backup::backup_cmd(c).await,
         Command::Restore(c) => backup::restore_cmd(c).await,
         Command::Rebuild(c) => backup::rebuild_cmd(c).await,
+        Command::Docs(c) => reference::run(c),
         Command::Topic(TopicCmd::Create { log, partitions, replication_factor, retention_hours }) => {
             let LogUrl::Kafka(url) = &log.log else {
                 anyhow::bail!("`topic create` needs --log kafka://HOST:PORT/TOPIC");
