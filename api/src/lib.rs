@@ -1,4 +1,4 @@
-//! api: the viewer API (README.md, Viewer API). It reads projections only — never the log — and signs
+//! api: the viewer API (docs/viewer-api.md). It reads projections only — never the log — and signs
 //! GET URLs so video is downloaded straight from object storage.
 
 mod cursor;

@@ -1,4 +1,4 @@
-//! The viewer's web page (README.md, "Viewer page"): plain HTML, CSS and JavaScript from
+//! The viewer's web page (docs/viewer-page.md): plain HTML, CSS and JavaScript from
 //! `web/`, built into the binary so the product works offline. `/` serves the page;
 //! `/assets/{name}?v={version}` serves its files, and `/assets/js/{name}` the JavaScript
 //! modules `app.js` imports (`web/js/`). The page talks only to the viewer API on

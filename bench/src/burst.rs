@@ -373,7 +373,7 @@ fn fleet_records(fleet: &Fleet) -> Vec<seams::LogRecord> {
 /// A time as RFC 3339 with an explicit `+00:00` offset, not `Z`: a start sent as `Z` gets the
 /// version 1 id (no offset), while `EventId::new(…, DayOffset::default())` — the id the ends,
 /// segments and checks name — is the `+0000` form the server gives a start that states its
-/// offset (README, "Days are the camera's local days").
+/// offset (docs/data-model.md).
 pub(crate) fn at_utc_offset(t: Timestamp) -> String {
     let s = t.to_string();
     match s.strip_suffix('Z') {

@@ -1,6 +1,6 @@
 //! The direct baseline: no log, each append writes its reports to the store before it
 //! returns, one request at a time — the design without a log that the pipeline replaced
-//! (README, "Performance"). It exists only for the burst benchmark to compare against.
+//! (bench/RESULTS.md). It exists only for the burst benchmark to compare against.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! `daybook-bench`: the midnight burst measured against the direct baseline and the machine's
-//! bare-HTTP ceiling (README, "Performance"). Its own binary so that the product `daybook`
+//! bare-HTTP ceiling (bench/RESULTS.md). Its own binary so that the product `daybook`
 //! carries neither the load generator nor the chart renderer; the servers under test are this
 //! binary again (`serve`, `noop`), built on the `daybook` library, so they run in their own
 //! process as the product does.

@@ -80,7 +80,7 @@ pub async fn rebuild(opts: &RebuildOptions, mut progress: impl FnMut(&str)) -> a
 
     let new_path = opts.data_dir.join("store.db.rebuild");
     storefiles::remove(&new_path)?;
-    // A scratch file until the swap: no fsync while it fills, one at the end (README, Backups).
+    // A scratch file until the swap: no fsync while it fills, one at the end (docs/backups.md).
     let store: Arc<dyn ProjectionStore> = EmbeddedStore::open_with(&new_path, opts.policy, OpenMode::BulkLoad)?;
     let group = format!("daybook-rebuild-{}", chrono::Utc::now().timestamp_millis());
     logfiles::delete_group(&log_dir, &group)?;

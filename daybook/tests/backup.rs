@@ -433,7 +433,7 @@ async fn backups_go_to_s3_and_come_back() {
     assert!(target.stop().success());
 }
 
-/// The figures in the README's "Backups" section: `DAYBOOK_FIGURES_EVENTS=1000000 cargo test
+/// The backup figures in bench/RESULTS.md: `DAYBOOK_FIGURES_EVENTS=1000000 cargo test
 /// --release -p daybook --test backup -- --nocapture figures` (DAYBOOK_FIGURES_EVENTS, default
 /// 20 000 so the test command runs it briefly;
 /// DAYBOOK_FIGURES_DIR, default a temporary directory). Event starts of 1 000 cameras over

@@ -1,4 +1,4 @@
-//! ingest: the device API (README.md, Device API).
+//! ingest: the device API (docs/device-api.md).
 //!
 //! A report is validated, encoded into the versioned envelope and appended to the report log;
 //! the device gets 201/202 only once the log says the report is durable. Overload is answered

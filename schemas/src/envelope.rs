@@ -1,6 +1,6 @@
 //! The topic's value: a versioned envelope, bincode-encoded.
 //!
-//! Wire format (documented in the README, "The topic"):
+//! Wire format (documented in docs/topic.md):
 //!
 //! ```text
 //! varint u16  schema version (currently 2)

@@ -1,5 +1,5 @@
 //! Every machine-readable error code daybook answers with, in one place. The HTTP services
-//! send them as `{"error": {"code": …}}` (README.md, Contracts); report validation
+//! send them as `{"error": {"code": …}}` (docs/device-api.md); report validation
 //! ([`crate::Invalid`]) uses the same codes, so a device sees one vocabulary.
 
 use serde::{Deserialize, Serialize};

@@ -144,8 +144,8 @@ pub const EVENT_ID_PATTERN: &str = concat!(
 /// than the tolerance, the date at which the server received the start ([`EventId::filed`]),
 /// which is earlier. The milliseconds have no leading zeros. It is deterministic for (device,
 /// type, triggered_at, offset) on one filing day, so a repeated start gets the same id, and it
-/// carries everything needed to find the event's partition without a lookup (README.md,
-/// Contracts).
+/// carries everything needed to find the event's partition without a lookup
+/// (docs/data-model.md, "Event ids have exactly one spelling").
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EventId {
     text: String,

@@ -2,11 +2,11 @@
 //!
 //! * [`ids`]: validated identifiers parsed at the edge (device, event, segment, event type, day).
 //! * [`time`]: millisecond timestamps and the service's day boundary.
-//! * [`report`]: every report a device can make and its validation (README.md, Contracts).
+//! * [`report`]: every report a device can make and its validation (docs/device-api.md).
 //! * [`rows`]: the rows a report writes in a projection store: their partition (device, day)
 //!   and expiry.
 //! * [`error_code`]: every machine-readable error code, as one enum.
-//! * [`envelope`]: the versioned bincode envelope carried on the topic (README.md, The topic).
+//! * [`envelope`]: the versioned bincode envelope carried on the topic (docs/topic.md).
 //! * [`json`]: the envelope as the flat JSON object `daybook tail` prints (docs/topic.md).
 //!
 //! This crate is also the decoder analytics consumers use: `Envelope::decode` reads every

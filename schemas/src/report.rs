@@ -1,5 +1,5 @@
-//! The reports devices make, as carried on the topic, and their validation (README.md,
-//! Contracts).
+//! The reports devices make, as carried on the topic, and their validation
+//! (docs/device-api.md).
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +18,7 @@ pub const MAX_MAPPINGS: usize = 64;
 pub const MAX_DURATION_MS: u32 = 24 * 3600 * 1000;
 /// Most segments one event can hold: a mapping's `index` is below this. Bounding the index
 /// bounds the distinct (event, index) keys, so no device can grow an event's detail past it,
-/// and no store needs to read before writing to enforce it (README.md, Limits).
+/// and no store needs to read before writing to enforce it (docs/device-api.md).
 pub const MAX_SEGMENTS_PER_EVENT: u32 = 2048;
 
 // The OpenAPI document states these limits as literals (`#[schema(maximum = …)]` takes no
@@ -248,7 +248,7 @@ impl TimePolicy {
     }
 
     /// The id of a start the camera claims at `triggered_at` (at `offset`) and the server
-    /// receives at `now`, with the clock skew if any. The rule (README.md, Contracts): the
+    /// receives at `now`, with the clock skew if any. The rule (docs/data-model.md, Wrong clocks): the
     /// event is filed under the local day of the claim, unless the claim is more than the
     /// tolerance ahead of `now` — then under the local day of `now` (the claim clamped to the
     /// receive time). The id keeps the claimed milliseconds, so a start re-sent on the same
@@ -392,7 +392,7 @@ impl Report {
         }
     }
 
-    /// Checks every rule of a report (README.md, Device API) that can be checked without
+    /// Checks every rule of a report (docs/device-api.md) that can be checked without
     /// reading stored state, and that every store can hold each of its values
     /// ([`Report::storable`]): a report accepted here is never refused by a store.
     pub fn validate(&self, policy: &TimePolicy, now: Timestamp) -> Result<(), Invalid> {

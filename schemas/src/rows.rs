@@ -1,11 +1,11 @@
 //! Where a report's data lives and when it expires: the one rule every projection store
-//! follows (README.md, Data model and retention).
+//! follows (docs/data-model.md).
 //!
 //! [`plan`] turns a report into the rows it writes. Each row names its partition — one
 //! device's day — and its expiry; a store maps the rows onto its tables and writes only those
 //! still alive ([`Row::live_at`]). Neither store decides a day or an expiry itself.
 //!
-//! Days are the camera's local days (README.md, Contracts): an event's day is in its id (the
+//! Days are the camera's local days (docs/data-model.md): an event's day is in its id (the
 //! trigger's date at the camera's UTC offset); other rows take the offset their report carries.
 //! A camera clock ahead of the server by more than the tolerance is filed by the server's
 //! time: its event ids say so ([`EventId::filed_at`]), a segment uses `received_at`.

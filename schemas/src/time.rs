@@ -1,5 +1,5 @@
 //! Millisecond timestamps, UTC offsets and the rule that turns an instant into a camera's
-//! local day (README.md, Contracts: "Days are the camera's local days").
+//! local day (docs/data-model.md, "Days are the camera's local days").
 
 use std::fmt;
 

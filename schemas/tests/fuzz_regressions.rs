@@ -1,4 +1,4 @@
-//! Inputs the fuzz targets (`fuzz/`, README.md "Fuzzing") found wrong, kept as tests so the
+//! Inputs the fuzz targets (`fuzz/`, docs/testing.md, "Fuzzing") found wrong, kept as tests so the
 //! bugs stay fixed without a nightly toolchain. Each test names its target.
 
 use schemas::{EventId, Timestamp};

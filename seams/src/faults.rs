@@ -1,7 +1,7 @@
 //! Fault injection at the seams: wrappers around a log, a store and a blob signer that fail,
 //! slow down or hang chosen operations, so every failure mode can be produced on purpose — by
-//! tests, and by an operator rehearsing an outage (`DAYBOOK_FAULTS`, README.md, Failure
-//! behaviour).
+//! tests, and by an operator rehearsing an outage (`DAYBOOK_FAULTS`, docs/operations.md,
+//! Failure behaviour).
 //!
 //! A plan names operations and what happens to them:
 //!

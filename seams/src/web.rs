@@ -1,5 +1,5 @@
 //! The HTTP error contract shared by ingest and api: every error is
-//! `{"error": {"code": "...", "message": "..."}}` with the status README.md (Contracts) names,
+//! `{"error": {"code": "...", "message": "..."}}` with the status docs/device-api.md names,
 //! mapped here in one place.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The device → viewer flow of the README's "Contracts", reusable against any deployment
+//! The device → viewer flow of the contracts (docs/device-api.md, docs/viewer-api.md), reusable against any deployment
 //! (embedded, Kafka, ScyllaDB): act as a device, then check everything as a viewer.
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 //! A fleet across time zones and wrong clocks, over HTTP against the in-process all-in-one:
-//! each camera's events are filed under its own local day (README.md, Contracts), the
+//! each camera's events are filed under its own local day (docs/data-model.md), the
 //! viewer's calendar and pages count in the camera's days and state its offset, a camera whose
 //! clock runs fast loses nothing, and an event id has one spelling.
 

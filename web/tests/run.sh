@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The viewer page's browser test (README.md, "Viewer page"): starts `daybook run`, seeds a
+# The viewer page's browser test (docs/viewer-page.md): starts `daybook run`, seeds a
 # camera's day through the device API, drives Debian's Chromium with Playwright and saves
 # screenshots.
 #

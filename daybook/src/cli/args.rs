@@ -253,7 +253,9 @@ impl From<StoreArgs> for StoreConfig {
 /// Day boundary and retention.
 #[derive(Debug, Clone, Args)]
 pub struct PolicyArgs {
-    /// UTC offset that decides which day an event belongs to (`+00:00`, `-05:00`, …).
+    /// The service's default UTC offset (`+00:00`, `-05:00`, …): a report is filed on the
+    /// camera's local day, at the offset its own timestamp carries; this one decides only for a
+    /// UTC (`Z`) timestamp from a camera with no zone of its own (`daybook token device --tz`).
     #[arg(long, env = "DAYBOOK_DAY_OFFSET", default_value = "+00:00", value_parser = DayOffset::parse)]
     pub day_offset: DayOffset,
     /// Days data is kept, counted from its trigger time.

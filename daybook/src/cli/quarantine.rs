@@ -1,5 +1,5 @@
 //! `daybook quarantine`: the records the projector set aside because no store accepts them
-//! (README.md, Quarantine) — list them, or replay them once an upgrade accepts them.
+//! (docs/data-model.md, Quarantine) — list them, or replay them once an upgrade accepts them.
 
 use std::io::Write;
 

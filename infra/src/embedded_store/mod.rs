@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS event_segments (
     end_off    INTEGER NOT NULL,
     PRIMARY KEY (day, cid, event_id, idx)
 ) WITHOUT ROWID;
--- Records the projector set aside (README.md, Quarantine): not day-partitioned, kept until
+-- Records the projector set aside (docs/data-model.md, Quarantine): not day-partitioned, kept until
 -- released or a retention after they were set aside.
 CREATE TABLE IF NOT EXISTS quarantine (
     part       INTEGER NOT NULL,
