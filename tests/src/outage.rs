@@ -199,6 +199,18 @@ impl Load {
         self.peek(|l| l.answers.iter().filter(|a| a.sent >= t && a.status == 201).map(|a| a.sent + a.took).min())
     }
 
+    /// How long after `t` the first report was acknowledged, waiting for it; fails the test
+    /// when none was within `within` (acceptance did not resume).
+    pub async fn wait_acknowledged_after(&self, t: Instant, within: Duration) -> Duration {
+        loop {
+            if let Some(at) = self.first_acknowledged_after(t) {
+                return at.duration_since(t);
+            }
+            assert!(t.elapsed() < within, "no report accepted within {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops every device (each finishes the request in hand) and returns the ledger.
     pub async fn stop(self) -> Ledger {
         let _ = self.stop.send(true);

@@ -95,13 +95,7 @@ async fn a_full_data_directory_is_answered_503_and_recovers_losing_nothing() {
         }
     }
     let freed = Instant::now();
-    let resumed = loop {
-        if let Some(at) = load.first_acknowledged_after(freed) {
-            break at.duration_since(freed);
-        }
-        assert!(freed.elapsed() < Duration::from_secs(60), "no report accepted 60 s after space returned");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let resumed = load.wait_acknowledged_after(freed, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let l = load.stop().await;
 
