@@ -14,6 +14,7 @@
 #
 # Install tansu once per machine (about 8 minutes on 2 cores):
 #   cargo install tansu --locked --features dynostore,libsql --root ~/.cache/daybook/tools
+# (scripts/test installs a lighter build, SQLite storage only, for the tests)
 #
 # Storage: every start gets an empty SQLite database (tansu.db* in TANSU_DATA is removed
 # first), so the broker starts as empty as with memory storage. Not memory://: tansu 0.6's

@@ -15,6 +15,7 @@ use axum::Router;
 use infra::embedded_log::EmbeddedLog;
 use infra::LogUrl;
 use schemas::{TimePolicy, Timestamp};
+use seams::metric::{Kind, Metric};
 use seams::{ProjectionStore, ReportLog};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -23,6 +24,14 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, HttpLimits, Role};
 use crate::ops;
 use crate::resolve::{self, OpenedLog};
+
+pub(crate) const OBJECTS_EXPIRED_TOTAL: Metric = Metric {
+    name: "daybook_objects_expired_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Embedded S3 endpoint: objects deleted because their day passed retention.",
+};
 
 /// Engines the caller opened itself, used instead of the ones the [`Config`] names (the
 /// bench's direct baseline hands in a log that writes through to the store it also hands in).
@@ -385,7 +394,7 @@ async fn janitor(
             match tokio::task::spawn_blocking(move || infra::s3_server::expire_objects(&root, &bucket, oldest)).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => {
-                    metrics::counter!("daybook_objects_expired_total").increment(n);
+                    metrics::counter!(OBJECTS_EXPIRED_TOTAL.name).increment(n);
                     tracing::info!(objects = n, "deleted objects past retention");
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired objects failed"),

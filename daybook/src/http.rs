@@ -19,12 +19,46 @@ use futures::StreamExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use seams::metric::{Kind, Metric};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tower::ServiceExt;
 
 use crate::config::HttpLimits;
+
+pub(crate) const HTTP_CONNECTIONS: Metric = Metric {
+    name: "daybook_http_connections",
+    kind: Kind::Gauge,
+    unit: None,
+    labels: &[],
+    help: "HTTP connections open now on the device and viewer listener (at most --max-connections).",
+};
+
+pub(crate) const HTTP_CONNECTIONS_REFUSED_TOTAL: Metric = Metric {
+    name: "daybook_http_connections_refused_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help:
+        "Connections answered 503 too_many_connections and closed: --max-connections were open, all inside a request.",
+};
+
+pub(crate) const HTTP_CONNECTIONS_EVICTED_TOTAL: Metric = Metric {
+    name: "daybook_http_connections_evicted_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Idle connections (or ones still sending headers) closed to make room for a new one at --max-connections.",
+};
+
+pub(crate) const HTTP_BODY_TIMEOUTS_TOTAL: Metric = Metric {
+    name: "daybook_http_body_timeouts_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Request bodies not received within --body-timeout-ms of their headers (answered 400 unreadable_body).",
+};
 
 /// Serves `router` until `shutdown` turns true; in-flight requests finish first (for at most
 /// 10 s after the signal).
@@ -57,7 +91,7 @@ pub(crate) async fn serve(
         };
         let _ = socket.set_nodelay(true);
         let Some((slot, evicted)) = slots.admit() else {
-            metrics::counter!("daybook_http_connections_refused_total").increment(1);
+            metrics::counter!(HTTP_CONNECTIONS_REFUSED_TOTAL.name).increment(1);
             tokio::spawn(refuse(socket));
             continue;
         };
@@ -80,7 +114,7 @@ pub(crate) async fn serve(
                     tracing::debug!(error = %e, "http connection ended");
                 },
                 Ok(()) = evicted => {
-                    metrics::counter!("daybook_http_connections_evicted_total").increment(1);
+                    metrics::counter!(HTTP_CONNECTIONS_EVICTED_TOTAL.name).increment(1);
                 }
             }
             drop(slot);
@@ -128,7 +162,7 @@ fn with_deadline(body: Incoming, timeout: Duration) -> Body {
             Ok(Some(chunk)) => Some((chunk, Some(stream))),
             Ok(None) => None,
             Err(_) => {
-                metrics::counter!("daybook_http_body_timeouts_total").increment(1);
+                metrics::counter!(HTTP_BODY_TIMEOUTS_TOTAL.name).increment(1);
                 let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "request body not received in time");
                 Some((Err(axum::Error::new(e)), None))
             }
@@ -174,7 +208,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.slots.open.lock().expect("connection slots");
         open.1.remove(&self.id);
-        metrics::gauge!("daybook_http_connections").set(open.1.len() as f64);
+        metrics::gauge!(HTTP_CONNECTIONS.name).set(open.1.len() as f64);
     }
 }
 
@@ -199,7 +233,7 @@ impl Slots {
         let busy = Arc::new(AtomicUsize::new(0));
         let (evict, evicted) = oneshot::channel();
         open.insert(id, Open { busy: busy.clone(), evict });
-        metrics::gauge!("daybook_http_connections").set(open.len() as f64);
+        metrics::gauge!(HTTP_CONNECTIONS.name).set(open.len() as f64);
         Some((Slot { id, busy, slots: self.clone() }, evicted))
     }
 }

@@ -11,7 +11,7 @@ pub mod cli;
 mod config;
 mod http;
 mod in_use;
-mod metrics_help;
+pub mod metric_catalog;
 mod ops;
 pub mod rebuild;
 pub mod resolve;
@@ -19,3 +19,22 @@ pub mod secrets;
 
 pub use app::{shutdown_signal, Application, Backends};
 pub use config::{Config, HttpLimits, IngestLimits, LogConfig, Role, S3Settings, StoreConfig};
+pub use metric_catalog::metrics_reference;
+
+/// The metrics this crate emits (see [`seams::metric`]); [`metric_catalog`] gathers every
+/// crate's list.
+pub const METRICS: &[seams::metric::Metric] = &[
+    ops::HTTP_REQUESTS_TOTAL,
+    ops::HTTP_REQUEST_SECONDS,
+    http::HTTP_CONNECTIONS,
+    http::HTTP_CONNECTIONS_REFUSED_TOTAL,
+    http::HTTP_CONNECTIONS_EVICTED_TOTAL,
+    http::HTTP_BODY_TIMEOUTS_TOTAL,
+    ops::API_DEADLINE_EXCEEDED_TOTAL,
+    backup::schedule::BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    backup::schedule::BACKUP_DURATION_SECONDS,
+    backup::schedule::BACKUP_BYTES,
+    backup::schedule::BACKUP_FAILURES_TOTAL,
+    backup::BACKUP_PRUNE_PROBLEMS_TOTAL,
+    app::OBJECTS_EXPIRED_TOTAL,
+];

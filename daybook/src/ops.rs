@@ -11,9 +11,35 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use seams::metric::{Kind, Metric, Unit};
 use seams::{BlobSigner, ProjectionStore, ReportLog};
 use tokio::sync::watch;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+
+pub(crate) const HTTP_REQUESTS_TOTAL: Metric = Metric {
+    name: "daybook_http_requests_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &["method", "route", "status"],
+    help: "HTTP requests answered, by method, route (the route template, e.g. /v1/devices/{cid}/events; \
+           `unmatched` when no route matched) and status (the code for common ones, else 2xx/4xx/5xx).",
+};
+
+pub(crate) const HTTP_REQUEST_SECONDS: Metric = Metric {
+    name: "daybook_http_request_seconds",
+    kind: Kind::Histogram,
+    unit: Some(Unit::Seconds),
+    labels: &["route"],
+    help: "Time to answer an HTTP request, from routing to the response head, by route template.",
+};
+
+pub(crate) const API_DEADLINE_EXCEEDED_TOTAL: Metric = Metric {
+    name: "daybook_api_deadline_exceeded_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Viewer requests the store did not answer within the request deadline (answered 503 store_unavailable).",
+};
 
 /// What `/readyz` checks: the engines this process uses.
 #[derive(Clone, Default)]
@@ -54,7 +80,7 @@ pub(crate) fn install_metrics() -> PrometheusHandle {
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_reports".into()), &counts))
                 .expect("valid buckets")
                 .install_recorder()
-                .inspect(|_| crate::metrics_help::describe())
+                .inspect(|_| crate::metric_catalog::describe())
                 .expect("one metrics recorder per process")
         })
         .clone()
@@ -108,7 +134,7 @@ pub(crate) async fn store_deadline(State(deadline): State<Duration>, req: Reques
     match tokio::time::timeout(deadline, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => {
-            metrics::counter!("daybook_api_deadline_exceeded_total").increment(1);
+            metrics::counter!(API_DEADLINE_EXCEEDED_TOTAL.name).increment(1);
             seams::web::ApiError::unavailable(
                 seams::web::ErrorCode::StoreUnavailable,
                 format!("the store did not answer within {} ms", deadline.as_millis()),
@@ -154,7 +180,7 @@ impl RouteMetrics {
         all.entry(route.clone())
             .or_insert_with(|| {
                 Arc::new(Self {
-                    histogram: metrics::histogram!("daybook_http_request_seconds", "route" => route.to_string()),
+                    histogram: metrics::histogram!(HTTP_REQUEST_SECONDS.name, "route" => route.to_string()),
                     route,
                     counters: Default::default(),
                 })
@@ -169,7 +195,7 @@ impl RouteMetrics {
         let mut all = self.counters.write().unwrap_or_else(|e| e.into_inner());
         all.entry((method, status))
             .or_insert_with(|| {
-                metrics::counter!("daybook_http_requests_total", "method" => method, "route" => self.route.to_string(), "status" => status)
+                metrics::counter!(HTTP_REQUESTS_TOTAL.name, "method" => method, "route" => self.route.to_string(), "status" => status)
             })
             .clone()
     }

@@ -30,9 +30,11 @@ use clap::CommandFactory;
 use daybook::cli::{reference, Cli};
 
 /// Pages generated from the code: path in the repository, generator, command that regenerates
-/// it. `docs/metrics.md` (from `daybook/src/metrics_help.rs`) joins this list the same way.
-const GENERATED: &[(&str, fn() -> String, &str)] =
-    &[("docs/configuration.md", reference::configuration, reference::CONFIGURATION_REGENERATE)];
+/// it.
+const GENERATED: &[(&str, fn() -> String, &str)] = &[
+    ("docs/configuration.md", reference::configuration, reference::CONFIGURATION_REGENERATE),
+    ("docs/metrics.md", daybook::metric_catalog::metrics_reference, daybook::metric_catalog::METRICS_REFERENCE_REGENERATE),
+];
 
 /// Flags of other tools that the documents mention in a code span of their own (`--skip-direct`
 /// of `daybook-bench`): not daybook's, so not checked against its command line.

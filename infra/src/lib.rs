@@ -19,3 +19,32 @@ pub mod scylla;
 mod sqlite;
 
 pub use urls::{LogUrl, StoreUrl};
+
+/// The metrics this crate emits (see [`seams::metric`]): the embedded log's, and Kafka's when
+/// the `kafka` feature is on (the `daybook` crate always turns it on).
+pub const METRICS: &[seams::metric::Metric] = &[
+    embedded_log::LOG_QUEUE_RECORDS,
+    embedded_log::LOG_REJECTED_TOTAL,
+    embedded_log::LOG_COMMIT_ERRORS_TOTAL,
+    embedded_log::LOG_COMMIT_SECONDS,
+    embedded_log::LOG_GROUP_COMMIT_RECORDS,
+    embedded_log::LOG_GROUP_COMMIT_REQUESTS,
+    embedded_log::LOG_GROUPS_EXPIRED_TOTAL,
+    embedded_log::LOG_GROUPS_LAGGING,
+    #[cfg(feature = "kafka")]
+    kafka::KAFKA_INFLIGHT,
+    #[cfg(feature = "kafka")]
+    kafka::KAFKA_PRODUCE_SECONDS,
+    #[cfg(feature = "kafka")]
+    kafka::KAFKA_DELIVERY_ERRORS_TOTAL,
+    #[cfg(feature = "kafka")]
+    kafka::KAFKA_CONSUMER_LAG,
+    #[cfg(feature = "kafka")]
+    kafka::KAFKA_REBALANCES_TOTAL,
+    #[cfg(feature = "kafka")]
+    kafka::KAFKA_POLL_BATCH_RECORDS,
+    #[cfg(feature = "kafka")]
+    kafka::KAFKA_COMMITS_IGNORED_TOTAL,
+    #[cfg(feature = "kafka")]
+    kafka::KAFKA_RECORDS_WITHOUT_HEADERS_TOTAL,
+];

@@ -7,10 +7,30 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use schemas::{DayOffset, DeviceId, Timestamp};
+use seams::metric::{Kind, Metric};
 use seams::web::{ApiError, ErrorCode};
 use sha2::{Digest, Sha256};
 
 use crate::IngestConfig;
+
+pub(crate) const INGEST_REJECTED_TOTAL: Metric = Metric {
+    name: "daybook_ingest_rejected_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &["reason"],
+    help:
+        "Device requests refused by admission, by reason: rate (429, the device is over --device-rate/--device-burst), \
+           inflight (503 overloaded, more than --max-inflight reports waiting on the log), digest_slot (429, a digest \
+           outside its device's slot while there is no headroom).",
+};
+
+pub(crate) const INGEST_INFLIGHT_REPORTS: Metric = Metric {
+    name: "daybook_ingest_inflight_reports",
+    kind: Kind::Gauge,
+    unit: None,
+    labels: &[],
+    help: "Reports waiting for the log to confirm their append, as of the last admission (503 overloaded above --max-inflight).",
+};
 
 /// The nightly window over which devices' digest uploads are spread.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +118,7 @@ impl Admission {
     /// 429 when `cid` is over its rate.
     pub(crate) fn check_rate(&self, cid: &DeviceId) -> Result<(), ApiError> {
         self.limiter.check_key(cid).map_err(|not_until| {
-            metrics::counter!("daybook_ingest_rejected_total", "reason" => "rate").increment(1);
+            metrics::counter!(INGEST_REJECTED_TOTAL.name, "reason" => "rate").increment(1);
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             ApiError::rate_limited("this device is sending too fast", wait.max(Duration::from_secs(1)))
         })
@@ -108,9 +128,9 @@ impl Admission {
     pub(crate) fn reserve(&self, n: usize) -> Result<InflightGuard<'_>, ApiError> {
         let before = self.inflight.fetch_add(n, Ordering::Relaxed);
         let guard = InflightGuard { admission: self, n };
-        metrics::gauge!("daybook_ingest_inflight_reports").set((before + n) as f64);
+        metrics::gauge!(INGEST_INFLIGHT_REPORTS.name).set((before + n) as f64);
         if before + n > self.max_inflight {
-            metrics::counter!("daybook_ingest_rejected_total", "reason" => "inflight").increment(1);
+            metrics::counter!(INGEST_REJECTED_TOTAL.name, "reason" => "inflight").increment(1);
             return Err(ApiError::unavailable(
                 ErrorCode::Overloaded,
                 "too many reports are waiting on the log",
@@ -129,7 +149,7 @@ impl Admission {
         if self.inflight.load(Ordering::Relaxed) < self.digest_headroom {
             return Ok(());
         }
-        metrics::counter!("daybook_ingest_rejected_total", "reason" => "digest_slot").increment(1);
+        metrics::counter!(INGEST_REJECTED_TOTAL.name, "reason" => "digest_slot").increment(1);
         let wait = Duration::from_millis((start.millis() - now.millis()).max(1000) as u64);
         let spread = Duration::from_millis(fastrand_ms(u64::from(self.window.slot_s) * 1000));
         Err(ApiError::rate_limited(

@@ -13,6 +13,17 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use seams::metric::{Kind, Metric};
+
+pub(crate) const INGEST_LOG_AVAILABLE: Metric = Metric {
+    name: "daybook_ingest_log_available",
+    kind: Kind::Gauge,
+    unit: None,
+    labels: &[],
+    help: "1 while ingest's appends to the log succeed; 0 while they fail or time out and reports are refused \
+           with 503 log_unavailable (one probe request per interval finds out when the log is back).",
+};
+
 /// The log's state as ingest has seen it.
 #[derive(Debug)]
 pub(crate) struct LogBreaker {
@@ -82,7 +93,7 @@ impl LogBreaker {
     pub(crate) fn succeeded(&self) {
         if self.refuse_until.swap(0, Ordering::AcqRel) != 0 {
             tracing::info!("report log reachable again; accepting reports");
-            metrics::gauge!("daybook_ingest_log_available").set(1.0);
+            metrics::gauge!(INGEST_LOG_AVAILABLE.name).set(1.0);
         }
     }
 
@@ -95,7 +106,7 @@ impl LogBreaker {
         *self.last_error.lock().expect("breaker lock") = Some(why.to_owned());
         if was == 0 {
             tracing::error!(error = why, "report log unavailable; refusing reports with 503 until a probe succeeds");
-            metrics::gauge!("daybook_ingest_log_available").set(0.0);
+            metrics::gauge!(INGEST_LOG_AVAILABLE.name).set(0.0);
         }
     }
 

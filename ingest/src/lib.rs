@@ -23,6 +23,17 @@ use schemas::TimePolicy;
 use seams::auth::Auth;
 use seams::{BlobSigner, ReportLog};
 
+/// The metrics this crate emits (see [`seams::metric`]).
+pub const METRICS: &[seams::metric::Metric] = &[
+    routes::INGEST_REPORTS_ACCEPTED_TOTAL,
+    admission::INGEST_REJECTED_TOTAL,
+    admission::INGEST_INFLIGHT_REPORTS,
+    routes::INGEST_APPEND_SECONDS,
+    routes::INGEST_CLOCK_SKEW_REPORTS_TOTAL,
+    breaker::INGEST_LOG_AVAILABLE,
+    routes::INGEST_REFUSED_LOG_DOWN_TOTAL,
+];
+
 /// Most items one `POST /v1/devices/{cid}/reports` batch may hold (item `MAX + 1` is 413
 /// `too_many_items`; an empty batch is 400): the default of [`IngestConfig::max_batch_items`],
 /// and the `maxItems` the OpenAPI document states for the batch body.
@@ -100,7 +111,7 @@ impl Ingest {
     pub fn new(log: Arc<dyn ReportLog>, signer: Arc<dyn BlobSigner>, auth: Auth, config: IngestConfig) -> Self {
         let admission = admission::Admission::new(&config);
         let breaker = breaker::LogBreaker::new(config.request_timeout, config.log_probe_interval);
-        metrics::gauge!("daybook_ingest_log_available").set(1.0);
+        metrics::gauge!(breaker::INGEST_LOG_AVAILABLE.name).set(1.0);
         Self { inner: Arc::new(Inner { log, signer, auth, config, admission, breaker }) }
     }
 

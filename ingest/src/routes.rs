@@ -12,6 +12,7 @@ use schemas::{
     Timestamp, ZoneRule, SCHEMA_VERSION,
 };
 use seams::auth::Device;
+use seams::metric::{Kind, Metric, Unit};
 use seams::web::{parse_json, read_body, ApiError, ErrorBody, ErrorCode};
 use seams::{LogError, LogRecord, ObjectKey};
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
@@ -20,6 +21,39 @@ use utoipa::OpenApi;
 use crate::breaker::Admit;
 use crate::dto::*;
 use crate::Ingest;
+
+pub(crate) const INGEST_REPORTS_ACCEPTED_TOTAL: Metric = Metric {
+    name: "daybook_ingest_reports_accepted_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Device reports appended durably to the log and acknowledged (201/202); a batch counts each of its reports.",
+};
+
+pub(crate) const INGEST_REFUSED_LOG_DOWN_TOTAL: Metric = Metric {
+    name: "daybook_ingest_refused_log_down_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Reports refused at once with 503 log_unavailable because the log was known to be down (nothing was stored).",
+};
+
+pub(crate) const INGEST_APPEND_SECONDS: Metric = Metric {
+    name: "daybook_ingest_append_seconds",
+    kind: Kind::Histogram,
+    unit: Some(Unit::Seconds),
+    labels: &[],
+    help: "Time the log took to confirm (or fail) the append of one request's reports.",
+};
+
+pub(crate) const INGEST_CLOCK_SKEW_REPORTS_TOTAL: Metric = Metric {
+    name: "daybook_ingest_clock_skew_reports_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Reports whose device clock was ahead of the server's by more than --future-tolerance-secs \
+           (kept, filed by the server's time, answered with clock_skew_ms).",
+};
 
 /// The device API's OpenAPI description.
 #[derive(OpenApi)]
@@ -84,7 +118,7 @@ impl Ingest {
         report.validate(policy, now).map_err(ApiError::from)?;
         let skew = report.clock_skew_ms(policy, now);
         if skew.is_some() {
-            metrics::counter!("daybook_ingest_clock_skew_reports_total").increment(1);
+            metrics::counter!(INGEST_CLOCK_SKEW_REPORTS_TOTAL.name).increment(1);
         }
         Ok(skew)
     }
@@ -102,7 +136,7 @@ impl Ingest {
         let n = reports.len();
         let breaker = &self.inner.breaker;
         if breaker.admit() == Admit::Refuse {
-            metrics::counter!("daybook_ingest_refused_log_down_total").increment(n as u64);
+            metrics::counter!(INGEST_REFUSED_LOG_DOWN_TOTAL.name).increment(n as u64);
             return Err(ApiError::unavailable(
                 ErrorCode::LogUnavailable,
                 "the report log is unavailable; nothing was stored: retry after the Retry-After",
@@ -125,11 +159,11 @@ impl Ingest {
             Ok(result) => result,
             Err(_elapsed) => Err(LogError::Timeout(format!("no confirmation within {} ms", deadline.as_millis()))),
         };
-        metrics::histogram!("daybook_ingest_append_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!(INGEST_APPEND_SECONDS.name).record(started.elapsed().as_secs_f64());
         match result {
             Ok(_) => {
                 breaker.succeeded();
-                metrics::counter!("daybook_ingest_reports_accepted_total").increment(n as u64);
+                metrics::counter!(INGEST_REPORTS_ACCEPTED_TOTAL.name).increment(n as u64);
                 Ok(())
             }
             Err(e @ (LogError::Unavailable(_) | LogError::Timeout(_))) => {

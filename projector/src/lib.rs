@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use schemas::{DecodeError, Envelope, Timestamp};
 use seams::log::{commit_positions, retain_owned};
+use seams::metric::{Kind, Metric, Unit};
 use seams::{Consumed, LogConsumer, LogError, ProjectionStore, Quarantined, ReportLog, StoreError};
 use tokio::sync::watch;
 
@@ -194,7 +195,7 @@ async fn run_inner(
             // A broker restarting, a topic not yet visible, a network blip: nothing was
             // consumed, so waiting and polling again loses nothing.
             Err(e @ (LogError::Unavailable(_) | LogError::Timeout(_))) => {
-                metrics::counter!("daybook_projector_log_errors_total").increment(1);
+                metrics::counter!(PROJECTOR_LOG_ERRORS_TOTAL.name).increment(1);
                 tracing::warn!(error = %e, retry_in_ms = log_backoff.as_millis() as u64, "log read failed; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(log_backoff) => {}
@@ -263,16 +264,16 @@ async fn run_inner(
             // A commit that failed now is covered by the next one (positions only move
             // forward); at worst this batch is replayed after a restart.
             Err(e @ (LogError::Unavailable(_) | LogError::Timeout(_))) => {
-                metrics::counter!("daybook_projector_commit_errors_total").increment(1);
+                metrics::counter!(PROJECTOR_COMMIT_ERRORS_TOTAL.name).increment(1);
                 tracing::warn!(error = %e, "commit failed; the next commit covers this batch");
             }
             Err(e) => return Err(e.into()),
         }
         progress.reports += envelopes.len() as u64;
         progress.rows += rows;
-        metrics::counter!("daybook_projector_reports_total").increment(envelopes.len() as u64);
-        metrics::counter!("daybook_projector_rows_total").increment(rows);
-        metrics::histogram!("daybook_projector_batch_reports").record(batch.len() as f64);
+        metrics::counter!(PROJECTOR_REPORTS_TOTAL.name).increment(envelopes.len() as u64);
+        metrics::counter!(PROJECTOR_ROWS_TOTAL.name).increment(rows);
+        metrics::histogram!(PROJECTOR_BATCH_REPORTS.name).record(batch.len() as f64);
         if last_lag.elapsed() > config.lag_every {
             let lag = report_lag(consumer.as_mut()).await;
             last_lag = Instant::now();
@@ -298,7 +299,7 @@ async fn run_inner(
 /// Sets the lag gauge; the lag (`None` if it could not be read).
 async fn report_lag(consumer: &mut dyn LogConsumer) -> Option<i64> {
     let total = consumer.lag().await.ok()?.iter().map(|l| l.1).sum::<i64>();
-    metrics::gauge!("daybook_projector_lag_records").set(total as f64);
+    metrics::gauge!(PROJECTOR_LAG_RECORDS.name).set(total as f64);
     Some(total)
 }
 
@@ -395,7 +396,7 @@ fn decode(batch: &[Consumed]) -> Decoding {
                 })
             }
             Err(e) => {
-                metrics::counter!("daybook_projector_undecodable_total").increment(1);
+                metrics::counter!(PROJECTOR_UNDECODABLE_TOTAL.name).increment(1);
                 bad.push(quarantined(c, format!("undecodable: {e}")));
             }
         }
@@ -418,7 +419,7 @@ fn drop_revoked(consumer: &dyn LogConsumer, batch: &[Consumed], items: &mut Deco
     items.retain(|i, _| consumer.owns(batch[i].position.partition));
     let dropped = before - items.at.len();
     if dropped > 0 {
-        metrics::counter!("daybook_projector_revoked_records_total").increment(dropped as u64);
+        metrics::counter!(PROJECTOR_REVOKED_RECORDS_TOTAL.name).increment(dropped as u64);
         tracing::info!(records = dropped, "dropping records of partitions revoked by a rebalance");
     }
     dropped as u64
@@ -459,7 +460,7 @@ async fn write(
         };
         match outcome {
             Ok((rows, refused)) => {
-                metrics::histogram!("daybook_projector_write_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!(PROJECTOR_WRITE_SECONDS.name).record(started.elapsed().as_secs_f64());
                 let records =
                     refused.iter().map(|(k, reason)| quarantined(&batch[items.at[*k]], reason.clone())).collect();
                 // Refused records stay out of the count of reports written.
@@ -467,7 +468,7 @@ async fn write(
                 return Some((rows, Rejected { records, revoked }));
             }
             Err(e) => {
-                metrics::counter!("daybook_projector_write_errors_total").increment(1);
+                metrics::counter!(PROJECTOR_WRITE_ERRORS_TOTAL.name).increment(1);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "store write failed; retrying");
             }
         }
@@ -539,7 +540,7 @@ async fn set_aside(store: &dyn ProjectionStore, records: &[Quarantined], shutdow
         match store.quarantine(records).await {
             Ok(()) => break,
             Err(e) => {
-                metrics::counter!("daybook_projector_write_errors_total").increment(1);
+                metrics::counter!(PROJECTOR_WRITE_ERRORS_TOTAL.name).increment(1);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "quarantine write failed; retrying");
             }
         }
@@ -551,7 +552,7 @@ async fn set_aside(store: &dyn ProjectionStore, records: &[Quarantined], shutdow
     }
     for q in records {
         let kind = if q.reason.starts_with("undecodable") { "undecodable" } else { "rejected" };
-        metrics::counter!("daybook_projector_quarantined_total", "reason" => kind).increment(1);
+        metrics::counter!(PROJECTOR_QUARANTINED_TOTAL.name, "reason" => kind).increment(1);
         tracing::error!(
             partition = q.position.partition,
             offset = q.position.offset,
@@ -593,3 +594,110 @@ impl Pacer {
         }
     }
 }
+
+/// The metrics this crate emits (see [`seams::metric`]).
+pub const METRICS: &[Metric] = &[
+    PROJECTOR_REPORTS_TOTAL,
+    PROJECTOR_ROWS_TOTAL,
+    PROJECTOR_BATCH_REPORTS,
+    PROJECTOR_WRITE_SECONDS,
+    PROJECTOR_WRITE_ERRORS_TOTAL,
+    PROJECTOR_COMMIT_ERRORS_TOTAL,
+    PROJECTOR_LOG_ERRORS_TOTAL,
+    PROJECTOR_LAG_RECORDS,
+    PROJECTOR_UNDECODABLE_TOTAL,
+    PROJECTOR_QUARANTINED_TOTAL,
+    PROJECTOR_REVOKED_RECORDS_TOTAL,
+];
+
+pub const PROJECTOR_REPORTS_TOTAL: Metric = Metric {
+    name: "daybook_projector_reports_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Reports the projector wrote to the store and committed in the log.",
+};
+
+pub const PROJECTOR_ROWS_TOTAL: Metric = Metric {
+    name: "daybook_projector_rows_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Store rows the projector wrote (one report writes one or more rows); paced under --max-rows-per-s.",
+};
+
+pub const PROJECTOR_BATCH_REPORTS: Metric = Metric {
+    name: "daybook_projector_batch_reports",
+    kind: Kind::Histogram,
+    unit: Some(Unit::Count),
+    labels: &[],
+    help: "Log records in one projector batch (bounded by --max-batch and --linger-ms).",
+};
+
+pub const PROJECTOR_WRITE_SECONDS: Metric = Metric {
+    name: "daybook_projector_write_seconds",
+    kind: Kind::Histogram,
+    unit: Some(Unit::Seconds),
+    labels: &[],
+    help: "Time of one successful store write of a projector batch (isolating records the store refuses included).",
+};
+
+pub const PROJECTOR_WRITE_ERRORS_TOTAL: Metric = Metric {
+    name: "daybook_projector_write_errors_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help:
+        "Store writes by the projector (a batch, or its quarantined records) that failed and are retried with backoff; \
+           nothing is committed in the log meanwhile.",
+};
+
+pub const PROJECTOR_COMMIT_ERRORS_TOTAL: Metric = Metric {
+    name: "daybook_projector_commit_errors_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Log offset commits that failed after the batch was written (the next commit covers it).",
+};
+
+pub const PROJECTOR_LOG_ERRORS_TOTAL: Metric = Metric {
+    name: "daybook_projector_log_errors_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Log reads by the projector that failed (log unavailable or timed out); it waits and polls again.",
+};
+
+pub const PROJECTOR_LAG_RECORDS: Metric = Metric {
+    name: "daybook_projector_lag_records",
+    kind: Kind::Gauge,
+    unit: None,
+    labels: &[],
+    help: "Records in the log this projector has not projected yet (summed over its partitions); \
+           refreshed at most once a second while busy, and whenever it finds nothing to read.",
+};
+
+pub const PROJECTOR_UNDECODABLE_TOTAL: Metric = Metric {
+    name: "daybook_projector_undecodable_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Log records the projector could not decode (set aside in quarantine).",
+};
+
+pub const PROJECTOR_QUARANTINED_TOTAL: Metric = Metric {
+    name: "daybook_projector_quarantined_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &["reason"],
+    help: "Records set aside in the store's quarantine table instead of being projected, by reason (undecodable; \
+           rejected: refused by the store for good); `daybook quarantine list` shows them.",
+};
+
+pub const PROJECTOR_REVOKED_RECORDS_TOTAL: Metric = Metric {
+    name: "daybook_projector_revoked_records_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Records dropped from a batch before writing because a rebalance revoked their partition (its new owner writes them).",
+};

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod blob;
 pub mod faults;
 pub mod log;
+pub mod metric;
 pub mod store;
 pub mod web;
 
@@ -28,3 +29,6 @@ pub use log::{Consumed, LogConsumer, LogError, LogRecord, Position, ReportLog};
 pub use store::{
     DayPage, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, Quarantined, SegmentView, StoreError,
 };
+
+/// The metrics this crate emits ([`metric`]).
+pub const METRICS: &[metric::Metric] = &[web::HTTP_ERRORS_TOTAL];

@@ -12,7 +12,17 @@ use serde::Serialize;
 
 pub use schemas::ErrorCode;
 
+use crate::metric::{Kind, Metric};
 use crate::{BlobError, LogError, StoreError};
+
+pub const HTTP_ERRORS_TOTAL: Metric = Metric {
+    name: "daybook_http_errors_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &["code"],
+    help: "Error answers sent in the {\"error\": {\"code\", \"message\"}} contract, by code \
+           (e.g. log_unavailable, log_full, overloaded, store_unavailable, rate_limited, unauthorized, forbidden).",
+};
 
 /// An error answer.
 #[derive(Debug, Clone)]
@@ -90,7 +100,7 @@ fn jitter(base: Duration) -> Duration {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        metrics::counter!("daybook_http_errors_total", "code" => self.code.as_str()).increment(1);
+        metrics::counter!(HTTP_ERRORS_TOTAL.name, "code" => self.code.as_str()).increment(1);
         let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(d) = self.retry_after {

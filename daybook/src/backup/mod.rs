@@ -42,6 +42,7 @@ pub use dest::S3Options;
 pub use list::{list, Listed};
 pub use manifest::{Counts, FileEntry, Kind, LogRange, Manifest};
 pub use restore::{restore, RestoreOptions, Restored};
+pub(crate) use take::BACKUP_PRUNE_PROBLEMS_TOTAL;
 pub use take::{backup, backup_with, BackupOptions, Taken};
 pub use verify::{verify, Verified};
 

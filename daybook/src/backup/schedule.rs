@@ -10,9 +10,43 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use seams::metric::{Kind, Metric, Unit};
 use tokio::sync::watch;
 
 use super::{BackupOptions, KeyRing, S3Options};
+
+pub const BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS: Metric = Metric {
+    name: "daybook_backup_last_success_timestamp_seconds",
+    kind: Kind::Gauge,
+    unit: Some(Unit::Seconds),
+    labels: &[],
+    help: "Unix time of the last complete backup taken by `run --backup-to` (the DaybookBackupsStopped alert fires 26 h after it).",
+};
+
+pub const BACKUP_DURATION_SECONDS: Metric = Metric {
+    name: "daybook_backup_duration_seconds",
+    kind: Kind::Gauge,
+    unit: Some(Unit::Seconds),
+    labels: &["kind"],
+    help: "Time the last complete backup took, by kind (full, incremental).",
+};
+
+pub const BACKUP_BYTES: Metric = Metric {
+    name: "daybook_backup_bytes",
+    kind: Kind::Gauge,
+    unit: Some(Unit::Bytes),
+    labels: &["kind"],
+    help:
+        "Bytes the last complete backup stored in its destination (compressed, encrypted), by kind (full, incremental).",
+};
+
+pub const BACKUP_FAILURES_TOTAL: Metric = Metric {
+    name: "daybook_backup_failures_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Scheduled backups that failed (the log names the reason); the previous complete backups stay usable.",
+};
 
 /// What `run --backup-to …` backs up, where and how often.
 #[derive(Debug, Clone)]
@@ -53,18 +87,18 @@ pub async fn run(schedule: Schedule, data_dir: PathBuf, mut shutdown: watch::Rec
                     super::Kind::Incremental => "incremental",
                 };
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-                metrics::gauge!("daybook_backup_last_success_timestamp_seconds").set(now);
-                metrics::gauge!("daybook_backup_duration_seconds", "kind" => kind).set(started.elapsed().as_secs_f64());
-                metrics::gauge!("daybook_backup_bytes", "kind" => kind).set(m.stored_bytes() as f64);
+                metrics::gauge!(BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS.name).set(now);
+                metrics::gauge!(BACKUP_DURATION_SECONDS.name, "kind" => kind).set(started.elapsed().as_secs_f64());
+                metrics::gauge!(BACKUP_BYTES.name, "kind" => kind).set(m.stored_bytes() as f64);
                 tracing::info!(id = %m.id, kind, records = m.counts.records, objects = m.counts.objects,
                     stored_bytes = m.stored_bytes(), seconds = started.elapsed().as_secs_f64(), "backup complete");
             }
             Ok(Err(e)) => {
-                metrics::counter!("daybook_backup_failures_total").increment(1);
+                metrics::counter!(BACKUP_FAILURES_TOTAL.name).increment(1);
                 tracing::error!(error = %format!("{e:#}"), to = %schedule.to, "backup failed");
             }
             Err(e) => {
-                metrics::counter!("daybook_backup_failures_total").increment(1);
+                metrics::counter!(BACKUP_FAILURES_TOTAL.name).increment(1);
                 tracing::error!(error = %e, "backup task failed");
             }
         }

@@ -17,6 +17,14 @@ use super::packs::{self, Indexed};
 use super::stored::{self, chain, read_manifest, write_file, Opened};
 use super::{objects_pack, BackupError, OBJECTS_INDEX, OBJECTS_PACK_BYTES, SECRETS, SECRETS_FILE, STORE_FILE};
 
+pub(crate) const BACKUP_PRUNE_PROBLEMS_TOTAL: seams::metric::Metric = seams::metric::Metric {
+    name: "daybook_backup_prune_problems_total",
+    kind: seams::metric::Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Problems met while pruning old backups (--keep-full) after a complete backup: a backup that cannot be read (kept, never deleted) or cannot be deleted; the backup just taken stands.",
+};
+
 /// What `daybook backup` does.
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
@@ -445,6 +453,6 @@ fn prune(dest: &dyn Dest, keep: usize, keys: Option<&KeyRing>, current: &str) ->
     for p in &problems {
         tracing::warn!(problem = %p, "pruning backups");
     }
-    metrics::counter!("daybook_backup_prune_problems_total").increment(problems.len() as u64);
+    metrics::counter!(BACKUP_PRUNE_PROBLEMS_TOTAL.name).increment(problems.len() as u64);
     problems
 }

@@ -6,8 +6,9 @@
 //!   environment variable, default, help text) from the clap definitions in `cli/`.
 //!
 //! A generated page is one more [`DocsCmd`] variant, a `pub fn` returning its markdown, and one
-//! line in the test's list of generated pages (`docs/metrics.md` from `metrics_help.rs` fits
-//! here the same way).
+//! line in the test's list of generated pages.
+//! - `docs metrics` → `docs/metrics.md`: every metric's name, kind, unit, labels and help, from
+//!   the declarations beside the code that emits them (`crate::metric_catalog`).
 
 use std::fmt::Write as _;
 
@@ -23,12 +24,15 @@ pub enum DocsCmd {
     /// Print docs/configuration.md: every subcommand's flags, environment variables and
     /// defaults, from the command-line definitions.
     Configuration,
+    /// Print docs/metrics.md: every metric daybook emits, from its declaration.
+    Metrics,
 }
 
 /// Prints the page `cmd` names on stdout.
 pub fn run(cmd: DocsCmd) -> anyhow::Result<()> {
     match cmd {
         DocsCmd::Configuration => print!("{}", configuration()),
+        DocsCmd::Metrics => print!("{}", crate::metric_catalog::metrics_reference()),
     }
     Ok(())
 }

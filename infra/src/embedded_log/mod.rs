@@ -56,12 +56,43 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use seams::metric::{Kind, Metric};
 use seams::{LogConsumer, LogError, LogRecord, Position, ReportLog};
 use tokio::sync::{oneshot, watch};
 
 use reader::EmbeddedConsumer;
 use segment::Reader;
 use writer::{Op, Reservation, Writer};
+
+pub use writer::{
+    LOG_COMMIT_ERRORS_TOTAL, LOG_COMMIT_SECONDS, LOG_GROUP_COMMIT_RECORDS, LOG_GROUP_COMMIT_REQUESTS, LOG_QUEUE_RECORDS,
+};
+
+pub const LOG_REJECTED_TOTAL: Metric = Metric {
+    name: "daybook_log_rejected_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &["reason"],
+    help: "Embedded log: appends refused before queueing, by reason (full: the writer queue is at its bound; \
+           the device is answered 503 log_full).",
+};
+
+pub const LOG_GROUPS_EXPIRED_TOTAL: Metric = Metric {
+    name: "daybook_log_groups_expired_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Embedded log: consumer groups forgotten because they had not committed within --group-retention-hours.",
+};
+
+pub const LOG_GROUPS_LAGGING: Metric = Metric {
+    name: "daybook_log_groups_lagging",
+    kind: Kind::Gauge,
+    unit: None,
+    labels: &[],
+    help: "Embedded log: consumer groups whose next record was truncated by retention before they read it \
+           (they skip to the oldest record left).",
+};
 
 /// Tuning for [`EmbeddedLog`].
 #[derive(Debug, Clone)]
@@ -336,7 +367,7 @@ impl EmbeddedLog {
         for group in &expired {
             tracing::warn!(group, "consumer group expired: no commit within the group retention");
         }
-        metrics::counter!("daybook_log_groups_expired_total").increment(expired.len() as u64);
+        metrics::counter!(LOG_GROUPS_EXPIRED_TOTAL.name).increment(expired.len() as u64);
         Ok(expired)
     }
 
@@ -346,7 +377,7 @@ impl EmbeddedLog {
         let shared = self.shared.clone();
         let oldest = blocking(move || shared.oldest()).await?;
         let lagging: Vec<_> = self.groups().await?.into_iter().filter(|g| g.next < oldest).collect();
-        metrics::gauge!("daybook_log_groups_lagging").set(lagging.len() as f64);
+        metrics::gauge!(LOG_GROUPS_LAGGING.name).set(lagging.len() as f64);
         Ok(lagging)
     }
 
@@ -388,7 +419,7 @@ impl ReportLog for EmbeddedLog {
         // Admission: reserve queue room first, so memory is bounded by `queue_records`. The
         // room goes back when the op is dropped: answered, refused, or cancelled on the way.
         let Some(room) = Reservation::take(&self.queued, n, self.config.queue_records) else {
-            metrics::counter!("daybook_log_rejected_total", "reason" => "full").increment(1);
+            metrics::counter!(LOG_REJECTED_TOTAL.name, "reason" => "full").increment(1);
             return Err(LogError::Full { retry_after: Duration::from_secs(1) });
         };
         let (reply, rx) = oneshot::channel();

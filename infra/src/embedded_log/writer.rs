@@ -9,11 +9,53 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
+use seams::metric::{Kind, Metric, Unit};
 use seams::{LogError, LogRecord, Position};
 use tokio::sync::oneshot;
 
 use super::head::{self, Head};
 use super::{segment, unavailable, EmbeddedLogConfig, Shared, FIRST_OFFSET, LINGER_RECORDS};
+
+pub const LOG_QUEUE_RECORDS: Metric = Metric {
+    name: "daybook_log_queue_records",
+    kind: Kind::Gauge,
+    unit: None,
+    labels: &[],
+    help: "Embedded log: records queued for the writer thread, after each group commit (appends are refused \
+           with 503 log_full when the queue is full).",
+};
+
+pub const LOG_COMMIT_ERRORS_TOTAL: Metric = Metric {
+    name: "daybook_log_commit_errors_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Embedded log: group commits (one write and fsync) that failed; every append in them was answered 503 and their offsets are never used again.",
+};
+
+pub const LOG_COMMIT_SECONDS: Metric = Metric {
+    name: "daybook_log_commit_seconds",
+    kind: Kind::Histogram,
+    unit: Some(Unit::Seconds),
+    labels: &[],
+    help: "Embedded log: time of one group commit (one write of the group's frames and its fsync).",
+};
+
+pub const LOG_GROUP_COMMIT_RECORDS: Metric = Metric {
+    name: "daybook_log_group_commit_records",
+    kind: Kind::Histogram,
+    unit: Some(Unit::Count),
+    labels: &[],
+    help: "Embedded log: records written by one group commit.",
+};
+
+pub const LOG_GROUP_COMMIT_REQUESTS: Metric = Metric {
+    name: "daybook_log_group_commit_requests",
+    kind: Kind::Histogram,
+    unit: Some(Unit::Count),
+    labels: &[],
+    help: "Embedded log: append requests answered by one group commit.",
+};
 
 /// Room in the log's queue held by one append, from admission until the writer answered it
 /// (or the append was dropped before it got there): given back when dropped, so a request
@@ -290,9 +332,9 @@ impl Writer {
                 .collect();
             let requests = appends.len();
             let result = self.append(&appends);
-            metrics::histogram!("daybook_log_group_commit_records").record(records as f64);
-            metrics::histogram!("daybook_log_group_commit_requests").record(requests as f64);
-            metrics::histogram!("daybook_log_commit_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!(LOG_GROUP_COMMIT_RECORDS.name).record(records as f64);
+            metrics::histogram!(LOG_GROUP_COMMIT_REQUESTS.name).record(requests as f64);
+            metrics::histogram!(LOG_COMMIT_SECONDS.name).record(started.elapsed().as_secs_f64());
             let mut results = match result {
                 Ok(results) => {
                     shared.head.send_replace(self.end);
@@ -300,7 +342,7 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "embedded log write failed");
-                    metrics::counter!("daybook_log_commit_errors_total").increment(1);
+                    metrics::counter!(LOG_COMMIT_ERRORS_TOTAL.name).increment(1);
                     vec![Err(unavailable(&e)); requests].into_iter()
                 }
             };
@@ -315,7 +357,7 @@ impl Writer {
                     }
                 }
             }
-            metrics::gauge!("daybook_log_queue_records").set(queued.load(Ordering::Relaxed) as f64);
+            metrics::gauge!(LOG_QUEUE_RECORDS.name).set(queued.load(Ordering::Relaxed) as f64);
         }
     }
 }

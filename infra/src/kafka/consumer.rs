@@ -13,11 +13,52 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use seams::metric::{Kind, Metric, Unit};
 use seams::{Consumed, LogConsumer, LogError, Position};
 
 use super::client::{client_config, code_of, failed, forward_error, forward_log, unavailable, REQUEST_TIMEOUT};
 use super::producer::KafkaLog;
 use super::{SCHEMA_HEADER, TYPE_HEADER};
+
+pub const KAFKA_CONSUMER_LAG: Metric = Metric {
+    name: "daybook_kafka_consumer_lag",
+    kind: Kind::Gauge,
+    unit: None,
+    labels: &["partition"],
+    help: "Kafka: records between this projector's position and the high watermark, by assigned partition (0 once revoked).",
+};
+
+pub const KAFKA_REBALANCES_TOTAL: Metric = Metric {
+    name: "daybook_kafka_rebalances_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &["kind"],
+    help: "Kafka: consumer group rebalances seen by this member, by kind (assign, revoke, error).",
+};
+
+pub const KAFKA_POLL_BATCH_RECORDS: Metric = Metric {
+    name: "daybook_kafka_poll_batch_records",
+    kind: Kind::Histogram,
+    unit: Some(Unit::Count),
+    labels: &[],
+    help: "Kafka: records handed to the projector by one non-empty poll.",
+};
+
+pub const KAFKA_COMMITS_IGNORED_TOTAL: Metric = Metric {
+    name: "daybook_kafka_commits_ignored_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Kafka: offset commits skipped or refused because this member no longer owned the partition (its next owner replays).",
+};
+
+pub const KAFKA_RECORDS_WITHOUT_HEADERS_TOTAL: Metric = Metric {
+    name: "daybook_kafka_records_without_headers_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Kafka: records read without daybook's report-kind and schema headers (written by a foreign producer).",
+};
 
 /// Once a poll has records, how much longer it waits for more.
 const POLL_LINGER: Duration = Duration::from_millis(5);
@@ -114,20 +155,20 @@ impl ConsumerContext for GroupContext {
                     let epoch = own.epochs;
                     own.partitions.insert(p, Owned { epoch, first: None, next: None, committed: None });
                 }
-                metrics::counter!("daybook_kafka_rebalances_total", "kind" => "assign").increment(1);
+                metrics::counter!(KAFKA_REBALANCES_TOTAL.name, "kind" => "assign").increment(1);
                 tracing::info!(group = %self.group, partitions = ?parts, "kafka partitions assigned");
             }
             Rebalance::Revoke(tpl) => {
                 let parts: Vec<i32> = self.partitions(tpl).collect();
                 for p in &parts {
                     own.partitions.remove(p);
-                    metrics::gauge!("daybook_kafka_consumer_lag", "partition" => p.to_string()).set(0.0);
+                    metrics::gauge!(KAFKA_CONSUMER_LAG.name, "partition" => p.to_string()).set(0.0);
                 }
-                metrics::counter!("daybook_kafka_rebalances_total", "kind" => "revoke").increment(1);
+                metrics::counter!(KAFKA_REBALANCES_TOTAL.name, "kind" => "revoke").increment(1);
                 tracing::info!(group = %self.group, partitions = ?parts, "kafka partitions revoked");
             }
             Rebalance::Error(e) => {
-                metrics::counter!("daybook_kafka_rebalances_total", "kind" => "error").increment(1);
+                metrics::counter!(KAFKA_REBALANCES_TOTAL.name, "kind" => "error").increment(1);
                 tracing::warn!(group = %self.group, error = %e, "kafka rebalance failed");
             }
         }
@@ -185,7 +226,7 @@ fn read_headers(m: &impl Message) -> (String, u16) {
         }
     }
     if kind.is_none() || schema.is_none() {
-        metrics::counter!("daybook_kafka_records_without_headers_total").increment(1);
+        metrics::counter!(KAFKA_RECORDS_WITHOUT_HEADERS_TOTAL.name).increment(1);
     }
     (kind.unwrap_or_default(), schema.unwrap_or(0))
 }
@@ -282,7 +323,7 @@ impl LogConsumer for KafkaConsumer {
         }
         drop(own);
         if !batch.is_empty() {
-            metrics::histogram!("daybook_kafka_poll_batch_records").record(batch.len() as f64);
+            metrics::histogram!(KAFKA_POLL_BATCH_RECORDS.name).record(batch.len() as f64);
         }
         Ok(batch)
     }
@@ -307,7 +348,7 @@ impl LogConsumer for KafkaConsumer {
                     }
                     Some(o) if o.committed.is_some_and(|c| offset <= c) => {}
                     _ => {
-                        metrics::counter!("daybook_kafka_commits_ignored_total").increment(1);
+                        metrics::counter!(KAFKA_COMMITS_IGNORED_TOTAL.name).increment(1);
                         tracing::info!(group = %self.group, partition, offset, "not committing a partition this member no longer owns");
                     }
                 }
@@ -330,7 +371,7 @@ impl LogConsumer for KafkaConsumer {
                 Ok(())
             }
             Err(e) if lost_ownership(&e) => {
-                metrics::counter!("daybook_kafka_commits_ignored_total").increment(1);
+                metrics::counter!(KAFKA_COMMITS_IGNORED_TOTAL.name).increment(1);
                 tracing::warn!(group = %self.group, error = %e, "kafka commit refused after a rebalance; the partitions' next owner replays");
                 Ok(())
             }
@@ -385,7 +426,7 @@ impl LogConsumer for KafkaConsumer {
         .map_err(unavailable)?
         .map_err(|e| failed("kafka lag", e))?;
         for (p, lag) in &lags {
-            metrics::gauge!("daybook_kafka_consumer_lag", "partition" => p.to_string()).set(*lag as f64);
+            metrics::gauge!(KAFKA_CONSUMER_LAG.name, "partition" => p.to_string()).set(*lag as f64);
         }
         Ok(lags)
     }

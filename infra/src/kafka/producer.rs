@@ -10,11 +10,36 @@ use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use seams::metric::{Kind, Metric, Unit};
 use seams::{LogConsumer, LogError, LogRecord, Position, ReportLog};
 
 use super::client::{client_config, code_of, failed, unavailable, LogContext, REQUEST_TIMEOUT};
 use super::config::KafkaConfig;
 use super::{SCHEMA_HEADER, TYPE_HEADER};
+
+pub const KAFKA_INFLIGHT: Metric = Metric {
+    name: "daybook_kafka_inflight",
+    kind: Kind::Gauge,
+    unit: None,
+    labels: &[],
+    help: "Kafka: records in the producer's queue not yet acknowledged by the brokers.",
+};
+
+pub const KAFKA_PRODUCE_SECONDS: Metric = Metric {
+    name: "daybook_kafka_produce_seconds",
+    kind: Kind::Histogram,
+    unit: Some(Unit::Seconds),
+    labels: &[],
+    help: "Kafka: time from enqueueing an append's records to the brokers' acknowledgement of all of them (successful appends).",
+};
+
+pub const KAFKA_DELIVERY_ERRORS_TOTAL: Metric = Metric {
+    name: "daybook_kafka_delivery_errors_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &["reason"],
+    help: "Kafka: appends that failed, by reason (full, timeout, unavailable); the device was answered 503.",
+};
 
 /// How long a produced record may wait for its delivery report.
 pub(super) const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -92,7 +117,7 @@ impl KafkaLog {
     }
 
     fn set_inflight_gauge(&self) {
-        metrics::gauge!("daybook_kafka_inflight").set(f64::from(self.producer.in_flight_count()));
+        metrics::gauge!(KAFKA_INFLIGHT.name).set(f64::from(self.producer.in_flight_count()));
     }
 
     /// Enqueues every record; the delivery futures in order.
@@ -154,10 +179,10 @@ impl ReportLog for KafkaLog {
         .await;
         self.set_inflight_gauge();
         match &result {
-            Ok(_) => metrics::histogram!("daybook_kafka_produce_seconds").record(started.elapsed().as_secs_f64()),
+            Ok(_) => metrics::histogram!(KAFKA_PRODUCE_SECONDS.name).record(started.elapsed().as_secs_f64()),
             Err(LogError::Closed) => {}
             Err(e) => {
-                metrics::counter!("daybook_kafka_delivery_errors_total", "reason" => error_reason(e)).increment(1);
+                metrics::counter!(KAFKA_DELIVERY_ERRORS_TOTAL.name, "reason" => error_reason(e)).increment(1);
                 if let Some((code, why)) = self.producer.client().fatal_error() {
                     tracing::error!(%code, why, "kafka producer failed fatally");
                     return Err(LogError::Unavailable(format!("kafka producer failed fatally: {why}")));
