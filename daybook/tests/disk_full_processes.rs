@@ -246,9 +246,7 @@ async fn separate_processes_on_a_full_disk_never_list_an_unacknowledged_report()
     };
     let bytes = refill();
     let refused_at = loop {
-        let first =
-            load.peek(|l| l.answers.iter().filter(|a| a.sent >= filled && a.status >= 500).map(|a| a.sent).min());
-        if let Some(t) = first {
+        if let Some(t) = load.first_refused_after(filled) {
             break t;
         }
         assert!(filled.elapsed() < Duration::from_secs(30), "no report refused 30 s into a full disk");

@@ -199,6 +199,11 @@ impl Load {
         self.peek(|l| l.answers.iter().filter(|a| a.sent >= t && a.status == 201).map(|a| a.sent + a.took).min())
     }
 
+    /// When the first report sent at or after `t` was refused (5xx), if one was.
+    pub fn first_refused_after(&self, t: Instant) -> Option<Instant> {
+        self.peek(|l| l.answers.iter().filter(|a| a.sent >= t && a.status >= 500).map(|a| a.sent).min())
+    }
+
     /// How long after `t` the first report was acknowledged, waiting for it; fails the test
     /// when none was within `within` (acceptance did not resume).
     pub async fn wait_acknowledged_after(&self, t: Instant, within: Duration) -> Duration {

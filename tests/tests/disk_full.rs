@@ -65,9 +65,7 @@ async fn a_full_data_directory_is_answered_503_and_recovers_losing_nothing() {
     let bytes = fill(&filler);
     // SQLite reuses WAL space it already has: the first refusal may take a few commits.
     let refused_at = loop {
-        let first =
-            load.peek(|l| l.answers.iter().filter(|a| a.sent >= filled && a.status >= 500).map(|a| a.sent).min());
-        if let Some(t) = first {
+        if let Some(t) = load.first_refused_after(filled) {
             break t;
         }
         assert!(filled.elapsed() < Duration::from_secs(30), "no report refused 30 s into a full disk");
