@@ -45,7 +45,8 @@ pub(crate) fn holders(dir: &Path) -> Vec<(u32, PathBuf)> {
             continue;
         }
         let Ok(fds) = fs::read_dir(p.path().join("fd")) else { continue };
-        if let Some(held) = fds.flatten().filter_map(|fd| fs::read_link(fd.path()).ok()).find(|l| l.starts_with(&root)) {
+        if let Some(held) = fds.flatten().filter_map(|fd| fs::read_link(fd.path()).ok()).find(|l| l.starts_with(&root))
+        {
             out.push((pid, held));
         }
     }

@@ -33,7 +33,11 @@ use daybook::cli::{reference, Cli};
 /// it.
 const GENERATED: &[(&str, fn() -> String, &str)] = &[
     ("docs/configuration.md", reference::configuration, reference::CONFIGURATION_REGENERATE),
-    ("docs/metrics.md", daybook::metric_catalog::metrics_reference, daybook::metric_catalog::METRICS_REFERENCE_REGENERATE),
+    (
+        "docs/metrics.md",
+        daybook::metric_catalog::metrics_reference,
+        daybook::metric_catalog::METRICS_REFERENCE_REGENERATE,
+    ),
 ];
 
 /// Flags of other tools that the documents mention in a code span of their own (`--skip-direct`

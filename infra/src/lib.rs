@@ -11,12 +11,12 @@ pub mod embedded_log;
 pub mod embedded_store;
 #[cfg(feature = "kafka")]
 pub mod kafka;
-pub mod urls;
 pub mod s3;
 pub mod s3_server;
 #[cfg(feature = "scylla")]
 pub mod scylla;
 mod sqlite;
+pub mod urls;
 
 pub use urls::{LogUrl, StoreUrl};
 

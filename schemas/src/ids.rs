@@ -8,8 +8,8 @@ use chrono::Datelike;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::day::{Day, DAY_PATTERN};
-pub use crate::id_error::IdError;
 use crate::id_error::err;
+pub use crate::id_error::IdError;
 use crate::time::{DayOffset, Timestamp};
 
 fn check_token(

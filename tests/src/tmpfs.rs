@@ -54,4 +54,3 @@ pub fn fill(path: &Path) -> u64 {
     let _ = f.sync_all();
     written
 }
-

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tests::app::start_with;
-use tests::tmpfs::{fill, Tmpfs};
 use tests::outage::{assert_listed_exactly_once, Load};
+use tests::tmpfs::{fill, Tmpfs};
 
 const DEVICES: usize = 40;
 const DEADLINE: Duration = Duration::from_secs(5);

@@ -131,4 +131,3 @@ pub(super) fn read_index(dest: &dyn Dest, m: &Opened, key: Option<&KeyRing>) -> 
         .map(|l| serde_json::from_str(l).with_context(|| format!("{}/{OBJECTS_INDEX}: damaged line", m.id)))
         .collect()
 }
-

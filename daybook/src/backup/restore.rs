@@ -75,7 +75,11 @@ pub fn restore(opts: &RestoreOptions) -> anyhow::Result<Restored> {
                 continue;
             }
             let path = entry.path();
-            if entry.file_type()?.is_dir() { fs::remove_dir_all(&path)? } else { fs::remove_file(&path)? }
+            if entry.file_type()?.is_dir() {
+                fs::remove_dir_all(&path)?
+            } else {
+                fs::remove_file(&path)?
+            }
         }
         match fs::remove_dir_all(target.join("objects")) {
             Ok(()) => {}

@@ -107,7 +107,14 @@ pub(super) fn write_file(
     let hashed = counted.inner.finish()?.finish()?;
     let HashWriter { inner, hash, n } = hashed;
     inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok(FileEntry { name: name.to_owned(), size, stored_size: n, sha256: hex(&hash.finalize()), log: None, records: None })
+    Ok(FileEntry {
+        name: name.to_owned(),
+        size,
+        stored_size: n,
+        sha256: hex(&hash.finalize()),
+        log: None,
+        records: None,
+    })
 }
 
 #[derive(Default)]
@@ -171,7 +178,9 @@ impl FileReader {
         let source = |raw, state: &Arc<Mutex<HashState>>| HashReader { inner: raw, state: state.clone() };
         let state = Arc::new(Mutex::new(HashState::default()));
         let source = match (m.sealed_with, keys) {
-            (None, None) => Source::Plain(source(dest.open(&m.id, &entry.name).map_err(|e| damaged(&what, e))?, &state)),
+            (None, None) => {
+                Source::Plain(source(dest.open(&m.id, &entry.name).map_err(|e| damaged(&what, e))?, &state))
+            }
             (Some(i), Some(ring)) => {
                 let raw = dest.open(&m.id, &entry.name).map_err(|e| damaged(&what, e))?;
                 Source::Sealed(crypto::Opener::new(source(raw, &state), &ring.keys()[i], &what)?)
@@ -231,7 +240,6 @@ impl Read for FileReader {
     }
 }
 
-
 /// A manifest read back, and which key of the ring opened it (`None`: it was not sealed).
 #[derive(Debug, Clone)]
 pub(super) struct Opened {
@@ -272,7 +280,12 @@ pub(super) fn read_manifest(dest: &dyn Dest, id: &str, keys: Option<&KeyRing>) -
         return Err(damaged(format!("names backup {}, not {id}", m.id)).into());
     }
     if m.encrypted != sealed {
-        return Err(damaged(format!("says encrypted: {}, but it is {}sealed", m.encrypted, if sealed { "" } else { "not " })).into());
+        return Err(damaged(format!(
+            "says encrypted: {}, but it is {}sealed",
+            m.encrypted,
+            if sealed { "" } else { "not " }
+        ))
+        .into());
     }
     Ok(Opened { manifest: m, sealed_with })
 }
@@ -298,7 +311,9 @@ pub(super) fn chain(dest: &dyn Dest, ids: &[String], id: &str, keys: Option<&Key
     }
     out.reverse();
     if out[0].kind != Kind::Full {
-        return Err(BackupError::Broken(format!("backup {}: the start of the chain is not a full backup", out[0].id)).into());
+        return Err(
+            BackupError::Broken(format!("backup {}: the start of the chain is not a full backup", out[0].id)).into()
+        );
     }
     Ok(out)
 }

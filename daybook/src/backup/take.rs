@@ -174,7 +174,8 @@ fn take(
         |name: &str| dest.put(id, name).with_context(|| format!("cannot store {id}/{name} in {}", dest.describe()));
 
     // 1. Group positions, before the store snapshot: the store holds at least what they say.
-    let groups = logfiles::groups(&log_dir).with_context(|| format!("cannot read the groups of {}", log_dir.display()))?;
+    let groups =
+        logfiles::groups(&log_dir).with_context(|| format!("cannot read the groups of {}", log_dir.display()))?;
 
     // 2. The store (full only): a consistent snapshot that does not block the writer.
     let store = data.join("store.db");
@@ -320,7 +321,8 @@ pub(super) fn copy_log(
     key: Option<&KeyRing>,
     dest: &dyn Dest,
 ) -> anyhow::Result<Copied> {
-    let head = logfiles::durable_head(log_dir).with_context(|| format!("cannot read the head of {}", log_dir.display()))?;
+    let head =
+        logfiles::durable_head(log_dir).with_context(|| format!("cannot read the head of {}", log_dir.display()))?;
     let bases = logfiles::segments(log_dir).with_context(|| format!("cannot list {}", log_dir.display()))?;
     let from = match from {
         Some(from) => {

@@ -181,8 +181,9 @@ async fn with_a_key_a_plain_backup_is_refused() {
     assert!(matches!(error_of(&err), BackupError::NotSealed { .. }), "{err:#}");
     assert!(format!("{err:#}").contains(forged), "{err:#}");
     let target = tmp.path().join("restored");
-    let err = tokio::task::block_in_place(|| restore(&RestoreOptions { key: Some(key.clone()), ..ropts(&dest, &target) }))
-        .unwrap_err();
+    let err =
+        tokio::task::block_in_place(|| restore(&RestoreOptions { key: Some(key.clone()), ..ropts(&dest, &target) }))
+            .unwrap_err();
     assert!(matches!(error_of(&err), BackupError::NotSealed { .. }), "{err:#}");
     assert!(!target.join("log").exists() || frames(&target).is_empty(), "nothing of it installed");
     // Its files are refused too, even under a sealed manifest's name.
@@ -199,8 +200,10 @@ async fn with_a_key_a_plain_backup_is_refused() {
     let next = take(&BackupOptions { key: Some(key.clone()), ..opts(&data, &dest) });
     assert_eq!((next.kind, next.encrypted), (Kind::Full, true));
     // Without a key, the sealed ones are refused as needing one.
-    let err = tokio::task::block_in_place(|| restore(&RestoreOptions { at: Some(sealed.id), ..ropts(&dest, &tmp.path().join("t2")) }))
-        .unwrap_err();
+    let err = tokio::task::block_in_place(|| {
+        restore(&RestoreOptions { at: Some(sealed.id), ..ropts(&dest, &tmp.path().join("t2")) })
+    })
+    .unwrap_err();
     assert!(matches!(error_of(&err), BackupError::NeedsKey { .. }), "{err:#}");
 }
 
@@ -247,7 +250,11 @@ async fn pruning_keeps_what_it_cannot_read_and_keys_rotate() {
     let rotated = format!("{new}\n{old}\n");
     let taken = tokio::task::block_in_place(|| backup(&with(&rotated, false, Some(1)))).unwrap();
     let c = taken.manifest;
-    assert_eq!((c.kind, c.parent.as_deref()), (Kind::Incremental, Some(b.id.as_str())), "continues the old key's chain");
+    assert_eq!(
+        (c.kind, c.parent.as_deref()),
+        (Kind::Incremental, Some(b.id.as_str())),
+        "continues the old key's chain"
+    );
     assert!(
         taken.prune_problems.iter().any(|p| p.contains(&a.id)),
         "the unreadable backup is reported: {:?}",

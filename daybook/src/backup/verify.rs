@@ -108,4 +108,3 @@ fn check_restored(dir: &Path, r: &Restored) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

@@ -611,7 +611,11 @@ mod tests {
             let _ = tokio::time::timeout(Duration::ZERO, log.append((0..10).map(record).collect())).await;
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while log.queued() != 0 {
-                assert!(std::time::Instant::now() < deadline, "round {round}: {} records of room never came back", log.queued());
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: {} records of room never came back",
+                    log.queued()
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }

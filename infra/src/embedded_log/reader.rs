@@ -161,4 +161,3 @@ impl LogConsumer for EmbeddedConsumer {
         Ok(vec![(0, (head - self.next).max(0))])
     }
 }
-

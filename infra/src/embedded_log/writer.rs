@@ -82,15 +82,8 @@ impl Drop for Reservation {
 }
 
 pub(super) enum Op {
-    Append {
-        records: Vec<LogRecord>,
-        reply: oneshot::Sender<Result<Vec<Position>, LogError>>,
-        _room: Reservation,
-    },
-    Truncate {
-        before_ms: i64,
-        reply: oneshot::Sender<Result<u64, LogError>>,
-    },
+    Append { records: Vec<LogRecord>, reply: oneshot::Sender<Result<Vec<Position>, LogError>>, _room: Reservation },
+    Truncate { before_ms: i64, reply: oneshot::Sender<Result<u64, LogError>> },
 }
 
 /// Deletes closed segments (never the newest) whose every record is older than `before_ms`;
@@ -181,7 +174,11 @@ impl Writer {
             None
         });
         if let Some(h) = published.filter(|h| h.durable > end) {
-            tracing::error!(published = h.durable, found = end, "embedded log: records published as durable are missing from the newest segment");
+            tracing::error!(
+                published = h.durable,
+                found = end,
+                "embedded log: records published as durable are missing from the newest segment"
+            );
         }
         // Offsets a failed commit burned before a restart stay burned.
         let next = published.map_or(end, |h| h.reserved.max(end));
@@ -361,4 +358,3 @@ impl Writer {
         }
     }
 }
-

@@ -458,8 +458,7 @@ impl ProjectionStore for EmbeddedStore {
     async fn apply(&self, batch: &[Envelope]) -> Result<u64, StoreError> {
         // The same rule the ScyllaDB store enforces, so both refuse the same records.
         for (index, env) in batch.iter().enumerate() {
-            env.report.storable()
-                .map_err(|e| StoreError::Rejected { index: Some(index), reason: e.to_string() })?;
+            env.report.storable().map_err(|e| StoreError::Rejected { index: Some(index), reason: e.to_string() })?;
         }
         let writer = self.writer.clone();
         let policy = self.policy;
