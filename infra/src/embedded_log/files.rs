@@ -79,8 +79,7 @@ pub fn groups(dir: &Path) -> io::Result<BTreeMap<String, i64>> {
 pub fn set_group(dir: &Path, group: &str, next: i64) -> io::Result<()> {
     let groups = dir.join("groups");
     fs::create_dir_all(&groups)?;
-    groups::delete(&groups, group)?;
-    groups::write(&groups, group, next, chrono::Utc::now().timestamp_millis())
+    groups::put(&groups, group, next, chrono::Utc::now().timestamp_millis())
 }
 
 /// Forgets `group`'s position. Whether it had one.

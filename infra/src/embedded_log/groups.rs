@@ -57,6 +57,11 @@ pub(super) fn read(dir: &Path, group: &str) -> io::Result<Option<Committed>> {
 /// Commits `next` for `group` (positions only move forward).
 pub(super) fn write(dir: &Path, group: &str, next: i64, now_ms: i64) -> io::Result<()> {
     let next = read(dir, group)?.map_or(next, |c| c.next.max(next));
+    put(dir, group, next, now_ms)
+}
+
+/// Sets `group`'s position to `next`, forward or back, in one atomic replace.
+pub(super) fn put(dir: &Path, group: &str, next: i64, now_ms: i64) -> io::Result<()> {
     let path = path_of(dir, group);
     let tmp = dir.join(format!(".{}.tmp", hex(group)));
     {
