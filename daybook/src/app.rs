@@ -59,6 +59,9 @@ pub struct Application {
     metrics_upkeep: Duration,
     /// Scheduled backups of the embedded data directory (all-in-one only).
     backup: Option<(crate::backup::schedule::Schedule, PathBuf)>,
+    /// Continuous shipping of the embedded data directory (all-in-one only).
+    replicas: Vec<crate::backup::ship::Replica>,
+    data_dir: PathBuf,
     group_retention: Duration,
     /// The token keys, read again from the data directory while serving (rotation, revocation).
     auth_reload: Option<(seams::auth::Auth, PathBuf)>,
@@ -205,6 +208,8 @@ impl Application {
             http_limits: config.http,
             metrics_upkeep: config.metrics_upkeep,
             backup: config.backup.filter(|_| role == Role::AllInOne).map(|s| (s, config.data_dir.clone())),
+            replicas: if role == Role::AllInOne { config.replicas } else { Vec::new() },
+            data_dir: config.data_dir.clone(),
             group_retention: config.log.group_retention,
             auth_reload,
             summary,
@@ -231,13 +236,40 @@ impl Application {
         let (tx, rx) = watch::channel(false);
         let upkeep = tokio::spawn(ops::upkeep(self.metrics_upkeep, rx.clone()));
         let objects = self.s3.as_ref().map(|s3| (s3.root.clone(), s3.bucket.clone()));
+        // Continuous shipping reads the embedded log's files: only where this process owns them.
+        let embedded = self.log.as_ref().is_some_and(|l| l.embedded.is_some());
+        if !self.replicas.is_empty() && !embedded {
+            anyhow::bail!("--replicate-to ships the embedded log; a deployment on Kafka is replicated by Kafka");
+        }
+        let feed = (!self.replicas.is_empty() && self.s3.is_some()).then(crate::backup::ship::object_feed);
+        let mut shippers = Vec::new();
+        for replica in self.replicas {
+            shippers.push(crate::backup::ship::Shipper::start(replica, self.data_dir.clone(), feed.as_ref())?);
+        }
+        let on_stored: Option<infra::s3_server::OnStored> = feed.map(|feed| {
+            let f: infra::s3_server::OnStored = Arc::new(move |path: &str| {
+                let _ = feed.send(path.to_owned());
+            });
+            f
+        });
         let s3_task = self.s3.map(|s3| {
             let mut stop = rx.clone();
             tokio::spawn(async move {
                 let (ak, sk) = &s3.credentials;
-                infra::s3_server::serve(s3.listener, &s3.root, &s3.bucket, ak, sk, s3.max_snapshot_bytes, async move {
-                    let _ = stop.wait_for(|v| *v).await;
-                })
+                let limits = infra::s3_server::Limits::default();
+                infra::s3_server::serve_with(
+                    s3.listener,
+                    &s3.root,
+                    &s3.bucket,
+                    ak,
+                    sk,
+                    s3.max_snapshot_bytes,
+                    limits,
+                    on_stored,
+                    async move {
+                        let _ = stop.wait_for(|v| *v).await;
+                    },
+                )
                 .await
             })
         });
@@ -298,6 +330,10 @@ impl Application {
         };
         if let Some(log) = &log {
             log.log.shutdown().await.context("log shutdown")?;
+        }
+        // After the log: the last round ships everything that was acknowledged.
+        for s in shippers {
+            tokio::task::spawn_blocking(move || s.stop()).await.context("shipper")?;
         }
         if let Some(j) = janitor {
             let _ = j.await;

@@ -78,6 +78,9 @@ pub struct Config {
     pub metrics_upkeep: Duration,
     /// Scheduled backups of the data directory (`run --backup-to`); none by default.
     pub backup: Option<crate::backup::schedule::Schedule>,
+    /// Repositories the log, objects and secrets are shipped to continuously (`run
+    /// --replicate-to`); none by default.
+    pub replicas: Vec<crate::backup::ship::Replica>,
 }
 
 impl Config {
@@ -128,6 +131,7 @@ impl Config {
             },
             metrics_upkeep: Duration::from_secs(5),
             backup: None,
+            replicas: Vec::new(),
         }
     }
 }

@@ -36,5 +36,11 @@ pub const METRICS: &[seams::metric::Metric] = &[
     backup::schedule::BACKUP_BYTES,
     backup::schedule::BACKUP_FAILURES_TOTAL,
     backup::BACKUP_PRUNE_PROBLEMS_TOTAL,
+    backup::ship::REPLICA_SHIPPED_OFFSET,
+    backup::ship::REPLICA_LAG_SECONDS,
+    backup::ship::REPLICA_SHIP_DELAY_SECONDS,
+    backup::ship::REPLICA_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    backup::ship::REPLICA_FAILURES_TOTAL,
+    backup::ship::REPLICA_BYTES_TOTAL,
     app::OBJECTS_EXPIRED_TOTAL,
 ];

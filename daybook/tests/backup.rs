@@ -587,6 +587,7 @@ async fn figures() {
         force: false,
         key: bopts.key.clone(),
         s3: Default::default(),
+        until: None,
     };
     let restored = tokio::task::block_in_place(|| backup::restore(&ropts)).unwrap();
     println!("restore: {:.1} s, {} records, {} objects", t.elapsed().as_secs_f64(), restored.records, restored.objects);

@@ -118,6 +118,26 @@ pub async fn serve_with_limits(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    serve_with(listener, root, bucket, access_key, secret_key, max_snapshot_bytes, limits, None, shutdown).await
+}
+
+/// Told the path (under the endpoint's root: `{bucket}/{key}`) of each object stored, once
+/// the write is answered 2xx: continuous backups ship them from there.
+pub type OnStored = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// As [`serve_with_limits`], calling `on_stored` for every object stored.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_with(
+    listener: TcpListener,
+    root: &Path,
+    bucket: &str,
+    access_key: &str,
+    secret_key: &str,
+    max_snapshot_bytes: u64,
+    limits: Limits,
+    on_stored: Option<OnStored>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(root.join(bucket))?;
     let fs = s3s_fs::FileSystem::new(root).map_err(|e| anyhow::anyhow!("s3 root {}: {e:?}", root.display()))?;
     let service = {
@@ -173,10 +193,10 @@ pub async fn serve_with_limits(
             continue;
         };
         let service = {
-            let (s3, bucket, activity) = (s3.clone(), bucket.clone(), activity.clone());
+            let (s3, bucket, activity, on_stored) = (s3.clone(), bucket.clone(), activity.clone(), on_stored.clone());
             hyper::service::service_fn(move |req: Request<Incoming>| {
                 let in_request = InRequest::enter(&activity);
-                handle(req, s3.clone(), bucket.clone(), max_snapshot_bytes, in_request)
+                handle(req, s3.clone(), bucket.clone(), max_snapshot_bytes, in_request, on_stored.clone())
             })
         };
         let io = TokioIo::new(Metered { inner: socket, activity: activity.clone() });
@@ -209,7 +229,10 @@ async fn handle(
     bucket: Arc<str>,
     max_snapshot_bytes: u64,
     in_request: InRequest,
+    on_stored: Option<OnStored>,
 ) -> Result<Response<Tracked>, s3s::HttpError> {
+    let writes = matches!(*req.method(), http::Method::PUT | http::Method::POST);
+    let stored = on_stored.filter(|_| writes).and_then(|f| Some((f, stored_object(req.uri().path(), &bucket)?)));
     let limit = match snapshot_limit(&req, &bucket, max_snapshot_bytes) {
         Err(r) => return Ok(Tracked::new(error_response(r.status, r.code, &r.message), in_request)),
         Ok(limit) => limit.unwrap_or(u64::MAX),
@@ -221,6 +244,9 @@ async fn handle(
         // s3s-fs wrote to a temporary file, removed when the failed body ended the upload.
         let message = format!("snapshots are at most {max_snapshot_bytes} bytes");
         return Ok(Tracked::new(error_response(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge", &message), in_request));
+    }
+    if let Some((f, path)) = stored.filter(|_| resp.status().is_success()) {
+        f(&path);
     }
     Ok(Tracked::new(resp, in_request))
 }
@@ -573,18 +599,33 @@ fn percent_decode(s: &str) -> String {
 /// `snapshots` folder counts. By position, not by substring, so a device named `snapshots`
 /// uploading a segment is not taken for a snapshot.
 fn is_snapshot_key(path: &str, bucket: &str) -> bool {
+    let parts = normalised(path);
+    matches!(parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), [b, "devices", _, "snapshots", _, ..] if *b == bucket)
+}
+
+/// The segments of a request path as s3s reads it: percent-decoded, empty and `.` segments
+/// dropped, `..` applied.
+fn normalised(path: &str) -> Vec<String> {
     let decoded = percent_decode(path);
-    let mut parts = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
     for part in decoded.split('/') {
         match part {
             "" | "." => {}
             ".." => {
                 parts.pop();
             }
-            part => parts.push(part),
+            part => parts.push(part.to_owned()),
         }
     }
-    matches!(parts.as_slice(), [b, "devices", _, "snapshots", _, ..] if *b == bucket)
+    parts
+}
+
+/// The file (relative to the endpoint's root) a successful write request to `path` stored:
+/// `{bucket}/{key}` for an object of `bucket` (a part of a multipart upload names the object
+/// too; it is there once the upload completes).
+fn stored_object(path: &str, bucket: &str) -> Option<String> {
+    let parts = normalised(path);
+    (parts.len() >= 2 && parts[0] == bucket).then(|| parts.join("/"))
 }
 
 /// The body a request may send: `Ok(None)` unbounded (not a snapshot upload), `Ok(Some(n))`

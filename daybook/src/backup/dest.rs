@@ -34,7 +34,31 @@ pub(crate) trait Dest: Send + Sync {
     fn open(&self, id: &str, name: &str) -> io::Result<Box<dyn Read + Send>>;
     /// Deletes backup `id` (complete or not).
     fn delete(&self, id: &str) -> io::Result<()>;
+    /// Stores a small file at `path` (relative to the destination, outside the backups: the
+    /// shipped log, `wal/…`), whole: a reader sees all of it or nothing of it.
+    fn put_path(&self, path: &str, bytes: &[u8]) -> io::Result<()>;
+    /// Reads a file [`put_path`](Self::put_path) stored.
+    fn get_path(&self, path: &str) -> io::Result<Vec<u8>>;
+    /// The paths stored under `prefix` (which ends with `/`), sorted.
+    fn list_paths(&self, prefix: &str) -> io::Result<Vec<String>>;
+    /// Deletes a file [`put_path`](Self::put_path) stored (gone already is fine).
+    fn delete_path(&self, path: &str) -> io::Result<()>;
 }
+
+/// A path of [`Dest::put_path`]: relative, `/`-separated, no `.` or `..` parts.
+fn check_path(path: &str) -> io::Result<()> {
+    let fine = !path.is_empty()
+        && !path.starts_with('/')
+        && path.split('/').all(|p| !p.is_empty() && p != "." && p != ".." && !p.ends_with(TMP_SUFFIX));
+    if fine {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("not a destination path: {path:?}")))
+    }
+}
+
+/// Suffix of a file being written by [`Dest::put_path`] into a directory.
+const TMP_SUFFIX: &str = ".tmp";
 
 /// Opens `DEST`: `s3://BUCKET[/PREFIX]` or a directory path (created when `create`).
 pub(crate) fn open(dest: &str, s3: &S3Options, create: bool) -> anyhow::Result<Box<dyn Dest>> {
@@ -145,6 +169,62 @@ impl Dest for DirDest {
         }
         sync_dir(&self.root)
     }
+
+    fn put_path(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
+        check_path(path)?;
+        let target = self.root.join(path);
+        let dir = target.parent().expect("under the root");
+        fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(
+            "{}.{}{TMP_SUFFIX}",
+            target.file_name().expect("a name").to_string_lossy(),
+            std::process::id()
+        ));
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &target)?;
+        sync_dir(dir)
+    }
+
+    fn get_path(&self, path: &str) -> io::Result<Vec<u8>> {
+        check_path(path)?;
+        fs::read(self.root.join(path))
+    }
+
+    fn list_paths(&self, prefix: &str) -> io::Result<Vec<String>> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> io::Result<()> {
+            let entries = match fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let path = entry.path();
+                if entry.file_type()?.is_dir() {
+                    walk(root, &path, out)?;
+                } else if !path.to_string_lossy().ends_with(TMP_SUFFIX) {
+                    let rel = path.strip_prefix(root).expect("under the root");
+                    out.push(rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"));
+                }
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &self.root.join(prefix.trim_end_matches('/')), &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete_path(&self, path: &str) -> io::Result<()> {
+        check_path(path)?;
+        match fs::remove_file(self.root.join(path)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// A bucket and prefix. Files are staged in a local temporary directory, uploaded one by one
@@ -218,7 +298,13 @@ impl S3Dest {
 
     /// Every key under the prefix, relative to it.
     fn keys(&self) -> io::Result<Vec<String>> {
+        self.keys_under("")
+    }
+
+    /// Every key under the prefix and then `sub`, relative to the prefix.
+    fn keys_under(&self, sub: &str) -> io::Result<Vec<String>> {
         let prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+        let listed = format!("{prefix}{sub}");
         self.runtime.block_on(async {
             let mut out = Vec::new();
             let mut token = None;
@@ -227,7 +313,7 @@ impl S3Dest {
                     .client
                     .list_objects_v2()
                     .bucket(&self.bucket)
-                    .prefix(&prefix)
+                    .prefix(&listed)
                     .set_continuation_token(token.take())
                     .send()
                     .await
@@ -355,5 +441,34 @@ impl Dest for S3Dest {
                 .map_err(s3_error)?;
         }
         Ok(())
+    }
+
+    fn put_path(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
+        check_path(path)?;
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        // One PUT: S3 stores an object whole or not at all.
+        self.put_body(dir, name, bytes.to_vec().into())
+    }
+
+    fn get_path(&self, path: &str) -> io::Result<Vec<u8>> {
+        check_path(path)?;
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        self.get_bytes(dir, name)
+    }
+
+    fn list_paths(&self, prefix: &str) -> io::Result<Vec<String>> {
+        let mut keys = self.keys_under(prefix)?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn delete_path(&self, path: &str) -> io::Result<()> {
+        check_path(path)?;
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let key = self.key(dir, name);
+        self.runtime
+            .block_on(async { self.client.delete_object().bucket(&self.bucket).key(key).send().await })
+            .map_err(s3_error)
+            .map(drop)
     }
 }

@@ -22,9 +22,14 @@
 //! [`manifest`]). With keys given, everything read back must be sealed and open with one of
 //! them: a plain backup in an encrypted destination is refused, never read unauthenticated.
 //!
+//! Between backups, `run --replicate-to` ships the log's records, new objects and changed
+//! secrets to the repository every second or so ([`ship`], layout in [`wal`]); a restore
+//! continues the newest backup with them, and can stop at any instant or offset (a
+//! point-in-time restore cuts the log on its own append time, then the store is rebuilt).
+//!
 //! Modules by role: [`stored`] (the file pipeline, manifests, chains), [`packs`] (objects and
-//! secrets), [`take`] (backup and prune), [`restore`], [`verify`], [`list`]; `daybook rebuild`
-//! is a replay, in `crate::rebuild`.
+//! secrets), [`take`] (backup and prune), [`restore`], [`verify`], [`list`], [`ship`] and
+//! [`wal`] (continuous shipping); `daybook rebuild` is a replay, in `crate::rebuild`.
 
 pub mod crypto;
 mod dest;
@@ -33,18 +38,26 @@ pub mod manifest;
 mod packs;
 mod restore;
 pub mod schedule;
+pub mod ship;
 mod stored;
 mod take;
 mod verify;
+mod wal;
 
 pub use crypto::KeyRing;
 pub use dest::S3Options;
 pub use list::{list, Listed};
 pub use manifest::{Counts, FileEntry, Kind, LogRange, Manifest};
-pub use restore::{restore, RestoreOptions, Restored};
+pub use restore::{restore, RestoreOptions, Restored, Until};
 pub(crate) use take::BACKUP_PRUNE_PROBLEMS_TOTAL;
 pub use take::{backup, backup_with, BackupOptions, Taken};
 pub use verify::{verify, Verified};
+
+/// How a repository is named in metrics and messages: the destination as given (never holds
+/// credentials: those come from the environment).
+pub fn repo_label(to: &str) -> String {
+    to.trim_end_matches('/').to_owned()
+}
 
 /// The secrets files of a data directory (see `secrets.rs`).
 pub const SECRETS: [&str; 4] =

@@ -66,11 +66,12 @@ pub(super) fn pack_entry(out: &mut dyn Write, rel: &str, data: &[u8], mtime: i64
     out.write_all(data)
 }
 
-/// Unpacks a pack under `root`, calling `check(path, content)` for each file before writing.
+/// Unpacks a pack under `root`, calling `check(path, content, mtime_ns)` for each file
+/// before writing: an error stops, `false` skips the file. Returns how many were written.
 pub(super) fn unpack(
     r: &mut impl Read,
     root: &Path,
-    mut check: impl FnMut(&str, &[u8]) -> anyhow::Result<()>,
+    mut check: impl FnMut(&str, &[u8], i64) -> anyhow::Result<bool>,
 ) -> anyhow::Result<u64> {
     let mut n = 0;
     loop {
@@ -93,7 +94,9 @@ pub(super) fn unpack(
         let mode = u32::from_le_bytes(fixed[16..20].try_into().expect("4"));
         let mut data = vec![0; size as usize];
         r.read_exact(&mut data)?;
-        check(&path, &data)?;
+        if !check(&path, &data, mtime)? {
+            continue;
+        }
         let target = root.join(&path);
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent)?;

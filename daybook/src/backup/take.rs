@@ -77,10 +77,12 @@ pub fn backup_with(opts: &BackupOptions, full_after: Option<Duration>) -> anyhow
         }
         other => other?,
     };
-    let prune_problems = match opts.keep_full {
+    let mut prune_problems = match opts.keep_full {
         Some(keep) => prune(dest.as_ref(), keep.max(1), opts.key.as_ref(), &m.id),
         None => Vec::new(),
     };
+    // The shipped pieces this backup holds are redundant now.
+    prune_problems.extend(super::ship::fold(dest.as_ref(), &log_dir, &m));
     Ok(Taken { manifest: m, prune_problems })
 }
 

@@ -56,6 +56,7 @@ fn ropts(from: &Path, data: &Path) -> RestoreOptions {
         force: false,
         key: None,
         s3: S3Options::default(),
+        until: None,
     }
 }
 

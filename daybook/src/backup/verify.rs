@@ -66,7 +66,7 @@ pub fn verify(
         Some(dir) => tempfile::Builder::new().prefix("daybook-verify-").tempdir_in(dir)?,
         None => tempfile::Builder::new().prefix("daybook-verify-").tempdir()?,
     };
-    let restored = restore::restore_into(dest.as_ref(), &ids, &target, scratch_dir.path(), key)?;
+    let restored = restore::restore_into(dest.as_ref(), &ids, &target, scratch_dir.path(), key, Default::default())?;
     check_restored(scratch_dir.path(), &restored).with_context(|| format!("trial restore of {target}"))?;
     v.trial_restore = Some(restored);
     Ok(v)

@@ -52,6 +52,7 @@ impl From<RunArgs> for Config {
             ingest: a.ingest.into(),
             projector: a.projector.into(),
             backup: a.backup.schedule(),
+            replicas: a.backup.replicas(),
             ..Config::new(a.data.data_dir)
         }
     }

@@ -109,9 +109,18 @@ pub struct RestoreCmd {
     /// Where the backups are: a directory, or `s3://BUCKET/PREFIX`.
     #[arg(long)]
     pub from: String,
-    /// The backup to restore (default: the newest).
-    #[arg(long)]
+    /// The backup to restore, exactly (default: the newest, continued by the log shipped
+    /// since it by `run --replicate-to`).
+    #[arg(long, conflicts_with_all = ["until", "until_offset"])]
     pub at: Option<String>,
+    /// Point in time (RFC 3339, e.g. 2026-12-06T21:14:03Z): restore the log as it was then —
+    /// every record appended at or before it, none after — from the newest backup before it
+    /// and the shipped log; the store is then rebuilt from that log.
+    #[arg(long, value_parser = parse_instant, conflicts_with = "until_offset")]
+    pub until: Option<i64>,
+    /// As --until, cut at a log offset: records at or below it.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    pub until_offset: Option<i64>,
     /// The data directory to restore into; it must be empty (or missing) unless --force.
     #[arg(long, env = "DAYBOOK_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -122,6 +131,16 @@ pub struct RestoreCmd {
     pub key: KeyArgs,
     #[command(flatten)]
     pub s3: DestS3Args,
+    /// For the store rebuilt after a point-in-time restore.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// An RFC 3339 instant, as Unix milliseconds.
+fn parse_instant(s: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("{s:?} is not an RFC 3339 instant such as 2026-12-06T21:14:03Z: {e}"))
 }
 
 /// `daybook rebuild`.
@@ -212,18 +231,37 @@ pub(crate) async fn backup_cmd(cmd: BackupCmd) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn restore_cmd(a: RestoreCmd) -> anyhow::Result<()> {
+    let until = match (a.until, a.until_offset) {
+        (Some(t), _) => Some(backup::Until::Time(t)),
+        (None, Some(n)) => Some(backup::Until::Offset(n)),
+        (None, None) => None,
+    };
     let opts = backup::RestoreOptions {
         from: a.from,
         at: a.at,
-        data_dir: a.data_dir,
+        data_dir: a.data_dir.clone(),
         force: a.force,
         key: a.key.key()?,
         s3: a.s3.into(),
+        until,
     };
     let started = std::time::Instant::now();
     let r = tokio::task::spawn_blocking(move || backup::restore(&opts)).await??;
     print(&serde_json::json!({"event": "restored", "restored": r, "seconds": started.elapsed().as_secs_f64()}));
-    eprintln!("restored; `daybook run` on this directory replays the log tail into the store (or run `daybook rebuild` first)");
+    if until.is_none() {
+        eprintln!("restored; `daybook run` on this directory replays the log tail into the store (or run `daybook rebuild` first)");
+        return Ok(());
+    }
+    // A point in time: the store is a function of the restored log.
+    let opts = crate::rebuild::RebuildOptions {
+        data_dir: a.data_dir,
+        group: "daybook-projector".into(),
+        policy: a.policy.policy(),
+        max_batch: 16_384,
+        progress_every: Duration::from_secs(2),
+    };
+    let rebuilt = crate::rebuild::rebuild(&opts, |line| eprintln!("{line}")).await?;
+    print(&serde_json::json!({"event": "rebuilt", "rebuilt": rebuilt, "seconds": started.elapsed().as_secs_f64()}));
     Ok(())
 }
 
@@ -297,9 +335,31 @@ pub struct ScheduleArgs {
     /// Region of an `s3://` backup destination.
     #[arg(long, env = "DAYBOOK_BACKUP_S3_REGION")]
     pub backup_s3_region: Option<String>,
+    /// Ship the log's records, new objects and changed secrets to DEST (a directory or
+    /// `s3://BUCKET/PREFIX`) every --replicate-every, and take the scheduled backups there
+    /// too, so DEST alone restores to seconds before a loss. Repeatable.
+    #[arg(long, env = "DAYBOOK_REPLICATE_TO", value_delimiter = ',')]
+    pub replicate_to: Vec<String>,
+    /// How often shipping runs: the most a lost disk costs in acknowledged reports (plus the
+    /// time a round takes).
+    #[arg(long, env = "DAYBOOK_REPLICATE_EVERY", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub replicate_every: Duration,
 }
 
 impl ScheduleArgs {
+    /// The repositories to ship to.
+    pub fn replicas(&self) -> Vec<backup::ship::Replica> {
+        self.replicate_to
+            .iter()
+            .map(|to| backup::ship::Replica {
+                to: to.clone(),
+                every: self.replicate_every.max(Duration::from_millis(50)),
+                key_file: self.backup_encryption_key_file.clone(),
+                s3: S3Options { endpoint: self.backup_s3_endpoint.clone(), region: self.backup_s3_region.clone() },
+            })
+            .collect()
+    }
+
     pub fn schedule(&self) -> Option<backup::schedule::Schedule> {
         self.backup_to.clone().map(|to| backup::schedule::Schedule {
             to,

@@ -12,7 +12,7 @@ use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::{groups, head, segment, FIRST_OFFSET};
-pub use segment::{raw_crc, raw_offset, read_raw, Stop};
+pub use segment::{raw_crc, raw_offset, raw_ts, read_raw, Stop};
 
 /// The base offsets of the segments, oldest first: a segment's base is the offset after the
 /// last record of the one before it, so consecutive bases leave no offset uncovered.
@@ -64,6 +64,62 @@ pub fn crc_at(dir: &Path, offset: i64) -> io::Result<Option<u32>> {
         }
         if at > offset {
             break;
+        }
+    }
+    Ok(None)
+}
+
+/// The checksums of the records at `offsets` the log holds (durable ones only), in one pass
+/// from the segment that holds the smallest.
+pub fn crcs_at(dir: &Path, offsets: &std::collections::BTreeSet<i64>) -> io::Result<BTreeMap<i64, u32>> {
+    let mut out = BTreeMap::new();
+    let (Some(&lo), Some(&hi)) = (offsets.first(), offsets.last()) else { return Ok(out) };
+    let head = durable_head(dir)?;
+    let bases = segment::list(dir)?;
+    let start = bases.iter().rposition(|&b| b <= lo).unwrap_or(0);
+    let mut buf = Vec::new();
+    for &base in &bases[start..] {
+        if base > hi || base >= head {
+            break;
+        }
+        let file = match fs::File::open(segment::path_of(dir, base)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let mut r = BufReader::with_capacity(1 << 20, file);
+        while let Ok(Some(at)) = read_raw(&mut r, &mut buf)? {
+            if at >= head || at > hi {
+                break;
+            }
+            if offsets.contains(&at) {
+                out.insert(at, raw_crc(&buf));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The last durable record before `offset`: its offset and checksum.
+pub fn last_before(dir: &Path, offset: i64) -> io::Result<Option<(i64, u32)>> {
+    let bases = segment::list(dir)?;
+    for &base in bases.iter().rev().filter(|&&b| b < offset) {
+        let file = match fs::File::open(segment::path_of(dir, base)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let mut r = BufReader::with_capacity(1 << 20, file);
+        let mut buf = Vec::new();
+        let mut last = None;
+        while let Ok(Some(at)) = read_raw(&mut r, &mut buf)? {
+            if at >= offset {
+                break;
+            }
+            last = Some((at, raw_crc(&buf)));
+        }
+        if last.is_some() {
+            return Ok(last);
         }
     }
     Ok(None)

@@ -304,6 +304,11 @@ pub fn raw_offset(frame: &[u8]) -> i64 {
     i64::from_le_bytes(frame[HEADER..HEADER + 8].try_into().expect("8 bytes"))
 }
 
+/// The append time (Unix ms) of a frame [`read_raw`] read: never earlier than the frame before.
+pub fn raw_ts(frame: &[u8]) -> i64 {
+    i64::from_le_bytes(frame[HEADER + 8..HEADER + 16].try_into().expect("8 bytes"))
+}
+
 /// The checksum of a frame [`read_raw`] read: a short fingerprint of the record.
 pub fn raw_crc(frame: &[u8]) -> u32 {
     u32::from_le_bytes(frame[4..8].try_into().expect("4 bytes"))
