@@ -61,6 +61,11 @@ pub(crate) struct BurstArgs {
     /// Skip the direct baseline (its fields are then null).
     #[arg(long)]
     skip_direct: bool,
+    /// Ship to this repository while serving (`run --replicate-to`; repeatable; `s3://…` takes
+    /// its endpoint and credentials from DAYBOOK_BACKUP_S3_ENDPOINT and the AWS variables):
+    /// the run then reports each record's time from append to stored in the first one.
+    #[arg(long)]
+    replicate_to: Vec<String>,
 }
 
 /// `result.json` (its keys are a contract).
@@ -119,6 +124,12 @@ struct BurstResult {
     log: String,
     store: String,
     connections: usize,
+    /// With `--replicate-to`: the repositories, and over every record of the run, the time
+    /// from its append to its piece being stored in the first one (p50, p99, max, seconds).
+    replicate_to: Vec<String>,
+    replica_delay_p50_s: Option<f64>,
+    replica_delay_p99_s: Option<f64>,
+    replica_delay_max_s: Option<f64>,
 }
 
 /// A server under test: this binary again (`serve` or `noop`) as a child process.
@@ -486,7 +497,11 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
 
     // 1. daybook, with background traffic alongside.
     let dir = tempfile_dir("daybook")?;
-    let server = Server::start(&server_args(&dir, &a.log, &a.store, false), &secret)?;
+    let mut args = server_args(&dir, &a.log, &a.store, false);
+    for to in &a.replicate_to {
+        args.extend(["--replicate-to".into(), to.clone()]);
+    }
+    let server = Server::start(&args, &secret)?;
     let cfg = LoadConfig { addr: server.http, ..load.clone() };
     let lead = Duration::from_millis(500);
     let (bg_reqs, bg_schedule, bg_ids) = background(&auth, a.background_rps, a.window_ms.div_ceil(1000).max(1));
@@ -539,6 +554,22 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     let peak_rss_mib = server.peak_rss_mib();
     server.stop();
     let daybook = Phase { outcomes, samples };
+    let delays = match a.replicate_to.first() {
+        Some(to) => {
+            let s3 = daybook::backup::S3Options {
+                endpoint: std::env::var("DAYBOOK_BACKUP_S3_ENDPOINT").ok(),
+                region: std::env::var("DAYBOOK_BACKUP_S3_REGION").ok(),
+            };
+            let to = to.clone();
+            let d = tokio::task::spawn_blocking(move || daybook::backup::ship::ship_delays(&to, None, &s3)).await??;
+            let mut v: Vec<f64> = d.into_values().collect();
+            v.sort_by(f64::total_cmp);
+            anyhow::ensure!(!v.is_empty(), "nothing was shipped");
+            let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+            Some((q(0.5), q(0.99), v[v.len() - 1]))
+        }
+        None => None,
+    };
 
     // 1b. With Kafka: the broker's own ceiling for the same reports, without daybook.
     let kafka_raw = match &a.log {
@@ -661,6 +692,10 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         log: a.log.to_string(),
         store: a.store.to_string(),
         connections: a.connections,
+        replicate_to: a.replicate_to.clone(),
+        replica_delay_p50_s: delays.map(|d| d.0),
+        replica_delay_p99_s: delays.map(|d| d.1),
+        replica_delay_max_s: delays.map(|d| d.2),
     };
     let json = serde_json::to_string_pretty(&result)?;
     std::fs::write(a.out.join("result.json"), &json)?;

@@ -57,7 +57,8 @@ async fn end_event(dev: &Http, cid: &str, id: &str, at: chrono::DateTime<Utc>, s
     assert_eq!(s, StatusCode::ACCEPTED, "end event: {body}");
 }
 
-async fn upload_segment(dev: &Http, cid: &str, bytes: &[u8]) -> String {
+/// Uploads a segment the way a device does (an upload URL, then a PUT); its id.
+pub async fn upload_segment(dev: &Http, cid: &str, bytes: &[u8]) -> String {
     let (status, up) = dev
         .post(
             &format!("/v1/devices/{cid}/segments/uploads"),

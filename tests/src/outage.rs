@@ -59,6 +59,9 @@ pub struct Attempt {
     pub event_id: Option<String>,
     /// The error answer's message, or why no answer came.
     pub message: Option<String>,
+    /// When it was sent, and when its answer (if any) came.
+    pub sent: Instant,
+    pub answered: Option<Instant>,
 }
 
 impl Ledger {
@@ -147,6 +150,8 @@ impl Load {
                                     status: Some(status),
                                     event_id,
                                     message: body["error"]["message"].as_str().map(str::to_owned),
+                                    sent,
+                                    answered: Some(sent + took),
                                 });
                                 if status < 500 {
                                     // Acknowledged, or refused for good (a test's own assertions
@@ -167,6 +172,8 @@ impl Load {
                                     status: None,
                                     event_id: None,
                                     message: Some(e.to_string()),
+                                    sent,
+                                    answered: None,
                                 });
                                 Duration::from_millis(500)
                             }

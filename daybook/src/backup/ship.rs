@@ -570,6 +570,23 @@ fn read_frames(log_dir: &Path, cursor: Option<(i64, u64)>, from: i64, head: i64,
     }
 }
 
+/// For every record shipped to `to` and still there (not folded into a backup): how long
+/// after its append it was stored in the repository, in seconds, by offset. The recovery point
+/// each record had; benchmarks read it.
+pub fn ship_delays(to: &str, key: Option<&KeyRing>, s3: &S3Options) -> anyhow::Result<BTreeMap<i64, f64>> {
+    let dest = dest::open(to, s3, false)?;
+    let mut out = BTreeMap::new();
+    for g in wal::list(dest.as_ref())? {
+        for p in &g.log {
+            let frames = wal::read_piece(dest.as_ref(), key, p)?;
+            for &(offset, ts, _, _) in &frames.frames {
+                out.entry(offset).or_insert(((p.ms - ts).max(0)) as f64 / 1000.0);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// After a backup into `dest` is complete: deletes the shipped pieces it makes redundant, so
 /// that a day of one-second pieces never piles up. A log piece goes once the backup's log
 /// holds it (its last record, with the same checksum, is in this data directory's log below
