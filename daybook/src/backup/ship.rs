@@ -133,15 +133,28 @@ impl Shipper {
     }
 
     /// Ships what is durable one last time and stops (the log is shut down first, so that
-    /// this round holds everything acknowledged).
+    /// this round holds everything acknowledged). A repository that hangs does not hold the
+    /// process: after `STOP_WAIT` the thread is left to the process's exit, and the
+    /// repository misses what that round would have stored (logged).
     pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.thread().unpark();
+        let deadline = Instant::now() + STOP_WAIT;
+        while !self.thread.is_finished() {
+            if Instant::now() >= deadline {
+                tracing::error!(repo = %self.repo, "the last shipping round did not finish within {STOP_WAIT:?}; stopping without it");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if self.thread.join().is_err() {
             tracing::error!(repo = %self.repo, "the shipping thread panicked");
         }
     }
 }
+
+/// How long stopping waits for the last round.
+const STOP_WAIT: Duration = Duration::from_secs(if cfg!(test) { 2 } else { 15 });
 
 fn run(replica: Replica, data_dir: PathBuf, feed: Option<broadcast::Receiver<String>>, stop: &AtomicBool, repo: &str) {
     tracing::info!(repo, every = ?replica.every, "shipping the log, objects and secrets");

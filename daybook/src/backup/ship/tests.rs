@@ -322,3 +322,44 @@ fn walk_files(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_down_or_hanging_holds_back_only_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, good) = (tmp.path().join("data"), tmp.path().join("good"));
+    append(&data, 0..20).await;
+    // Down: a path under a regular file. Hanging: an S3 endpoint that accepts and never answers.
+    fs::write(tmp.path().join("file"), "").unwrap();
+    let down = tmp.path().join("file/repo");
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Credentials, so the client gets as far as the connection (no other test reads them).
+    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    let hanging_s3 = S3Options { endpoint: Some(format!("http://{}", hanging.local_addr().unwrap())), region: None };
+    let every = Duration::from_millis(100);
+    let shippers = [
+        Replica { to: down.display().to_string(), every, key_file: None, s3: S3Options::default() },
+        Replica { to: "s3://stuck/prefix".into(), every, key_file: None, s3: hanging_s3 },
+        Replica { to: good.display().to_string(), every, key_file: None, s3: S3Options::default() },
+    ]
+    .map(|r| Shipper::start(r, data.clone(), None).unwrap());
+    append(&data, 20..60).await;
+    let head = logfiles::durable_head(&data.join("log")).unwrap();
+    let started = Instant::now();
+    let d = dest::open(&good.display().to_string(), &S3Options::default(), false);
+    loop {
+        let shipped = d.as_ref().ok().and_then(|d| wal::list(d.as_ref()).ok()).unwrap_or_default();
+        if shipped.iter().flat_map(|g| &g.log).any(|p| p.next >= head) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the working repository got nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stopping = Instant::now();
+    for s in shippers {
+        tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
+    }
+    assert!(stopping.elapsed() < Duration::from_secs(10), "a hanging repository held the stop");
+    assert!(stopping.elapsed() >= STOP_WAIT, "the S3 repository did not hang: the test tests nothing");
+    drop(hanging);
+}
