@@ -22,9 +22,17 @@
 //! [`manifest`]). With keys given, everything read back must be sealed and open with one of
 //! them: a plain backup in an encrypted destination is refused, never read unauthenticated.
 //!
+//! A **differential** holds everything since its full — the log from the full's end, the
+//! objects added or changed since the full's index, group positions and secrets — with the
+//! full as its parent: a restore at it reads the full and the differential only, however many
+//! incrementals came between. Incrementals may continue a differential (`[full, differential,
+//! incremental…]`). Pruning keeps every backup a kept backup's chain needs.
+//!
 //! Modules by role: [`stored`] (the file pipeline, manifests, chains), [`packs`] (objects and
-//! secrets), [`take`] (backup and prune), [`restore`], [`verify`], [`list`]; `daybook rebuild`
-//! is a replay, in `crate::rebuild`.
+//! secrets), [`take`] (backup and prune), [`restore`], [`verify`], [`list`], [`schedule`]
+//! (`run --backup-to`, a task per repository) and [`trial`] (scheduled verifies); `daybook
+//! rebuild` is a replay, in `crate::rebuild`. Every backup, verify, restore, pruned backup and
+//! rebuild is recorded in the audit trail ([`crate::audit`]).
 
 pub mod crypto;
 mod dest;
@@ -35,15 +43,16 @@ mod restore;
 pub mod schedule;
 mod stored;
 mod take;
+pub mod trial;
 mod verify;
 
 pub use crypto::KeyRing;
-pub use dest::S3Options;
+pub use dest::{repo_label, S3Options};
 pub use list::{list, Listed};
 pub use manifest::{Counts, FileEntry, Kind, LogRange, Manifest};
 pub use restore::{restore, RestoreOptions, Restored};
 pub(crate) use take::BACKUP_PRUNE_PROBLEMS_TOTAL;
-pub use take::{backup, backup_with, BackupOptions, Taken};
+pub use take::{backup, backup_with, BackupOptions, Due, Taken};
 pub use verify::{verify, Verified};
 
 /// The secrets files of a data directory (see `secrets.rs`).
