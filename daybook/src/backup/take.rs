@@ -133,7 +133,7 @@ fn backup_and_prune(opts: &BackupOptions, due: Due, started: Instant) -> anyhow:
     );
     let dest = dest::open(&opts.to, &opts.s3, true)?;
     let ids = dest.ids().with_context(|| format!("cannot list {}", dest.describe()))?;
-    let base = if opts.full { None } else { base(dest.as_ref(), &ids, opts, &log_dir, due)? };
+    let base = if opts.full { None } else { base_of(dest.as_ref(), &ids, opts, &log_dir, due)? };
     let m = match take_one(opts, dest.as_ref(), &ids, base.as_ref(), started) {
         // Retention deleted records after the parent between the checks and the copy: a
         // full backup instead (an incremental with a hole would be refused by every restore).
@@ -173,7 +173,7 @@ fn older_than(created_at: &str, after: Duration) -> bool {
 /// with the keys given and is of this log (`None`: take a full), and whether it is
 /// continued (an incremental) or only its full (a differential: asked, or the chain's newest
 /// full or differential is older than `due.differential_after`).
-fn base(
+fn base_of(
     dest: &dyn Dest,
     ids: &[String],
     opts: &BackupOptions,
@@ -561,7 +561,7 @@ pub(super) fn prune(dest: &dyn Dest, keep: usize, keys: Option<&KeyRing>, curren
             let mut at = parents.get(id.as_str()).cloned().flatten();
             while let Some(parent) = at {
                 let Some(known) = ids.iter().find(|i| **i == parent) else { break };
-                if !needed.insert(known) {
+                if !needed.insert(known.as_str()) {
                     break;
                 }
                 at = parents.get(known.as_str()).cloned().flatten();
