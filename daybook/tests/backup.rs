@@ -639,6 +639,7 @@ async fn figures() {
         data_dir: data.clone(),
         to: s(&dest).to_owned(),
         full: false,
+        differential: false,
         key: Some(backup::KeyRing::parse(&"3c".repeat(32)).unwrap()),
         keep_full: None,
         s3: Default::default(),

@@ -494,14 +494,25 @@ async fn backups_restores_rebuilds_and_pruning_leave_audit_lines() {
         max_batch: 100,
         progress_every: Duration::from_secs(60),
     };
-    crate::rebuild::rebuild(&opts_rebuild, |_| {}).await.unwrap();
+    // This test's records are no reports: the projector refuses them, and the rebuild fails.
+    let err = crate::rebuild::rebuild(&opts_rebuild, |_| {}).await.unwrap_err();
     let lines = audit_lines(&restored);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!((lines[0]["action"].as_str(), lines[0]["outcome"].as_str()), (Some("restore"), Some("ok")));
     assert_eq!(lines[0]["ids"], serde_json::json!([full.id]));
     assert_eq!(lines[0]["chain"], serde_json::json!([full.id]));
-    assert_eq!((lines[1]["action"].as_str(), lines[1]["outcome"].as_str()), (Some("rebuild"), Some("ok")));
-    assert!(lines[1].get("error").is_none());
+    assert_eq!((lines[1]["action"].as_str(), lines[1]["outcome"].as_str()), (Some("rebuild"), Some("failed")));
+    assert_eq!(lines[1]["error"].as_str(), Some(format!("{err:#}").as_str()));
+    // A log with nothing to replay rebuilds.
+    let empty = tmp.path().join("empty");
+    append(&empty, 0..0).await;
+    crate::rebuild::rebuild(&crate::rebuild::RebuildOptions { data_dir: empty.clone(), ..opts_rebuild }, |_| {})
+        .await
+        .unwrap();
+    let lines = audit_lines(&empty);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!((lines[0]["action"].as_str(), lines[0]["outcome"].as_str()), (Some("rebuild"), Some("ok")));
+    assert!(lines[0].get("error").is_none() && lines[0]["seconds"].as_f64().is_some());
 
     // A failing backup: a destination under a file.
     fs::write(tmp.path().join("file"), b"").unwrap();
