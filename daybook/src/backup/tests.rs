@@ -221,7 +221,9 @@ async fn a_backup_id_in_the_future_does_not_hold_the_next_backup() {
     append(&data, 10..12).await;
     let (tx, rx) = std::sync::mpsc::channel();
     let o = opts(&data, &dest);
-    std::thread::spawn(move || tx.send(backup(&o).map(|t| t.manifest)));
+    std::thread::spawn(move || {
+        let _ = tx.send(backup(&o).map(|t| t.manifest));
+    });
     let next = rx.recv_timeout(Duration::from_secs(60)).expect("the backup finishes").unwrap();
     assert_eq!(next.id, "21000101T000000000Z");
     assert_eq!((next.kind, next.parent.as_deref(), next.counts.records), (Kind::Incremental, Some(ahead), 2));
@@ -449,7 +451,7 @@ async fn pruning_keeps_chains_whole() {
     transplant(&first, &d1.id, &dest, late);
     let d = dest::open(&dest.display().to_string(), &S3Options::default(), false).unwrap();
     let pruned = take::prune(d.as_ref(), 1, None, late);
-    assert_eq!(pruned.deleted, [f0.id.clone()], "{:?}", pruned.problems);
+    assert_eq!(pruned.deleted, std::slice::from_ref(&f0.id), "{:?}", pruned.problems);
     assert!(dest.join(&f1.id).exists(), "the differential after the kept full needs it");
     assert!(dest.join(&f2.id).exists() && dest.join(late).exists());
     let r = tokio::task::block_in_place(|| restore(&ropts(&dest, &tmp.path().join("r")))).unwrap();
@@ -528,7 +530,7 @@ async fn backups_restores_rebuilds_and_pruning_leave_audit_lines() {
     let taken =
         tokio::task::block_in_place(|| backup(&BackupOptions { full: true, keep_full: Some(1), ..opts(&data, &dest) }))
             .unwrap();
-    assert_eq!(taken.pruned, [full.id.clone()]);
+    assert_eq!(taken.pruned, std::slice::from_ref(&full.id));
     let lines = audit_lines(&data);
     let prune: Vec<_> = lines.iter().filter(|l| l["action"] == "prune").collect();
     assert_eq!(prune.len(), 1, "{lines:?}");
