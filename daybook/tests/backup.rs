@@ -352,14 +352,29 @@ async fn restore_drill() {
     assert!(listed.contains(kept["id"].as_str().unwrap()), "{listed}");
 }
 
-/// `run --backup-to`: a backup at start, then one per interval, and the metrics the alert
-/// rules watch.
+/// `run --backup-to`: a backup at start, then one per interval — differentials among the
+/// incrementals — and scheduled verifies, the metrics the alert rules watch, and the audit
+/// trail of all of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_takes_scheduled_backups_and_exports_their_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, dest) = (tmp.path().join("a"), tmp.path().join("backups"));
     std::fs::create_dir_all(&a).unwrap();
-    let server = DAYBOOK.run_in(s(&a), &["--backup-to", s(&dest), "--backup-every", "1s", "--backup-keep-full", "2"]);
+    let server = DAYBOOK.run_in(
+        s(&a),
+        &[
+            "--backup-to",
+            s(&dest),
+            "--backup-every",
+            "1s",
+            "--backup-keep-full",
+            "2",
+            "--backup-differential-every",
+            "2s",
+            "--backup-verify-every",
+            "1s",
+        ],
+    );
     let token = DAYBOOK.token(&["device", "cam-s", "--data-dir", s(&a)]);
     let e = flow::act_as_device(&Http::new(server.http(), &token), "cam-s").await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -374,8 +389,10 @@ async fn run_takes_scheduled_backups_and_exports_their_metrics() {
         if has_metric(&metrics, "daybook_backup_last_success_timestamp_seconds", &[&repo])
             && has_metric(&metrics, "daybook_backup_bytes", &[&repo, "kind=\"incremental\""])
             && has_metric(&metrics, "daybook_backup_duration_seconds", &[&repo, "kind=\"full\""])
+            && has_metric(&metrics, "daybook_backup_verify_last_success_timestamp_seconds", &[&repo])
             && lines.first().is_some_and(|l| l["kind"] == "full")
             && incremental_with_records
+            && lines.iter().any(|l| l["kind"] == "differential" && l["needs"] == json!([lines[0]["id"]]))
         {
             break;
         }
@@ -383,6 +400,17 @@ async fn run_takes_scheduled_backups_and_exports_their_metrics() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(server.stop().success());
+    let audit: Vec<Value> = std::fs::read_to_string(a.join("audit.log"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(audit.iter().any(|l| l["action"] == "backup" && l["kind"] == "differential" && l["outcome"] == "ok"));
+    assert!(audit.iter().any(|l| l["action"] == "verify" && l["scheduled"] == true && l["outcome"] == "ok"));
+    let trail = tmp.path().join("verify-audit.log");
+    ok(&["backup", "verify", s(&dest), "--audit-log", s(&trail)]);
+    let line: Value = serde_json::from_str(std::fs::read_to_string(&trail).unwrap().trim()).unwrap();
+    assert_eq!((line["action"].as_str(), line["outcome"].as_str()), (Some("verify"), Some("ok")), "{line}");
     let b = tmp.path().join("b");
     ok(&["restore", "--from", s(&dest), "--data-dir", s(&b)]);
     let copy = DAYBOOK.run_in(s(&b), &[]);
