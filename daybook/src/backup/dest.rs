@@ -52,7 +52,7 @@ pub(crate) fn open(dest: &str, s3: &S3Options, create: bool) -> anyhow::Result<B
 }
 
 /// How destination `to` is named in metrics labels, logs and the audit trail, as
-/// [`Dest::describe`] names it: the directory as given, or `s3://BUCKET/PREFIX` — never
+/// `Dest::describe` names it: the directory as given, or `s3://BUCKET/PREFIX` — never
 /// credentials (they come from the AWS chain; anything up to an `@` before the bucket is
 /// dropped).
 pub fn repo_label(to: &str) -> String {
