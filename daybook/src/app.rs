@@ -57,8 +57,8 @@ pub struct Application {
     s3: Option<EmbeddedS3>,
     http_limits: HttpLimits,
     metrics_upkeep: Duration,
-    /// Scheduled backups of the embedded data directory (all-in-one only).
-    backup: Option<(crate::backup::schedule::Schedule, PathBuf)>,
+    /// Scheduled backups of the embedded data directory, one per repository (all-in-one only).
+    backups: Vec<crate::backup::schedule::Schedule>,
     /// Continuous shipping of the embedded data directory (all-in-one only).
     replicas: Vec<crate::backup::ship::Replica>,
     data_dir: PathBuf,
@@ -207,7 +207,7 @@ impl Application {
             s3,
             http_limits: config.http,
             metrics_upkeep: config.metrics_upkeep,
-            backup: config.backup.filter(|_| role == Role::AllInOne).map(|s| (s, config.data_dir.clone())),
+            backups: if role == Role::AllInOne { config.backups } else { Vec::new() },
             replicas: if role == Role::AllInOne { config.replicas } else { Vec::new() },
             data_dir: config.data_dir.clone(),
             group_retention: config.log.group_retention,
@@ -306,8 +306,9 @@ impl Application {
         if let Some(ingest) = self.ingest {
             tokio::spawn(sweep_idle_devices(ingest, rx.clone()));
         }
-        if let Some((schedule, dir)) = self.backup {
-            tokio::spawn(crate::backup::schedule::run(schedule, dir, rx.clone()));
+        // A task per repository: one that is down or slow holds up none of the others.
+        for schedule in self.backups {
+            tokio::spawn(crate::backup::schedule::run(schedule, self.data_dir.clone(), rx.clone()));
         }
         if let Some((auth, dir)) = self.auth_reload {
             tokio::spawn(crate::secrets::reload_keys(auth, dir, Duration::from_secs(5), rx.clone()));

@@ -76,8 +76,9 @@ pub struct Config {
     /// How often buffered histogram samples are folded into the Prometheus registry, so
     /// memory stays flat whether or not anyone scrapes `/metrics`.
     pub metrics_upkeep: Duration,
-    /// Scheduled backups of the data directory (`run --backup-to`); none by default.
-    pub backup: Option<crate::backup::schedule::Schedule>,
+    /// Scheduled backups of the data directory (`run --backup-to`), one schedule per
+    /// repository (see [`crate::backup::schedule::schedules`]); none by default.
+    pub backups: Vec<crate::backup::schedule::Schedule>,
     /// Repositories the log, objects and secrets are shipped to continuously (`run
     /// --replicate-to`); none by default.
     pub replicas: Vec<crate::backup::ship::Replica>,
@@ -130,7 +131,7 @@ impl Config {
                 body_timeout: Duration::from_secs(30),
             },
             metrics_upkeep: Duration::from_secs(5),
-            backup: None,
+            backups: Vec::new(),
             replicas: Vec::new(),
         }
     }

@@ -6,6 +6,7 @@
 //! pieces fit is in the README's "Layout" section.
 
 mod app;
+pub mod audit;
 pub mod backup;
 pub mod cli;
 mod config;
@@ -42,5 +43,10 @@ pub const METRICS: &[seams::metric::Metric] = &[
     backup::ship::REPLICA_LAST_SUCCESS_TIMESTAMP_SECONDS,
     backup::ship::REPLICA_FAILURES_TOTAL,
     backup::ship::REPLICA_BYTES_TOTAL,
+    backup::trial::BACKUP_VERIFY_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    backup::trial::BACKUP_VERIFY_FAILURES_TOTAL,
+    backup::trial::BACKUP_VERIFY_SKIPPED_TOTAL,
+    backup::trial::BACKUP_VERIFY_DURATION_SECONDS,
+    audit::AUDIT_WRITE_FAILURES_TOTAL,
     app::OBJECTS_EXPIRED_TOTAL,
 ];

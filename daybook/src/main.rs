@@ -14,7 +14,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(daybook::cli::dispatch(cli.command)) {
+    let result = runtime.block_on(daybook::cli::dispatch(cli.command));
+    // A backup thread stuck on a repository that does not answer must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("daybook: {e:#}");

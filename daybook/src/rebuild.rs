@@ -26,6 +26,7 @@ use schemas::TimePolicy;
 use seams::{ProjectionStore, ReportLog};
 use tokio::sync::watch;
 
+use crate::audit::{self, Action, Entry};
 use crate::in_use::{self, AppendLock};
 
 /// What `rebuild` does.
@@ -66,8 +67,23 @@ fn replay_config(group: &str, max_batch: usize) -> projector::ProjectorConfig {
     }
 }
 
-/// Rebuilds `DATA_DIR/store.db` from `DATA_DIR/log`.
-pub async fn rebuild(opts: &RebuildOptions, mut progress: impl FnMut(&str)) -> anyhow::Result<Rebuilt> {
+/// Rebuilds `DATA_DIR/store.db` from `DATA_DIR/log`, and appends the outcome to the data
+/// directory's audit trail (see [`crate::audit`]).
+pub async fn rebuild(opts: &RebuildOptions, progress: impl FnMut(&str)) -> anyhow::Result<Rebuilt> {
+    let started = Instant::now();
+    let result = rebuild_embedded(opts, progress).await;
+    let mut entry = Entry::new(Action::Rebuild, None, started, &result);
+    entry.detail("store", "embedded");
+    entry.detail("group", &opts.group);
+    if let Ok(r) = &result {
+        entry.detail("records", r.records);
+        entry.detail("rows", r.rows);
+    }
+    audit::record(&opts.data_dir, entry);
+    result
+}
+
+async fn rebuild_embedded(opts: &RebuildOptions, mut progress: impl FnMut(&str)) -> anyhow::Result<Rebuilt> {
     let log_dir = opts.data_dir.join("log");
     anyhow::ensure!(log_dir.is_dir(), "no embedded log at {}", log_dir.display());
     // Nothing may append while the store is rebuilt: hold the writer's lock.

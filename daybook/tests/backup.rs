@@ -352,14 +352,29 @@ async fn restore_drill() {
     assert!(listed.contains(kept["id"].as_str().unwrap()), "{listed}");
 }
 
-/// `run --backup-to`: a backup at start, then one per interval, and the metrics the alert
-/// rules watch.
+/// `run --backup-to`: a backup at start, then one per interval — differentials among the
+/// incrementals — and scheduled verifies, the metrics the alert rules watch, and the audit
+/// trail of all of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_takes_scheduled_backups_and_exports_their_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, dest) = (tmp.path().join("a"), tmp.path().join("backups"));
     std::fs::create_dir_all(&a).unwrap();
-    let server = DAYBOOK.run_in(s(&a), &["--backup-to", s(&dest), "--backup-every", "1s", "--backup-keep-full", "2"]);
+    let server = DAYBOOK.run_in(
+        s(&a),
+        &[
+            "--backup-to",
+            s(&dest),
+            "--backup-every",
+            "1s",
+            "--backup-keep-full",
+            "2",
+            "--backup-differential-every",
+            "2s",
+            "--backup-verify-every",
+            "1s",
+        ],
+    );
     let token = DAYBOOK.token(&["device", "cam-s", "--data-dir", s(&a)]);
     let e = flow::act_as_device(&Http::new(server.http(), &token), "cam-s").await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -370,11 +385,14 @@ async fn run_takes_scheduled_backups_and_exports_their_metrics() {
         let lines: Vec<Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         let incremental_with_records =
             lines.iter().any(|l| l["kind"] == "incremental" && l["records"].as_u64() > Some(0));
-        if metrics.contains("daybook_backup_last_success_timestamp_seconds ")
-            && metrics.contains("daybook_backup_bytes{kind=\"incremental\"}")
-            && metrics.contains("daybook_backup_duration_seconds{kind=\"full\"}")
+        let repo = format!("repo=\"{}\"", s(&dest));
+        if has_metric(&metrics, "daybook_backup_last_success_timestamp_seconds", &[&repo])
+            && has_metric(&metrics, "daybook_backup_bytes", &[&repo, "kind=\"incremental\""])
+            && has_metric(&metrics, "daybook_backup_duration_seconds", &[&repo, "kind=\"full\""])
+            && has_metric(&metrics, "daybook_backup_verify_last_success_timestamp_seconds", &[&repo])
             && lines.first().is_some_and(|l| l["kind"] == "full")
             && incremental_with_records
+            && lines.iter().any(|l| l["kind"] == "differential" && l["needs"] == json!([lines[0]["id"]]))
         {
             break;
         }
@@ -382,6 +400,17 @@ async fn run_takes_scheduled_backups_and_exports_their_metrics() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(server.stop().success());
+    let audit: Vec<Value> = std::fs::read_to_string(a.join("audit.log"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(audit.iter().any(|l| l["action"] == "backup" && l["kind"] == "differential" && l["outcome"] == "ok"));
+    assert!(audit.iter().any(|l| l["action"] == "verify" && l["scheduled"] == true && l["outcome"] == "ok"));
+    let trail = tmp.path().join("verify-audit.log");
+    ok(&["backup", "verify", s(&dest), "--audit-log", s(&trail)]);
+    let line: Value = serde_json::from_str(std::fs::read_to_string(&trail).unwrap().trim()).unwrap();
+    assert_eq!((line["action"].as_str(), line["outcome"].as_str()), (Some("verify"), Some("ok")), "{line}");
     let b = tmp.path().join("b");
     ok(&["restore", "--from", s(&dest), "--data-dir", s(&b)]);
     let copy = DAYBOOK.run_in(s(&b), &[]);
@@ -389,6 +418,95 @@ async fn run_takes_scheduled_backups_and_exports_their_metrics() {
     flow::wait_projected(&viewer, &e, Duration::from_secs(30)).await;
     flow::check_as_viewer(&viewer, &e).await;
     assert!(copy.stop().success());
+}
+
+/// Whether the Prometheus text `metrics` has a sample of `name` with every label of `labels`
+/// (`key="value"`), in any order.
+fn has_metric(metrics: &str, name: &str, labels: &[&str]) -> bool {
+    metrics.lines().any(|l| {
+        l.strip_prefix(name).and_then(|rest| rest.strip_prefix('{')).is_some_and(|rest| {
+            let labels_part = rest.split('}').next().unwrap_or("");
+            labels.iter().all(|want| labels_part.split(',').any(|have| have == *want))
+        })
+    })
+}
+
+/// Three repositories for one `run`: a directory, one under a file (unwritable), and an S3
+/// endpoint that takes connections and never answers. The directory gets its backups at its
+/// interval, the service keeps accepting reports, the unwritable repository's failures are
+/// counted under its name, the silent one never succeeds, and `run` still stops cleanly while
+/// a backup hangs on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_down_or_silent_stops_neither_the_others_nor_the_service() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, good) = (tmp.path().join("a"), tmp.path().join("good"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(tmp.path().join("file"), b"").unwrap();
+    let bad = tmp.path().join("file/backups");
+    // Never accepted: connections wait in the backlog, requests are never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let repos = format!("{},{}", s(&good), s(&bad));
+    let args = [
+        "run",
+        "--data-dir",
+        s(&a),
+        "--http-addr",
+        "127.0.0.1:0",
+        "--s3-addr",
+        "127.0.0.1:0",
+        "--backup-to",
+        &repos,
+        "--backup-to",
+        "s3://silent/site",
+        "--backup-every",
+        "1s",
+    ];
+    let envs = [
+        ("DAYBOOK_BACKUP_S3_ENDPOINT", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let server = DAYBOOK.start(&args, &envs);
+    let token = DAYBOOK.token(&["device", "cam-r", "--data-dir", s(&a)]);
+    let e = flow::act_as_device(&Http::new(server.http(), &token), "cam-r").await;
+    let client = reqwest::Client::new();
+    let (good_repo, bad_repo) = (format!("repo=\"{}\"", s(&good)), format!("repo=\"{}\"", s(&bad)));
+    let started = Instant::now();
+    loop {
+        let metrics = client.get(format!("{}/metrics", server.http())).send().await.unwrap().text().await.unwrap();
+        let backups = std::fs::read_dir(&good).map_or(0, |d| {
+            d.filter(|e| e.as_ref().is_ok_and(|e| !e.file_name().to_string_lossy().ends_with(".partial"))).count()
+        });
+        if backups >= 3
+            && has_metric(&metrics, "daybook_backup_last_success_timestamp_seconds", &[&good_repo])
+            && has_metric(&metrics, "daybook_backup_failures_total", &[&bad_repo])
+        {
+            assert!(
+                !has_metric(&metrics, "daybook_backup_last_success_timestamp_seconds", &["repo=\"s3://silent/site\""]),
+                "{metrics}"
+            );
+            assert!(!has_metric(&metrics, "daybook_backup_failures_total", &[&good_repo]), "{metrics}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{backups} backups in the good repository:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The service still takes reports.
+    let token2 = DAYBOOK.token(&["device", "cam-r2", "--data-dir", s(&a)]);
+    let e2 = flow::act_as_device(&Http::new(server.http(), &token2), "cam-r2").await;
+    let viewer = Http::new(server.http(), &DAYBOOK.token(&["viewer", "cam-r", "cam-r2", "--data-dir", s(&a)]));
+    for e in [&e, &e2] {
+        flow::wait_projected(&viewer, e, Duration::from_secs(30)).await;
+    }
+    assert!(server.stop().success(), "stops though a backup hangs on the silent repository");
+    drop(silent);
+    let audit = std::fs::read_to_string(a.join("audit.log")).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"outcome\":\"failed\"") && l.contains(s(&bad))),
+        "the failure names the repository: {audit}"
+    );
 }
 
 /// An `s3://` destination: the embedded S3 endpoint of another daybook over 127.0.0.1.
@@ -549,6 +667,7 @@ async fn figures() {
         data_dir: data.clone(),
         to: s(&dest).to_owned(),
         full: false,
+        differential: false,
         key: Some(backup::KeyRing::parse(&"3c".repeat(32)).unwrap()),
         keep_full: None,
         s3: Default::default(),

@@ -31,7 +31,10 @@ use daybook::cli::{reference, Cli};
 
 /// Pages generated from the code: path in the repository, generator, command that regenerates
 /// it.
-const GENERATED: &[(&str, fn() -> String, &str)] = &[
+/// A generated page: its path, its generator, the command that regenerates it.
+type Generated = (&'static str, fn() -> String, &'static str);
+
+const GENERATED: &[Generated] = &[
     ("docs/configuration.md", reference::configuration, reference::CONFIGURATION_REGENERATE),
     (
         "docs/metrics.md",

@@ -75,6 +75,21 @@ pub(crate) fn open(dest: &str, s3: &S3Options, create: bool) -> anyhow::Result<B
     Ok(Box::new(DirDest { root }))
 }
 
+/// How destination `to` is named in metrics labels, logs and the audit trail, as
+/// `Dest::describe` names it: the directory as given, or `s3://BUCKET/PREFIX` — never
+/// credentials (they come from the AWS chain; anything up to an `@` before the bucket is
+/// dropped).
+pub fn repo_label(to: &str) -> String {
+    match to.strip_prefix("s3://") {
+        Some(rest) => {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let bucket = bucket.rsplit('@').next().unwrap_or(bucket);
+            format!("s3://{bucket}/{}", prefix.trim_matches('/'))
+        }
+        None => to.to_owned(),
+    }
+}
+
 /// Reaching an S3 destination: the endpoint (else AWS), the region; credentials come from the
 /// AWS chain (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, profile, instance role).
 #[derive(Debug, Clone, Default)]

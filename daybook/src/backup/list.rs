@@ -1,5 +1,7 @@
 //! `daybook backup list`: the backups in a destination.
 
+use std::collections::HashMap;
+
 use super::crypto::KeyRing;
 use super::dest::{self, S3Options};
 use super::manifest::{Kind, LogRange};
@@ -14,6 +16,10 @@ pub struct Listed {
     pub kind: Option<Kind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// Every backup a restore at this one reads besides it, oldest first: its full, then (for
+    /// a backup after a differential) the differential and the incrementals between.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs: Option<Vec<String>>,
     pub encrypted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
@@ -33,12 +39,15 @@ pub struct Listed {
 pub fn list(to: &str, key: Option<&KeyRing>, s3: &S3Options) -> anyhow::Result<Vec<Listed>> {
     let dest = dest::open(to, s3, false)?;
     let mut out = Vec::new();
-    for id in dest.ids()? {
+    let ids = dest.ids()?;
+    let ids_count = ids.len();
+    for id in ids {
         let listed = match read_manifest(dest.as_ref(), &id, key) {
             Ok(m) => Listed {
                 id,
                 kind: Some(m.kind),
                 parent: m.parent.clone(),
+                needs: None,
                 encrypted: m.encrypted,
                 created_at: Some(m.created_at.clone()),
                 log: Some(m.log),
@@ -55,6 +64,7 @@ pub fn list(to: &str, key: Option<&KeyRing>, s3: &S3Options) -> anyhow::Result<V
                 id,
                 kind: None,
                 parent: None,
+                needs: None,
                 created_at: None,
                 log: None,
                 records: None,
@@ -65,11 +75,36 @@ pub fn list(to: &str, key: Option<&KeyRing>, s3: &S3Options) -> anyhow::Result<V
         };
         out.push(listed);
     }
+    // What each needs, from the parents just read: a backup whose parents cannot all be read
+    // has no list (its problem is in the row of the one that cannot).
+    let parents: HashMap<String, Option<String>> =
+        out.iter().filter(|l| l.kind.is_some()).map(|l| (l.id.clone(), l.parent.clone())).collect();
+    for l in out.iter_mut().filter(|l| l.kind.is_some()) {
+        let mut needs = Vec::new();
+        let mut at = l.parent.clone();
+        let whole = loop {
+            match at {
+                None => break true,
+                Some(p) => match parents.get(&p) {
+                    Some(next) if needs.len() < ids_count => {
+                        at = next.clone();
+                        needs.push(p);
+                    }
+                    _ => break false,
+                },
+            }
+        };
+        if whole {
+            needs.reverse();
+            l.needs = Some(needs);
+        }
+    }
     for id in dest.incomplete()? {
         out.push(Listed {
             id,
             kind: None,
             parent: None,
+            needs: None,
             encrypted: false,
             created_at: None,
             log: None,

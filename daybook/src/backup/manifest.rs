@@ -18,6 +18,21 @@ pub enum Kind {
     Full,
     /// Log since the parent's end, group positions, objects added since, secrets.
     Incremental,
+    /// Everything since its full (the parent): the log from the full's end, the objects added
+    /// or changed since the full's index, group positions and secrets. A restore at a
+    /// differential needs only its full; incrementals may continue it.
+    Differential,
+}
+
+impl Kind {
+    /// The name in metrics labels, logs and the audit trail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Incremental => "incremental",
+            Self::Differential => "differential",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,7 +41,8 @@ pub struct Manifest {
     /// Sortable and time-based: `YYYYMMDDTHHMMSSmmmZ` (UTC).
     pub id: String,
     pub kind: Kind,
-    /// The backup this one continues (incremental only).
+    /// The backup this one continues (an incremental: the newest backup of the chain; a
+    /// differential: its full).
     pub parent: Option<String>,
     /// RFC 3339.
     pub created_at: String,

@@ -22,14 +22,23 @@
 //! [`manifest`]). With keys given, everything read back must be sealed and open with one of
 //! them: a plain backup in an encrypted destination is refused, never read unauthenticated.
 //!
+//! A **differential** holds everything since its full — the log from the full's end, the
+//! objects added or changed since the full's index, group positions and secrets — with the
+//! full as its parent: a restore at it reads the full and the differential only, however many
+//! incrementals came between. Incrementals may continue a differential (`[full, differential,
+//! incremental…]`). Pruning keeps every backup a kept backup's chain needs.
+//!
 //! Between backups, `run --replicate-to` ships the log's records, new objects and changed
 //! secrets to the repository every second or so ([`ship`], layout in [`wal`]); a restore
 //! continues the newest backup with them, and can stop at any instant or offset (a
 //! point-in-time restore cuts the log on its own append time, then the store is rebuilt).
 //!
 //! Modules by role: [`stored`] (the file pipeline, manifests, chains), [`packs`] (objects and
-//! secrets), [`take`] (backup and prune), [`restore`], [`verify`], [`list`], [`ship`] and
-//! [`wal`] (continuous shipping); `daybook rebuild` is a replay, in `crate::rebuild`.
+//! secrets), [`take`] (backup and prune), [`restore`], [`verify`], [`list`], [`schedule`]
+//! (`run --backup-to`, a task per repository), [`trial`] (scheduled verifies), [`ship`] and
+//! [`wal`] (continuous shipping); `daybook rebuild` is a replay, in `crate::rebuild`. Every
+//! backup, verify, restore, pruned backup and rebuild is recorded in the audit trail
+//! ([`crate::audit`]).
 
 pub mod crypto;
 mod dest;
@@ -41,23 +50,18 @@ pub mod schedule;
 pub mod ship;
 mod stored;
 mod take;
+pub mod trial;
 mod verify;
 mod wal;
 
 pub use crypto::KeyRing;
-pub use dest::S3Options;
+pub use dest::{repo_label, S3Options};
 pub use list::{list, Listed};
 pub use manifest::{Counts, FileEntry, Kind, LogRange, Manifest};
 pub use restore::{restore, RestoreOptions, Restored, Until};
 pub(crate) use take::BACKUP_PRUNE_PROBLEMS_TOTAL;
-pub use take::{backup, backup_with, BackupOptions, Taken};
+pub use take::{backup, backup_with, BackupOptions, Due, Taken};
 pub use verify::{verify, Verified};
-
-/// How a repository is named in metrics and messages: the destination as given (never holds
-/// credentials: those come from the environment).
-pub fn repo_label(to: &str) -> String {
-    to.trim_end_matches('/').to_owned()
-}
 
 /// The secrets files of a data directory (see `secrets.rs`).
 pub const SECRETS: [&str; 4] =

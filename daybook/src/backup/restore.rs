@@ -16,6 +16,7 @@ use super::packs::{self, Indexed};
 use super::stored::{self, chain, read_manifest, FileReader};
 use super::wal::{self, End};
 use super::{is_objects_pack, BackupError, SECRETS, SECRETS_FILE, STORE_FILE};
+use crate::audit::{self, Action, Entry};
 use crate::in_use::{self, AppendLock};
 
 /// What `daybook restore` does.
@@ -89,8 +90,26 @@ pub struct Restored {
 }
 
 /// Restores backup `at` (and the chain it continues) into an empty data directory, or with
-/// `force` over one that no process uses.
+/// `force` over one that no process uses. Appends the outcome to the target's audit trail
+/// (see [`crate::audit`]).
 pub fn restore(opts: &RestoreOptions) -> anyhow::Result<Restored> {
+    let started = std::time::Instant::now();
+    let result = restore_checked(opts);
+    let mut entry = Entry::new(Action::Restore, Some(dest::repo_label(&opts.from)), started, &result);
+    match &result {
+        Ok(r) => {
+            entry.ids.push(r.id.clone());
+            entry.detail("chain", &r.chain);
+            entry.detail("records", r.records);
+        }
+        Err(_) => entry.ids.extend(opts.at.clone()),
+    }
+    entry.detail("data_dir", opts.data_dir.display().to_string());
+    audit::record(&opts.data_dir, entry);
+    result
+}
+
+fn restore_checked(opts: &RestoreOptions) -> anyhow::Result<Restored> {
     let dest = dest::open(&opts.from, &opts.s3, false)?;
     let ids = dest.ids()?;
     // Never serve erased data again: a journal this build cannot apply stops the restore.
@@ -106,7 +125,8 @@ pub fn restore(opts: &RestoreOptions) -> anyhow::Result<Restored> {
     // The shipped log continues the newest backup, or the one a point in time starts from.
     let extend = opts.at.is_none();
     let target = &opts.data_dir;
-    let busy = fs::read_dir(target).map(|mut d| d.next().is_some()).unwrap_or(false);
+    // The audit trail alone (a restore that failed before writing anything) is no data.
+    let busy = fs::read_dir(target).map(|d| d.flatten().any(|e| e.file_name() != crate::audit::FILE)).unwrap_or(false);
     // Held until the restore is done: nothing starts appending to the directory meanwhile.
     let mut _lock = None;
     if busy {

@@ -290,7 +290,8 @@ pub(super) fn read_manifest(dest: &dyn Dest, id: &str, keys: Option<&KeyRing>) -
     Ok(Opened { manifest: m, sealed_with })
 }
 
-/// The backups `id` depends on, its full first, `id` last.
+/// The backups `id` depends on, its full first, `id` last: `[full, incremental…]`, `[full,
+/// differential]` or `[full, differential, incremental…]`.
 pub(super) fn chain(dest: &dyn Dest, ids: &[String], id: &str, keys: Option<&KeyRing>) -> anyhow::Result<Vec<Opened>> {
     let mut out = vec![read_manifest(dest, id, keys)?];
     while let Some(parent) = out.last().expect("one").parent.clone() {
@@ -305,6 +306,13 @@ pub(super) fn chain(dest: &dyn Dest, ids: &[String], id: &str, keys: Option<&Key
         let m = read_manifest(dest, &parent, keys)?;
         if m.log.next != out.last().expect("one").log.first {
             return Err(BackupError::Broken(format!("backup {child} does not continue {parent}'s log")).into());
+        }
+        // A differential holds everything since its full: any other parent is not its chain.
+        if out.last().expect("one").kind == Kind::Differential && m.kind != Kind::Full {
+            return Err(BackupError::Broken(format!(
+                "backup {child} is differential, but its parent {parent} is not a full backup"
+            ))
+            .into());
         }
         out.push(m);
         anyhow::ensure!(out.len() < 100_000, "backup {id}: its chain loops");

@@ -1,6 +1,6 @@
-//! Taking a backup: full or incremental, then pruning.
+//! Taking a backup: full, differential or incremental, then pruning.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
@@ -16,12 +16,13 @@ use super::manifest::{self, Counts, FileEntry, Kind, LogRange, Manifest, FORMAT,
 use super::packs::{self, Indexed};
 use super::stored::{self, chain, read_manifest, write_file, Opened};
 use super::{objects_pack, BackupError, OBJECTS_INDEX, OBJECTS_PACK_BYTES, SECRETS, SECRETS_FILE, STORE_FILE};
+use crate::audit::{self, Action, Entry};
 
 pub(crate) const BACKUP_PRUNE_PROBLEMS_TOTAL: seams::metric::Metric = seams::metric::Metric {
     name: "daybook_backup_prune_problems_total",
     kind: seams::metric::Kind::Counter,
     unit: None,
-    labels: &[],
+    labels: &["repo"],
     help: "Problems met while pruning old backups (--keep-full) after a complete backup: a backup that cannot be read (kept, never deleted) or cannot be deleted; the backup just taken stands.",
 };
 
@@ -33,9 +34,12 @@ pub struct BackupOptions {
     pub to: String,
     /// A full backup even when DEST already holds one.
     pub full: bool,
+    /// A differential backup (everything since the chain's full) instead of an incremental.
+    pub differential: bool,
     /// Seal with the first key; open the chain with any.
     pub key: Option<KeyRing>,
-    /// Keep this many full backups (with their incrementals); delete older ones.
+    /// Keep this many full backups (with the backups that depend on them); delete older ones
+    /// that no kept backup needs.
     pub keep_full: Option<usize>,
     pub s3: S3Options,
 }
@@ -45,20 +49,82 @@ pub struct BackupOptions {
 #[derive(Debug, Clone)]
 pub struct Taken {
     pub manifest: Manifest,
+    /// Backups pruning deleted.
+    pub pruned: Vec<String>,
     /// Problems met while pruning (each also logged): backups it could not read (kept) or
     /// could not delete.
     pub prune_problems: Vec<String>,
 }
 
-/// Takes one backup of `opts.data_dir` into `opts.to`: full when asked, when DEST holds none,
-/// or when the newest one cannot be continued; else incremental.
-pub fn backup(opts: &BackupOptions) -> anyhow::Result<Taken> {
-    backup_with(opts, None)
+/// When a scheduled backup is a full or a differential one rather than an incremental.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Due {
+    /// A full backup when the chain's full is older than this.
+    pub full_after: Option<Duration>,
+    /// A differential when the chain's newest full or differential is older than this.
+    pub differential_after: Option<Duration>,
 }
 
-/// As [`backup`]; also full when the chain's full backup is older than `full_after`.
-pub fn backup_with(opts: &BackupOptions, full_after: Option<Duration>) -> anyhow::Result<Taken> {
+/// Takes one backup of `opts.data_dir` into `opts.to`: full when asked, when DEST holds none,
+/// or when the newest one cannot be continued; differential when asked; else incremental.
+pub fn backup(opts: &BackupOptions) -> anyhow::Result<Taken> {
+    backup_with(opts, Due::default())
+}
+
+/// As [`backup`]; also full or differential when `due` says so. Appends the backup, and each
+/// backup pruning deleted, to the data directory's audit trail (see [`crate::audit`]).
+pub fn backup_with(opts: &BackupOptions, due: Due) -> anyhow::Result<Taken> {
     let started = Instant::now();
+    let result = backup_and_prune(opts, due, started);
+    let repo = dest::repo_label(&opts.to);
+    let mut entry = Entry::new(Action::Backup, Some(repo.clone()), started, &result);
+    match &result {
+        Ok(t) => {
+            entry.ids.push(t.manifest.id.clone());
+            entry.detail("kind", t.manifest.kind.as_str());
+            entry.detail("parent", t.manifest.parent.clone());
+            entry.detail("records", t.manifest.counts.records);
+            entry.detail("stored_bytes", t.manifest.stored_bytes());
+        }
+        Err(_) => entry.detail("kind", requested(opts)),
+    }
+    audit::record(&opts.data_dir, entry);
+    if let Ok(t) = &result {
+        for id in &t.pruned {
+            let mut e = Entry::new(Action::Prune, Some(repo.clone()), started, &Ok::<(), anyhow::Error>(()));
+            e.ids.push(id.clone());
+            e.detail("after", t.manifest.id.clone());
+            audit::record(&opts.data_dir, e);
+        }
+        for (id, why) in &t.not_pruned {
+            let mut e = Entry::new(Action::Prune, Some(repo.clone()), started, &Err::<(), _>(anyhow::anyhow!("{why}")));
+            e.ids.push(id.clone());
+            audit::record(&opts.data_dir, e);
+        }
+    }
+    result.map(|t| Taken { manifest: t.manifest, pruned: t.pruned, prune_problems: t.prune_problems })
+}
+
+/// What a failed backup was asked to be (what it would have been is not known).
+fn requested(opts: &BackupOptions) -> &'static str {
+    if opts.full {
+        "full"
+    } else if opts.differential {
+        "differential"
+    } else {
+        "any"
+    }
+}
+
+/// [`Taken`], and the backups pruning could not delete (for the audit trail).
+struct TakenPruned {
+    manifest: Manifest,
+    pruned: Vec<String>,
+    not_pruned: Vec<(String, String)>,
+    prune_problems: Vec<String>,
+}
+
+fn backup_and_prune(opts: &BackupOptions, due: Due, started: Instant) -> anyhow::Result<TakenPruned> {
     let log_dir = opts.data_dir.join("log");
     anyhow::ensure!(
         log_dir.is_dir(),
@@ -67,23 +133,64 @@ pub fn backup_with(opts: &BackupOptions, full_after: Option<Duration>) -> anyhow
     );
     let dest = dest::open(&opts.to, &opts.s3, true)?;
     let ids = dest.ids().with_context(|| format!("cannot list {}", dest.describe()))?;
-    let parent = if opts.full { None } else { parent_chain(dest.as_ref(), &ids, opts, &log_dir, full_after)? };
-    let m = match take_one(opts, dest.as_ref(), &ids, parent.as_deref(), started) {
+    let base = if opts.full { None } else { base_of(dest.as_ref(), &ids, opts, &log_dir, due)? };
+    let m = match take_one(opts, dest.as_ref(), &ids, base.as_ref(), started) {
         // Retention deleted records after the parent between the checks and the copy: a
         // full backup instead (an incremental with a hole would be refused by every restore).
-        Err(e) if parent.is_some() && matches!(BackupError::of(&e), Some(BackupError::LogMoved { .. })) => {
+        Err(e) if base.is_some() && matches!(BackupError::of(&e), Some(BackupError::LogMoved { .. })) => {
             tracing::warn!(error = %format!("{e:#}"), "taking a full backup instead");
             take_one(opts, dest.as_ref(), &ids, None, started)?
         }
         other => other?,
     };
-    let mut prune_problems = match opts.keep_full {
+    let mut pruned = match opts.keep_full {
         Some(keep) => prune(dest.as_ref(), keep.max(1), opts.key.as_ref(), &m.id),
-        None => Vec::new(),
+        None => Pruned::default(),
     };
     // The shipped pieces this backup holds are redundant now.
-    prune_problems.extend(super::ship::fold(dest.as_ref(), &log_dir, &m));
-    Ok(Taken { manifest: m, prune_problems })
+    pruned.problems.extend(super::ship::fold(dest.as_ref(), &log_dir, &m));
+    Ok(TakenPruned {
+        manifest: m,
+        pruned: pruned.deleted,
+        not_pruned: pruned.not_deleted,
+        prune_problems: pruned.problems,
+    })
+}
+
+/// What the next backup builds on: the backups it continues (the whole chain for an
+/// incremental, the full alone for a differential) and its kind.
+pub(super) struct Base {
+    chain: Vec<Opened>,
+    kind: Kind,
+}
+
+/// Whether `created_at` (RFC 3339) is at least `after` ago.
+fn older_than(created_at: &str, after: Duration) -> bool {
+    let created = chrono::DateTime::parse_from_rfc3339(created_at).map(|t| t.with_timezone(&chrono::Utc));
+    let age = created.map(|t| chrono::Utc::now() - t).unwrap_or_default();
+    age.to_std().unwrap_or_default() >= after
+}
+
+/// What the next backup builds on: the newest complete backup's chain, if it is whole, opens
+/// with the keys given and is of this log (`None`: take a full), and whether it is
+/// continued (an incremental) or only its full (a differential: asked, or the chain's newest
+/// full or differential is older than `due.differential_after`).
+fn base_of(
+    dest: &dyn Dest,
+    ids: &[String],
+    opts: &BackupOptions,
+    log_dir: &Path,
+    due: Due,
+) -> anyhow::Result<Option<Base>> {
+    let Some(mut c) = parent_chain(dest, ids, opts, log_dir, due.full_after)? else { return Ok(None) };
+    let newest_base = c.iter().rev().find(|m| m.kind != Kind::Incremental).expect("a chain starts with a full");
+    let differential =
+        opts.differential || due.differential_after.is_some_and(|after| older_than(&newest_base.created_at, after));
+    if differential {
+        c.truncate(1);
+        return Ok(Some(Base { chain: c, kind: Kind::Differential }));
+    }
+    Ok(Some(Base { chain: c, kind: Kind::Incremental }))
 }
 
 /// The chain the next backup continues: the newest complete backup's, if it is whole, opens
@@ -105,12 +212,8 @@ fn parent_chain(
             return Ok(None);
         }
     };
-    if let Some(after) = full_after {
-        let created = chrono::DateTime::parse_from_rfc3339(&c[0].created_at).map(|t| t.with_timezone(&chrono::Utc));
-        let age = created.map(|t| chrono::Utc::now() - t).unwrap_or_default();
-        if age.to_std().unwrap_or_default() >= after {
-            return Ok(None);
-        }
+    if full_after.is_some_and(|after| older_than(&c[0].created_at, after)) {
+        return Ok(None);
     }
     let newest = c.last().expect("one");
     if let (Some(at), Some(crc)) = (newest.last_frame_at(), newest.last_frame_crc) {
@@ -139,7 +242,7 @@ fn take_one(
     opts: &BackupOptions,
     dest: &dyn Dest,
     ids: &[String],
-    parent: Option<&[Opened]>,
+    base: Option<&Base>,
     started: Instant,
 ) -> anyhow::Result<Manifest> {
     let now = chrono::Utc::now();
@@ -148,7 +251,7 @@ fn take_one(
         tracing::warn!(newest = ?ids.last(), id, "the destination holds a backup named after this clock's time; this one is named after it");
     }
     let stage = dest.stage(&id).with_context(|| format!("cannot write into {}", dest.describe()))?;
-    let result = take(opts, dest, &id, &stage, parent, started);
+    let result = take(opts, dest, &id, &stage, base, started);
     if result.is_err() {
         let _ = dest.delete(&id);
     }
@@ -160,13 +263,16 @@ fn take(
     dest: &dyn Dest,
     id: &str,
     stage: &Path,
-    parent: Option<&[Opened]>,
+    base: Option<&Base>,
     started: Instant,
 ) -> anyhow::Result<Manifest> {
     let data = &opts.data_dir;
     let log_dir = data.join("log");
     let key = opts.key.as_ref();
-    let kind = if parent.is_some() { Kind::Incremental } else { Kind::Full };
+    let kind = base.map_or(Kind::Full, |b| b.kind);
+    // The backups this one continues: its log starts where the last of them ends, its objects
+    // are those their indexes do not hold.
+    let parent = base.map(|b| b.chain.as_slice());
     let mut files = Vec::new();
     let mut counts = Counts::default();
     let put =
@@ -201,7 +307,7 @@ fn take(
         }),
     };
 
-    // 4. Objects new or changed since the chain's backups.
+    // 4. Objects new or changed since the backups it continues.
     let known = match parent {
         Some(c) => packs::known_objects(dest, c, key)?,
         None => HashMap::new(),
@@ -407,37 +513,72 @@ pub(super) fn copy_log(
     Ok(Copied { pieces, range: LogRange { first: from.max(1), next: cover.max(1) }, records, last })
 }
 
-/// Keeps the `keep` newest full backups and the incrementals after them; deletes the rest
-/// (and incomplete backups older than `current`). Never deletes a backup it cannot read (a
-/// damaged manifest, another key's): those are reported and kept. Returns the problems met,
-/// logged, never an error: the backup just written stands.
-fn prune(dest: &dyn Dest, keep: usize, keys: Option<&KeyRing>, current: &str) -> Vec<String> {
-    let mut problems = Vec::new();
+/// What [`prune`] did.
+#[derive(Debug, Default)]
+pub(super) struct Pruned {
+    pub deleted: Vec<String>,
+    /// Backups it meant to delete and could not, with why.
+    pub not_deleted: Vec<(String, String)>,
+    /// Every problem met (also logged): the backups above, and those it could not read.
+    pub problems: Vec<String>,
+}
+
+/// Keeps the `keep` newest full backups, every backup after the oldest of them, and every
+/// backup the chain of a kept one needs (a differential's full, an incremental's parents,
+/// however old); deletes the rest (and incomplete backups older than `current`). Never
+/// deletes a backup it cannot read (a damaged manifest, another key's): those are reported
+/// and kept. Returns what it did and the problems met, logged, never an error: the backup just
+/// written stands.
+pub(super) fn prune(dest: &dyn Dest, keep: usize, keys: Option<&KeyRing>, current: &str) -> Pruned {
+    let mut out = Pruned::default();
     let ids = match dest.ids() {
         Ok(ids) => ids,
         Err(e) => {
-            problems.push(format!("cannot list {}: {e}", dest.describe()));
-            return problems;
+            out.problems.push(format!("cannot list {}: {e}", dest.describe()));
+            return out;
         }
     };
     let mut fulls = Vec::new();
+    let mut parents: HashMap<&str, Option<String>> = HashMap::new();
     let mut unreadable = Vec::new();
     for id in &ids {
         match read_manifest(dest, id, keys) {
-            Ok(m) if m.kind == Kind::Full => fulls.push(id.clone()),
-            Ok(_) => {}
+            Ok(m) => {
+                if m.kind == Kind::Full {
+                    fulls.push(id.clone());
+                }
+                parents.insert(id, m.manifest.parent);
+            }
             Err(e) => {
-                problems.push(format!("backup {id} cannot be read, so it is kept: {e:#}"));
+                out.problems.push(format!("backup {id} cannot be read, so it is kept: {e:#}"));
                 unreadable.push(id.clone());
             }
         }
     }
     if fulls.len() > keep {
         let oldest_kept = &fulls[fulls.len() - keep];
-        for id in ids.iter().filter(|id| *id < oldest_kept && !unreadable.contains(id)) {
+        let mut needed: HashSet<&str> =
+            ids.iter().filter(|id| *id >= oldest_kept || unreadable.contains(id)).map(String::as_str).collect();
+        for id in ids.iter().filter(|id| *id >= oldest_kept) {
+            let mut at = parents.get(id.as_str()).cloned().flatten();
+            while let Some(parent) = at {
+                let Some(known) = ids.iter().find(|i| **i == parent) else { break };
+                if !needed.insert(known.as_str()) {
+                    break;
+                }
+                at = parents.get(known.as_str()).cloned().flatten();
+            }
+        }
+        for id in ids.iter().filter(|id| !needed.contains(id.as_str())) {
             match dest.delete(id) {
-                Ok(()) => tracing::info!(backup = %id, "deleted (--keep-full)"),
-                Err(e) => problems.push(format!("cannot delete backup {id}: {e}")),
+                Ok(()) => {
+                    tracing::info!(backup = %id, "deleted (--keep-full)");
+                    out.deleted.push(id.clone());
+                }
+                Err(e) => {
+                    out.problems.push(format!("cannot delete backup {id}: {e}"));
+                    out.not_deleted.push((id.clone(), e.to_string()));
+                }
             }
         }
     }
@@ -445,15 +586,15 @@ fn prune(dest: &dyn Dest, keep: usize, keys: Option<&KeyRing>, current: &str) ->
         Ok(incomplete) => {
             for id in incomplete.iter().filter(|id| id.as_str() < current) {
                 if let Err(e) = dest.delete(id) {
-                    problems.push(format!("cannot delete the incomplete backup {id}: {e}"));
+                    out.problems.push(format!("cannot delete the incomplete backup {id}: {e}"));
                 }
             }
         }
-        Err(e) => problems.push(format!("cannot list the incomplete backups of {}: {e}", dest.describe())),
+        Err(e) => out.problems.push(format!("cannot list the incomplete backups of {}: {e}", dest.describe())),
     }
-    for p in &problems {
+    for p in &out.problems {
         tracing::warn!(problem = %p, "pruning backups");
     }
-    metrics::counter!(BACKUP_PRUNE_PROBLEMS_TOTAL.name).increment(problems.len() as u64);
-    problems
+    metrics::counter!(BACKUP_PRUNE_PROBLEMS_TOTAL.name, "repo" => dest.describe()).increment(out.problems.len() as u64);
+    out
 }

@@ -42,6 +42,7 @@ fn opts(data: &Path, to: &Path) -> BackupOptions {
         data_dir: data.to_owned(),
         to: to.display().to_string(),
         full: false,
+        differential: false,
         key: None,
         keep_full: None,
         s3: S3Options::default(),
@@ -221,7 +222,9 @@ async fn a_backup_id_in_the_future_does_not_hold_the_next_backup() {
     append(&data, 10..12).await;
     let (tx, rx) = std::sync::mpsc::channel();
     let o = opts(&data, &dest);
-    std::thread::spawn(move || tx.send(backup(&o).map(|t| t.manifest)));
+    std::thread::spawn(move || {
+        let _ = tx.send(backup(&o).map(|t| t.manifest));
+    });
     let next = rx.recv_timeout(Duration::from_secs(60)).expect("the backup finishes").unwrap();
     assert_eq!(next.id, "21000101T000000000Z");
     assert_eq!((next.kind, next.parent.as_deref(), next.counts.records), (Kind::Incremental, Some(ahead), 2));
@@ -311,4 +314,303 @@ async fn an_incremental_never_skips_records_retention_deleted() {
     assert_eq!(r.records as usize, frames(&data).len());
     tokio::task::block_in_place(|| verify(&dest.display().to_string(), None, None, &S3Options::default(), None))
         .unwrap();
+}
+
+fn add_object(data: &Path, name: &str, bytes: &[u8]) {
+    let dir = data.join("objects/daybook/devices/cam-1/segments");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(name), bytes).unwrap();
+}
+
+fn differential(data: &Path, to: &Path) -> Manifest {
+    take(&BackupOptions { differential: true, ..opts(data, to) })
+}
+
+fn listed(to: &Path) -> Vec<Listed> {
+    tokio::task::block_in_place(|| list(&to.display().to_string(), None, &S3Options::default())).unwrap()
+}
+
+/// A differential holds everything since its full: a restore at it reads the full and the
+/// differential only, however many incrementals came between, and gives what a restore of the
+/// whole chain gives. Incrementals continue it; `list` says what each backup needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_differential_restores_with_its_full_alone_and_incrementals_continue_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, dest) = (tmp.path().join("data"), tmp.path().join("dest"));
+    append(&data, 0..40).await;
+    add_object(&data, "a", b"in the full");
+    let full = take(&opts(&data, &dest));
+    append(&data, 40..60).await;
+    add_object(&data, "b", b"after the full");
+    let inc1 = take(&opts(&data, &dest));
+    append(&data, 60..80).await;
+    add_object(&data, "c", b"after the first incremental");
+    let inc2 = take(&opts(&data, &dest));
+    assert_eq!((inc2.kind, inc2.parent.as_deref()), (Kind::Incremental, Some(inc1.id.as_str())));
+    append(&data, 80..90).await;
+    let diff = differential(&data, &dest);
+    assert_eq!((diff.kind, diff.parent.as_deref()), (Kind::Differential, Some(full.id.as_str())));
+    assert_eq!(diff.log, LogRange { first: full.log.next, next: 91 }, "the log since the full");
+    assert_eq!((diff.counts.records, diff.counts.objects), (50, 2), "every record and object since the full");
+
+    let at_diff = tmp.path().join("at-diff");
+    let r = tokio::task::block_in_place(|| {
+        restore(&RestoreOptions { at: Some(diff.id.clone()), ..ropts(&dest, &at_diff) })
+    })
+    .unwrap();
+    assert_eq!(r.chain, [full.id.clone(), diff.id.clone()], "the full and the differential only");
+    assert_eq!(frames(&at_diff), frames(&data));
+    let at_inc2 = tmp.path().join("at-inc2");
+    tokio::task::block_in_place(|| restore(&RestoreOptions { at: Some(inc2.id.clone()), ..ropts(&dest, &at_inc2) }))
+        .unwrap();
+    assert_eq!(frames(&at_inc2), frames(&data)[..80].to_vec());
+    for name in ["a", "b", "c"] {
+        let path = format!("objects/daybook/devices/cam-1/segments/{name}");
+        assert_eq!(fs::read(at_diff.join(&path)).unwrap(), fs::read(data.join(&path)).unwrap(), "{name}");
+    }
+
+    // Incrementals after the differential continue it.
+    append(&data, 90..100).await;
+    add_object(&data, "d", b"after the differential");
+    let inc3 = take(&opts(&data, &dest));
+    assert_eq!((inc3.kind, inc3.parent.as_deref(), inc3.log.first), (Kind::Incremental, Some(diff.id.as_str()), 91));
+    assert_eq!(inc3.counts.objects, 1, "only what the full and the differential lack");
+    let newest = tmp.path().join("newest");
+    let r = tokio::task::block_in_place(|| restore(&ropts(&dest, &newest))).unwrap();
+    assert_eq!(r.chain, [full.id.clone(), diff.id.clone(), inc3.id.clone()]);
+    assert_eq!(frames(&newest), frames(&data));
+    assert_eq!(objects_of(&newest), objects_of(&data));
+
+    let needs: Vec<(Option<Kind>, Option<Vec<String>>)> =
+        listed(&dest).into_iter().map(|l| (l.kind, l.needs)).collect();
+    assert_eq!(
+        needs,
+        [
+            (Some(Kind::Full), Some(vec![])),
+            (Some(Kind::Incremental), Some(vec![full.id.clone()])),
+            (Some(Kind::Incremental), Some(vec![full.id.clone(), inc1.id.clone()])),
+            (Some(Kind::Differential), Some(vec![full.id.clone()])),
+            (Some(Kind::Incremental), Some(vec![full.id.clone(), diff.id.clone()])),
+        ]
+    );
+    tokio::task::block_in_place(|| {
+        verify(&dest.display().to_string(), Some(&inc3.id), None, &S3Options::default(), None)
+    })
+    .unwrap();
+}
+
+/// Every file under `dir/objects`, by path.
+fn objects_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let root = dir.join("objects");
+    let mut all = Vec::new();
+    packs::walk(&root, &root, &mut all).unwrap();
+    let mut out: Vec<_> = all.into_iter().map(|(rel, _)| (rel.clone(), fs::read(root.join(&rel)).unwrap())).collect();
+    out.sort();
+    out
+}
+
+/// A differential's parent must be a full backup: a chain that says otherwise is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_differential_on_anything_but_a_full_is_a_broken_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, dest) = (tmp.path().join("data"), tmp.path().join("dest"));
+    append(&data, 0..10).await;
+    let full = take(&opts(&data, &dest));
+    append(&data, 10..20).await;
+    let inc = take(&opts(&data, &dest));
+    // An incremental relabelled as a differential: its parent is the full, so relabel the
+    // full as an incremental of nothing instead — the differential's parent is then no full.
+    let path = dest.join(&full.id).join(MANIFEST);
+    let text = fs::read_to_string(&path).unwrap().replace("\"full\"", "\"incremental\"");
+    fs::write(&path, text).unwrap();
+    let path = dest.join(&inc.id).join(MANIFEST);
+    let text = fs::read_to_string(&path).unwrap().replace("\"incremental\"", "\"differential\"");
+    fs::write(&path, text).unwrap();
+    let d = dest::open(&dest.display().to_string(), &S3Options::default(), false).unwrap();
+    let err = stored::chain(d.as_ref(), &d.ids().unwrap(), &inc.id, None).unwrap_err();
+    assert!(format!("{err:#}").contains("is differential, but its parent"), "{err:#}");
+}
+
+/// Pruning keeps every backup a kept backup's chain needs, however old: here a differential
+/// newer than the newest full continues an older full, which stays; a full nothing needs goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_keeps_chains_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, first, dest) = (tmp.path().join("data"), tmp.path().join("first"), tmp.path().join("dest"));
+    append(&data, 0..10).await;
+    let f0 = take(&opts(&data, &first));
+    append(&data, 10..20).await;
+    let f1 = take(&BackupOptions { full: true, ..opts(&data, &first) });
+    append(&data, 20..30).await;
+    let d1 = differential(&data, &first);
+    assert_eq!(d1.parent.as_deref(), Some(f1.id.as_str()));
+    transplant(&first, &f0.id, &dest, &f0.id);
+    transplant(&first, &f1.id, &dest, &f1.id);
+    let f2 = take(&BackupOptions { full: true, ..opts(&data, &dest) });
+    // The differential of f1, named after f2.
+    let late = "20991231T000000000Z";
+    transplant(&first, &d1.id, &dest, late);
+    let d = dest::open(&dest.display().to_string(), &S3Options::default(), false).unwrap();
+    let pruned = take::prune(d.as_ref(), 1, None, late);
+    assert_eq!(pruned.deleted, std::slice::from_ref(&f0.id), "{:?}", pruned.problems);
+    assert!(dest.join(&f1.id).exists(), "the differential after the kept full needs it");
+    assert!(dest.join(&f2.id).exists() && dest.join(late).exists());
+    let r = tokio::task::block_in_place(|| restore(&ropts(&dest, &tmp.path().join("r")))).unwrap();
+    assert_eq!(r.chain, [f1.id.clone(), late.to_owned()]);
+    assert_eq!(frames(&tmp.path().join("r")), frames(&data));
+}
+
+fn audit_lines(dir: &Path) -> Vec<serde_json::Value> {
+    let text = fs::read_to_string(dir.join(crate::audit::FILE)).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
+/// A backup, a restore and a rebuild each append one parseable line to their data directory's
+/// audit trail, with the action, ids and outcome; a failed backup says why; pruning writes a
+/// line per backup deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_restores_rebuilds_and_pruning_leave_audit_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, dest) = (tmp.path().join("data"), tmp.path().join("dest"));
+    append(&data, 0..20).await;
+    let full = take(&opts(&data, &dest));
+    let lines = audit_lines(&data);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let repo = dest.display().to_string();
+    assert_eq!(
+        (
+            lines[0]["action"].as_str(),
+            lines[0]["outcome"].as_str(),
+            lines[0]["kind"].as_str(),
+            lines[0]["repo"].as_str()
+        ),
+        (Some("backup"), Some("ok"), Some("full"), Some(repo.as_str()))
+    );
+    assert_eq!(lines[0]["ids"], serde_json::json!([full.id]));
+
+    let restored = tmp.path().join("restored");
+    tokio::task::block_in_place(|| restore(&ropts(&dest, &restored))).unwrap();
+    let opts_rebuild = crate::rebuild::RebuildOptions {
+        data_dir: restored.clone(),
+        group: "daybook-projector".into(),
+        policy: Default::default(),
+        max_batch: 100,
+        progress_every: Duration::from_secs(60),
+    };
+    // This test's records are no reports: the projector refuses them, and the rebuild fails.
+    let err = crate::rebuild::rebuild(&opts_rebuild, |_| {}).await.unwrap_err();
+    let lines = audit_lines(&restored);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!((lines[0]["action"].as_str(), lines[0]["outcome"].as_str()), (Some("restore"), Some("ok")));
+    assert_eq!(lines[0]["ids"], serde_json::json!([full.id]));
+    assert_eq!(lines[0]["chain"], serde_json::json!([full.id]));
+    assert_eq!((lines[1]["action"].as_str(), lines[1]["outcome"].as_str()), (Some("rebuild"), Some("failed")));
+    assert_eq!(lines[1]["error"].as_str(), Some(format!("{err:#}").as_str()));
+    // A log with nothing to replay rebuilds.
+    let empty = tmp.path().join("empty");
+    append(&empty, 0..0).await;
+    crate::rebuild::rebuild(&crate::rebuild::RebuildOptions { data_dir: empty.clone(), ..opts_rebuild }, |_| {})
+        .await
+        .unwrap();
+    let lines = audit_lines(&empty);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!((lines[0]["action"].as_str(), lines[0]["outcome"].as_str()), (Some("rebuild"), Some("ok")));
+    assert!(lines[0].get("error").is_none() && lines[0]["seconds"].as_f64().is_some());
+
+    // A failing backup: a destination under a file.
+    fs::write(tmp.path().join("file"), b"").unwrap();
+    let bad = tmp.path().join("file/dest");
+    tokio::task::block_in_place(|| backup(&opts(&data, &bad))).unwrap_err();
+    let lines = audit_lines(&data);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!((lines[1]["action"].as_str(), lines[1]["outcome"].as_str()), (Some("backup"), Some("failed")));
+    assert!(lines[1]["error"].as_str().unwrap().contains(&*bad.display().to_string()), "{}", lines[1]);
+
+    // Pruning: a line per backup deleted.
+    append(&data, 20..25).await;
+    let taken =
+        tokio::task::block_in_place(|| backup(&BackupOptions { full: true, keep_full: Some(1), ..opts(&data, &dest) }))
+            .unwrap();
+    assert_eq!(taken.pruned, std::slice::from_ref(&full.id));
+    let lines = audit_lines(&data);
+    let prune: Vec<_> = lines.iter().filter(|l| l["action"] == "prune").collect();
+    assert_eq!(prune.len(), 1, "{lines:?}");
+    assert_eq!(prune[0]["ids"], serde_json::json!([full.id]));
+    assert_eq!(prune[0]["outcome"], "ok");
+}
+
+fn schedule_for(to: &Path, scratch: &Path) -> schedule::Schedule {
+    let plan = schedule::Plan {
+        interval: Duration::from_millis(200),
+        full_every: Duration::from_secs(3600),
+        differential_every: None,
+        keep_full: None,
+        key_file: None,
+        s3: S3Options::default(),
+        verify_every: None,
+        verify_scratch: Some(scratch.to_owned()),
+    };
+    schedule::schedules([to.display().to_string()], &plan).remove(0)
+}
+
+/// The scheduled verify catches a damaged backup: the routine the schedule runs fails, naming
+/// the repository and the file, and the audit trail has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduled_verify_names_the_repository_and_the_damaged_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, dest, scratch) = (tmp.path().join("data"), tmp.path().join("dest"), tmp.path().join("scratch"));
+    fs::create_dir_all(&scratch).unwrap();
+    append(&data, 0..30).await;
+    take(&opts(&data, &dest));
+    append(&data, 30..50).await;
+    let inc = take(&opts(&data, &dest));
+    let s = schedule_for(&dest, &scratch);
+    let v = tokio::task::block_in_place(|| trial::verify_scheduled(&s, &data)).unwrap();
+    assert_eq!(v.backups.len(), 2, "the newest backup's chain");
+    assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0, "the trial restore is cleaned up");
+
+    let piece = inc.files.iter().find(|f| f.log.is_some()).unwrap();
+    let path = dest.join(&inc.id).join(&piece.name);
+    let mut bytes = fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    fs::write(&path, bytes).unwrap();
+    let err = tokio::task::block_in_place(|| trial::verify_scheduled(&s, &data)).unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains(&format!("scheduled verify of {}", dest.display())), "{text}");
+    assert!(text.contains(&format!("{}/{}", inc.id, piece.name)), "{text}");
+    let lines = audit_lines(&data);
+    let verifies: Vec<_> = lines.iter().filter(|l| l["action"] == "verify").collect();
+    assert_eq!(verifies.iter().map(|l| l["outcome"].as_str().unwrap()).collect::<Vec<_>>(), ["ok", "failed"]);
+    assert!(verifies[1]["error"].as_str().unwrap().contains(&piece.name));
+}
+
+/// Two repositories, one of them unwritable: each has its own task, the other still gets its
+/// backups on schedule, and the failure names the unwritable repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_that_fails_holds_up_none_of_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, good) = (tmp.path().join("data"), tmp.path().join("good"));
+    append(&data, 0..10).await;
+    fs::write(tmp.path().join("file"), b"").unwrap();
+    let bad = tmp.path().join("file/backups");
+    let plan = schedule_for(&good, tmp.path()).plan;
+    let repos = schedule::schedules([bad.display().to_string(), good.display().to_string()], &plan);
+    assert_eq!(repos.len(), 2);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let tasks: Vec<_> =
+        repos.iter().map(|s| tokio::spawn(schedule::run(s.clone(), data.clone(), stopped.clone()))).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while fs::read_dir(&good).map_or(0, |d| d.count()) < 3 {
+        assert!(std::time::Instant::now() < deadline, "no backups in the good repository");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(30), t).await.unwrap().unwrap();
+    }
+    let err = tokio::task::block_in_place(|| schedule::backup_once(&repos[0], data.clone())).unwrap_err();
+    assert!(format!("{err:#}").contains(&format!("backup into {}", bad.display())), "{err:#}");
+    let failed = audit_lines(&data).iter().filter(|l| l["outcome"] == "failed").count();
+    assert!(failed >= 2, "every failed attempt is in the audit trail");
 }

@@ -51,7 +51,7 @@ pub fn verify(
     let mut v = Verified::default();
     for b in &scope {
         let m = read_manifest(dest.as_ref(), b, key)?;
-        if m.kind == Kind::Incremental {
+        if m.kind != Kind::Full {
             chain(dest.as_ref(), &ids, b, key)?;
         }
         for entry in &m.files {

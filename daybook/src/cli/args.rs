@@ -51,7 +51,7 @@ impl From<RunArgs> for Config {
             policy: a.policy.policy(),
             ingest: a.ingest.into(),
             projector: a.projector.into(),
-            backup: a.backup.schedule(),
+            backups: a.backup.schedules(),
             replicas: a.backup.replicas(),
             ..Config::new(a.data.data_dir)
         }

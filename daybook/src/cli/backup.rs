@@ -7,9 +7,11 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{DataArgs, LogArgs, PolicyArgs, StoreArgs};
+use crate::audit;
 use crate::backup::{self, KeyRing, S3Options};
 
-/// `daybook backup`: take one (full or incremental); `list` and `verify` the backups in DEST.
+/// `daybook backup`: take one (full, differential or incremental); `list` and `verify` the
+/// backups in DEST.
 #[derive(Debug, Clone, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BackupCmd {
@@ -28,11 +30,16 @@ pub struct TakeArgs {
     #[arg(long, env = "DAYBOOK_BACKUP_TO", required = true)]
     pub to: Option<String>,
     /// Take a full backup even when DEST holds one (starts a new chain).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "differential")]
     pub full: bool,
+    /// Take a differential backup: everything since the newest chain's full backup (a restore
+    /// at it needs that full only). A full one when DEST holds none.
+    #[arg(long)]
+    pub differential: bool,
     #[command(flatten)]
     pub key: KeyArgs,
-    /// Keep this many full backups (and the incrementals after them); delete older ones.
+    /// Keep this many full backups (and the backups after them); delete older ones that no
+    /// kept backup needs.
     #[arg(long, env = "DAYBOOK_BACKUP_KEEP_FULL", value_parser = clap::value_parser!(u64).range(1..))]
     pub keep_full: Option<u64>,
     #[command(flatten)]
@@ -41,7 +48,8 @@ pub struct TakeArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum BackupSub {
-    /// Print the backups in DEST as JSON lines, oldest first (incomplete ones flagged).
+    /// Print the backups in DEST as JSON lines, oldest first (incomplete ones flagged): each
+    /// one's kind, parent and `needs` (every backup a restore at it reads besides it).
     List {
         /// A directory, or `s3://BUCKET/PREFIX`.
         dest: String,
@@ -62,6 +70,10 @@ pub enum BackupSub {
         /// Directory for the trial restore (default: the system's temporary directory).
         #[arg(long)]
         scratch: Option<PathBuf>,
+        /// Append the outcome to this audit log (a JSON line; see docs/backups.md). Without
+        /// it, the outcome is in the process log only.
+        #[arg(long)]
+        audit_log: Option<PathBuf>,
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
@@ -189,6 +201,7 @@ pub(crate) async fn backup_cmd(cmd: BackupCmd) -> anyhow::Result<()> {
                 data_dir: a.data.data_dir,
                 to: a.to.expect("required"),
                 full: a.full,
+                differential: a.differential,
                 key: a.key.key()?,
                 keep_full: a.keep_full.map(|n| n as usize),
                 s3: a.s3.into(),
@@ -202,7 +215,8 @@ pub(crate) async fn backup_cmd(cmd: BackupCmd) -> anyhow::Result<()> {
                 "event": "backup", "id": m.id, "kind": m.kind, "parent": m.parent, "log": m.log,
                 "records": m.counts.records, "objects": m.counts.objects, "files": m.files.len(),
                 "bytes": m.files.iter().map(|f| f.size).sum::<u64>(), "stored_bytes": m.stored_bytes(),
-                "seconds": m.seconds, "encrypted": m.encrypted, "prune_problems": taken.prune_problems,
+                "seconds": m.seconds, "encrypted": m.encrypted, "pruned": taken.pruned,
+                "prune_problems": taken.prune_problems,
             }));
             Ok(())
         }
@@ -214,13 +228,25 @@ pub(crate) async fn backup_cmd(cmd: BackupCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(BackupSub::Verify { dest, id, scratch, key, s3 }) => {
+        Some(BackupSub::Verify { dest, id, scratch, audit_log, key, s3 }) => {
             let key = key.key()?;
             let started = std::time::Instant::now();
-            let v = tokio::task::spawn_blocking(move || {
+            let repo = backup::repo_label(&dest);
+            let asked = id.clone();
+            let result = tokio::task::spawn_blocking(move || {
                 backup::verify(&dest, id.as_deref(), key.as_ref(), &s3.into(), scratch.as_deref())
             })
-            .await??;
+            .await?;
+            let mut entry = audit::Entry::new(audit::Action::Verify, Some(repo), started, &result);
+            match &result {
+                Ok(v) => {
+                    entry.ids = v.backups.clone();
+                    entry.detail("files", v.files);
+                }
+                Err(_) => entry.ids.extend(asked),
+            }
+            audit::record_in(audit_log.as_deref(), entry);
+            let v = result?;
             print(&serde_json::json!({
                 "event": "verified", "backups": v.backups, "files": v.files, "stored_bytes": v.stored_bytes,
                 "trial_restore": v.trial_restore, "seconds": started.elapsed().as_secs_f64(),
@@ -293,6 +319,7 @@ pub(crate) async fn rebuild_cmd(a: RebuildCmd) -> anyhow::Result<()> {
         infra::StoreUrl::Embedded => format!("embedded --data-dir {}", data_dir.display()),
         url => url.to_string(),
     };
+    let started = std::time::Instant::now();
     let log = crate::resolve::open_log(&a.log.into(), &data_dir).await?;
     let store = crate::resolve::open_store(&a.store.into(), &data_dir, a.policy.policy()).await?;
     let result = crate::rebuild::rebuild_into(log.log.clone(), store, a.max_batch, Duration::from_secs(2), |line| {
@@ -300,6 +327,14 @@ pub(crate) async fn rebuild_cmd(a: RebuildCmd) -> anyhow::Result<()> {
     })
     .await;
     log.log.shutdown().await?;
+    let mut entry = audit::Entry::new(audit::Action::Rebuild, None, started, &result);
+    entry.detail("log", log_url.to_string());
+    entry.detail("store", &store_url);
+    if let Ok(r) = &result {
+        entry.detail("group", &r.group);
+        entry.detail("rows", r.rows);
+    }
+    audit::record(&data_dir, entry);
     let r = result?;
     print(&serde_json::json!({"event": "rebuilt", "rebuilt": r}));
     eprintln!(
@@ -314,16 +349,22 @@ pub(crate) async fn rebuild_cmd(a: RebuildCmd) -> anyhow::Result<()> {
 #[derive(Debug, Clone, Args)]
 pub struct ScheduleArgs {
     /// Take backups of the data directory into DEST (a directory or `s3://BUCKET/PREFIX`):
-    /// one at start, then every --backup-every. Off when unset.
-    #[arg(long, env = "DAYBOOK_BACKUP_TO")]
-    pub backup_to: Option<String>,
+    /// one at start, then every --backup-every. Give it several times (or a comma-separated
+    /// list) for several repositories, each on its own schedule: one that is down or slow
+    /// holds up none of the others. Off when unset.
+    #[arg(long, env = "DAYBOOK_BACKUP_TO", value_delimiter = ',')]
+    pub backup_to: Vec<String>,
     /// Time between backups (humantime: `1h`, `30m`, `1d`).
     #[arg(long, env = "DAYBOOK_BACKUP_EVERY", alias = "backup-interval", default_value = "1h", value_parser = humantime::parse_duration)]
     pub backup_every: Duration,
     /// A full backup when the newest full one is older than this; incrementals in between.
     #[arg(long, env = "DAYBOOK_BACKUP_FULL_EVERY", default_value = "7d", value_parser = humantime::parse_duration)]
     pub backup_full_every: Duration,
-    /// Keep this many full backups (with their incrementals).
+    /// A differential backup (everything since the full: a restore needs the full and it)
+    /// when the newest full or differential is older than this. Off when unset.
+    #[arg(long, env = "DAYBOOK_BACKUP_DIFFERENTIAL_EVERY", value_parser = humantime::parse_duration)]
+    pub backup_differential_every: Option<Duration>,
+    /// Keep this many full backups (with the backups that depend on them).
     #[arg(long, env = "DAYBOOK_BACKUP_KEEP_FULL", value_parser = clap::value_parser!(u64).range(1..))]
     pub backup_keep_full: Option<u64>,
     /// Encryption key file of the backups (see `daybook backup --help`).
@@ -335,6 +376,15 @@ pub struct ScheduleArgs {
     /// Region of an `s3://` backup destination.
     #[arg(long, env = "DAYBOOK_BACKUP_S3_REGION")]
     pub backup_s3_region: Option<String>,
+    /// Verify the newest backup of each repository this often: every file of its chain read,
+    /// then a trial restore into --backup-verify-scratch checked. Off when unset.
+    #[arg(long, env = "DAYBOOK_BACKUP_VERIFY_EVERY", value_parser = humantime::parse_duration)]
+    pub backup_verify_every: Option<Duration>,
+    /// Directory for the scheduled trial restores (default: the system's temporary
+    /// directory). A trial that does not fit, or would leave the data directory's filesystem
+    /// under 10 % free, is skipped.
+    #[arg(long, env = "DAYBOOK_BACKUP_VERIFY_SCRATCH")]
+    pub backup_verify_scratch: Option<PathBuf>,
     /// Ship the log's records, new objects and changed secrets to DEST (a directory or
     /// `s3://BUCKET/PREFIX`) every --replicate-every, and take the scheduled backups there
     /// too, so DEST alone restores to seconds before a loss. Repeatable.
@@ -360,15 +410,25 @@ impl ScheduleArgs {
             .collect()
     }
 
-    pub fn schedule(&self) -> Option<backup::schedule::Schedule> {
-        self.backup_to.clone().map(|to| backup::schedule::Schedule {
-            to,
+    /// How every repository is backed up.
+    pub fn plan(&self) -> backup::schedule::Plan {
+        backup::schedule::Plan {
             interval: self.backup_every.max(Duration::from_secs(1)),
             full_every: self.backup_full_every,
+            differential_every: self.backup_differential_every,
             keep_full: self.backup_keep_full.map(|n| n as usize),
             key_file: self.backup_encryption_key_file.clone(),
             s3: S3Options { endpoint: self.backup_s3_endpoint.clone(), region: self.backup_s3_region.clone() },
-        })
+            verify_every: self.backup_verify_every.map(|d| d.max(Duration::from_secs(1))),
+            verify_scratch: self.backup_verify_scratch.clone(),
+        }
+    }
+
+    /// One schedule per repository: every `--backup-to`, and every `--replicate-to` (whose
+    /// shipped log continues the backups taken there, so that it alone restores).
+    pub fn schedules(&self) -> Vec<backup::schedule::Schedule> {
+        let repos = self.backup_to.iter().chain(&self.replicate_to).cloned();
+        backup::schedule::schedules(repos, &self.plan())
     }
 }
 
@@ -388,7 +448,24 @@ mod tests {
     fn backup_every_keeps_backup_interval_as_an_alias() {
         for flag in ["--backup-every", "--backup-interval"] {
             let r = Run::try_parse_from(["daybook", "--backup-to", "/b", flag, "5m"]).unwrap();
-            assert_eq!(r.schedule.schedule().unwrap().interval, Duration::from_secs(300), "{flag}");
+            assert_eq!(r.schedule.schedules()[0].plan.interval, Duration::from_secs(300), "{flag}");
         }
+    }
+
+    #[test]
+    fn backup_to_takes_several_repositories_each_once() {
+        let r = Run::try_parse_from([
+            "daybook",
+            "--backup-to",
+            "/a,s3://bucket/site",
+            "--backup-to",
+            "/b",
+            "--backup-to",
+            "/a",
+        ])
+        .unwrap();
+        let repos: Vec<String> = r.schedule.schedules().iter().map(|s| s.repo()).collect();
+        assert_eq!(repos, ["/a", "s3://bucket/site", "/b"]);
+        assert!(Run::try_parse_from(["daybook"]).unwrap().schedule.schedules().is_empty());
     }
 }
