@@ -89,11 +89,13 @@ async fn a_lost_disk_costs_at_most_the_shipping_interval() {
     // Video, uploaded as devices do: (segment id, bytes, when its PUT was answered).
     let uploads: Arc<Mutex<Vec<(String, Vec<u8>, Instant)>>> = Arc::default();
     let uploader = {
-        let (dev, uploads) = (Http::new(server.http(), &devices[0].1), uploads.clone());
+        // A device of its own: the reporting devices use up their rate.
+        let token = DAYBOOK.token(&["device", "cam-video", "--data-dir", s(&a)]);
+        let (dev, uploads) = (Http::new(server.http(), &token), uploads.clone());
         tokio::spawn(async move {
             for n in 0u32.. {
                 let bytes: Vec<u8> = (0..20_000u32).map(|i| ((i * 7 + n) % 251) as u8).collect();
-                let id = tests::flow::upload_segment(&dev, "cam-00", &bytes).await;
+                let id = tests::flow::upload_segment(&dev, "cam-video", &bytes).await;
                 uploads.lock().unwrap().push((id, bytes, Instant::now()));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -139,6 +141,27 @@ async fn a_lost_disk_costs_at_most_the_shipping_interval() {
         args.extend(["--data-dir", s(&b)]);
         let viewer = DAYBOOK.token(&args);
         outage::assert_listed_exactly_once(copy.http(), &viewer, &due, Duration::from_secs(60)).await;
+        // The measured recovery point: the oldest acknowledged report that did not come back.
+        let http = reqwest::Client::new();
+        let mut listed: BTreeSet<String> = BTreeSet::new();
+        let days: BTreeSet<(String, String)> = ledger
+            .attempts
+            .iter()
+            .filter_map(|at| {
+                at.event_id.as_ref().map(|id| (at.cid.clone(), format!("{}-{}-{}", &id[..4], &id[4..6], &id[6..8])))
+            })
+            .collect();
+        for (cid, day) in &days {
+            listed.extend(outage::listed(&http, copy.http(), &viewer, cid, day).await);
+        }
+        let lost: Vec<Duration> = ledger
+            .attempts
+            .iter()
+            .filter(|at| at.event_id.as_ref().is_some_and(|id| !listed.contains(id)))
+            .map(|at| loss.saturating_duration_since(at.answered.expect("answered")))
+            .collect();
+        let rpo = lost.iter().max().copied().unwrap_or_default();
+        assert!(rpo <= window, "{name}: a report acknowledged {rpo:?} before the loss did not come back");
         for (id, bytes, _) in &due_uploads {
             assert_eq!(
                 find(&b.join("objects"), id).as_ref(),
@@ -147,9 +170,11 @@ async fn a_lost_disk_costs_at_most_the_shipping_interval() {
             );
         }
         println!(
-            "{name}: loss {:.1} s into the load; {acknowledged} acknowledged, {} due and all back, {in_window} in the last {window:?}; {} of {} uploads due and back; restore {:.1} s (backup {}, {} shipped records)",
+            "{name}: loss {:.1} s into the load; {acknowledged} acknowledged, {} due and all back, {in_window} in the last {window:?}, of which {} lost; the oldest lost was acknowledged {:.2} s before the loss; {} of {} uploads due and back; restore {:.1} s (backup {}, {} shipped records)",
             wait.as_secs_f64(),
             due.values().map(BTreeSet::len).sum::<usize>(),
+            lost.len(),
+            rpo.as_secs_f64(),
             due_uploads.len(),
             uploads.len(),
             t.elapsed().as_secs_f64(),
