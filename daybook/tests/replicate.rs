@@ -185,3 +185,56 @@ async fn a_lost_disk_costs_at_most_the_shipping_interval() {
     }
     assert!(target.stop().success());
 }
+
+/// A camera revoked after the last backup stays revoked in a copy restored from the
+/// repository: the revocation was shipped within the interval, and a restore installs the
+/// newest secrets it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_camera_stays_revoked_after_a_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, repo, b) = (tmp.path().join("a"), tmp.path().join("repo"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    let server = DAYBOOK.run_in(s(&a), &["--replicate-to", s(&repo), "--replicate-every", "200ms"]);
+    let stolen = DAYBOOK.token(&["device", "cam-stolen", "--data-dir", s(&a)]);
+    let kept = DAYBOOK.token(&["device", "cam-kept", "--data-dir", s(&a)]);
+    let post = |token: &str, base: &str| {
+        let (token, url) = (
+            token.to_owned(),
+            format!("{base}/v1/devices/{}/events", if token == stolen { "cam-stolen" } else { "cam-kept" }),
+        );
+        async move {
+            let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&serde_json::json!({"type": "motion", "triggered_at": at}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post(&stolen, server.http()).await, 201);
+    // Wait for the scheduled backup at start, so the revocation comes after it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_dir(&repo).is_ok_and(|d| d.flatten().any(|e| e.path().join("manifest.json").exists())) {
+        assert!(Instant::now() < deadline, "no backup at start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Command::new(DAYBOOK.0).args(["token", "revoke", "cam-stolen", "--data-dir", s(&a)]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while post(&stolen, server.http()).await != 401 {
+        assert!(Instant::now() < deadline, "the revocation was not applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Two shipping rounds, then the disk is lost.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    server.kill();
+    std::fs::remove_dir_all(&a).unwrap();
+    run(&["restore", "--from", s(&repo), "--data-dir", s(&b)], &[]);
+    let copy = DAYBOOK.run_in(s(&b), &[]);
+    assert_eq!(post(&stolen, copy.http()).await, 401, "the revoked camera's token works again after the restore");
+    assert_eq!(post(&kept, copy.http()).await, 201, "the other camera's token works");
+    assert!(copy.stop().success());
+}
