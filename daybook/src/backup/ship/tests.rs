@@ -365,3 +365,39 @@ async fn a_repository_down_or_hanging_holds_back_only_itself() {
     assert!(stopping.elapsed() >= STOP_WAIT, "the S3 repository did not hang: the test tests nothing");
     drop(hanging);
 }
+
+/// A repository that fills up misses rounds, never records: once it has room again the next
+/// round stores everything since, and it restores whole; another repository is not held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_repository_catches_up_once_it_has_room() {
+    use ::tests::tmpfs::{fill, Tmpfs};
+    let mount = match Tmpfs::mount("2m") {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, full, good) = (tmp.path().join("data"), mount.path().join("repo"), tmp.path().join("good"));
+    append(&data, 0..20).await;
+    tokio::task::block_in_place(|| take(&data, &full));
+    let mut f = tokio::task::block_in_place(|| start(&data, &full));
+    let mut g = tokio::task::block_in_place(|| start(&data, &good));
+    let filler = mount.path().join("filler");
+    fill(&filler);
+    append(&data, 20..200).await;
+    let head = logfiles::durable_head(&data.join("log")).unwrap();
+    tokio::task::block_in_place(|| {
+        f.round().map_err(|r| r.0).unwrap();
+        g.round().map_err(|r| r.0).unwrap();
+    });
+    assert_eq!(g.shipped, head, "the other repository is not held back");
+    assert!(f.shipped < head, "a full repository stored nothing");
+    fs::remove_file(&filler).unwrap();
+    tokio::task::block_in_place(|| f.round()).map_err(|r| r.0).unwrap();
+    assert_eq!(f.shipped, head, "caught up");
+    let r = tokio::task::block_in_place(|| restore_to(&full, &tmp.path().join("r"), None));
+    assert_eq!(r.records, 200);
+    assert_eq!(frames(&tmp.path().join("r")), frames(&data));
+}
