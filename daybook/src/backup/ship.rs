@@ -219,6 +219,10 @@ struct State {
     walk_since: Option<SystemTime>,
     /// The secrets as last shipped.
     secrets: Option<Vec<u8>>,
+    /// The first offset of this generation, and whether a backup in the repository ends at or
+    /// before it (else, until one does, the repository cannot restore it: see `round`).
+    start: i64,
+    based: bool,
 }
 
 fn now_ms() -> i64 {
@@ -276,6 +280,8 @@ impl State {
                     repo: repo.to_owned(),
                     data_dir: data_dir.to_owned(),
                     log_dir: data_dir.join("log"),
+                    start: g.start,
+                    based: g.based_on.is_some(),
                     generation: g.id,
                     shipped: g.start,
                     prev,
@@ -298,6 +304,22 @@ impl State {
 
     /// One round: the log, then the objects, then the secrets.
     fn round(&mut self) -> Result<(), Restart> {
+        if !self.based {
+            // Started at the log's head, with no backup of this log in the repository: the
+            // first backup there (taken at start) may have read the log before this generation
+            // began, leaving a gap no restore could cross. Once it exists, ship from its end.
+            match base_backup(self.dest.as_ref(), self.key.as_ref(), &self.log_dir) {
+                Ok(Some((m, _))) if m.log.next < self.start => {
+                    return Err(Restart(format!(
+                        "backup {} ends at offset {}, before this generation's start {}",
+                        m.id, m.log.next, self.start
+                    )))
+                }
+                Ok(Some(_)) => self.based = true,
+                Ok(None) => {}
+                Err(e) => self.failed("start", &e),
+            }
+        }
         let mut whole = true;
         match self.ship_log() {
             Ok(()) => {}

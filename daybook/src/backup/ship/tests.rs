@@ -401,3 +401,28 @@ async fn a_full_repository_catches_up_once_it_has_room() {
     assert_eq!(r.records, 200);
     assert_eq!(frames(&tmp.path().join("r")), frames(&data));
 }
+
+/// A generation that started at the log's head before any backup existed, and a backup that
+/// then ends before that head (it read the log first): the gap would make the repository
+/// unrestorable past the backup, so shipping starts again from the backup's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_ending_before_the_generation_began_restarts_it_from_the_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, dest, early) = (tmp.path().join("data"), tmp.path().join("dest"), tmp.path().join("early"));
+    append(&data, 0..30).await;
+    let b = tokio::task::block_in_place(|| take(&data, &early));
+    append(&data, 30..60).await;
+    let mut s = tokio::task::block_in_place(|| start(&data, &dest));
+    assert_eq!((s.shipped, s.based), (61, false), "no backup in the repository: from the head");
+    tokio::task::block_in_place(|| s.round()).map_err(|r| r.0).unwrap();
+    // The backup lands in the repository, ending at 31.
+    fs::rename(early.join(&b.id), dest.join(&b.id)).unwrap();
+    let restart = tokio::task::block_in_place(|| s.round()).err().expect("a restart");
+    assert!(restart.0.contains("before this generation's start"), "{}", restart.0);
+    let mut s = tokio::task::block_in_place(|| start(&data, &dest));
+    assert_eq!((s.shipped, s.based), (31, true));
+    tokio::task::block_in_place(|| s.round()).map_err(|r| r.0).unwrap();
+    let r = tokio::task::block_in_place(|| restore_to(&dest, &tmp.path().join("r"), None));
+    assert_eq!(r.records, 60);
+    assert_eq!(frames(&tmp.path().join("r")), frames(&data));
+}
