@@ -7,13 +7,14 @@
 #
 #   bench/replicate.sh [OUT_DIR] [RUNS]          (default bench-out/replicate, 3)
 #
-# Builds daybook and daybook-bench with --release first (into CARGO_TARGET_DIR).
+# Builds daybook and daybook-bench with --release first (into CARGO_TARGET_DIR; skipped when
+# DAYBOOK_BENCH_PREBUILT is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-bench-out/replicate}"
 runs="${2:-3}"
 mkdir -p "$out"
-cargo build --release -q -p daybook -p daybook-bench
+[[ -n "${DAYBOOK_BENCH_PREBUILT:-}" ]] || cargo build --release -q -p daybook -p daybook-bench
 target="${CARGO_TARGET_DIR:-target}/release"
 
 # The S3 repository: another daybook's embedded endpoint on loopback.
@@ -23,7 +24,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 s3pid=$!
 trap 'kill $s3pid 2>/dev/null || true; rm -rf "$s3dir"' EXIT
 for _ in $(seq 100); do [[ -s "$s3dir/s3-credentials" ]] && break; sleep 0.1; done
-IFS=: read -r AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY < "$s3dir/s3-credentials"
+IFS=: read -r AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY < "$s3dir/s3-credentials" || [[ -n "${AWS_SECRET_ACCESS_KEY:-}" ]]
 export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY DAYBOOK_BACKUP_S3_ENDPOINT="http://127.0.0.1:$port"
 
 for i in $(seq "$runs"); do

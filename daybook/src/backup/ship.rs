@@ -153,11 +153,20 @@ impl Shipper {
     }
 }
 
+/// The shipping threads' nice value.
+const SHIPPER_NICE: i32 = 5;
+
 /// How long stopping waits for the last round.
 const STOP_WAIT: Duration = Duration::from_secs(if cfg!(test) { 2 } else { 15 });
 
 fn run(replica: Replica, data_dir: PathBuf, feed: Option<broadcast::Receiver<String>>, stop: &AtomicBool, repo: &str) {
     tracing::info!(repo, every = ?replica.every, "shipping the log, objects and secrets");
+    // Below the services: under a burst, accepting reports comes first, and a round that
+    // waits a little longer for the CPU only widens the window by as much (on Linux the
+    // thread's I/O priority follows its nice value).
+    if let Err(e) = rustix::process::setpriority_process(None, SHIPPER_NICE) {
+        tracing::debug!(error = %e, "cannot lower the shipping thread's priority");
+    }
     let mut state: Option<State> = None;
     let mut feed = feed;
     loop {
