@@ -44,6 +44,9 @@ fn find(dir: &Path, id: &str) -> Option<Vec<u8>> {
     None
 }
 
+/// An uploaded segment: its id, its bytes, and when its PUT was answered.
+type Upload = (String, Vec<u8>, Instant);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_disk_costs_at_most_the_shipping_interval() {
     let tmp = tempfile::tempdir().unwrap();
@@ -87,7 +90,7 @@ async fn a_lost_disk_costs_at_most_the_shipping_interval() {
         .collect();
     let load = Load::start(server.http(), devices.clone(), Duration::from_millis(40));
     // Video, uploaded as devices do: (segment id, bytes, when its PUT was answered).
-    let uploads: Arc<Mutex<Vec<(String, Vec<u8>, Instant)>>> = Arc::default();
+    let uploads: Arc<Mutex<Vec<Upload>>> = Arc::default();
     let uploader = {
         // A device of its own: the reporting devices use up their rate.
         let token = DAYBOOK.token(&["device", "cam-video", "--data-dir", s(&a)]);

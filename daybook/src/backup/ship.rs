@@ -242,7 +242,7 @@ impl State {
     /// Opens the repository and begins a generation: from the end of the newest backup in it
     /// when that backup is of this log and the log still holds what follows (so the repository
     /// is whole from that backup on), else from the durable head (whole once the next backup,
-    /// taken at start, completes).
+    /// taken at start, completes). On failure the feed is handed back for the next attempt.
     #[allow(clippy::result_large_err)]
     fn start(
         replica: &Replica,
@@ -250,60 +250,59 @@ impl State {
         feed: Option<broadcast::Receiver<String>>,
         repo: &str,
     ) -> Result<Self, (anyhow::Error, Option<broadcast::Receiver<String>>)> {
-        let inner = || -> anyhow::Result<(Box<dyn Dest>, Option<KeyRing>, Generation, Option<(i64, u32)>, Option<SystemTime>)> {
-            let key = replica.key_file.as_deref().map(KeyRing::from_file).transpose()?;
-            let dest = dest::open(&replica.to, &replica.s3, true)?;
-            let log_dir = data_dir.join("log");
-            let head = logfiles::durable_head(&log_dir)?;
-            let base = base_backup(dest.as_ref(), key.as_ref(), &log_dir)?;
-            let (start, prev, based_on, walk_since) = match base {
-                Some((m, last)) => {
-                    let created = chrono::DateTime::parse_from_rfc3339(&m.created_at)
-                        .map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
-                        .unwrap_or_else(|_| SystemTime::now());
-                    let since = created.checked_sub(OBJECT_SLACK + Duration::from_secs_f64(m.seconds)).unwrap_or(UNIX_EPOCH);
-                    (m.log.next, last, Some(m.id.clone()), Some(since))
-                }
-                None => (head, logfiles::last_before(&log_dir, head)?, None, None),
-            };
-            let g = Generation {
-                format: 1,
-                id: wal::new_generation_id(),
-                created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                host: fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_owned(),
-                pid: std::process::id(),
-                data_dir: data_dir.display().to_string(),
-                start,
-                based_on,
-            };
-            wal::put_generation(dest.as_ref(), key.as_ref(), &g)
-                .with_context(|| format!("cannot store {} in {}", wal::generation_path(&g.id), dest.describe()))?;
-            Ok((dest, key, g, prev, walk_since))
-        };
-        match inner() {
-            Ok((dest, key, g, prev, walk_since)) => {
-                tracing::info!(repo, generation = %g.id, start = g.start, based_on = ?g.based_on, "shipping generation started");
-                Ok(Self {
-                    dest,
-                    key,
-                    repo: repo.to_owned(),
-                    data_dir: data_dir.to_owned(),
-                    log_dir: data_dir.join("log"),
-                    start: g.start,
-                    based: g.based_on.is_some(),
-                    generation: g.id,
-                    shipped: g.start,
-                    prev,
-                    cursor: None,
-                    seq: 0,
-                    feed,
-                    objects: BTreeSet::new(),
-                    walk_since,
-                    secrets: None,
-                })
-            }
+        match Self::begin(replica, data_dir, repo) {
+            Ok(s) => Ok(Self { feed, ..s }),
             Err(e) => Err((e, feed)),
         }
+    }
+
+    fn begin(replica: &Replica, data_dir: &Path, repo: &str) -> anyhow::Result<Self> {
+        let key = replica.key_file.as_deref().map(KeyRing::from_file).transpose()?;
+        let dest = dest::open(&replica.to, &replica.s3, true)?;
+        let log_dir = data_dir.join("log");
+        let head = logfiles::durable_head(&log_dir)?;
+        let (start, prev, based_on, walk_since) = match base_backup(dest.as_ref(), key.as_ref(), &log_dir)? {
+            Some(Base { manifest: m, last }) => {
+                let created = chrono::DateTime::parse_from_rfc3339(&m.created_at)
+                    .map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
+                    .unwrap_or_else(|_| SystemTime::now());
+                let since =
+                    created.checked_sub(OBJECT_SLACK + Duration::from_secs_f64(m.seconds)).unwrap_or(UNIX_EPOCH);
+                (m.log.next, last, Some(m.id.clone()), Some(since))
+            }
+            None => (head, logfiles::last_before(&log_dir, head)?, None, None),
+        };
+        let g = Generation {
+            format: 1,
+            id: wal::new_generation_id(),
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            host: fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_owned(),
+            pid: std::process::id(),
+            data_dir: data_dir.display().to_string(),
+            start,
+            based_on,
+        };
+        wal::put_generation(dest.as_ref(), key.as_ref(), &g)
+            .with_context(|| format!("cannot store {} in {}", wal::generation_path(&g.id), dest.describe()))?;
+        tracing::info!(repo, generation = %g.id, start = g.start, based_on = ?g.based_on, "shipping generation started");
+        Ok(Self {
+            dest,
+            key,
+            repo: repo.to_owned(),
+            data_dir: data_dir.to_owned(),
+            log_dir,
+            start: g.start,
+            based: g.based_on.is_some(),
+            generation: g.id,
+            shipped: g.start,
+            prev,
+            cursor: None,
+            seq: 0,
+            feed: None,
+            objects: BTreeSet::new(),
+            walk_since,
+            secrets: None,
+        })
     }
 
     fn failed(&self, what: &'static str, e: &anyhow::Error) {
@@ -318,7 +317,7 @@ impl State {
             // first backup there (taken at start) may have read the log before this generation
             // began, leaving a gap no restore could cross. Once it exists, ship from its end.
             match base_backup(self.dest.as_ref(), self.key.as_ref(), &self.log_dir) {
-                Ok(Some((m, _))) if m.log.next < self.start => {
+                Ok(Some(Base { manifest: m, .. })) if m.log.next < self.start => {
                     return Err(Restart(format!(
                         "backup {} ends at offset {}, before this generation's start {}",
                         m.id, m.log.next, self.start
@@ -486,13 +485,15 @@ impl State {
     }
 }
 
-/// The newest backup in `dest` if it is of this log and the log holds everything after it:
-/// its manifest and its last record.
-fn base_backup(
-    dest: &dyn Dest,
-    key: Option<&KeyRing>,
-    log_dir: &Path,
-) -> anyhow::Result<Option<(Manifest, Option<(i64, u32)>)>> {
+/// A backup a generation can start from.
+struct Base {
+    manifest: Manifest,
+    /// Its last record: offset and checksum.
+    last: Option<(i64, u32)>,
+}
+
+/// The newest backup in `dest` if it is of this log and the log holds everything after it.
+fn base_backup(dest: &dyn Dest, key: Option<&KeyRing>, log_dir: &Path) -> anyhow::Result<Option<Base>> {
     let ids = dest.ids().with_context(|| format!("cannot list {}", dest.describe()))?;
     let Some(newest) = ids.last() else { return Ok(None) };
     let m = match read_manifest(dest, newest, key) {
@@ -515,7 +516,7 @@ fn base_backup(
     if oldest.is_some_and(|o| o > m.log.next) {
         return Ok(None);
     }
-    Ok(Some((m, last)))
+    Ok(Some(Base { manifest: m, last }))
 }
 
 /// Frames read for one piece.

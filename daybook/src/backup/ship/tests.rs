@@ -417,7 +417,7 @@ async fn a_backup_ending_before_the_generation_began_restarts_it_from_the_backup
     tokio::task::block_in_place(|| s.round()).map_err(|r| r.0).unwrap();
     // The backup lands in the repository, ending at 31.
     fs::rename(early.join(&b.id), dest.join(&b.id)).unwrap();
-    let restart = tokio::task::block_in_place(|| s.round()).err().expect("a restart");
+    let restart = tokio::task::block_in_place(|| s.round()).expect_err("a restart");
     assert!(restart.0.contains("before this generation's start"), "{}", restart.0);
     let mut s = tokio::task::block_in_place(|| start(&data, &dest));
     assert_eq!((s.shipped, s.based), (31, true));
