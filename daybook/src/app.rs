@@ -308,6 +308,10 @@ impl Application {
         }
         // A task per repository: one that is down or slow holds up none of the others.
         for schedule in self.backups {
+            // The restore tests on their own schedule, beside the backups they check.
+            if let Some(every) = schedule.plan.verify_every {
+                tokio::spawn(crate::backup::trial::run(schedule.clone(), self.data_dir.clone(), every, rx.clone()));
+            }
             tokio::spawn(crate::backup::schedule::run(schedule, self.data_dir.clone(), rx.clone()));
         }
         if let Some((auth, dir)) = self.auth_reload {

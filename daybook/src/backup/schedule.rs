@@ -101,14 +101,11 @@ pub fn schedules(repos: impl IntoIterator<Item = String>, plan: &Plan) -> Vec<Sc
     out
 }
 
-/// Takes backups of `data_dir` into the schedule's repository until `shutdown` turns true,
-/// and verifies them on their own schedule (in a task of their own) when asked.
+/// Takes backups of `data_dir` into the schedule's repository until `shutdown` turns true.
+/// (Its verifies, `plan.verify_every`, run in a task of their own: `super::trial::run`.)
 pub async fn run(schedule: Schedule, data_dir: PathBuf, mut shutdown: watch::Receiver<bool>) {
     let repo = schedule.repo();
     tracing::info!(repo = %repo, interval = ?schedule.plan.interval, "scheduled backups on");
-    if let Some(every) = schedule.plan.verify_every {
-        tokio::spawn(super::trial::run(schedule.clone(), data_dir.clone(), every, shutdown.clone()));
-    }
     loop {
         let (s, dir) = (schedule.clone(), data_dir.clone());
         let task = tokio::task::spawn_blocking(move || backup_once(&s, dir));
