@@ -70,10 +70,13 @@ const POLL_LINGER: Duration = Duration::from_millis(5);
 const FETCH_WAIT_MAX_MS: &str = "100";
 /// Most bytes of one partition in one fetch response (librdkafka's default: 1 MiB).
 const MAX_PARTITION_FETCH_BYTES: &str = "1048576";
-/// Most bytes of one fetch response over all its partitions (librdkafka's default: 50 MiB).
-/// Bounded so that one fetch from a slow broker (tansu on SQLite reads record by record)
-/// answers well within the request timeout instead of timing out whole and starting over.
-const FETCH_MAX_BYTES: &str = "8388608";
+/// Most bytes of one fetch response over all its partitions (librdkafka's default: 50 MiB):
+/// about one projector batch (16 384 reports of ~250 bytes). Bounded so that one fetch from a
+/// slow broker answers well within the request timeout instead of timing out whole and
+/// starting over: tansu 0.6 fills a fetch up to this budget whatever the per-partition bound,
+/// and on SQLite it reads record by record, so at 50 MiB one fetch of a backlog is the whole
+/// backlog.
+const FETCH_MAX_BYTES: &str = "4194304";
 /// How long a request may stay unanswered before librdkafka times it out and retries it
 /// (librdkafka's default: 60 s, during which a partition whose fetch is lost makes no
 /// progress).
