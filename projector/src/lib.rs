@@ -46,7 +46,7 @@ pub struct ProjectorConfig {
     /// what the log already holds (it does not wait for more), and its records are committed
     /// only once written, as any batch's. It holds a second batch in memory. On by default for
     /// live projectors (`--read-ahead`) and for replays (`rebuild`): on Kafka the fetch of
-    /// the next batch otherwise waits for every store write (docs/engines.md).
+    /// the next batch otherwise waits for every store write (docs/deployment.md).
     pub prefetch: bool,
     /// How often, while records flow, the lag gauge is set (and, in
     /// [`run_until_caught_up`], the lag checked).

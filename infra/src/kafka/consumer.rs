@@ -66,7 +66,7 @@ const POLL_LINGER: Duration = Duration::from_millis(5);
 
 /// How long a broker may hold a fetch open waiting for new records (librdkafka's default is
 /// 500 ms): the projector's latency behind the log when it has caught up. See
-/// docs/engines.md for the measured effect of the fetch settings.
+/// docs/deployment.md for what each fetch setting does.
 const FETCH_WAIT_MAX_MS: &str = "100";
 /// Most bytes of one partition in one fetch response (librdkafka's default: 1 MiB).
 const MAX_PARTITION_FETCH_BYTES: &str = "1048576";

@@ -53,9 +53,9 @@ const FULL_RETRY_AFTER: Duration = Duration::from_millis(500);
 /// How long the producer gathers records of one partition into a batch (librdkafka's
 /// `linger.ms`, default 5). An append waits for it: each device request's answer includes
 /// it, so it bounds the rate of a load generator (or a fleet) with a fixed number of requests
-/// in flight. Measured: docs/engines.md.
+/// in flight. See docs/deployment.md.
 const LINGER_MS: &str = "5";
-/// Compression of produce batches (`compression.type`). Measured: docs/engines.md.
+/// Compression of produce batches (`compression.type`). See docs/deployment.md.
 const COMPRESSION: &str = "none";
 
 /// The librdkafka config of daybook's producer (idempotent, `acks=all`, the settings above),
