@@ -618,8 +618,8 @@ async fn pipeline(s: &Setup<'_>, log: &LogUrl, label: &str) -> anyhow::Result<Pi
     let burst_end = outcomes.iter().map(|o| o.done).max().unwrap_or_default();
     let bg_outcomes = bg.await?;
     // Every accepted report (burst and background) must become queryable.
-    let want = (outcomes.iter().filter(|o| o.accepted()).count() + bg_outcomes.iter().filter(|o| o.accepted()).count())
-        as f64;
+    let want =
+        (outcomes.iter().filter(|o| o.accepted()).count() + bg_outcomes.iter().filter(|o| o.accepted()).count()) as f64;
     let pb = bar(want as u64, "projected");
     let projection_done = loop {
         let m = scrape(server.http, &[PROJECTED]).await;
@@ -639,11 +639,9 @@ async fn pipeline(s: &Setup<'_>, log: &LogUrl, label: &str) -> anyhow::Result<Pi
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = stop_tx.send(true);
     let samples = samples.await?;
-    let gc = scrape(
-        server.http,
-        &["daybook_log_group_commit_records_sum", "daybook_log_group_commit_records_count", ROWS],
-    )
-    .await;
+    let gc =
+        scrape(server.http, &["daybook_log_group_commit_records_sum", "daybook_log_group_commit_records_count", ROWS])
+            .await;
     let group_commits = gc.get("daybook_log_group_commit_records_count").copied().filter(|n| *n > 0.0);
     let group_commit_mean_records =
         group_commits.map(|n| gc.get("daybook_log_group_commit_records_sum").copied().unwrap_or(0.0) / n);

@@ -45,7 +45,6 @@ use tokio::runtime::Runtime;
 mod common;
 use common::{cid, ended, rows_of, started, ApplyMix, DAY_MS, KINDS};
 
-
 /// Bump when the read fixture's shape or the store's schema changes: the cache is keyed by it.
 const READ_FIXTURE: &str = "store-1m-v1";
 const READ_DEVICES: usize = 2000;

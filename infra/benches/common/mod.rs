@@ -11,7 +11,6 @@ use schemas::{
 pub(crate) const DAY_MS: i64 = 86_400_000;
 pub(crate) const KINDS: [&str; 3] = ["motion", "sound", "person"];
 
-
 pub(crate) fn cid(i: usize) -> DeviceId {
     DeviceId::parse(&format!("acme-cam-{i:06}")).expect("device id")
 }
@@ -135,4 +134,3 @@ impl ApplyMix {
 pub(crate) fn rows_of(batch: &[Envelope]) -> u64 {
     batch.iter().map(|e| schemas::rows::plan(e, &TimePolicy::default()).len() as u64).sum()
 }
-

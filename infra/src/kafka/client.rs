@@ -51,7 +51,10 @@ pub fn client_config(
     let mut cc = ClientConfig::new();
     // librdkafka reports request timeouts (`REQTMOUT`) as warnings: they must reach the log
     // callback (which counts them) even when the process logs errors only.
-    if matches!(cc.log_level, RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error) {
+    if matches!(
+        cc.log_level,
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error
+    ) {
         cc.set_log_level(RDKafkaLogLevel::Warning);
     }
     cc.set("bootstrap.servers", &config.brokers);
@@ -146,7 +149,10 @@ mod tests {
 
     #[test]
     fn request_timeout_lines_are_counted_by_their_in_flight_requests() {
-        assert_eq!(timed_out_in_flight("Timed out 2 in-flight, 0 retry-queued, 0 out-queue, 0 partially-sent requests"), Some(2));
+        assert_eq!(
+            timed_out_in_flight("Timed out 2 in-flight, 0 retry-queued, 0 out-queue, 0 partially-sent requests"),
+            Some(2)
+        );
         assert_eq!(timed_out_in_flight("Timed out FetchRequest in flight (after 60001ms, timeout #0)"), None);
         assert_eq!(timed_out_in_flight("Connection refused"), None);
     }
