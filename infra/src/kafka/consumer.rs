@@ -446,12 +446,31 @@ impl LogConsumer for KafkaConsumer {
             } else {
                 None
             };
+            // Every partition's high watermark in one ListOffsets request (timestamp -1 =
+            // latest), not one watermark query per partition: the projector checks its lag
+            // every second between batches, and twelve sequential round trips to a busy broker
+            // held up the next batch.
+            let mut latest = TopicPartitionList::new();
+            for &p in &parts {
+                latest.add_partition_offset(&topic, p, Offset::End)?;
+            }
+            let highs = consumer.offsets_for_times(latest, REQUEST_TIMEOUT)?;
             let mut out = Vec::with_capacity(parts.len());
             for p in parts {
-                let (low, high) = consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?;
-                let at = position_of(&positions, p)
-                    .or_else(|| committed.as_ref().and_then(|c| position_of(c, p)))
-                    .unwrap_or(low);
+                let high = match highs.find_partition(&topic, p) {
+                    Some(e) if e.error().is_err() => return Err(e.error().unwrap_err()),
+                    Some(e) => match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?.1,
+                    },
+                    None => consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?.1,
+                };
+                let at = match position_of(&positions, p).or_else(|| committed.as_ref().and_then(|c| position_of(c, p)))
+                {
+                    Some(at) => at,
+                    // Not read from and never committed: it starts at the log's beginning.
+                    None => consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?.0,
+                };
                 out.push((p, (high - at).max(0)));
             }
             Ok(out)
