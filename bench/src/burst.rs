@@ -66,6 +66,18 @@ pub(crate) struct BurstArgs {
     /// the run then reports each record's time from append to stored in the first one.
     #[arg(long)]
     replicate_to: Vec<String>,
+    /// With `--log kafka://…`: also run the same burst on the embedded log in this invocation
+    /// (`ratio_vs_embedded`, `cpu_ratio_vs_embedded`, its own projection time).
+    #[arg(long)]
+    with_embedded: bool,
+    /// The projector's ceiling on store rows per second (`--max-rows-per-s` of the server;
+    /// 0: unpaced). The projection cannot finish before rows ÷ this.
+    #[arg(long, default_value_t = 25_000)]
+    max_rows_per_s: u64,
+    /// The Kafka broker's process, whose CPU is reported beside the server's (default: the
+    /// process listening on the first broker's port on this machine, if any).
+    #[arg(long)]
+    broker_pid: Option<u32>,
 }
 
 /// `result.json` (its keys are a contract).
@@ -84,6 +96,13 @@ struct BurstResult {
     accept_p999_ms: f64,
     accept_max_ms: f64,
     projection_complete_ms: f64,
+    /// The server's `--max-rows-per-s` (0: unpaced).
+    max_rows_per_s: u64,
+    /// Store rows the projector wrote for the run.
+    projection_rows: f64,
+    /// What pacing alone allows the projection: rows ÷ `max_rows_per_s` + 1 s, ms (the
+    /// projection target is ≤ max(5 s, this) after the burst).
+    pacing_limit_ms: Option<f64>,
     pipeline_accepted_per_s: f64,
     direct_accepted_per_s: Option<f64>,
     direct_accepted: Option<usize>,
@@ -106,6 +125,37 @@ struct BurstResult {
     kafka_raw_produce_p99_ms: Option<f64>,
     /// `pipeline_accepted_per_s / kafka_raw_produce_per_s`.
     ratio_vs_kafka_raw: Option<f64>,
+    /// With Kafka: the run's records (the topic up to its watermarks after the run) read by a
+    /// raw rdkafka consumer with the projectors' settings, seconds from assignment to the last.
+    kafka_raw_consume_s: Option<f64>,
+    kafka_raw_consume_records: Option<u64>,
+    /// The same read from its first record (the fetch pipeline without its start-up).
+    kafka_raw_consume_after_first_s: Option<f64>,
+    /// The same records projected again by a fresh all-in-one (new group, empty store,
+    /// unpaced) from the filled topic: seconds from its group's assignment to the last one.
+    kafka_replay_projection_s: Option<f64>,
+    /// That projector's store writes' own time (sum of `daybook_projector_write_seconds`).
+    kafka_replay_store_apply_s: Option<f64>,
+    kafka_replay_records: Option<u64>,
+    /// `kafka_replay_projection_s / max(kafka_raw_consume_s, kafka_replay_store_apply_s)`.
+    kafka_replay_ratio_vs_bound: Option<f64>,
+    /// That replay's server CPU per record, µs.
+    kafka_replay_cpu_us_per_record: Option<f64>,
+    /// The broker's process, and its CPU per accepted report over the run's span (the same
+    /// span as `cpu_us_per_report`; the broker is another process and not in that figure).
+    broker_pid: Option<u32>,
+    broker_cpu_us_per_report: Option<f64>,
+    /// With `--with-embedded`: the same burst on the embedded log in the same invocation.
+    embedded_accepted_per_s: Option<f64>,
+    embedded_accepted: Option<usize>,
+    embedded_lost: Option<usize>,
+    embedded_cpu_us_per_report: Option<f64>,
+    embedded_projection_complete_ms: Option<f64>,
+    embedded_accept_p99_ms: Option<f64>,
+    /// `pipeline_accepted_per_s / embedded_accepted_per_s`.
+    ratio_vs_embedded: Option<f64>,
+    /// `cpu_us_per_report / embedded_cpu_us_per_report`.
+    cpu_ratio_vs_embedded: Option<f64>,
     /// The all-in-one's cost per accepted report from the burst's start until every accepted
     /// report is projected (ingest, log, projector and the 100 ms `/metrics` scrapes; the
     /// background events count as reports too), beside the bare no-op server's per answered
@@ -292,6 +342,7 @@ impl Getter {
 pub(crate) const ACCEPTED: &str = "daybook_ingest_reports_accepted_total";
 pub(crate) const PROJECTED: &str = "daybook_projector_reports_total";
 pub(crate) const ROWS: &str = "daybook_projector_rows_total";
+const REBALANCES: &str = "daybook_kafka_rebalances_total";
 
 pub(crate) fn sampler(
     addr: SocketAddr,
@@ -478,6 +529,204 @@ pub(crate) fn server_args(dir: &Path, log: &LogUrl, store: &StoreUrl, direct: bo
     v
 }
 
+/// One run of the all-in-one on `log` under the burst (with background traffic alongside),
+/// up to every accepted report projected and read back.
+struct PipelineRun {
+    phase: Phase,
+    bg_outcomes: Vec<Outcome>,
+    burst_end: Duration,
+    projection_done: Duration,
+    spent: cpu::Spent,
+    /// The broker's CPU over the same span (Kafka, when its process was found).
+    broker_cpu: Option<Duration>,
+    lost: usize,
+    peak_rss_mib: f64,
+    group_commits: Option<f64>,
+    group_commit_mean_records: Option<f64>,
+    /// Store rows written by the end of the projection.
+    rows: f64,
+}
+
+impl PipelineRun {
+    fn accepted(&self) -> usize {
+        self.phase.outcomes.iter().filter(|o| o.accepted()).count()
+    }
+
+    fn background_accepted(&self) -> usize {
+        self.bg_outcomes.iter().filter(|o| o.accepted()).count()
+    }
+
+    fn cpu_us_per_report(&self) -> Option<f64> {
+        cpu::us_per(self.spent.cpu, self.accepted() + self.background_accepted())
+    }
+
+    fn projection_complete_ms(&self) -> f64 {
+        self.projection_done.saturating_sub(self.burst_end).as_secs_f64() * 1000.0
+    }
+}
+
+/// The shared inputs of every run of one invocation.
+struct Setup<'a> {
+    a: &'a BurstArgs,
+    secret: &'a str,
+    auth: &'a Auth,
+    fleet: &'a Fleet,
+    schedule: &'a [Duration],
+    load: &'a LoadConfig,
+    lead: Duration,
+}
+
+/// The broker's process when `log` is Kafka: `--broker-pid`, else whoever listens on the
+/// first broker's port here.
+fn broker_pid(a: &BurstArgs, log: &LogUrl) -> Option<u32> {
+    let LogUrl::Kafka(url) = log else { return None };
+    a.broker_pid.or_else(|| {
+        let config = infra::kafka::KafkaConfig::from_url(url).ok()?;
+        let first = config.brokers.split(',').next()?;
+        let port: u16 = first.rsplit_once(':')?.1.parse().ok()?;
+        cpu::listening_pid(port)
+    })
+}
+
+async fn pipeline(s: &Setup<'_>, log: &LogUrl, label: &str) -> anyhow::Result<PipelineRun> {
+    let a = s.a;
+    let dir = tempfile_dir("daybook")?;
+    let mut args = server_args(&dir, log, &a.store, false);
+    args.extend(["--max-rows-per-s".into(), a.max_rows_per_s.to_string()]);
+    for to in &a.replicate_to {
+        args.extend(["--replicate-to".into(), to.clone()]);
+    }
+    let server = Server::start(&args, s.secret)?;
+    let cfg = LoadConfig { addr: server.http, ..s.load.clone() };
+    let (bg_reqs, bg_schedule, bg_ids) = background(s.auth, a.background_rps, a.window_ms.div_ceil(1000).max(1));
+    let start = Instant::now() + s.lead;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let samples = sampler(server.http, start, stop_rx);
+    let bg = {
+        let cfg = LoadConfig { connections: 8, deadline: Duration::from_secs(60), ..cfg.clone() };
+        tokio::spawn(load::open_loop(cfg, bg_reqs, bg_schedule, start, |_| {}))
+    };
+    let pb = bar(a.devices as u64, label);
+    let broker = broker_pid(a, log);
+    let broker_at_start = broker.map(cpu::process_cpu);
+    let span = server.cpu_span();
+    let outcomes = load::open_loop(cfg.clone(), s.fleet.requests.clone(), s.schedule.to_vec(), start, |n| {
+        pb.set_position(n as u64)
+    })
+    .await;
+    pb.finish();
+    let burst_end = outcomes.iter().map(|o| o.done).max().unwrap_or_default();
+    let bg_outcomes = bg.await?;
+    // Every accepted report (burst and background) must become queryable.
+    let want =
+        (outcomes.iter().filter(|o| o.accepted()).count() + bg_outcomes.iter().filter(|o| o.accepted()).count()) as f64;
+    let pb = bar(want as u64, "projected");
+    let projection_done = loop {
+        let m = scrape(server.http, &[PROJECTED]).await;
+        let projected = m.get(PROJECTED).copied().unwrap_or(0.0);
+        pb.set_position(projected as u64);
+        if projected >= want {
+            break start.elapsed();
+        }
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(300), "projection did not complete in 300 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    pb.finish();
+    // The pipeline's cost: everything it did for these reports up to their projection (the
+    // verification reads below are not part of it).
+    let spent = span.spent();
+    let broker_cpu = broker.zip(broker_at_start).map(|(pid, at)| cpu::process_cpu(pid).saturating_sub(at));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop_tx.send(true);
+    let samples = samples.await?;
+    let gc =
+        scrape(server.http, &["daybook_log_group_commit_records_sum", "daybook_log_group_commit_records_count", ROWS])
+            .await;
+    let group_commits = gc.get("daybook_log_group_commit_records_count").copied().filter(|n| *n > 0.0);
+    let group_commit_mean_records =
+        group_commits.map(|n| gc.get("daybook_log_group_commit_records_sum").copied().unwrap_or(0.0) / n);
+    let rows = gc.get(ROWS).copied().unwrap_or(0.0);
+    let lost = count_lost(&server, s.auth, s.fleet, &outcomes, &bg_ids, &bg_outcomes).await?;
+    let peak_rss_mib = server.peak_rss_mib();
+    server.stop();
+    Ok(PipelineRun {
+        phase: Phase { outcomes, samples },
+        bg_outcomes,
+        burst_end,
+        projection_done,
+        spent,
+        broker_cpu,
+        lost,
+        peak_rss_mib,
+        group_commits,
+        group_commit_mean_records,
+        rows,
+    })
+}
+
+/// What the Kafka path's projection is compared with: the topic's records read raw, and the
+/// same records projected by a fresh projector from the start of the filled topic, unpaced.
+#[derive(Debug, Clone, Copy)]
+struct KafkaReplay {
+    raw: crate::raw::RawConsume,
+    /// From the fresh projector's partition assignment to every record projected.
+    projection_s: f64,
+    /// Its store writes' own time (sum of `daybook_projector_write_seconds`).
+    store_apply_s: f64,
+    records: u64,
+    cpu_us_per_record: Option<f64>,
+}
+
+/// Reads the records the Kafka run left in the topic (`until`: the watermarks after it) raw,
+/// then projects them again with a fresh all-in-one (a new consumer group, an empty store,
+/// unpaced, read-ahead as configured) and times that from its group's assignment.
+async fn kafka_replay(
+    s: &Setup<'_>,
+    url: &str,
+    until: &std::collections::HashMap<i32, i64>,
+) -> anyhow::Result<KafkaReplay> {
+    let config = infra::kafka::KafkaConfig::from_url(url)?.with_properties(infra::kafka::properties_from_env());
+    let pb = ProgressBar::new_spinner();
+    pb.set_message("raw kafka consume");
+    pb.enable_steady_tick(Duration::from_millis(100));
+    let raw = crate::raw::raw_consume(&config, until).await?;
+    pb.finish_and_clear();
+    let records: i64 = until.values().sum();
+    let dir = tempfile_dir("prefilled")?;
+    let mut args = server_args(&dir, &LogUrl::Kafka(url.to_owned()), &s.a.store, false);
+    let group = format!("bench-prefilled-{}", uuid::Uuid::new_v4().simple());
+    args.extend(["--max-rows-per-s".into(), "0".into(), "--group".into(), group]);
+    let server = Server::start(&args, s.secret)?;
+    let span = server.cpu_span();
+    let pb = bar(records as u64, "replay");
+    let started = Instant::now();
+    let mut assigned = None;
+    let done = loop {
+        let m = scrape(server.http, &[PROJECTED, REBALANCES]).await;
+        if assigned.is_none() && m.get(REBALANCES).copied().unwrap_or(0.0) > 0.0 {
+            assigned = Some(Instant::now());
+        }
+        let projected = m.get(PROJECTED).copied().unwrap_or(0.0);
+        pb.set_position(projected as u64);
+        if projected >= records as f64 {
+            break Instant::now();
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "replay did not complete in 300 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    pb.finish();
+    let cpu = span.used();
+    let m = scrape(server.http, &["daybook_projector_write_seconds_sum"]).await;
+    server.stop();
+    Ok(KafkaReplay {
+        raw,
+        projection_s: done.duration_since(assigned.unwrap_or(started)).as_secs_f64(),
+        store_apply_s: m.get("daybook_projector_write_seconds_sum").copied().unwrap_or(0.0),
+        records: records as u64,
+        cpu_us_per_record: cpu::us_per(cpu, records as usize),
+    })
+}
+
 async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
@@ -494,66 +743,17 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         max_backoff: Duration::from_secs(2),
         deadline: Duration::from_secs(120),
     };
-
-    // 1. daybook, with background traffic alongside.
-    let dir = tempfile_dir("daybook")?;
-    let mut args = server_args(&dir, &a.log, &a.store, false);
-    for to in &a.replicate_to {
-        args.extend(["--replicate-to".into(), to.clone()]);
-    }
-    let server = Server::start(&args, &secret)?;
-    let cfg = LoadConfig { addr: server.http, ..load.clone() };
     let lead = Duration::from_millis(500);
-    let (bg_reqs, bg_schedule, bg_ids) = background(&auth, a.background_rps, a.window_ms.div_ceil(1000).max(1));
-    let start = Instant::now() + lead;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let samples = sampler(server.http, start, stop_rx);
-    let bg = {
-        let cfg = LoadConfig { connections: 8, deadline: Duration::from_secs(60), ..cfg.clone() };
-        tokio::spawn(load::open_loop(cfg, bg_reqs, bg_schedule, start, |_| {}))
+    let setup = Setup { a: &a, secret: &secret, auth: &auth, fleet: &fleet, schedule: &schedule, load: &load, lead };
+
+    // 1. daybook on the log under test, with background traffic alongside.
+    let label = match &a.log {
+        LogUrl::Kafka(_) => "kafka",
+        _ => "daybook",
     };
-    let pb = bar(a.devices as u64, "daybook");
-    let span = server.cpu_span();
-    let outcomes =
-        load::open_loop(cfg.clone(), fleet.requests.clone(), schedule.clone(), start, |n| pb.set_position(n as u64))
-            .await;
-    pb.finish();
-    let burst_end = outcomes.iter().map(|o| o.done).max().unwrap_or_default();
-    let bg_outcomes = bg.await?;
-    // Every accepted report (burst and background) must become queryable.
-    let mut want = 0.0;
-    for o in &outcomes {
-        want += f64::from(u8::from(o.accepted()));
-    }
-    want += bg_outcomes.iter().filter(|o| o.accepted()).count() as f64;
-    let pb = bar(want as u64, "projected");
-    let projection_done = loop {
-        let m = scrape(server.http, &[PROJECTED]).await;
-        let projected = m.get(PROJECTED).copied().unwrap_or(0.0);
-        pb.set_position(projected as u64);
-        if projected >= want {
-            break start.elapsed();
-        }
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(300), "projection did not complete in 300 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    pb.finish();
-    // The pipeline's cost: everything it did for these reports up to their projection (the
-    // verification reads below are not part of it).
-    let pipeline_spent = span.spent();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = stop_tx.send(true);
-    let samples = samples.await?;
-    let gc =
-        scrape(server.http, &["daybook_log_group_commit_records_sum", "daybook_log_group_commit_records_count"]).await;
-    let group_commits = gc.get("daybook_log_group_commit_records_count").copied();
-    let group_commit_mean_records = group_commits
-        .filter(|n| *n > 0.0)
-        .map(|n| gc.get("daybook_log_group_commit_records_sum").copied().unwrap_or(0.0) / n);
-    let lost = count_lost(&server, &auth, &fleet, &outcomes, &bg_ids, &bg_outcomes).await?;
-    let peak_rss_mib = server.peak_rss_mib();
-    server.stop();
-    let daybook = Phase { outcomes, samples };
+    let run = pipeline(&setup, &a.log, label).await?;
+    let daybook = &run.phase;
+    let projection_done = run.projection_done;
     let delays = match a.replicate_to.first() {
         Some(to) => {
             let s3 = daybook::backup::S3Options {
@@ -571,19 +771,28 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    // 1b. With Kafka: the broker's own ceiling for the same reports, without daybook.
-    let kafka_raw = match &a.log {
+    // 1b. With Kafka: the broker's own ceilings for the same reports, without daybook — the
+    //     run's records read back raw and projected again from the filled topic, then the
+    //     same reports produced raw — and, when asked, the embedded path under the same burst.
+    let (kafka_raw, replay) = match &a.log {
         LogUrl::Kafka(url) => {
             let config = infra::kafka::KafkaConfig::from_url(url)?.with_properties(infra::kafka::properties_from_env());
+            let until = crate::raw::high_watermarks(&config).await?;
+            let replay = kafka_replay(&setup, url, &until).await?;
             let records = fleet_records(&fleet);
             let pb = ProgressBar::new_spinner();
             pb.set_message("raw kafka produce");
             pb.enable_steady_tick(Duration::from_millis(100));
             let r = crate::raw::raw_produce(&config, &records).await?;
             pb.finish_and_clear();
-            Some(r)
+            (Some(r), Some(replay))
         }
-        _ => None,
+        _ => (None, None),
+    };
+    let embedded = if a.with_embedded && matches!(a.log, LogUrl::Kafka(_)) {
+        Some(pipeline(&setup, &LogUrl::Embedded, "embedded").await?)
+    } else {
+        None
     };
 
     // 2. The direct baseline on the same store: every request writes the store before answering.
@@ -637,7 +846,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     };
 
     let h = latencies(&daybook.outcomes);
-    let accepted = daybook.outcomes.iter().filter(|o| o.accepted()).count();
+    let accepted = run.accepted();
     let mut by_status = HashMap::new();
     for o in &daybook.outcomes {
         *by_status.entry(o.status.to_string()).or_insert(0) += 1;
@@ -649,16 +858,19 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     let pipeline = accepted_per_s(&daybook.outcomes);
     let direct_per_s = direct.as_ref().map(|d| accepted_per_s(&d.outcomes));
     let rows = rows_per_s(&daybook.samples, projection_done);
-    let background_accepted = bg_outcomes.iter().filter(|o| o.accepted()).count();
+    let background_accepted = run.background_accepted();
     let direct_accepted = direct.as_ref().map(|d| d.outcomes.iter().filter(|o| o.accepted()).count());
     let bare_accepted = bare_outcomes.iter().filter(|o| o.accepted()).count();
-    let cost = cpu::Cost::of(pipeline_spent, accepted + background_accepted, bare_spent, bare_accepted);
+    let cost = cpu::Cost::of(run.spent, accepted + background_accepted, bare_spent, bare_accepted);
+    let embedded_per_s = embedded.as_ref().map(|e| accepted_per_s(&e.phase.outcomes));
+    let embedded_cpu = embedded.as_ref().and_then(PipelineRun::cpu_us_per_report);
+    let broker_cpu_us_per_report = run.broker_cpu.and_then(|c| cpu::us_per(c, accepted + background_accepted));
     let result = BurstResult {
         devices: a.devices,
         window_ms: a.window_ms,
         reports_sent: a.devices,
         accepted,
-        lost,
+        lost: run.lost,
         errors_5xx: daybook.outcomes.iter().filter(|o| o.status >= 500).count(),
         answers_by_status: by_status,
         retries: daybook.outcomes.iter().map(|o| u64::from(o.retries)).sum(),
@@ -666,7 +878,10 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         accept_p99_ms: percentile_ms(&h, 0.99),
         accept_p999_ms: percentile_ms(&h, 0.999),
         accept_max_ms: h.max() as f64 / 1000.0,
-        projection_complete_ms: projection_done.saturating_sub(burst_end).as_secs_f64() * 1000.0,
+        projection_complete_ms: run.projection_complete_ms(),
+        max_rows_per_s: a.max_rows_per_s,
+        projection_rows: run.rows,
+        pacing_limit_ms: (a.max_rows_per_s > 0).then(|| (run.rows / a.max_rows_per_s as f64 + 1.0) * 1000.0),
         pipeline_accepted_per_s: pipeline,
         direct_accepted_per_s: direct_per_s,
         direct_accepted,
@@ -674,15 +889,33 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         ratio_vs_direct: direct_per_s.map(|d| pipeline / d.max(1e-9)),
         bare_http_per_s: bare,
         ratio_vs_bare_http: pipeline / bare.max(1e-9),
-        peak_rss_mib,
+        peak_rss_mib: run.peak_rss_mib,
         store_rows_per_s: rows,
-        background_sent: bg_ids.len(),
+        background_sent: run.bg_outcomes.len(),
         background_accepted,
-        group_commit_mean_records,
-        group_commits,
+        group_commit_mean_records: run.group_commit_mean_records,
+        group_commits: run.group_commits,
         kafka_raw_produce_per_s: kafka_raw.map(|r| r.0),
         kafka_raw_produce_p99_ms: kafka_raw.map(|r| r.1.as_secs_f64() * 1000.0),
         ratio_vs_kafka_raw: kafka_raw.map(|r| pipeline / r.0.max(1e-9)),
+        kafka_raw_consume_s: replay.map(|r| r.raw.seconds),
+        kafka_raw_consume_records: replay.map(|r| r.raw.records),
+        kafka_raw_consume_after_first_s: replay.map(|r| r.raw.after_first_s),
+        kafka_replay_projection_s: replay.map(|r| r.projection_s),
+        kafka_replay_store_apply_s: replay.map(|r| r.store_apply_s),
+        kafka_replay_records: replay.map(|r| r.records),
+        kafka_replay_ratio_vs_bound: replay.map(|r| r.projection_s / r.raw.seconds.max(r.store_apply_s).max(1e-9)),
+        kafka_replay_cpu_us_per_record: replay.and_then(|r| r.cpu_us_per_record),
+        broker_pid: broker_pid(&a, &a.log),
+        broker_cpu_us_per_report,
+        embedded_accepted_per_s: embedded_per_s,
+        embedded_accepted: embedded.as_ref().map(PipelineRun::accepted),
+        embedded_lost: embedded.as_ref().map(|e| e.lost),
+        embedded_cpu_us_per_report: embedded_cpu,
+        embedded_projection_complete_ms: embedded.as_ref().map(PipelineRun::projection_complete_ms),
+        embedded_accept_p99_ms: embedded.as_ref().map(|e| percentile_ms(&latencies(&e.phase.outcomes), 0.99)),
+        ratio_vs_embedded: embedded_per_s.map(|e| pipeline / e.max(1e-9)),
+        cpu_ratio_vs_embedded: cpu::ratio(cost.cpu_us_per_report, embedded_cpu),
         cost,
         direct_cpu_us_per_report: direct_cpu.zip(direct_accepted).and_then(|(c, n)| cpu::us_per(c, n)),
         bare_accept_p99_ms: percentile_ms(&latencies(&bare_outcomes), 0.99),
@@ -699,12 +932,21 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
     };
     let json = serde_json::to_string_pretty(&result)?;
     std::fs::write(a.out.join("result.json"), &json)?;
-    chart::draw(
-        &a.out.join("burst.png"),
-        &daybook.series(),
-        direct.as_ref().map(Phase::series).as_ref(),
-        &result_caption(&result),
-    )?;
+    let main_title = match &a.log {
+        LogUrl::Kafka(_) => "kafka: acknowledged once the brokers have it, projected in batches",
+        _ => "daybook: log-acknowledged, projected in batches",
+    };
+    let main_series = daybook.series();
+    let embedded_series = embedded.as_ref().map(|e| e.phase.series());
+    let direct_series = direct.as_ref().map(Phase::series);
+    let mut panels: Vec<(&str, &chart::Series)> = vec![(main_title, &main_series)];
+    if let Some(e) = &embedded_series {
+        panels.push(("embedded: the same burst on the embedded log, same invocation", e));
+    }
+    if let Some(d) = &direct_series {
+        panels.push(("direct (no log): every request writes the store", d));
+    }
+    chart::draw(&a.out.join("burst.png"), &panels, &result_caption(&result))?;
     println!("{json}");
     eprintln!("{}", summary(&result));
     eprintln!("wrote {} and {}", a.out.join("result.json").display(), a.out.join("burst.png").display());
@@ -717,7 +959,7 @@ fn summary(r: &BurstResult) -> String {
         "burst: {} digests in {} ms, {} accepted ({} lost, {} 5xx), accept p50 {:.1} ms p99 {:.1} ms\n\
          rate: pipeline {:.0}/s, direct {}/s, bare http {:.0}/s (ceiling; {:.2}x)\n\
          cost: server CPU {} µs/report (pipeline), {} µs/report (direct), {} µs/request (bare no-op) — {}x bare; \
-         bare accept p99 {:.1} ms under the same schedule\n{}",
+         bare accept p99 {:.1} ms under the same schedule\n{}\n{}",
         r.devices,
         r.window_ms,
         r.accepted,
@@ -735,23 +977,57 @@ fn summary(r: &BurstResult) -> String {
         opt(r.cost.cpu_ratio_vs_bare, 2),
         r.bare_accept_p99_ms,
         r.cost.switches_line(),
+        kafka_lines(r),
+    )
+}
+
+/// The Kafka lines of the human summary (empty on the embedded log).
+fn kafka_lines(r: &BurstResult) -> String {
+    if r.kafka_raw_produce_per_s.is_none() {
+        return format!("projection complete {:.0} ms after the burst", r.projection_complete_ms);
+    }
+    format!(
+        "kafka: ingest {:.0}/s = {}x embedded ({}/s), {}x raw produce ({}/s); CPU {} µs/report = {}x embedded ({} µs), \
+         broker {} µs/report\n\
+         projection complete {:.0} ms after the burst (embedded {} ms; pacing limit {} ms); \
+         replay of {} records: {} s vs raw consume {} s and store apply {} s = {}x the bound",
+        r.pipeline_accepted_per_s,
+        opt(r.ratio_vs_embedded, 2),
+        opt(r.embedded_accepted_per_s, 0),
+        opt(r.ratio_vs_kafka_raw, 2),
+        opt(r.kafka_raw_produce_per_s, 0),
+        opt(r.cost.cpu_us_per_report, 1),
+        opt(r.cpu_ratio_vs_embedded, 2),
+        opt(r.embedded_cpu_us_per_report, 1),
+        opt(r.broker_cpu_us_per_report, 1),
+        r.projection_complete_ms,
+        opt(r.embedded_projection_complete_ms, 0),
+        opt(r.pacing_limit_ms, 0),
+        r.kafka_replay_records.unwrap_or(0),
+        opt(r.kafka_replay_projection_s, 2),
+        opt(r.kafka_raw_consume_s, 2),
+        opt(r.kafka_replay_store_apply_s, 2),
+        opt(r.kafka_replay_ratio_vs_bound, 2),
     )
 }
 
 fn result_caption(r: &BurstResult) -> String {
     format!(
-        "{} digests in {} ms: accepted {} (lost {}, 5xx {}), p99 {:.1} ms, pipeline {:.0}/s vs direct {}/s, bare http {:.0}/s; CPU {} µs/report ({}x bare)",
+        "{} digests in {} ms on {}: accepted {} (lost {}, 5xx {}), p99 {:.1} ms, pipeline {:.0}/s vs direct {}/s, embedded {}/s, bare http {:.0}/s; CPU {} µs/report ({}x bare); projected {:.0} ms after",
         r.devices,
         r.window_ms,
+        r.log,
         r.accepted,
         r.lost,
         r.errors_5xx,
         r.accept_p99_ms,
         r.pipeline_accepted_per_s,
         r.direct_accepted_per_s.map_or("-".into(), |d| format!("{d:.0}")),
+        opt(r.embedded_accepted_per_s, 0),
         r.bare_http_per_s,
         opt(r.cost.cpu_us_per_report, 1),
         opt(r.cost.cpu_ratio_vs_bare, 2),
+        r.projection_complete_ms,
     )
 }
 

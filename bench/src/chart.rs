@@ -1,5 +1,5 @@
 //! `burst.png`: arrivals, acceptances and store writes per 100 ms, and projector lag, over
-//! time — daybook above, the direct baseline below; and `sustain.png`: latency and rates over
+//! time — one panel per path run (Kafka, embedded, direct), lags together below; and `sustain.png`: latency and rates over
 //! a steady load.
 
 use std::path::Path;
@@ -97,28 +97,38 @@ fn panel(
     Ok(())
 }
 
-/// Draws the chart.
-pub(crate) fn draw(path: &Path, daybook: &Series, direct: Option<&Series>, caption: &str) -> anyhow::Result<()> {
-    let root = BitMapBackend::new(path, (1400, 1200)).into_drawing_area();
+/// Draws `burst.png`: one panel of arrivals, acceptances and store writes per path run
+/// (`panels`: title and series, in order — the path under test, then, when measured in the
+/// same invocation, the embedded path beside a Kafka run, then the direct baseline), and
+/// below them the projector lag of every path that has a projector, one line each.
+pub(crate) fn draw(path: &Path, panels: &[(&str, &Series)], caption: &str) -> anyhow::Result<()> {
+    let height = 400 * (panels.len() as u32 + 1);
+    let root = BitMapBackend::new(path, (1400, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let (head, body) = root.split_vertically(40);
     head.draw(&Text::new(caption.to_owned(), (12, 10), ("sans-serif", 18)))?;
-    let areas = body.split_evenly((3, 1));
-    let x_max = daybook.x_max().max(direct.map_or(0.0, Series::x_max));
-    panel(&areas[0], "daybook: log-acknowledged, projected in batches", daybook, x_max)?;
-    match direct {
-        Some(d) => panel(&areas[1], "direct (no log): every request writes the store", d, x_max)?,
-        None => areas[1].draw(&Text::new("direct baseline skipped", (20, 20), ("sans-serif", 18)))?,
+    let areas = body.split_evenly((panels.len() + 1, 1));
+    let x_max = panels.iter().map(|(_, s)| s.x_max()).fold(1.0, f64::max);
+    for ((title, series), area) in panels.iter().zip(&areas) {
+        panel(area, title, series, x_max)?;
     }
-    let lag_max = daybook.lag.iter().map(|p| p.1).fold(1.0, f64::max);
-    let mut chart = ChartBuilder::on(&areas[2])
-        .caption("daybook projector lag (accepted − projected reports)", ("sans-serif", 20))
+    let lags: Vec<(&str, &Series)> = panels.iter().filter(|(_, s)| !s.lag.is_empty()).copied().collect();
+    let lag_max = lags.iter().flat_map(|(_, s)| &s.lag).map(|p| p.1).fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(&areas[panels.len()])
+        .caption("projector lag (accepted − projected reports)", ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..x_max, 0.0..lag_max * 1.1)?;
     chart.configure_mesh().x_desc("seconds since the burst began").y_desc("reports").draw()?;
-    chart.draw_series(LineSeries::new(daybook.lag.iter().copied(), MAGENTA.stroke_width(2)))?;
+    for ((title, s), color) in lags.iter().zip([MAGENTA, RGBColor(0, 120, 200), RGBColor(200, 120, 0)]) {
+        let color = color.to_rgba();
+        chart
+            .draw_series(LineSeries::new(s.lag.iter().copied(), color.stroke_width(2)))?
+            .label(title.split(':').next().unwrap_or(title).to_owned())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     root.present()?;
     Ok(())
 }

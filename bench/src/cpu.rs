@@ -131,6 +131,36 @@ fn status_switches(status: &str) -> u64 {
         .sum()
 }
 
+/// The process listening on TCP `port` (IPv4 or IPv6), found as `ss -ltnp` does: the
+/// listening socket's inode in `/proc/net/tcp{,6}`, then the process holding a descriptor of
+/// that socket in `/proc/*/fd`. For the broker's CPU beside the server's (`burst --log
+/// kafka://…`); `None` when no such process is visible (another user's, another host's).
+pub(crate) fn listening_pid(port: u16) -> Option<u32> {
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .find_map(|table| listening_inode(&table, port))?;
+    let target = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
+        fds.filter_map(Result::ok)
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_str() == Some(target.as_str())))
+            .then_some(pid)
+    })
+}
+
+/// The inode of the socket listening on `port` in the text of `/proc/net/tcp` (or `tcp6`):
+/// lines of `sl local_address rem_address st … inode`, addresses as `HEXADDR:HEXPORT`,
+/// state `0A` = LISTEN.
+fn listening_inode(table: &str, port: u16) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let local_port = u16::from_str_radix(f.get(1)?.rsplit_once(':')?.1, 16).ok()?;
+        (local_port == port && *f.get(3)? == "0A").then(|| f.get(9)?.parse().ok()).flatten()
+    })
+}
+
 /// Per item (`None` without items).
 pub(crate) fn per(count: u64, items: usize) -> Option<f64> {
     (items > 0).then(|| count as f64 / items as f64)
@@ -190,6 +220,19 @@ mod tests {
         assert!(context_switches(std::process::id()) > 0, "this test's own threads have switched");
         assert_eq!(per(30, 10), Some(3.0));
         assert_eq!(per(30, 0), None);
+    }
+
+    #[test]
+    fn listening_inode_finds_the_listener_of_a_port() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:2384 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0 100 0 0 10 0
+   1: 0100007F:2384 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0 20 4 30 10 -1
+";
+        assert_eq!(listening_inode(table, 0x2384), Some(4242));
+        assert_eq!(listening_inode(table, 9093), None);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        assert_eq!(listening_pid(port), Some(std::process::id()));
     }
 
     #[test]

@@ -46,7 +46,20 @@ const GENERATED: &[Generated] = &[
 /// Flags of other tools that the documents mention in a code span of their own (`--skip-direct`
 /// of `daybook-bench`): not daybook's, so not checked against its command line.
 const OTHER_TOOLS_FLAGS: &[(&str, &[&str])] = &[
-    ("daybook-bench", &["skip-direct", "read-rps", "fraction", "seconds", "out", "log"]),
+    (
+        "daybook-bench",
+        &[
+            "skip-direct",
+            "read-rps",
+            "fraction",
+            "seconds",
+            "out",
+            "log",
+            "with-embedded",
+            "broker-pid",
+            "max-rows-per-s",
+        ],
+    ),
     ("cargo", &["release", "workspace", "nocapture", "locked", "no-run", "test", "bench"]),
     ("clients/python/examples/duckdb_calendar.py", &["day", "days", "bootstrap", "topic", "device", "db"]),
 ];

@@ -47,4 +47,6 @@ pub const METRICS: &[seams::metric::Metric] = &[
     kafka::KAFKA_COMMITS_IGNORED_TOTAL,
     #[cfg(feature = "kafka")]
     kafka::KAFKA_RECORDS_WITHOUT_HEADERS_TOTAL,
+    #[cfg(feature = "kafka")]
+    kafka::KAFKA_REQUEST_TIMEOUTS_TOTAL,
 ];

@@ -44,8 +44,9 @@ pub struct ProjectorConfig {
     /// Read (and decode) the next batch while the current one is written, so that reading the
     /// log and writing the store overlap instead of taking turns. The read ahead takes only
     /// what the log already holds (it does not wait for more), and its records are committed
-    /// only once written, as any batch's. For replays (`rebuild`): it holds a second batch in
-    /// memory.
+    /// only once written, as any batch's. It holds a second batch in memory. On by default for
+    /// live projectors (`--read-ahead`) and for replays (`rebuild`): on Kafka the fetch of
+    /// the next batch otherwise waits for every store write (docs/deployment.md).
     pub prefetch: bool,
     /// How often, while records flow, the lag gauge is set (and, in
     /// [`run_until_caught_up`], the lag checked).
@@ -59,7 +60,7 @@ impl Default for ProjectorConfig {
             max_batch: 16_384,
             linger: Duration::from_millis(50),
             max_rows_per_s: None,
-            prefetch: false,
+            prefetch: true,
             lag_every: Duration::from_secs(1),
         }
     }

@@ -353,6 +353,11 @@ pub struct ProjectorArgs {
     /// at most this rate however bursty the devices are; the log holds the rest.
     #[arg(long, env = "DAYBOOK_PROJECTOR_MAX_ROWS_PER_S", default_value_t = 25_000)]
     pub max_rows_per_s: u64,
+    /// Read (and decode) the next batch from the log while the current one is written to the
+    /// store, so reading and writing overlap (what the log already holds only; committed once
+    /// written, as every batch). `false`: read and write take turns.
+    #[arg(long, env = "DAYBOOK_PROJECTOR_READ_AHEAD", default_value_t = true, action = clap::ArgAction::Set)]
+    pub read_ahead: bool,
 }
 
 impl From<IngestArgs> for IngestLimits {
@@ -380,7 +385,7 @@ impl From<ProjectorArgs> for projector::ProjectorConfig {
             max_batch: a.max_batch.max(1),
             linger: Duration::from_millis(a.linger_ms),
             max_rows_per_s: (a.max_rows_per_s > 0).then_some(a.max_rows_per_s),
-            prefetch: false,
+            prefetch: a.read_ahead,
             lag_every: Duration::from_secs(1),
         }
     }

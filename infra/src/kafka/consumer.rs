@@ -16,7 +16,8 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use seams::metric::{Kind, Metric, Unit};
 use seams::{Consumed, LogConsumer, LogError, Position};
 
-use super::client::{client_config, code_of, failed, forward_error, forward_log, unavailable, REQUEST_TIMEOUT};
+use super::client::{client_config, code_of, failed, forward_error, forward_log, unavailable, Role, REQUEST_TIMEOUT};
+use super::config::KafkaConfig;
 use super::producer::KafkaLog;
 use super::{SCHEMA_HEADER, TYPE_HEADER};
 
@@ -63,20 +64,53 @@ pub const KAFKA_RECORDS_WITHOUT_HEADERS_TOTAL: Metric = Metric {
 /// Once a poll has records, how much longer it waits for more.
 const POLL_LINGER: Duration = Duration::from_millis(5);
 
+/// How long a broker may hold a fetch open waiting for new records (librdkafka's default is
+/// 500 ms): the projector's latency behind the log when it has caught up. See
+/// docs/deployment.md for what each fetch setting does.
+const FETCH_WAIT_MAX_MS: &str = "100";
+/// Most bytes of one partition in one fetch response (librdkafka's default: 1 MiB).
+const MAX_PARTITION_FETCH_BYTES: &str = "1048576";
+/// Most bytes of one fetch response over all its partitions (librdkafka's default: 50 MiB):
+/// about one projector batch (16 384 reports of ~250 bytes). Bounded so that one fetch from a
+/// slow broker answers well within the request timeout instead of timing out whole and
+/// starting over: tansu 0.6 fills a fetch up to this budget whatever the per-partition bound,
+/// and on SQLite it reads record by record, so at 50 MiB one fetch of a backlog is the whole
+/// backlog.
+const FETCH_MAX_BYTES: &str = "4194304";
+/// How long a request may stay unanswered before librdkafka times it out and retries it
+/// (librdkafka's default: 60 s, during which a partition whose fetch is lost makes no
+/// progress).
+const SOCKET_TIMEOUT_MS: &str = "20000";
+
+/// The librdkafka config of a member of `group` on the report topic, exactly as daybook's
+/// projectors use it: public so tools beside daybook (the burst benchmark's raw consumer)
+/// read the topic with the same settings. `reset`: `earliest` or `latest`.
+pub fn consumer_config(config: &KafkaConfig, group: &str, reset: &str) -> Result<rdkafka::ClientConfig, LogError> {
+    if group.is_empty() {
+        return Err(LogError::Other("consumer group name is empty".into()));
+    }
+    let mut cc = client_config(
+        config,
+        // cooperative-sticky: rebalances move only the partitions that change owner (no
+        // stop-the-world), and on tansu 0.6 it is what lets a survivor take over a dead
+        // member's partitions (see tests/tests/kafka_projectors.rs).
+        &[
+            ("auto.offset.reset", reset),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("fetch.wait.max.ms", FETCH_WAIT_MAX_MS),
+            ("max.partition.fetch.bytes", MAX_PARTITION_FETCH_BYTES),
+            ("fetch.max.bytes", FETCH_MAX_BYTES),
+            ("socket.timeout.ms", SOCKET_TIMEOUT_MS),
+        ],
+        &[("enable.auto.commit", "false".into()), ("enable.auto.offset.store", "false".into())],
+    )?;
+    cc.set("group.id", group);
+    Ok(cc)
+}
+
 impl KafkaLog {
     pub(super) fn group_consumer(&self, group: &str, reset: &str) -> Result<Box<dyn LogConsumer>, LogError> {
-        if group.is_empty() {
-            return Err(LogError::Other("consumer group name is empty".into()));
-        }
-        let mut cc = client_config(
-            self.config(),
-            // cooperative-sticky: rebalances move only the partitions that change owner (no
-            // stop-the-world), and on tansu 0.6 it is what lets a survivor take over a dead
-            // member's partitions (see tests/tests/kafka_projectors.rs).
-            &[("auto.offset.reset", reset), ("partition.assignment.strategy", "cooperative-sticky")],
-            &[("enable.auto.commit", "false".into()), ("enable.auto.offset.store", "false".into())],
-        )?;
-        cc.set("group.id", group);
+        let cc = consumer_config(self.config(), group, reset)?;
         let ownership = Arc::new(Mutex::new(Ownership::default()));
         let context =
             GroupContext { topic: self.config().topic.clone(), group: group.to_owned(), ownership: ownership.clone() };
@@ -136,7 +170,7 @@ impl GroupContext {
 
 impl ClientContext for GroupContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        forward_log(level, fac, log_message);
+        forward_log(Role::Consumer, level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -412,12 +446,31 @@ impl LogConsumer for KafkaConsumer {
             } else {
                 None
             };
+            // Every partition's high watermark in one ListOffsets request (timestamp -1 =
+            // latest), not one watermark query per partition: the projector checks its lag
+            // every second between batches, and twelve sequential round trips to a busy broker
+            // held up the next batch.
+            let mut latest = TopicPartitionList::new();
+            for &p in &parts {
+                latest.add_partition_offset(&topic, p, Offset::End)?;
+            }
+            let highs = consumer.offsets_for_times(latest, REQUEST_TIMEOUT)?;
             let mut out = Vec::with_capacity(parts.len());
             for p in parts {
-                let (low, high) = consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?;
-                let at = position_of(&positions, p)
-                    .or_else(|| committed.as_ref().and_then(|c| position_of(c, p)))
-                    .unwrap_or(low);
+                let high = match highs.find_partition(&topic, p) {
+                    Some(e) if e.error().is_err() => return Err(e.error().unwrap_err()),
+                    Some(e) => match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?.1,
+                    },
+                    None => consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?.1,
+                };
+                let at = match position_of(&positions, p).or_else(|| committed.as_ref().and_then(|c| position_of(c, p)))
+                {
+                    Some(at) => at,
+                    // Not read from and never committed: it starts at the log's beginning.
+                    None => consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?.0,
+                };
                 out.push((p, (high - at).max(0)));
             }
             Ok(out)

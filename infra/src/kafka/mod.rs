@@ -66,13 +66,13 @@ mod consumer;
 mod producer;
 
 pub use admin::create_topic;
-pub use client::client_config;
+pub use client::{client_config, KAFKA_REQUEST_TIMEOUTS_TOTAL};
 pub use config::{properties_from_env, properties_from_file, properties_from_vars, KafkaConfig, ENV_PREFIX};
 pub use consumer::{
-    KAFKA_COMMITS_IGNORED_TOTAL, KAFKA_CONSUMER_LAG, KAFKA_POLL_BATCH_RECORDS, KAFKA_REBALANCES_TOTAL,
+    consumer_config, KAFKA_COMMITS_IGNORED_TOTAL, KAFKA_CONSUMER_LAG, KAFKA_POLL_BATCH_RECORDS, KAFKA_REBALANCES_TOTAL,
     KAFKA_RECORDS_WITHOUT_HEADERS_TOTAL,
 };
-pub use producer::{KafkaLog, KAFKA_DELIVERY_ERRORS_TOTAL, KAFKA_INFLIGHT, KAFKA_PRODUCE_SECONDS};
+pub use producer::{producer_config, KafkaLog, KAFKA_DELIVERY_ERRORS_TOTAL, KAFKA_INFLIGHT, KAFKA_PRODUCE_SECONDS};
 
 /// Header carrying the report kind.
 pub const TYPE_HEADER: &str = "daybook.type";

@@ -50,6 +50,32 @@ const QUEUE_MAX_KBYTES: &str = "131072";
 /// The hint given with [`LogError::Full`].
 const FULL_RETRY_AFTER: Duration = Duration::from_millis(500);
 
+/// How long the producer gathers records of one partition into a batch (librdkafka's
+/// `linger.ms`, default 5). An append waits for it: each device request's answer includes
+/// it, so it bounds the rate of a load generator (or a fleet) with a fixed number of requests
+/// in flight. See docs/deployment.md.
+const LINGER_MS: &str = "5";
+/// Compression of produce batches (`compression.type`). See docs/deployment.md.
+const COMPRESSION: &str = "none";
+
+/// The librdkafka config of daybook's producer (idempotent, `acks=all`, the settings above),
+/// with the user's properties applied: public so tools beside daybook (the burst benchmark's
+/// raw producer) produce with exactly the settings daybook uses.
+pub fn producer_config(config: &KafkaConfig) -> Result<rdkafka::ClientConfig, LogError> {
+    let timeout = MESSAGE_TIMEOUT.as_millis().to_string();
+    client_config(
+        config,
+        &[
+            ("linger.ms", LINGER_MS),
+            ("compression.type", COMPRESSION),
+            ("message.timeout.ms", &timeout),
+            ("queue.buffering.max.messages", QUEUE_MAX_MESSAGES),
+            ("queue.buffering.max.kbytes", QUEUE_MAX_KBYTES),
+        ],
+        &[("enable.idempotence", "true".into()), ("acks", "all".into())],
+    )
+}
+
 /// Maps a produce-side error to the log's error.
 fn produce_error(e: &KafkaError) -> LogError {
     match code_of(e) {
@@ -91,17 +117,7 @@ impl KafkaLog {
     /// Creates the producer (idempotent, `acks=all`). Does not wait for the brokers: see
     /// [`ReportLog::health`].
     pub fn connect(config: KafkaConfig) -> Result<Arc<Self>, LogError> {
-        let timeout = MESSAGE_TIMEOUT.as_millis().to_string();
-        let cc = client_config(
-            &config,
-            &[
-                ("linger.ms", "5"),
-                ("message.timeout.ms", &timeout),
-                ("queue.buffering.max.messages", QUEUE_MAX_MESSAGES),
-                ("queue.buffering.max.kbytes", QUEUE_MAX_KBYTES),
-            ],
-            &[("enable.idempotence", "true".into()), ("acks", "all".into())],
-        )?;
+        let cc = producer_config(&config)?;
         let producer: FutureProducer<LogContext> = FutureProducer::from_config_and_context(&cc, LogContext)
             .map_err(|e| LogError::Other(format!("kafka producer: {e}")))?;
         Ok(Arc::new(Self { config, producer, closed: RwLock::new(false) }))
