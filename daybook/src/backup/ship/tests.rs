@@ -348,9 +348,10 @@ async fn a_repository_down_or_hanging_holds_back_only_itself() {
     append(&data, 20..60).await;
     let head = logfiles::durable_head(&data.join("log")).unwrap();
     let started = Instant::now();
-    let d = dest::open(&good.display().to_string(), &S3Options::default(), false);
     loop {
-        let shipped = d.as_ref().ok().and_then(|d| wal::list(d.as_ref()).ok()).unwrap_or_default();
+        // Opened each time: the shipper creates the directory when it starts.
+        let d = dest::open(&good.display().to_string(), &S3Options::default(), false);
+        let shipped = d.ok().and_then(|d| wal::list(d.as_ref()).ok()).unwrap_or_default();
         if shipped.iter().flat_map(|g| &g.log).any(|p| p.next >= head) {
             break;
         }
