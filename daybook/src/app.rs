@@ -305,6 +305,11 @@ impl Application {
         });
         if let Some(ingest) = self.ingest {
             tokio::spawn(sweep_idle_devices(ingest, rx.clone()));
+            // This process appends to the embedded log: it takes the subscription changes
+            // commands hand over (`notify::changes`).
+            if let Some(log) = log.as_ref().filter(|l| l.embedded.is_some()) {
+                tokio::spawn(crate::notify::changes::drain_inbox(log.log.clone(), self.data_dir.clone(), rx.clone()));
+            }
         }
         // A task per repository: one that is down or slow holds up none of the others.
         for schedule in self.backups {
@@ -440,7 +445,23 @@ async fn janitor(
         }
         if let Some((log, group_retention)) = &log {
             let idle_before = now.millis() - group_retention.as_millis() as i64;
-            if let Err(e) = log.expire_groups(idle_before).await {
+            // A subscription's group lives as long as the subscription, however long it is
+            // paused (or its receiver down): its position is what it has yet to send. Unknown
+            // subscriptions (the store unreadable): nothing expires this round.
+            let spared: Option<Vec<String>> = match &store {
+                Some(store) => match store.subscriptions().await {
+                    Ok(subs) => Some(subs.iter().map(|v| crate::notify::group_of(&v.subscription.subscription_id)).collect()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read subscriptions; no consumer group expires this round");
+                        None
+                    }
+                },
+                None => Some(Vec::new()),
+            };
+            if let Some(Err(e)) = match spared {
+                Some(spared) => Some(log.expire_groups_except(idle_before, &spared).await),
+                None => None,
+            } {
                 tracing::warn!(error = %e, "expiring consumer groups failed");
             }
             match log.truncate(now.millis() - policy.retention_ms()).await {

@@ -13,6 +13,7 @@ mod config;
 mod http;
 mod in_use;
 pub mod metric_catalog;
+pub mod notify;
 mod ops;
 pub mod rebuild;
 pub mod resolve;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::columns::{bigint_column, int_column, Unstorable};
 use crate::error_code::ErrorCode;
 use crate::ids::{Day, DeviceId, EventId, EventType, SegmentId};
+use crate::subscription::{SubscriptionDeleted, SubscriptionSet};
 use crate::time::{DayOffset, Timestamp};
 
 /// Largest object a segment or digest report may describe (5 GiB, S3's single PUT limit).
@@ -166,7 +167,8 @@ pub struct DigestReported {
     pub duration_ms: u32,
 }
 
-/// Every report a device can make. New variants are appended at the end only: bincode
+/// Every report on the log: the four a device makes, and (since schema version 3) the
+/// changes of notification subscriptions. New variants are appended at the end only: bincode
 /// numbers variants by position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Report {
@@ -178,10 +180,16 @@ pub enum Report {
     SegmentReported(SegmentReported),
     /// See [`DigestReported`].
     DigestReported(DigestReported),
+    /// See [`SubscriptionSet`] (schema version 3).
+    SubscriptionSet(SubscriptionSet),
+    /// See [`SubscriptionDeleted`] (schema version 3).
+    SubscriptionDeleted(SubscriptionDeleted),
 }
 
-/// The kind of a report, as written in the `daybook.type` topic header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The kind of a report, as written in the `daybook.type` topic header. Serialized (in a
+/// subscription's filter) by position on the wire, by its header name in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReportKind {
     /// `event_started`
     EventStarted,
@@ -191,6 +199,10 @@ pub enum ReportKind {
     SegmentReported,
     /// `digest_reported`
     DigestReported,
+    /// `subscription_set`
+    SubscriptionSet,
+    /// `subscription_deleted`
+    SubscriptionDeleted,
 }
 
 impl ReportKind {
@@ -201,7 +213,28 @@ impl ReportKind {
             Self::EventEnded => "event_ended",
             Self::SegmentReported => "segment_reported",
             Self::DigestReported => "digest_reported",
+            Self::SubscriptionSet => "subscription_set",
+            Self::SubscriptionDeleted => "subscription_deleted",
         }
+    }
+
+    /// Inverse of [`ReportKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::EventStarted,
+            Self::EventEnded,
+            Self::SegmentReported,
+            Self::DigestReported,
+            Self::SubscriptionSet,
+            Self::SubscriptionDeleted,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    /// Whether a device makes reports of this kind (the first four).
+    pub fn is_device_report(self) -> bool {
+        !matches!(self, Self::SubscriptionSet | Self::SubscriptionDeleted)
     }
 }
 
@@ -351,13 +384,24 @@ fn check_duration(duration_ms: u32) -> Result<(), Invalid> {
 }
 
 impl Report {
-    /// The device that made it (the topic key).
-    pub fn cid(&self) -> &DeviceId {
+    /// The device that made it (`None`: a subscription change).
+    pub fn cid(&self) -> Option<&DeviceId> {
         match self {
-            Self::EventStarted(r) => &r.cid,
-            Self::EventEnded(r) => &r.cid,
-            Self::SegmentReported(r) => &r.cid,
-            Self::DigestReported(r) => &r.cid,
+            Self::EventStarted(r) => Some(&r.cid),
+            Self::EventEnded(r) => Some(&r.cid),
+            Self::SegmentReported(r) => Some(&r.cid),
+            Self::DigestReported(r) => Some(&r.cid),
+            Self::SubscriptionSet(_) | Self::SubscriptionDeleted(_) => None,
+        }
+    }
+
+    /// The topic key: the device id, or `subscription:<id>` for a subscription change (the
+    /// changes of one subscription keep their order in one partition).
+    pub fn key(&self) -> String {
+        match self {
+            Self::SubscriptionSet(r) => format!("subscription:{}", r.subscription_id),
+            Self::SubscriptionDeleted(r) => format!("subscription:{}", r.subscription_id),
+            other => other.cid().map(DeviceId::to_string).unwrap_or_default(),
         }
     }
 
@@ -368,17 +412,21 @@ impl Report {
             Self::EventEnded(_) => ReportKind::EventEnded,
             Self::SegmentReported(_) => ReportKind::SegmentReported,
             Self::DigestReported(_) => ReportKind::DigestReported,
+            Self::SubscriptionSet(_) => ReportKind::SubscriptionSet,
+            Self::SubscriptionDeleted(_) => ReportKind::SubscriptionDeleted,
         }
     }
 
     /// The instant its own row's day and retention are counted from (a segment's event
     /// mappings count from their events' trigger times instead: see [`crate::rows`]).
-    pub fn trigger_time(&self, fallback: DayOffset) -> Timestamp {
+    /// `None` for a subscription change, which is kept until replaced, not for a retention.
+    pub fn trigger_time(&self, fallback: DayOffset) -> Option<Timestamp> {
         match self {
-            Self::EventStarted(r) => r.event_id.filed_at(fallback),
-            Self::EventEnded(r) => r.event_id.filed_at(fallback),
-            Self::SegmentReported(r) => r.started_at,
-            Self::DigestReported(r) => r.utc_offset.start_of(r.date),
+            Self::EventStarted(r) => Some(r.event_id.filed_at(fallback)),
+            Self::EventEnded(r) => Some(r.event_id.filed_at(fallback)),
+            Self::SegmentReported(r) => Some(r.started_at),
+            Self::DigestReported(r) => Some(r.utc_offset.start_of(r.date)),
+            Self::SubscriptionSet(_) | Self::SubscriptionDeleted(_) => None,
         }
     }
 
@@ -388,7 +436,7 @@ impl Report {
             Self::EventStarted(r) => r.clock_skew_ms,
             Self::EventEnded(r) => policy.clock_skew_ms(r.ended_at, now),
             Self::SegmentReported(r) => policy.clock_skew_ms(r.started_at, now),
-            Self::DigestReported(_) => None,
+            Self::DigestReported(_) | Self::SubscriptionSet(_) | Self::SubscriptionDeleted(_) => None,
         }
     }
 
@@ -403,7 +451,10 @@ impl Report {
     /// Whether every store can hold every value of the report (see `rows`' module docs).
     pub fn storable(&self) -> Result<(), Unstorable> {
         match self {
-            Report::EventStarted(_) | Report::EventEnded(_) => Ok(()),
+            Report::EventStarted(_)
+            | Report::EventEnded(_)
+            | Report::SubscriptionSet(_)
+            | Report::SubscriptionDeleted(_) => Ok(()),
             Report::SegmentReported(r) => {
                 bigint_column("size", r.size)?;
                 int_column("duration_ms", r.duration_ms)?;
@@ -542,6 +593,8 @@ impl Report {
                 }
                 Ok(())
             }
+            Self::SubscriptionSet(r) => r.check().map_err(|e| Invalid::new(ErrorCode::Invalid, e)),
+            Self::SubscriptionDeleted(_) => Ok(()),
         }
     }
 }

@@ -241,6 +241,10 @@ impl ProjectionStore for FaultyStore {
         self.faults.inject("quarantine").await.map_err(StoreError::Unavailable)?;
         self.inner.release(records).await
     }
+    async fn subscriptions(&self) -> Result<Vec<crate::store::SubscriptionView>, StoreError> {
+        self.read().await?;
+        self.inner.subscriptions().await
+    }
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
         self.read().await?;
         self.inner.calendar(cid, from, to).await

@@ -1,7 +1,9 @@
 //! The projection store: the tables the viewer API reads.
 
 use async_trait::async_trait;
-use schemas::{Day, DayOffset, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, Timestamp};
+use schemas::{
+    Day, DayOffset, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, SubscriptionSet, Timestamp,
+};
 
 use crate::log::Position;
 
@@ -115,6 +117,16 @@ pub struct Quarantined {
     pub quarantined_at: Timestamp,
 }
 
+/// A notification subscription as the store holds it: the newest [`SubscriptionSet`] applied
+/// (by `schemas::rows::write_stamp`), unless a newer deletion ended it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionView {
+    /// The subscription as of its latest change.
+    pub subscription: SubscriptionSet,
+    /// When ingest of that change happened (its envelope's `received_at`).
+    pub changed_at: Timestamp,
+}
+
 /// A device's digest for one day.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DigestView {
@@ -203,6 +215,9 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     /// Removes records (as `quarantined` returned them) from the dead-letter table, after a
     /// replay took them or to drop them.
     async fn release(&self, records: &[Quarantined]) -> Result<(), StoreError>;
+
+    /// Every subscription not deleted, ascending by id.
+    async fn subscriptions(&self) -> Result<Vec<SubscriptionView>, StoreError>;
 
     /// Event counts per day for `cid` on days `from..=to`; days with no events are omitted.
     /// Reads one kept count per day (see the contract above), whatever the day holds.

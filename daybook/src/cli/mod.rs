@@ -7,6 +7,7 @@ mod args;
 pub mod backup;
 pub mod quarantine;
 pub mod reference;
+pub mod subscriptions;
 mod tail;
 
 use std::time::Duration;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Records the projector set aside because no store accepts them: list, replay.
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCmd),
+    /// Webhook subscriptions: add, list, update, pause, resume, delete.
+    #[command(subcommand)]
+    Subscriptions(subscriptions::SubscriptionsCmd),
     /// Back up an embedded data directory (full, then incremental); `list`, `verify`.
     Backup(backup::BackupCmd),
     /// Restore a backup into a new data directory.
@@ -209,6 +213,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Tail(a) => tail::run(a).await,
         Command::Groups(cmd) => groups(cmd).await,
         Command::Quarantine(c) => quarantine::run(c).await,
+        Command::Subscriptions(c) => subscriptions::run(c).await,
         Command::Backup(c) => backup::backup_cmd(c).await,
         Command::Restore(c) => backup::restore_cmd(c).await,
         Command::Rebuild(c) => backup::rebuild_cmd(c).await,

@@ -353,11 +353,19 @@ impl EmbeddedLog {
     /// Forgets groups that have not committed since `idle_before_ms` (as Kafka's
     /// `offsets.retention.minutes`) and returns their names.
     pub async fn expire_groups(&self, idle_before_ms: i64) -> Result<Vec<String>, LogError> {
+        self.expire_groups_except(idle_before_ms, &[]).await
+    }
+
+    /// As [`expire_groups`](Self::expire_groups), sparing the groups named in `spared`
+    /// (notification subscriptions' groups: a paused one commits nothing for as long as it
+    /// is paused, and must keep its position).
+    pub async fn expire_groups_except(&self, idle_before_ms: i64, spared: &[String]) -> Result<Vec<String>, LogError> {
         let dir = self.shared.groups_dir();
+        let spared = spared.to_vec();
         let expired = blocking(move || {
             let mut expired = Vec::new();
             for (group, c) in groups::all(&dir)? {
-                if c.committed_ms < idle_before_ms && groups::delete(&dir, &group)? {
+                if c.committed_ms < idle_before_ms && !spared.contains(&group) && groups::delete(&dir, &group)? {
                     expired.push(group);
                 }
             }

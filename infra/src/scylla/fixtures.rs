@@ -84,3 +84,25 @@ pub(super) fn digest(device: &str, date: Day, seg: &str) -> Envelope {
         duration_ms: 60_000,
     }))
 }
+
+pub(super) fn subscription_set(id: &str) -> Envelope {
+    env(Report::SubscriptionSet(schemas::SubscriptionSet {
+        subscription_id: schemas::SubscriptionId::parse(id).unwrap(),
+        url: "https://example.com/hook".into(),
+        secrets: vec![schemas::Sealed(vec![7; 40])],
+        devices: vec![cid("cam-1")],
+        device_prefixes: vec![],
+        kinds: vec![],
+        event_types: vec![EventType::parse("person").unwrap()],
+        cooldown_ms: 60_000,
+        max_age_ms: None,
+        paused: false,
+        created_at: Timestamp::now(),
+    }))
+}
+
+pub(super) fn subscription_deleted(id: &str) -> Envelope {
+    env(Report::SubscriptionDeleted(schemas::SubscriptionDeleted {
+        subscription_id: schemas::SubscriptionId::parse(id).unwrap(),
+    }))
+}

@@ -73,6 +73,8 @@ pub(super) struct Cql {
     pub(super) insert_quarantine: String,
     pub(super) quarantined: String,
     pub(super) release: String,
+    pub(super) insert_subscription: String,
+    pub(super) subscriptions: String,
 }
 
 impl Cql {
@@ -131,6 +133,10 @@ impl Cql {
                 "SELECT part, off, key, value, reason, quarantined_at FROM {ks}.quarantine WHERE day = ?"
             ),
             release: format!("DELETE FROM {ks}.quarantine WHERE day = ? AND part = ? AND off = ?"),
+            insert_subscription: format!(
+                "INSERT INTO {ks}.subscriptions (bucket, id, changed_at, body) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
+            ),
+            subscriptions: format!("SELECT id, changed_at, body FROM {ks}.subscriptions WHERE bucket = ?"),
         }
     }
 }

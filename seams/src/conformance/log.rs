@@ -191,7 +191,7 @@ pub async fn appends_after_shutdown_are_refused(mut h: impl LogHarness) {
 /// the current schema version in the headers.
 pub fn record_of(envelope: &schemas::Envelope) -> LogRecord {
     LogRecord {
-        key: envelope.report.cid().to_string(),
+        key: envelope.report.key(),
         report_kind: envelope.report.kind().as_str().into(),
         schema: schemas::SCHEMA_VERSION,
         value: envelope.encode(),

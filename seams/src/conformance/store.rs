@@ -7,7 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use schemas::{
     Day, DayOffset, DeviceId, DigestReported, EndStatus, Envelope, EventEnded, EventId, EventMapping, EventStarted,
-    EventType, Media, Report, SegmentId, SegmentReported, TimePolicy, Timestamp,
+    EventType, Media, Report, ReportKind, Sealed, SegmentId, SegmentReported, SubscriptionDeleted, SubscriptionId,
+    SubscriptionSet, TimePolicy, Timestamp,
 };
 
 use crate::log::Position;
@@ -727,3 +728,59 @@ pub async fn counts_expire_with_their_day(mut h: impl StoreHarness) {
     s.apply(&[again]).await.unwrap();
     assert_eq!(s.calendar(&cid("cam-exp"), old_day, day(0)).await.unwrap(), vec![(day(10), 1)]);
 }
+
+/// A subscription change: `id` with `url`, paused or not.
+pub fn subscription(id: &str, url: &str, paused: bool) -> Envelope {
+    env(Report::SubscriptionSet(SubscriptionSet {
+        subscription_id: SubscriptionId::parse(id).unwrap(),
+        url: url.into(),
+        secrets: vec![Sealed(vec![1; 40]), Sealed(vec![2; 40])],
+        devices: vec![cid("cam-1")],
+        device_prefixes: vec![cid("door-")],
+        kinds: vec![ReportKind::EventStarted],
+        event_types: vec![EventType::parse("person").unwrap()],
+        cooldown_ms: 60_000,
+        max_age_ms: Some(3_600_000),
+        paused,
+        created_at: noon(1, 0),
+    }))
+}
+
+/// A subscription's deletion.
+pub fn subscription_deleted(id: &str) -> Envelope {
+    env(Report::SubscriptionDeleted(SubscriptionDeleted { subscription_id: SubscriptionId::parse(id).unwrap() }))
+}
+
+/// Subscriptions: the newest change wins (in one batch or across batches, whatever the order
+/// of application), a deletion ends one for good (an older change replayed after it does not
+/// bring it back), and they outlive every day partition.
+pub async fn subscriptions_keep_their_newest_change(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    assert!(s.subscriptions().await.unwrap().is_empty());
+    let a1 = subscription("sub-a", "https://a.example/1", false);
+    let b1 = subscription("sub-b", "https://b.example/1", false);
+    let a2 = subscription("sub-a", "https://a.example/2", true);
+    let c1 = subscription("sub-c", "https://c.example/1", false);
+    let c_gone = subscription_deleted("sub-c");
+    // One batch holding a change and a newer one of the same subscription, and a deletion.
+    s.apply(&[a1.clone(), b1.clone(), a2.clone(), c1.clone(), c_gone.clone()]).await.unwrap();
+    let have = s.subscriptions().await.unwrap();
+    let ids: Vec<&str> = have.iter().map(|v| v.subscription.subscription_id.as_str()).collect();
+    assert_eq!(ids, ["sub-a", "sub-b"]);
+    let Report::SubscriptionSet(want_a) = &a2.report else { unreachable!() };
+    assert_eq!(&have[0].subscription, want_a, "the newer change wins, whole");
+    assert_eq!(have[0].changed_at, a2.received_at);
+    // Replays, in any order: nothing changes.
+    s.apply(&[a2.clone(), a1.clone(), c1.clone()]).await.unwrap();
+    s.apply(&[c_gone.clone(), c1, b1, a1]).await.unwrap();
+    assert_eq!(s.subscriptions().await.unwrap(), have);
+    // Another handle (a second process) reads the same; retention never drops them.
+    let again = h.open_again().await;
+    again.drop_expired(DayOffset::default().today().add_days(1)).await.unwrap();
+    assert_eq!(again.subscriptions().await.unwrap(), have);
+    s.apply(&[subscription_deleted("sub-a")]).await.unwrap();
+    let left: Vec<String> =
+        s.subscriptions().await.unwrap().iter().map(|v| v.subscription.subscription_id.to_string()).collect();
+    assert_eq!(left, ["sub-b"]);
+}
+

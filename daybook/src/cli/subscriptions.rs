@@ -1,0 +1,338 @@
+//! `daybook subscriptions`: webhook subscriptions (docs/notifications.md). Every change is a
+//! report on the log ([`crate::notify::changes`]); `list` and the changes read the current
+//! state from the store, where the projector puts it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use schemas::{DeviceId, EventType, Report, ReportKind, SubscriptionDeleted, SubscriptionId, SubscriptionSet, Timestamp};
+use seams::{ProjectionStore, SubscriptionView};
+
+use super::args::{DataArgs, LogArgs, PolicyArgs, StoreArgs};
+use crate::notify::seal::{self, NotifyKey};
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionsCmd {
+    /// Create a subscription; prints its id and its signing secret (`whsec_…`, shown only
+    /// now). It starts at the log's end: reports from then on are sent.
+    Add(AddArgs),
+    /// Print every subscription as a JSON line (never its secrets).
+    List(Common),
+    /// Change a subscription: every option given replaces that setting (a list option given
+    /// replaces the whole list); `--rotate-secret` adds a new secret, which signs from now on
+    /// while the previous one still verifies, until `--retire-old-secret`.
+    Update(UpdateArgs),
+    /// Stop sending; the subscription keeps its position and sends its backlog (within its
+    /// max age) once resumed.
+    Pause(IdArgs),
+    /// Send again, from where it was paused.
+    Resume(IdArgs),
+    /// End a subscription.
+    Delete(IdArgs),
+}
+
+/// What every subcommand needs: the data directory, the log the changes go to, the store the
+/// state is read from, the notify key.
+#[derive(Debug, Args)]
+pub struct Common {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// The key that seals signing secrets (64 hex digits); default `DATA_DIR/notify-key`,
+    /// created on first use. Every process of a deployment that manages or delivers
+    /// subscriptions needs the same one.
+    #[arg(long, env = "DAYBOOK_NOTIFY_KEY_FILE")]
+    notify_key_file: Option<PathBuf>,
+    /// Accept receivers over plain http:// (tests, a receiver on the same host).
+    #[arg(long, env = "DAYBOOK_NOTIFY_ALLOW_HTTP")]
+    notify_allow_http: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Filters {
+    /// A device to send reports of (repeatable; with --device-prefix: either matches; neither:
+    /// every device).
+    #[arg(long = "device")]
+    devices: Vec<String>,
+    /// A device id prefix to send reports of (repeatable).
+    #[arg(long = "device-prefix")]
+    device_prefixes: Vec<String>,
+    /// A report kind to send: event_started, event_ended, segment_reported, digest_reported
+    /// (repeatable; none: all four).
+    #[arg(long = "kind")]
+    kinds: Vec<String>,
+    /// An event type to send (`person`, repeatable; none: all).
+    #[arg(long = "type")]
+    event_types: Vec<String>,
+    /// At most one event start per device and event type per this long (`60s`); the others
+    /// are counted, not sent. `0s`: none.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    cooldown: Option<Duration>,
+    /// Reports older than this when their turn comes are counted, not sent (`1h`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_age: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The receiver: https://… (http:// with --notify-allow-http).
+    #[arg(long)]
+    url: String,
+    #[command(flatten)]
+    filters: Filters,
+    /// Create it paused.
+    #[arg(long)]
+    paused: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The subscription.
+    id: String,
+    /// A new receiver.
+    #[arg(long)]
+    url: Option<String>,
+    #[command(flatten)]
+    filters: Filters,
+    /// Remove the device filters (every device).
+    #[arg(long, conflicts_with_all = ["devices", "device_prefixes"])]
+    all_devices: bool,
+    /// Remove the max age.
+    #[arg(long, conflicts_with = "max_age")]
+    no_max_age: bool,
+    /// Add a new signing secret (printed once); the previous one still verifies.
+    #[arg(long, conflicts_with = "retire_old_secret")]
+    rotate_secret: bool,
+    /// Drop the previous secret after a rotation.
+    #[arg(long)]
+    retire_old_secret: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// The subscription.
+    id: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// How long a command waits for the projector to show its change in the store.
+const PROJECTED_WITHIN: Duration = Duration::from_secs(10);
+
+pub async fn run(cmd: SubscriptionsCmd) -> anyhow::Result<()> {
+    match cmd {
+        SubscriptionsCmd::Add(a) => add(a).await,
+        SubscriptionsCmd::List(c) => {
+            let store = open_store(&c).await?;
+            for v in store.subscriptions().await? {
+                println!("{}", view_json(&v));
+            }
+            Ok(())
+        }
+        SubscriptionsCmd::Update(a) => update(a).await,
+        SubscriptionsCmd::Pause(a) => set_paused(a, true).await,
+        SubscriptionsCmd::Resume(a) => set_paused(a, false).await,
+        SubscriptionsCmd::Delete(a) => {
+            let store = open_store(&a.common).await?;
+            let current = find(store.as_ref(), &a.id).await?;
+            let id = current.subscription.subscription_id;
+            let deleted = Report::SubscriptionDeleted(SubscriptionDeleted { subscription_id: id.clone() });
+            submit(&a.common, deleted).await?;
+            wait_projected(store.as_ref(), &id, |v| v.is_none()).await;
+            eprintln!("deleted {id}");
+            Ok(())
+        }
+    }
+}
+
+/// One printed line: everything but the secrets (their number only).
+pub fn view_json(v: &SubscriptionView) -> serde_json::Value {
+    let s = &v.subscription;
+    serde_json::json!({
+        "subscription_id": s.subscription_id,
+        "url": s.url,
+        "paused": s.paused,
+        "devices": s.devices,
+        "device_prefixes": s.device_prefixes,
+        "kinds": s.kinds,
+        "event_types": s.event_types,
+        "cooldown_ms": s.cooldown_ms,
+        "max_age_ms": s.max_age_ms,
+        "secrets": s.secrets.len(),
+        "created_at": s.created_at,
+        "changed_at": v.changed_at,
+        "group": crate::notify::group_of(&s.subscription_id),
+    })
+}
+
+async fn open_store(c: &Common) -> anyhow::Result<std::sync::Arc<dyn ProjectionStore>> {
+    crate::resolve::open_store(&c.store.clone().into(), &c.data.data_dir, c.policy.policy()).await
+}
+
+fn key(c: &Common) -> anyhow::Result<NotifyKey> {
+    NotifyKey::load(&c.data.data_dir, c.notify_key_file.as_deref())
+}
+
+async fn submit(c: &Common, report: Report) -> anyhow::Result<()> {
+    crate::notify::changes::submit(report, &c.log.clone().into(), &c.data.data_dir).await
+}
+
+async fn find(store: &dyn ProjectionStore, id: &str) -> anyhow::Result<SubscriptionView> {
+    let id = SubscriptionId::parse(id)?;
+    store
+        .subscriptions()
+        .await?
+        .into_iter()
+        .find(|v| v.subscription.subscription_id == id)
+        .with_context(|| format!("no subscription {id} (a change made a moment ago shows once projected)"))
+}
+
+/// Waits until the store shows what `done` looks for, so the next command sees the change; a
+/// stopped projector only delays it (the change is on the log already): a warning, not an error.
+async fn wait_projected(
+    store: &dyn ProjectionStore,
+    id: &SubscriptionId,
+    done: impl Fn(Option<&SubscriptionView>) -> bool,
+) {
+    let deadline = std::time::Instant::now() + PROJECTED_WITHIN;
+    while std::time::Instant::now() < deadline {
+        if let Ok(all) = store.subscriptions().await {
+            if done(all.iter().find(|v| &v.subscription.subscription_id == id)) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("note: the change is on the log but not projected yet (is a projector running?)");
+}
+
+fn check_url(url: &str, c: &Common) -> anyhow::Result<()> {
+    let parsed = url::Url::parse(url).with_context(|| format!("--url {url:?}"))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" if c.notify_allow_http => {}
+        "http" => anyhow::bail!("--url must be https:// (plain http:// only with --notify-allow-http)"),
+        other => anyhow::bail!("--url: unsupported scheme {other}"),
+    }
+    anyhow::ensure!(parsed.host_str().is_some(), "--url has no host");
+    anyhow::ensure!(parsed.username().is_empty() && parsed.password().is_none(), "--url may not carry credentials");
+    Ok(())
+}
+
+/// Applies the filter options given onto `s`.
+fn apply_filters(s: &mut SubscriptionSet, f: &Filters, replace_empty: bool) -> anyhow::Result<()> {
+    if replace_empty || !f.devices.is_empty() {
+        s.devices = f.devices.iter().map(|d| DeviceId::parse(d)).collect::<Result<_, _>>()?;
+    }
+    if replace_empty || !f.device_prefixes.is_empty() {
+        s.device_prefixes = f.device_prefixes.iter().map(|d| DeviceId::parse(d)).collect::<Result<_, _>>()?;
+    }
+    if replace_empty || !f.kinds.is_empty() {
+        s.kinds = f
+            .kinds
+            .iter()
+            .map(|k| {
+                ReportKind::parse(k)
+                    .filter(|k| k.is_device_report())
+                    .with_context(|| format!("--kind {k}: one of event_started, event_ended, segment_reported, digest_reported"))
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if replace_empty || !f.event_types.is_empty() {
+        s.event_types = f.event_types.iter().map(|t| EventType::parse(t)).collect::<Result<_, _>>()?;
+    }
+    if let Some(c) = f.cooldown {
+        s.cooldown_ms = c.as_millis() as u64;
+    }
+    if let Some(m) = f.max_age {
+        s.max_age_ms = Some(m.as_millis() as u64);
+    }
+    Ok(())
+}
+
+async fn add(a: AddArgs) -> anyhow::Result<()> {
+    check_url(&a.url, &a.common)?;
+    let key = key(&a.common)?;
+    let id = SubscriptionId::generate(u64::from_le_bytes(seal::new_secret()[..8].try_into().expect("8 bytes")));
+    let secret = seal::new_secret();
+    let mut s = SubscriptionSet {
+        subscription_id: id.clone(),
+        url: a.url,
+        secrets: vec![key.seal(&id, &secret)],
+        devices: vec![],
+        device_prefixes: vec![],
+        kinds: vec![],
+        event_types: vec![],
+        cooldown_ms: 0,
+        max_age_ms: None,
+        paused: a.paused,
+        created_at: Timestamp::now(),
+    };
+    apply_filters(&mut s, &a.filters, true)?;
+    s.check().map_err(anyhow::Error::msg)?;
+    submit(&a.common, Report::SubscriptionSet(s)).await?;
+    let store = open_store(&a.common).await?;
+    wait_projected(store.as_ref(), &id, |v| v.is_some()).await;
+    // The only time the secret is shown.
+    println!("{}", serde_json::json!({"subscription_id": id, "secret": seal::whsec(&secret)}));
+    Ok(())
+}
+
+async fn update(a: UpdateArgs) -> anyhow::Result<()> {
+    let store = open_store(&a.common).await?;
+    let current = find(store.as_ref(), &a.id).await?;
+    let mut s = current.subscription.clone();
+    if let Some(url) = &a.url {
+        check_url(url, &a.common)?;
+        s.url = url.clone();
+    }
+    apply_filters(&mut s, &a.filters, false)?;
+    if a.all_devices {
+        s.devices.clear();
+        s.device_prefixes.clear();
+    }
+    if a.no_max_age {
+        s.max_age_ms = None;
+    }
+    let mut new_secret = None;
+    if a.rotate_secret {
+        let secret = seal::new_secret();
+        let key = key(&a.common)?;
+        s.secrets = vec![key.seal(&s.subscription_id, &secret), s.secrets[0].clone()];
+        new_secret = Some(secret);
+    }
+    if a.retire_old_secret {
+        s.secrets.truncate(1);
+    }
+    s.check().map_err(anyhow::Error::msg)?;
+    let id = s.subscription_id.clone();
+    submit(&a.common, Report::SubscriptionSet(s.clone())).await?;
+    wait_projected(store.as_ref(), &id, |v| v.is_some_and(|v| v.subscription == s)).await;
+    match new_secret {
+        Some(secret) => println!("{}", serde_json::json!({"subscription_id": id, "secret": seal::whsec(&secret)})),
+        None => eprintln!("updated {id}"),
+    }
+    Ok(())
+}
+
+async fn set_paused(a: IdArgs, paused: bool) -> anyhow::Result<()> {
+    let store = open_store(&a.common).await?;
+    let mut s = find(store.as_ref(), &a.id).await?.subscription;
+    s.paused = paused;
+    let id = s.subscription_id.clone();
+    submit(&a.common, Report::SubscriptionSet(s)).await?;
+    wait_projected(store.as_ref(), &id, |v| v.is_some_and(|v| v.subscription.paused == paused)).await;
+    eprintln!("{} {id}", if paused { "paused" } else { "resumed" });
+    Ok(())
+}
