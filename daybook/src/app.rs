@@ -67,6 +67,8 @@ pub struct Application {
     auth_reload: Option<(seams::auth::Auth, PathBuf)>,
     /// What the start-up line logs.
     summary: String,
+    /// The notifier's settings and key (all-in-one and `daybook notify`).
+    notify: Option<(crate::notify::deliver::NotifyConfig, crate::notify::seal::NotifyKey)>,
 }
 
 #[derive(Debug)]
@@ -188,6 +190,12 @@ impl Application {
             http = Some((listener, router));
         }
 
+        let notify = if role.notify() && config.notify.enabled {
+            let key = crate::notify::seal::NotifyKey::load(&config.data_dir, config.notify.key_file.as_deref())?;
+            Some((config.notify.clone(), key))
+        } else {
+            None
+        };
         let summary = format!(
             "role {role:?}, log {}, store {}, data dir {}",
             if role.log() { config.log.url.to_string() } else { "-".into() },
@@ -213,6 +221,7 @@ impl Application {
             group_retention: config.log.group_retention,
             auth_reload,
             summary,
+            notify,
         })
     }
 
@@ -299,6 +308,21 @@ impl Application {
                 }
                 _ => None,
             };
+        // The notifier: a failure of it stops the process, as the projector's does.
+        let notifier = match (self.notify, &log, &store) {
+            (Some((config, key)), Some(log), Some(store)) => {
+                let (log, store, rx, tx) = (log.log.clone(), store.clone(), rx.clone(), tx.clone());
+                Some(tokio::spawn(async move {
+                    let result = crate::notify::deliver::run(log, store, key, config, rx).await;
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, "notifier failed; shutting down");
+                        let _ = tx.send(true);
+                    }
+                    result
+                }))
+            }
+            _ => None,
+        };
         let janitor = self.role.projector().then(|| {
             let embedded = log.as_ref().and_then(|l| l.embedded.clone()).map(|log| (log, self.group_retention));
             tokio::spawn(janitor(self.policy, store.clone(), embedded, objects, rx.clone()))
@@ -334,6 +358,11 @@ impl Application {
             Some(p) => p.await.context("projector task")?,
             None => Ok(Default::default()),
         };
+        // Before the log shuts down: the notifier commits what its receivers answered.
+        let notified = match notifier {
+            Some(n) => n.await.context("notifier task")?,
+            None => Ok(()),
+        };
         if let Some(log) = &log {
             log.log.shutdown().await.context("log shutdown")?;
         }
@@ -349,6 +378,7 @@ impl Application {
         }
         let _ = upkeep.await;
         served?;
+        notified?;
         let progress = projected?;
         if self.role.projector() {
             tracing::info!(reports = progress.reports, rows = progress.rows, "projector done");

@@ -21,6 +21,8 @@ pub enum Role {
     Projector,
     /// The viewer API only (`daybook api`).
     Api,
+    /// The notifier only (`daybook notify`): webhook subscriptions fed from the log.
+    Notify,
 }
 
 impl Role {
@@ -36,12 +38,16 @@ impl Role {
         matches!(self, Self::AllInOne | Self::Projector)
     }
 
+    pub(crate) fn notify(self) -> bool {
+        matches!(self, Self::AllInOne | Self::Notify)
+    }
+
     pub(crate) fn log(self) -> bool {
-        self.ingest() || self.projector()
+        self.ingest() || self.projector() || self.notify()
     }
 
     pub(crate) fn store(self) -> bool {
-        self.api() || self.projector()
+        self.api() || self.projector() || self.notify()
     }
 
     pub(crate) fn signer(self) -> bool {
@@ -82,6 +88,8 @@ pub struct Config {
     /// Repositories the log, objects and secrets are shipped to continuously (`run
     /// --replicate-to`); none by default.
     pub replicas: Vec<crate::backup::ship::Replica>,
+    /// The notifier (all-in-one and `daybook notify`).
+    pub notify: crate::notify::deliver::NotifyConfig,
 }
 
 impl Config {
@@ -133,6 +141,7 @@ impl Config {
             metrics_upkeep: Duration::from_secs(5),
             backups: Vec::new(),
             replicas: Vec::new(),
+            notify: crate::notify::deliver::NotifyConfig::default(),
         }
     }
 }

@@ -50,4 +50,10 @@ pub const METRICS: &[seams::metric::Metric] = &[
     backup::trial::BACKUP_VERIFY_DURATION_SECONDS,
     audit::AUDIT_WRITE_FAILURES_TOTAL,
     app::OBJECTS_EXPIRED_TOTAL,
+    notify::deliver::NOTIFY_DELIVERED_TOTAL,
+    notify::deliver::NOTIFY_FAILED_TOTAL,
+    notify::deliver::NOTIFY_SKIPPED_TOTAL,
+    notify::deliver::NOTIFY_LAG_RECORDS,
+    notify::deliver::NOTIFY_OLDEST_UNDELIVERED_SECONDS,
+    notify::deliver::NOTIFY_LATENCY_SECONDS,
 ];

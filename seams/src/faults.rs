@@ -168,6 +168,10 @@ impl ReportLog for FaultyLog {
         let inner = self.inner.consumer_at_end(group).await?;
         Ok(Box::new(FaultyConsumer { inner, faults: self.faults.clone() }))
     }
+    async fn consumer_resuming_or_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
+        let inner = self.inner.consumer_resuming_or_at_end(group).await?;
+        Ok(Box::new(FaultyConsumer { inner, faults: self.faults.clone() }))
+    }
     async fn health(&self) -> Result<(), LogError> {
         self.faults.inject("health").await.map_err(LogError::Unavailable)?;
         self.inner.health().await

@@ -41,6 +41,8 @@ pub enum Command {
     Projector(ProjectorCmd),
     /// The viewer API only.
     Api(ApiCmd),
+    /// The notifier only: delivers webhook subscriptions from the log (`run` includes it).
+    Notify(NotifyCmd),
     /// Print a bearer token.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -209,6 +211,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Ingest(a) => serve(a.into()).await,
         Command::Projector(a) => serve(a.into()).await,
         Command::Api(a) => serve(a.into()).await,
+        Command::Notify(a) => serve(a.into()).await,
         Command::Token(t) => token(t),
         Command::Tail(a) => tail::run(a).await,
         Command::Groups(cmd) => groups(cmd).await,

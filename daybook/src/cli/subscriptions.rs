@@ -282,10 +282,25 @@ async fn add(a: AddArgs) -> anyhow::Result<()> {
     apply_filters(&mut s, &a.filters, true)?;
     s.check().map_err(anyhow::Error::msg)?;
     submit(&a.common, Report::SubscriptionSet(s)).await?;
+    start_at_end(&a.common, &id).await?;
     let store = open_store(&a.common).await?;
     wait_projected(store.as_ref(), &id, |v| v.is_some()).await;
     // The only time the secret is shown.
     println!("{}", serde_json::json!({"subscription_id": id, "secret": seal::whsec(&secret)}));
+    Ok(())
+}
+
+/// Records the log's end as the new subscription's position, so it sends what comes after
+/// its creation even if no notifier takes it up for a while (the embedded log: its group
+/// file; a Kafka group starts at the end when a notifier first joins it).
+async fn start_at_end(c: &Common, id: &SubscriptionId) -> anyhow::Result<()> {
+    let config: crate::config::LogConfig = c.log.clone().into();
+    if !matches!(config.url, infra::LogUrl::Embedded) {
+        return Ok(());
+    }
+    let log = crate::resolve::open_log(&config, &c.data.data_dir).await?.log;
+    drop(log.consumer_resuming_or_at_end(&crate::notify::group_of(id)).await?);
+    log.shutdown().await?;
     Ok(())
 }
 

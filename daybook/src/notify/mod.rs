@@ -2,9 +2,13 @@
 //!
 //! * [`seal`]: the notify key that seals signing secrets.
 //! * [`changes`]: putting a subscription change on the log from the command line.
+//! * [`deliver`]: the notifier (a consumer group per subscription, at-least-once).
+//! * [`wire`]: Standard Webhooks: ids, signatures, the body.
 
 pub mod changes;
+pub mod deliver;
 pub mod seal;
+pub mod wire;
 
 use schemas::SubscriptionId;
 

@@ -443,6 +443,28 @@ impl ReportLog for EmbeddedLog {
         self.open_consumer(group, true).await
     }
 
+    async fn consumer_resuming_or_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
+        if group.is_empty() {
+            return Err(LogError::Other("consumer group name is empty".into()));
+        }
+        let (shared, name) = (self.shared.clone(), group.to_owned());
+        let next = blocking(move || {
+            let dir = shared.groups_dir();
+            match groups::read(&dir, &name)? {
+                Some(c) => Ok(c.next),
+                None => {
+                    // Recorded at once: the group's start is this moment's end, whatever
+                    // happens to this member.
+                    let head = shared.head()?;
+                    groups::write(&dir, &name, head, chrono::Utc::now().timestamp_millis())?;
+                    Ok(head)
+                }
+            }
+        })
+        .await?;
+        Ok(Box::new(EmbeddedConsumer::new(self.shared.clone(), group.to_owned(), next)))
+    }
+
     async fn health(&self) -> Result<(), LogError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(LogError::Closed);

@@ -1,0 +1,638 @@
+//! The notifier: every subscription reads the log as its own consumer group and delivers what
+//! matches to its receiver (docs/notifications.md).
+//!
+//! [`run`] re-reads the subscriptions from the store every second and keeps one task per
+//! subscription that is not paused. A task has two halves:
+//!
+//! * the **reader** owns the log consumer: it polls while the window has room (at most
+//!   `window` records held between the committed position and the read position, whatever the
+//!   receiver does), and commits the positions the deliverer hands it;
+//! * the **deliverer** keeps one queue per device — a device's reports go out one at a time,
+//!   in log order — and up to `max_in_flight` deliveries at once across devices, so one
+//!   device's failing report holds up only that device. A report is *done* once answered 2xx,
+//!   or filtered out, cooled down or past its max age; the committed position of a partition
+//!   is the first report not done, so a kill -9 at any moment loses nothing (what was in
+//!   flight is sent again: receivers de-duplicate by `webhook-id`).
+//!
+//! A failed attempt (a timeout, a connection refused, a status other than 2xx) is tried again
+//! after an exponential backoff with jitter — `retry_base` × 3ⁿ, at most `retry_max` — or
+//! after the receiver's `Retry-After`, whichever is later (Retry-After capped at `retry_max`).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use schemas::{Envelope, Report, SubscriptionId, SubscriptionSet, Timestamp};
+use seams::metric::{Kind, Metric, Unit};
+use seams::{Consumed, LogConsumer, Position, ProjectionStore, ReportLog};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use super::seal::NotifyKey;
+use super::wire;
+
+pub const NOTIFY_DELIVERED_TOTAL: Metric = Metric {
+    name: "daybook_notify_delivered_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &["subscription"],
+    help: "Notifications: reports a receiver answered 2xx, by subscription.",
+};
+
+pub const NOTIFY_FAILED_TOTAL: Metric = Metric {
+    name: "daybook_notify_failed_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &["subscription", "reason"],
+    help: "Notifications: failed delivery attempts, by subscription and reason (timeout, connect, status_5xx, status_4xx, other); each is retried.",
+};
+
+pub const NOTIFY_SKIPPED_TOTAL: Metric = Metric {
+    name: "daybook_notify_skipped_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &["subscription", "reason"],
+    help: "Notifications: matching reports not sent, by subscription and reason (cooldown, max_age).",
+};
+
+pub const NOTIFY_LAG_RECORDS: Metric = Metric {
+    name: "daybook_notify_lag_records",
+    kind: Kind::Gauge,
+    unit: None,
+    labels: &["subscription"],
+    help: "Notifications: records of the log a subscription has not read yet.",
+};
+
+pub const NOTIFY_OLDEST_UNDELIVERED_SECONDS: Metric = Metric {
+    name: "daybook_notify_oldest_undelivered_seconds",
+    kind: Kind::Gauge,
+    unit: Some(Unit::Seconds),
+    labels: &["subscription"],
+    help: "Notifications: age (since received_at) of the oldest report read and not yet delivered, by subscription (0 when none waits).",
+};
+
+pub const NOTIFY_LATENCY_SECONDS: Metric = Metric {
+    name: "daybook_notify_latency_seconds",
+    kind: Kind::Histogram,
+    unit: Some(Unit::Seconds),
+    labels: &[],
+    help: "Notifications: from a report's received_at to its receiver's 2xx.",
+};
+
+/// The metrics of the notifier.
+pub const METRICS: &[Metric] = &[
+    NOTIFY_DELIVERED_TOTAL,
+    NOTIFY_FAILED_TOTAL,
+    NOTIFY_SKIPPED_TOTAL,
+    NOTIFY_LAG_RECORDS,
+    NOTIFY_OLDEST_UNDELIVERED_SECONDS,
+    NOTIFY_LATENCY_SECONDS,
+];
+
+/// How the notifier delivers.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// Whether the process runs the notifier (`run --no-notify`: another process does).
+    pub enabled: bool,
+    /// The key that opens the signing secrets (`None`: `DATA_DIR/notify-key`).
+    pub key_file: Option<std::path::PathBuf>,
+    /// First retry delay.
+    pub retry_base: Duration,
+    /// Longest delay between two attempts (and the cap on a receiver's Retry-After).
+    pub retry_max: Duration,
+    /// How long a receiver has to answer (headers and body).
+    pub timeout: Duration,
+    /// Deliveries in flight at once, per subscription.
+    pub max_in_flight: usize,
+    /// Records one subscription holds between its committed and its read position.
+    pub window: usize,
+    /// How often the subscriptions are read from the store.
+    pub refresh: Duration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            key_file: None,
+            retry_base: Duration::from_secs(5),
+            retry_max: Duration::from_secs(10 * 3600),
+            timeout: Duration::from_secs(10),
+            max_in_flight: 64,
+            window: 10_000,
+            refresh: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The HTTP client every subscription shares: keep-alive connections, no redirects (a
+/// receiver that redirects is answering 3xx: a failure, never followed), the timeout.
+pub fn client(config: &NotifyConfig) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("daybook-notify/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// Runs the notifier until `shutdown`: a task per active subscription.
+pub async fn run(
+    log: Arc<dyn ReportLog>,
+    store: Arc<dyn ProjectionStore>,
+    key: NotifyKey,
+    config: NotifyConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let client = client(&config)?;
+    let mut tasks: HashMap<SubscriptionId, (watch::Sender<SubscriptionSet>, tokio::task::JoinHandle<()>)> =
+        HashMap::new();
+    tracing::info!(log = log.backend(), store = store.backend(), "notifier started");
+    loop {
+        match store.subscriptions().await {
+            Ok(subs) => {
+                let active: HashMap<SubscriptionId, SubscriptionSet> = subs
+                    .into_iter()
+                    .filter(|v| !v.subscription.paused)
+                    .map(|v| (v.subscription.subscription_id.clone(), v.subscription))
+                    .collect();
+                // Paused or deleted: its task stops (committing what it finished).
+                let gone: Vec<SubscriptionId> = tasks.keys().filter(|id| !active.contains_key(id)).cloned().collect();
+                for id in gone {
+                    if let Some((tx, handle)) = tasks.remove(&id) {
+                        drop(tx);
+                        let _ = handle.await;
+                        tracing::info!(subscription = %id, "notifier: subscription paused or deleted");
+                    }
+                }
+                tasks.retain(|_, (_, h)| !h.is_finished());
+                for (id, sub) in active {
+                    match tasks.get(&id) {
+                        Some((tx, _)) => {
+                            tx.send_if_modified(|cur| {
+                                let changed = *cur != sub;
+                                *cur = sub.clone();
+                                changed
+                            });
+                        }
+                        None => {
+                            let (tx, rx) = watch::channel(sub);
+                            let task = Subscription {
+                                log: log.clone(),
+                                key: key.clone(),
+                                client: client.clone(),
+                                config: config.clone(),
+                            };
+                            let handle = tokio::spawn(task.run(rx, shutdown.clone()));
+                            tasks.insert(id, (tx, handle));
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "notifier: cannot read the subscriptions; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(config.refresh) => {}
+            _ = shutdown.wait_for(|v| *v) => break,
+        }
+    }
+    for (_, (tx, handle)) in tasks {
+        drop(tx);
+        let _ = handle.await;
+    }
+    tracing::info!("notifier stopped");
+    Ok(())
+}
+
+/// What a subscription's task shares with the others.
+struct Subscription {
+    log: Arc<dyn ReportLog>,
+    key: NotifyKey,
+    client: reqwest::Client,
+    config: NotifyConfig,
+}
+
+/// One report on its way.
+struct Item {
+    position: Position,
+    schema: u16,
+    envelope: Envelope,
+    webhook_id: String,
+    attempt: u32,
+    not_before: Instant,
+}
+
+/// How an attempt ended.
+enum Outcome {
+    Delivered,
+    /// Try again, not before this (a Retry-After), for this reason.
+    Failed { reason: &'static str, retry_after: Option<Duration> },
+}
+
+/// Per partition, the offsets read and whether each is done: the commit position is the
+/// first one not done.
+#[derive(Default)]
+struct Window {
+    partitions: BTreeMap<i32, VecDeque<(i64, bool)>>,
+    held: usize,
+}
+
+impl Window {
+    fn push(&mut self, p: Position, done: bool) {
+        self.partitions.entry(p.partition).or_default().push_back((p.offset, done));
+        self.held += 1;
+    }
+
+    fn done(&mut self, p: Position) {
+        if let Some(q) = self.partitions.get_mut(&p.partition) {
+            // Offsets ascend in a partition: a binary search finds the record.
+            if let Ok(i) = q.binary_search_by_key(&p.offset, |e| e.0) {
+                q[i].1 = true;
+            }
+        }
+    }
+
+    /// Drops the done prefix of every partition; the positions to commit (and how many
+    /// records left the window).
+    fn advance(&mut self) -> (Vec<Position>, usize) {
+        let mut out = Vec::new();
+        let mut freed = 0;
+        for (&partition, q) in &mut self.partitions {
+            let mut last = None;
+            while q.front().is_some_and(|e| e.1) {
+                last = q.pop_front().map(|e| e.0);
+                freed += 1;
+            }
+            if let Some(offset) = last {
+                out.push(Position { partition, offset: offset + 1 });
+            }
+        }
+        self.held -= freed;
+        (out, freed)
+    }
+}
+
+impl Subscription {
+    async fn run(self, mut sub: watch::Receiver<SubscriptionSet>, mut shutdown: watch::Receiver<bool>) {
+        let id = sub.borrow().subscription_id.clone();
+        let group = super::group_of(&id);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let consumer = match self.log.consumer_resuming_or_at_end(&group).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(subscription = %id, error = %e, "notifier: cannot open the log; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.wait_for(|v| *v) => return,
+                        r = sub.changed() => if r.is_err() { return },
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            match self.deliver(consumer, &mut sub, &mut shutdown).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(subscription = %id, error = %e, "notifier: reading the log failed; resuming from the last commit");
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+    }
+
+    /// Delivers until the subscription is paused or deleted (its sender dropped) or shutdown;
+    /// an error of the log ends it early (the caller reopens).
+    async fn deliver(
+        &self,
+        consumer: Box<dyn LogConsumer>,
+        sub: &mut watch::Receiver<SubscriptionSet>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let mut current = sub.borrow_and_update().clone();
+        let id = current.subscription_id.clone();
+        let label = id.to_string();
+        let mut secrets = self.open_secrets(&current);
+        let room = Arc::new(Semaphore::new(self.config.window));
+        let (batch_tx, mut batch_rx) = mpsc::unbounded_channel::<Vec<Consumed>>();
+        let (commit_tx, commit_rx) = watch::channel(Vec::<Position>::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let reader = tokio::spawn(read(consumer, room.clone(), batch_tx, commit_rx, stop_rx, label.clone()));
+
+        let mut window = Window::default();
+        let mut devices: HashMap<String, VecDeque<Item>> = HashMap::new();
+        // Devices whose first report may go at the instant given (ordered by instant).
+        let mut ready: BTreeMap<(Instant, u64), String> = BTreeMap::new();
+        let mut seq = 0u64;
+        let mut busy: std::collections::HashSet<String> = Default::default();
+        let mut in_flight = FuturesUnordered::new();
+        // Event starts sent per (device, event type): the trigger time of the last one.
+        let mut cooled: HashMap<(String, String), Timestamp> = HashMap::new();
+        let mut last_gauge = Instant::now();
+        let result = loop {
+            // Send what may go now, up to the in-flight bound.
+            let now = Instant::now();
+            while in_flight.len() < self.config.max_in_flight {
+                let Some((&(at, n), _)) = ready.first_key_value() else { break };
+                if at > now {
+                    break;
+                }
+                let device = ready.remove(&(at, n)).expect("just seen");
+                let Some(item) = devices.get(&device).and_then(|q| q.front()) else { continue };
+                // Past its max age when its turn comes: counted, not sent.
+                if let Some(max_age) = current.max_age_ms {
+                    let age = Timestamp::now().millis() - item.envelope.received_at.millis();
+                    if age > max_age as i64 {
+                        metrics::counter!(NOTIFY_SKIPPED_TOTAL.name, "subscription" => label.clone(), "reason" => "max_age")
+                            .increment(1);
+                        let p = item.position;
+                        window.done(p);
+                        finish_head(&mut devices, &device, &mut ready, &mut seq);
+                        continue;
+                    }
+                }
+                let Some(secrets) = secrets.as_ref() else {
+                    // Secrets that do not open: nothing can be signed; wait for a change.
+                    ready.insert((now + Duration::from_secs(5), n), device);
+                    break;
+                };
+                busy.insert(device.clone());
+                let attempt = self.attempt(&current, secrets, item, &device);
+                in_flight.push(attempt);
+            }
+            let next_ready = ready.first_key_value().map(|(k, _)| k.0);
+            tokio::select! {
+                batch = batch_rx.recv() => {
+                    let Some(batch) = batch else { break Err(anyhow::anyhow!("the log reader stopped")) };
+                    for c in batch {
+                        self.take(&current, c, &mut window, &mut devices, &mut ready, &mut seq, &busy, &mut cooled, &label);
+                    }
+                }
+                Some((device, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                    busy.remove(&device);
+                    match outcome {
+                        Outcome::Delivered => {
+                            if let Some(item) = devices.get(&device).and_then(|q| q.front()) {
+                                let age = Timestamp::now().millis() - item.envelope.received_at.millis();
+                                metrics::histogram!(NOTIFY_LATENCY_SECONDS.name).record(age.max(0) as f64 / 1000.0);
+                                metrics::counter!(NOTIFY_DELIVERED_TOTAL.name, "subscription" => label.clone()).increment(1);
+                                window.done(item.position);
+                            }
+                            finish_head(&mut devices, &device, &mut ready, &mut seq);
+                        }
+                        Outcome::Failed { reason, retry_after } => {
+                            metrics::counter!(NOTIFY_FAILED_TOTAL.name, "subscription" => label.clone(), "reason" => reason).increment(1);
+                            if let Some(item) = devices.get_mut(&device).and_then(|q| q.front_mut()) {
+                                let delay = self.backoff(item.attempt).max(retry_after.unwrap_or_default().min(self.config.retry_max));
+                                item.attempt += 1;
+                                item.not_before = Instant::now() + delay;
+                                seq += 1;
+                                ready.insert((item.not_before, seq), device);
+                            }
+                        }
+                    }
+                }
+                () = sleep_until(next_ready), if next_ready.is_some() && in_flight.len() < self.config.max_in_flight => {}
+                changed = sub.changed() => {
+                    if changed.is_err() {
+                        break Ok(());
+                    }
+                    current = sub.borrow_and_update().clone();
+                    secrets = self.open_secrets(&current);
+                }
+                _ = shutdown.wait_for(|v| *v) => break Ok(()),
+            }
+            let (commit, freed) = window.advance();
+            if freed > 0 {
+                room.add_permits(freed);
+            }
+            if !commit.is_empty() {
+                commit_tx.send_modify(|c| merge(c, &commit));
+            }
+            if last_gauge.elapsed() > Duration::from_secs(1) {
+                last_gauge = Instant::now();
+                let oldest = devices
+                    .values()
+                    .filter_map(|q| q.front())
+                    .map(|i| i.envelope.received_at.millis())
+                    .min()
+                    .map_or(0.0, |t| (Timestamp::now().millis() - t).max(0) as f64 / 1000.0);
+                metrics::gauge!(NOTIFY_OLDEST_UNDELIVERED_SECONDS.name, "subscription" => label.clone()).set(oldest);
+            }
+        };
+        // What was done is committed; what was in flight is sent again next time.
+        let _ = stop_tx.send(true);
+        drop(in_flight);
+        match reader.await {
+            Ok(Ok(())) => result,
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn open_secrets(&self, s: &SubscriptionSet) -> Option<Vec<Vec<u8>>> {
+        match s.secrets.iter().map(|x| self.key.open(&s.subscription_id, x)).collect::<anyhow::Result<Vec<_>>>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(subscription = %s.subscription_id, error = %e, "notifier: cannot open the signing secrets; nothing is sent");
+                None
+            }
+        }
+    }
+
+    /// Retry delay after `attempt` failures: `retry_base` × 3^attempt, capped, ±20 % jitter.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.config.retry_base.as_secs_f64() * 3f64.powi(attempt.min(30) as i32);
+        let capped = base.min(self.config.retry_max.as_secs_f64());
+        Duration::from_secs_f64(capped * (0.8 + 0.4 * fastrand::f64()))
+    }
+
+    /// Takes a record read from the log: done at once unless it is to be sent.
+    #[allow(clippy::too_many_arguments)]
+    fn take(
+        &self,
+        sub: &SubscriptionSet,
+        c: Consumed,
+        window: &mut Window,
+        devices: &mut HashMap<String, VecDeque<Item>>,
+        ready: &mut BTreeMap<(Instant, u64), String>,
+        seq: &mut u64,
+        busy: &std::collections::HashSet<String>,
+        cooled: &mut HashMap<(String, String), Timestamp>,
+        label: &str,
+    ) {
+        let envelope = match Envelope::decode(&c.value) {
+            Ok(e) if sub.matches(&e.report) => e,
+            // Not for this subscription, another record kind, or undecodable (the projector
+            // quarantines those): nothing to send.
+            _ => return window.push(c.position, true),
+        };
+        if let (Report::EventStarted(r), true) = (&envelope.report, sub.cooldown_ms > 0) {
+            let key = (r.cid.to_string(), r.event_type.to_string());
+            match cooled.get(&key) {
+                Some(last) if (r.triggered_at.millis() - last.millis()).unsigned_abs() < sub.cooldown_ms => {
+                    metrics::counter!(NOTIFY_SKIPPED_TOTAL.name, "subscription" => label.to_owned(), "reason" => "cooldown")
+                        .increment(1);
+                    return window.push(c.position, true);
+                }
+                _ => {
+                    cooled.insert(key, r.triggered_at);
+                }
+            }
+        }
+        window.push(c.position, false);
+        let device = c.key.clone();
+        let webhook_id = wire::webhook_id(&sub.subscription_id, &envelope.report);
+        let item = Item {
+            position: c.position,
+            schema: c.schema,
+            envelope,
+            webhook_id,
+            attempt: 0,
+            not_before: Instant::now(),
+        };
+        let q = devices.entry(device.clone()).or_default();
+        q.push_back(item);
+        if q.len() == 1 && !busy.contains(&device) {
+            *seq += 1;
+            ready.insert((Instant::now(), *seq), device);
+        }
+    }
+
+    /// One attempt to deliver `item`.
+    fn attempt(
+        &self,
+        sub: &SubscriptionSet,
+        secrets: &[Vec<u8>],
+        item: &Item,
+        device: &str,
+    ) -> futures::future::BoxFuture<'static, (String, Outcome)> {
+        let now = Timestamp::now();
+        let body = wire::body(item.schema, &item.envelope, now);
+        let ts = now.millis() / 1000;
+        let signature = wire::signature(secrets, &item.webhook_id, ts, &body);
+        let request = self
+            .client
+            .post(&sub.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &item.webhook_id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature)
+            .body(body);
+        let device = device.to_owned();
+        Box::pin(async move {
+            let outcome = match request.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    // The body is not read: a receiver's answer is its status. Dropping the
+                    // response closes a connection whose body is still coming (a slow drip
+                    // costs nothing here).
+                    drop(resp);
+                    if status.is_success() {
+                        Outcome::Delivered
+                    } else {
+                        let reason = match status.as_u16() {
+                            500..=599 => "status_5xx",
+                            400..=499 => "status_4xx",
+                            _ => "status_other",
+                        };
+                        Outcome::Failed { reason, retry_after }
+                    }
+                }
+                Err(e) if e.is_timeout() => Outcome::Failed { reason: "timeout", retry_after: None },
+                Err(e) if e.is_connect() => Outcome::Failed { reason: "connect", retry_after: None },
+                Err(_) => Outcome::Failed { reason: "other", retry_after: None },
+            };
+            (device, outcome)
+        })
+    }
+}
+
+/// The head of `device`'s queue is done: the next one (if any) may go now.
+fn finish_head(
+    devices: &mut HashMap<String, VecDeque<Item>>,
+    device: &str,
+    ready: &mut BTreeMap<(Instant, u64), String>,
+    seq: &mut u64,
+) {
+    if let Some(q) = devices.get_mut(device) {
+        q.pop_front();
+        match q.front() {
+            Some(next) => {
+                *seq += 1;
+                ready.insert((next.not_before, *seq), device.to_owned());
+            }
+            None => {
+                devices.remove(device);
+            }
+        }
+    }
+}
+
+/// Keeps the highest position per partition.
+fn merge(into: &mut Vec<Position>, new: &[Position]) {
+    for p in new {
+        match into.iter_mut().find(|q| q.partition == p.partition) {
+            Some(q) => q.offset = q.offset.max(p.offset),
+            None => into.push(*p),
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// The reader half: polls while the window has room, commits what the deliverer says.
+async fn read(
+    mut consumer: Box<dyn LogConsumer>,
+    room: Arc<Semaphore>,
+    batches: mpsc::UnboundedSender<Vec<Consumed>>,
+    mut commits: watch::Receiver<Vec<Position>>,
+    stop: watch::Receiver<bool>,
+    label: String,
+) -> anyhow::Result<()> {
+    let mut last_lag = Instant::now() - Duration::from_secs(10);
+    loop {
+        if commits.has_changed().unwrap_or(false) {
+            let positions = commits.borrow_and_update().clone();
+            if let Err(e) = consumer.commit(&positions).await {
+                tracing::warn!(subscription = %label, error = %e, "notifier: commit failed; the next one covers it");
+            }
+        }
+        if *stop.borrow() {
+            return Ok(());
+        }
+        if last_lag.elapsed() > Duration::from_secs(1) {
+            last_lag = Instant::now();
+            if let Ok(lag) = consumer.lag().await {
+                let total: i64 = lag.iter().map(|l| l.1).sum();
+                metrics::gauge!(NOTIFY_LAG_RECORDS.name, "subscription" => label.clone()).set(total as f64);
+            }
+        }
+        let free = room.available_permits().min(1000);
+        if free == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        // Never cancelled mid-poll (records it took would be lost to this member): a short
+        // wait instead, so commits and the stop are seen promptly.
+        let batch = consumer.poll(free, Duration::from_millis(100)).await?;
+        if batch.is_empty() {
+            continue;
+        }
+        room.acquire_many(batch.len() as u32).await?.forget();
+        if batches.send(batch).is_err() {
+            return Ok(());
+        }
+    }
+}
