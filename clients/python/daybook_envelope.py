@@ -383,7 +383,24 @@ _REPORT_KINDS = [
     "digest_reported",
     "subscription_set",
     "subscription_deleted",
+    "subscription_dead_lettered",
+    "dead_letters_released",
 ]
+
+
+def _blob(r: _Reader, what: str) -> str:
+    """Opaque bytes (a log record's value): varint length, then the bytes; printed as base64."""
+    n = r.uint(64, f"{what} length")
+    return base64.b64encode(r.take(n, what)).decode("ascii")
+
+
+def _u16(r: _Reader, what: str) -> int:
+    return r.uint(16, what)
+
+
+def _text(r: _Reader, what: str) -> str:
+    return r.string(what)
+
 _subscription_id = _token("[A-Za-z0-9_-]{1,64}", "1 to 64 of A-Z a-z 0-9 _ -")
 
 # Schema version 3: version 2 plus the notification subscriptions' changes as variants 4 and 5
@@ -406,6 +423,25 @@ _V3_REPORTS: List[Tuple[str, _Fields]] = _V2_REPORTS + [
         ],
     ),
     ("subscription_deleted", [("subscription_id", _subscription_id)]),
+    (
+        "subscription_dead_lettered",
+        [
+            ("subscription_id", _subscription_id),
+            ("webhook_id", _text),
+            ("reason", _text),
+            ("attempts", _u32),
+            ("record_schema", _u16),
+            ("record", _blob),
+        ],
+    ),
+    (
+        "dead_letters_released",
+        [
+            ("subscription_id", _subscription_id),
+            ("purged", _vec(_text)),
+            ("replayed", _vec(_struct([("webhook_id", _text), ("record_schema", _u16), ("record", _blob)]))),
+        ],
+    ),
 ]
 
 # What a version 1 record reads as today: the keys version 2 added, at their defaults.

@@ -30,7 +30,9 @@ pub use error_code::ErrorCode;
 pub use ids::{
     Day, DeviceId, EventId, EventType, IdError, SegmentId, SubscriptionId, DAY_PATTERN, EVENT_ID_PATTERN,
 };
-pub use subscription::{Sealed, SubscriptionDeleted, SubscriptionSet};
+pub use subscription::{
+    Blob, DeadLettersReleased, ReplayedLetter, Sealed, SubscriptionDeadLettered, SubscriptionDeleted, SubscriptionSet,
+};
 pub use report::{
     DigestReported, EndStatus, EventEnded, EventMapping, EventStarted, Invalid, Media, Report, ReportKind,
     SegmentReported, TimePolicy,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::columns::{bigint_column, int_column, Unstorable};
 use crate::error_code::ErrorCode;
 use crate::ids::{Day, DeviceId, EventId, EventType, SegmentId};
-use crate::subscription::{SubscriptionDeleted, SubscriptionSet};
+use crate::subscription::{DeadLettersReleased, SubscriptionDeadLettered, SubscriptionDeleted, SubscriptionSet};
 use crate::time::{DayOffset, Timestamp};
 
 /// Largest object a segment or digest report may describe (5 GiB, S3's single PUT limit).
@@ -184,6 +184,10 @@ pub enum Report {
     SubscriptionSet(SubscriptionSet),
     /// See [`SubscriptionDeleted`] (schema version 3).
     SubscriptionDeleted(SubscriptionDeleted),
+    /// See [`SubscriptionDeadLettered`] (schema version 3).
+    SubscriptionDeadLettered(SubscriptionDeadLettered),
+    /// See [`DeadLettersReleased`] (schema version 3).
+    DeadLettersReleased(DeadLettersReleased),
 }
 
 /// The kind of a report, as written in the `daybook.type` topic header. Serialized (in a
@@ -203,6 +207,10 @@ pub enum ReportKind {
     SubscriptionSet,
     /// `subscription_deleted`
     SubscriptionDeleted,
+    /// `subscription_dead_lettered`
+    SubscriptionDeadLettered,
+    /// `dead_letters_released`
+    DeadLettersReleased,
 }
 
 impl ReportKind {
@@ -215,6 +223,8 @@ impl ReportKind {
             Self::DigestReported => "digest_reported",
             Self::SubscriptionSet => "subscription_set",
             Self::SubscriptionDeleted => "subscription_deleted",
+            Self::SubscriptionDeadLettered => "subscription_dead_lettered",
+            Self::DeadLettersReleased => "dead_letters_released",
         }
     }
 
@@ -227,6 +237,8 @@ impl ReportKind {
             Self::DigestReported,
             Self::SubscriptionSet,
             Self::SubscriptionDeleted,
+            Self::SubscriptionDeadLettered,
+            Self::DeadLettersReleased,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -234,7 +246,7 @@ impl ReportKind {
 
     /// Whether a device makes reports of this kind (the first four).
     pub fn is_device_report(self) -> bool {
-        !matches!(self, Self::SubscriptionSet | Self::SubscriptionDeleted)
+        matches!(self, Self::EventStarted | Self::EventEnded | Self::SegmentReported | Self::DigestReported)
     }
 }
 
@@ -391,17 +403,28 @@ impl Report {
             Self::EventEnded(r) => Some(&r.cid),
             Self::SegmentReported(r) => Some(&r.cid),
             Self::DigestReported(r) => Some(&r.cid),
-            Self::SubscriptionSet(_) | Self::SubscriptionDeleted(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The subscription a subscription report is about.
+    pub fn subscription_id(&self) -> Option<&crate::ids::SubscriptionId> {
+        match self {
+            Self::SubscriptionSet(r) => Some(&r.subscription_id),
+            Self::SubscriptionDeleted(r) => Some(&r.subscription_id),
+            Self::SubscriptionDeadLettered(r) => Some(&r.subscription_id),
+            Self::DeadLettersReleased(r) => Some(&r.subscription_id),
+            _ => None,
         }
     }
 
     /// The topic key: the device id, or `subscription:<id>` for a subscription change (the
     /// changes of one subscription keep their order in one partition).
     pub fn key(&self) -> String {
-        match self {
-            Self::SubscriptionSet(r) => format!("subscription:{}", r.subscription_id),
-            Self::SubscriptionDeleted(r) => format!("subscription:{}", r.subscription_id),
-            other => other.cid().map(DeviceId::to_string).unwrap_or_default(),
+        match (self.cid(), self.subscription_id()) {
+            (Some(cid), _) => cid.to_string(),
+            (None, Some(id)) => format!("subscription:{id}"),
+            (None, None) => unreachable!("every report has a device or a subscription"),
         }
     }
 
@@ -414,6 +437,8 @@ impl Report {
             Self::DigestReported(_) => ReportKind::DigestReported,
             Self::SubscriptionSet(_) => ReportKind::SubscriptionSet,
             Self::SubscriptionDeleted(_) => ReportKind::SubscriptionDeleted,
+            Self::SubscriptionDeadLettered(_) => ReportKind::SubscriptionDeadLettered,
+            Self::DeadLettersReleased(_) => ReportKind::DeadLettersReleased,
         }
     }
 
@@ -426,7 +451,7 @@ impl Report {
             Self::EventEnded(r) => Some(r.event_id.filed_at(fallback)),
             Self::SegmentReported(r) => Some(r.started_at),
             Self::DigestReported(r) => Some(r.utc_offset.start_of(r.date)),
-            Self::SubscriptionSet(_) | Self::SubscriptionDeleted(_) => None,
+            _ => None,
         }
     }
 
@@ -436,7 +461,7 @@ impl Report {
             Self::EventStarted(r) => r.clock_skew_ms,
             Self::EventEnded(r) => policy.clock_skew_ms(r.ended_at, now),
             Self::SegmentReported(r) => policy.clock_skew_ms(r.started_at, now),
-            Self::DigestReported(_) | Self::SubscriptionSet(_) | Self::SubscriptionDeleted(_) => None,
+            _ => None,
         }
     }
 
@@ -451,10 +476,6 @@ impl Report {
     /// Whether every store can hold every value of the report (see `rows`' module docs).
     pub fn storable(&self) -> Result<(), Unstorable> {
         match self {
-            Report::EventStarted(_)
-            | Report::EventEnded(_)
-            | Report::SubscriptionSet(_)
-            | Report::SubscriptionDeleted(_) => Ok(()),
             Report::SegmentReported(r) => {
                 bigint_column("size", r.size)?;
                 int_column("duration_ms", r.duration_ms)?;
@@ -477,6 +498,8 @@ impl Report {
                 bigint_column("size", r.size)?;
                 int_column("duration_ms", r.duration_ms).map(drop)
             }
+            // Subscription reports hold no numeric column.
+            _ => Ok(()),
         }
     }
 
@@ -594,7 +617,7 @@ impl Report {
                 Ok(())
             }
             Self::SubscriptionSet(r) => r.check().map_err(|e| Invalid::new(ErrorCode::Invalid, e)),
-            Self::SubscriptionDeleted(_) => Ok(()),
+            Self::SubscriptionDeleted(_) | Self::SubscriptionDeadLettered(_) | Self::DeadLettersReleased(_) => Ok(()),
         }
     }
 }

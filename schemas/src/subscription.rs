@@ -85,6 +85,74 @@ pub struct SubscriptionSet {
     pub created_at: Timestamp,
 }
 
+/// Bytes carried opaquely (a log record's value inside a dead letter): a varint length and the
+/// bytes on the wire; base64 in JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob(pub Vec<u8>);
+
+impl Serialize for Blob {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            Ok(Self(base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom)?))
+        } else {
+            Ok(Self(Vec::<u8>::deserialize(d)?))
+        }
+    }
+}
+
+/// A report the notifier gave up on: a permanent refusal (a 4xx other than 408, 409, 425,
+/// 429), or failures past the retry window. Kept (in the store's dead letters, and on the log)
+/// until replayed or purged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionDeadLettered {
+    /// Which subscription.
+    pub subscription_id: SubscriptionId,
+    /// The delivery's `webhook-id`.
+    pub webhook_id: String,
+    /// Why (`status 404`, `timeout`, …, after how long).
+    pub reason: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The schema version of `record`.
+    pub record_schema: u16,
+    /// The report's log record value (its envelope), as it was on the log.
+    pub record: Blob,
+}
+
+/// A dead letter to deliver again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayedLetter {
+    /// The delivery's `webhook-id` (unchanged: a receiver that took it after all de-duplicates).
+    pub webhook_id: String,
+    /// The schema version of `record`.
+    pub record_schema: u16,
+    /// The report's log record value.
+    pub record: Blob,
+}
+
+/// Dead letters leave the dead letters: `purged` are dropped, `replayed` are delivered again
+/// (carried here whole, so the notifier needs nothing else to send them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLettersReleased {
+    /// Which subscription.
+    pub subscription_id: SubscriptionId,
+    /// Dropped, by `webhook-id`.
+    pub purged: Vec<String>,
+    /// Sent again, in this order.
+    pub replayed: Vec<ReplayedLetter>,
+}
+
 /// A subscription ended: its notifier stops and its position is forgotten.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubscriptionDeleted {
@@ -143,7 +211,7 @@ impl SubscriptionSet {
             Report::EventEnded(r) => of_type(&r.event_id),
             Report::SegmentReported(r) => r.events.iter().any(|m| of_type(&m.event_id)),
             Report::DigestReported(_) => true,
-            Report::SubscriptionSet(_) | Report::SubscriptionDeleted(_) => false,
+            _ => false,
         }
     }
 }

@@ -264,6 +264,35 @@ fn cases() -> Vec<(&'static str, Envelope)> {
                 received,
             ),
         ),
+        (
+            "subscription_dead_lettered",
+            env(
+                Report::SubscriptionDeadLettered(SubscriptionDeadLettered {
+                    subscription_id: SubscriptionId::parse("sub-00000000000000ff").unwrap(),
+                    webhook_id: "msg_0123456789abcdef0123456789abcdef".into(),
+                    reason: "status 404".into(),
+                    attempts: 1,
+                    record_schema: 3,
+                    record: Blob(env(event_started("cam-1", "person", t), received).encode()),
+                }),
+                received,
+            ),
+        ),
+        (
+            "dead_letters_released",
+            env(
+                Report::DeadLettersReleased(DeadLettersReleased {
+                    subscription_id: SubscriptionId::parse("sub-00000000000000ff").unwrap(),
+                    purged: vec!["msg_00".into(), "msg_01".into()],
+                    replayed: vec![ReplayedLetter {
+                        webhook_id: "msg_02".into(),
+                        record_schema: 2,
+                        record: Blob(vec![2, 0, 1, 2, 3]),
+                    }],
+                }),
+                received,
+            ),
+        ),
     ]
 }
 
@@ -387,7 +416,7 @@ fn invalid_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ("report_variant_4", with_prefix(&[1, 4]), "unknown_variant"),
         // Version 2 knew four variants; variants 4 and 5 came with version 3.
         ("v2_report_variant_4", [&[2u8][..], &started_v3_body(4)].concat(), "unknown_variant"),
-        ("v3_report_variant_6", [&[3u8][..], &started_v3_body(6)].concat(), "unknown_variant"),
+        ("v3_report_variant_8", [&[3u8][..], &started_v3_body(8)].concat(), "unknown_variant"),
         ("end_status_2", ended(2), "unknown_variant"),
         ("option_tag_2", segment_with_audio_tag(2), "invalid_value"),
         ("u32_with_u64_marker", digest(20261122, &[253, 1, 0, 0, 0, 0, 0, 0, 0]), "invalid_value"),

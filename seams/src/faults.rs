@@ -249,6 +249,14 @@ impl ProjectionStore for FaultyStore {
         self.read().await?;
         self.inner.subscriptions().await
     }
+    async fn dead_letters(
+        &self,
+        subscription: &schemas::SubscriptionId,
+        limit: u32,
+    ) -> Result<Vec<crate::store::DeadLetterView>, StoreError> {
+        self.read().await?;
+        self.inner.dead_letters(subscription, limit).await
+    }
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
         self.read().await?;
         self.inner.calendar(cid, from, to).await

@@ -28,7 +28,7 @@ pub use blob::{BlobError, BlobSigner, ObjectKey, PresignedRequest};
 pub use log::{Consumed, LogConsumer, LogError, LogRecord, Position, ReportLog};
 pub use store::{
     DayPage, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, Quarantined, SegmentView, StoreError,
-    SubscriptionView,
+    DeadLetterView, SubscriptionView,
 };
 
 /// The metrics this crate emits ([`metric`]).

@@ -131,6 +131,13 @@ impl ProjectionStore for Unnamed {
     async fn subscriptions(&self) -> Result<Vec<seams::SubscriptionView>, StoreError> {
         self.0.subscriptions().await
     }
+    async fn dead_letters(
+        &self,
+        subscription: &schemas::SubscriptionId,
+        limit: u32,
+    ) -> Result<Vec<seams::DeadLetterView>, StoreError> {
+        self.0.dead_letters(subscription, limit).await
+    }
     async fn calendar(
         &self,
         cid: &DeviceId,

@@ -25,8 +25,7 @@ pub fn identity(report: &Report) -> String {
         Report::EventEnded(r) => format!("event_ended/{}", r.event_id),
         Report::SegmentReported(r) => format!("segment_reported/{}/{}", r.cid, r.segment_id),
         Report::DigestReported(r) => format!("digest_reported/{}/{}", r.cid, r.date),
-        Report::SubscriptionSet(r) => format!("subscription_set/{}", r.subscription_id),
-        Report::SubscriptionDeleted(r) => format!("subscription_deleted/{}", r.subscription_id),
+        other => format!("{}/{}", other.kind().as_str(), other.key()),
     }
 }
 
@@ -60,7 +59,7 @@ fn links(report: &Report) -> Value {
             "day": r.date,
             "digest": format!("/v1/devices/{}/digest?date={}", r.cid, r.date),
         }),
-        Report::SubscriptionSet(_) | Report::SubscriptionDeleted(_) => Value::Null,
+        _ => Value::Null,
     }
 }
 

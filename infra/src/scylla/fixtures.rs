@@ -106,3 +106,22 @@ pub(super) fn subscription_deleted(id: &str) -> Envelope {
         subscription_id: schemas::SubscriptionId::parse(id).unwrap(),
     }))
 }
+
+pub(super) fn dead_lettered(id: &str, webhook_id: &str) -> Envelope {
+    env(Report::SubscriptionDeadLettered(schemas::SubscriptionDeadLettered {
+        subscription_id: schemas::SubscriptionId::parse(id).unwrap(),
+        webhook_id: webhook_id.into(),
+        reason: "status 404".into(),
+        attempts: 1,
+        record_schema: 3,
+        record: schemas::Blob(vec![3, 0]),
+    }))
+}
+
+pub(super) fn released(id: &str, webhook_id: &str) -> Envelope {
+    env(Report::DeadLettersReleased(schemas::DeadLettersReleased {
+        subscription_id: schemas::SubscriptionId::parse(id).unwrap(),
+        purged: vec![webhook_id.into()],
+        replayed: vec![],
+    }))
+}

@@ -18,23 +18,24 @@ use ::scylla::statement::prepared::PreparedStatement;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use schemas::{Day, DayOffset, DeviceId, Envelope, EventId, EventType, SegmentId, TimePolicy, Timestamp};
+use schemas::{Day, DayOffset, DeviceId, Envelope, EventId, EventType, SegmentId, SubscriptionId, TimePolicy, Timestamp};
 use seams::{
-    DayPage, DigestView, EventDetail, Position, ProjectionStore, Quarantined, SegmentView, StoreError, SubscriptionView,
+    DayPage, DeadLetterView, DigestView, EventDetail, Position, ProjectionStore, Quarantined, SegmentView, StoreError,
+    SubscriptionView,
 };
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::config::{ScyllaConsistency, ScyllaOptions, ScyllaUrl};
 use super::cursor::{cursor_binding, decode_cursor, encode_cursor};
 use super::plan::{
-    bucket_range, calendar_day_range, count_chunks, count_row, subscription_writes, ttl_secs, CountValues, WritePlan,
-    SUBSCRIPTIONS_BUCKET,
+    bucket_range, calendar_day_range, count_chunks, count_row, dead_letter_writes, subscription_writes, ttl_secs,
+    CountValues, WritePlan, SUBSCRIPTIONS_BUCKET,
 };
 use super::retry::{exec_error, is_bad_paging_state, IdempotentRetryPolicy};
 use super::schema::{day_key, Cql};
 use super::views::{
     event_view, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey, DeviceRow, DigestRow,
-    EventKey, EventRow, MappingRow, QuarantineRow, QuarantineValues, RecountKey, RecountRow, SegmentRow, SubscriptionRow,
+    EventKey, EventRow, MappingRow, QuarantineRow, QuarantineValues, RecountKey, RecountRow, SegmentRow, SubscriptionRow, DeadLetterRow,
 };
 
 /// Largest page `day_page` asks the server for.
@@ -64,6 +65,8 @@ struct Statements {
     release: PreparedStatement,
     insert_subscription: PreparedStatement,
     subscriptions: PreparedStatement,
+    insert_dead_letter: PreparedStatement,
+    dead_letters: PreparedStatement,
 }
 
 /// The ScyllaDB projection store. Cheap to share (`Arc`).
@@ -154,6 +157,8 @@ impl ScyllaStore {
             prepare(&cql.insert_subscription, false),
             prepare(&cql.subscriptions, true),
         )?;
+        let (insert_dead_letter, dead_letters) =
+            futures::try_join!(prepare(&cql.insert_dead_letter, false), prepare(&cql.dead_letters, true))?;
         let statements = Statements {
             insert_event,
             insert_segment,
@@ -175,6 +180,8 @@ impl ScyllaStore {
             release,
             insert_subscription,
             subscriptions,
+            insert_dead_letter,
+            dead_letters,
         };
         Ok(Arc::new(Self {
             session,
@@ -275,7 +282,9 @@ impl ProjectionStore for ScyllaStore {
             plan.digest_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_digest, c)) as BoxFuture<'_, _>),
         );
         let changes = subscription_writes(batch);
-        let changed = changes.len() as u64;
+        let letters = dead_letter_writes(batch);
+        let changed = (changes.len() + letters.len()) as u64;
+        jobs.extend(letters.into_iter().map(|v| Box::pin(self.write(&s.insert_dead_letter, vec![v])) as BoxFuture<'_, _>));
         jobs.extend(changes.into_iter().map(|v| Box::pin(self.write(&s.insert_subscription, vec![v])) as BoxFuture<'_, _>));
         stream::iter(jobs).buffer_unordered(self.max_concurrency).try_collect::<Vec<()>>().await?;
         // Only once every row is written: recount each hour of events the batch touched and
@@ -299,6 +308,18 @@ impl ProjectionStore for ScyllaStore {
             .try_collect::<Vec<()>>()
             .await?;
         Ok(plan.rows + changed)
+    }
+
+    async fn dead_letters(&self, subscription: &SubscriptionId, limit: u32) -> Result<Vec<DeadLetterView>, StoreError> {
+        let rows = self.query_all::<DeadLetterRow>(&self.statements.dead_letters, (subscription.as_str(),)).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (_, dead_at, body) in rows {
+            let Some(body) = body else { continue };
+            out.push(DeadLetterView { letter: serde_json::from_str(&body).map_err(other)?, dead_at: Timestamp(dead_at) });
+        }
+        out.sort_by(|a, b| a.dead_at.cmp(&b.dead_at).then_with(|| a.letter.webhook_id.cmp(&b.letter.webhook_id)));
+        out.truncate(limit as usize);
+        Ok(out)
     }
 
     async fn subscriptions(&self) -> Result<Vec<SubscriptionView>, StoreError> {

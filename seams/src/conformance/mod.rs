@@ -61,6 +61,7 @@ macro_rules! store_suite {
                 start_then_end,
                 end_before_start_merges,
                 subscriptions_keep_their_newest_change,
+                dead_letters_are_kept_until_released,
                 replay_is_idempotent,
                 events_live_on_the_cameras_local_day,
                 the_devices_offset_is_its_latest_starts,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use schemas::{
     Day, DayOffset, DeviceId, DigestReported, EndStatus, Envelope, EventEnded, EventId, EventMapping, EventStarted,
-    EventType, Media, Report, ReportKind, Sealed, SegmentId, SegmentReported, SubscriptionDeleted, SubscriptionId,
-    SubscriptionSet, TimePolicy, Timestamp,
+    Blob, DeadLettersReleased, EventType, Media, ReplayedLetter, Report, ReportKind, Sealed, SegmentId, SegmentReported,
+    SubscriptionDeadLettered, SubscriptionDeleted, SubscriptionId, SubscriptionSet, TimePolicy, Timestamp,
 };
 
 use crate::log::Position;
@@ -782,5 +782,54 @@ pub async fn subscriptions_keep_their_newest_change(mut h: impl StoreHarness) {
     let left: Vec<String> =
         s.subscriptions().await.unwrap().iter().map(|v| v.subscription.subscription_id.to_string()).collect();
     assert_eq!(left, ["sub-b"]);
+}
+
+/// A dead letter of `sub` under `webhook_id`.
+pub fn dead_lettered(sub: &str, webhook_id: &str) -> Envelope {
+    let (_, record) = start("cam-1", "person", noon(0, 0));
+    env(Report::SubscriptionDeadLettered(SubscriptionDeadLettered {
+        subscription_id: SubscriptionId::parse(sub).unwrap(),
+        webhook_id: webhook_id.into(),
+        reason: "status 404".into(),
+        attempts: 1,
+        record_schema: schemas::SCHEMA_VERSION,
+        record: Blob(record.encode()),
+    }))
+}
+
+/// Dead letters: kept per subscription, oldest first, until a release (a replay or a purge)
+/// names them; one dead again after its release is kept again; replays change nothing.
+pub async fn dead_letters_are_kept_until_released(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let sub = SubscriptionId::parse("sub-d").unwrap();
+    let (a, b, c) = (dead_lettered("sub-d", "msg_a"), dead_lettered("sub-d", "msg_b"), dead_lettered("sub-d", "msg_c"));
+    let other = dead_lettered("sub-e", "msg_a");
+    s.apply(&[a.clone(), b.clone(), other.clone()]).await.unwrap();
+    s.apply(&[c.clone()]).await.unwrap();
+    let ids = |v: Vec<crate::store::DeadLetterView>| v.into_iter().map(|d| d.letter.webhook_id).collect::<Vec<_>>();
+    assert_eq!(ids(s.dead_letters(&sub, 10).await.unwrap()), ["msg_a", "msg_b", "msg_c"]);
+    assert_eq!(ids(s.dead_letters(&sub, 2).await.unwrap()), ["msg_a", "msg_b"]);
+    let Report::SubscriptionDeadLettered(want) = &a.report else { unreachable!() };
+    let first = s.dead_letters(&sub, 1).await.unwrap().remove(0);
+    assert_eq!((&first.letter, first.dead_at), (want, a.received_at), "kept whole");
+    let Report::SubscriptionDeadLettered(letter_b) = &b.report else { unreachable!() };
+    let release = env(Report::DeadLettersReleased(DeadLettersReleased {
+        subscription_id: sub.clone(),
+        purged: vec!["msg_a".into()],
+        replayed: vec![ReplayedLetter {
+            webhook_id: "msg_b".into(),
+            record_schema: letter_b.record_schema,
+            record: letter_b.record.clone(),
+        }],
+    }));
+    s.apply(&[release.clone()]).await.unwrap();
+    assert_eq!(ids(s.dead_letters(&sub, 10).await.unwrap()), ["msg_c"]);
+    // Replayed in any order, the older dead letters stay released.
+    s.apply(&[a, b.clone(), release, c]).await.unwrap();
+    assert_eq!(ids(s.dead_letters(&sub, 10).await.unwrap()), ["msg_c"]);
+    // A replayed delivery that fails again is a new dead letter, kept again.
+    s.apply(&[dead_lettered("sub-d", "msg_b")]).await.unwrap();
+    assert_eq!(ids(s.dead_letters(&sub, 10).await.unwrap()), ["msg_c", "msg_b"]);
+    assert_eq!(ids(h.open_again().await.dead_letters(&SubscriptionId::parse("sub-e").unwrap(), 10).await.unwrap()), ["msg_a"]);
 }
 
