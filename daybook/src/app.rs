@@ -68,7 +68,7 @@ pub struct Application {
     /// What the start-up line logs.
     summary: String,
     /// The notifier's settings and key (all-in-one and `daybook notify`).
-    notify: Option<(crate::notify::deliver::NotifyConfig, crate::notify::seal::NotifyKey)>,
+    notify: Option<(crate::notify::deliver::NotifyConfig, crate::notify::seal::NotifyKey, crate::config::LogConfig)>,
 }
 
 #[derive(Debug)]
@@ -192,7 +192,7 @@ impl Application {
 
         let notify = if role.notify() && config.notify.enabled {
             let key = crate::notify::seal::NotifyKey::load(&config.data_dir, config.notify.key_file.as_deref())?;
-            Some((config.notify.clone(), key))
+            Some((config.notify.clone(), key, config.log.clone()))
         } else {
             None
         };
@@ -310,10 +310,11 @@ impl Application {
             };
         // The notifier: a failure of it stops the process, as the projector's does.
         let notifier = match (self.notify, &log, &store) {
-            (Some((config, key)), Some(log), Some(store)) => {
-                let (log, store, rx, tx) = (log.log.clone(), store.clone(), rx.clone(), tx.clone());
+            (Some((config, key, log_config)), Some(opened), Some(store)) => {
+                let sink = notify_sink(opened, self.role.ingest(), log_config, self.data_dir.clone());
+                let (log, store, rx, tx) = (opened.log.clone(), store.clone(), rx.clone(), tx.clone());
                 Some(tokio::spawn(async move {
-                    let result = crate::notify::deliver::run(log, store, key, config, rx).await;
+                    let result = crate::notify::deliver::run(log, store, key, config, sink, rx).await;
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "notifier failed; shutting down");
                         let _ = tx.send(true);
@@ -385,6 +386,32 @@ impl Application {
         }
         tracing::info!("daybook stopped");
         Ok(())
+    }
+}
+
+/// Where the notifier puts its reports (dead letters, a pause after a 410): the log directly
+/// where this process may append to it (Kafka, or the embedded log of a process that ingests),
+/// else through the running appender (`notify::changes`).
+fn notify_sink(
+    opened: &OpenedLog,
+    ingests: bool,
+    log_config: crate::config::LogConfig,
+    data_dir: PathBuf,
+) -> crate::notify::deliver::Sink {
+    if opened.embedded.is_none() || ingests {
+        let log = opened.log.clone();
+        Arc::new(move |report| {
+            let log = log.clone();
+            Box::pin(async move {
+                log.append(vec![crate::notify::changes::record(report)]).await?;
+                Ok(())
+            })
+        })
+    } else {
+        Arc::new(move |report| {
+            let (config, dir) = (log_config.clone(), data_dir.clone());
+            Box::pin(async move { crate::notify::changes::submit(report, &config, &dir).await })
+        })
     }
 }
 

@@ -73,3 +73,75 @@ async fn kill_9_of_the_notifier_five_times_loses_nothing() {
     assert!(notifier.stop().success());
     assert!(server.stop().success());
 }
+
+fn subs_json(d: &str, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut full = vec!["subscriptions"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["--data-dir", d]);
+    DAYBOOK.output(&full, &[]).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn wait_until(what: &str, ok: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A 404 is permanent (dead-lettered at once), a 500 past the retry window too; a replay
+/// delivers them all, in order per device; a 410 pauses the subscription, which keeps its
+/// position and delivers the rest once resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_replay_and_a_410_pauses() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let mut args = FAST_RETRIES.to_vec();
+    args.extend_from_slice(&["--notify-retry-window-s", "2"]);
+    let server = DAYBOOK.run_in(d, &args);
+    let port = free_port();
+    let secret = subscribe(d, &format!("http://127.0.0.1:{port}/hook"), &[]);
+    let id = subs_json(d, &["list"])[0]["subscription_id"].as_str().unwrap().to_owned();
+    let path: PathBuf = dir.path().join("ledger.jsonl");
+    let mut fleet = Fleet::new(d, server.http(), 3);
+    let acked = |f: &Fleet| f.acked.values().map(Vec::len).sum::<usize>();
+    let letters = |d: &str| subs_json(d, &["dead-letters", "list", &id]);
+
+    // Refused for good: dead-lettered at once.
+    let receiver = Receiver::start(&secret, &path, port, "404");
+    for _ in 0..3 {
+        fleet.round().await;
+    }
+    wait_until("404s dead-lettered", || letters(d).len() == acked(&fleet));
+    assert!(letters(d).iter().all(|l| l["reason"] == "status 404" && l["report"]["type"] == "event_started"));
+    drop(receiver);
+    // Failing past the retry window.
+    let receiver = Receiver::start(&secret, &path, port, "500");
+    fleet.round().await;
+    fleet.round().await;
+    wait_until("500s dead-lettered after the window", || letters(d).len() == acked(&fleet));
+    drop(receiver);
+    assert!(ledger_lines(&path).is_empty(), "nothing was accepted");
+
+    // Replayed: everything arrives, in order per device, and leaves the dead letters.
+    let receiver = Receiver::start(&secret, &path, port, "ok");
+    subs_json(d, &["dead-letters", "replay", &id]);
+    fleet.check_delivered(&path, Duration::from_secs(60));
+    assert!(letters(d).is_empty());
+    drop(receiver);
+
+    // 410 Gone: the subscription is paused, keeping its position.
+    let receiver = Receiver::start(&secret, &path, port, "410");
+    fleet.round().await;
+    wait_until("paused after a 410", || subs_json(d, &["list"])[0]["paused"] == true);
+    fleet.round().await;
+    drop(receiver);
+    let _receiver = Receiver::start(&secret, &path, port, "ok");
+    subs_json(d, &["resume", &id]);
+    fleet.check_delivered(&path, Duration::from_secs(60));
+    assert!(server.stop().success());
+}
+
+fn ledger_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    notify_fleet::ledger(path)
+}

@@ -174,6 +174,10 @@ pub struct NotifyArgs {
     /// Longest delay between two attempts, in seconds (also caps a receiver's Retry-After).
     #[arg(long, env = "DAYBOOK_NOTIFY_RETRY_MAX_S", default_value_t = 36_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub notify_retry_max_s: u64,
+    /// How long after its first failure a report is given up on and put in the subscription's
+    /// dead letters, in seconds.
+    #[arg(long, env = "DAYBOOK_NOTIFY_RETRY_WINDOW_S", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub notify_retry_window_s: u64,
     /// How long a receiver has to answer, in milliseconds.
     #[arg(long, env = "DAYBOOK_NOTIFY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub notify_timeout_ms: u64,
@@ -189,6 +193,7 @@ impl From<NotifyArgs> for crate::notify::deliver::NotifyConfig {
             key_file: a.notify_key_file,
             retry_base: Duration::from_millis(a.notify_retry_base_ms),
             retry_max: Duration::from_secs(a.notify_retry_max_s),
+            retry_window: Duration::from_secs(a.notify_retry_window_s),
             timeout: Duration::from_millis(a.notify_timeout_ms),
             max_in_flight: a.notify_max_in_flight as usize,
             ..Self::default()

@@ -31,7 +31,40 @@ pub enum SubscriptionsCmd {
     Resume(IdArgs),
     /// End a subscription.
     Delete(IdArgs),
+    /// The reports a subscription gave up on: list, replay (deliver again), purge.
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCmd),
 }
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCmd {
+    /// Print a subscription's dead letters as JSON lines, oldest first: webhook id, reason,
+    /// attempts, when, and the report as `daybook tail` prints it.
+    List(LettersArgs),
+    /// Deliver dead letters again (oldest first, in order per device; under their webhook
+    /// ids), from where the subscription reads now; they leave the dead letters.
+    Replay(LettersArgs),
+    /// Drop dead letters.
+    Purge(LettersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LettersArgs {
+    /// The subscription.
+    id: String,
+    /// Only these (by webhook id, repeatable); default: all, up to --limit.
+    #[arg(long = "webhook-id")]
+    webhook_ids: Vec<String>,
+    /// Most dead letters to list, replay or purge.
+    #[arg(long, default_value_t = 1000)]
+    limit: u32,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Dead letters per `dead_letters_released` report: the letters travel in it, and an envelope
+/// holds at most 1 MiB.
+const LETTERS_PER_REPORT: usize = 100;
 
 /// What every subcommand needs: the data directory, the log the changes go to, the store the
 /// state is read from, the notify key.
@@ -143,6 +176,7 @@ pub async fn run(cmd: SubscriptionsCmd) -> anyhow::Result<()> {
         SubscriptionsCmd::Update(a) => update(a).await,
         SubscriptionsCmd::Pause(a) => set_paused(a, true).await,
         SubscriptionsCmd::Resume(a) => set_paused(a, false).await,
+        SubscriptionsCmd::DeadLetters(c) => dead_letters(c).await,
         SubscriptionsCmd::Delete(a) => {
             let store = open_store(&a.common).await?;
             let current = find(store.as_ref(), &a.id).await?;
@@ -154,6 +188,66 @@ pub async fn run(cmd: SubscriptionsCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn dead_letters(cmd: DeadLettersCmd) -> anyhow::Result<()> {
+    let (a, action) = match cmd {
+        DeadLettersCmd::List(a) => (a, "list"),
+        DeadLettersCmd::Replay(a) => (a, "replay"),
+        DeadLettersCmd::Purge(a) => (a, "purge"),
+    };
+    let store = open_store(&a.common).await?;
+    let id = SubscriptionId::parse(&a.id)?;
+    let letters: Vec<_> = store
+        .dead_letters(&id, a.limit)
+        .await?
+        .into_iter()
+        .filter(|d| a.webhook_ids.is_empty() || a.webhook_ids.contains(&d.letter.webhook_id))
+        .collect();
+    if action == "list" {
+        for d in &letters {
+            let report = schemas::json::decode_json(&d.letter.record.0).ok();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "webhook_id": d.letter.webhook_id,
+                    "reason": d.letter.reason,
+                    "attempts": d.letter.attempts,
+                    "dead_at": d.dead_at,
+                    "report": report,
+                })
+            );
+        }
+        eprintln!("{} dead letter(s)", letters.len());
+        return Ok(());
+    }
+    for chunk in letters.chunks(LETTERS_PER_REPORT) {
+        let mut released = schemas::DeadLettersReleased { subscription_id: id.clone(), purged: vec![], replayed: vec![] };
+        for d in chunk {
+            if action == "replay" {
+                released.replayed.push(schemas::ReplayedLetter {
+                    webhook_id: d.letter.webhook_id.clone(),
+                    record_schema: d.letter.record_schema,
+                    record: d.letter.record.clone(),
+                });
+            } else {
+                released.purged.push(d.letter.webhook_id.clone());
+            }
+        }
+        submit(&a.common, Report::DeadLettersReleased(released)).await?;
+    }
+    // Shown once projected, so the next `list` agrees.
+    let deadline = std::time::Instant::now() + PROJECTED_WITHIN;
+    let ids: Vec<&str> = letters.iter().map(|d| d.letter.webhook_id.as_str()).collect();
+    while std::time::Instant::now() < deadline {
+        let left = store.dead_letters(&id, a.limit).await?;
+        if !left.iter().any(|d| ids.contains(&d.letter.webhook_id.as_str())) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("{} {} dead letter(s) of {id}", if action == "replay" { "replaying" } else { "purged" }, letters.len());
+    Ok(())
 }
 
 /// One printed line: everything but the secrets (their number only).

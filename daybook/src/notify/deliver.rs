@@ -14,9 +14,15 @@
 //!   is the first report not done, so a kill -9 at any moment loses nothing (what was in
 //!   flight is sent again: receivers de-duplicate by `webhook-id`).
 //!
-//! A failed attempt (a timeout, a connection refused, a status other than 2xx) is tried again
-//! after an exponential backoff with jitter — `retry_base` × 3ⁿ, at most `retry_max` — or
-//! after the receiver's `Retry-After`, whichever is later (Retry-After capped at `retry_max`).
+//! A failed attempt (a timeout, a connection refused, a 5xx, a 408, 409, 425 or 429) is tried
+//! again after an exponential backoff with jitter — `retry_base` × 3ⁿ, at most `retry_max` —
+//! or after the receiver's `Retry-After`, whichever is later (Retry-After capped at
+//! `retry_max`). Any other 4xx is permanent: the report is dead-lettered at once; so is one
+//! still failing `retry_window` after its first failure. A dead letter is a report on the log
+//! (`subscription_dead_lettered`, carrying the record), durable before the report counts as
+//! done; `daybook subscriptions dead-letters replay` puts a `dead_letters_released` on the log
+//! that carries the letters back, and the subscription delivers them again from there. A 410
+//! Gone pauses the subscription (a `subscription_set` on the log): it keeps its position.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -71,6 +77,22 @@ pub const NOTIFY_OLDEST_UNDELIVERED_SECONDS: Metric = Metric {
     help: "Notifications: age (since received_at) of the oldest report read and not yet delivered, by subscription (0 when none waits).",
 };
 
+pub const NOTIFY_DEAD_LETTERS_TOTAL: Metric = Metric {
+    name: "daybook_notify_dead_letters_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &["subscription", "reason"],
+    help: "Notifications: reports given up on and put in the subscription's dead letters, by reason (permanent: a 4xx; window: failing past the retry window).",
+};
+
+pub const NOTIFY_FAILING: Metric = Metric {
+    name: "daybook_notify_failing",
+    kind: Kind::Gauge,
+    unit: None,
+    labels: &["subscription"],
+    help: "Notifications: 1 while a subscription has a report failing for longer than 10 minutes (its receiver down or refusing), else 0. The DaybookNotifySubscriptionFailing alert watches it.",
+};
+
 pub const NOTIFY_LATENCY_SECONDS: Metric = Metric {
     name: "daybook_notify_latency_seconds",
     kind: Kind::Histogram,
@@ -86,8 +108,18 @@ pub const METRICS: &[Metric] = &[
     NOTIFY_SKIPPED_TOTAL,
     NOTIFY_LAG_RECORDS,
     NOTIFY_OLDEST_UNDELIVERED_SECONDS,
+    NOTIFY_DEAD_LETTERS_TOTAL,
+    NOTIFY_FAILING,
     NOTIFY_LATENCY_SECONDS,
 ];
+
+/// How long a report may fail before its subscription counts as failing.
+const FAILING_AFTER: Duration = Duration::from_secs(600);
+
+/// Puts a report on the log (a dead letter, a subscription paused by a 410) and returns once
+/// it is durable. The process that appends to the log appends; another one hands it over
+/// (`notify::changes`).
+pub type Sink = Arc<dyn Fn(Report) -> futures::future::BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
 
 /// How the notifier delivers.
 #[derive(Debug, Clone)]
@@ -100,6 +132,8 @@ pub struct NotifyConfig {
     pub retry_base: Duration,
     /// Longest delay between two attempts (and the cap on a receiver's Retry-After).
     pub retry_max: Duration,
+    /// How long after its first failure a report is given up on (dead-lettered).
+    pub retry_window: Duration,
     /// How long a receiver has to answer (headers and body).
     pub timeout: Duration,
     /// Deliveries in flight at once, per subscription.
@@ -117,6 +151,7 @@ impl Default for NotifyConfig {
             key_file: None,
             retry_base: Duration::from_secs(5),
             retry_max: Duration::from_secs(10 * 3600),
+            retry_window: Duration::from_secs(24 * 3600),
             timeout: Duration::from_secs(10),
             max_in_flight: 64,
             window: 10_000,
@@ -143,19 +178,22 @@ pub async fn run(
     store: Arc<dyn ProjectionStore>,
     key: NotifyKey,
     config: NotifyConfig,
+    sink: Sink,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let client = client(&config)?;
-    let mut tasks: HashMap<SubscriptionId, (watch::Sender<SubscriptionSet>, tokio::task::JoinHandle<()>)> =
+    let mut tasks: HashMap<SubscriptionId, (watch::Sender<(SubscriptionSet, Timestamp)>, tokio::task::JoinHandle<()>)> =
         HashMap::new();
     tracing::info!(log = log.backend(), store = store.backend(), "notifier started");
     loop {
         match store.subscriptions().await {
             Ok(subs) => {
-                let active: HashMap<SubscriptionId, SubscriptionSet> = subs
+                // With the time of the change: a resume that restores every setting is a change
+                // too (it matters to a task that saw a 410).
+                let active: HashMap<SubscriptionId, (SubscriptionSet, Timestamp)> = subs
                     .into_iter()
                     .filter(|v| !v.subscription.paused)
-                    .map(|v| (v.subscription.subscription_id.clone(), v.subscription))
+                    .map(|v| (v.subscription.subscription_id.clone(), (v.subscription, v.changed_at)))
                     .collect();
                 // Paused or deleted: its task stops (committing what it finished).
                 let gone: Vec<SubscriptionId> = tasks.keys().filter(|id| !active.contains_key(id)).cloned().collect();
@@ -183,6 +221,7 @@ pub async fn run(
                                 key: key.clone(),
                                 client: client.clone(),
                                 config: config.clone(),
+                                sink: sink.clone(),
                             };
                             let handle = tokio::spawn(task.run(rx, shutdown.clone()));
                             tasks.insert(id, (tx, handle));
@@ -211,6 +250,7 @@ struct Subscription {
     key: NotifyKey,
     client: reqwest::Client,
     config: NotifyConfig,
+    sink: Sink,
 }
 
 /// One report on its way.
@@ -218,9 +258,15 @@ struct Item {
     position: Position,
     schema: u16,
     envelope: Envelope,
+    /// The record's value as on the log (what a dead letter carries).
+    value: Vec<u8>,
     webhook_id: String,
     attempt: u32,
     not_before: Instant,
+    first_failure: Option<Instant>,
+    last_reason: &'static str,
+    /// Sent again from the dead letters: no max age applies.
+    replayed: bool,
 }
 
 /// How an attempt ended.
@@ -228,19 +274,27 @@ enum Outcome {
     Delivered,
     /// Try again, not before this (a Retry-After), for this reason.
     Failed { reason: &'static str, retry_after: Option<Duration> },
+    /// A 4xx other than 408, 409, 425, 429: never retried.
+    Permanent { status: u16 },
+    /// 410 Gone: the receiver wants no more.
+    Gone,
+    /// Put in the dead letters (durably), for this reason (`permanent`, `window`).
+    DeadLettered { why: &'static str },
+    /// Nothing further to do for this device's head (the subscription paused after a 410).
+    Held,
 }
 
-/// Per partition, the offsets read and whether each is done: the commit position is the
-/// first one not done.
+/// Per partition, the offsets read and how many of each record's deliveries are not done (a
+/// replay record carries several): the commit position is the first one not done.
 #[derive(Default)]
 struct Window {
-    partitions: BTreeMap<i32, VecDeque<(i64, bool)>>,
+    partitions: BTreeMap<i32, VecDeque<(i64, u32)>>,
     held: usize,
 }
 
 impl Window {
-    fn push(&mut self, p: Position, done: bool) {
-        self.partitions.entry(p.partition).or_default().push_back((p.offset, done));
+    fn push(&mut self, p: Position, pending: u32) {
+        self.partitions.entry(p.partition).or_default().push_back((p.offset, pending));
         self.held += 1;
     }
 
@@ -248,7 +302,7 @@ impl Window {
         if let Some(q) = self.partitions.get_mut(&p.partition) {
             // Offsets ascend in a partition: a binary search finds the record.
             if let Ok(i) = q.binary_search_by_key(&p.offset, |e| e.0) {
-                q[i].1 = true;
+                q[i].1 = q[i].1.saturating_sub(1);
             }
         }
     }
@@ -260,7 +314,7 @@ impl Window {
         let mut freed = 0;
         for (&partition, q) in &mut self.partitions {
             let mut last = None;
-            while q.front().is_some_and(|e| e.1) {
+            while q.front().is_some_and(|e| e.1 == 0) {
                 last = q.pop_front().map(|e| e.0);
                 freed += 1;
             }
@@ -274,8 +328,8 @@ impl Window {
 }
 
 impl Subscription {
-    async fn run(self, mut sub: watch::Receiver<SubscriptionSet>, mut shutdown: watch::Receiver<bool>) {
-        let id = sub.borrow().subscription_id.clone();
+    async fn run(self, mut sub: watch::Receiver<(SubscriptionSet, Timestamp)>, mut shutdown: watch::Receiver<bool>) {
+        let id = sub.borrow().0.subscription_id.clone();
         let group = super::group_of(&id);
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -307,10 +361,10 @@ impl Subscription {
     async fn deliver(
         &self,
         consumer: Box<dyn LogConsumer>,
-        sub: &mut watch::Receiver<SubscriptionSet>,
+        sub: &mut watch::Receiver<(SubscriptionSet, Timestamp)>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let mut current = sub.borrow_and_update().clone();
+        let mut current = sub.borrow_and_update().0.clone();
         let id = current.subscription_id.clone();
         let label = id.to_string();
         let mut secrets = self.open_secrets(&current);
@@ -330,10 +384,15 @@ impl Subscription {
         // Event starts sent per (device, event type): the trigger time of the last one.
         let mut cooled: HashMap<(String, String), Timestamp> = HashMap::new();
         let mut last_gauge = Instant::now();
+        // A 410 was answered: nothing more is sent (the subscription is being paused).
+        let mut gone = false;
+        // Devices whose report was answered 410: sent again only if the subscription is
+        // changed (resumed) before this task sees it paused.
+        let mut held: Vec<String> = Vec::new();
         let result = loop {
             // Send what may go now, up to the in-flight bound.
             let now = Instant::now();
-            while in_flight.len() < self.config.max_in_flight {
+            while in_flight.len() < self.config.max_in_flight && !gone {
                 let Some((&(at, n), _)) = ready.first_key_value() else { break };
                 if at > now {
                     break;
@@ -341,7 +400,7 @@ impl Subscription {
                 let device = ready.remove(&(at, n)).expect("just seen");
                 let Some(item) = devices.get(&device).and_then(|q| q.front()) else { continue };
                 // Past its max age when its turn comes: counted, not sent.
-                if let Some(max_age) = current.max_age_ms {
+                if let (Some(max_age), false) = (current.max_age_ms, item.replayed) {
                     let age = Timestamp::now().millis() - item.envelope.received_at.millis();
                     if age > max_age as i64 {
                         metrics::counter!(NOTIFY_SKIPPED_TOTAL.name, "subscription" => label.clone(), "reason" => "max_age")
@@ -384,13 +443,54 @@ impl Subscription {
                         Outcome::Failed { reason, retry_after } => {
                             metrics::counter!(NOTIFY_FAILED_TOTAL.name, "subscription" => label.clone(), "reason" => reason).increment(1);
                             if let Some(item) = devices.get_mut(&device).and_then(|q| q.front_mut()) {
-                                let delay = self.backoff(item.attempt).max(retry_after.unwrap_or_default().min(self.config.retry_max));
+                                let first = *item.first_failure.get_or_insert_with(Instant::now);
+                                item.last_reason = reason;
                                 item.attempt += 1;
-                                item.not_before = Instant::now() + delay;
-                                seq += 1;
-                                ready.insert((item.not_before, seq), device);
+                                if first.elapsed() >= self.config.retry_window {
+                                    let why = format!("{reason} (failing for {}s)", first.elapsed().as_secs());
+                                    busy.insert(device.clone());
+                                    in_flight.push(self.dead_letter(&current, item, why, "window", &device));
+                                } else {
+                                    let delay = self.backoff(item.attempt - 1).max(retry_after.unwrap_or_default().min(self.config.retry_max));
+                                    item.not_before = Instant::now() + delay;
+                                    seq += 1;
+                                    ready.insert((item.not_before, seq), device);
+                                }
                             }
                         }
+                        Outcome::Permanent { status } => {
+                            metrics::counter!(NOTIFY_FAILED_TOTAL.name, "subscription" => label.clone(), "reason" => "status_4xx").increment(1);
+                            if let Some(item) = devices.get_mut(&device).and_then(|q| q.front_mut()) {
+                                item.attempt += 1;
+                                busy.insert(device.clone());
+                                in_flight.push(self.dead_letter(&current, item, format!("status {status}"), "permanent", &device));
+                            }
+                        }
+                        Outcome::DeadLettered { why } => {
+                            metrics::counter!(NOTIFY_DEAD_LETTERS_TOTAL.name, "subscription" => label.clone(), "reason" => why).increment(1);
+                            if let Some(item) = devices.get(&device).and_then(|q| q.front()) {
+                                window.done(item.position);
+                            }
+                            finish_head(&mut devices, &device, &mut ready, &mut seq);
+                        }
+                        Outcome::Gone => {
+                            metrics::counter!(NOTIFY_FAILED_TOTAL.name, "subscription" => label.clone(), "reason" => "gone").increment(1);
+                            // The device's head stays unsent (and uncommitted): a resume sends it.
+                            held.push(device.clone());
+                            if !gone {
+                                gone = true;
+                                tracing::warn!(subscription = %id, "notifier: the receiver answered 410 Gone; pausing the subscription");
+                                let paused = SubscriptionSet { paused: true, ..current.clone() };
+                                let sink = self.sink.clone();
+                                in_flight.push(Box::pin(async move {
+                                    if let Err(e) = sink(Report::SubscriptionSet(paused)).await {
+                                        tracing::error!(error = %e, "notifier: cannot pause the subscription after a 410");
+                                    }
+                                    (device, Outcome::Held)
+                                }));
+                            }
+                        }
+                        Outcome::Held => {}
                     }
                 }
                 () = sleep_until(next_ready), if next_ready.is_some() && in_flight.len() < self.config.max_in_flight => {}
@@ -398,8 +498,17 @@ impl Subscription {
                     if changed.is_err() {
                         break Ok(());
                     }
-                    current = sub.borrow_and_update().clone();
+                    current = sub.borrow_and_update().0.clone();
                     secrets = self.open_secrets(&current);
+                    // Any change this task sees is of an active subscription (a paused one's
+                    // task is stopped): after a 410, it was resumed before the pause showed.
+                    if gone {
+                        gone = false;
+                        for device in held.drain(..) {
+                            seq += 1;
+                            ready.insert((Instant::now(), seq), device);
+                        }
+                    }
                 }
                 _ = shutdown.wait_for(|v| *v) => break Ok(()),
             }
@@ -412,13 +521,14 @@ impl Subscription {
             }
             if last_gauge.elapsed() > Duration::from_secs(1) {
                 last_gauge = Instant::now();
-                let oldest = devices
-                    .values()
-                    .filter_map(|q| q.front())
+                let heads = || devices.values().filter_map(|q| q.front());
+                let oldest = heads()
                     .map(|i| i.envelope.received_at.millis())
                     .min()
                     .map_or(0.0, |t| (Timestamp::now().millis() - t).max(0) as f64 / 1000.0);
                 metrics::gauge!(NOTIFY_OLDEST_UNDELIVERED_SECONDS.name, "subscription" => label.clone()).set(oldest);
+                let failing = heads().any(|i| i.first_failure.is_some_and(|f| f.elapsed() > FAILING_AFTER));
+                metrics::gauge!(NOTIFY_FAILING.name, "subscription" => label.clone()).set(f64::from(u8::from(failing)));
             }
         };
         // What was done is committed; what was in flight is sent again next time.
@@ -464,9 +574,34 @@ impl Subscription {
     ) {
         let envelope = match Envelope::decode(&c.value) {
             Ok(e) if sub.matches(&e.report) => e,
+            // Dead letters of this subscription to send again, in their order.
+            Ok(Envelope { report: Report::DeadLettersReleased(r), .. })
+                if r.subscription_id == sub.subscription_id && !r.replayed.is_empty() =>
+            {
+                let mut queued = 0;
+                for letter in r.replayed {
+                    let Ok(envelope) = Envelope::decode(&letter.record.0) else { continue };
+                    let Some(cid) = envelope.report.cid().map(ToString::to_string) else { continue };
+                    let item = Item {
+                        position: c.position,
+                        schema: letter.record_schema,
+                        envelope,
+                        value: letter.record.0,
+                        webhook_id: letter.webhook_id,
+                        attempt: 0,
+                        not_before: Instant::now(),
+                        first_failure: None,
+                        last_reason: "",
+                        replayed: true,
+                    };
+                    enqueue(devices, ready, seq, busy, cid, item);
+                    queued += 1;
+                }
+                return window.push(c.position, queued);
+            }
             // Not for this subscription, another record kind, or undecodable (the projector
             // quarantines those): nothing to send.
-            _ => return window.push(c.position, true),
+            _ => return window.push(c.position, 0),
         };
         if let (Report::EventStarted(r), true) = (&envelope.report, sub.cooldown_ms > 0) {
             let key = (r.cid.to_string(), r.event_type.to_string());
@@ -474,30 +609,57 @@ impl Subscription {
                 Some(last) if (r.triggered_at.millis() - last.millis()).unsigned_abs() < sub.cooldown_ms => {
                     metrics::counter!(NOTIFY_SKIPPED_TOTAL.name, "subscription" => label.to_owned(), "reason" => "cooldown")
                         .increment(1);
-                    return window.push(c.position, true);
+                    return window.push(c.position, 0);
                 }
                 _ => {
                     cooled.insert(key, r.triggered_at);
                 }
             }
         }
-        window.push(c.position, false);
-        let device = c.key.clone();
+        window.push(c.position, 1);
         let webhook_id = wire::webhook_id(&sub.subscription_id, &envelope.report);
         let item = Item {
             position: c.position,
             schema: c.schema,
             envelope,
+            value: c.value,
             webhook_id,
             attempt: 0,
             not_before: Instant::now(),
+            first_failure: None,
+            last_reason: "",
+            replayed: false,
         };
-        let q = devices.entry(device.clone()).or_default();
-        q.push_back(item);
-        if q.len() == 1 && !busy.contains(&device) {
-            *seq += 1;
-            ready.insert((Instant::now(), *seq), device);
-        }
+        enqueue(devices, ready, seq, busy, c.key, item);
+    }
+
+    /// Puts `item` in the dead letters (on the log); the outcome says whether that is durable.
+    fn dead_letter(
+        &self,
+        sub: &SubscriptionSet,
+        item: &Item,
+        reason: String,
+        why: &'static str,
+        device: &str,
+    ) -> futures::future::BoxFuture<'static, (String, Outcome)> {
+        let report = Report::SubscriptionDeadLettered(schemas::SubscriptionDeadLettered {
+            subscription_id: sub.subscription_id.clone(),
+            webhook_id: item.webhook_id.clone(),
+            reason,
+            attempts: item.attempt,
+            record_schema: item.schema,
+            record: schemas::Blob(item.value.clone()),
+        });
+        let (sink, device) = (self.sink.clone(), device.to_owned());
+        Box::pin(async move {
+            match sink(report).await {
+                Ok(()) => (device, Outcome::DeadLettered { why }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "notifier: cannot put a dead letter on the log; retrying");
+                    (device, Outcome::Failed { reason: "dead_letter_write", retry_after: None })
+                }
+            }
+        })
     }
 
     /// One attempt to deliver `item`.
@@ -537,6 +699,10 @@ impl Subscription {
                     drop(resp);
                     if status.is_success() {
                         Outcome::Delivered
+                    } else if status.as_u16() == 410 {
+                        Outcome::Gone
+                    } else if status.is_client_error() && ![408, 409, 425, 429].contains(&status.as_u16()) {
+                        Outcome::Permanent { status: status.as_u16() }
                     } else {
                         let reason = match status.as_u16() {
                             500..=599 => "status_5xx",
@@ -552,6 +718,23 @@ impl Subscription {
             };
             (device, outcome)
         })
+    }
+}
+
+/// Queues `item` behind `device`'s others; ready at once when it is the only one.
+fn enqueue(
+    devices: &mut HashMap<String, VecDeque<Item>>,
+    ready: &mut BTreeMap<(Instant, u64), String>,
+    seq: &mut u64,
+    busy: &std::collections::HashSet<String>,
+    device: String,
+    item: Item,
+) {
+    let q = devices.entry(device.clone()).or_default();
+    q.push_back(item);
+    if q.len() == 1 && !busy.contains(&device) {
+        *seq += 1;
+        ready.insert((Instant::now(), *seq), device);
     }
 }
 

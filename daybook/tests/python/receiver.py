@@ -6,7 +6,7 @@ accepted to a JSON-lines ledger.
 
 Prints {"port": N} once listening. Modes: `ok` answers 204 to a verified delivery (400 to
 one whose signature fails); `500` answers 500 to everything; `410` answers 410 Gone; `hang`
-reads the request and never answers.
+reads the request and never answers; `404` answers 404 Not Found.
 """
 
 import argparse
@@ -46,7 +46,7 @@ class Handler(BaseHTTPRequestHandler):
         if args.mode == "hang":
             time.sleep(3600)
             return
-        if args.mode in ("500", "410"):
+        if args.mode in ("500", "410", "404"):
             return self.answer(int(args.mode))
         headers = {k: v for k, v in self.headers.items()}
         try:
