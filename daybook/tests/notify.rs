@@ -145,3 +145,49 @@ async fn dead_letters_replay_and_a_410_pauses() {
 fn ledger_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     notify_fleet::ledger(path)
 }
+
+/// Without --notify-allow-private, a receiver on loopback is never contacted: its reports go to
+/// the dead letters as refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_internal_receiver_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let server = DAYBOOK.run_in(d, &["--notify-allow-http", "--notify-retry-base-ms", "200"]);
+    let port = free_port();
+    // The operator allowed it when adding; the notifier (the deployment) does not.
+    let secret = subscribe(d, &format!("http://127.0.0.1:{port}/hook"), &[]);
+    let id = subs_json(d, &["list"])[0]["subscription_id"].as_str().unwrap().to_owned();
+    let path: PathBuf = dir.path().join("ledger.jsonl");
+    let _receiver = Receiver::start(&secret, &path, port, "ok");
+    let mut fleet = Fleet::new(d, server.http(), 2);
+    fleet.round().await;
+    let want = fleet.acked.values().map(Vec::len).sum::<usize>();
+    wait_until("refused reports dead-lettered", || subs_json(d, &["dead-letters", "list", &id]).len() == want);
+    for l in subs_json(d, &["dead-letters", "list", &id]) {
+        assert!(l["reason"].as_str().unwrap().contains("refused"), "{l}");
+    }
+    assert!(notify_fleet::ledger(&path).is_empty(), "the internal receiver was contacted");
+    assert!(server.stop().success());
+}
+
+/// A receiver answering 302 is not followed: the report is retried at the same URL and the
+/// redirect's target never hears of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let server = DAYBOOK.run_in(d, &FAST_RETRIES);
+    let (port, target_port) = (free_port(), free_port());
+    let secret = subscribe(d, &format!("http://127.0.0.1:{port}/hook"), &[]);
+    let (path, target) = (dir.path().join("redirecting.jsonl"), dir.path().join("target.jsonl"));
+    let location = format!("http://127.0.0.1:{target_port}/hook");
+    let _redirecting = Receiver::start_with(&secret, &path, port, "redirect", &["--location", &location]);
+    let _target = Receiver::start(&secret, &target, target_port, "ok");
+    let mut fleet = Fleet::new(d, server.http(), 2);
+    fleet.round().await;
+    // Retried at the same URL (the first attempt and at least one retry)…
+    wait_until("retries at the redirecting receiver", || notify_fleet::ledger(&path).len() >= 2 * fleet.devices.len());
+    // …never at the redirect's target.
+    assert!(notify_fleet::ledger(&target).is_empty(), "a redirect was followed");
+    assert!(server.stop().success());
+}

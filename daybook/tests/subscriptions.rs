@@ -12,7 +12,7 @@ const DAYBOOK: Bin = Bin(env!("CARGO_BIN_EXE_daybook"));
 fn subs(d: &str, args: &[&str]) -> String {
     let mut full = vec!["subscriptions"];
     full.extend_from_slice(&args[..1]);
-    full.extend_from_slice(&["--data-dir", d, "--notify-allow-http"]);
+    full.extend_from_slice(&["--data-dir", d, "--notify-allow-http", "--notify-allow-private"]);
     full.extend_from_slice(&args[1..]);
     DAYBOOK.output(&full, &[])
 }
@@ -96,6 +96,15 @@ fn subscriptions_are_managed_through_the_log_with_and_without_a_running_daybook(
         .unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("https"));
+    // Internal addresses are refused unless allowed (SSRF).
+    for url in ["https://169.254.169.254/latest/meta-data/", "https://127.0.0.1/x", "https://10.0.0.1/", "https://[::1]/"] {
+        let refused = std::process::Command::new(DAYBOOK.0)
+            .args(["subscriptions", "add", "--data-dir", d, "--url", url])
+            .output()
+            .unwrap();
+        assert!(!refused.status.success(), "{url}");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("--notify-allow-private"), "{url}");
+    }
 
     assert!(server.stop().success());
     // The secrets are on the log only sealed.

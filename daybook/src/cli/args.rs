@@ -181,6 +181,13 @@ pub struct NotifyArgs {
     /// How long a receiver has to answer, in milliseconds.
     #[arg(long, env = "DAYBOOK_NOTIFY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub notify_timeout_ms: u64,
+    /// Deliver to receivers on loopback, private, link-local and other internal addresses
+    /// (refused by default: SSRF).
+    #[arg(long, env = "DAYBOOK_NOTIFY_ALLOW_PRIVATE")]
+    pub notify_allow_private: bool,
+    /// Deliver over plain http:// (refused by default).
+    #[arg(long, env = "DAYBOOK_NOTIFY_ALLOW_HTTP")]
+    pub notify_allow_http: bool,
     /// Deliveries in flight at once per subscription (each device has at most one).
     #[arg(long, env = "DAYBOOK_NOTIFY_MAX_IN_FLIGHT", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub notify_max_in_flight: u64,
@@ -196,6 +203,8 @@ impl From<NotifyArgs> for crate::notify::deliver::NotifyConfig {
             retry_window: Duration::from_secs(a.notify_retry_window_s),
             timeout: Duration::from_millis(a.notify_timeout_ms),
             max_in_flight: a.notify_max_in_flight as usize,
+            allow_private: a.notify_allow_private,
+            allow_http: a.notify_allow_http,
             ..Self::default()
         }
     }

@@ -86,6 +86,9 @@ pub struct Common {
     /// Accept receivers over plain http:// (tests, a receiver on the same host).
     #[arg(long, env = "DAYBOOK_NOTIFY_ALLOW_HTTP")]
     notify_allow_http: bool,
+    /// Accept receivers on loopback, private, link-local and other internal addresses.
+    #[arg(long, env = "DAYBOOK_NOTIFY_ALLOW_PRIVATE")]
+    notify_allow_private: bool,
 }
 
 #[derive(Debug, Args)]
@@ -312,16 +315,8 @@ async fn wait_projected(
 }
 
 fn check_url(url: &str, c: &Common) -> anyhow::Result<()> {
-    let parsed = url::Url::parse(url).with_context(|| format!("--url {url:?}"))?;
-    match parsed.scheme() {
-        "https" => {}
-        "http" if c.notify_allow_http => {}
-        "http" => anyhow::bail!("--url must be https:// (plain http:// only with --notify-allow-http)"),
-        other => anyhow::bail!("--url: unsupported scheme {other}"),
-    }
-    anyhow::ensure!(parsed.host_str().is_some(), "--url has no host");
-    anyhow::ensure!(parsed.username().is_empty() && parsed.password().is_none(), "--url may not carry credentials");
-    Ok(())
+    crate::notify::safety::check_url(url, c.notify_allow_http, c.notify_allow_private)
+        .map_err(|e| anyhow::anyhow!("--url: {e}"))
 }
 
 /// Applies the filter options given onto `s`.

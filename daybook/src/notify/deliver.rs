@@ -142,6 +142,10 @@ pub struct NotifyConfig {
     pub window: usize,
     /// How often the subscriptions are read from the store.
     pub refresh: Duration,
+    /// Deliver to loopback, private, link-local and other internal addresses.
+    pub allow_private: bool,
+    /// Deliver over plain http://.
+    pub allow_http: bool,
 }
 
 impl Default for NotifyConfig {
@@ -156,6 +160,8 @@ impl Default for NotifyConfig {
             max_in_flight: 64,
             window: 10_000,
             refresh: Duration::from_secs(1),
+            allow_private: false,
+            allow_http: false,
         }
     }
 }
@@ -163,7 +169,10 @@ impl Default for NotifyConfig {
 /// The HTTP client every subscription shares: keep-alive connections, no redirects (a
 /// receiver that redirects is answering 3xx: a failure, never followed), the timeout.
 pub fn client(config: &NotifyConfig) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+    let builder = reqwest::Client::builder();
+    // Internal addresses are dropped where names are resolved, at every connection.
+    let builder = if config.allow_private { builder } else { builder.dns_resolver(Arc::new(super::safety::PublicOnly)) };
+    Ok(builder
         .redirect(reqwest::redirect::Policy::none())
         .timeout(config.timeout)
         .connect_timeout(config.timeout.min(Duration::from_secs(5)))
@@ -276,6 +285,8 @@ enum Outcome {
     Failed { reason: &'static str, retry_after: Option<Duration> },
     /// A 4xx other than 408, 409, 425, 429: never retried.
     Permanent { status: u16 },
+    /// The URL is refused (an internal address, plain http): never sent.
+    Refused { why: String },
     /// 410 Gone: the receiver wants no more.
     Gone,
     /// Put in the dead letters (durably), for this reason (`permanent`, `window`).
@@ -464,6 +475,13 @@ impl Subscription {
                                 item.attempt += 1;
                                 busy.insert(device.clone());
                                 in_flight.push(self.dead_letter(&current, item, format!("status {status}"), "permanent", &device));
+                            }
+                        }
+                        Outcome::Refused { why } => {
+                            metrics::counter!(NOTIFY_FAILED_TOTAL.name, "subscription" => label.clone(), "reason" => "refused").increment(1);
+                            if let Some(item) = devices.get_mut(&device).and_then(|q| q.front_mut()) {
+                                busy.insert(device.clone());
+                                in_flight.push(self.dead_letter(&current, item, format!("refused: {why}"), "permanent", &device));
                             }
                         }
                         Outcome::DeadLettered { why } => {
@@ -670,6 +688,10 @@ impl Subscription {
         item: &Item,
         device: &str,
     ) -> futures::future::BoxFuture<'static, (String, Outcome)> {
+        if let Err(why) = super::safety::check_url(&sub.url, self.config.allow_http, self.config.allow_private) {
+            let device = device.to_owned();
+            return Box::pin(async move { (device, Outcome::Refused { why }) });
+        }
         let now = Timestamp::now();
         let body = wire::body(item.schema, &item.envelope, now);
         let ts = now.millis() / 1000;
@@ -713,6 +735,10 @@ impl Subscription {
                     }
                 }
                 Err(e) if e.is_timeout() => Outcome::Failed { reason: "timeout", retry_after: None },
+                // A name that resolves only to internal addresses: refused, not retried.
+                Err(e) if e.is_connect() && format!("{e:?}").contains("SSRF protection") => {
+                    Outcome::Refused { why: "the receiver's name resolves to no public address".into() }
+                }
                 Err(e) if e.is_connect() => Outcome::Failed { reason: "connect", retry_after: None },
                 Err(_) => Outcome::Failed { reason: "other", retry_after: None },
             };

@@ -4,9 +4,11 @@
 //! * [`changes`]: putting a subscription change on the log from the command line.
 //! * [`deliver`]: the notifier (a consumer group per subscription, at-least-once).
 //! * [`wire`]: Standard Webhooks: ids, signatures, the body.
+//! * [`safety`]: what the notifier may connect to (SSRF).
 
 pub mod changes;
 pub mod deliver;
+pub mod safety;
 pub mod seal;
 pub mod wire;
 

@@ -17,7 +17,9 @@ use tests::process::Bin;
 
 pub const DAYBOOK: Bin = Bin(env!("CARGO_BIN_EXE_daybook"));
 
-pub const FAST_RETRIES: [&str; 4] = ["--notify-retry-base-ms", "200", "--notify-retry-max-s", "2"];
+/// Fast retries, and receivers on loopback over http (refused by default).
+pub const FAST_RETRIES: [&str; 6] =
+    ["--notify-retry-base-ms", "200", "--notify-retry-max-s", "2", "--notify-allow-private", "--notify-allow-http"];
 
 pub fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -28,11 +30,16 @@ pub struct Receiver(Child);
 
 impl Receiver {
     pub fn start(secret: &str, ledger: &Path, port: u16, mode: &str) -> Self {
+        Self::start_with(secret, ledger, port, mode, &[])
+    }
+
+    pub fn start_with(secret: &str, ledger: &Path, port: u16, mode: &str, extra: &[&str]) -> Self {
         let python = std::env::var("DAYBOOK_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/receiver.py");
         let mut child = Command::new(python)
             .args([script, "--secret", secret, "--ledger", ledger.to_str().unwrap(), "--port", &port.to_string()])
             .args(["--mode", mode])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("python with standardwebhooks (DAYBOOK_TEST_PYTHON)");
@@ -65,7 +72,8 @@ pub fn ledger(path: &Path) -> Vec<Value> {
 
 /// Adds a subscription to `url` for event starts of type `person`; its `whsec_` secret.
 pub fn subscribe(d: &str, url: &str, extra: &[&str]) -> String {
-    let mut args = vec!["subscriptions", "add", "--data-dir", d, "--notify-allow-http", "--url", url];
+    let mut args =
+        vec!["subscriptions", "add", "--data-dir", d, "--notify-allow-http", "--notify-allow-private", "--url", url];
     args.extend_from_slice(&["--type", "person", "--kind", "event_started"]);
     args.extend_from_slice(extra);
     let out = DAYBOOK.output(&args, &[]);

@@ -6,7 +6,7 @@ accepted to a JSON-lines ledger.
 
 Prints {"port": N} once listening. Modes: `ok` answers 204 to a verified delivery (400 to
 one whose signature fails); `500` answers 500 to everything; `410` answers 410 Gone; `hang`
-reads the request and never answers; `404` answers 404 Not Found.
+reads the request and never answers; `404` answers 404 Not Found; `redirect` answers 302 to --location.
 """
 
 import argparse
@@ -23,6 +23,7 @@ parser.add_argument("--secret", required=True)
 parser.add_argument("--ledger", required=True)
 parser.add_argument("--port", type=int, default=0)
 parser.add_argument("--mode", default="ok")
+parser.add_argument("--location", default="")
 args = parser.parse_args()
 
 webhook = Webhook(args.secret)
@@ -45,6 +46,14 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
         if args.mode == "hang":
             time.sleep(3600)
+            return
+        if args.mode == "redirect":
+            with lock:
+                ledger.write(json.dumps({"redirected": True}) + "\n")
+            self.send_response(302)
+            self.send_header("location", args.location)
+            self.send_header("content-length", "0")
+            self.end_headers()
             return
         if args.mode in ("500", "410", "404"):
             return self.answer(int(args.mode))
