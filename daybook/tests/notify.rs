@@ -191,3 +191,63 @@ async fn a_redirect_is_not_followed() {
     assert!(notify_fleet::ledger(&target).is_empty(), "a redirect was followed");
     assert!(server.stop().success());
 }
+
+fn subscription_id(d: &str, url: &str) -> String {
+    let all = subs_json(d, &["list"]);
+    all.iter().find(|s| s["url"] == url).unwrap()["subscription_id"].as_str().unwrap().to_owned()
+}
+
+fn cids(path: &std::path::Path) -> Vec<String> {
+    notify_fleet::ledger(path).iter().map(|l| l["cid"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Filters (device ids and prefixes, kinds, types), the cooldown (the first start per device
+/// and type within it is sent, the rest counted), max age on a paused subscription's backlog,
+/// and a secret rotation (the new secret verifies from then on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_cooldown_max_age_and_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let server = DAYBOOK.run_in(d, &FAST_RETRIES);
+    let url = |p: u16| format!("http://127.0.0.1:{p}/hook");
+    let (p_cool, p_filter, p_age, p_rot) = (free_port(), free_port(), free_port(), free_port());
+    let s_cool = subscribe(d, &url(p_cool), &["--cooldown", "60s"]);
+    let s_filter = subscribe(d, &url(p_filter), &["--device", "cam-001", "--device-prefix", "cam-003"]);
+    let s_age = subscribe(d, &url(p_age), &["--paused", "--max-age", "2s"]);
+    let s_rot = subscribe(d, &url(p_rot), &[]);
+    let path = |n: &str| dir.path().join(format!("{n}.jsonl"));
+    let _r_cool = Receiver::start(&s_cool, &path("cool"), p_cool, "ok");
+    let _r_filter = Receiver::start(&s_filter, &path("filter"), p_filter, "ok");
+    let _r_age = Receiver::start(&s_age, &path("age"), p_age, "ok");
+    let r_rot = Receiver::start(&s_rot, &path("rot"), p_rot, "ok");
+    let mut fleet = Fleet::new(d, server.http(), 4);
+    for _ in 0..4 {
+        fleet.round().await; // three person starts and a motion start per device
+    }
+    wait_until("the filtered subscription's reports", || cids(&path("filter")).len() == 6);
+    let mut got = cids(&path("filter"));
+    got.sort();
+    assert_eq!(got, ["cam-001", "cam-001", "cam-001", "cam-003", "cam-003", "cam-003"]);
+    wait_until("one start per device within the cooldown", || cids(&path("cool")).len() == 4);
+    wait_until("the rotating subscription's reports", || cids(&path("rot")).len() == 12);
+
+    // The paused subscription's backlog is older than its max age by the time it resumes.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    subs_json(d, &["resume", &subscription_id(d, &url(p_age))]);
+    // Rotation: a new secret signs from now on (the old one still verifies during the change).
+    drop(r_rot);
+    let rotated = subs_json(d, &["update", &subscription_id(d, &url(p_rot)), "--rotate-secret"]);
+    let new_secret = rotated[0]["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, s_rot);
+    let _r_rot = Receiver::start(&new_secret, &path("rot"), p_rot, "ok");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(cids(&path("age")).is_empty(), "reports past the max age were sent");
+    fleet.round().await;
+    wait_until("new reports after the resume", || cids(&path("age")).len() == 4);
+    wait_until("reports signed with the new secret", || cids(&path("rot")).len() == 16);
+    assert!(notify_fleet::ledger(&path("rot")).iter().all(|l| l.get("bad_signature").is_none()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(cids(&path("cool")).len(), 4, "still within the cooldown");
+    assert_eq!(cids(&path("filter")).len(), 8);
+    assert!(server.stop().success());
+}
