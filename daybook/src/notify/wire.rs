@@ -57,7 +57,7 @@ fn links(report: &Report) -> Value {
         Report::DigestReported(r) => json!({
             "device": r.cid,
             "day": r.date,
-            "digest": format!("/v1/devices/{}/digest?date={}", r.cid, r.date),
+            "digest": format!("/v1/devices/{}/digests/{}", r.cid, r.date),
         }),
         _ => Value::Null,
     }
