@@ -506,8 +506,14 @@ async fn janitor(
             // paused (or its receiver down): its position is what it has yet to send. Unknown
             // subscriptions (the store unreadable): nothing expires this round.
             let spared: Option<Vec<String>> = match &store {
-                Some(store) => match store.subscriptions().await {
-                    Ok(subs) => Some(subs.iter().map(|v| crate::notify::group_of(&v.subscription.subscription_id)).collect()),
+                // A store that hangs must not hold up a shutdown.
+                Some(store) => match tokio::select! {
+                    r = store.subscriptions() => r,
+                    _ = shutdown.wait_for(|v| *v) => return,
+                } {
+                    Ok(subs) => {
+                        Some(subs.iter().map(|v| crate::notify::group_of(&v.subscription.subscription_id)).collect())
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read subscriptions; no consumer group expires this round");
                         None

@@ -49,8 +49,21 @@ fn subscriptions_are_managed_through_the_log_with_and_without_a_running_daybook(
     let d = dir.path().to_str().unwrap();
     // No daybook running: the command appends to the log itself.
     let added: Value = serde_json::from_str(
-        subs(d, &["add", "--url", "http://127.0.0.1:9/hook", "--type", "person", "--cooldown", "60s", "--device-prefix", "door-"])
-            .trim(),
+        subs(
+            d,
+            &[
+                "add",
+                "--url",
+                "http://127.0.0.1:9/hook",
+                "--type",
+                "person",
+                "--cooldown",
+                "60s",
+                "--device-prefix",
+                "door-",
+            ],
+        )
+        .trim(),
     )
     .unwrap();
     let id = added["subscription_id"].as_str().unwrap().to_owned();
@@ -74,7 +87,8 @@ fn subscriptions_are_managed_through_the_log_with_and_without_a_running_daybook(
     assert_eq!(list(d)[0]["paused"], true);
     subs(d, &["resume", &id]);
     assert_eq!(list(d)[0]["paused"], false);
-    let rotated: Value = serde_json::from_str(subs(d, &["update", &id, "--rotate-secret", "--kind", "event_started"]).trim()).unwrap();
+    let rotated: Value =
+        serde_json::from_str(subs(d, &["update", &id, "--rotate-secret", "--kind", "event_started"]).trim()).unwrap();
     assert!(rotated["secret"].as_str().unwrap().starts_with("whsec_"));
     assert_ne!(rotated["secret"], secret.as_str());
     assert_eq!(list(d)[0]["secrets"], 2, "both verify during a rotation");
@@ -97,7 +111,9 @@ fn subscriptions_are_managed_through_the_log_with_and_without_a_running_daybook(
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("https"));
     // Internal addresses are refused unless allowed (SSRF).
-    for url in ["https://169.254.169.254/latest/meta-data/", "https://127.0.0.1/x", "https://10.0.0.1/", "https://[::1]/"] {
+    for url in
+        ["https://169.254.169.254/latest/meta-data/", "https://127.0.0.1/x", "https://10.0.0.1/", "https://[::1]/"]
+    {
         let refused = std::process::Command::new(DAYBOOK.0)
             .args(["subscriptions", "add", "--data-dir", d, "--url", url])
             .output()

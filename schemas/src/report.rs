@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::columns::{bigint_column, int_column, Unstorable};
 use crate::error_code::ErrorCode;
 use crate::ids::{Day, DeviceId, EventId, EventType, SegmentId};
+pub use crate::kind::ReportKind;
 use crate::subscription::{DeadLettersReleased, SubscriptionDeadLettered, SubscriptionDeleted, SubscriptionSet};
 use crate::time::{DayOffset, Timestamp};
 
@@ -188,66 +189,6 @@ pub enum Report {
     SubscriptionDeadLettered(SubscriptionDeadLettered),
     /// See [`DeadLettersReleased`] (schema version 3).
     DeadLettersReleased(DeadLettersReleased),
-}
-
-/// The kind of a report, as written in the `daybook.type` topic header. Serialized (in a
-/// subscription's filter) by position on the wire, by its header name in JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReportKind {
-    /// `event_started`
-    EventStarted,
-    /// `event_ended`
-    EventEnded,
-    /// `segment_reported`
-    SegmentReported,
-    /// `digest_reported`
-    DigestReported,
-    /// `subscription_set`
-    SubscriptionSet,
-    /// `subscription_deleted`
-    SubscriptionDeleted,
-    /// `subscription_dead_lettered`
-    SubscriptionDeadLettered,
-    /// `dead_letters_released`
-    DeadLettersReleased,
-}
-
-impl ReportKind {
-    /// The header value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::EventStarted => "event_started",
-            Self::EventEnded => "event_ended",
-            Self::SegmentReported => "segment_reported",
-            Self::DigestReported => "digest_reported",
-            Self::SubscriptionSet => "subscription_set",
-            Self::SubscriptionDeleted => "subscription_deleted",
-            Self::SubscriptionDeadLettered => "subscription_dead_lettered",
-            Self::DeadLettersReleased => "dead_letters_released",
-        }
-    }
-
-    /// Inverse of [`ReportKind::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::EventStarted,
-            Self::EventEnded,
-            Self::SegmentReported,
-            Self::DigestReported,
-            Self::SubscriptionSet,
-            Self::SubscriptionDeleted,
-            Self::SubscriptionDeadLettered,
-            Self::DeadLettersReleased,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-
-    /// Whether a device makes reports of this kind (the first four).
-    pub fn is_device_report(self) -> bool {
-        matches!(self, Self::EventStarted | Self::EventEnded | Self::SegmentReported | Self::DigestReported)
-    }
 }
 
 /// The time rules every report is held to.
@@ -618,6 +559,34 @@ impl Report {
             }
             Self::SubscriptionSet(r) => r.check().map_err(|e| Invalid::new(ErrorCode::Invalid, e)),
             Self::SubscriptionDeleted(_) | Self::SubscriptionDeadLettered(_) | Self::DeadLettersReleased(_) => Ok(()),
+        }
+    }
+}
+
+impl SubscriptionSet {
+    /// Whether the filters let `report` through (cooldown and max age aside: they depend on
+    /// what was sent before and on the time).
+    pub fn matches(&self, report: &Report) -> bool {
+        let Some(cid) = report.cid() else { return false };
+        if !(self.devices.is_empty() && self.device_prefixes.is_empty()
+            || self.devices.contains(cid)
+            || self.device_prefixes.iter().any(|p| cid.as_str().starts_with(p.as_str())))
+        {
+            return false;
+        }
+        if !self.kinds.is_empty() && !self.kinds.contains(&report.kind()) {
+            return false;
+        }
+        if self.event_types.is_empty() {
+            return true;
+        }
+        let of_type = |id: &EventId| self.event_types.contains(id.event_type());
+        match report {
+            Report::EventStarted(r) => self.event_types.contains(&r.event_type),
+            Report::EventEnded(r) => of_type(&r.event_id),
+            Report::SegmentReported(r) => r.events.iter().any(|m| of_type(&m.event_id)),
+            Report::DigestReported(_) => true,
+            _ => false,
         }
     }
 }

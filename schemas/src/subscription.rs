@@ -9,8 +9,8 @@
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::ids::{DeviceId, EventId, EventType, SubscriptionId};
-use crate::report::{Report, ReportKind};
+use crate::ids::{DeviceId, EventType, SubscriptionId};
+use crate::kind::ReportKind;
 use crate::time::Timestamp;
 
 /// Longest receiver URL.
@@ -187,31 +187,5 @@ impl SubscriptionSet {
             return Err(format!("{} is not a report a device makes", k.as_str()));
         }
         Ok(())
-    }
-
-    /// Whether the filters let `report` through (cooldown and max age aside: they depend on
-    /// what was sent before and on the time).
-    pub fn matches(&self, report: &Report) -> bool {
-        let Some(cid) = report.cid() else { return false };
-        if !(self.devices.is_empty() && self.device_prefixes.is_empty()
-            || self.devices.contains(cid)
-            || self.device_prefixes.iter().any(|p| cid.as_str().starts_with(p.as_str())))
-        {
-            return false;
-        }
-        if !self.kinds.is_empty() && !self.kinds.contains(&report.kind()) {
-            return false;
-        }
-        if self.event_types.is_empty() {
-            return true;
-        }
-        let of_type = |id: &EventId| self.event_types.contains(id.event_type());
-        match report {
-            Report::EventStarted(r) => self.event_types.contains(&r.event_type),
-            Report::EventEnded(r) => of_type(&r.event_id),
-            Report::SegmentReported(r) => r.events.iter().any(|m| of_type(&m.event_id)),
-            Report::DigestReported(_) => true,
-            _ => false,
-        }
     }
 }

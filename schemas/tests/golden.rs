@@ -436,7 +436,9 @@ fn invalid_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
 /// A subscription deletion's body with its variant index replaced by `variant`.
 fn started_v3_body(variant: u8) -> Vec<u8> {
     let deleted = Envelope {
-        report: Report::SubscriptionDeleted(SubscriptionDeleted { subscription_id: SubscriptionId::parse("s").unwrap() }),
+        report: Report::SubscriptionDeleted(SubscriptionDeleted {
+            subscription_id: SubscriptionId::parse("s").unwrap(),
+        }),
         received_at: Timestamp(0),
     }
     .encode();

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use schemas::{DeviceId, EventType, Report, ReportKind, SubscriptionDeleted, SubscriptionId, SubscriptionSet, Timestamp};
+use schemas::{
+    DeviceId, EventType, Report, ReportKind, SubscriptionDeleted, SubscriptionId, SubscriptionSet, Timestamp,
+};
 use seams::{ProjectionStore, SubscriptionView};
 
 use super::args::{DataArgs, LogArgs, PolicyArgs, StoreArgs};
@@ -225,7 +227,8 @@ async fn dead_letters(cmd: DeadLettersCmd) -> anyhow::Result<()> {
         return Ok(());
     }
     for chunk in letters.chunks(LETTERS_PER_REPORT) {
-        let mut released = schemas::DeadLettersReleased { subscription_id: id.clone(), purged: vec![], replayed: vec![] };
+        let mut released =
+            schemas::DeadLettersReleased { subscription_id: id.clone(), purged: vec![], replayed: vec![] };
         for d in chunk {
             if action == "replay" {
                 released.replayed.push(schemas::ReplayedLetter {
@@ -332,9 +335,9 @@ fn apply_filters(s: &mut SubscriptionSet, f: &Filters, replace_empty: bool) -> a
             .kinds
             .iter()
             .map(|k| {
-                ReportKind::parse(k)
-                    .filter(|k| k.is_device_report())
-                    .with_context(|| format!("--kind {k}: one of event_started, event_ended, segment_reported, digest_reported"))
+                ReportKind::parse(k).filter(|k| k.is_device_report()).with_context(|| {
+                    format!("--kind {k}: one of event_started, event_ended, segment_reported, digest_reported")
+                })
             })
             .collect::<Result<_, _>>()?;
     }

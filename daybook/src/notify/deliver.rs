@@ -121,57 +121,15 @@ const FAILING_AFTER: Duration = Duration::from_secs(600);
 /// (`notify::changes`).
 pub type Sink = Arc<dyn Fn(Report) -> futures::future::BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
 
-/// How the notifier delivers.
-#[derive(Debug, Clone)]
-pub struct NotifyConfig {
-    /// Whether the process runs the notifier (`run --no-notify`: another process does).
-    pub enabled: bool,
-    /// The key that opens the signing secrets (`None`: `DATA_DIR/notify-key`).
-    pub key_file: Option<std::path::PathBuf>,
-    /// First retry delay.
-    pub retry_base: Duration,
-    /// Longest delay between two attempts (and the cap on a receiver's Retry-After).
-    pub retry_max: Duration,
-    /// How long after its first failure a report is given up on (dead-lettered).
-    pub retry_window: Duration,
-    /// How long a receiver has to answer (headers and body).
-    pub timeout: Duration,
-    /// Deliveries in flight at once, per subscription.
-    pub max_in_flight: usize,
-    /// Records one subscription holds between its committed and its read position.
-    pub window: usize,
-    /// How often the subscriptions are read from the store.
-    pub refresh: Duration,
-    /// Deliver to loopback, private, link-local and other internal addresses.
-    pub allow_private: bool,
-    /// Deliver over plain http://.
-    pub allow_http: bool,
-}
-
-impl Default for NotifyConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            key_file: None,
-            retry_base: Duration::from_secs(5),
-            retry_max: Duration::from_secs(10 * 3600),
-            retry_window: Duration::from_secs(24 * 3600),
-            timeout: Duration::from_secs(10),
-            max_in_flight: 64,
-            window: 10_000,
-            refresh: Duration::from_secs(1),
-            allow_private: false,
-            allow_http: false,
-        }
-    }
-}
+pub use crate::config::NotifyConfig;
 
 /// The HTTP client every subscription shares: keep-alive connections, no redirects (a
 /// receiver that redirects is answering 3xx: a failure, never followed), the timeout.
 pub fn client(config: &NotifyConfig) -> anyhow::Result<reqwest::Client> {
     let builder = reqwest::Client::builder();
     // Internal addresses are dropped where names are resolved, at every connection.
-    let builder = if config.allow_private { builder } else { builder.dns_resolver(Arc::new(super::safety::PublicOnly)) };
+    let builder =
+        if config.allow_private { builder } else { builder.dns_resolver(Arc::new(super::safety::PublicOnly)) };
     Ok(builder
         .redirect(reqwest::redirect::Policy::none())
         .timeout(config.timeout)
@@ -180,6 +138,9 @@ pub fn client(config: &NotifyConfig) -> anyhow::Result<reqwest::Client> {
         .user_agent(concat!("daybook-notify/", env!("CARGO_PKG_VERSION")))
         .build()?)
 }
+
+/// A subscription's task: its settings (with the time of their change) and its handle.
+type Task = (watch::Sender<(SubscriptionSet, Timestamp)>, tokio::task::JoinHandle<()>);
 
 /// Runs the notifier until `shutdown`: a task per active subscription.
 pub async fn run(
@@ -191,11 +152,16 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let client = client(&config)?;
-    let mut tasks: HashMap<SubscriptionId, (watch::Sender<(SubscriptionSet, Timestamp)>, tokio::task::JoinHandle<()>)> =
-        HashMap::new();
+    let mut tasks: HashMap<SubscriptionId, Task> = HashMap::new();
     tracing::info!(log = log.backend(), store = store.backend(), "notifier started");
     loop {
-        match store.subscriptions().await {
+        // A store that hangs must not hold up a shutdown.
+        let read = tokio::select! {
+            r = store.subscriptions() => Some(r),
+            _ = shutdown.wait_for(|v| *v) => None,
+        };
+        let Some(read) = read else { break };
+        match read {
             Ok(subs) => {
                 // With the time of the change: a resume that restores every setting is a change
                 // too (it matters to a task that saw a 410).
@@ -282,15 +248,24 @@ struct Item {
 enum Outcome {
     Delivered,
     /// Try again, not before this (a Retry-After), for this reason.
-    Failed { reason: &'static str, retry_after: Option<Duration> },
+    Failed {
+        reason: &'static str,
+        retry_after: Option<Duration>,
+    },
     /// A 4xx other than 408, 409, 425, 429: never retried.
-    Permanent { status: u16 },
+    Permanent {
+        status: u16,
+    },
     /// The URL is refused (an internal address, plain http): never sent.
-    Refused { why: String },
+    Refused {
+        why: String,
+    },
     /// 410 Gone: the receiver wants no more.
     Gone,
     /// Put in the dead letters (durably), for this reason (`permanent`, `window`).
-    DeadLettered { why: &'static str },
+    DeadLettered {
+        why: &'static str,
+    },
     /// Nothing further to do for this device's head (the subscription paused after a 410).
     Held,
 }

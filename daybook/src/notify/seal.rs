@@ -45,9 +45,9 @@ impl NotifyKey {
                 .to_owned(),
             None => crate::secrets::read_or_create(data_dir, "notify-key", crate::secrets::random_hex)?,
         };
-        let bytes = decode_hex(&hex).filter(|b| b.len() == 32).with_context(|| {
-            format!("{}: a notify key is 64 hex digits", key_path(data_dir, file).display())
-        })?;
+        let bytes = decode_hex(&hex)
+            .filter(|b| b.len() == 32)
+            .with_context(|| format!("{}: a notify key is 64 hex digits", key_path(data_dir, file).display()))?;
         Ok(Self(XChaCha20Poly1305::new_from_slice(&bytes).expect("32-byte key")))
     }
 

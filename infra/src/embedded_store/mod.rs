@@ -30,8 +30,8 @@ use schemas::{
     Timestamp,
 };
 use seams::{
-    DayPage, DigestView, EventDetail, EventStatus, EventView, Position, ProjectionStore, Quarantined, SegmentView,
-    StoreError, SubscriptionView, DeadLetterView,
+    DayPage, DeadLetterView, DigestView, EventDetail, EventStatus, EventView, Position, ProjectionStore, Quarantined,
+    SegmentView, StoreError, SubscriptionView,
 };
 
 use crate::sqlite;
@@ -603,7 +603,10 @@ impl ProjectionStore for EmbeddedStore {
                 .map_err(other)?;
             rows.into_iter()
                 .map(|(at, body)| {
-                    Ok(SubscriptionView { subscription: serde_json::from_str(&body).map_err(other)?, changed_at: Timestamp(at) })
+                    Ok(SubscriptionView {
+                        subscription: serde_json::from_str(&body).map_err(other)?,
+                        changed_at: Timestamp(at),
+                    })
                 })
                 .collect()
         })

@@ -16,8 +16,8 @@ use super::fixtures::*;
 use super::plan::{count_chunks, count_row, WritePlan};
 use super::schema::{schema_statements, Cql};
 use super::views::{
-    ClusteringKey, CountRow, DayKey, DayTypeKey, DeviceRow, DigestRow, EventKey, EventRow, MappingRow, QuarantineRow,
-    QuarantineValues, RecountKey, RecountRow, SegmentRow, SubscriptionRow, DeadLetterRow,
+    ClusteringKey, CountRow, DayKey, DayTypeKey, DeadLetterRow, DeviceRow, DigestRow, EventKey, EventRow, MappingRow,
+    QuarantineRow, QuarantineValues, RecountKey, RecountRow, SegmentRow, SubscriptionRow,
 };
 
 #[test]

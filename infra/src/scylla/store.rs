@@ -18,7 +18,9 @@ use ::scylla::statement::prepared::PreparedStatement;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use schemas::{Day, DayOffset, DeviceId, Envelope, EventId, EventType, SegmentId, SubscriptionId, TimePolicy, Timestamp};
+use schemas::{
+    Day, DayOffset, DeviceId, Envelope, EventId, EventType, SegmentId, SubscriptionId, TimePolicy, Timestamp,
+};
 use seams::{
     DayPage, DeadLetterView, DigestView, EventDetail, Position, ProjectionStore, Quarantined, SegmentView, StoreError,
     SubscriptionView,
@@ -34,8 +36,9 @@ use super::plan::{
 use super::retry::{exec_error, is_bad_paging_state, IdempotentRetryPolicy};
 use super::schema::{day_key, Cql};
 use super::views::{
-    event_view, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey, DeviceRow, DigestRow,
-    EventKey, EventRow, MappingRow, QuarantineRow, QuarantineValues, RecountKey, RecountRow, SegmentRow, SubscriptionRow, DeadLetterRow,
+    event_view, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey, DeadLetterRow,
+    DeviceRow, DigestRow, EventKey, EventRow, MappingRow, QuarantineRow, QuarantineValues, RecountKey, RecountRow,
+    SegmentRow, SubscriptionRow,
 };
 
 /// Largest page `day_page` asks the server for.
@@ -284,8 +287,12 @@ impl ProjectionStore for ScyllaStore {
         let changes = subscription_writes(batch);
         let letters = dead_letter_writes(batch);
         let changed = (changes.len() + letters.len()) as u64;
-        jobs.extend(letters.into_iter().map(|v| Box::pin(self.write(&s.insert_dead_letter, vec![v])) as BoxFuture<'_, _>));
-        jobs.extend(changes.into_iter().map(|v| Box::pin(self.write(&s.insert_subscription, vec![v])) as BoxFuture<'_, _>));
+        jobs.extend(
+            letters.into_iter().map(|v| Box::pin(self.write(&s.insert_dead_letter, vec![v])) as BoxFuture<'_, _>),
+        );
+        jobs.extend(
+            changes.into_iter().map(|v| Box::pin(self.write(&s.insert_subscription, vec![v])) as BoxFuture<'_, _>),
+        );
         stream::iter(jobs).buffer_unordered(self.max_concurrency).try_collect::<Vec<()>>().await?;
         // Only once every row is written: recount each hour of events the batch touched and
         // write the number read, which wins only if it is the largest ever written for that
@@ -315,7 +322,10 @@ impl ProjectionStore for ScyllaStore {
         let mut out = Vec::with_capacity(rows.len());
         for (_, dead_at, body) in rows {
             let Some(body) = body else { continue };
-            out.push(DeadLetterView { letter: serde_json::from_str(&body).map_err(other)?, dead_at: Timestamp(dead_at) });
+            out.push(DeadLetterView {
+                letter: serde_json::from_str(&body).map_err(other)?,
+                dead_at: Timestamp(dead_at),
+            });
         }
         out.sort_by(|a, b| a.dead_at.cmp(&b.dead_at).then_with(|| a.letter.webhook_id.cmp(&b.letter.webhook_id)));
         out.truncate(limit as usize);

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use schemas::{
-    Day, DayOffset, DeviceId, DigestReported, EndStatus, Envelope, EventEnded, EventId, EventMapping, EventStarted,
-    Blob, DeadLettersReleased, EventType, Media, ReplayedLetter, Report, ReportKind, Sealed, SegmentId, SegmentReported,
-    SubscriptionDeadLettered, SubscriptionDeleted, SubscriptionId, SubscriptionSet, TimePolicy, Timestamp,
+    Blob, Day, DayOffset, DeadLettersReleased, DeviceId, DigestReported, EndStatus, Envelope, EventEnded, EventId,
+    EventMapping, EventStarted, EventType, Media, ReplayedLetter, Report, ReportKind, Sealed, SegmentId,
+    SegmentReported, SubscriptionDeadLettered, SubscriptionDeleted, SubscriptionId, SubscriptionSet, TimePolicy,
+    Timestamp,
 };
 
 use crate::log::Position;
@@ -805,7 +806,7 @@ pub async fn dead_letters_are_kept_until_released(mut h: impl StoreHarness) {
     let (a, b, c) = (dead_lettered("sub-d", "msg_a"), dead_lettered("sub-d", "msg_b"), dead_lettered("sub-d", "msg_c"));
     let other = dead_lettered("sub-e", "msg_a");
     s.apply(&[a.clone(), b.clone(), other.clone()]).await.unwrap();
-    s.apply(&[c.clone()]).await.unwrap();
+    s.apply(std::slice::from_ref(&c)).await.unwrap();
     let ids = |v: Vec<crate::store::DeadLetterView>| v.into_iter().map(|d| d.letter.webhook_id).collect::<Vec<_>>();
     assert_eq!(ids(s.dead_letters(&sub, 10).await.unwrap()), ["msg_a", "msg_b", "msg_c"]);
     assert_eq!(ids(s.dead_letters(&sub, 2).await.unwrap()), ["msg_a", "msg_b"]);
@@ -822,7 +823,7 @@ pub async fn dead_letters_are_kept_until_released(mut h: impl StoreHarness) {
             record: letter_b.record.clone(),
         }],
     }));
-    s.apply(&[release.clone()]).await.unwrap();
+    s.apply(std::slice::from_ref(&release)).await.unwrap();
     assert_eq!(ids(s.dead_letters(&sub, 10).await.unwrap()), ["msg_c"]);
     // Replayed in any order, the older dead letters stay released.
     s.apply(&[a, b.clone(), release, c]).await.unwrap();
@@ -830,6 +831,8 @@ pub async fn dead_letters_are_kept_until_released(mut h: impl StoreHarness) {
     // A replayed delivery that fails again is a new dead letter, kept again.
     s.apply(&[dead_lettered("sub-d", "msg_b")]).await.unwrap();
     assert_eq!(ids(s.dead_letters(&sub, 10).await.unwrap()), ["msg_c", "msg_b"]);
-    assert_eq!(ids(h.open_again().await.dead_letters(&SubscriptionId::parse("sub-e").unwrap(), 10).await.unwrap()), ["msg_a"]);
+    assert_eq!(
+        ids(h.open_again().await.dead_letters(&SubscriptionId::parse("sub-e").unwrap(), 10).await.unwrap()),
+        ["msg_a"]
+    );
 }
-
