@@ -251,3 +251,60 @@ async fn filters_cooldown_max_age_and_rotation() {
     assert_eq!(cids(&path("filter")).len(), 8);
     assert!(server.stop().success());
 }
+
+/// p99 of (arrival at the receiver − received_at) over a ledger, in milliseconds.
+fn p99_ms(path: &std::path::Path) -> i64 {
+    let mut lat: Vec<i64> = notify_fleet::ledger(path)
+        .iter()
+        .map(|l| {
+            let received = chrono::DateTime::parse_from_rfc3339(l["received_at"].as_str().unwrap()).unwrap();
+            l["arrived_ms"].as_i64().unwrap() - received.timestamp_millis()
+        })
+        .collect();
+    lat.sort_unstable();
+    lat[(lat.len() * 99 / 100).min(lat.len() - 1)]
+}
+
+/// Receivers that hang, answer 500 forever or 410 hold back only their own subscriptions: a
+/// good receiver's p99 latency stays within twice (plus 200 ms of slack on a shared machine)
+/// that of the same load without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_receivers_do_not_delay_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let server = DAYBOOK.run_in(d, &FAST_RETRIES);
+    let url = |p: u16| format!("http://127.0.0.1:{p}/hook");
+    let path = |n: &str| dir.path().join(format!("{n}.jsonl"));
+    let (p_alone, p_good) = (free_port(), free_port());
+    let s_alone = subscribe(d, &url(p_alone), &[]);
+    let _r_alone = Receiver::start(&s_alone, &path("alone"), p_alone, "ok");
+    let devices = env_or("DAYBOOK_NOTIFY_DEVICES", 20);
+    let rounds = 12;
+    let mut fleet = Fleet::new(d, server.http(), devices);
+    for _ in 0..rounds {
+        fleet.round().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fleet.check_delivered(&path("alone"), Duration::from_secs(60));
+    let baseline = p99_ms(&path("alone"));
+
+    // The same load with a hanging, a failing and a gone receiver beside a good one.
+    let s_good = subscribe(d, &url(p_good), &[]);
+    let _r_good = Receiver::start(&s_good, &path("good"), p_good, "ok");
+    let mut bad = Vec::new();
+    for mode in ["hang", "500", "410"] {
+        let p = free_port();
+        let secret = subscribe(d, &url(p), &[]);
+        bad.push(Receiver::start(&secret, &path(mode), p, mode));
+    }
+    let mut fleet = Fleet::new(d, server.http(), devices);
+    for _ in 0..rounds {
+        fleet.round().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fleet.check_delivered(&path("good"), Duration::from_secs(60));
+    let with_bad = p99_ms(&path("good"));
+    eprintln!("p99 from received_at to the receiver: {baseline} ms alone, {with_bad} ms beside hanging/500/410 receivers");
+    assert!(with_bad <= 2 * baseline + 200, "p99 {with_bad} ms with bad receivers, {baseline} ms without");
+    assert!(server.stop().success());
+}

@@ -72,6 +72,7 @@ class Handler(BaseHTTPRequestHandler):
             "event_id": data.get("event_id"),
             "received_at": data.get("received_at"),
             "links": payload.get("links"),
+            "arrived_ms": int(time.time() * 1000),
         }
         with lock:
             ledger.write(json.dumps(line) + "\n")
