@@ -304,7 +304,9 @@ async fn bad_receivers_do_not_delay_the_others() {
     }
     fleet.check_delivered(&path("good"), Duration::from_secs(60));
     let with_bad = p99_ms(&path("good"));
-    eprintln!("p99 from received_at to the receiver: {baseline} ms alone, {with_bad} ms beside hanging/500/410 receivers");
+    eprintln!(
+        "p99 from received_at to the receiver: {baseline} ms alone, {with_bad} ms beside hanging/500/410 receivers"
+    );
     assert!(with_bad <= 2 * baseline + 200, "p99 {with_bad} ms with bad receivers, {baseline} ms without");
     assert!(server.stop().success());
 }
