@@ -25,6 +25,7 @@ Errors are subclasses of `DecodeError` (a `ValueError`):
 
 from __future__ import annotations
 
+import base64
 import datetime
 import re
 import struct
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 #: The schema versions this decoder reads.
-SCHEMA_VERSIONS = frozenset({1, 2})
+SCHEMA_VERSIONS = frozenset({1, 2, 3})
 
 
 class DecodeError(ValueError):
@@ -358,6 +359,91 @@ _V2_REPORTS: List[Tuple[str, _Fields]] = [
     ("digest_reported", _with(_V1_REPORTS[3][1], "date", [("utc_offset", _utc_offset)])),
 ]
 
+
+def _sealed(r: _Reader, what: str) -> str:
+    """A sealed signing secret: bytes (varint length, then the bytes), printed as base64."""
+    n = r.uint(64, f"{what} length")
+    if n > 256:
+        raise InvalidValue(f"{what}: a sealed secret of {n} bytes (at most 256)")
+    return base64.b64encode(r.take(n, what)).decode("ascii")
+
+
+def _bool(r: _Reader, what: str) -> bool:
+    at = r.pos
+    b = r.take(1, what)[0]
+    if b > 1:
+        raise InvalidValue(f"{what}: bool byte {b} at offset {at}")
+    return b == 1
+
+
+_REPORT_KINDS = [
+    "event_started",
+    "event_ended",
+    "segment_reported",
+    "digest_reported",
+    "subscription_set",
+    "subscription_deleted",
+    "subscription_dead_lettered",
+    "dead_letters_released",
+]
+
+
+def _blob(r: _Reader, what: str) -> str:
+    """Opaque bytes (a log record's value): varint length, then the bytes; printed as base64."""
+    n = r.uint(64, f"{what} length")
+    return base64.b64encode(r.take(n, what)).decode("ascii")
+
+
+def _u16(r: _Reader, what: str) -> int:
+    return r.uint(16, what)
+
+
+def _text(r: _Reader, what: str) -> str:
+    return r.string(what)
+
+_subscription_id = _token("[A-Za-z0-9_-]{1,64}", "1 to 64 of A-Z a-z 0-9 _ -")
+
+# Schema version 3: version 2 plus the notification subscriptions' changes as variants 4 and 5
+# (they have no device: `cid` is null).
+_V3_REPORTS: List[Tuple[str, _Fields]] = _V2_REPORTS + [
+    (
+        "subscription_set",
+        [
+            ("subscription_id", _subscription_id),
+            ("url", lambda r, what: r.string(what)),
+            ("secrets", _vec(_sealed)),
+            ("devices", _vec(_device_id)),
+            ("device_prefixes", _vec(_device_id)),
+            ("kinds", _vec(_enum(_REPORT_KINDS))),
+            ("event_types", _vec(_event_type)),
+            ("cooldown_ms", _u64),
+            ("max_age_ms", _option(_u64)),
+            ("paused", _bool),
+            ("created_at", _instant),
+        ],
+    ),
+    ("subscription_deleted", [("subscription_id", _subscription_id)]),
+    (
+        "subscription_dead_lettered",
+        [
+            ("subscription_id", _subscription_id),
+            ("webhook_id", _text),
+            ("reason", _text),
+            ("attempts", _u32),
+            ("record_schema", _u16),
+            ("record", _blob),
+        ],
+    ),
+    (
+        "dead_letters_released",
+        [
+            ("subscription_id", _subscription_id),
+            ("purged", _vec(_text)),
+            ("replayed", _vec(_struct([("webhook_id", _text), ("record_schema", _u16), ("record", _blob)]))),
+        ],
+    ),
+]
+
 # What a version 1 record reads as today: the keys version 2 added, at their defaults.
 _V1_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "event_started": {"utc_offset": "+00:00", "clock_skew_ms": None},
@@ -372,7 +458,7 @@ def _decoder(version: int, reports: List[Tuple[str, _Fields]]) -> Callable[[_Rea
         kind, fields = reports[r.variant("report", len(reports))]
         body = _struct(fields)(r, kind)
         received_at = _instant(r, "received_at")
-        out = {"cid": body["cid"], "type": kind, "schema": version, "received_at": received_at}
+        out = {"cid": body.get("cid"), "type": kind, "schema": version, "received_at": received_at}
         for name, value in body.items():
             out.setdefault(name, value)
         if version == 1:
@@ -383,7 +469,11 @@ def _decoder(version: int, reports: List[Tuple[str, _Fields]]) -> Callable[[_Rea
     return decode_version
 
 
-_DECODERS: Dict[int, Callable[[_Reader], Dict[str, Any]]] = {1: _decoder(1, _V1_REPORTS), 2: _decoder(2, _V2_REPORTS)}
+_DECODERS: Dict[int, Callable[[_Reader], Dict[str, Any]]] = {
+    1: _decoder(1, _V1_REPORTS),
+    2: _decoder(2, _V2_REPORTS),
+    3: _decoder(3, _V3_REPORTS),
+}
 
 
 def schema_version(value: bytes) -> int:

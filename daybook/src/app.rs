@@ -67,6 +67,8 @@ pub struct Application {
     auth_reload: Option<(seams::auth::Auth, PathBuf)>,
     /// What the start-up line logs.
     summary: String,
+    /// The notifier's settings and key (all-in-one and `daybook notify`).
+    notify: Option<(crate::notify::deliver::NotifyConfig, crate::notify::seal::NotifyKey, crate::config::LogConfig)>,
 }
 
 #[derive(Debug)]
@@ -188,6 +190,12 @@ impl Application {
             http = Some((listener, router));
         }
 
+        let notify = if role.notify() && config.notify.enabled {
+            let key = crate::notify::seal::NotifyKey::load(&config.data_dir, config.notify.key_file.as_deref())?;
+            Some((config.notify.clone(), key, config.log.clone()))
+        } else {
+            None
+        };
         let summary = format!(
             "role {role:?}, log {}, store {}, data dir {}",
             if role.log() { config.log.url.to_string() } else { "-".into() },
@@ -213,6 +221,7 @@ impl Application {
             group_retention: config.log.group_retention,
             auth_reload,
             summary,
+            notify,
         })
     }
 
@@ -299,12 +308,33 @@ impl Application {
                 }
                 _ => None,
             };
+        // The notifier: a failure of it stops the process, as the projector's does.
+        let notifier = match (self.notify, &log, &store) {
+            (Some((config, key, log_config)), Some(opened), Some(store)) => {
+                let sink = notify_sink(opened, self.role.ingest(), log_config, self.data_dir.clone());
+                let (log, store, rx, tx) = (opened.log.clone(), store.clone(), rx.clone(), tx.clone());
+                Some(tokio::spawn(async move {
+                    let result = crate::notify::deliver::run(log, store, key, config, sink, rx).await;
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, "notifier failed; shutting down");
+                        let _ = tx.send(true);
+                    }
+                    result
+                }))
+            }
+            _ => None,
+        };
         let janitor = self.role.projector().then(|| {
             let embedded = log.as_ref().and_then(|l| l.embedded.clone()).map(|log| (log, self.group_retention));
             tokio::spawn(janitor(self.policy, store.clone(), embedded, objects, rx.clone()))
         });
         if let Some(ingest) = self.ingest {
             tokio::spawn(sweep_idle_devices(ingest, rx.clone()));
+            // This process appends to the embedded log: it takes the subscription changes
+            // commands hand over (`notify::changes`).
+            if let Some(log) = log.as_ref().filter(|l| l.embedded.is_some()) {
+                tokio::spawn(crate::notify::changes::drain_inbox(log.log.clone(), self.data_dir.clone(), rx.clone()));
+            }
         }
         // A task per repository: one that is down or slow holds up none of the others.
         for schedule in self.backups {
@@ -333,6 +363,11 @@ impl Application {
             Some(p) => p.await.context("projector task")?,
             None => Ok(Default::default()),
         };
+        // Before the log shuts down: the notifier commits what its receivers answered.
+        let notified = match notifier {
+            Some(n) => n.await.context("notifier task")?,
+            None => Ok(()),
+        };
         if let Some(log) = &log {
             log.log.shutdown().await.context("log shutdown")?;
         }
@@ -348,12 +383,39 @@ impl Application {
         }
         let _ = upkeep.await;
         served?;
+        notified?;
         let progress = projected?;
         if self.role.projector() {
             tracing::info!(reports = progress.reports, rows = progress.rows, "projector done");
         }
         tracing::info!("daybook stopped");
         Ok(())
+    }
+}
+
+/// Where the notifier puts its reports (dead letters, a pause after a 410): the log directly
+/// where this process may append to it (Kafka, or the embedded log of a process that ingests),
+/// else through the running appender (`notify::changes`).
+fn notify_sink(
+    opened: &OpenedLog,
+    ingests: bool,
+    log_config: crate::config::LogConfig,
+    data_dir: PathBuf,
+) -> crate::notify::deliver::Sink {
+    if opened.embedded.is_none() || ingests {
+        let log = opened.log.clone();
+        Arc::new(move |report| {
+            let log = log.clone();
+            Box::pin(async move {
+                log.append(vec![crate::notify::changes::record(report)]).await?;
+                Ok(())
+            })
+        })
+    } else {
+        Arc::new(move |report| {
+            let (config, dir) = (log_config.clone(), data_dir.clone());
+            Box::pin(async move { crate::notify::changes::submit(report, &config, &dir).await })
+        })
     }
 }
 
@@ -444,7 +506,29 @@ async fn janitor(
         }
         if let Some((log, group_retention)) = &log {
             let idle_before = now.millis() - group_retention.as_millis() as i64;
-            if let Err(e) = log.expire_groups(idle_before).await {
+            // A subscription's group lives as long as the subscription, however long it is
+            // paused (or its receiver down): its position is what it has yet to send. Unknown
+            // subscriptions (the store unreadable): nothing expires this round.
+            let spared: Option<Vec<String>> = match &store {
+                // A store that hangs must not hold up a shutdown.
+                Some(store) => match tokio::select! {
+                    r = store.subscriptions() => r,
+                    _ = shutdown.wait_for(|v| *v) => return,
+                } {
+                    Ok(subs) => {
+                        Some(subs.iter().map(|v| crate::notify::group_of(&v.subscription.subscription_id)).collect())
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read subscriptions; no consumer group expires this round");
+                        None
+                    }
+                },
+                None => Some(Vec::new()),
+            };
+            if let Some(Err(e)) = match spared {
+                Some(spared) => Some(log.expire_groups_except(idle_before, &spared).await),
+                None => None,
+            } {
                 tracing::warn!(error = %e, "expiring consumer groups failed");
             }
             match log.truncate(now.millis() - policy.retention_ms()).await {

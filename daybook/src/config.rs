@@ -21,6 +21,8 @@ pub enum Role {
     Projector,
     /// The viewer API only (`daybook api`).
     Api,
+    /// The notifier only (`daybook notify`): webhook subscriptions fed from the log.
+    Notify,
 }
 
 impl Role {
@@ -36,12 +38,16 @@ impl Role {
         matches!(self, Self::AllInOne | Self::Projector)
     }
 
+    pub(crate) fn notify(self) -> bool {
+        matches!(self, Self::AllInOne | Self::Notify)
+    }
+
     pub(crate) fn log(self) -> bool {
-        self.ingest() || self.projector()
+        self.ingest() || self.projector() || self.notify()
     }
 
     pub(crate) fn store(self) -> bool {
-        self.api() || self.projector()
+        self.api() || self.projector() || self.notify()
     }
 
     pub(crate) fn signer(self) -> bool {
@@ -82,6 +88,8 @@ pub struct Config {
     /// Repositories the log, objects and secrets are shipped to continuously (`run
     /// --replicate-to`); none by default.
     pub replicas: Vec<crate::backup::ship::Replica>,
+    /// The notifier (all-in-one and `daybook notify`).
+    pub notify: NotifyConfig,
 }
 
 impl Config {
@@ -133,6 +141,7 @@ impl Config {
             metrics_upkeep: Duration::from_secs(5),
             backups: Vec::new(),
             replicas: Vec::new(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -216,4 +225,49 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// Time a client has to send a request's whole body.
     pub body_timeout: Duration,
+}
+
+/// How the notifier delivers.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// Whether the process runs the notifier (`run --no-notify`: another process does).
+    pub enabled: bool,
+    /// The key that opens the signing secrets (`None`: `DATA_DIR/notify-key`).
+    pub key_file: Option<std::path::PathBuf>,
+    /// First retry delay.
+    pub retry_base: Duration,
+    /// Longest delay between two attempts (and the cap on a receiver's Retry-After).
+    pub retry_max: Duration,
+    /// How long after its first failure a report is given up on (dead-lettered).
+    pub retry_window: Duration,
+    /// How long a receiver has to answer (headers and body).
+    pub timeout: Duration,
+    /// Deliveries in flight at once, per subscription.
+    pub max_in_flight: usize,
+    /// Records one subscription holds between its committed and its read position.
+    pub window: usize,
+    /// How often the subscriptions are read from the store.
+    pub refresh: Duration,
+    /// Deliver to loopback, private, link-local and other internal addresses.
+    pub allow_private: bool,
+    /// Deliver over plain http://.
+    pub allow_http: bool,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            key_file: None,
+            retry_base: Duration::from_secs(5),
+            retry_max: Duration::from_secs(10 * 3600),
+            retry_window: Duration::from_secs(24 * 3600),
+            timeout: Duration::from_secs(10),
+            max_in_flight: 64,
+            window: 10_000,
+            refresh: Duration::from_secs(1),
+            allow_private: false,
+            allow_http: false,
+        }
+    }
 }

@@ -13,6 +13,7 @@ mod config;
 mod http;
 mod in_use;
 pub mod metric_catalog;
+pub mod notify;
 mod ops;
 pub mod rebuild;
 pub mod resolve;
@@ -49,4 +50,12 @@ pub const METRICS: &[seams::metric::Metric] = &[
     backup::trial::BACKUP_VERIFY_DURATION_SECONDS,
     audit::AUDIT_WRITE_FAILURES_TOTAL,
     app::OBJECTS_EXPIRED_TOTAL,
+    notify::deliver::NOTIFY_DELIVERED_TOTAL,
+    notify::deliver::NOTIFY_FAILED_TOTAL,
+    notify::deliver::NOTIFY_SKIPPED_TOTAL,
+    notify::deliver::NOTIFY_LAG_RECORDS,
+    notify::deliver::NOTIFY_OLDEST_UNDELIVERED_SECONDS,
+    notify::deliver::NOTIFY_DEAD_LETTERS_TOTAL,
+    notify::deliver::NOTIFY_FAILING,
+    notify::deliver::NOTIFY_LATENCY_SECONDS,
 ];

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 
 /// 256 random bits as hex (from the OS generator, through uuid v4).
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
@@ -22,7 +22,7 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// the name exists, so the file appears whole or not at all (a kill -9 leaves at most a stray
 /// temporary file), and of processes starting at the same moment the first link wins and the
 /// others read the winner's value.
-fn read_or_create(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+pub(crate) fn read_or_create(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow::Result<String> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
     let path = dir.join(name);
     match fs::read_to_string(&path) {

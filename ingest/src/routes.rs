@@ -147,7 +147,7 @@ impl Ingest {
         let records = reports
             .into_iter()
             .map(|report| LogRecord {
-                key: report.cid().to_string(),
+                key: report.key(),
                 report_kind: report.kind().as_str().to_owned(),
                 schema: SCHEMA_VERSION,
                 value: Envelope { report, received_at }.encode(),

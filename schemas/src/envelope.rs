@@ -8,8 +8,10 @@
 //!             little-endian, enum variants by position)
 //! ```
 //!
-//! Version 2's body is `(Report, received_at: i64 epoch ms)` with the camera's UTC offsets
-//! and clock skew in the reports. Version 1's body has the same shape without them; it is
+//! Version 3's body is `(Report, received_at: i64 epoch ms)`: version 2's, with the
+//! notification subscriptions' changes as report variants 4 and 5. Version 2's body is the
+//! same without those two variants, with the camera's UTC offsets and clock skew in the
+//! reports. Version 1's body has the same shape without them; it is
 //! decoded into today's types by [`v1`] (offsets +00:00, no skew; its event ids keep their
 //! version 1 form and day). A new version adds a new body type and a new arm in
 //! [`Envelope::decode`]; old arms are never removed, so everything ever written stays
@@ -22,7 +24,7 @@ use crate::report::Report;
 use crate::time::Timestamp;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u16 = 2;
+pub const SCHEMA_VERSION: u16 = 3;
 
 /// Upper bound on one decoded envelope; protects decoders from hostile length prefixes.
 pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
@@ -70,7 +72,17 @@ impl Envelope {
                     bincode::serde::decode_from_slice::<v1::Envelope, _>(body, config()).map_err(malformed)?;
                 (old.into(), used)
             }
-            2 => bincode::serde::decode_from_slice::<Envelope, _>(body, config()).map_err(malformed)?,
+            2 => {
+                let (envelope, used) =
+                    bincode::serde::decode_from_slice::<Envelope, _>(body, config()).map_err(malformed)?;
+                // Version 2 knew only the four device reports: a later variant under its
+                // prefix is damage, not a subscription change.
+                if !envelope.report.kind().is_device_report() {
+                    return Err(DecodeError::Malformed("unknown variant index for schema version 2".into()));
+                }
+                (envelope, used)
+            }
+            3 => bincode::serde::decode_from_slice::<Envelope, _>(body, config()).map_err(malformed)?,
             v => return Err(DecodeError::UnknownVersion(v)),
         };
         if used != body.len() {
@@ -361,7 +373,8 @@ mod tests {
 
     #[test]
     fn version_two_bytes_stay_decodable() {
-        // A fixed v2 envelope: if this changes, the schema changed without a new version.
+        // A fixed v2 envelope, as the previous build wrote it; version 3 writes the same body
+        // under its own prefix. If this changes, the schema changed without a new version.
         let cid = DeviceId::parse("cam-1").unwrap();
         let event_type = EventType::parse("motion").unwrap();
         let t = Timestamp(1_795_305_600_000);
@@ -384,7 +397,17 @@ mod tests {
             116, 105, 111, 110, 253, 0, 232, 26, 1, 68, 3, 0, 0, 251, 192, 3, 1, 252, 128, 79, 18, 0, 253, 0, 232, 26,
             1, 68, 3, 0, 0,
         ];
-        assert_eq!(e.encode(), golden, "{:?}", e.encode());
         assert_eq!(Envelope::decode(golden).unwrap(), e);
+        assert_eq!(e.encode(), [&[3u8], &golden[1..]].concat(), "{:?}", e.encode());
+        // A subscription change under version 2's prefix is malformed.
+        let change = Envelope {
+            report: Report::SubscriptionDeleted(crate::SubscriptionDeleted {
+                subscription_id: SubscriptionId::parse("sub-1").unwrap(),
+            }),
+            received_at: t,
+        };
+        let v3 = change.encode();
+        assert_eq!(Envelope::decode(&v3).unwrap(), change);
+        assert!(matches!(Envelope::decode(&[&[2u8], &v3[1..]].concat()), Err(DecodeError::Malformed(_))));
     }
 }

@@ -110,6 +110,22 @@ string_id!(
     "^[A-Za-z0-9_-]{1,80}$"
 );
 
+string_id!(
+    /// A notification subscription's id (`daybook subscriptions add` issues `sub-<16 hex>`):
+    /// 1–64 of `A-Z a-z 0-9 _ -`.
+    SubscriptionId, "subscription id", 64,
+    |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
+    "1 to 64 of A-Z a-z 0-9 _ -",
+    "^[A-Za-z0-9_-]{1,64}$"
+);
+
+impl SubscriptionId {
+    /// A fresh id from 64 random bits.
+    pub fn generate(random: u64) -> Self {
+        Self(format!("sub-{random:016x}"))
+    }
+}
+
 impl SegmentId {
     /// A fresh, unguessable segment id that starts with the day it was issued.
     pub fn generate(day: Day, random: u128) -> Self {

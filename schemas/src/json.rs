@@ -25,7 +25,8 @@ pub fn envelope_json(schema: u16, env: &Envelope) -> Map<String, Value> {
         _ => None,
     };
     let mut obj = Map::new();
-    obj.insert("cid".into(), env.report.cid().as_str().into());
+    // A subscription change has no device: `cid` is null.
+    obj.insert("cid".into(), env.report.cid().map_or(Value::Null, |c| c.as_str().into()));
     obj.insert("type".into(), env.report.kind().as_str().into());
     obj.insert("schema".into(), schema.into());
     obj.insert("received_at".into(), serde_json::to_value(env.received_at).expect("timestamps serialize to json"));

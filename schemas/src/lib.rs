@@ -7,6 +7,8 @@
 //!   and expiry.
 //! * [`error_code`]: every machine-readable error code, as one enum.
 //! * [`envelope`]: the versioned bincode envelope carried on the topic (docs/topic.md).
+//! * [`subscription`]: notification subscriptions, as reports on the log (schema version 3).
+//! * [`kind`]: the report kinds (`daybook.type`).
 //! * [`json`]: the envelope as the flat JSON object `daybook tail` prints (docs/topic.md).
 //!
 //! This crate is also the decoder analytics consumers use: `Envelope::decode` reads every
@@ -19,15 +21,20 @@ pub mod error_code;
 pub mod id_error;
 pub mod ids;
 pub mod json;
+pub mod kind;
 pub mod report;
 pub mod rows;
+pub mod subscription;
 pub mod time;
 
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION};
 pub use error_code::ErrorCode;
-pub use ids::{Day, DeviceId, EventId, EventType, IdError, SegmentId, DAY_PATTERN, EVENT_ID_PATTERN};
+pub use ids::{Day, DeviceId, EventId, EventType, IdError, SegmentId, SubscriptionId, DAY_PATTERN, EVENT_ID_PATTERN};
 pub use report::{
     DigestReported, EndStatus, EventEnded, EventMapping, EventStarted, Invalid, Media, Report, ReportKind,
     SegmentReported, TimePolicy,
+};
+pub use subscription::{
+    Blob, DeadLettersReleased, ReplayedLetter, Sealed, SubscriptionDeadLettered, SubscriptionDeleted, SubscriptionSet,
 };
 pub use time::{DayOffset, DeviceZone, LocalTime, Timestamp, ZoneRule};

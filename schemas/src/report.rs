@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::columns::{bigint_column, int_column, Unstorable};
 use crate::error_code::ErrorCode;
 use crate::ids::{Day, DeviceId, EventId, EventType, SegmentId};
+pub use crate::kind::ReportKind;
+use crate::subscription::{DeadLettersReleased, SubscriptionDeadLettered, SubscriptionDeleted, SubscriptionSet};
 use crate::time::{DayOffset, Timestamp};
 
 /// Largest object a segment or digest report may describe (5 GiB, S3's single PUT limit).
@@ -166,7 +168,8 @@ pub struct DigestReported {
     pub duration_ms: u32,
 }
 
-/// Every report a device can make. New variants are appended at the end only: bincode
+/// Every report on the log: the four a device makes, and (since schema version 3) the
+/// changes of notification subscriptions. New variants are appended at the end only: bincode
 /// numbers variants by position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Report {
@@ -178,31 +181,14 @@ pub enum Report {
     SegmentReported(SegmentReported),
     /// See [`DigestReported`].
     DigestReported(DigestReported),
-}
-
-/// The kind of a report, as written in the `daybook.type` topic header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReportKind {
-    /// `event_started`
-    EventStarted,
-    /// `event_ended`
-    EventEnded,
-    /// `segment_reported`
-    SegmentReported,
-    /// `digest_reported`
-    DigestReported,
-}
-
-impl ReportKind {
-    /// The header value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::EventStarted => "event_started",
-            Self::EventEnded => "event_ended",
-            Self::SegmentReported => "segment_reported",
-            Self::DigestReported => "digest_reported",
-        }
-    }
+    /// See [`SubscriptionSet`] (schema version 3).
+    SubscriptionSet(SubscriptionSet),
+    /// See [`SubscriptionDeleted`] (schema version 3).
+    SubscriptionDeleted(SubscriptionDeleted),
+    /// See [`SubscriptionDeadLettered`] (schema version 3).
+    SubscriptionDeadLettered(SubscriptionDeadLettered),
+    /// See [`DeadLettersReleased`] (schema version 3).
+    DeadLettersReleased(DeadLettersReleased),
 }
 
 /// The time rules every report is held to.
@@ -351,13 +337,35 @@ fn check_duration(duration_ms: u32) -> Result<(), Invalid> {
 }
 
 impl Report {
-    /// The device that made it (the topic key).
-    pub fn cid(&self) -> &DeviceId {
+    /// The device that made it (`None`: a subscription change).
+    pub fn cid(&self) -> Option<&DeviceId> {
         match self {
-            Self::EventStarted(r) => &r.cid,
-            Self::EventEnded(r) => &r.cid,
-            Self::SegmentReported(r) => &r.cid,
-            Self::DigestReported(r) => &r.cid,
+            Self::EventStarted(r) => Some(&r.cid),
+            Self::EventEnded(r) => Some(&r.cid),
+            Self::SegmentReported(r) => Some(&r.cid),
+            Self::DigestReported(r) => Some(&r.cid),
+            _ => None,
+        }
+    }
+
+    /// The subscription a subscription report is about.
+    pub fn subscription_id(&self) -> Option<&crate::ids::SubscriptionId> {
+        match self {
+            Self::SubscriptionSet(r) => Some(&r.subscription_id),
+            Self::SubscriptionDeleted(r) => Some(&r.subscription_id),
+            Self::SubscriptionDeadLettered(r) => Some(&r.subscription_id),
+            Self::DeadLettersReleased(r) => Some(&r.subscription_id),
+            _ => None,
+        }
+    }
+
+    /// The topic key: the device id, or `subscription:<id>` for a subscription change (the
+    /// changes of one subscription keep their order in one partition).
+    pub fn key(&self) -> String {
+        match (self.cid(), self.subscription_id()) {
+            (Some(cid), _) => cid.to_string(),
+            (None, Some(id)) => format!("subscription:{id}"),
+            (None, None) => unreachable!("every report has a device or a subscription"),
         }
     }
 
@@ -368,17 +376,23 @@ impl Report {
             Self::EventEnded(_) => ReportKind::EventEnded,
             Self::SegmentReported(_) => ReportKind::SegmentReported,
             Self::DigestReported(_) => ReportKind::DigestReported,
+            Self::SubscriptionSet(_) => ReportKind::SubscriptionSet,
+            Self::SubscriptionDeleted(_) => ReportKind::SubscriptionDeleted,
+            Self::SubscriptionDeadLettered(_) => ReportKind::SubscriptionDeadLettered,
+            Self::DeadLettersReleased(_) => ReportKind::DeadLettersReleased,
         }
     }
 
     /// The instant its own row's day and retention are counted from (a segment's event
     /// mappings count from their events' trigger times instead: see [`crate::rows`]).
-    pub fn trigger_time(&self, fallback: DayOffset) -> Timestamp {
+    /// `None` for a subscription change, which is kept until replaced, not for a retention.
+    pub fn trigger_time(&self, fallback: DayOffset) -> Option<Timestamp> {
         match self {
-            Self::EventStarted(r) => r.event_id.filed_at(fallback),
-            Self::EventEnded(r) => r.event_id.filed_at(fallback),
-            Self::SegmentReported(r) => r.started_at,
-            Self::DigestReported(r) => r.utc_offset.start_of(r.date),
+            Self::EventStarted(r) => Some(r.event_id.filed_at(fallback)),
+            Self::EventEnded(r) => Some(r.event_id.filed_at(fallback)),
+            Self::SegmentReported(r) => Some(r.started_at),
+            Self::DigestReported(r) => Some(r.utc_offset.start_of(r.date)),
+            _ => None,
         }
     }
 
@@ -388,7 +402,7 @@ impl Report {
             Self::EventStarted(r) => r.clock_skew_ms,
             Self::EventEnded(r) => policy.clock_skew_ms(r.ended_at, now),
             Self::SegmentReported(r) => policy.clock_skew_ms(r.started_at, now),
-            Self::DigestReported(_) => None,
+            _ => None,
         }
     }
 
@@ -403,7 +417,6 @@ impl Report {
     /// Whether every store can hold every value of the report (see `rows`' module docs).
     pub fn storable(&self) -> Result<(), Unstorable> {
         match self {
-            Report::EventStarted(_) | Report::EventEnded(_) => Ok(()),
             Report::SegmentReported(r) => {
                 bigint_column("size", r.size)?;
                 int_column("duration_ms", r.duration_ms)?;
@@ -426,6 +439,8 @@ impl Report {
                 bigint_column("size", r.size)?;
                 int_column("duration_ms", r.duration_ms).map(drop)
             }
+            // Subscription reports hold no numeric column.
+            _ => Ok(()),
         }
     }
 
@@ -542,6 +557,36 @@ impl Report {
                 }
                 Ok(())
             }
+            Self::SubscriptionSet(r) => r.check().map_err(|e| Invalid::new(ErrorCode::Invalid, e)),
+            Self::SubscriptionDeleted(_) | Self::SubscriptionDeadLettered(_) | Self::DeadLettersReleased(_) => Ok(()),
+        }
+    }
+}
+
+impl SubscriptionSet {
+    /// Whether the filters let `report` through (cooldown and max age aside: they depend on
+    /// what was sent before and on the time).
+    pub fn matches(&self, report: &Report) -> bool {
+        let Some(cid) = report.cid() else { return false };
+        if !(self.devices.is_empty() && self.device_prefixes.is_empty()
+            || self.devices.contains(cid)
+            || self.device_prefixes.iter().any(|p| cid.as_str().starts_with(p.as_str())))
+        {
+            return false;
+        }
+        if !self.kinds.is_empty() && !self.kinds.contains(&report.kind()) {
+            return false;
+        }
+        if self.event_types.is_empty() {
+            return true;
+        }
+        let of_type = |id: &EventId| self.event_types.contains(id.event_type());
+        match report {
+            Report::EventStarted(r) => self.event_types.contains(&r.event_type),
+            Report::EventEnded(r) => of_type(&r.event_id),
+            Report::SegmentReported(r) => r.events.iter().any(|m| of_type(&m.event_id)),
+            Report::DigestReported(_) => true,
+            _ => false,
         }
     }
 }

@@ -253,7 +253,81 @@ fn cases() -> Vec<(&'static str, Envelope)> {
             "digest_reported_last_day",
             env(digest(NaiveDate::from_ymd_opt(9999, 12, 31).unwrap(), 251, 251), Timestamp(251)),
         ),
+        ("subscription_set", env(subscription(false), received)),
+        ("subscription_set_minimal", env(minimal_subscription(), Timestamp(0))),
+        (
+            "subscription_deleted",
+            env(
+                Report::SubscriptionDeleted(SubscriptionDeleted {
+                    subscription_id: SubscriptionId::parse("sub-00000000000000ff").unwrap(),
+                }),
+                received,
+            ),
+        ),
+        (
+            "subscription_dead_lettered",
+            env(
+                Report::SubscriptionDeadLettered(SubscriptionDeadLettered {
+                    subscription_id: SubscriptionId::parse("sub-00000000000000ff").unwrap(),
+                    webhook_id: "msg_0123456789abcdef0123456789abcdef".into(),
+                    reason: "status 404".into(),
+                    attempts: 1,
+                    record_schema: 3,
+                    record: Blob(env(event_started("cam-1", "person", t), received).encode()),
+                }),
+                received,
+            ),
+        ),
+        (
+            "dead_letters_released",
+            env(
+                Report::DeadLettersReleased(DeadLettersReleased {
+                    subscription_id: SubscriptionId::parse("sub-00000000000000ff").unwrap(),
+                    purged: vec!["msg_00".into(), "msg_01".into()],
+                    replayed: vec![ReplayedLetter {
+                        webhook_id: "msg_02".into(),
+                        record_schema: 2,
+                        record: Blob(vec![2, 0, 1, 2, 3]),
+                    }],
+                }),
+                received,
+            ),
+        ),
     ]
+}
+
+/// A subscription with every filter and option set, two secrets (a rotation).
+fn subscription(paused: bool) -> Report {
+    Report::SubscriptionSet(SubscriptionSet {
+        subscription_id: SubscriptionId::parse("sub-00000000000000ff").unwrap(),
+        url: "https://hooks.example.com/daybook?x=1".into(),
+        secrets: vec![Sealed(vec![1; 44]), Sealed((0..=255u8).take(60).collect())],
+        devices: vec![cid("cam-1"), cid("door")],
+        device_prefixes: vec![cid("garden-")],
+        kinds: vec![ReportKind::EventStarted, ReportKind::DigestReported],
+        event_types: vec![EventType::parse("person").unwrap()],
+        cooldown_ms: 60_000,
+        max_age_ms: Some(3_600_000),
+        paused,
+        created_at: ms("2026-11-22T08:00:00.000Z"),
+    })
+}
+
+/// Every list empty, no option, paused.
+fn minimal_subscription() -> Report {
+    Report::SubscriptionSet(SubscriptionSet {
+        subscription_id: SubscriptionId::parse("s").unwrap(),
+        url: "http://h".into(),
+        secrets: vec![Sealed(vec![])],
+        devices: vec![],
+        device_prefixes: vec![],
+        kinds: vec![],
+        event_types: vec![],
+        cooldown_ms: 0,
+        max_age_ms: None,
+        paused: true,
+        created_at: Timestamp(-1),
+    })
 }
 
 #[test]
@@ -336,10 +410,13 @@ fn invalid_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ("truncated_version", vec![251, 1], "truncated"),
         ("string_beyond_end", huge_string, "truncated"),
         ("trailing_byte", [started.as_slice(), &[0]].concat(), "trailing_bytes"),
-        ("version_3", with_prefix(&[3]), "unknown_schema_version"),
+        ("version_200", with_prefix(&[200]), "unknown_schema_version"),
         ("version_300", with_prefix(&[251, 0x2c, 0x01]), "unknown_schema_version"),
         ("version_0", with_prefix(&[0]), "unknown_schema_version"),
         ("report_variant_4", with_prefix(&[1, 4]), "unknown_variant"),
+        // Version 2 knew four variants; variants 4 and 5 came with version 3.
+        ("v2_report_variant_4", [&[2u8][..], &started_v3_body(4)].concat(), "unknown_variant"),
+        ("v3_report_variant_8", [&[3u8][..], &started_v3_body(8)].concat(), "unknown_variant"),
         ("end_status_2", ended(2), "unknown_variant"),
         ("option_tag_2", segment_with_audio_tag(2), "invalid_value"),
         ("u32_with_u64_marker", digest(20261122, &[253, 1, 0, 0, 0, 0, 0, 0, 0]), "invalid_value"),
@@ -354,6 +431,18 @@ fn invalid_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
             "invalid_value",
         ),
     ]
+}
+
+/// A subscription deletion's body with its variant index replaced by `variant`.
+fn started_v3_body(variant: u8) -> Vec<u8> {
+    let deleted = Envelope {
+        report: Report::SubscriptionDeleted(SubscriptionDeleted {
+            subscription_id: SubscriptionId::parse("s").unwrap(),
+        }),
+        received_at: Timestamp(0),
+    }
+    .encode();
+    [&[variant][..], &deleted[2..]].concat()
 }
 
 #[test]

@@ -168,6 +168,10 @@ impl ReportLog for FaultyLog {
         let inner = self.inner.consumer_at_end(group).await?;
         Ok(Box::new(FaultyConsumer { inner, faults: self.faults.clone() }))
     }
+    async fn consumer_resuming_or_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
+        let inner = self.inner.consumer_resuming_or_at_end(group).await?;
+        Ok(Box::new(FaultyConsumer { inner, faults: self.faults.clone() }))
+    }
     async fn health(&self) -> Result<(), LogError> {
         self.faults.inject("health").await.map_err(LogError::Unavailable)?;
         self.inner.health().await
@@ -240,6 +244,18 @@ impl ProjectionStore for FaultyStore {
     async fn release(&self, records: &[Quarantined]) -> Result<(), StoreError> {
         self.faults.inject("quarantine").await.map_err(StoreError::Unavailable)?;
         self.inner.release(records).await
+    }
+    async fn subscriptions(&self) -> Result<Vec<crate::store::SubscriptionView>, StoreError> {
+        self.read().await?;
+        self.inner.subscriptions().await
+    }
+    async fn dead_letters(
+        &self,
+        subscription: &schemas::SubscriptionId,
+        limit: u32,
+    ) -> Result<Vec<crate::store::DeadLetterView>, StoreError> {
+        self.read().await?;
+        self.inner.dead_letters(subscription, limit).await
     }
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
         self.read().await?;

@@ -27,7 +27,8 @@ pub mod conformance;
 pub use blob::{BlobError, BlobSigner, ObjectKey, PresignedRequest};
 pub use log::{Consumed, LogConsumer, LogError, LogRecord, Position, ReportLog};
 pub use store::{
-    DayPage, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, Quarantined, SegmentView, StoreError,
+    DayPage, DeadLetterView, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, Quarantined,
+    SegmentView, StoreError, SubscriptionView,
 };
 
 /// The metrics this crate emits ([`metric`]).

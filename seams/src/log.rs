@@ -98,6 +98,17 @@ pub trait ReportLog: Send + Sync + std::fmt::Debug {
     /// committed (for `daybook tail` without `--from-beginning`).
     async fn consumer_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError>;
 
+    /// A consumer in `group` at the group's committed positions, or, for a group that never
+    /// committed, at the current end of the log — with that end recorded as the group's
+    /// position before this returns where the engine allows, so a member that dies before its
+    /// first commit resumes there rather than at the end of a later moment (a notification
+    /// subscription starts at the log's end and misses nothing after). The default suits an
+    /// engine whose [`consumer_at_end`](Self::consumer_at_end) already resumes a group that
+    /// committed (Kafka's `auto.offset.reset=latest`).
+    async fn consumer_resuming_or_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
+        self.consumer_at_end(group).await
+    }
+
     /// Whether the log can take and serve records right now.
     async fn health(&self) -> Result<(), LogError>;
 

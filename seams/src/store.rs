@@ -1,7 +1,10 @@
 //! The projection store: the tables the viewer API reads.
 
 use async_trait::async_trait;
-use schemas::{Day, DayOffset, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, Timestamp};
+use schemas::{
+    Day, DayOffset, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, SubscriptionDeadLettered,
+    SubscriptionId, SubscriptionSet, Timestamp,
+};
 
 use crate::log::Position;
 
@@ -115,6 +118,26 @@ pub struct Quarantined {
     pub quarantined_at: Timestamp,
 }
 
+/// A notification subscription as the store holds it: the newest [`SubscriptionSet`] applied
+/// (by `schemas::rows::write_stamp`), unless a newer deletion ended it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionView {
+    /// The subscription as of its latest change.
+    pub subscription: SubscriptionSet,
+    /// When ingest of that change happened (its envelope's `received_at`).
+    pub changed_at: Timestamp,
+}
+
+/// A dead letter as the store holds it, until a newer release (replay or purge) of its
+/// `webhook-id` removes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetterView {
+    /// The dead letter.
+    pub letter: SubscriptionDeadLettered,
+    /// When it was put on the log (its envelope's `received_at`).
+    pub dead_at: Timestamp,
+}
+
 /// A device's digest for one day.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DigestView {
@@ -189,6 +212,11 @@ impl StoreError {
 ///   applies one batch after another), so a replay leaves identical tables.
 /// * `apply` refuses a batch holding a record that breaks `schemas::Report::storable` with
 ///   [`StoreError::Rejected`] naming the record, before writing anything.
+/// * Subscription changes are kept outside the day partitions, never expire, and resolve by
+///   write stamp like every row: of a subscription's changes the newest wins, a deletion
+///   included (an older change replayed after it does not bring it back). Dead letters
+///   likewise, per (subscription, `webhook-id`): a release removes the ones it names, a newer
+///   dead letter of the same id is kept again.
 #[async_trait]
 pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     /// Applies a batch of reports (in log order). Returns the rows written.
@@ -203,6 +231,12 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     /// Removes records (as `quarantined` returned them) from the dead-letter table, after a
     /// replay took them or to drop them.
     async fn release(&self, records: &[Quarantined]) -> Result<(), StoreError>;
+
+    /// Every subscription not deleted, ascending by id.
+    async fn subscriptions(&self) -> Result<Vec<SubscriptionView>, StoreError>;
+
+    /// Up to `limit` dead letters of `subscription`, oldest first (then by `webhook-id`).
+    async fn dead_letters(&self, subscription: &SubscriptionId, limit: u32) -> Result<Vec<DeadLetterView>, StoreError>;
 
     /// Event counts per day for `cid` on days `from..=to`; days with no events are omitted.
     /// Reads one kept count per day (see the contract above), whatever the day holds.

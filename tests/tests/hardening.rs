@@ -192,7 +192,7 @@ async fn groups_are_listed_deleted_and_expire_when_idle() {
     let dir = tempfile::tempdir().unwrap();
     let log = EmbeddedLog::open(&dir.path().join("log"), EmbeddedLogConfig::default()).unwrap();
     log.append((0..3).map(record).collect()).await.unwrap();
-    for group in ["a", "b"] {
+    for group in ["a", "b", "daybook-notify-sub-1"] {
         let mut consumer = log.consumer(group).await.unwrap();
         let batch = consumer.poll(1, Duration::from_secs(1)).await.unwrap();
         consumer.commit(&commit_positions(&batch)).await.unwrap();
@@ -200,7 +200,7 @@ async fn groups_are_listed_deleted_and_expire_when_idle() {
     let groups = log.groups().await.unwrap();
     assert_eq!(
         groups.iter().map(|g| (g.group.as_str(), g.next, g.lag)).collect::<Vec<_>>(),
-        [("a", 2, 2), ("b", 2, 2)]
+        [("a", 2, 2), ("b", 2, 2), ("daybook-notify-sub-1", 2, 2)]
     );
     assert!(log.delete_group("a").await.unwrap());
     assert!(!log.delete_group("a").await.unwrap());
@@ -209,7 +209,11 @@ async fn groups_are_listed_deleted_and_expire_when_idle() {
     assert!(log.expire_groups(week_ago).await.unwrap().is_empty());
     // …and "b" does once its last commit is older than the cut-off.
     let later = Utc::now().timestamp_millis() + 1;
-    assert_eq!(log.expire_groups(later).await.unwrap(), ["b"]);
+    // A subscription's group (a paused one commits nothing) is spared while it exists.
+    let spared = ["daybook-notify-sub-1".to_owned()];
+    assert_eq!(log.expire_groups_except(later, &spared).await.unwrap(), ["b"]);
+    assert_eq!(log.groups().await.unwrap().len(), 1);
+    assert_eq!(log.expire_groups(later).await.unwrap(), ["daybook-notify-sub-1"]);
     assert!(log.groups().await.unwrap().is_empty());
     log.shutdown().await.unwrap();
 }

@@ -128,6 +128,16 @@ impl ProjectionStore for Unnamed {
     async fn release(&self, records: &[Quarantined]) -> Result<(), StoreError> {
         self.0.release(records).await
     }
+    async fn subscriptions(&self) -> Result<Vec<seams::SubscriptionView>, StoreError> {
+        self.0.subscriptions().await
+    }
+    async fn dead_letters(
+        &self,
+        subscription: &schemas::SubscriptionId,
+        limit: u32,
+    ) -> Result<Vec<seams::DeadLetterView>, StoreError> {
+        self.0.dead_letters(subscription, limit).await
+    }
     async fn calendar(
         &self,
         cid: &DeviceId,
@@ -287,7 +297,7 @@ impl LogConsumer for ScriptedConsumer {
 fn consumed(partition: i32, offset: i64, e: &Envelope) -> Consumed {
     Consumed {
         position: Position { partition, offset },
-        key: e.report.cid().to_string(),
+        key: e.report.key(),
         report_kind: "x".into(),
         schema: 1,
         value: e.encode(),

@@ -36,6 +36,8 @@ pub struct RunArgs {
     pub projector: ProjectorArgs,
     #[command(flatten)]
     pub backup: Box<super::backup::ScheduleArgs>,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
 }
 
 impl From<RunArgs> for Config {
@@ -53,6 +55,7 @@ impl From<RunArgs> for Config {
             projector: a.projector.into(),
             backups: a.backup.schedules(),
             replicas: a.backup.replicas(),
+            notify: a.notify.into(),
             ..Config::new(a.data.data_dir)
         }
     }
@@ -118,6 +121,91 @@ impl From<ProjectorCmd> for Config {
             policy: a.policy.policy(),
             projector: a.projector.into(),
             ..Config::new(a.data.data_dir)
+        }
+    }
+}
+
+/// `daybook notify`: the notifier only (webhook subscriptions fed from the log).
+#[derive(Debug, Clone, Args)]
+pub struct NotifyCmd {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+    /// Address for /healthz, /readyz and /metrics (none if unset).
+    #[arg(long, env = "DAYBOOK_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl From<NotifyCmd> for Config {
+    fn from(a: NotifyCmd) -> Self {
+        Self {
+            role: Role::Notify,
+            metrics_addr: a.metrics_addr,
+            log: a.log.into(),
+            store: a.store.into(),
+            policy: a.policy.policy(),
+            notify: a.notify.into(),
+            ..Config::new(a.data.data_dir)
+        }
+    }
+}
+
+/// How the notifier delivers (docs/notifications.md).
+#[derive(Debug, Clone, Args)]
+pub struct NotifyArgs {
+    /// `run`: do not run the notifier in this process (a `daybook notify` does).
+    #[arg(long, env = "DAYBOOK_NO_NOTIFY")]
+    pub no_notify: bool,
+    /// The key that opens the subscriptions' signing secrets (64 hex digits); default
+    /// `DATA_DIR/notify-key`. The same file `daybook subscriptions` sealed them with.
+    #[arg(long, env = "DAYBOOK_NOTIFY_KEY_FILE")]
+    pub notify_key_file: Option<PathBuf>,
+    /// Delay before the first retry of a failed delivery, in milliseconds (then ×3 per
+    /// attempt, with ±20 % jitter).
+    #[arg(long, env = "DAYBOOK_NOTIFY_RETRY_BASE_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub notify_retry_base_ms: u64,
+    /// Longest delay between two attempts, in seconds (also caps a receiver's Retry-After).
+    #[arg(long, env = "DAYBOOK_NOTIFY_RETRY_MAX_S", default_value_t = 36_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub notify_retry_max_s: u64,
+    /// How long after its first failure a report is given up on and put in the subscription's
+    /// dead letters, in seconds.
+    #[arg(long, env = "DAYBOOK_NOTIFY_RETRY_WINDOW_S", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub notify_retry_window_s: u64,
+    /// How long a receiver has to answer, in milliseconds.
+    #[arg(long, env = "DAYBOOK_NOTIFY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub notify_timeout_ms: u64,
+    /// Deliver to receivers on loopback, private, link-local and other internal addresses
+    /// (refused by default: SSRF).
+    #[arg(long, env = "DAYBOOK_NOTIFY_ALLOW_PRIVATE")]
+    pub notify_allow_private: bool,
+    /// Deliver over plain http:// (refused by default).
+    #[arg(long, env = "DAYBOOK_NOTIFY_ALLOW_HTTP")]
+    pub notify_allow_http: bool,
+    /// Deliveries in flight at once per subscription (each device has at most one).
+    #[arg(long, env = "DAYBOOK_NOTIFY_MAX_IN_FLIGHT", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub notify_max_in_flight: u64,
+}
+
+impl From<NotifyArgs> for crate::notify::deliver::NotifyConfig {
+    fn from(a: NotifyArgs) -> Self {
+        Self {
+            enabled: !a.no_notify,
+            key_file: a.notify_key_file,
+            retry_base: Duration::from_millis(a.notify_retry_base_ms),
+            retry_max: Duration::from_secs(a.notify_retry_max_s),
+            retry_window: Duration::from_secs(a.notify_retry_window_s),
+            timeout: Duration::from_millis(a.notify_timeout_ms),
+            max_in_flight: a.notify_max_in_flight as usize,
+            allow_private: a.notify_allow_private,
+            allow_http: a.notify_allow_http,
+            ..Self::default()
         }
     }
 }

@@ -7,6 +7,7 @@ mod args;
 pub mod backup;
 pub mod quarantine;
 pub mod reference;
+pub mod subscriptions;
 mod tail;
 
 use std::time::Duration;
@@ -40,6 +41,8 @@ pub enum Command {
     Projector(ProjectorCmd),
     /// The viewer API only.
     Api(ApiCmd),
+    /// The notifier only: delivers webhook subscriptions from the log (`run` includes it).
+    Notify(NotifyCmd),
     /// Print a bearer token.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -57,6 +60,9 @@ pub enum Command {
     /// Records the projector set aside because no store accepts them: list, replay.
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCmd),
+    /// Webhook subscriptions: add, list, update, pause, resume, delete.
+    #[command(subcommand)]
+    Subscriptions(subscriptions::SubscriptionsCmd),
     /// Back up an embedded data directory (full, then incremental); `list`, `verify`.
     Backup(backup::BackupCmd),
     /// Restore a backup into a new data directory.
@@ -205,10 +211,12 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Ingest(a) => serve(a.into()).await,
         Command::Projector(a) => serve(a.into()).await,
         Command::Api(a) => serve(a.into()).await,
+        Command::Notify(a) => serve(a.into()).await,
         Command::Token(t) => token(t),
         Command::Tail(a) => tail::run(a).await,
         Command::Groups(cmd) => groups(cmd).await,
         Command::Quarantine(c) => quarantine::run(c).await,
+        Command::Subscriptions(c) => subscriptions::run(c).await,
         Command::Backup(c) => backup::backup_cmd(c).await,
         Command::Restore(c) => backup::restore_cmd(c).await,
         Command::Rebuild(c) => backup::rebuild_cmd(c).await,

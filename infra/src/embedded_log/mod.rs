@@ -353,11 +353,19 @@ impl EmbeddedLog {
     /// Forgets groups that have not committed since `idle_before_ms` (as Kafka's
     /// `offsets.retention.minutes`) and returns their names.
     pub async fn expire_groups(&self, idle_before_ms: i64) -> Result<Vec<String>, LogError> {
+        self.expire_groups_except(idle_before_ms, &[]).await
+    }
+
+    /// As [`expire_groups`](Self::expire_groups), sparing the groups named in `spared`
+    /// (notification subscriptions' groups: a paused one commits nothing for as long as it
+    /// is paused, and must keep its position).
+    pub async fn expire_groups_except(&self, idle_before_ms: i64, spared: &[String]) -> Result<Vec<String>, LogError> {
         let dir = self.shared.groups_dir();
+        let spared = spared.to_vec();
         let expired = blocking(move || {
             let mut expired = Vec::new();
             for (group, c) in groups::all(&dir)? {
-                if c.committed_ms < idle_before_ms && groups::delete(&dir, &group)? {
+                if c.committed_ms < idle_before_ms && !spared.contains(&group) && groups::delete(&dir, &group)? {
                     expired.push(group);
                 }
             }
@@ -433,6 +441,28 @@ impl ReportLog for EmbeddedLog {
 
     async fn consumer_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
         self.open_consumer(group, true).await
+    }
+
+    async fn consumer_resuming_or_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
+        if group.is_empty() {
+            return Err(LogError::Other("consumer group name is empty".into()));
+        }
+        let (shared, name) = (self.shared.clone(), group.to_owned());
+        let next = blocking(move || {
+            let dir = shared.groups_dir();
+            match groups::read(&dir, &name)? {
+                Some(c) => Ok(c.next),
+                None => {
+                    // Recorded at once: the group's start is this moment's end, whatever
+                    // happens to this member.
+                    let head = shared.head()?;
+                    groups::write(&dir, &name, head, chrono::Utc::now().timestamp_millis())?;
+                    Ok(head)
+                }
+            }
+        })
+        .await?;
+        Ok(Box::new(EmbeddedConsumer::new(self.shared.clone(), group.to_owned(), next)))
     }
 
     async fn health(&self) -> Result<(), LogError> {

@@ -26,11 +26,12 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use schemas::rows::{self, bigint_column, RowData};
 use schemas::{
-    Day, DayOffset, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, TimePolicy, Timestamp,
+    Day, DayOffset, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, SubscriptionId, TimePolicy,
+    Timestamp,
 };
 use seams::{
-    DayPage, DigestView, EventDetail, EventStatus, EventView, Position, ProjectionStore, Quarantined, SegmentView,
-    StoreError,
+    DayPage, DeadLetterView, DigestView, EventDetail, EventStatus, EventView, Position, ProjectionStore, Quarantined,
+    SegmentView, StoreError, SubscriptionView,
 };
 
 use crate::sqlite;
@@ -90,6 +91,25 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason     TEXT    NOT NULL,
     at         INTEGER NOT NULL,
     PRIMARY KEY (part, off)
+) WITHOUT ROWID;
+-- Notification subscriptions (docs/notifications.md): not day-partitioned, never expired. One row
+-- per subscription: its newest change by write stamp; a deletion leaves the row with `body` NULL,
+-- so an older change replayed after it does not bring the subscription back.
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id         TEXT    NOT NULL PRIMARY KEY,
+    stamp      INTEGER NOT NULL, -- schemas::rows::write_stamp of the change
+    changed_at INTEGER NOT NULL, -- received_at of the change
+    body       TEXT              -- the SubscriptionSet as JSON; NULL once deleted
+) WITHOUT ROWID;
+-- Dead letters of the notifier, per (subscription, webhook id): the newest of a dead letter and
+-- the releases naming it wins by write stamp; a release leaves `body` NULL.
+CREATE TABLE IF NOT EXISTS dead_letters (
+    sub        TEXT    NOT NULL,
+    webhook_id TEXT    NOT NULL,
+    stamp      INTEGER NOT NULL,
+    dead_at    INTEGER NOT NULL,
+    body       TEXT,
+    PRIMARY KEY (sub, webhook_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS digests (
     day         INTEGER NOT NULL,
@@ -333,6 +353,46 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
         let mut digest = tx.prepare_cached(
             "INSERT OR REPLACE INTO digests (day, cid, segment_id, size, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
+        // Newer-or-equal stamp wins, as ScyllaDB's cell timestamps resolve the same change.
+        let mut subscription = tx.prepare_cached(
+            "INSERT INTO subscriptions (id, stamp, changed_at, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO UPDATE SET stamp = excluded.stamp, changed_at = excluded.changed_at, body = excluded.body
+             WHERE excluded.stamp >= stamp",
+        )?;
+        let mut letter = tx.prepare_cached(
+            "INSERT INTO dead_letters (sub, webhook_id, stamp, dead_at, body) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO UPDATE SET stamp = excluded.stamp, dead_at = excluded.dead_at, body = excluded.body
+             WHERE excluded.stamp >= stamp",
+        )?;
+        for env in batch {
+            let (stamp, at) = (rows::write_stamp(env), env.received_at.millis());
+            match &env.report {
+                schemas::Report::SubscriptionDeadLettered(r) => {
+                    let body = serde_json::to_string(r).expect("dead letters serialize");
+                    letter.execute(params![r.subscription_id.as_str(), r.webhook_id, stamp, at, body])?;
+                    written += 1;
+                }
+                schemas::Report::DeadLettersReleased(r) => {
+                    let ids = r.purged.iter().chain(r.replayed.iter().map(|l| &l.webhook_id));
+                    for id in ids {
+                        letter.execute(params![r.subscription_id.as_str(), id, stamp, at, None::<String>])?;
+                        written += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        for env in batch {
+            let (id, body) = match &env.report {
+                schemas::Report::SubscriptionSet(r) => {
+                    (r.subscription_id.as_str(), Some(serde_json::to_string(r).expect("subscriptions serialize")))
+                }
+                schemas::Report::SubscriptionDeleted(r) => (r.subscription_id.as_str(), None),
+                _ => continue,
+            };
+            subscription.execute(params![id, rows::write_stamp(env), env.received_at.millis(), body])?;
+            written += 1;
+        }
         // Where each row lands and whether it is still alive is decided by `schemas::rows`, the
         // same for every store; this only maps rows onto tables.
         let mut planned = Vec::with_capacity(batch.len() * 2);
@@ -527,6 +587,51 @@ impl ProjectionStore for EmbeddedStore {
                 }
             }
             tx.commit()
+        })
+        .await
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<SubscriptionView>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT changed_at, body FROM subscriptions WHERE body IS NOT NULL ORDER BY id")
+                .map_err(other)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .map_err(other)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(other)?;
+            rows.into_iter()
+                .map(|(at, body)| {
+                    Ok(SubscriptionView {
+                        subscription: serde_json::from_str(&body).map_err(other)?,
+                        changed_at: Timestamp(at),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, subscription: &SubscriptionId, limit: u32) -> Result<Vec<DeadLetterView>, StoreError> {
+        let sub = subscription.to_string();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT dead_at, body FROM dead_letters WHERE sub = ?1 AND body IS NOT NULL
+                     ORDER BY dead_at, webhook_id LIMIT ?2",
+                )
+                .map_err(other)?;
+            let rows = stmt
+                .query_map(params![sub, i64::from(limit)], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .map_err(other)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(other)?;
+            rows.into_iter()
+                .map(|(at, body)| {
+                    Ok(DeadLetterView { letter: serde_json::from_str(&body).map_err(other)?, dead_at: Timestamp(at) })
+                })
+                .collect()
         })
         .await
     }

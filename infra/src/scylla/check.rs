@@ -16,19 +16,24 @@ use super::fixtures::*;
 use super::plan::{count_chunks, count_row, WritePlan};
 use super::schema::{schema_statements, Cql};
 use super::views::{
-    ClusteringKey, CountRow, DayKey, DayTypeKey, DeviceRow, DigestRow, EventKey, EventRow, MappingRow, QuarantineRow,
-    QuarantineValues, RecountKey, RecountRow, SegmentRow,
+    ClusteringKey, CountRow, DayKey, DayTypeKey, DeadLetterRow, DeviceRow, DigestRow, EventKey, EventRow, MappingRow,
+    QuarantineRow, QuarantineValues, RecountKey, RecountRow, SegmentRow, SubscriptionRow,
 };
 
 #[test]
 fn schema_statements_are_complete_and_idempotent() {
     let stmts = schema_statements("ks_x", 3);
-    assert_eq!(stmts.len(), 8, "{stmts:#?}");
+    assert_eq!(stmts.len(), 10, "{stmts:#?}");
     assert!(stmts[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_x"));
     assert!(stmts[0].contains("'replication_factor': 3"));
     for s in &stmts[1..] {
         assert!(s.starts_with("CREATE TABLE IF NOT EXISTS ks_x."), "{s}");
         // Day-partitioned tables expire by whole time windows; `devices` has one row per device.
+        if s.contains(".subscriptions (") || s.contains(".dead_letters (") {
+            // Subscriptions are not day data: they live until deleted.
+            assert!(s.contains("default_time_to_live = 0"), "{s}");
+            continue;
+        }
         if !s.contains(".devices (") {
             assert!(s.contains("'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1"), "{s}");
         }
@@ -94,6 +99,10 @@ fn parse_schema(ks: &str) -> HashMap<String, Table> {
             assert_eq!(partition, ["cid"], "{name}: one row per device");
         } else if name == "quarantine" {
             assert_eq!(partition, ["day"], "{name}: one partition per day records were set aside");
+        } else if name == "subscriptions" {
+            assert_eq!(partition, ["bucket"], "{name}: one partition holds every subscription");
+        } else if name == "dead_letters" {
+            assert_eq!(partition, ["subscription_id"], "{name}: one partition per subscription");
         } else {
             assert_eq!(partition, ["cid", "day"], "{name}: every partition is a device's day");
         }
@@ -232,7 +241,7 @@ fn results_ok<R: for<'f, 'm> DeserializeRow<'f, 'm>>(p: &Prepared) {
 fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() {
     let ks = "daybook_check";
     let tables = parse_schema(ks);
-    assert_eq!(tables.len(), 7);
+    assert_eq!(tables.len(), 9);
     let cql = Cql::new(ks);
     let a = |s: &str| analyze(ks, &tables, s);
 
@@ -292,6 +301,22 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     binds_ok(&a(&cql.quarantined), &(20261122_i32,));
     results_ok::<QuarantineRow>(&a(&cql.quarantined));
     binds_ok(&a(&cql.release), &(20261122_i32, 3_i32, 42_i64));
+
+    // Subscriptions: a change and a deletion, and the listing.
+    let changes = super::plan::subscription_writes(&[subscription_set("sub-1"), subscription_deleted("sub-1")]);
+    assert_eq!(changes.len(), 2);
+    for c in &changes {
+        binds_ok(&a(&cql.insert_subscription), c);
+    }
+    binds_ok(&a(&cql.subscriptions), &(super::plan::SUBSCRIPTIONS_BUCKET,));
+    results_ok::<SubscriptionRow>(&a(&cql.subscriptions));
+    let letters = super::plan::dead_letter_writes(&[dead_lettered("sub-1", "msg_1"), released("sub-1", "msg_1")]);
+    assert_eq!(letters.len(), 2);
+    for l in &letters {
+        binds_ok(&a(&cql.insert_dead_letter), l);
+    }
+    binds_ok(&a(&cql.dead_letters), &("sub-1",));
+    results_ok::<DeadLetterRow>(&a(&cql.dead_letters));
 }
 
 #[test]

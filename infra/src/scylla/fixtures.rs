@@ -84,3 +84,44 @@ pub(super) fn digest(device: &str, date: Day, seg: &str) -> Envelope {
         duration_ms: 60_000,
     }))
 }
+
+pub(super) fn subscription_set(id: &str) -> Envelope {
+    env(Report::SubscriptionSet(schemas::SubscriptionSet {
+        subscription_id: schemas::SubscriptionId::parse(id).unwrap(),
+        url: "https://example.com/hook".into(),
+        secrets: vec![schemas::Sealed(vec![7; 40])],
+        devices: vec![cid("cam-1")],
+        device_prefixes: vec![],
+        kinds: vec![],
+        event_types: vec![EventType::parse("person").unwrap()],
+        cooldown_ms: 60_000,
+        max_age_ms: None,
+        paused: false,
+        created_at: Timestamp::now(),
+    }))
+}
+
+pub(super) fn subscription_deleted(id: &str) -> Envelope {
+    env(Report::SubscriptionDeleted(schemas::SubscriptionDeleted {
+        subscription_id: schemas::SubscriptionId::parse(id).unwrap(),
+    }))
+}
+
+pub(super) fn dead_lettered(id: &str, webhook_id: &str) -> Envelope {
+    env(Report::SubscriptionDeadLettered(schemas::SubscriptionDeadLettered {
+        subscription_id: schemas::SubscriptionId::parse(id).unwrap(),
+        webhook_id: webhook_id.into(),
+        reason: "status 404".into(),
+        attempts: 1,
+        record_schema: 3,
+        record: schemas::Blob(vec![3, 0]),
+    }))
+}
+
+pub(super) fn released(id: &str, webhook_id: &str) -> Envelope {
+    env(Report::DeadLettersReleased(schemas::DeadLettersReleased {
+        subscription_id: schemas::SubscriptionId::parse(id).unwrap(),
+        purged: vec![webhook_id.into()],
+        replayed: vec![],
+    }))
+}

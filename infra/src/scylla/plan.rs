@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 
 use ::scylla::value::MaybeUnset;
 use schemas::rows::{self, bigint_column, int_column, RowData, Unstorable};
-use schemas::{Day, DayOffset, Envelope, EventId, TimePolicy, Timestamp};
+use schemas::{Day, DayOffset, Envelope, EventId, Report, TimePolicy, Timestamp};
 use seams::StoreError;
 
 use super::schema::day_key;
+use super::views::{DeadLetterValues, SubscriptionValues};
 
 /// Most rows in one unlogged batch.
 pub const BATCH_MAX_ROWS: usize = 64;
@@ -405,6 +406,50 @@ fn partition_chunks<V>(rows: impl IntoIterator<Item = (Partition, V, usize)>) ->
         }
     }
     chunks
+}
+
+/// The one partition of `subscriptions`.
+pub(super) const SUBSCRIPTIONS_BUCKET: i32 = 0;
+
+/// The `subscriptions` writes of a batch's subscription changes: each stamped with its report's
+/// write stamp (so the newest change wins in any order), never expiring; a deletion writes a
+/// null body.
+pub(super) fn subscription_writes(batch: &[Envelope]) -> Vec<SubscriptionValues> {
+    batch
+        .iter()
+        .filter_map(|env| {
+            let (id, body) = match &env.report {
+                Report::SubscriptionSet(r) => {
+                    (r.subscription_id.to_string(), Some(serde_json::to_string(r).expect("subscriptions serialize")))
+                }
+                Report::SubscriptionDeleted(r) => (r.subscription_id.to_string(), None),
+                _ => return None,
+            };
+            Some((SUBSCRIPTIONS_BUCKET, id, env.received_at.millis(), body, 0, rows::write_stamp(env)))
+        })
+        .collect()
+}
+
+/// The `dead_letters` writes of a batch: a dead letter's row, and a null body for every one a
+/// release names, each stamped with its report's write stamp, never expiring.
+pub(super) fn dead_letter_writes(batch: &[Envelope]) -> Vec<DeadLetterValues> {
+    let mut out = Vec::new();
+    for env in batch {
+        let (stamp, at) = (rows::write_stamp(env), env.received_at.millis());
+        match &env.report {
+            Report::SubscriptionDeadLettered(r) => {
+                let body = serde_json::to_string(r).expect("dead letters serialize");
+                out.push((r.subscription_id.to_string(), r.webhook_id.clone(), at, Some(body), 0, stamp));
+            }
+            Report::DeadLettersReleased(r) => {
+                for id in r.purged.iter().chain(r.replayed.iter().map(|l| &l.webhook_id)) {
+                    out.push((r.subscription_id.to_string(), id.clone(), at, None, 0, stamp));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -73,6 +73,10 @@ pub(super) struct Cql {
     pub(super) insert_quarantine: String,
     pub(super) quarantined: String,
     pub(super) release: String,
+    pub(super) insert_subscription: String,
+    pub(super) subscriptions: String,
+    pub(super) insert_dead_letter: String,
+    pub(super) dead_letters: String,
 }
 
 impl Cql {
@@ -131,6 +135,15 @@ impl Cql {
                 "SELECT part, off, key, value, reason, quarantined_at FROM {ks}.quarantine WHERE day = ?"
             ),
             release: format!("DELETE FROM {ks}.quarantine WHERE day = ? AND part = ? AND off = ?"),
+            insert_subscription: format!(
+                "INSERT INTO {ks}.subscriptions (bucket, id, changed_at, body) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
+            ),
+            subscriptions: format!("SELECT id, changed_at, body FROM {ks}.subscriptions WHERE bucket = ?"),
+            insert_dead_letter: format!(
+                "INSERT INTO {ks}.dead_letters (subscription_id, webhook_id, dead_at, body) VALUES (?, ?, ?, ?) \
+                 USING TTL ? AND TIMESTAMP ?"
+            ),
+            dead_letters: format!("SELECT webhook_id, dead_at, body FROM {ks}.dead_letters WHERE subscription_id = ?"),
         }
     }
 }

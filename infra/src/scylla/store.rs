@@ -18,18 +18,27 @@ use ::scylla::statement::prepared::PreparedStatement;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use schemas::{Day, DayOffset, DeviceId, Envelope, EventId, EventType, SegmentId, TimePolicy, Timestamp};
-use seams::{DayPage, DigestView, EventDetail, Position, ProjectionStore, Quarantined, SegmentView, StoreError};
+use schemas::{
+    Day, DayOffset, DeviceId, Envelope, EventId, EventType, SegmentId, SubscriptionId, TimePolicy, Timestamp,
+};
+use seams::{
+    DayPage, DeadLetterView, DigestView, EventDetail, Position, ProjectionStore, Quarantined, SegmentView, StoreError,
+    SubscriptionView,
+};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::config::{ScyllaConsistency, ScyllaOptions, ScyllaUrl};
 use super::cursor::{cursor_binding, decode_cursor, encode_cursor};
-use super::plan::{bucket_range, calendar_day_range, count_chunks, count_row, ttl_secs, CountValues, WritePlan};
+use super::plan::{
+    bucket_range, calendar_day_range, count_chunks, count_row, dead_letter_writes, subscription_writes, ttl_secs,
+    CountValues, WritePlan, SUBSCRIPTIONS_BUCKET,
+};
 use super::retry::{exec_error, is_bad_paging_state, IdempotentRetryPolicy};
 use super::schema::{day_key, Cql};
 use super::views::{
-    event_view, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey, DeviceRow, DigestRow,
-    EventKey, EventRow, MappingRow, QuarantineRow, QuarantineValues, RecountKey, RecountRow, SegmentRow,
+    event_view, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey, DeadLetterRow,
+    DeviceRow, DigestRow, EventKey, EventRow, MappingRow, QuarantineRow, QuarantineValues, RecountKey, RecountRow,
+    SegmentRow, SubscriptionRow,
 };
 
 /// Largest page `day_page` asks the server for.
@@ -57,6 +66,10 @@ struct Statements {
     insert_quarantine: PreparedStatement,
     quarantined: PreparedStatement,
     release: PreparedStatement,
+    insert_subscription: PreparedStatement,
+    subscriptions: PreparedStatement,
+    insert_dead_letter: PreparedStatement,
+    dead_letters: PreparedStatement,
 }
 
 /// The ScyllaDB projection store. Cheap to share (`Arc`).
@@ -140,11 +153,15 @@ impl ScyllaStore {
             prepare(&cql.segment, true),
             prepare(&cql.digest, true),
         )?;
-        let (insert_quarantine, quarantined, release) = futures::try_join!(
+        let (insert_quarantine, quarantined, release, insert_subscription, subscriptions) = futures::try_join!(
             prepare(&cql.insert_quarantine, false),
             prepare(&cql.quarantined, true),
             prepare(&cql.release, false),
+            prepare(&cql.insert_subscription, false),
+            prepare(&cql.subscriptions, true),
         )?;
+        let (insert_dead_letter, dead_letters) =
+            futures::try_join!(prepare(&cql.insert_dead_letter, false), prepare(&cql.dead_letters, true))?;
         let statements = Statements {
             insert_event,
             insert_segment,
@@ -164,6 +181,10 @@ impl ScyllaStore {
             insert_quarantine,
             quarantined,
             release,
+            insert_subscription,
+            subscriptions,
+            insert_dead_letter,
+            dead_letters,
         };
         Ok(Arc::new(Self {
             session,
@@ -263,6 +284,15 @@ impl ProjectionStore for ScyllaStore {
         jobs.extend(
             plan.digest_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_digest, c)) as BoxFuture<'_, _>),
         );
+        let changes = subscription_writes(batch);
+        let letters = dead_letter_writes(batch);
+        let changed = (changes.len() + letters.len()) as u64;
+        jobs.extend(
+            letters.into_iter().map(|v| Box::pin(self.write(&s.insert_dead_letter, vec![v])) as BoxFuture<'_, _>),
+        );
+        jobs.extend(
+            changes.into_iter().map(|v| Box::pin(self.write(&s.insert_subscription, vec![v])) as BoxFuture<'_, _>),
+        );
         stream::iter(jobs).buffer_unordered(self.max_concurrency).try_collect::<Vec<()>>().await?;
         // Only once every row is written: recount each hour of events the batch touched and
         // write the number read, which wins only if it is the largest ever written for that
@@ -284,7 +314,35 @@ impl ProjectionStore for ScyllaStore {
             .buffer_unordered(self.max_concurrency)
             .try_collect::<Vec<()>>()
             .await?;
-        Ok(plan.rows)
+        Ok(plan.rows + changed)
+    }
+
+    async fn dead_letters(&self, subscription: &SubscriptionId, limit: u32) -> Result<Vec<DeadLetterView>, StoreError> {
+        let rows = self.query_all::<DeadLetterRow>(&self.statements.dead_letters, (subscription.as_str(),)).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (_, dead_at, body) in rows {
+            let Some(body) = body else { continue };
+            out.push(DeadLetterView {
+                letter: serde_json::from_str(&body).map_err(other)?,
+                dead_at: Timestamp(dead_at),
+            });
+        }
+        out.sort_by(|a, b| a.dead_at.cmp(&b.dead_at).then_with(|| a.letter.webhook_id.cmp(&b.letter.webhook_id)));
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<SubscriptionView>, StoreError> {
+        let rows = self.query_all::<SubscriptionRow>(&self.statements.subscriptions, (SUBSCRIPTIONS_BUCKET,)).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (_, changed_at, body) in rows {
+            let Some(body) = body else { continue };
+            out.push(SubscriptionView {
+                subscription: serde_json::from_str(&body).map_err(other)?,
+                changed_at: Timestamp(changed_at),
+            });
+        }
+        Ok(out)
     }
 
     async fn quarantine(&self, records: &[Quarantined]) -> Result<(), StoreError> {

@@ -37,6 +37,16 @@ pub(super) type QuarantineRow = (i32, i64, String, Vec<u8>, String, i64);
 /// `quarantine`: day, part, off, key, value, reason, quarantined_at, [ttl].
 pub(super) type QuarantineValues = (i32, i32, i64, String, Vec<u8>, String, i64, i32);
 
+/// id, changed_at, body (null once deleted).
+pub(super) type SubscriptionRow = (String, i64, Option<String>);
+/// `subscriptions`: bucket, id, changed_at, body, [ttl], [timestamp].
+pub(super) type SubscriptionValues = (i32, String, i64, Option<String>, i32, i64);
+
+/// webhook_id, dead_at, body (null once released).
+pub(super) type DeadLetterRow = (String, i64, Option<String>);
+/// `dead_letters`: subscription_id, webhook_id, dead_at, body, [ttl], [timestamp].
+pub(super) type DeadLetterValues = (String, String, i64, Option<String>, i32, i64);
+
 pub(super) fn other(e: impl fmt::Display) -> StoreError {
     StoreError::Other(e.to_string())
 }

@@ -191,9 +191,39 @@ pub async fn appends_after_shutdown_are_refused(mut h: impl LogHarness) {
 /// the current schema version in the headers.
 pub fn record_of(envelope: &schemas::Envelope) -> LogRecord {
     LogRecord {
-        key: envelope.report.cid().to_string(),
+        key: envelope.report.key(),
         report_kind: envelope.report.kind().as_str().into(),
         schema: schemas::SCHEMA_VERSION,
         value: envelope.encode(),
     }
+}
+
+/// A group that never committed starts at the end of the log (what a new notification
+/// subscription does) and, once it committed, resumes from its commit like any group.
+pub async fn a_new_group_can_start_at_the_end(mut h: impl LogHarness) {
+    let log = h.open().await;
+    log.append((0..3).map(|i| record("old", i)).collect()).await.unwrap();
+    let mut c = log.consumer_resuming_or_at_end("g-end").await.unwrap();
+    // A Kafka member finds the end once it has joined: new records are appended until one
+    // arrives; none from before may.
+    let mut got: Vec<Consumed> = Vec::new();
+    let mut appended = 0;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while got.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "nothing read within {PATIENCE:?}");
+        log.append(vec![record("new", appended)]).await.unwrap();
+        appended += 1;
+        got.extend(c.poll(10, Duration::from_millis(300)).await.expect("poll"));
+    }
+    let value = |r: &Consumed| String::from_utf8(r.value.clone()).unwrap();
+    assert!(got.iter().all(|r| value(r).starts_with("new/")), "read from before the group began: {got:?}");
+    let first: usize = value(&got[0])["new/".len()..].parse().unwrap();
+    c.commit(&commit_positions(&got[..1])).await.unwrap();
+    drop(c);
+    log.append(vec![record("new", appended)]).await.unwrap();
+    // Resumed from the commit: every later record of the key, in order.
+    let mut again = log.consumer_resuming_or_at_end("g-end").await.unwrap();
+    let want: Vec<String> = (first + 1..=appended).map(|i| format!("new/{i}")).collect();
+    let values: Vec<String> = read(&mut again, want.len()).await.iter().map(value).collect();
+    assert_eq!(values, want, "resumed from the commit");
 }

@@ -37,6 +37,7 @@ macro_rules! log_suite {
             [
                 append_returns_positions_in_key_order,
                 new_group_reads_everything,
+                a_new_group_can_start_at_the_end,
                 commit_resumes_the_group,
                 uncommitted_records_are_redelivered,
                 concurrent_appends_keep_per_key_order,
@@ -59,6 +60,8 @@ macro_rules! store_suite {
             [
                 start_then_end,
                 end_before_start_merges,
+                subscriptions_keep_their_newest_change,
+                dead_letters_are_kept_until_released,
                 replay_is_idempotent,
                 events_live_on_the_cameras_local_day,
                 the_devices_offset_is_its_latest_starts,

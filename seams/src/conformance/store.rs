@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use schemas::{
-    Day, DayOffset, DeviceId, DigestReported, EndStatus, Envelope, EventEnded, EventId, EventMapping, EventStarted,
-    EventType, Media, Report, SegmentId, SegmentReported, TimePolicy, Timestamp,
+    Blob, Day, DayOffset, DeadLettersReleased, DeviceId, DigestReported, EndStatus, Envelope, EventEnded, EventId,
+    EventMapping, EventStarted, EventType, Media, ReplayedLetter, Report, ReportKind, Sealed, SegmentId,
+    SegmentReported, SubscriptionDeadLettered, SubscriptionDeleted, SubscriptionId, SubscriptionSet, TimePolicy,
+    Timestamp,
 };
 
 use crate::log::Position;
@@ -726,4 +728,111 @@ pub async fn counts_expire_with_their_day(mut h: impl StoreHarness) {
     let (_, again) = start("cam-exp", "motion", trigger);
     s.apply(&[again]).await.unwrap();
     assert_eq!(s.calendar(&cid("cam-exp"), old_day, day(0)).await.unwrap(), vec![(day(10), 1)]);
+}
+
+/// A subscription change: `id` with `url`, paused or not.
+pub fn subscription(id: &str, url: &str, paused: bool) -> Envelope {
+    env(Report::SubscriptionSet(SubscriptionSet {
+        subscription_id: SubscriptionId::parse(id).unwrap(),
+        url: url.into(),
+        secrets: vec![Sealed(vec![1; 40]), Sealed(vec![2; 40])],
+        devices: vec![cid("cam-1")],
+        device_prefixes: vec![cid("door-")],
+        kinds: vec![ReportKind::EventStarted],
+        event_types: vec![EventType::parse("person").unwrap()],
+        cooldown_ms: 60_000,
+        max_age_ms: Some(3_600_000),
+        paused,
+        created_at: noon(1, 0),
+    }))
+}
+
+/// A subscription's deletion.
+pub fn subscription_deleted(id: &str) -> Envelope {
+    env(Report::SubscriptionDeleted(SubscriptionDeleted { subscription_id: SubscriptionId::parse(id).unwrap() }))
+}
+
+/// Subscriptions: the newest change wins (in one batch or across batches, whatever the order
+/// of application), a deletion ends one for good (an older change replayed after it does not
+/// bring it back), and they outlive every day partition.
+pub async fn subscriptions_keep_their_newest_change(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    assert!(s.subscriptions().await.unwrap().is_empty());
+    let a1 = subscription("sub-a", "https://a.example/1", false);
+    let b1 = subscription("sub-b", "https://b.example/1", false);
+    let a2 = subscription("sub-a", "https://a.example/2", true);
+    let c1 = subscription("sub-c", "https://c.example/1", false);
+    let c_gone = subscription_deleted("sub-c");
+    // One batch holding a change and a newer one of the same subscription, and a deletion.
+    s.apply(&[a1.clone(), b1.clone(), a2.clone(), c1.clone(), c_gone.clone()]).await.unwrap();
+    let have = s.subscriptions().await.unwrap();
+    let ids: Vec<&str> = have.iter().map(|v| v.subscription.subscription_id.as_str()).collect();
+    assert_eq!(ids, ["sub-a", "sub-b"]);
+    let Report::SubscriptionSet(want_a) = &a2.report else { unreachable!() };
+    assert_eq!(&have[0].subscription, want_a, "the newer change wins, whole");
+    assert_eq!(have[0].changed_at, a2.received_at);
+    // Replays, in any order: nothing changes.
+    s.apply(&[a2.clone(), a1.clone(), c1.clone()]).await.unwrap();
+    s.apply(&[c_gone.clone(), c1, b1, a1]).await.unwrap();
+    assert_eq!(s.subscriptions().await.unwrap(), have);
+    // Another handle (a second process) reads the same; retention never drops them.
+    let again = h.open_again().await;
+    again.drop_expired(DayOffset::default().today().add_days(1)).await.unwrap();
+    assert_eq!(again.subscriptions().await.unwrap(), have);
+    s.apply(&[subscription_deleted("sub-a")]).await.unwrap();
+    let left: Vec<String> =
+        s.subscriptions().await.unwrap().iter().map(|v| v.subscription.subscription_id.to_string()).collect();
+    assert_eq!(left, ["sub-b"]);
+}
+
+/// A dead letter of `sub` under `webhook_id`.
+pub fn dead_lettered(sub: &str, webhook_id: &str) -> Envelope {
+    let (_, record) = start("cam-1", "person", noon(0, 0));
+    env(Report::SubscriptionDeadLettered(SubscriptionDeadLettered {
+        subscription_id: SubscriptionId::parse(sub).unwrap(),
+        webhook_id: webhook_id.into(),
+        reason: "status 404".into(),
+        attempts: 1,
+        record_schema: schemas::SCHEMA_VERSION,
+        record: Blob(record.encode()),
+    }))
+}
+
+/// Dead letters: kept per subscription, oldest first, until a release (a replay or a purge)
+/// names them; one dead again after its release is kept again; replays change nothing.
+pub async fn dead_letters_are_kept_until_released(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let sub = SubscriptionId::parse("sub-d").unwrap();
+    let (a, b, c) = (dead_lettered("sub-d", "msg_a"), dead_lettered("sub-d", "msg_b"), dead_lettered("sub-d", "msg_c"));
+    let other = dead_lettered("sub-e", "msg_a");
+    s.apply(&[a.clone(), b.clone(), other.clone()]).await.unwrap();
+    s.apply(std::slice::from_ref(&c)).await.unwrap();
+    let ids = |v: Vec<crate::store::DeadLetterView>| v.into_iter().map(|d| d.letter.webhook_id).collect::<Vec<_>>();
+    assert_eq!(ids(s.dead_letters(&sub, 10).await.unwrap()), ["msg_a", "msg_b", "msg_c"]);
+    assert_eq!(ids(s.dead_letters(&sub, 2).await.unwrap()), ["msg_a", "msg_b"]);
+    let Report::SubscriptionDeadLettered(want) = &a.report else { unreachable!() };
+    let first = s.dead_letters(&sub, 1).await.unwrap().remove(0);
+    assert_eq!((&first.letter, first.dead_at), (want, a.received_at), "kept whole");
+    let Report::SubscriptionDeadLettered(letter_b) = &b.report else { unreachable!() };
+    let release = env(Report::DeadLettersReleased(DeadLettersReleased {
+        subscription_id: sub.clone(),
+        purged: vec!["msg_a".into()],
+        replayed: vec![ReplayedLetter {
+            webhook_id: "msg_b".into(),
+            record_schema: letter_b.record_schema,
+            record: letter_b.record.clone(),
+        }],
+    }));
+    s.apply(std::slice::from_ref(&release)).await.unwrap();
+    assert_eq!(ids(s.dead_letters(&sub, 10).await.unwrap()), ["msg_c"]);
+    // Replayed in any order, the older dead letters stay released.
+    s.apply(&[a, b.clone(), release, c]).await.unwrap();
+    assert_eq!(ids(s.dead_letters(&sub, 10).await.unwrap()), ["msg_c"]);
+    // A replayed delivery that fails again is a new dead letter, kept again.
+    s.apply(&[dead_lettered("sub-d", "msg_b")]).await.unwrap();
+    assert_eq!(ids(s.dead_letters(&sub, 10).await.unwrap()), ["msg_c", "msg_b"]);
+    assert_eq!(
+        ids(h.open_again().await.dead_letters(&SubscriptionId::parse("sub-e").unwrap(), 10).await.unwrap()),
+        ["msg_a"]
+    );
 }
