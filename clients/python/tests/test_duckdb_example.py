@@ -14,7 +14,9 @@ pytest.importorskip("confluent_kafka")
 CLIENT = Path(__file__).resolve().parents[1]
 TESTDATA = CLIENT.parents[1] / "schemas" / "testdata"
 sys.path.insert(0, str(CLIENT / "examples"))
+sys.path.insert(0, str(CLIENT))
 
+import daybook_envelope  # noqa: E402
 import duckdb_calendar as example  # noqa: E402
 
 
@@ -65,9 +67,10 @@ def test_day_filter_keeps_reports_received_that_day():
 
 def test_a_newer_version_stops_the_load_before_anything_is_written():
     v1 = (TESTDATA / "v1" / "event_started.bin").read_bytes()
-    batch = records(VALID) + [Record(99, bytes([3]) + v1[1:])]
+    newer = max(daybook_envelope.SCHEMA_VERSIONS) + 1
+    batch = records(VALID) + [Record(99, bytes([newer]) + v1[1:])]
     db = duckdb.connect()
-    with pytest.raises(example.NewerSchema, match="offset 99: unknown schema version 3"):
+    with pytest.raises(example.NewerSchema, match=f"offset 99: unknown schema version {newer}"):
         example.load(db, batch, None)
     tables = db.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'reports'").fetchone()[0]
     assert tables == 0 or db.execute("SELECT count(*) FROM reports").fetchone()[0] == 0
