@@ -74,6 +74,11 @@ pub(crate) struct BurstArgs {
     /// 0: unpaced). The projection cannot finish before rows ÷ this.
     #[arg(long, default_value_t = 25_000)]
     max_rows_per_s: u64,
+    /// Subscribe a receiver (in this process) to `person` event starts before the burst; the
+    /// background traffic has them. The run then reports when the receiver had every accepted
+    /// one (`notify_caught_up_ms`, after the burst's end).
+    #[arg(long)]
+    subscribe_person: bool,
     /// The Kafka broker's process, whose CPU is reported beside the server's (default: the
     /// process listening on the first broker's port on this machine, if any).
     #[arg(long)]
@@ -180,6 +185,11 @@ struct BurstResult {
     replica_delay_p50_s: Option<f64>,
     replica_delay_p99_s: Option<f64>,
     replica_delay_max_s: Option<f64>,
+    /// With `--subscribe-person`: accepted `person` starts of the background traffic, and
+    /// when the receiver had every one of them, ms after the burst's end.
+    subscribed_person: bool,
+    notify_expected: Option<usize>,
+    notify_caught_up_ms: Option<f64>,
 }
 
 /// A server under test: this binary again (`serve` or `noop`) as a child process.
@@ -246,12 +256,11 @@ impl Server {
 
     /// Current resident set (VmRSS) in MiB.
     pub(crate) fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
+        crate::cpu::rss_mib(self.child.id())
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub(crate) fn stop(mut self) {
@@ -447,7 +456,8 @@ pub(crate) fn at_utc_offset(t: Timestamp) -> String {
 /// Requests, their schedule, and what each one reports (device, event id, is-an-end).
 type Background = (Arc<Vec<Prepared>>, Vec<Duration>, Vec<(DeviceId, String, bool)>);
 
-/// Daytime background: event starts, then their ends, from 1000 other devices.
+/// Daytime background: event starts (person and motion in turn), then their ends, from 1000
+/// other devices.
 fn background(auth: &Auth, rps: u64, seconds: u64) -> Background {
     let n = (rps * seconds) as usize;
     let mut reqs = Vec::with_capacity(n);
@@ -460,12 +470,14 @@ fn background(auth: &Auth, rps: u64, seconds: u64) -> Background {
             HeaderValue::from_str(&format!("Bearer {}", auth.device_token(&cid, Duration::from_secs(6 * 3600))))
                 .expect("header");
         let triggered = now.plus_millis(-60_000 - (i / 2) as i64);
-        let kind = schemas::EventType::parse("motion").expect("valid type");
+        // Every other event is a person (what a `--subscribe-person` run delivers).
+        let type_name = if (i / 2) % 2 == 0 { "person" } else { "motion" };
+        let kind = schemas::EventType::parse(type_name).expect("valid type");
         let id = schemas::EventId::new(&cid, &kind, triggered, DayOffset::default()).expect("valid id");
         let (path, body) = if i % 2 == 0 {
             (
                 format!("/v1/devices/{cid}/events"),
-                serde_json::json!({"type": "motion", "triggered_at": at_utc_offset(triggered)}),
+                serde_json::json!({"type": type_name, "triggered_at": at_utc_offset(triggered)}),
             )
         } else {
             (
@@ -545,6 +557,9 @@ struct PipelineRun {
     group_commit_mean_records: Option<f64>,
     /// Store rows written by the end of the projection.
     rows: f64,
+    /// With `--subscribe-person`: the accepted person starts, and when the receiver had them
+    /// all (after the burst's end).
+    notified: Option<(usize, Duration)>,
 }
 
 impl PipelineRun {
@@ -596,7 +611,19 @@ async fn pipeline(s: &Setup<'_>, log: &LogUrl, label: &str) -> anyhow::Result<Pi
     for to in &a.replicate_to {
         args.extend(["--replicate-to".into(), to.clone()]);
     }
+    if a.subscribe_person {
+        args.extend(["--notify-allow-http".into(), "--notify-allow-private".into()]);
+    }
     let server = Server::start(&args, s.secret)?;
+    let receiver = match a.subscribe_person {
+        true => {
+            let r = crate::notify::Receiver::good().await?;
+            crate::notify::subscribe(&dir, &r.url(), &["--kind", "event_started", "--type", "person"])?;
+            crate::notify::wait_notifier(server.http, 1).await?;
+            Some(r)
+        }
+        false => None,
+    };
     let cfg = LoadConfig { addr: server.http, ..s.load.clone() };
     let (bg_reqs, bg_schedule, bg_ids) = background(s.auth, a.background_rps, a.window_ms.div_ceil(1000).max(1));
     let start = Instant::now() + s.lead;
@@ -646,6 +673,23 @@ async fn pipeline(s: &Setup<'_>, log: &LogUrl, label: &str) -> anyhow::Result<Pi
     let group_commit_mean_records =
         group_commits.map(|n| gc.get("daybook_log_group_commit_records_sum").copied().unwrap_or(0.0) / n);
     let rows = gc.get(ROWS).copied().unwrap_or(0.0);
+    let notified = match &receiver {
+        Some(r) => {
+            let want = bg_outcomes.iter().filter(|o| o.accepted() && o.idx % 2 == 0 && (o.idx / 2) % 2 == 0).count();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while r.distinct() < want {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "{} of {want} person starts notified in 120 s",
+                    r.distinct()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let last = r.last_arrival().map_or(Duration::ZERO, |t| t.saturating_duration_since(start));
+            Some((want, last))
+        }
+        None => None,
+    };
     let lost = count_lost(&server, s.auth, s.fleet, &outcomes, &bg_ids, &bg_outcomes).await?;
     let peak_rss_mib = server.peak_rss_mib();
     server.stop();
@@ -661,6 +705,7 @@ async fn pipeline(s: &Setup<'_>, log: &LogUrl, label: &str) -> anyhow::Result<Pi
         group_commits,
         group_commit_mean_records,
         rows,
+        notified,
     })
 }
 
@@ -929,6 +974,9 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         replica_delay_p50_s: delays.map(|d| d.0),
         replica_delay_p99_s: delays.map(|d| d.1),
         replica_delay_max_s: delays.map(|d| d.2),
+        subscribed_person: a.subscribe_person,
+        notify_expected: run.notified.map(|n| n.0),
+        notify_caught_up_ms: run.notified.map(|n| n.1.saturating_sub(run.burst_end).as_secs_f64() * 1000.0),
     };
     let json = serde_json::to_string_pretty(&result)?;
     std::fs::write(a.out.join("result.json"), &json)?;

@@ -105,6 +105,16 @@ pub(crate) fn process_cpu(pid: u32) -> Duration {
     Duration::from_secs(ticks / per_s) + Duration::from_nanos((ticks % per_s) * 1_000_000_000 / per_s)
 }
 
+/// Current resident set (VmRSS) of the process `pid`, MiB (zero if it cannot be read).
+pub(crate) fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// Context switches, voluntary and involuntary, of the threads of `pid` alive now: the sum of
 /// `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` over `/proc/<pid>/task/*/status`
 /// (the process's own `status` has its main thread's only). A figure the generator sharing the

@@ -9,6 +9,7 @@ mod chart;
 mod cpu;
 mod direct;
 mod load;
+mod notify;
 mod raw;
 mod soak;
 mod sustain;
@@ -45,6 +46,13 @@ enum Command {
     /// Millions of single-report requests with nobody scraping /metrics; the server's
     /// resident memory sampled every interval (it must stay flat).
     Soak(soak::SoakArgs),
+    /// Webhook delivery latency at a steady rate of event starts, receivers in this process
+    /// (`--bad-receivers`: a hanging, a 500, a 410 and a slow-drip receiver beside them); the
+    /// server's memory every second.
+    Notify(notify::NotifyArgs),
+    /// `daybook subscriptions` (the benchmarks subscribe their receivers with it).
+    #[command(subcommand, hide = true)]
+    Subscriptions(Box<daybook::cli::subscriptions::SubscriptionsCmd>),
     /// A server under test: `daybook run` with the same flags, or the direct baseline.
     #[command(hide = true)]
     Serve(Box<ServeArgs>),
@@ -75,6 +83,8 @@ fn main() -> ExitCode {
             Command::Burst(a) => burst::run(a).await,
             Command::Sustain(a) => sustain::run(a).await,
             Command::Soak(a) => soak::run(a).await,
+            Command::Notify(a) => notify::run(a).await,
+            Command::Subscriptions(c) => daybook::cli::subscriptions::run(*c).await,
             Command::Serve(a) => serve(*a).await,
             Command::Noop { http_addr } => noop(http_addr).await,
         }

@@ -56,6 +56,7 @@ pub const METRICS: &[seams::metric::Metric] = &[
     notify::deliver::NOTIFY_LAG_RECORDS,
     notify::deliver::NOTIFY_OLDEST_UNDELIVERED_SECONDS,
     notify::deliver::NOTIFY_DEAD_LETTERS_TOTAL,
+    notify::deliver::NOTIFY_HELD_RECORDS,
     notify::deliver::NOTIFY_FAILING,
     notify::deliver::NOTIFY_LATENCY_SECONDS,
 ];

@@ -310,3 +310,52 @@ async fn bad_receivers_do_not_delay_the_others() {
     assert!(with_bad <= 2 * baseline + 200, "p99 {with_bad} ms with bad receivers, {baseline} ms without");
     assert!(server.stop().success());
 }
+
+/// The gauge `series{subscription="id"}` on `/metrics` (None before it is first set).
+async fn gauge(base: &str, series: &str, id: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{base}/metrics")).await.ok()?.text().await.ok()?;
+    let prefix = format!("{series}{{subscription=\"{id}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+}
+
+/// Memory whatever the receiver does: a subscription whose receiver hangs holds at most
+/// `--notify-window` records (then stops reading, its lag growing), while a good receiver's
+/// subscription beside it gets everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_receiver_holds_at_most_the_window() {
+    const WINDOW: f64 = 30.0;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let mut args = FAST_RETRIES.to_vec();
+    args.extend_from_slice(&["--notify-window", "30", "--notify-timeout-ms", "60000"]);
+    let server = DAYBOOK.run_in(d, &args);
+    let (p_hang, p_good) = (free_port(), free_port());
+    let url = |p: u16| format!("http://127.0.0.1:{p}/hook");
+    let s_hang = subscribe(d, &url(p_hang), &[]);
+    let _hang = Receiver::start(&s_hang, &dir.path().join("hang.jsonl"), p_hang, "hang");
+    let hang_id = subscription_id(d, &url(p_hang));
+    let good = dir.path().join("good.jsonl");
+    let s_good = subscribe(d, &url(p_good), &[]);
+    let _good = Receiver::start(&s_good, &good, p_good, "ok");
+    let mut fleet = Fleet::new(d, server.http(), 10);
+    let mut most_held: f64 = 0.0;
+    for _ in 0..12 {
+        fleet.round().await;
+        most_held = most_held.max(gauge(server.http(), "daybook_notify_held_records", &hang_id).await.unwrap_or(0.0));
+    }
+    // 120 starts, 90 of them person: far more than the window.
+    fleet.check_delivered(&good, Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let held = gauge(server.http(), "daybook_notify_held_records", &hang_id).await.unwrap_or(0.0);
+        let lag = gauge(server.http(), "daybook_notify_lag_records", &hang_id).await.unwrap_or(0.0);
+        most_held = most_held.max(held);
+        if held == WINDOW && lag > 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "held {held}, lag {lag}: the window never filled");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(most_held <= WINDOW, "held {most_held} records, window {WINDOW}");
+    assert!(server.stop().success());
+}

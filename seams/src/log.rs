@@ -104,7 +104,7 @@ pub trait ReportLog: Send + Sync + std::fmt::Debug {
     /// first commit resumes there rather than at the end of a later moment (a notification
     /// subscription starts at the log's end and misses nothing after). The default suits an
     /// engine whose [`consumer_at_end`](Self::consumer_at_end) already resumes a group that
-    /// committed (Kafka's `auto.offset.reset=latest`).
+    /// committed and that cannot record a position before a member reads.
     async fn consumer_resuming_or_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
         self.consumer_at_end(group).await
     }

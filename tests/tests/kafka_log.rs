@@ -77,6 +77,10 @@ impl ReportLog for TopicGroups {
         self.log.consumer_at_end(&format!("{}{group}", self.group_prefix)).await
     }
 
+    async fn consumer_resuming_or_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
+        self.log.consumer_resuming_or_at_end(&format!("{}{group}", self.group_prefix)).await
+    }
+
     async fn health(&self) -> Result<(), LogError> {
         self.log.health().await
     }

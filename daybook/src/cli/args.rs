@@ -191,6 +191,10 @@ pub struct NotifyArgs {
     /// Deliveries in flight at once per subscription (each device has at most one).
     #[arg(long, env = "DAYBOOK_NOTIFY_MAX_IN_FLIGHT", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub notify_max_in_flight: u64,
+    /// Records one subscription may hold between its committed and its read position (what
+    /// bounds its memory whatever its receiver does; reading waits when it is full).
+    #[arg(long, env = "DAYBOOK_NOTIFY_WINDOW", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub notify_window: u64,
 }
 
 impl From<NotifyArgs> for crate::notify::deliver::NotifyConfig {
@@ -203,6 +207,7 @@ impl From<NotifyArgs> for crate::notify::deliver::NotifyConfig {
             retry_window: Duration::from_secs(a.notify_retry_window_s),
             timeout: Duration::from_millis(a.notify_timeout_ms),
             max_in_flight: a.notify_max_in_flight as usize,
+            window: a.notify_window as usize,
             allow_private: a.notify_allow_private,
             allow_http: a.notify_allow_http,
             ..Self::default()

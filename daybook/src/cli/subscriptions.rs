@@ -373,8 +373,10 @@ async fn add(a: AddArgs) -> anyhow::Result<()> {
     };
     apply_filters(&mut s, &a.filters, true)?;
     s.check().map_err(anyhow::Error::msg)?;
-    submit(&a.common, Report::SubscriptionSet(s)).await?;
+    // Its position first, while no notifier knows the subscription (a Kafka group takes a
+    // commit from outside only while it has no members).
     start_at_end(&a.common, &id).await?;
+    submit(&a.common, Report::SubscriptionSet(s)).await?;
     let store = open_store(&a.common).await?;
     wait_projected(store.as_ref(), &id, |v| v.is_some()).await;
     // The only time the secret is shown.
@@ -384,12 +386,9 @@ async fn add(a: AddArgs) -> anyhow::Result<()> {
 
 /// Records the log's end as the new subscription's position, so it sends what comes after
 /// its creation even if no notifier takes it up for a while (the embedded log: its group
-/// file; a Kafka group starts at the end when a notifier first joins it).
+/// file; Kafka: the group's offsets, committed before any member joins).
 async fn start_at_end(c: &Common, id: &SubscriptionId) -> anyhow::Result<()> {
     let config: crate::config::LogConfig = c.log.clone().into();
-    if !matches!(config.url, infra::LogUrl::Embedded) {
-        return Ok(());
-    }
     let log = crate::resolve::open_log(&config, &c.data.data_dir).await?.log;
     drop(log.consumer_resuming_or_at_end(&crate::notify::group_of(id)).await?);
     log.shutdown().await?;

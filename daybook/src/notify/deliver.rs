@@ -93,6 +93,14 @@ pub const NOTIFY_FAILING: Metric = Metric {
     help: "Notifications: 1 while a subscription has a report failing for longer than 10 minutes (its receiver down or refusing), else 0. The DaybookNotifySubscriptionFailing alert watches it.",
 };
 
+pub const NOTIFY_HELD_RECORDS: Metric = Metric {
+    name: "daybook_notify_held_records",
+    kind: Kind::Gauge,
+    unit: None,
+    labels: &["subscription"],
+    help: "Notifications: records a subscription holds between its committed and its read position (at most --notify-window: what bounds its memory).",
+};
+
 pub const NOTIFY_LATENCY_SECONDS: Metric = Metric {
     name: "daybook_notify_latency_seconds",
     kind: Kind::Histogram,
@@ -100,18 +108,6 @@ pub const NOTIFY_LATENCY_SECONDS: Metric = Metric {
     labels: &[],
     help: "Notifications: from a report's received_at to its receiver's 2xx.",
 };
-
-/// The metrics of the notifier.
-pub const METRICS: &[Metric] = &[
-    NOTIFY_DELIVERED_TOTAL,
-    NOTIFY_FAILED_TOTAL,
-    NOTIFY_SKIPPED_TOTAL,
-    NOTIFY_LAG_RECORDS,
-    NOTIFY_OLDEST_UNDELIVERED_SECONDS,
-    NOTIFY_DEAD_LETTERS_TOTAL,
-    NOTIFY_FAILING,
-    NOTIFY_LATENCY_SECONDS,
-];
 
 /// How long a report may fail before its subscription counts as failing.
 const FAILING_AFTER: Duration = Duration::from_secs(600);
@@ -368,7 +364,7 @@ impl Subscription {
         let mut busy: std::collections::HashSet<String> = Default::default();
         let mut in_flight = FuturesUnordered::new();
         // Event starts sent per (device, event type): the trigger time of the last one.
-        let mut cooled: HashMap<(String, String), Timestamp> = HashMap::new();
+        let mut cooled: HashMap<(String, String), (Timestamp, Instant)> = HashMap::new();
         let mut last_gauge = Instant::now();
         // A 410 was answered: nothing more is sent (the subscription is being paused).
         let mut gone = false;
@@ -504,6 +500,9 @@ impl Subscription {
                     }
                 }
                 _ = shutdown.wait_for(|v| *v) => break Ok(()),
+                // Nothing happening (a receiver hangs, the window is full): the gauges below
+                // stay current.
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             let (commit, freed) = window.advance();
             if freed > 0 {
@@ -522,6 +521,12 @@ impl Subscription {
                 metrics::gauge!(NOTIFY_OLDEST_UNDELIVERED_SECONDS.name, "subscription" => label.clone()).set(oldest);
                 let failing = heads().any(|i| i.first_failure.is_some_and(|f| f.elapsed() > FAILING_AFTER));
                 metrics::gauge!(NOTIFY_FAILING.name, "subscription" => label.clone()).set(f64::from(u8::from(failing)));
+                metrics::gauge!(NOTIFY_HELD_RECORDS.name, "subscription" => label.clone()).set(window.held as f64);
+                // Cooldowns long over are forgotten (kept twice their length plus five minutes
+                // for late uploads): the map holds the devices of the last few periods, not
+                // every device ever seen.
+                let keep = Duration::from_millis(2 * current.cooldown_ms) + Duration::from_secs(300);
+                cooled.retain(|_, (_, at)| at.elapsed() < keep);
             }
         };
         // What was done is committed; what was in flight is sent again next time.
@@ -562,7 +567,7 @@ impl Subscription {
         ready: &mut BTreeMap<(Instant, u64), String>,
         seq: &mut u64,
         busy: &std::collections::HashSet<String>,
-        cooled: &mut HashMap<(String, String), Timestamp>,
+        cooled: &mut HashMap<(String, String), (Timestamp, Instant)>,
         label: &str,
     ) {
         let envelope = match Envelope::decode(&c.value) {
@@ -599,13 +604,13 @@ impl Subscription {
         if let (Report::EventStarted(r), true) = (&envelope.report, sub.cooldown_ms > 0) {
             let key = (r.cid.to_string(), r.event_type.to_string());
             match cooled.get(&key) {
-                Some(last) if (r.triggered_at.millis() - last.millis()).unsigned_abs() < sub.cooldown_ms => {
+                Some((last, _)) if (r.triggered_at.millis() - last.millis()).unsigned_abs() < sub.cooldown_ms => {
                     metrics::counter!(NOTIFY_SKIPPED_TOTAL.name, "subscription" => label.to_owned(), "reason" => "cooldown")
                         .increment(1);
                     return window.push(c.position, 0);
                 }
                 _ => {
-                    cooled.insert(key, r.triggered_at);
+                    cooled.insert(key, (r.triggered_at, Instant::now()));
                 }
             }
         }
@@ -684,12 +689,8 @@ impl Subscription {
             let outcome = match request.send().await {
                 Ok(resp) => {
                     let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                    let retry_after =
+                        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(retry_after);
                     // The body is not read: a receiver's answer is its status. Dropping the
                     // response closes a connection whose body is still coming (a slow drip
                     // costs nothing here).
@@ -719,6 +720,18 @@ impl Subscription {
             };
             (device, outcome)
         })
+    }
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date (a date already
+/// past is no delay).
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    match value.parse::<u64>() {
+        Ok(s) => Some(Duration::from_secs(s)),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()
+            .map(|at| at.duration_since(std::time::SystemTime::now()).unwrap_or_default()),
     }
 }
 
@@ -818,5 +831,37 @@ async fn read(
         if batches.send(batch).is_err() {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        assert_eq!(retry_after(" 120 "), Some(Duration::from_secs(120)));
+        let in_90s = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(90));
+        let d = retry_after(&in_90s).expect("an HTTP-date");
+        assert!(d > Duration::from_secs(85) && d <= Duration::from_secs(90), "{d:?}");
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon"), None);
+    }
+
+    #[test]
+    fn the_window_commits_only_below_the_first_report_not_done() {
+        let p = |offset| Position { partition: 0, offset };
+        let mut w = Window::default();
+        for o in 0..4 {
+            w.push(p(o), u32::from(o != 2));
+        }
+        w.push(p(4), 0);
+        assert_eq!(w.advance(), (vec![], 0));
+        w.done(p(0));
+        w.done(p(3));
+        assert_eq!(w.advance(), (vec![p(1)], 1));
+        w.done(p(1));
+        assert_eq!(w.advance(), (vec![p(5)], 4));
+        assert_eq!(w.held, 0);
     }
 }

@@ -109,6 +109,46 @@ pub fn consumer_config(config: &KafkaConfig, group: &str, reset: &str) -> Result
 }
 
 impl KafkaLog {
+    /// Records the end of the topic as `group`'s position in every partition where the group
+    /// has committed nothing, before any member joins (a commit outside the group's
+    /// generations, which a broker takes while the group has no members). So a group created
+    /// now and joined later — a subscription added while no notifier runs — starts where it
+    /// was created, not where its first member finds the end.
+    pub(super) async fn commit_end_where_uncommitted(&self, group: &str) -> Result<(), LogError> {
+        let cc = consumer_config(self.config(), group, "latest")?;
+        let topic = self.config().topic.clone();
+        tokio::task::spawn_blocking(move || -> KafkaResult<()> {
+            let consumer: BaseConsumer = cc.create()?;
+            let md = consumer.fetch_metadata(Some(&topic), REQUEST_TIMEOUT)?;
+            let parts: Vec<i32> = md
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic)
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            let mut tpl = TopicPartitionList::new();
+            for &p in &parts {
+                tpl.add_partition(&topic, p);
+            }
+            let committed = consumer.committed_offsets(tpl, REQUEST_TIMEOUT)?;
+            let mut ends = TopicPartitionList::new();
+            for p in parts {
+                if matches!(committed.find_partition(&topic, p).map(|e| e.offset()), Some(Offset::Offset(_))) {
+                    continue;
+                }
+                let (_, high) = consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?;
+                ends.add_partition_offset(&topic, p, Offset::Offset(high))?;
+            }
+            if ends.count() > 0 {
+                consumer.commit(&ends, CommitMode::Sync)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(unavailable)?
+        .map_err(|e| failed("kafka commit of a new group's start", e))
+    }
+
     pub(super) fn group_consumer(&self, group: &str, reset: &str) -> Result<Box<dyn LogConsumer>, LogError> {
         let cc = consumer_config(self.config(), group, reset)?;
         let ownership = Arc::new(Mutex::new(Ownership::default()));

@@ -217,6 +217,11 @@ impl ReportLog for KafkaLog {
         self.group_consumer(group, "latest")
     }
 
+    async fn consumer_resuming_or_at_end(&self, group: &str) -> Result<Box<dyn LogConsumer>, LogError> {
+        self.commit_end_where_uncommitted(group).await?;
+        self.group_consumer(group, "latest")
+    }
+
     async fn health(&self) -> Result<(), LogError> {
         if self.is_closed() {
             return Err(LogError::Closed);

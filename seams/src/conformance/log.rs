@@ -198,6 +198,20 @@ pub fn record_of(envelope: &schemas::Envelope) -> LogRecord {
     }
 }
 
+/// A group opened at the end and dropped before it read anything (a subscription added while
+/// no notifier runs) starts there when it is next opened: it gets every record appended in
+/// between, and none from before.
+pub async fn a_new_groups_start_is_recorded_before_it_reads(mut h: impl LogHarness) {
+    let log = h.open().await;
+    log.append((0..3).map(|i| record("before", i)).collect()).await.unwrap();
+    drop(log.consumer_resuming_or_at_end("g-created").await.unwrap());
+    log.append((0..4).map(|i| record("between", i)).collect()).await.unwrap();
+    let mut c = log.consumer_resuming_or_at_end("g-created").await.unwrap();
+    let value = |r: &Consumed| String::from_utf8(r.value.clone()).unwrap();
+    let values: Vec<String> = read(&mut c, 4).await.iter().map(value).collect();
+    assert_eq!(values, (0..4).map(|i| format!("between/{i}")).collect::<Vec<_>>());
+}
+
 /// A group that never committed starts at the end of the log (what a new notification
 /// subscription does) and, once it committed, resumes from its commit like any group.
 pub async fn a_new_group_can_start_at_the_end(mut h: impl LogHarness) {

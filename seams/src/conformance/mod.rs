@@ -38,6 +38,7 @@ macro_rules! log_suite {
                 append_returns_positions_in_key_order,
                 new_group_reads_everything,
                 a_new_group_can_start_at_the_end,
+                a_new_groups_start_is_recorded_before_it_reads,
                 commit_resumes_the_group,
                 uncommitted_records_are_redelivered,
                 concurrent_appends_keep_per_key_order,
