@@ -313,14 +313,14 @@ impl Application {
             (Some((config, key, log_config)), Some(opened), Some(store)) => {
                 let sink = notify_sink(opened, self.role.ingest(), log_config, self.data_dir.clone());
                 let (log, store, rx, tx) = (opened.log.clone(), store.clone(), rx.clone(), tx.clone());
-                Some(tokio::spawn(async move {
+                Some(spawn_below("daybook-notify", NOTIFIER_NICE, async move {
                     let result = crate::notify::deliver::run(log, store, key, config, sink, rx).await;
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "notifier failed; shutting down");
                         let _ = tx.send(true);
                     }
                     result
-                }))
+                })?)
             }
             _ => None,
         };
@@ -391,6 +391,30 @@ impl Application {
         tracing::info!("daybook stopped");
         Ok(())
     }
+}
+
+/// The notifier's thread's nice value: under a burst, accepting and projecting reports come
+/// first; the notifier lags and catches up after (its lag and oldest-undelivered age are
+/// metrics).
+const NOTIFIER_NICE: i32 = 10;
+
+/// Runs `task` on a runtime of its own, on a thread of its own at `nice` (Linux gives each
+/// thread its own nice value): a task on the shared runtime cannot be given less of the CPU
+/// than the others. Its output comes back through the returned handle.
+fn spawn_below<F>(name: &str, nice: i32, task: F) -> anyhow::Result<tokio::task::JoinHandle<F::Output>>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+        if let Err(e) = rustix::process::setpriority_process(None, nice) {
+            tracing::debug!(error = %e, "cannot lower the thread's priority");
+        }
+        let _ = tx.send(runtime.block_on(task));
+    })?;
+    Ok(tokio::spawn(async move { rx.await.expect("the thread ended without an outcome: it panicked") }))
 }
 
 /// Where the notifier puts its reports (dead letters, a pause after a 410): the log directly

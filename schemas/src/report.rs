@@ -564,6 +564,26 @@ impl Report {
 }
 
 impl SubscriptionSet {
+    /// Whether a record with this kind and key (its `daybook.type` and log key, as on the log)
+    /// may pass the filters: `false` rules it out without decoding it (a subscription to
+    /// `person` starts skips a midnight burst of digests at the cost of a string compare);
+    /// `true` leaves it to [`matches`](Self::matches) on the decoded report.
+    pub fn may_match(&self, kind: &str, key: &str) -> bool {
+        let Some(kind) = ReportKind::parse(kind) else { return true };
+        if !kind.is_device_report() {
+            // Not a device's report: only `matches` on the decoded record says (it is false
+            // for every kind but a device's today, and the notifier reads dead letters
+            // released to it before asking).
+            return true;
+        }
+        if !self.kinds.is_empty() && !self.kinds.contains(&kind) {
+            return false;
+        }
+        self.devices.is_empty() && self.device_prefixes.is_empty()
+            || self.devices.iter().any(|d| d.as_str() == key)
+            || self.device_prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    }
+
     /// Whether the filters let `report` through (cooldown and max age aside: they depend on
     /// what was sent before and on the time).
     pub fn matches(&self, report: &Report) -> bool {

@@ -499,3 +499,37 @@ fn report_fields_never_shadow_envelope_keys() {
         }
     }
 }
+
+/// The notifier rules records out on their kind and key before decoding them: whatever the
+/// filters, every report `matches` lets through is one `may_match` lets through too (and for
+/// a device's report without an event-type filter, they agree).
+#[test]
+fn the_undecoded_prefilter_never_drops_what_the_filters_let_through() {
+    let Report::SubscriptionSet(full) = subscription(false) else { unreachable!() };
+    let Report::SubscriptionSet(none) = minimal_subscription() else { unreachable!() };
+    let mut filters = vec![full.clone(), none.clone()];
+    for kind in
+        [ReportKind::EventStarted, ReportKind::EventEnded, ReportKind::SegmentReported, ReportKind::DigestReported]
+    {
+        filters.push(SubscriptionSet { kinds: vec![kind], ..none.clone() });
+        filters.push(SubscriptionSet { kinds: vec![kind], event_types: vec![], ..full.clone() });
+    }
+    filters.push(SubscriptionSet { device_prefixes: vec![cid("cam-")], ..none.clone() });
+    filters.push(SubscriptionSet { devices: vec![cid("cam-12")], ..none.clone() });
+    let (mut passed, mut ruled_out) = (0, 0);
+    for (name, envelope) in cases() {
+        let report = &envelope.report;
+        let kind = report.kind().as_str();
+        let key = report.key();
+        for f in &filters {
+            let (may, does) = (f.may_match(kind, &key), f.matches(report));
+            assert!(may || !does, "{name}: the prefilter drops what {f:?} lets through");
+            if report.kind().is_device_report() && f.event_types.is_empty() {
+                assert_eq!(may, does, "{name} with {f:?}");
+            }
+            passed += usize::from(does);
+            ruled_out += usize::from(!may);
+        }
+    }
+    assert!(passed > 0 && ruled_out > 0, "the cases exercise both ({passed} passed, {ruled_out} ruled out)");
+}

@@ -570,6 +570,10 @@ impl Subscription {
         cooled: &mut HashMap<(String, String), (Timestamp, Instant)>,
         label: &str,
     ) {
+        // Most records are for nobody here: ruled out on their kind and key, undecoded.
+        if !sub.may_match(&c.report_kind, &c.key) {
+            return window.push(c.position, 0);
+        }
         let envelope = match Envelope::decode(&c.value) {
             Ok(e) if sub.matches(&e.report) => e,
             // Dead letters of this subscription to send again, in their order.
