@@ -12,7 +12,8 @@
 //!   device's failing report holds up only that device. A report is *done* once answered 2xx,
 //!   or filtered out, cooled down or past its max age; the committed position of a partition
 //!   is the first report not done, so a kill -9 at any moment loses nothing (what was in
-//!   flight is sent again: receivers de-duplicate by `webhook-id`).
+//!   flight, or answered since the last commit, is sent again: receivers de-duplicate by
+//!   `webhook-id`).
 //!
 //! A failed attempt (a timeout, a connection refused, a 5xx, a 408, 409, 425 or 429) is tried
 //! again after an exponential backoff with jitter — `retry_base` × 3ⁿ, at most `retry_max` —
@@ -793,6 +794,11 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// How often a subscription commits its position at most: a kill -9 re-sends what was in
+/// flight and what was answered in the last this-long (receivers de-duplicate by
+/// `webhook-id`).
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
 /// The reader half: polls while the window has room, commits what the deliverer says.
 async fn read(
     mut consumer: Box<dyn LogConsumer>,
@@ -803,14 +809,20 @@ async fn read(
     label: String,
 ) -> anyhow::Result<()> {
     let mut last_lag = Instant::now() - Duration::from_secs(10);
+    let mut last_commit = Instant::now() - COMMIT_EVERY;
     loop {
-        if commits.has_changed().unwrap_or(false) {
+        let stopping = *stop.borrow();
+        // At most one commit per COMMIT_EVERY (and a last one when stopping): a commit of the
+        // embedded log is two fsyncs, and a subscription that filters out a burst's records
+        // would otherwise commit after every poll, competing with ingest's group commits.
+        if commits.has_changed().unwrap_or(false) && (stopping || last_commit.elapsed() >= COMMIT_EVERY) {
+            last_commit = Instant::now();
             let positions = commits.borrow_and_update().clone();
             if let Err(e) = consumer.commit(&positions).await {
                 tracing::warn!(subscription = %label, error = %e, "notifier: commit failed; the next one covers it");
             }
         }
-        if *stop.borrow() {
+        if stopping {
             return Ok(());
         }
         if last_lag.elapsed() > Duration::from_secs(1) {
