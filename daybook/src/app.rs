@@ -398,20 +398,30 @@ impl Application {
 /// metrics).
 const NOTIFIER_NICE: i32 = 10;
 
-/// Runs `task` on a runtime of its own, on a thread of its own at `nice` (Linux gives each
-/// thread its own nice value): a task on the shared runtime cannot be given less of the CPU
-/// than the others. Its output comes back through the returned handle.
+/// Runs `task` on a runtime of its own whose threads run at `nice` (Linux gives each thread
+/// its own nice value): a task on the shared runtime cannot be given less of the CPU than the
+/// others. Two workers, as the shared runtime has on this project's reference machine, so a
+/// notifier with many subscriptions is not held to one core. Its output comes back through the
+/// returned handle.
 fn spawn_below<F>(name: &str, nice: i32, task: F) -> anyhow::Result<tokio::task::JoinHandle<F::Output>>
 where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+    let lower = move || {
         if let Err(e) = rustix::process::setpriority_process(None, nice) {
             tracing::debug!(error = %e, "cannot lower the thread's priority");
         }
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .on_thread_start(lower)
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+        lower();
         let _ = tx.send(runtime.block_on(task));
     })?;
     Ok(tokio::spawn(async move { rx.await.expect("the thread ended without an outcome: it panicked") }))
