@@ -183,8 +183,8 @@ impl SubscriptionSet {
                 return Err(format!("at most {MAX_FILTER_ITEMS} {what}"));
             }
         }
-        if let Some(k) = self.kinds.iter().find(|k| !k.is_device_report()) {
-            return Err(format!("{} is not a report a device makes", k.as_str()));
+        if let Some(k) = self.kinds.iter().find(|k| !k.is_device_report() && !k.is_owner_report()) {
+            return Err(format!("{} is not a report about a device", k.as_str()));
         }
         Ok(())
     }

@@ -138,6 +138,12 @@ impl ProjectionStore for Unnamed {
     ) -> Result<Vec<seams::DeadLetterView>, StoreError> {
         self.0.dead_letters(subscription, limit).await
     }
+    async fn purges(&self, limit: u32) -> Result<Vec<seams::Purge>, StoreError> {
+        self.0.purges(limit).await
+    }
+    async fn purged(&self, done: &[seams::Purge]) -> Result<(), StoreError> {
+        self.0.purged(done).await
+    }
     async fn calendar(
         &self,
         cid: &DeviceId,
