@@ -1,5 +1,6 @@
 //! api: the viewer API (docs/viewer-api.md). It reads projections only — never the log — and signs
-//! GET URLs so video is downloaded straight from object storage.
+//! GET URLs so video is downloaded straight from object storage. The owner's changes (a deletion)
+//! it appends to the log, as ingest does a device's reports, and answers once they are durable.
 
 mod cursor;
 mod dto;
@@ -12,7 +13,7 @@ pub use dto::*;
 pub use routes::{router, ApiDoc};
 use schemas::TimePolicy;
 use seams::auth::Auth;
-use seams::{BlobSigner, ProjectionStore};
+use seams::{BlobSigner, ProjectionStore, ReportLog};
 
 mod web;
 
@@ -70,11 +71,20 @@ struct Inner {
     signer: Arc<dyn BlobSigner>,
     auth: Auth,
     config: ApiConfig,
+    /// Where the owner's reports go (a deletion): `None` in a process that cannot append to
+    /// the log, which then answers them 503.
+    log: Option<Arc<dyn ReportLog>>,
 }
 
 impl Api {
     /// Builds the service.
     pub fn new(store: Arc<dyn ProjectionStore>, signer: Arc<dyn BlobSigner>, auth: Auth, config: ApiConfig) -> Self {
-        Self { inner: Arc::new(Inner { store, signer, auth, config }) }
+        Self { inner: Arc::new(Inner { store, signer, auth, config, log: None }) }
+    }
+
+    /// The service, appending the owner's reports to `log`.
+    pub fn with_log(self, log: Arc<dyn ReportLog>) -> Self {
+        let Inner { store, signer, auth, config, .. } = Arc::try_unwrap(self.inner).expect("not shared yet");
+        Self { inner: Arc::new(Inner { store, signer, auth, config, log: Some(log) }) }
     }
 }
