@@ -199,6 +199,8 @@ fn keep_newer<V>(slot: &mut V, new: V, stamp: impl Fn(&V) -> (i64, i32)) {
 }
 
 type Partition = (String, i32);
+/// An `events` row's key: cid, day, triggered_at, event_id.
+type EventKeyOwned = (String, i32, i64, String);
 
 /// One `apply` call's writes, merged by primary key (later reports win) and ordered by
 /// partition.
@@ -213,7 +215,7 @@ pub(super) struct WritePlan {
     /// cid → (utc_offset, ttl, write timestamp µs) of its latest start in this call.
     devices: BTreeMap<String, (i32, i32, i64)>,
     /// Deletions: (cid, day, triggered_at, event_id) → (event type, ttl, stamp).
-    deletions: BTreeMap<(String, i32, i64, String), (String, i32, i64)>,
+    deletions: BTreeMap<EventKeyOwned, (String, i32, i64)>,
 }
 
 fn rejected(index: usize) -> impl Fn(Unstorable) -> StoreError {
