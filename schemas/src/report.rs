@@ -634,6 +634,7 @@ impl SubscriptionSet {
             Report::EventEnded(r) => of_type(&r.event_id),
             Report::SegmentReported(r) => r.events.iter().any(|m| of_type(&m.event_id)),
             Report::DigestReported(_) => true,
+            Report::EventDeleted(r) => of_type(&r.event_id),
             _ => false,
         }
     }
@@ -773,5 +774,75 @@ mod tests {
         for index in [2048, 1 << 31, u32::MAX] {
             assert_eq!(seg(index).validate(&policy(), now).unwrap_err().code, ErrorCode::InvalidMapping, "{index}");
         }
+    }
+
+    #[test]
+    fn an_owners_deletion_is_checked_like_a_devices_report_of_the_event() {
+        let now = Timestamp::now();
+        let Report::EventStarted(ev) = started(now) else { unreachable!() };
+        let deletion = |cid: &str, event_id: EventId| {
+            Report::EventDeleted(EventDeleted { cid: DeviceId::parse(cid).unwrap(), event_id })
+        };
+        assert!(deletion("cam-1", ev.event_id.clone()).validate(&policy(), now).is_ok());
+        assert_eq!(
+            deletion("cam-2", ev.event_id.clone()).validate(&policy(), now).unwrap_err().code,
+            ErrorCode::ForeignEvent
+        );
+        let Report::EventStarted(old) = started(now.plus_millis(-31 * 86_400_000)) else { unreachable!() };
+        assert_eq!(
+            deletion("cam-1", old.event_id).validate(&policy(), now).unwrap_err().code,
+            ErrorCode::PastRetention
+        );
+        let d = deletion("cam-1", ev.event_id.clone());
+        assert_eq!(
+            (d.cid().map(DeviceId::as_str), d.key(), d.kind().as_str()),
+            (Some("cam-1"), "cam-1".into(), "event_deleted")
+        );
+    }
+
+    #[test]
+    fn the_owners_reports_not_projected_yet_are_refused_as_such() {
+        let now = Timestamp::now();
+        let Report::EventStarted(ev) = started(now) else { unreachable!() };
+        let cid = ev.cid.clone();
+        for report in [
+            Report::EventKept(EventKept { cid: cid.clone(), event_id: ev.event_id.clone() }),
+            Report::EventUnkept(EventUnkept { cid: cid.clone(), event_id: ev.event_id.clone() }),
+            Report::DeviceErased(DeviceErased { cid: cid.clone() }),
+            Report::PlanSet(PlanSet { cid: cid.clone(), retention_days: 60 }),
+        ] {
+            let kind = report.kind().as_str();
+            assert_eq!(report.storable(), Err(Unstorable::NotProjected { kind }), "{kind}");
+            assert!(report.validate(&policy(), now).is_err(), "{kind}");
+        }
+        let plan = |retention_days| Report::PlanSet(PlanSet { cid: cid.clone(), retention_days });
+        assert!(plan(6).check_rules(&policy(), now).is_err() && plan(366).check_rules(&policy(), now).is_err());
+        assert!(plan(7).check_rules(&policy(), now).is_ok() && plan(365).check_rules(&policy(), now).is_ok());
+    }
+
+    #[test]
+    fn a_deletion_is_sent_to_subscriptions_of_its_event_type() {
+        let now = Timestamp::now();
+        let Report::EventStarted(ev) = started(now) else { unreachable!() };
+        let deletion = Report::EventDeleted(EventDeleted { cid: ev.cid.clone(), event_id: ev.event_id.clone() });
+        let sub = |kinds: Vec<ReportKind>, types: &[&str]| crate::SubscriptionSet {
+            subscription_id: crate::SubscriptionId::parse("s").unwrap(),
+            url: "https://h.example/x".into(),
+            secrets: vec![crate::Sealed(vec![1; 44])],
+            devices: vec![],
+            device_prefixes: vec![],
+            kinds,
+            event_types: types.iter().map(|t| EventType::parse(t).unwrap()).collect(),
+            cooldown_ms: 0,
+            max_age_ms: None,
+            paused: false,
+            created_at: now,
+        };
+        assert!(sub(vec![], &[]).matches(&deletion));
+        assert!(sub(vec![ReportKind::EventDeleted], &["motion"]).matches(&deletion));
+        assert!(!sub(vec![ReportKind::EventDeleted], &["person"]).matches(&deletion));
+        assert!(!sub(vec![ReportKind::EventStarted], &[]).matches(&deletion));
+        assert!(sub(vec![ReportKind::EventDeleted], &[]).check().is_ok());
+        assert!(sub(vec![ReportKind::EventKept], &[]).check().is_err(), "not sent by this release");
     }
 }

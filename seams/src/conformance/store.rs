@@ -504,6 +504,26 @@ pub async fn unstorable_record_is_rejected_by_its_index(mut h: impl StoreHarness
     assert!(s.event(&id).await.unwrap().is_some());
 }
 
+/// The owner's reports that the schema defines but no store projects yet (`event_kept`,
+/// `event_unkept`, `device_erased`, `plan_set`) are refused as permanent, by their index, with
+/// nothing of the batch written: the projector sets them aside in quarantine, never loses them.
+pub async fn reports_not_projected_yet_are_rejected_by_their_index(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (id, st) = start("cam-np", "motion", noon(0, 0));
+    let cam = cid("cam-np");
+    for report in [
+        Report::EventKept(schemas::EventKept { cid: cam.clone(), event_id: id.clone() }),
+        Report::EventUnkept(schemas::EventUnkept { cid: cam.clone(), event_id: id.clone() }),
+        Report::DeviceErased(schemas::DeviceErased { cid: cam.clone() }),
+        Report::PlanSet(schemas::PlanSet { cid: cam.clone(), retention_days: 60 }),
+    ] {
+        let kind = report.kind().as_str();
+        let err = s.apply(&[st.clone(), env(report)]).await.expect_err(kind);
+        assert!(matches!(&err, StoreError::Rejected { index: Some(1), reason } if reason.contains(kind)), "{err}");
+        assert!(s.event(&id).await.unwrap().is_none(), "{kind}: nothing of the batch is written");
+    }
+}
+
 fn quarantined(partition: i32, offset: i64, reason: &str) -> Quarantined {
     Quarantined {
         position: Position { partition, offset },
