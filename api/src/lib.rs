@@ -9,11 +9,13 @@ mod routes;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 pub use dto::*;
 pub use routes::{router, ApiDoc};
 use schemas::TimePolicy;
 use seams::auth::Auth;
-use seams::{BlobSigner, ProjectionStore, ReportLog};
+use seams::{BlobSigner, LogError, LogRecord, ProjectionStore, ReportLog};
 
 mod web;
 
@@ -73,7 +75,20 @@ struct Inner {
     config: ApiConfig,
     /// Where the owner's reports go (a deletion): `None` in a process that cannot append to
     /// the log, which then answers them 503.
-    log: Option<Arc<dyn ReportLog>>,
+    log: Option<AppendTo>,
+}
+
+/// Puts one of the owner's reports, as its log record, on the log; resolves once it is durable.
+/// The log itself ([`Api::with_log`]), or a way to hand the record to the process that appends
+/// to it ([`Api::with_appender`]).
+pub type Appender = Arc<dyn Fn(LogRecord) -> BoxFuture<'static, Result<(), LogError>> + Send + Sync>;
+
+struct AppendTo(Appender);
+
+impl std::fmt::Debug for AppendTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Appender")
+    }
 }
 
 impl Api {
@@ -84,7 +99,15 @@ impl Api {
 
     /// The service, appending the owner's reports to `log`.
     pub fn with_log(self, log: Arc<dyn ReportLog>) -> Self {
+        self.with_appender(Arc::new(move |record| {
+            let log = log.clone();
+            Box::pin(async move { log.append(vec![record]).await.map(drop) })
+        }))
+    }
+
+    /// The service, putting the owner's reports on the log through `appender`.
+    pub fn with_appender(self, appender: Appender) -> Self {
         let Inner { store, signer, auth, config, .. } = Arc::try_unwrap(self.inner).expect("not shared yet");
-        Self { inner: Arc::new(Inner { store, signer, auth, config, log: Some(log) }) }
+        Self { inner: Arc::new(Inner { store, signer, auth, config, log: Some(AppendTo(appender)) }) }
     }
 }

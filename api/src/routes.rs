@@ -229,7 +229,7 @@ async fn delete_event(
         schema: SCHEMA_VERSION,
         value: Envelope { report, received_at: now }.encode(),
     };
-    log.append(vec![record]).await?;
+    (log.0)(record).await?;
     tracing::info!(event = %id, "event deletion accepted");
     Ok((StatusCode::ACCEPTED, Json(DeletionAccepted { accepted: true, event_id: id })))
 }
