@@ -980,7 +980,7 @@ impl ProjectionStore for EmbeddedStore {
 
 #[cfg(test)]
 mod tests {
-    use schemas::{EventStarted, Report};
+    use schemas::{EventMapping, EventStarted, Report, SegmentReported};
 
     use super::*;
 
@@ -1018,6 +1018,77 @@ mod tests {
         assert_eq!(store.utc_offset(&cid).await.unwrap(), Some(offset));
         drop(store);
         // Opening again finds the column and does not try to add it twice.
+        EmbeddedStore::open(&path, TimePolicy::default()).unwrap();
+    }
+
+    /// A store from before deletions: `events` without `deleted`, `segments` without `events`.
+    /// Opened, it gains both; its events count and can be deleted, and a segment written
+    /// before (its other events unknown) is never purged, while the snapshot is.
+    #[tokio::test]
+    async fn a_store_from_before_deletions_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let (cid, now) = (DeviceId::parse("cam-1").unwrap(), Timestamp::now().plus_millis(-60_000));
+        let first = start(&cid, now, DayOffset::default());
+        let Report::EventStarted(ev) = &first.report else { unreachable!() };
+        let (day, trig) = (ev.event_id.day().number(), ev.event_id.filed_at(DayOffset::default()).millis());
+        let conn = sqlite::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE events (day INTEGER NOT NULL, cid TEXT NOT NULL, trig INTEGER NOT NULL,
+             event_id TEXT NOT NULL, kind TEXT NOT NULL, started INTEGER NOT NULL DEFAULT 0, ended_at INTEGER,
+             end_status TEXT, skew_ms INTEGER, PRIMARY KEY (day, cid, trig, event_id)) WITHOUT ROWID;
+             CREATE TABLE segments (day INTEGER NOT NULL, cid TEXT NOT NULL, segment_id TEXT NOT NULL,
+             size INTEGER NOT NULL, started_at INTEGER NOT NULL, duration_ms INTEGER NOT NULL, codec TEXT NOT NULL,
+             width INTEGER NOT NULL, height INTEGER NOT NULL, fps REAL NOT NULL, audio_rate INTEGER,
+             keyframes TEXT NOT NULL, PRIMARY KEY (day, cid, segment_id)) WITHOUT ROWID;",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO events (day, cid, trig, event_id, kind, started) VALUES (?1, 'cam-1', ?2, ?3, 'motion', 1)",
+            params![day, trig, ev.event_id.as_str()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO segments VALUES (?1, 'cam-1', 'seg-old', 10, ?2, 1000, 'h264', 1, 1, 1.0, NULL, '[0]')",
+            params![day, trig],
+        )
+        .unwrap();
+        drop(conn);
+        let store = EmbeddedStore::open(&path, TimePolicy::default()).unwrap();
+        assert_eq!(
+            store.calendar(&cid, ev.event_id.day(), ev.event_id.day()).await.unwrap(),
+            vec![(ev.event_id.day(), 1)]
+        );
+        let mapping = EventMapping { event_id: ev.event_id.clone(), index: 0, start_offset: 0, end_offset: 10 };
+        store
+            .apply(&[Envelope {
+                report: Report::SegmentReported(SegmentReported {
+                    cid: cid.clone(),
+                    segment_id: SegmentId::parse("seg-old").unwrap(),
+                    size: 10,
+                    started_at: now,
+                    utc_offset: DayOffset::default(),
+                    duration_ms: 1000,
+                    media: Media { codec: "h264".into(), width: 1, height: 1, fps: 1.0, audio_sample_rate: None },
+                    keyframes: vec![0],
+                    events: vec![mapping],
+                }),
+                received_at: now,
+            }])
+            .await
+            .unwrap();
+        // The segment's row as written before: its events unknown.
+        store
+            .write(|c| c.execute("UPDATE segments SET events = NULL WHERE segment_id = 'seg-old'", []).map(drop))
+            .await
+            .unwrap();
+        let deletion = Report::EventDeleted(schemas::EventDeleted { cid: cid.clone(), event_id: ev.event_id.clone() });
+        store.apply(&[Envelope { report: deletion, received_at: now.plus_millis(1) }]).await.unwrap();
+        assert_eq!(store.calendar(&cid, ev.event_id.day(), ev.event_id.day()).await.unwrap(), vec![]);
+        assert!(store.event(&ev.event_id).await.unwrap().is_none());
+        let keys: Vec<String> = store.purges(10).await.unwrap().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, vec![seams::ObjectKey::snapshot(&ev.event_id).as_str().to_owned()]);
+        drop(store);
         EmbeddedStore::open(&path, TimePolicy::default()).unwrap();
     }
 
