@@ -15,7 +15,7 @@
 //   api.js      the viewer API client and its error sentences
 //   dom.js      element helpers;  notice.js  the banner
 //   signin.js   the sign-in card;  calendar.js  the 30 days;  day.js  a day's events
-//   player.js   the player dialog
+//   player.js   the player dialog (and, for a managing viewer, deleting the event shown)
 // State: `session` ({ token, claims }) and `view` (state.js) are made here and passed to the
 // modules that need them; the API client, the notice, the calendar's poll timer and the
 // player own their own.
@@ -34,7 +34,7 @@ const session = createSession();
 const view = createViewState();
 const notice = createNotice();
 const api = createApi({ session, notice, onUnauthorized: (message) => signOut(message) });
-const player = createPlayer({ api, view });
+const player = createPlayer({ api, view, session, onDeleted: (e) => deleted(e) });
 const day = createDay({ api, view, player });
 const calendar = createCalendar({ api, view, session, day, pollMs: pollMs(location.search) });
 createSignIn({ session, api, onSignedIn: (token, claims) => start(token, claims) });
@@ -56,6 +56,17 @@ function start(token, claims) {
   select.value = view.device;
   calendar.load(want.day);
   calendar.startPolling();
+}
+
+// The viewer deleted event `e`: its row goes, a notice says so, and the calendar's count and the
+// day's list follow once the deletion is projected.
+function deleted(e) {
+  day.dropEvent(e.event_id);
+  notice.show(`Deleted the ${e.type} event. Its snapshot and video are removed from storage.`);
+  setTimeout(async () => {
+    await calendar.poll();
+    if (view.day) day.selectDay(view.day, { focus: false });
+  }, 1500);
 }
 
 function signOut(message) {

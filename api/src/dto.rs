@@ -163,3 +163,14 @@ pub struct DigestJson {
     /// Presigned GET.
     pub url: String,
 }
+
+/// `202` of `DELETE /v1/events/{event_id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletionAccepted {
+    /// Always `true`: the deletion is durable in the log; reads stop serving the event once it
+    /// is projected.
+    pub accepted: bool,
+    /// The event.
+    #[schema(value_type = String)]
+    pub event_id: EventId,
+}

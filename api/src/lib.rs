@@ -1,5 +1,6 @@
 //! api: the viewer API (docs/viewer-api.md). It reads projections only — never the log — and signs
-//! GET URLs so video is downloaded straight from object storage.
+//! GET URLs so video is downloaded straight from object storage. The owner's changes (a deletion)
+//! it appends to the log, as ingest does a device's reports, and answers once they are durable.
 
 mod cursor;
 mod dto;
@@ -8,11 +9,13 @@ mod routes;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 pub use dto::*;
 pub use routes::{router, ApiDoc};
 use schemas::TimePolicy;
 use seams::auth::Auth;
-use seams::{BlobSigner, ProjectionStore};
+use seams::{BlobSigner, LogError, LogRecord, ProjectionStore, ReportLog};
 
 mod web;
 
@@ -70,11 +73,41 @@ struct Inner {
     signer: Arc<dyn BlobSigner>,
     auth: Auth,
     config: ApiConfig,
+    /// Where the owner's reports go (a deletion): `None` in a process that cannot append to
+    /// the log, which then answers them 503.
+    log: Option<AppendTo>,
+}
+
+/// Puts one of the owner's reports, as its log record, on the log; resolves once it is durable.
+/// The log itself ([`Api::with_log`]), or a way to hand the record to the process that appends
+/// to it ([`Api::with_appender`]).
+pub type Appender = Arc<dyn Fn(LogRecord) -> BoxFuture<'static, Result<(), LogError>> + Send + Sync>;
+
+struct AppendTo(Appender);
+
+impl std::fmt::Debug for AppendTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Appender")
+    }
 }
 
 impl Api {
     /// Builds the service.
     pub fn new(store: Arc<dyn ProjectionStore>, signer: Arc<dyn BlobSigner>, auth: Auth, config: ApiConfig) -> Self {
-        Self { inner: Arc::new(Inner { store, signer, auth, config }) }
+        Self { inner: Arc::new(Inner { store, signer, auth, config, log: None }) }
+    }
+
+    /// The service, appending the owner's reports to `log`.
+    pub fn with_log(self, log: Arc<dyn ReportLog>) -> Self {
+        self.with_appender(Arc::new(move |record| {
+            let log = log.clone();
+            Box::pin(async move { log.append(vec![record]).await.map(drop) })
+        }))
+    }
+
+    /// The service, putting the owner's reports on the log through `appender`.
+    pub fn with_appender(self, appender: Appender) -> Self {
+        let Inner { store, signer, auth, config, .. } = Arc::try_unwrap(self.inner).expect("not shared yet");
+        Self { inner: Arc::new(Inner { store, signer, auth, config, log: Some(AppendTo(appender)) }) }
     }
 }

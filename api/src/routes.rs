@@ -2,12 +2,15 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::future::try_join_all;
-use schemas::{Day, DayOffset, DeviceId, EventId, EventType, LocalTime};
+use schemas::{
+    Day, DayOffset, DeviceId, Envelope, EventDeleted, EventId, EventType, LocalTime, Report, Timestamp, SCHEMA_VERSION,
+};
 use seams::web::{ApiError, ErrorBody, ErrorCode};
-use seams::{EventView, ObjectKey};
+use seams::{EventView, LogRecord, ObjectKey};
 use utoipa::OpenApi;
 
 use crate::cursor::{decode_cursor, encode_cursor};
@@ -43,7 +46,7 @@ impl Api {
 /// The viewer API's OpenAPI description.
 #[derive(OpenApi)]
 #[openapi(
-    paths(calendar, day_events, event_detail, digest),
+    paths(calendar, day_events, event_detail, delete_event, digest),
     components(schemas(ErrorBody)),
     tags((name = "viewers", description = "Viewer API: calendar, events, playback"))
 )]
@@ -55,7 +58,7 @@ pub fn router(api: Api) -> Router {
     Router::new()
         .route("/v1/devices/{cid}/calendar", get(calendar))
         .route("/v1/devices/{cid}/events", get(day_events))
-        .route("/v1/events/{event_id}", get(event_detail))
+        .route("/v1/events/{event_id}", get(event_detail).delete(delete_event))
         .route("/v1/devices/{cid}/digests/{date}", get(digest))
         .with_state(api)
         .merge(crate::web::router())
@@ -187,6 +190,48 @@ async fn event_detail(
     }))
     .await?;
     Ok(Json(EventDetailJson { event, segments, next_cursor }))
+}
+
+/// Deletes an event (a viewer token with scope `manage` for its device): the deletion is
+/// appended to the log, and answered once durable; the event leaves the day page, the calendar
+/// and its detail once the deletion is projected, and its snapshot and the segments no other
+/// event maps are deleted from the object store (docs/viewer-api.md). 404 when the event is not
+/// served (never was, or is deleted already).
+#[utoipa::path(delete, path = "/v1/events/{event_id}", tag = "viewers",
+    params(("event_id" = inline(EventId), Path, description = "event id")),
+    responses((status = 202, body = DeletionAccepted), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("viewer_token" = [])))]
+async fn delete_event(
+    State(api): State<Api>,
+    Path(event_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<DeletionAccepted>), ApiError> {
+    // Authenticate before looking at the id, so a stranger learns nothing from 422 vs 404.
+    api.inner.auth.verify(&headers)?;
+    let id = EventId::parse(&event_id).map_err(|e| ApiError::invalid(ErrorCode::InvalidEventId, e.to_string()))?;
+    let cid = api.inner.auth.manager(&headers, id.device().as_str())?;
+    if api.inner.store.event_page(&id, None, 1).await?.is_none() {
+        return Err(ApiError::not_found(format!("no event {id}")));
+    }
+    let report = Report::EventDeleted(EventDeleted { cid, event_id: id.clone() });
+    let now = Timestamp::now();
+    report.validate(&api.inner.config.policy, now).map_err(|e| ApiError::invalid(e.code, e.message))?;
+    let log = api.inner.log.as_ref().ok_or_else(|| {
+        ApiError::unavailable(
+            ErrorCode::LogUnavailable,
+            "this process cannot append to the log: send deletions to one that ingests",
+            std::time::Duration::from_secs(2),
+        )
+    })?;
+    let record = LogRecord {
+        key: report.key(),
+        report_kind: report.kind().as_str().to_owned(),
+        schema: SCHEMA_VERSION,
+        value: Envelope { report, received_at: now }.encode(),
+    };
+    (log.0)(record).await?;
+    tracing::info!(event = %id, "event deletion accepted");
+    Ok((StatusCode::ACCEPTED, Json(DeletionAccepted { accepted: true, event_id: id })))
 }
 
 /// The device's digest of one day.

@@ -28,7 +28,7 @@ from daybook_client.api.devices import (  # noqa: E402
     segment_upload,
     start_event,
 )
-from daybook_client.api.viewers import calendar, day_events, digest, event_detail  # noqa: E402
+from daybook_client.api.viewers import calendar, day_events, delete_event, digest, event_detail  # noqa: E402
 from daybook_client.models import (  # noqa: E402
     Accepted,
     BatchDigest,
@@ -41,6 +41,7 @@ from daybook_client.models import (  # noqa: E402
     BatchSegment,
     BatchSegmentKind,
     Calendar,
+    DeletionAccepted,
     DigestJson,
     DigestRequest,
     DigestUploadResponse,
@@ -93,6 +94,10 @@ def viewer():
     return AuthenticatedClient(base_url=URL, token=os.environ["DAYBOOK_VIEWER_TOKEN"], raise_on_unexpected_status=True)
 
 
+def manager():
+    return AuthenticatedClient(base_url=URL, token=os.environ["DAYBOOK_MANAGER_TOKEN"], raise_on_unexpected_status=True)
+
+
 def put(upload, body):
     response = httpx.put(upload.url, content=body, headers=upload.headers.additional_properties)
     assert response.status_code == 200, response.text
@@ -103,7 +108,7 @@ def test_the_generator_kept_every_operation():
         doc = json.load(f)
     documented = {op["operationId"] for path in doc["paths"].values() for op in path.values()}
     generated = {m.name for pkg in (devices, viewers) for m in pkgutil.iter_modules(pkg.__path__)}
-    assert len(documented) == 11, documented
+    assert len(documented) == 12, documented
     assert generated == documented, f"skipped: {documented - generated}"
 
 
@@ -245,3 +250,22 @@ def test_digest():
     d = wait_for(lambda: digest.sync(CID, date, client=viewer()), lambda d: isinstance(d, DigestJson), "the digest")
     assert (d.date, d.segment_id, d.size, d.duration_ms) == (date, segment_id, len(SEGMENT), 60_000)
     assert httpx.get(d.url).content == SEGMENT
+
+
+def test_delete_event():
+    """Runs last: the batch's event is deleted by a viewer that may manage the camera, refused to
+    one that may only read it, and leaves the day once projected."""
+    event_id = state["batch_event_id"]
+    refused = delete_event.sync_detailed(event_id, client=viewer())
+    assert refused.status_code == 403 and isinstance(refused.parsed, ErrorBody), refused
+    assert refused.parsed.error.code == ErrorCode.FORBIDDEN
+    r = delete_event.sync(event_id, client=manager())
+    assert isinstance(r, DeletionAccepted) and r.accepted and r.event_id == event_id, r
+    page = wait_for(
+        lambda: day_events.sync(CID, client=viewer(), date=TODAY),
+        lambda p: isinstance(p, EventsPage) and event_id not in [e.event_id for e in p.events],
+        "the deletion",
+    )
+    assert [e.event_id for e in page.events] == [state["event_id"]]
+    gone = delete_event.sync_detailed(event_id, client=manager())
+    assert gone.status_code == 404 and isinstance(gone.parsed, ErrorBody), gone

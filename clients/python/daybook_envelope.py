@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 #: The schema versions this decoder reads.
-SCHEMA_VERSIONS = frozenset({1, 2, 3})
+SCHEMA_VERSIONS = frozenset({1, 2, 3, 4})
 
 
 class DecodeError(ValueError):
@@ -385,6 +385,11 @@ _REPORT_KINDS = [
     "subscription_deleted",
     "subscription_dead_lettered",
     "dead_letters_released",
+    "event_deleted",
+    "event_kept",
+    "event_unkept",
+    "device_erased",
+    "plan_set",
 ]
 
 
@@ -403,7 +408,7 @@ def _text(r: _Reader, what: str) -> str:
 
 _subscription_id = _token("[A-Za-z0-9_-]{1,64}", "1 to 64 of A-Z a-z 0-9 _ -")
 
-# Schema version 3: version 2 plus the notification subscriptions' changes as variants 4 and 5
+# Schema version 3: version 2 plus the notification subscriptions' changes as variants 4 to 7
 # (they have no device: `cid` is null).
 _V3_REPORTS: List[Tuple[str, _Fields]] = _V2_REPORTS + [
     (
@@ -444,6 +449,16 @@ _V3_REPORTS: List[Tuple[str, _Fields]] = _V2_REPORTS + [
     ),
 ]
 
+# Schema version 4: version 3 plus the owner's reports as variants 8 to 12 (each about a
+# device: `cid` is set).
+_V4_REPORTS: List[Tuple[str, _Fields]] = _V3_REPORTS + [
+    ("event_deleted", [("cid", _device_id), ("event_id", _event_id)]),
+    ("event_kept", [("cid", _device_id), ("event_id", _event_id)]),
+    ("event_unkept", [("cid", _device_id), ("event_id", _event_id)]),
+    ("device_erased", [("cid", _device_id)]),
+    ("plan_set", [("cid", _device_id), ("retention_days", _u32)]),
+]
+
 # What a version 1 record reads as today: the keys version 2 added, at their defaults.
 _V1_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "event_started": {"utc_offset": "+00:00", "clock_skew_ms": None},
@@ -473,6 +488,7 @@ _DECODERS: Dict[int, Callable[[_Reader], Dict[str, Any]]] = {
     1: _decoder(1, _V1_REPORTS),
     2: _decoder(2, _V2_REPORTS),
     3: _decoder(3, _V3_REPORTS),
+    4: _decoder(4, _V4_REPORTS),
 }
 
 

@@ -33,6 +33,17 @@ pub(crate) const OBJECTS_EXPIRED_TOTAL: Metric = Metric {
     help: "Embedded S3 endpoint: objects deleted because their day passed retention.",
 };
 
+pub(crate) const OBJECTS_PURGED_TOTAL: Metric = Metric {
+    name: "daybook_objects_purged_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &[],
+    help: "Embedded S3 endpoint: objects deleted because the events that mapped them were deleted.",
+};
+
+/// How often the purger looks for objects deletions left to no live event.
+const PURGE_EVERY: Duration = Duration::from_secs(2);
+
 /// Engines the caller opened itself, used instead of the ones the [`Config`] names (the
 /// bench's direct baseline hands in a log that writes through to the store it also hands in).
 #[derive(Debug, Default)]
@@ -108,7 +119,10 @@ impl Application {
             }
             (store, _) => store,
         };
-        let log = match (role.log(), backends.log) {
+        // An api-only process appends the owner's reports itself where the log takes appends from
+        // many processes (Kafka); on the embedded log only the process that ingests may.
+        let api_appends = role == Role::Api && matches!(config.log.url, LogUrl::Kafka(_));
+        let log = match (role.log() || api_appends, backends.log) {
             (true, Some(log)) => Some(OpenedLog { log, embedded: None }),
             (true, None) => Some(open_log(&config).await?),
             (false, _) => None,
@@ -160,7 +174,23 @@ impl Application {
         }
         if let (true, Some(store), Some(signer), Some(auth)) = (role.api(), &store, &signer, auth) {
             let api_config = api::ApiConfig { policy, url_ttl: config.s3.url_ttl, ..api::ApiConfig::default() };
-            let viewer = api::router(api::Api::new(store.clone(), signer.clone(), auth, api_config))
+            let mut viewer_api = api::Api::new(store.clone(), signer.clone(), auth, api_config);
+            if let Some(log) = &log {
+                viewer_api = viewer_api.with_log(log.log.clone());
+            } else if matches!(config.log.url, LogUrl::Embedded) {
+                // `daybook api` beside the process that ingests: the owner's reports are handed
+                // to it through the data directory (notify::changes), as the CLI's changes are.
+                let (log_config, data_dir) = (config.log.clone(), config.data_dir.clone());
+                viewer_api = viewer_api.with_appender(Arc::new(move |record| {
+                    let (log_config, data_dir) = (log_config.clone(), data_dir.clone());
+                    Box::pin(async move {
+                        crate::notify::changes::submit_record(record, &log_config, &data_dir)
+                            .await
+                            .map_err(|e| seams::LogError::Unavailable(format!("{e:#}")))
+                    })
+                }));
+            }
+            let viewer = api::router(viewer_api)
                 .layer(axum::middleware::from_fn_with_state(config.ingest.request_timeout, ops::store_deadline));
             router = router.merge(viewer);
         }
@@ -326,8 +356,14 @@ impl Application {
         };
         let janitor = self.role.projector().then(|| {
             let embedded = log.as_ref().and_then(|l| l.embedded.clone()).map(|log| (log, self.group_retention));
-            tokio::spawn(janitor(self.policy, store.clone(), embedded, objects, rx.clone()))
+            tokio::spawn(janitor(self.policy, store.clone(), embedded, objects.clone(), rx.clone()))
         });
+        let purger = match (self.role.projector(), &store, &objects) {
+            (true, Some(store), Some(objects)) => {
+                Some(tokio::spawn(purger(store.clone(), objects.clone(), rx.clone())))
+            }
+            _ => None,
+        };
         if let Some(ingest) = self.ingest {
             tokio::spawn(sweep_idle_devices(ingest, rx.clone()));
             // This process appends to the embedded log: it takes the subscription changes
@@ -377,6 +413,9 @@ impl Application {
         }
         if let Some(j) = janitor {
             let _ = j.await;
+        }
+        if let Some(p) = purger {
+            let _ = p.await;
         }
         if let Some(t) = s3_task {
             t.await.context("s3 task")??;
@@ -502,6 +541,50 @@ async fn sweep_idle_devices(ingest: ingest::Ingest, mut shutdown: watch::Receive
     loop {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(60)) => ingest.forget_idle_devices(),
+            _ = shutdown.wait_for(|v| *v) => return,
+        }
+    }
+}
+
+/// Deletes from the embedded S3 endpoint's directory (`objects`: its root and bucket) the objects
+/// deletions left to no live event, as the store lists them (`seams::Purge`), then tells the
+/// store they are gone. Deleting an object that is already gone is no error, so a purge listed
+/// again (a rebuild, a crash before the store heard back) costs nothing.
+async fn purger(store: Arc<dyn ProjectionStore>, objects: (PathBuf, String), mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let listed = tokio::select! {
+            r = store.purges(256) => r,
+            _ = shutdown.wait_for(|v| *v) => return,
+        };
+        match listed {
+            Ok(purges) if !purges.is_empty() => {
+                let (root, bucket) = objects.clone();
+                let keys: Vec<String> = purges.iter().map(|p| p.key.clone()).collect();
+                let deleted = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+                    let mut n = 0;
+                    for key in &keys {
+                        n += u64::from(infra::s3_server::delete_object(&root, &bucket, key)?);
+                    }
+                    Ok(n)
+                })
+                .await;
+                match deleted {
+                    Ok(Ok(n)) => {
+                        metrics::counter!(OBJECTS_PURGED_TOTAL.name).increment(n);
+                        tracing::info!(objects = n, listed = purges.len(), "deleted objects of deleted events");
+                        if let Err(e) = store.purged(&purges).await {
+                            tracing::warn!(error = %e, "forgetting purged objects failed");
+                        }
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "deleting objects of deleted events failed"),
+                    Err(e) => tracing::warn!(error = %e, "deleting objects of deleted events failed"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading the objects to purge failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PURGE_EVERY) => {}
             _ = shutdown.wait_for(|v| *v) => return,
         }
     }

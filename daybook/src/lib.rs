@@ -50,6 +50,7 @@ pub const METRICS: &[seams::metric::Metric] = &[
     backup::trial::BACKUP_VERIFY_DURATION_SECONDS,
     audit::AUDIT_WRITE_FAILURES_TOTAL,
     app::OBJECTS_EXPIRED_TOTAL,
+    app::OBJECTS_PURGED_TOTAL,
     notify::deliver::NOTIFY_DELIVERED_TOTAL,
     notify::deliver::NOTIFY_FAILED_TOTAL,
     notify::deliver::NOTIFY_SKIPPED_TOTAL,

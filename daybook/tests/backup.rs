@@ -16,7 +16,7 @@ use chrono::{SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tests::client::Http;
-use tests::flow::{self, Expect};
+use tests::flow;
 use tests::process::Bin;
 
 const DAYBOOK: Bin = Bin(env!("CARGO_BIN_EXE_daybook"));
@@ -47,45 +47,6 @@ fn fails(args: &[&str]) -> String {
     let out = daybook(args);
     assert!(!out.status.success(), "daybook {args:?} should have failed: {}", String::from_utf8_lossy(&out.stdout));
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Removes what differs between two servers answering the same thing: presigned URLs.
-fn strip(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "url" | "snapshot_url"))
-                .map(|(k, v)| (k.clone(), strip(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
-        other => other.clone(),
-    }
-}
-
-/// Everything a viewer can read about `e`'s device: calendar, every day page, every event's
-/// detail (URLs removed).
-async fn answers(viewer: &Http, e: &Expect) -> Value {
-    let cid = &e.cid;
-    let (s, cal) = viewer.get(&format!("/v1/devices/{cid}/calendar?days=30")).await;
-    assert_eq!(s, StatusCode::OK, "{cal}");
-    let mut out = json!({"calendar": strip(&cal)});
-    for day in cal["days"].as_array().unwrap().iter().filter(|d| d["events"].as_u64() > Some(0)) {
-        let date = day["date"].as_str().unwrap();
-        let (s, page) = viewer.get(&format!("/v1/devices/{cid}/events?date={date}&limit=100")).await;
-        assert_eq!(s, StatusCode::OK, "{page}");
-        for ev in page["events"].as_array().unwrap() {
-            let id = ev["event_id"].as_str().unwrap();
-            let (s, detail) = viewer.get(&format!("/v1/events/{id}?limit=200")).await;
-            assert_eq!(s, StatusCode::OK, "{detail}");
-            out["events"][id] = strip(&detail);
-        }
-        out["days"][date] = strip(&page);
-    }
-    let (s, digest) = viewer.get(&format!("/v1/devices/{cid}/digests/{}", e.digest.0)).await;
-    assert_eq!(s, StatusCode::OK, "{digest}");
-    out["digest"] = strip(&digest);
-    out
 }
 
 /// Files under `dir/objects`, by path, with their bytes.
@@ -216,7 +177,12 @@ async fn restore_drill() {
         flow::wait_projected(&viewer_b, e, Duration::from_secs(30)).await;
         // The whole viewer contract, presigned downloads included, against the restored copy.
         flow::check_as_viewer(&viewer_b, e).await;
-        assert_eq!(answers(&viewer_b, e).await, answers(&viewer_a, e).await, "{} differs after restore", e.cid);
+        assert_eq!(
+            flow::answers(&viewer_b, e).await,
+            flow::answers(&viewer_a, e).await,
+            "{} differs after restore",
+            e.cid
+        );
     }
     // Reports after the last backup are not in it (and the original still has them).
     flow::wait_projected(&viewer_a, &e3, Duration::from_secs(30)).await;
@@ -232,6 +198,23 @@ async fn restore_drill() {
         assert!(objects_b.contains_key(path), "{path} was not restored");
     }
     assert!(objects_b.len() >= 6, "{:?}", objects_b.keys());
+
+    // The owner deletes an event of cam-1 on both (a token with scope `manage`): once
+    // projected, both answer the same again, and the rebuild below replays the deletion.
+    let manager = DAYBOOK.token(&["viewer", "cam-1", "--manage", "--data-dir", s(&a)]);
+    for server in [original.http(), copy.http()] {
+        let manager = Http::new(server, &manager);
+        let (status, body) = manager.delete(&format!("/v1/events/{}", e1.a)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while manager.get(&format!("/v1/events/{}", e1.a)).await.0 != StatusCode::NOT_FOUND {
+            assert!(Instant::now() < deadline, "the deletion is not projected");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let deleted = flow::answers(&viewer_a, &e1).await;
+    assert!(deleted["events"].get(&e1.a).is_none(), "{deleted}");
+    assert_eq!(flow::answers(&viewer_b, &e1).await, deleted, "cam-1 differs after the deletion");
 
     // Rebuild the restored store from its log and compare again (refused while it serves).
     let err = fails(&["rebuild", "--data-dir", s(&b)]);
@@ -250,7 +233,12 @@ async fn restore_drill() {
     let copy = DAYBOOK.run_in(s(&b), &[]);
     let viewer_b = viewer_b.at(copy.http());
     for e in [&e1, &e2] {
-        assert_eq!(answers(&viewer_b, e).await, answers(&viewer_a, e).await, "{} differs after rebuild", e.cid);
+        assert_eq!(
+            flow::answers(&viewer_b, e).await,
+            flow::answers(&viewer_a, e).await,
+            "{} differs after rebuild",
+            e.cid
+        );
     }
     assert!(copy.stop().success());
     assert!(original.stop().success());

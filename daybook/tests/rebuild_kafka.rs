@@ -1,7 +1,8 @@
 //! `daybook rebuild --log kafka://… --store embedded`: the all-in-one over Kafka (in-process)
-//! takes a device's reports and projects them; the store is then rebuilt from the topic into a
-//! fresh data directory with the binary, and must hold the same calendar and events. A second
-//! rebuild into that (no longer empty) directory is refused.
+//! takes a device's reports and projects them, and an owner's deletion of one of its events;
+//! the store is then rebuilt from the topic into a fresh data directory with the binary, and
+//! must hold the same calendar and events (the deleted one deleted). A second rebuild into that
+//! (no longer empty) directory is refused.
 
 use std::process::Command;
 use std::time::Duration;
@@ -27,6 +28,16 @@ async fn rebuild_from_kafka_into_a_fresh_embedded_store() {
         let e = flow::act_as_device(&dev, cid).await;
         flow::wait_projected(&viewer, &e, Duration::from_secs(60)).await;
         expected.push(e);
+    }
+    // The owner of cam-r1 deletes its event A: a report on the topic like the device's.
+    let deleted = expected[0].a.clone();
+    let manager = Http::new(&server.http, &server.managing_viewer_token(&["cam-r1"]));
+    let (status, body) = manager.delete(&format!("/v1/events/{deleted}")).await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while manager.get(&format!("/v1/events/{deleted}")).await.0 != 404 {
+        assert!(std::time::Instant::now() < deadline, "the deletion is not projected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (config, dir) = server.stop().await;
 
@@ -58,12 +69,13 @@ async fn rebuild_from_kafka_into_a_fresh_embedded_store() {
     for e in &expected {
         let cid = DeviceId::parse(&e.cid).unwrap();
         let cal = original.calendar(&cid, from, to).await.unwrap();
-        assert!(cal.iter().map(|d| d.1).sum::<u64>() > e.today.len() as u64, "{} {cal:?}", e.cid);
+        let live_today = e.today.iter().filter(|id| **id != deleted).count();
+        assert!(cal.iter().map(|d| d.1).sum::<u64>() > live_today as u64, "{} {cal:?}", e.cid);
         assert_eq!(rebuilt.calendar(&cid, from, to).await.unwrap(), cal, "{} calendar", e.cid);
         for id in e.today.iter().chain([&e.late, &e.a, &e.b, &e.c]) {
             let id = EventId::parse(id).unwrap();
             let detail = original.event(&id).await.unwrap();
-            assert!(detail.is_some(), "{id:?}");
+            assert_eq!(detail.is_some(), id.as_str() != deleted, "{id:?}");
             assert_eq!(rebuilt.event(&id).await.unwrap(), detail, "event {id:?}");
         }
     }

@@ -666,6 +666,24 @@ struct Refusal {
     message: String,
 }
 
+/// Deletes the object `key` (and its metadata) from the embedded endpoint's directory, as
+/// [`expire_objects`] does; `false` if it was not there.
+pub fn delete_object(root: &Path, bucket: &str, key: &str) -> std::io::Result<bool> {
+    if !key.starts_with("devices/") || key.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not an object key: {key}")));
+    }
+    let removed = match std::fs::remove_file(root.join(bucket).join(key)) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    };
+    let encode = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    for sidecar in ["metadata.json", "internal.json"] {
+        let _ = std::fs::remove_file(root.join(format!(".bucket-{}.object-{}.{sidecar}", encode(bucket), encode(key))));
+    }
+    Ok(removed)
+}
+
 /// Deletes the objects of `bucket` under `root` (as [`serve`] lays them out) whose day is past
 /// retention, with their metadata files, and returns how many went. Blocking (file system).
 ///

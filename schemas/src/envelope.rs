@@ -3,13 +3,14 @@
 //! Wire format (documented in docs/topic.md):
 //!
 //! ```text
-//! varint u16  schema version (currently 2)
+//! varint u16  schema version (currently 4)
 //! ...         the version's body, bincode 2 "standard" config (varint integers,
 //!             little-endian, enum variants by position)
 //! ```
 //!
-//! Version 3's body is `(Report, received_at: i64 epoch ms)`: version 2's, with the
-//! notification subscriptions' changes as report variants 4 and 5. Version 2's body is the
+//! Version 4's body is version 3's with the owner's reports as variants 8 to 12
+//! (`crate::owner`). Version 3's body is `(Report, received_at: i64 epoch ms)`: version 2's,
+//! with the notification subscriptions' changes as report variants 4 to 7. Version 2's body is the
 //! same without those two variants, with the camera's UTC offsets and clock skew in the
 //! reports. Version 1's body has the same shape without them; it is
 //! decoded into today's types by [`v1`] (offsets +00:00, no skew; its event ids keep their
@@ -24,7 +25,7 @@ use crate::report::Report;
 use crate::time::Timestamp;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u16 = 3;
+pub const SCHEMA_VERSION: u16 = 4;
 
 /// Upper bound on one decoded envelope; protects decoders from hostile length prefixes.
 pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
@@ -72,17 +73,17 @@ impl Envelope {
                     bincode::serde::decode_from_slice::<v1::Envelope, _>(body, config()).map_err(malformed)?;
                 (old.into(), used)
             }
-            2 => {
+            2..=4 => {
                 let (envelope, used) =
                     bincode::serde::decode_from_slice::<Envelope, _>(body, config()).map_err(malformed)?;
-                // Version 2 knew only the four device reports: a later variant under its
-                // prefix is damage, not a subscription change.
-                if !envelope.report.kind().is_device_report() {
-                    return Err(DecodeError::Malformed("unknown variant index for schema version 2".into()));
+                // Each version knew only the variants of its time (version 2 the four device
+                // reports, 3 also the subscription changes): a later variant under an older
+                // prefix is damage, not a newer report.
+                if envelope.report.kind().since_schema() > version {
+                    return Err(DecodeError::Malformed(format!("unknown variant index for schema version {version}")));
                 }
                 (envelope, used)
             }
-            3 => bincode::serde::decode_from_slice::<Envelope, _>(body, config()).map_err(malformed)?,
             v => return Err(DecodeError::UnknownVersion(v)),
         };
         if used != body.len() {
@@ -383,7 +384,7 @@ mod tests {
         let e = Envelope {
             report: Report::EventStarted(EventStarted {
                 cid,
-                event_id,
+                event_id: event_id.clone(),
                 event_type,
                 triggered_at: t,
                 utc_offset,
@@ -398,7 +399,7 @@ mod tests {
             1, 68, 3, 0, 0,
         ];
         assert_eq!(Envelope::decode(golden).unwrap(), e);
-        assert_eq!(e.encode(), [&[3u8], &golden[1..]].concat(), "{:?}", e.encode());
+        assert_eq!(e.encode(), [&[SCHEMA_VERSION as u8], &golden[1..]].concat(), "{:?}", e.encode());
         // A subscription change under version 2's prefix is malformed.
         let change = Envelope {
             report: Report::SubscriptionDeleted(crate::SubscriptionDeleted {
@@ -409,5 +410,13 @@ mod tests {
         let v3 = change.encode();
         assert_eq!(Envelope::decode(&v3).unwrap(), change);
         assert!(matches!(Envelope::decode(&[&[2u8], &v3[1..]].concat()), Err(DecodeError::Malformed(_))));
+        // An owner's report under version 3's prefix likewise.
+        let deleted = Envelope {
+            report: Report::EventDeleted(crate::EventDeleted { cid: e.report.cid().unwrap().clone(), event_id }),
+            received_at: t,
+        };
+        let v4 = deleted.encode();
+        assert_eq!(Envelope::decode(&v4).unwrap(), deleted);
+        assert!(matches!(Envelope::decode(&[&[3u8], &v4[1..]].concat()), Err(DecodeError::Malformed(_))));
     }
 }

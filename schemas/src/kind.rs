@@ -23,7 +23,34 @@ pub enum ReportKind {
     SubscriptionDeadLettered,
     /// `dead_letters_released`
     DeadLettersReleased,
+    /// `event_deleted`
+    EventDeleted,
+    /// `event_kept`
+    EventKept,
+    /// `event_unkept`
+    EventUnkept,
+    /// `device_erased`
+    DeviceErased,
+    /// `plan_set`
+    PlanSet,
 }
+
+/// Every kind, in wire order.
+pub const ALL_KINDS: [ReportKind; 13] = [
+    ReportKind::EventStarted,
+    ReportKind::EventEnded,
+    ReportKind::SegmentReported,
+    ReportKind::DigestReported,
+    ReportKind::SubscriptionSet,
+    ReportKind::SubscriptionDeleted,
+    ReportKind::SubscriptionDeadLettered,
+    ReportKind::DeadLettersReleased,
+    ReportKind::EventDeleted,
+    ReportKind::EventKept,
+    ReportKind::EventUnkept,
+    ReportKind::DeviceErased,
+    ReportKind::PlanSet,
+];
 
 impl ReportKind {
     /// The header value.
@@ -37,23 +64,35 @@ impl ReportKind {
             Self::SubscriptionDeleted => "subscription_deleted",
             Self::SubscriptionDeadLettered => "subscription_dead_lettered",
             Self::DeadLettersReleased => "dead_letters_released",
+            Self::EventDeleted => "event_deleted",
+            Self::EventKept => "event_kept",
+            Self::EventUnkept => "event_unkept",
+            Self::DeviceErased => "device_erased",
+            Self::PlanSet => "plan_set",
         }
     }
 
     /// Inverse of [`ReportKind::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::EventStarted,
-            Self::EventEnded,
-            Self::SegmentReported,
-            Self::DigestReported,
-            Self::SubscriptionSet,
-            Self::SubscriptionDeleted,
-            Self::SubscriptionDeadLettered,
-            Self::DeadLettersReleased,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        ALL_KINDS.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The schema version that introduced the kind: a record of an older version holding it
+    /// is malformed.
+    pub fn since_schema(self) -> u16 {
+        match self {
+            Self::EventStarted | Self::EventEnded | Self::SegmentReported | Self::DigestReported => 1,
+            Self::SubscriptionSet
+            | Self::SubscriptionDeleted
+            | Self::SubscriptionDeadLettered
+            | Self::DeadLettersReleased => 3,
+            Self::EventDeleted | Self::EventKept | Self::EventUnkept | Self::DeviceErased | Self::PlanSet => 4,
+        }
+    }
+
+    /// Whether the owner of a device makes reports of this kind (through the viewer API).
+    pub fn is_owner_report(self) -> bool {
+        self.since_schema() == 4
     }
 
     /// Whether a device makes reports of this kind (the first four).

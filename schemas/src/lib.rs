@@ -9,6 +9,7 @@
 //! * [`envelope`]: the versioned bincode envelope carried on the topic (docs/topic.md).
 //! * [`subscription`]: notification subscriptions, as reports on the log (schema version 3).
 //! * [`kind`]: the report kinds (`daybook.type`).
+//! * [`owner`]: the owner's reports: deletions, keeps, erasures, plans (schema version 4).
 //! * [`json`]: the envelope as the flat JSON object `daybook tail` prints (docs/topic.md).
 //!
 //! This crate is also the decoder analytics consumers use: `Envelope::decode` reads every
@@ -22,6 +23,7 @@ pub mod id_error;
 pub mod ids;
 pub mod json;
 pub mod kind;
+pub mod owner;
 pub mod report;
 pub mod rows;
 pub mod subscription;
@@ -30,6 +32,7 @@ pub mod time;
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION};
 pub use error_code::ErrorCode;
 pub use ids::{Day, DeviceId, EventId, EventType, IdError, SegmentId, SubscriptionId, DAY_PATTERN, EVENT_ID_PATTERN};
+pub use owner::{DeviceErased, EventDeleted, EventKept, EventUnkept, PlanSet};
 pub use report::{
     DigestReported, EndStatus, EventEnded, EventMapping, EventStarted, Invalid, Media, Report, ReportKind,
     SegmentReported, TimePolicy,

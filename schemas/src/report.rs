@@ -7,6 +7,7 @@ use crate::columns::{bigint_column, int_column, Unstorable};
 use crate::error_code::ErrorCode;
 use crate::ids::{Day, DeviceId, EventId, EventType, SegmentId};
 pub use crate::kind::ReportKind;
+use crate::owner::{DeviceErased, EventDeleted, EventKept, EventUnkept, PlanSet, MAX_PLAN_DAYS, MIN_PLAN_DAYS};
 use crate::subscription::{DeadLettersReleased, SubscriptionDeadLettered, SubscriptionDeleted, SubscriptionSet};
 use crate::time::{DayOffset, Timestamp};
 
@@ -168,8 +169,8 @@ pub struct DigestReported {
     pub duration_ms: u32,
 }
 
-/// Every report on the log: the four a device makes, and (since schema version 3) the
-/// changes of notification subscriptions. New variants are appended at the end only: bincode
+/// Every report on the log: the four a device makes, (since schema version 3) the changes of
+/// notification subscriptions, and (since version 4) the owner's. New variants are appended at the end only: bincode
 /// numbers variants by position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Report {
@@ -189,6 +190,16 @@ pub enum Report {
     SubscriptionDeadLettered(SubscriptionDeadLettered),
     /// See [`DeadLettersReleased`] (schema version 3).
     DeadLettersReleased(DeadLettersReleased),
+    /// See [`EventDeleted`] (schema version 4).
+    EventDeleted(EventDeleted),
+    /// See [`EventKept`] (schema version 4).
+    EventKept(EventKept),
+    /// See [`EventUnkept`] (schema version 4).
+    EventUnkept(EventUnkept),
+    /// See [`DeviceErased`] (schema version 4).
+    DeviceErased(DeviceErased),
+    /// See [`PlanSet`] (schema version 4).
+    PlanSet(PlanSet),
 }
 
 /// The time rules every report is held to.
@@ -337,14 +348,23 @@ fn check_duration(duration_ms: u32) -> Result<(), Invalid> {
 }
 
 impl Report {
-    /// The device that made it (`None`: a subscription change).
+    /// The device it is about: the one that made it, or whose owner did (`None`: a
+    /// subscription change).
     pub fn cid(&self) -> Option<&DeviceId> {
         match self {
             Self::EventStarted(r) => Some(&r.cid),
             Self::EventEnded(r) => Some(&r.cid),
             Self::SegmentReported(r) => Some(&r.cid),
             Self::DigestReported(r) => Some(&r.cid),
-            _ => None,
+            Self::EventDeleted(r) => Some(&r.cid),
+            Self::EventKept(r) => Some(&r.cid),
+            Self::EventUnkept(r) => Some(&r.cid),
+            Self::DeviceErased(r) => Some(&r.cid),
+            Self::PlanSet(r) => Some(&r.cid),
+            Self::SubscriptionSet(_)
+            | Self::SubscriptionDeleted(_)
+            | Self::SubscriptionDeadLettered(_)
+            | Self::DeadLettersReleased(_) => None,
         }
     }
 
@@ -369,7 +389,7 @@ impl Report {
         }
     }
 
-    /// Which of the four reports it is (the `daybook.type` header).
+    /// Which report it is (the `daybook.type` header).
     pub fn kind(&self) -> ReportKind {
         match self {
             Self::EventStarted(_) => ReportKind::EventStarted,
@@ -380,16 +400,25 @@ impl Report {
             Self::SubscriptionDeleted(_) => ReportKind::SubscriptionDeleted,
             Self::SubscriptionDeadLettered(_) => ReportKind::SubscriptionDeadLettered,
             Self::DeadLettersReleased(_) => ReportKind::DeadLettersReleased,
+            Self::EventDeleted(_) => ReportKind::EventDeleted,
+            Self::EventKept(_) => ReportKind::EventKept,
+            Self::EventUnkept(_) => ReportKind::EventUnkept,
+            Self::DeviceErased(_) => ReportKind::DeviceErased,
+            Self::PlanSet(_) => ReportKind::PlanSet,
         }
     }
 
     /// The instant its own row's day and retention are counted from (a segment's event
     /// mappings count from their events' trigger times instead: see [`crate::rows`]).
-    /// `None` for a subscription change, which is kept until replaced, not for a retention.
+    /// `None` for a subscription change, which is kept until replaced, not for a retention,
+    /// and for the owner's reports about a whole device.
     pub fn trigger_time(&self, fallback: DayOffset) -> Option<Timestamp> {
         match self {
             Self::EventStarted(r) => Some(r.event_id.filed_at(fallback)),
             Self::EventEnded(r) => Some(r.event_id.filed_at(fallback)),
+            Self::EventDeleted(r) => Some(r.event_id.filed_at(fallback)),
+            Self::EventKept(r) => Some(r.event_id.filed_at(fallback)),
+            Self::EventUnkept(r) => Some(r.event_id.filed_at(fallback)),
             Self::SegmentReported(r) => Some(r.started_at),
             Self::DigestReported(r) => Some(r.utc_offset.start_of(r.date)),
             _ => None,
@@ -439,8 +468,18 @@ impl Report {
                 bigint_column("size", r.size)?;
                 int_column("duration_ms", r.duration_ms).map(drop)
             }
-            // Subscription reports hold no numeric column.
-            _ => Ok(()),
+            // Defined on the wire, not projected yet (crate::owner).
+            Report::EventKept(_) | Report::EventUnkept(_) | Report::DeviceErased(_) | Report::PlanSet(_) => {
+                Err(Unstorable::NotProjected { kind: self.kind().as_str() })
+            }
+            // Subscription reports and deletions hold no numeric column.
+            Report::EventStarted(_)
+            | Report::EventEnded(_)
+            | Report::EventDeleted(_)
+            | Report::SubscriptionSet(_)
+            | Report::SubscriptionDeleted(_)
+            | Report::SubscriptionDeadLettered(_)
+            | Report::DeadLettersReleased(_) => Ok(()),
         }
     }
 
@@ -559,6 +598,15 @@ impl Report {
             }
             Self::SubscriptionSet(r) => r.check().map_err(|e| Invalid::new(ErrorCode::Invalid, e)),
             Self::SubscriptionDeleted(_) | Self::SubscriptionDeadLettered(_) | Self::DeadLettersReleased(_) => Ok(()),
+            Self::EventDeleted(EventDeleted { cid, event_id })
+            | Self::EventKept(EventKept { cid, event_id })
+            | Self::EventUnkept(EventUnkept { cid, event_id }) => policy.check_event(cid, event_id, now),
+            Self::DeviceErased(_) => Ok(()),
+            Self::PlanSet(r) if !(MIN_PLAN_DAYS..=MAX_PLAN_DAYS).contains(&r.retention_days) => Err(Invalid::new(
+                ErrorCode::Invalid,
+                format!("retention_days {} must be {MIN_PLAN_DAYS}..={MAX_PLAN_DAYS}", r.retention_days),
+            )),
+            Self::PlanSet(_) => Ok(()),
         }
     }
 }
@@ -606,6 +654,7 @@ impl SubscriptionSet {
             Report::EventEnded(r) => of_type(&r.event_id),
             Report::SegmentReported(r) => r.events.iter().any(|m| of_type(&m.event_id)),
             Report::DigestReported(_) => true,
+            Report::EventDeleted(r) => of_type(&r.event_id),
             _ => false,
         }
     }
@@ -745,5 +794,75 @@ mod tests {
         for index in [2048, 1 << 31, u32::MAX] {
             assert_eq!(seg(index).validate(&policy(), now).unwrap_err().code, ErrorCode::InvalidMapping, "{index}");
         }
+    }
+
+    #[test]
+    fn an_owners_deletion_is_checked_like_a_devices_report_of_the_event() {
+        let now = Timestamp::now();
+        let Report::EventStarted(ev) = started(now) else { unreachable!() };
+        let deletion = |cid: &str, event_id: EventId| {
+            Report::EventDeleted(EventDeleted { cid: DeviceId::parse(cid).unwrap(), event_id })
+        };
+        assert!(deletion("cam-1", ev.event_id.clone()).validate(&policy(), now).is_ok());
+        assert_eq!(
+            deletion("cam-2", ev.event_id.clone()).validate(&policy(), now).unwrap_err().code,
+            ErrorCode::ForeignEvent
+        );
+        let Report::EventStarted(old) = started(now.plus_millis(-31 * 86_400_000)) else { unreachable!() };
+        assert_eq!(
+            deletion("cam-1", old.event_id).validate(&policy(), now).unwrap_err().code,
+            ErrorCode::PastRetention
+        );
+        let d = deletion("cam-1", ev.event_id.clone());
+        assert_eq!(
+            (d.cid().map(DeviceId::as_str), d.key(), d.kind().as_str()),
+            (Some("cam-1"), "cam-1".into(), "event_deleted")
+        );
+    }
+
+    #[test]
+    fn the_owners_reports_not_projected_yet_are_refused_as_such() {
+        let now = Timestamp::now();
+        let Report::EventStarted(ev) = started(now) else { unreachable!() };
+        let cid = ev.cid.clone();
+        for report in [
+            Report::EventKept(EventKept { cid: cid.clone(), event_id: ev.event_id.clone() }),
+            Report::EventUnkept(EventUnkept { cid: cid.clone(), event_id: ev.event_id.clone() }),
+            Report::DeviceErased(DeviceErased { cid: cid.clone() }),
+            Report::PlanSet(PlanSet { cid: cid.clone(), retention_days: 60 }),
+        ] {
+            let kind = report.kind().as_str();
+            assert_eq!(report.storable(), Err(Unstorable::NotProjected { kind }), "{kind}");
+            assert!(report.validate(&policy(), now).is_err(), "{kind}");
+        }
+        let plan = |retention_days| Report::PlanSet(PlanSet { cid: cid.clone(), retention_days });
+        assert!(plan(6).check_rules(&policy(), now).is_err() && plan(366).check_rules(&policy(), now).is_err());
+        assert!(plan(7).check_rules(&policy(), now).is_ok() && plan(365).check_rules(&policy(), now).is_ok());
+    }
+
+    #[test]
+    fn a_deletion_is_sent_to_subscriptions_of_its_event_type() {
+        let now = Timestamp::now();
+        let Report::EventStarted(ev) = started(now) else { unreachable!() };
+        let deletion = Report::EventDeleted(EventDeleted { cid: ev.cid.clone(), event_id: ev.event_id.clone() });
+        let sub = |kinds: Vec<ReportKind>, types: &[&str]| crate::SubscriptionSet {
+            subscription_id: crate::SubscriptionId::parse("s").unwrap(),
+            url: "https://h.example/x".into(),
+            secrets: vec![crate::Sealed(vec![1; 44])],
+            devices: vec![],
+            device_prefixes: vec![],
+            kinds,
+            event_types: types.iter().map(|t| EventType::parse(t).unwrap()).collect(),
+            cooldown_ms: 0,
+            max_age_ms: None,
+            paused: false,
+            created_at: now,
+        };
+        assert!(sub(vec![], &[]).matches(&deletion));
+        assert!(sub(vec![ReportKind::EventDeleted], &["motion"]).matches(&deletion));
+        assert!(!sub(vec![ReportKind::EventDeleted], &["person"]).matches(&deletion));
+        assert!(!sub(vec![ReportKind::EventStarted], &[]).matches(&deletion));
+        assert!(sub(vec![ReportKind::EventDeleted], &[]).check().is_ok());
+        assert!(sub(vec![ReportKind::EventKept], &[]).check().is_err(), "not sent by this release");
     }
 }

@@ -19,6 +19,14 @@
 //! | | a copy of [`RowData::Segment`] per day of the events it maps | each event's day | the latest filing time of those events |
 //! | | one [`RowData::Mapping`] per event it maps | each event's day (from its id) | each event's filing time |
 //! | digest | [`RowData::Digest`] | its date | the first instant of its date at its offset |
+//! | event deleted | [`RowData::EventDeleted`] | the event's day (from its id) | the event's filing time |
+//!
+//! A deletion marks the event's row deleted (creating it, deleted, if nothing of the event has
+//! arrived yet), and the mark is never taken back: the event leaves every read, and a start, an
+//! end or a segment of it applied later — replayed, duplicated, or simply late — leaves it
+//! deleted. Its count is the partition's live events: a deletion lowers it by one only when
+//! it marks a row that was counted and not yet deleted, in the same write; a row created
+//! deleted is never counted.
 //!
 //! The calendar reads a count per partition rather than counting rows: every store keeps, per
 //! (device, day), the number of event rows in it, raised in the same write as the row and only
@@ -120,6 +128,11 @@ pub enum RowData<'a> {
     },
     /// A digest's row.
     Digest(&'a DigestReported),
+    /// The event is deleted: its row's deleted mark (see the module docs).
+    EventDeleted {
+        /// The event.
+        event_id: &'a EventId,
+    },
 }
 
 impl<'a> RowData<'a> {
@@ -129,7 +142,11 @@ impl<'a> RowData<'a> {
     pub fn counted_event(&self) -> Option<&'a EventId> {
         match self {
             Self::EventStart { event_id, .. } | Self::EventEnd { event_id, .. } => Some(event_id),
-            Self::DeviceOffset { .. } | Self::Segment(_) | Self::Mapping { .. } | Self::Digest(_) => None,
+            Self::DeviceOffset { .. }
+            | Self::Segment(_)
+            | Self::Mapping { .. }
+            | Self::Digest(_)
+            | Self::EventDeleted { .. } => None,
         }
     }
 }
@@ -199,7 +216,13 @@ pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
             rows
         }
         Report::DigestReported(r) => vec![row(r.date, r.utc_offset.start_of(r.date), RowData::Digest(r))],
-        _ => Vec::new(),
+        Report::EventDeleted(r) => vec![event_row(&r.event_id, RowData::EventDeleted { event_id: &r.event_id })],
+        // Not projected by this build: refused before planning (`Report::storable`).
+        Report::EventKept(_) | Report::EventUnkept(_) | Report::DeviceErased(_) | Report::PlanSet(_) => Vec::new(),
+        Report::SubscriptionSet(_)
+        | Report::SubscriptionDeleted(_)
+        | Report::SubscriptionDeadLettered(_)
+        | Report::DeadLettersReleased(_) => Vec::new(),
     }
 }
 
@@ -311,6 +334,10 @@ mod tests {
                 }
             ),
             (arb_ts(), arb_offset(), arb_ts()).prop_map(move |(t, o, rx)| env(
+                Report::EventDeleted(crate::owner::EventDeleted { cid: cid(), event_id: event_id(&policy, t, o, rx) }),
+                rx
+            )),
+            (arb_ts(), arb_offset(), arb_ts()).prop_map(move |(t, o, rx)| env(
                 Report::DigestReported(DigestReported {
                     cid: cid(),
                     date: o.day_of(t).unwrap(),
@@ -356,7 +383,9 @@ mod tests {
             let rows = plan(&envelope, &policy);
             for row in &rows {
                 match &row.data {
-                    RowData::EventStart { event_id, .. } | RowData::EventEnd { event_id, .. } => {
+                    RowData::EventStart { event_id, .. }
+                    | RowData::EventEnd { event_id, .. }
+                    | RowData::EventDeleted { event_id } => {
                         prop_assert_eq!(row.day, event_id.day());
                         prop_assert_eq!(row.trigger, event_id.filed_at(policy.offset));
                         let offset = event_id.offset().unwrap();

@@ -183,8 +183,10 @@ impl SubscriptionSet {
                 return Err(format!("at most {MAX_FILTER_ITEMS} {what}"));
             }
         }
-        if let Some(k) = self.kinds.iter().find(|k| !k.is_device_report()) {
-            return Err(format!("{} is not a report a device makes", k.as_str()));
+        // The reports about a device that this release writes: a device's, and its owner's
+        // deletions (docs/notifications.md).
+        if let Some(k) = self.kinds.iter().find(|k| !k.is_device_report() && **k != ReportKind::EventDeleted) {
+            return Err(format!("{} is not a report about a device that is sent", k.as_str()));
         }
         Ok(())
     }

@@ -293,6 +293,17 @@ fn cases() -> Vec<(&'static str, Envelope)> {
                 received,
             ),
         ),
+        (
+            "event_deleted",
+            env(Report::EventDeleted(EventDeleted { cid: cid("cam-1"), event_id: motion.clone() }), received),
+        ),
+        ("event_kept", env(Report::EventKept(EventKept { cid: cid("cam-1"), event_id: motion.clone() }), received)),
+        (
+            "event_unkept",
+            env(Report::EventUnkept(EventUnkept { cid: cid("cam-1"), event_id: motion.clone() }), received),
+        ),
+        ("device_erased", env(Report::DeviceErased(DeviceErased { cid: cid("cam-1") }), received)),
+        ("plan_set", env(Report::PlanSet(PlanSet { cid: cid("cam-1"), retention_days: 365 }), received)),
     ]
 }
 
@@ -416,7 +427,9 @@ fn invalid_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ("report_variant_4", with_prefix(&[1, 4]), "unknown_variant"),
         // Version 2 knew four variants; variants 4 and 5 came with version 3.
         ("v2_report_variant_4", [&[2u8][..], &started_v3_body(4)].concat(), "unknown_variant"),
+        // Version 3 knew eight variants; variants 8 to 12 came with version 4.
         ("v3_report_variant_8", [&[3u8][..], &started_v3_body(8)].concat(), "unknown_variant"),
+        ("v4_report_variant_13", [&[4u8][..], &started_v3_body(13)].concat(), "unknown_variant"),
         ("end_status_2", ended(2), "unknown_variant"),
         ("option_tag_2", segment_with_audio_tag(2), "invalid_value"),
         ("u32_with_u64_marker", digest(20261122, &[253, 1, 0, 0, 0, 0, 0, 0, 0]), "invalid_value"),

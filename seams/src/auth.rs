@@ -52,6 +52,20 @@ pub struct Claims {
     /// camera sends without an offset (`Z`) is taken in this zone at that instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tz: Option<String>,
+    /// What a viewer may do beyond reading, space-separated (`manage`: delete its devices'
+    /// events, docs/tokens.md); absent: read only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// The scope that lets a viewer manage its devices' footage (delete events).
+pub const MANAGE_SCOPE: &str = "manage";
+
+impl Claims {
+    /// Whether the token's scope holds `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope.as_deref().is_some_and(|s| s.split(' ').any(|x| x == scope))
+    }
 }
 
 /// A device as its token names it.
@@ -269,8 +283,20 @@ impl Auth {
     }
 
     fn issue(&self, sub: String, role: Role, devices: Vec<String>, tz: Option<String>, ttl: Duration) -> String {
+        self.issue_scoped(sub, role, devices, tz, None, ttl)
+    }
+
+    fn issue_scoped(
+        &self,
+        sub: String,
+        role: Role,
+        devices: Vec<String>,
+        tz: Option<String>,
+        scope: Option<String>,
+        ttl: Duration,
+    ) -> String {
         let iat = chrono::Utc::now().timestamp();
-        let claims = Claims { sub, role, devices, iat, exp: iat + ttl.as_secs() as i64, tz };
+        let claims = Claims { sub, role, devices, iat, exp: iat + ttl.as_secs() as i64, tz, scope };
         let keys = self.keys.load();
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(keys.signing_kid.clone());
@@ -290,6 +316,12 @@ impl Auth {
     /// A token that may read `devices`.
     pub fn viewer_token(&self, devices: &[DeviceId], ttl: Duration) -> String {
         self.issue("viewer".into(), Role::Viewer, devices.iter().map(ToString::to_string).collect(), None, ttl)
+    }
+
+    /// A token that may read and manage `devices` (scope [`MANAGE_SCOPE`]).
+    pub fn managing_viewer_token(&self, devices: &[DeviceId], ttl: Duration) -> String {
+        let devices = devices.iter().map(ToString::to_string).collect();
+        self.issue_scoped("viewer".into(), Role::Viewer, devices, None, Some(MANAGE_SCOPE.into()), ttl)
     }
 
     /// Checks the `Authorization: Bearer …` header: 401 when absent, forged or expired.
@@ -362,6 +394,16 @@ impl Auth {
         }
         DeviceId::parse(cid).map_err(|e| ApiError::invalid(ErrorCode::InvalidDeviceId, e.to_string()))
     }
+
+    /// [`Auth::viewer`], and 403 unless the token may also manage (scope [`MANAGE_SCOPE`]).
+    pub fn manager(&self, headers: &HeaderMap, cid: &str) -> Result<DeviceId, ApiError> {
+        let cid = self.viewer(headers, cid)?;
+        let verified = self.verified(headers, chrono::Utc::now().timestamp())?;
+        if !verified.claims.has_scope(MANAGE_SCOPE) {
+            return Err(ApiError::forbidden(format!("this token may read device {cid} but not manage it")));
+        }
+        Ok(cid)
+    }
 }
 
 #[cfg(test)]
@@ -397,6 +439,23 @@ mod tests {
     }
 
     #[test]
+    fn only_a_managing_viewer_of_the_device_may_manage_it() {
+        let auth = Auth::new(&[3u8; 32]);
+        let cam = DeviceId::parse("cam-1").unwrap();
+        let ttl = Duration::from_secs(600);
+        let manager = bearer(&auth.managing_viewer_token(std::slice::from_ref(&cam), ttl));
+        assert_eq!(auth.manager(&manager, "cam-1").unwrap(), cam);
+        assert_eq!(auth.viewer(&manager, "cam-1").unwrap(), cam, "a manager reads too");
+        let forbidden = |r: Result<DeviceId, ApiError>| r.unwrap_err().status == axum::http::StatusCode::FORBIDDEN;
+        assert!(forbidden(auth.manager(&manager, "cam-2")), "another camera");
+        assert!(
+            forbidden(auth.manager(&bearer(&auth.viewer_token(std::slice::from_ref(&cam), ttl)), "cam-1")),
+            "read only"
+        );
+        assert!(forbidden(auth.manager(&bearer(&auth.device_token(&cam, ttl)), "cam-1")), "a device");
+    }
+
+    #[test]
     fn tokens_without_a_kid_verify_with_the_default_key() {
         let secret = [7u8; 32];
         let claims = Claims {
@@ -406,6 +465,7 @@ mod tests {
             exp: chrono::Utc::now().timestamp() + 600,
             iat: chrono::Utc::now().timestamp(),
             tz: None,
+            scope: None,
         };
         let legacy = encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&secret)).unwrap();
         let auth = Auth::from_ring(KeyRing {
@@ -440,7 +500,7 @@ mod tests {
     }
 
     fn device_claims(sub: &str, iat: i64, exp: i64) -> Claims {
-        Claims { sub: sub.into(), role: Role::Device, devices: vec![], exp, iat, tz: None }
+        Claims { sub: sub.into(), role: Role::Device, devices: vec![], exp, iat, tz: None, scope: None }
     }
 
     fn signed(claims: &Claims, kid: &str, secret: &[u8]) -> String {

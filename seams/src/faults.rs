@@ -257,6 +257,14 @@ impl ProjectionStore for FaultyStore {
         self.read().await?;
         self.inner.dead_letters(subscription, limit).await
     }
+    async fn purges(&self, limit: u32) -> Result<Vec<crate::store::Purge>, StoreError> {
+        self.read().await?;
+        self.inner.purges(limit).await
+    }
+    async fn purged(&self, done: &[crate::store::Purge]) -> Result<(), StoreError> {
+        self.read().await?;
+        self.inner.purged(done).await
+    }
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
         self.read().await?;
         self.inner.calendar(cid, from, to).await

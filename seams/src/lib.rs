@@ -27,7 +27,7 @@ pub mod conformance;
 pub use blob::{BlobError, BlobSigner, ObjectKey, PresignedRequest};
 pub use log::{Consumed, LogConsumer, LogError, LogRecord, Position, ReportLog};
 pub use store::{
-    DayPage, DeadLetterView, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, Quarantined,
+    DayPage, DeadLetterView, DigestView, EventDetail, EventStatus, EventView, ProjectionStore, Purge, Quarantined,
     SegmentView, StoreError, SubscriptionView,
 };
 

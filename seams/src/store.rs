@@ -138,6 +138,21 @@ pub struct DeadLetterView {
     pub dead_at: Timestamp,
 }
 
+/// An object of the object store that a deletion left to no live event: the deleted event's
+/// snapshot, or a segment no other live event maps. Kept by the store, in the deleted event's
+/// partition (it expires with it), until whoever deletes objects confirms it
+/// ([`ProjectionStore::purged`]); a rebuild from the log lists it again, and deleting an object
+/// that is gone is no error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purge {
+    /// The device.
+    pub cid: DeviceId,
+    /// The deleted event's day (the partition the purge is kept in).
+    pub day: Day,
+    /// The object's key (`crate::blob::ObjectKey`'s layout).
+    pub key: String,
+}
+
 /// A device's digest for one day.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DigestView {
@@ -212,6 +227,13 @@ impl StoreError {
 ///   applies one batch after another), so a replay leaves identical tables.
 /// * `apply` refuses a batch holding a record that breaks `schemas::Report::storable` with
 ///   [`StoreError::Rejected`] naming the record, before writing anything.
+/// * A deletion (`schemas::EventDeleted`) marks the event deleted for good (`schemas::rows`):
+///   no read returns it, its partition's count drops by one exactly once (a count is of the
+///   live events), and a start, end or segment of it applied before or after — replayed,
+///   duplicated, late — leaves it deleted. In the same `apply`, the store lists the event's
+///   snapshot, and each segment it maps that no other event not deleted maps, as
+///   [`Purge`]s. A segment whose report is applied after the deletion is hidden with the event
+///   but not purged (it goes with its day, by retention).
 /// * Subscription changes are kept outside the day partitions, never expire, and resolve by
 ///   write stamp like every row: of a subscription's changes the newest wins, a deletion
 ///   included (an older change replayed after it does not bring it back). Dead letters
@@ -237,6 +259,13 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
 
     /// Up to `limit` dead letters of `subscription`, oldest first (then by `webhook-id`).
     async fn dead_letters(&self, subscription: &SubscriptionId, limit: u32) -> Result<Vec<DeadLetterView>, StoreError>;
+
+    /// Up to `limit` objects left to no live event by deletions ([`Purge`]), in no particular
+    /// order, until [`ProjectionStore::purged`] forgets them.
+    async fn purges(&self, limit: u32) -> Result<Vec<Purge>, StoreError>;
+
+    /// Forgets purges (as `purges` returned them) whose objects are deleted.
+    async fn purged(&self, done: &[Purge]) -> Result<(), StoreError>;
 
     /// Event counts per day for `cid` on days `from..=to`; days with no events are omitted.
     /// Reads one kept count per day (see the contract above), whatever the day holds.

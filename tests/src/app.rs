@@ -99,6 +99,12 @@ impl TestApp {
         self.auth().viewer_token(&cids, Duration::from_secs(86_400))
     }
 
+    /// A token that may read and manage `cids` (as `daybook token viewer --manage`).
+    pub fn managing_viewer_token(&self, cids: &[&str]) -> String {
+        let cids: Vec<DeviceId> = cids.iter().map(|c| DeviceId::parse(c).expect("valid device id")).collect();
+        self.auth().managing_viewer_token(&cids, Duration::from_secs(86_400))
+    }
+
     fn auth(&self) -> seams::auth::Auth {
         daybook::secrets::auth(self.dir.path()).expect("token secret")
     }

@@ -55,6 +55,14 @@ impl Http {
         self.post_raw(path, body.to_string()).await
     }
 
+    /// DELETEs; returns status and JSON (or `Value::Null`).
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        let resp =
+            self.client.delete(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     /// GETs JSON.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         let resp =

@@ -361,3 +361,181 @@ pub async fn refuse_bad_viewer_input(viewer: &Http, e: &Expect, other_device: &s
     let (s, _) = viewer.get(&format!("/v1/devices/{}/digests/2020-01-01", e.cid)).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// What [`delete_as_owner`] needs besides the device's [`Expect`]: a read-only viewer of the
+/// device, a viewer of another device, a managing viewer of the device, the device itself.
+#[derive(Debug)]
+pub struct Owners<'a> {
+    /// May read the device, not manage it.
+    pub reader: &'a Http,
+    /// May manage another device only.
+    pub stranger: &'a Http,
+    /// May manage the device (scope `manage`).
+    pub manager: &'a Http,
+    /// The device's own token.
+    pub device: &'a Http,
+}
+
+/// The owner deletes event A (docs/viewer-api.md, Deleting an event): 403 for every token
+/// that may not manage the device, 202 for one that may; once projected, A leaves the day page,
+/// its detail and the calendar's count (by exactly one), its snapshot and the segment only it
+/// mapped are deleted from the object store (their presigned URLs answer 404) while the segment
+/// B shares stays; a segment of A reported after the deletion does not bring it back; a second
+/// deletion of it is 404. Returns `e` without A.
+pub async fn delete_as_owner(o: &Owners<'_>, e: &Expect, timeout: Duration) -> Expect {
+    let path = format!("/v1/events/{}", e.a);
+    let (s, detail) = o.manager.get(&path).await;
+    assert_eq!(s, StatusCode::OK, "{detail}");
+    let snapshot_url = detail["snapshot_url"].as_str().unwrap().to_owned();
+    let urls: Vec<(String, String)> = detail["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["segment_id"].as_str().unwrap().to_owned(), s["url"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(download(&snapshot_url).await.0, StatusCode::OK);
+    let only_a = &e.segments[0].0;
+    let shared = &e.segments[1].0;
+
+    for (who, http) in
+        [("a read-only viewer", o.reader), ("another camera's viewer", o.stranger), ("the device", o.device)]
+    {
+        let (s, body) = http.delete(&path).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{who}: {body}");
+        assert_eq!(body["error"]["code"], "forbidden", "{who}: {body}");
+    }
+    let (s, body) = o.manager.delete("/v1/events/not-an-id").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (s, body) = o.manager.delete(&path).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"accepted": true, "event_id": e.a}));
+
+    // Projected: gone from every read, the count one lower.
+    let day = &e.a[..8];
+    let date = format!("{}-{}-{}", &day[..4], &day[4..6], &day[6..]);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (s, _) = o.manager.get(&path).await;
+        if s == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the deletion of {} is not projected after {timeout:?}", e.a);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut rest = e.clone();
+    rest.today.retain(|id| id != &e.a);
+    let (_, cal) = o.reader.get(&format!("/v1/devices/{}/calendar?days=30", e.cid)).await;
+    assert_eq!(cal["days"][0]["date"], date.as_str(), "{cal}");
+    assert_eq!(cal["days"][0]["events"].as_u64(), Some(rest.today.len() as u64), "{cal}");
+    let listed = list_day(o.reader, &e.cid, &date).await;
+    assert_eq!(listed, rest.today, "the day page lists every event but the deleted one");
+    let (s, b) = o.reader.get(&format!("/v1/events/{}", e.b)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["segments"].as_array().map(Vec::len), Some(1), "B keeps the segment it shares: {b}");
+
+    // The objects only A had go; the shared one stays.
+    loop {
+        let gone = download(&snapshot_url).await.0 == StatusCode::NOT_FOUND;
+        let only = urls.iter().find(|(id, _)| id == only_a).unwrap();
+        if gone && download(&only.1).await.0 == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A's objects are still there after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kept = urls.iter().find(|(id, _)| id == shared).unwrap();
+    assert_eq!(download(&kept.1).await.0, StatusCode::OK, "the segment B maps is kept");
+
+    // A segment of A reported after its deletion: A stays deleted.
+    let late = upload_segment(o.device, &e.cid, b"late bytes").await;
+    let (st, body) = o
+        .device
+        .post(
+            &format!("/v1/devices/{}/segments", e.cid),
+            &json!({"segment_id": late, "size": 10, "started_at": ts(Utc::now() - chrono::Duration::seconds(1)),
+                    "duration_ms": 1000, "media": media(),
+                    "events": [{"event_id": e.a, "index": 2, "start_offset": 0, "end_offset": 10}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    // Projected in log order after it: an event of B's reported after it shows once it is.
+    let (st, body) = o
+        .device
+        .post(
+            &format!("/v1/devices/{}/events/{}/end", e.cid, e.b),
+            &json!({"ended_at": ts(Utc::now()), "status": "complete"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    loop {
+        let (_, b) = o.reader.get(&format!("/v1/events/{}", e.b)).await;
+        if b["status"] == "complete" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B's new end is not projected after {timeout:?}: {b}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(o.manager.get(&path).await.0, StatusCode::NOT_FOUND, "a late segment does not resurrect A");
+    assert_eq!(list_day(o.reader, &e.cid, &date).await, rest.today);
+    let (s, body) = o.manager.delete(&path).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "deleted already: {body}");
+    rest
+}
+
+/// Every event id the day page lists for `date`, page after page.
+pub async fn list_day(viewer: &Http, cid: &str, date: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/devices/{cid}/events?date={date}&limit=100");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (s, page) = viewer.get(&path).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        out.extend(page["events"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+/// Removes what differs between two servers answering the same thing: presigned URLs.
+pub fn strip(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "url" | "snapshot_url"))
+                .map(|(k, v)| (k.clone(), strip(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Everything a viewer can read about `e`'s device: calendar, every day page, every event's
+/// detail (URLs removed).
+pub async fn answers(viewer: &Http, e: &Expect) -> Value {
+    let cid = &e.cid;
+    let (s, cal) = viewer.get(&format!("/v1/devices/{cid}/calendar?days=30")).await;
+    assert_eq!(s, StatusCode::OK, "{cal}");
+    let mut out = json!({"calendar": strip(&cal)});
+    for day in cal["days"].as_array().unwrap().iter().filter(|d| d["events"].as_u64() > Some(0)) {
+        let date = day["date"].as_str().unwrap();
+        let (s, page) = viewer.get(&format!("/v1/devices/{cid}/events?date={date}&limit=100")).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        for ev in page["events"].as_array().unwrap() {
+            let id = ev["event_id"].as_str().unwrap();
+            let (s, detail) = viewer.get(&format!("/v1/events/{id}?limit=200")).await;
+            assert_eq!(s, StatusCode::OK, "{detail}");
+            out["events"][id] = strip(&detail);
+        }
+        out["days"][date] = strip(&page);
+    }
+    let (s, digest) = viewer.get(&format!("/v1/devices/{cid}/digests/{}", e.digest.0)).await;
+    assert_eq!(s, StatusCode::OK, "{digest}");
+    out["digest"] = strip(&digest);
+    out
+}

@@ -1,5 +1,5 @@
-// The viewer API client (README.md, "Viewer API"): GETs on this origin with the session's
-// token, waiting out "busy" answers and network failures, and the sentences a person reads
+// The viewer API client (docs/viewer-api.md): GETs (and a managing viewer's DELETEs) on this
+// origin with the session's token, waiting out "busy" answers and network failures, and the sentences a person reads
 // for a failed request. The client owns one piece of state, the wait shared by requests that
 // hit "busy"; the token is read from the session object at each request.
 
@@ -69,12 +69,18 @@ export function createApi({ session, notice, onUnauthorized, fetch: send = (...a
 
   // GETs `path` from the viewer API. 401 signs out (unless `authErrors` asks for the error);
   // 429/503 and network failures wait and retry (unless `quiet`, for background refreshes).
-  async function get(path, { quiet = false, authErrors = false } = {}) {
+  const get = (path, options) => request('GET', path, options);
+
+  // DELETEs `path` (a managing viewer's deletion): the answer's JSON, retried like a GET (a
+  // deletion sent twice is one deletion).
+  const del = (path, options) => request('DELETE', path, options);
+
+  async function request(method, path, { quiet = false, authErrors = false } = {}) {
     let backoff = 2;
     for (;;) {
       let res;
       try {
-        res = await send(path, { headers: { authorization: `Bearer ${session.token}`, accept: 'application/json' }, cache: 'no-store' });
+        res = await send(path, { method, headers: { authorization: `Bearer ${session.token}`, accept: 'application/json' }, cache: 'no-store' });
       } catch {
         if (quiet) throw new ApiError(0, 'network', 'offline');
         await waitBusy(backoff, 'daybook cannot be reached (network or server down).');
@@ -104,5 +110,5 @@ export function createApi({ session, notice, onUnauthorized, fetch: send = (...a
     }
   }
 
-  return { get };
+  return { get, del };
 }

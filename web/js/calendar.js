@@ -58,13 +58,16 @@ export function createCalendar({ api, view, session, day, pollMs }) {
     const today = view.days[0]?.date;
     for (const d of days) {
       const level = heatLevel(d.events, max);
-      const label = `${fmtDayLong(d.date)}${d.date === today ? ' (today)' : ''}: ${plural(d.events, 'event')}`;
+      // The name starts with what the cell shows (its date's number, then its count), so a
+      // person who says what they see (voice control) names it (WCAG 2.5.3, Label in Name).
+      const num = String(dayUtc(d.date).getUTCDate());
+      const label = `${num}: ${plural(d.events, 'event')}, ${fmtDayLong(d.date)}${d.date === today ? ' (today)' : ''}`;
       cells.push(
         el('button', {
           type: 'button', role: 'gridcell', class: `day h${level}${d.date === today ? ' today' : ''}`,
           'data-date': d.date, 'aria-label': label, title: label, 'aria-selected': String(d.date === view.day),
           tabindex: d.date === view.day ? '0' : '-1', onclick: () => day.selectDay(d.date),
-        }, el('span', { class: 'd', text: String(dayUtc(d.date).getUTCDate()) }), el('span', { class: 'n', text: String(d.events) })),
+        }, el('span', { class: 'd', text: num }), ' ', el('span', { class: 'n', text: String(d.events) })),
       );
     }
     // Rows of seven for the grid role; `display: contents` keeps one CSS grid.

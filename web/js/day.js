@@ -9,6 +9,9 @@ import { PAGE_SIZE, writeHash } from './state.js';
 import { SignedOut, explain } from './api.js';
 import { markSelectedDay, renderZone } from './calendar.js';
 
+// In place of a snapshot: a placeholder the eye reads; the row's name says nothing of it.
+const noSnapshot = () => el('span', { class: 'thumb none', text: 'no snapshot', 'aria-hidden': 'true' });
+
 const skeleton = () => [el('div', { class: 'skeleton' }), el('div', { class: 'skeleton' })];
 
 export function createDay({ api, view, player }) {
@@ -115,14 +118,15 @@ export function createDay({ api, view, player }) {
     const dur = fmtDuration(e.duration_ms) ?? (e.status === 'open' ? 'ongoing' : '—');
     const thumb = e.snapshot_url
       ? el('img', { class: 'thumb', src: e.snapshot_url, alt: '', loading: 'lazy', decoding: 'async', width: 96, height: 60 })
-      : el('span', { class: 'thumb none', text: 'no snapshot' });
-    if (thumb.tagName === 'IMG')
-      thumb.addEventListener('error', () => thumb.replaceWith(el('span', { class: 'thumb none', text: 'no snapshot' })), { once: true });
+      : noSnapshot();
+    if (thumb.tagName === 'IMG') thumb.addEventListener('error', () => thumb.replaceWith(noSnapshot()), { once: true });
+    // The name says what the row shows, in its order (WCAG 2.5.3, Label in Name), then the action.
+    const what = `${e.type} · ${dur}`;
     return el('button', {
       type: 'button', class: 'event', 'data-event-id': e.event_id,
-      'aria-label': `${e.type} at ${time}, ${dur}, ${status}. Play`, onclick: () => player.openEvent(e),
+      'aria-label': `${time}, ${what}, ${status}. Play`, onclick: () => player.openEvent(e),
     }, thumb,
-    el('span', {}, el('span', { class: 'time', text: time }), el('span', { class: 'what', text: `${e.type} · ${dur}` })),
+    el('span', {}, el('span', { class: 'time', text: time }), ' ', el('span', { class: 'what', text: what })), ' ',
     el('span', { class: `status ${e.status}`, text: status }));
   }
 
@@ -172,5 +176,13 @@ export function createDay({ api, view, player }) {
     }
   });
 
-  return { selectDay, renderTypes, showLoading, showFailure, offerNew };
+  // An event the viewer deleted: its row goes at once (the deletion is durable; the store
+  // drops it within a second or so), and the day reloads once the calendar's count has.
+  function dropEvent(id) {
+    const row = [...$('events').querySelectorAll('.event')].find((b) => b.dataset.eventId === id);
+    row?.remove();
+    if (!$('events').querySelector('.event')) $('events').replaceChildren(emptyDay());
+  }
+
+  return { selectDay, renderTypes, showLoading, showFailure, offerNew, dropEvent };
 }

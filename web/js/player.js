@@ -7,15 +7,18 @@ import { $, el } from './dom.js';
 import { STATUS, eventWhenText, fmtClock, fmtDayShort, fmtDuration, localZone, toDate } from './format.js';
 import { buildClip, clipTimeAt, digestClip, locate, pastPieceEnd, stepSpeed } from './clip.js';
 import { ApiError, SignedOut, explain } from './api.js';
+import { mayManage } from './session.js';
 
-export function createPlayer({ api, view }) {
+// `session` says whether the viewer may delete the event shown; `onDeleted(event)` is told once
+// a deletion is accepted (the dialog has closed).
+export function createPlayer({ api, view, session = null, onDeleted = () => {} }) {
   const dialog = $('player');
   const video = $('video');
   // clip: what plays (clip.js); i: the piece loaded in the <video> (-1 none); pendingSeek: where
   // to seek once the piece's metadata loads; rate: the chosen speed; raf: the frame watch;
   // dragging: the scrubber is held; reload: opens what plays again (fresh presigned links);
   // refreshed: reload was used once already; ended: the clip played to its end.
-  const P = { clip: null, i: -1, pendingSeek: null, rate: 1, raf: 0, dragging: false, reload: null, refreshed: false, ended: false };
+  const P = { clip: null, i: -1, pendingSeek: null, rate: 1, raf: 0, dragging: false, reload: null, refreshed: false, ended: false, event: null };
 
   function playerMessage(text, action) {
     const msg = $('player-msg');
@@ -32,6 +35,8 @@ export function createPlayer({ api, view }) {
     $('scrub').value = '0';
     $('clock').textContent = '0:00 / 0:00';
     setControls(false);
+    P.event = null;
+    showManage(false);
     playerMessage('Loading…');
     if (!dialog.open) dialog.showModal();
     $('play').focus();
@@ -57,7 +62,53 @@ export function createPlayer({ api, view }) {
     openPlayer(`${e.type} · ${when}`, `${dur} · ${STATUS[e.status] ?? e.status} · ${localZone} · camera ${view.device}`);
     P.reload = () => openEvent(e);
     P.refreshed = false;
+    P.event = e;
+    showManage(mayManage(session?.claims));
     await loadEventClip(e, 0);
+  }
+
+  // The delete button (a managing viewer, an event shown), its confirmation folded away.
+  function showManage(on) {
+    $('player-manage').hidden = !on;
+    $('delete-confirm').hidden = true;
+    $('delete-event').hidden = false;
+    $('delete-event').disabled = false;
+    $('delete-status').textContent = '';
+  }
+
+  function askDelete() {
+    $('delete-event').hidden = true;
+    $('delete-confirm').hidden = false;
+    $('delete-no').focus();
+  }
+
+  function cancelDelete() {
+    $('delete-confirm').hidden = true;
+    $('delete-event').hidden = false;
+    $('delete-event').focus();
+  }
+
+  async function confirmDelete() {
+    const e = P.event;
+    if (!e) return;
+    for (const id of ['delete-yes', 'delete-no']) $(id).disabled = true;
+    $('delete-status').textContent = 'Deleting…';
+    try {
+      await api.del(`/v1/events/${encodeURIComponent(e.event_id)}`);
+    } catch (err) {
+      if (err instanceof SignedOut) return;
+      for (const id of ['delete-yes', 'delete-no']) $(id).disabled = false;
+      // Deleted already (by another tab, or a retry after the first went through).
+      if (!(err instanceof ApiError && err.status === 404)) {
+        $('delete-status').textContent = err instanceof ApiError && err.status === 403
+          ? 'This token may watch this camera but not delete its events.'
+          : 'The deletion did not go through. Try again.';
+        return;
+      }
+    }
+    for (const id of ['delete-yes', 'delete-no']) $(id).disabled = false;
+    if (P.event === e && dialog.open) dialog.close();
+    onDeleted(e);
   }
 
   // The event with all its segments: the API pages them (at most 2048 per event, 200 a page).
@@ -259,6 +310,9 @@ export function createPlayer({ api, view }) {
   }
 
   $('player-close').addEventListener('click', () => dialog.close());
+  $('delete-event').addEventListener('click', askDelete);
+  $('delete-no').addEventListener('click', cancelDelete);
+  $('delete-yes').addEventListener('click', confirmDelete);
   dialog.addEventListener('close', stopVideo);
   dialog.addEventListener('keydown', onPlayerKey);
   $('play').addEventListener('click', togglePlay);

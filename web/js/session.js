@@ -32,6 +32,12 @@ export function tokenProblem(claims, now = Date.now()) {
   return null;
 }
 
+// Whether a token's claims let it manage its cameras' footage (delete events): the scope
+// `manage` (daybook token viewer --manage). The server checks it again at each change.
+export function mayManage(claims) {
+  return typeof claims?.scope === 'string' && claims.scope.split(' ').includes('manage');
+}
+
 // The tab's stored token (null when none); keeping and forgetting it.
 export const storedToken = (storage = sessionStorage) => storage.getItem(TOKEN_KEY);
 export const keepToken = (token, storage = sessionStorage) => storage.setItem(TOKEN_KEY, token);

@@ -3,7 +3,9 @@
 // to byte ranges of segments), then drives Debian's Chromium with Playwright through what a
 // person does: a wrong token, sign in, the calendar, three pages of a day, skipping empty days,
 // the type filter, playing a clip across two segments, a missing segment, the night digest,
-// phone width and a rejected session. Run by web/tests/run.sh.
+// deleting an event as a managing viewer (with its confirmation), phone width and a rejected
+// session; axe-core checks the page at each of its states for serious violations. Run by
+// web/tests/run.sh.
 
 import { spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -21,6 +23,7 @@ const artifacts = process.env.DAYBOOK_ARTIFACTS || join(here, '../../target/web-
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 const modules = process.env.DAYBOOK_NODE_MODULES || join(process.env.HOME, '.cache/daybook/web-test/node_modules');
 const { chromium } = createRequire(join(modules, 'noop.js'))('playwright-core');
+const axeSource = readFileSync(join(modules, 'axe-core/axe.min.js'), 'utf8');
 mkdirSync(artifacts, { recursive: true });
 
 const step = (msg) => console.error(`-- ${msg}`);
@@ -188,6 +191,19 @@ async function expectText(locator, pattern, what) {
   } catch {
     throw new Error(`${what}: expected ${pattern}, found ${JSON.stringify(await locator.allTextContents())}`);
   }
+}
+
+// axe-core on the page as it is: no serious or critical violation (WCAG 2 A/AA rules). Loaded
+// through the DevTools protocol, which the page's CSP does not govern.
+async function axeCheck(page, what) {
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(axeSource);
+  const violations = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+  });
+  assert.deepEqual(violations, [], `axe-core, ${what}`);
+  step(`axe-core: no serious violation (${what})`);
 }
 
 const rowIds = (page) => page.locator('#events .event').evaluateAll((rows) => rows.map((r) => r.dataset.eventId));
@@ -391,6 +407,54 @@ async function main() {
   else await expectText(page.locator('#player-msg'), /No digest/, 'no digest');
   await page.keyboard.press('Escape');
 
+  step('a read-only viewer is not offered deletion');
+  await axeCheck(page, 'the day page');
+  await page.locator(`#events .event[data-event-id="${s.busy[5].id}"]`).click();
+  await page.locator('#player[open]').waitFor();
+  assert.ok(await page.locator('#player-manage').isHidden(), 'no delete button without the scope manage');
+  await page.keyboard.press('Escape');
+
+  step('a managing viewer deletes an event, after confirming');
+  const manager = token('viewer', CAM, '--manage');
+  const victim = s.busy[5];
+  const before = await (await fetch(`${base}/v1/events/${encodeURIComponent(victim.id)}`, { headers: { authorization: `Bearer ${manager}` } })).json();
+  assert.equal((await fetch(before.snapshot_url)).status, 200, 'the snapshot is stored');
+  await page.click('#signout');
+  await submit(manager);
+  await page.locator('#viewer').waitFor();
+  await cell(s.busyDate).click();
+  await waitRows(page, PAGE_SIZE);
+  await page.locator(`#events .event[data-event-id="${victim.id}"]`).click();
+  await page.locator('#player[open]').waitFor();
+  await page.locator('#delete-event').waitFor();
+  await axeCheck(page, 'the player with the delete button');
+  await page.click('#delete-event');
+  await page.locator('#delete-confirm').waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'delete-no', 'the safe answer has the focus');
+  await axeCheck(page, 'the deletion\u2019s confirmation');
+  await shot(page, '12-delete-confirm');
+  await page.click('#delete-no');
+  assert.ok(await page.locator('#delete-confirm').isHidden(), 'keeping it folds the question away');
+  assert.ok(await page.locator('#player[open]').isVisible(), 'and the event stays open');
+  await page.click('#delete-event');
+  await page.click('#delete-yes');
+  await page.locator('#player[open]').waitFor({ state: 'detached' });
+  await expectText(page.locator('#notice-text'), /Deleted the motion event/, 'deletion notice');
+  assert.equal(await page.locator(`#events .event[data-event-id="${victim.id}"]`).count(), 0, 'its row is gone');
+  await expectText(cell(s.busyDate).locator('.n'), /^24$/, 'the day counts one event less');
+  await expectText(page.locator('#day-sub'), /24 events/, 'day header after the deletion');
+  await waitRows(page, PAGE_SIZE);
+  assert.ok(!(await rowIds(page)).includes(victim.id), 'the reloaded day does not list it');
+  const gone = await fetch(`${base}/v1/events/${encodeURIComponent(victim.id)}`, { headers: { authorization: `Bearer ${manager}` } });
+  assert.equal(gone.status, 404, 'the event is gone from the API');
+  const deadline = Date.now() + 15_000;
+  while ((await fetch(before.snapshot_url)).status !== 404) {
+    assert.ok(Date.now() < deadline, 'the snapshot is deleted from the object store');
+    await sleep(200);
+  }
+  await shot(page, '13-deleted');
+  await page.click('#notice-close');
+
   step('phone width');
   await page.setViewportSize({ width: 390, height: 844 });
   await shot(page, '10-phone');
@@ -406,7 +470,7 @@ async function main() {
   await page.evaluate((t) => sessionStorage.setItem('daybook.token', t), forged);
   await page.reload();
   await expectText(page.locator('#signin-error'), /did not accept this token/, 'rejected session');
-  await shot(page, '12-session-refused');
+  await shot(page, '14-session-refused');
 
   assert.deepEqual(problems, [], 'no script errors or CSP violations');
   console.log(JSON.stringify({ ok: true, artifacts }));

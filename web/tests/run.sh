@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The viewer page's browser test (docs/viewer-page.md): starts `daybook run`, seeds a
-# camera's day through the device API, drives Debian's Chromium with Playwright and saves
-# screenshots.
+# camera's day through the device API, drives Debian's Chromium with Playwright, checks the
+# page with axe-core and saves screenshots.
 #
 #   DAYBOOK_BIN=target/debug/daybook web/tests/run.sh
 #
 # Installs what it needs once per machine: Debian's `chromium` package (apt, when missing;
-# never a browser download) and the `playwright-core` npm package under
+# never a browser download) and the `playwright-core` and `axe-core` npm packages under
 # ~/.cache/daybook/web-test. Screenshots go to $DAYBOOK_ARTIFACTS (default
 # target/web-artifacts).
 set -euo pipefail
@@ -14,6 +14,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cache="${DAYBOOK_CACHE:-$HOME/.cache/daybook}/web-test"
 playwright_version=1.57.0
+axe_version=4.14.1
 
 : "${DAYBOOK_BIN:?set DAYBOOK_BIN to the built daybook binary (cargo build -p daybook)}"
 export DAYBOOK_BIN="$(cd "$(dirname "$DAYBOOK_BIN")" && pwd)/$(basename "$DAYBOOK_BIN")"
@@ -29,12 +30,17 @@ if [[ ! -x "$CHROMIUM" ]]; then
 fi
 command -v node >/dev/null || { echo "node (18 or newer) is needed to drive the browser" >&2; exit 1; }
 
-if [[ ! -f "$cache/node_modules/playwright-core/package.json" ]] ||
-    [[ $(node -p "require('$cache/node_modules/playwright-core/package.json').version") != "$playwright_version" ]]; then
-    echo "== installing playwright-core $playwright_version into $cache" >&2
+installed() {
+    [[ -f "$cache/node_modules/$1/package.json" ]] &&
+        [[ $(node -p "require('$cache/node_modules/$1/package.json').version") == "$2" ]]
+}
+if ! installed playwright-core "$playwright_version" || ! installed axe-core "$axe_version"; then
+    echo "== installing playwright-core $playwright_version and axe-core $axe_version into $cache" >&2
     mkdir -p "$cache"
-    # playwright-core has no install script and downloads no browser.
-    (cd "$cache" && npm install --silent --no-audit --no-fund --no-save "playwright-core@$playwright_version")
+    # Neither has an install script; playwright-core downloads no browser. One command for both:
+    # an install of one alone would drop the other (nothing lists them in a package.json).
+    (cd "$cache" && npm install --silent --no-audit --no-fund --no-save \
+        "playwright-core@$playwright_version" "axe-core@$axe_version")
 fi
 
 mkdir -p "$DAYBOOK_ARTIFACTS"

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS reports (
     type        VARCHAR NOT NULL,   -- event_started, event_ended, segment_reported, digest_reported
     schema      USMALLINT NOT NULL,
     received_at TIMESTAMP,          -- UTC
-    event_id    VARCHAR,            -- event_started, event_ended
+    event_id    VARCHAR,            -- event_started, event_ended, event_deleted
     happened_at TIMESTAMP,          -- UTC: triggered_at, ended_at or started_at
     segment_id  VARCHAR,            -- segment_reported, digest_reported
     size        UBIGINT,
@@ -56,12 +56,13 @@ CREATE TABLE IF NOT EXISTS reports (
 
 # Events per day as the viewer's calendar counts them: an event is counted on its trigger day
 # (the event id's YYYYMMDD prefix, the day at the service's --day-offset) once, however many
-# reports name it (a repeated start, a start and an end).
+# reports name it (a repeated start, a start and an end), unless its owner deleted it.
 CALENDAR = """
 SELECT CAST(strptime(split_part(event_id, '.', 1), '%Y%m%d') AS DATE) AS day,
        count(DISTINCT event_id) AS events
 FROM reports
 WHERE cid = $cid AND type IN ('event_started', 'event_ended')
+  AND event_id NOT IN (SELECT event_id FROM reports WHERE cid = $cid AND type = 'event_deleted')
 GROUP BY day
 HAVING day > CAST($today AS DATE) - CAST($days AS INTEGER)
 ORDER BY day DESC

@@ -119,6 +119,9 @@ pub enum TokenCmd {
         data: DataArgs,
         #[command(flatten)]
         ttl: TtlArgs,
+        /// The token may also manage the devices' footage: delete events (scope `manage`).
+        #[arg(long)]
+        manage: bool,
     },
     /// Refuse device CID's tokens issued before a time (default: now). Running processes
     /// on the same data directory apply it within 5 seconds.
@@ -278,10 +281,14 @@ fn token(cmd: TokenCmd) -> anyhow::Result<()> {
                 format!("device {cid}"),
             )
         }
-        TokenCmd::Viewer { cids, data, ttl } => {
+        TokenCmd::Viewer { cids, data, ttl, manage } => {
             let cids = cids.iter().map(|c| DeviceId::parse(c)).collect::<Result<Vec<_>, _>>()?;
             let names = cids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-            (crate::secrets::auth(&data.data_dir)?.viewer_token(&cids, ttl.or_days(30)?), format!("viewer of {names}"))
+            let auth = crate::secrets::auth(&data.data_dir)?;
+            match manage {
+                true => (auth.managing_viewer_token(&cids, ttl.or_days(30)?), format!("managing viewer of {names}")),
+                false => (auth.viewer_token(&cids, ttl.or_days(30)?), format!("viewer of {names}")),
+            }
         }
         TokenCmd::Revoke { cid, before, data } => {
             let cid = DeviceId::parse(&cid)?;

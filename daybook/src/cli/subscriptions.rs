@@ -335,9 +335,14 @@ fn apply_filters(s: &mut SubscriptionSet, f: &Filters, replace_empty: bool) -> a
             .kinds
             .iter()
             .map(|k| {
-                ReportKind::parse(k).filter(|k| k.is_device_report()).with_context(|| {
-                    format!("--kind {k}: one of event_started, event_ended, segment_reported, digest_reported")
-                })
+                ReportKind::parse(k).filter(|k| k.is_device_report() || *k == ReportKind::EventDeleted).with_context(
+                    || {
+                        format!(
+                            "--kind {k}: one of event_started, event_ended, segment_reported, digest_reported, \
+                             event_deleted"
+                        )
+                    },
+                )
             })
             .collect::<Result<_, _>>()?;
     }

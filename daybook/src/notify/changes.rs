@@ -1,4 +1,5 @@
-//! Putting a subscription change on the log, from the command line.
+//! Putting a subscription change on the log, from the command line (and an owner's report, from a
+//! `daybook api` process beside the one that ingests).
 //!
 //! Kafka takes appends from any process. The embedded log has one appending process (the one
 //! holding `log/LOCK`): when no daybook runs on the data directory, the command appends itself;
@@ -42,7 +43,12 @@ pub fn record(report: Report) -> LogRecord {
 /// Appends `report` (a subscription change) to the log `config` names; returns once durable.
 pub async fn submit(report: Report, config: &LogConfig, data_dir: &Path) -> anyhow::Result<()> {
     debug_assert!(!report.kind().is_device_report());
-    let record = record(report);
+    submit_record(record(report), config, data_dir).await
+}
+
+/// [`submit`] for a record made already (an owner's report, from a `daybook api` process that
+/// does not append to the embedded log itself).
+pub async fn submit_record(record: LogRecord, config: &LogConfig, data_dir: &Path) -> anyhow::Result<()> {
     if matches!(config.url, LogUrl::Embedded) {
         match crate::in_use::AppendLock::take(data_dir) {
             // Nobody appends: this process may (the lock is dropped for the log to take it).

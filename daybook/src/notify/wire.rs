@@ -25,6 +25,7 @@ pub fn identity(report: &Report) -> String {
         Report::EventEnded(r) => format!("event_ended/{}", r.event_id),
         Report::SegmentReported(r) => format!("segment_reported/{}/{}", r.cid, r.segment_id),
         Report::DigestReported(r) => format!("digest_reported/{}/{}", r.cid, r.date),
+        Report::EventDeleted(r) => format!("event_deleted/{}", r.event_id),
         other => format!("{}/{}", other.kind().as_str(), other.key()),
     }
 }

@@ -30,8 +30,8 @@ use schemas::{
     Timestamp,
 };
 use seams::{
-    DayPage, DeadLetterView, DigestView, EventDetail, EventStatus, EventView, Position, ProjectionStore, Quarantined,
-    SegmentView, StoreError, SubscriptionView,
+    DayPage, DeadLetterView, DigestView, EventDetail, EventStatus, EventView, Position, ProjectionStore, Purge,
+    Quarantined, SegmentView, StoreError, SubscriptionView,
 };
 
 use crate::sqlite;
@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS events (
     ended_at   INTEGER,
     end_status TEXT,
     skew_ms    INTEGER, -- clock_skew_ms of the start, when the camera's clock ran ahead
+    deleted    INTEGER NOT NULL DEFAULT 0, -- 1 once deleted, for good (schemas::rows)
     PRIMARY KEY (day, cid, trig, event_id)
 ) WITHOUT ROWID;
 -- Per device, the UTC offset of its latest start by filing time (`at`): the reads' today.
@@ -68,6 +69,7 @@ CREATE TABLE IF NOT EXISTS segments (
     fps         REAL    NOT NULL,
     audio_rate  INTEGER,
     keyframes   TEXT    NOT NULL,
+    events      TEXT, -- the ids of the events it maps, as JSON (NULL: written before they were kept)
     PRIMARY KEY (day, cid, segment_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS event_segments (
@@ -111,6 +113,14 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     body       TEXT,
     PRIMARY KEY (sub, webhook_id)
 ) WITHOUT ROWID;
+-- Objects deletions left to no live event (seams::Purge), in the deleted event's partition, until
+-- whoever deletes objects confirms them.
+CREATE TABLE IF NOT EXISTS purges (
+    day        INTEGER NOT NULL,
+    cid        TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    PRIMARY KEY (day, cid, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS digests (
     day         INTEGER NOT NULL,
     cid         TEXT    NOT NULL,
@@ -133,7 +143,7 @@ CREATE TABLE day_counts (
 ";
 
 /// The day-partitioned tables: `drop_expired` drops a day from each.
-const TABLES: [&str; 5] = ["events", "segments", "event_segments", "digests", "day_counts"];
+const TABLES: [&str; 6] = ["events", "segments", "event_segments", "digests", "day_counts", "purges"];
 const READERS: usize = 4;
 
 /// The page cache of the writer of a bulk load ([`OpenMode::BulkLoad`]): the whole store of a
@@ -196,6 +206,20 @@ impl EmbeddedStore {
             .map_err(other)?;
         if !has_skew {
             writer.execute_batch("ALTER TABLE events ADD COLUMN skew_ms INTEGER").map_err(other)?;
+        }
+        // Stores created before deletions lack these two.
+        for (table, column, ddl) in [
+            ("events", "deleted", "ALTER TABLE events ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0"),
+            ("segments", "events", "ALTER TABLE segments ADD COLUMN events TEXT"),
+        ] {
+            let has: bool = writer
+                .query_row("SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2", params![table, column], |r| {
+                    r.get(0)
+                })
+                .map_err(other)?;
+            if !has {
+                writer.execute_batch(ddl).map_err(other)?;
+            }
         }
         add_day_counts(&mut writer, path).map_err(other)?;
         let readers = match mode {
@@ -281,7 +305,8 @@ fn add_day_counts(conn: &mut Connection, path: &Path) -> rusqlite::Result<()> {
         let started = std::time::Instant::now();
         tx.execute_batch(COUNTS_SCHEMA)?;
         let partitions = tx.execute(
-            "INSERT INTO day_counts (day, cid, events) SELECT day, cid, count(*) FROM events GROUP BY day, cid",
+            "INSERT INTO day_counts (day, cid, events)
+             SELECT day, cid, count(*) FROM events WHERE deleted = 0 GROUP BY day, cid",
             [],
         )?;
         tracing::info!(
@@ -314,10 +339,12 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
     // entry per run of rows of one partition (the rows are sorted by partition, so one per
     // partition; were a partition to come twice, its two additions add up all the same).
     let mut created: Vec<((u32, &str), i64)> = Vec::new();
-    let mut count_created = |key| match created.last_mut() {
-        Some((k, n)) if *k == key => *n += 1,
-        _ => created.push((key, 1)),
+    let mut count_created = |key, delta| match created.last_mut() {
+        Some((k, n)) if *k == key => *n += delta,
+        _ => created.push((key, delta)),
     };
+    // Events this batch deleted: their objects are looked at once every row is written.
+    let mut deleted: Vec<(u32, &str, i64, &EventId)> = Vec::new();
     // Per device, its newest offset in this batch (minutes, at), written once before the
     // commit: the same row as writing each in turn under the newer-or-equal-wins rule (of a
     // device's offsets the last with the greatest `at`), one write instead of one per start.
@@ -343,8 +370,18 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
         )?;
         let mut segment = tx.prepare_cached(
             "INSERT OR REPLACE INTO segments
-             (day, cid, segment_id, size, started_at, duration_ms, codec, width, height, fps, audio_rate, keyframes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             (day, cid, segment_id, size, started_at, duration_ms, codec, width, height, fps, audio_rate, keyframes,
+              events)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        // A deletion creates the row deleted (nothing of the event yet: never counted), or marks
+        // a row that was not deleted yet (counted: one less).
+        let mut delete_first = tx.prepare_cached(
+            "INSERT INTO events (day, cid, trig, event_id, kind, started, deleted) VALUES (?1, ?2, ?3, ?4, ?5, 0, 1)
+             ON CONFLICT DO NOTHING",
+        )?;
+        let mut delete = tx.prepare_cached(
+            "UPDATE events SET deleted = 1 WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4 AND deleted = 0",
         )?;
         let mut mapping = tx.prepare_cached(
             "INSERT OR REPLACE INTO event_segments (day, cid, event_id, idx, segment_id, seg_day, start_off, end_off)
@@ -424,7 +461,7 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                     let trig = row.trigger.millis();
                     let kind = id.event_type().as_str();
                     if start.execute(params![day, cid, trig, id.as_str(), kind, clock_skew_ms])? == 1 {
-                        count_created((day, cid));
+                        count_created((day, cid), 1);
                     } else {
                         start_again.execute(params![day, cid, trig, id.as_str(), clock_skew_ms])?;
                     }
@@ -436,11 +473,22 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                     if end.execute(params![day, cid, trig, id.as_str(), at, status])? == 0 {
                         let kind = id.event_type().as_str();
                         end_first.execute(params![day, cid, trig, id.as_str(), kind, at, status])?;
-                        count_created((day, cid));
+                        count_created((day, cid), 1);
                     }
+                }
+                RowData::EventDeleted { event_id: id } => {
+                    let (trig, kind) = (row.trigger.millis(), id.event_type().as_str());
+                    if delete_first.execute(params![day, cid, trig, id.as_str(), kind])? == 0
+                        && delete.execute(params![day, cid, trig, id.as_str()])? == 1
+                    {
+                        count_created((day, cid), -1);
+                    }
+                    deleted.push((day, cid, trig, id));
                 }
                 RowData::Segment(r) => {
                     let keyframes = serde_json::to_string(&r.keyframes).expect("u64s serialize");
+                    let events: Vec<&str> = r.events.iter().map(|m| m.event_id.as_str()).collect();
+                    let events = serde_json::to_string(&events).expect("strings serialize");
                     segment.execute(params![
                         day,
                         cid,
@@ -453,7 +501,8 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                         r.media.height,
                         r.media.fps,
                         r.media.audio_sample_rate,
-                        keyframes
+                        keyframes,
+                        events
                     ])?;
                 }
                 RowData::Mapping { mapping: m, segment_id, segment_day } => {
@@ -485,9 +534,63 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
         for ((day, cid), n) in &created {
             count.execute(params![day, cid, n])?;
         }
+        for (day, cid, trig, id) in deleted {
+            written += purge_deleted(&tx, day, cid, trig, id, policy.offset)?;
+        }
     }
     tx.commit()?;
     Ok(written)
+}
+
+/// Lists the objects deleted event `id` leaves to no live event (`seams::Purge`): its snapshot,
+/// and each segment it maps whose other events are all deleted or gone. A segment row written
+/// before segments kept their events is left alone (its other events are unknown). Returns the
+/// purges listed.
+fn purge_deleted(
+    tx: &rusqlite::Transaction<'_>,
+    day: u32,
+    cid: &str,
+    trig: i64,
+    id: &EventId,
+    fallback: DayOffset,
+) -> rusqlite::Result<u64> {
+    // Only while the deletion stands (a row written deleted is never taken back; this guards a
+    // deletion planned but not written, which cannot happen, rather than trusting it).
+    let is_deleted: Option<bool> = tx
+        .prepare_cached("SELECT deleted FROM events WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4")?
+        .query_row(params![day, cid, trig, id.as_str()], |r| r.get(0))
+        .optional()?;
+    if is_deleted != Some(true) {
+        return Ok(0);
+    }
+    let mut put = tx.prepare_cached("INSERT OR IGNORE INTO purges (day, cid, key) VALUES (?1, ?2, ?3)")?;
+    let device = DeviceId::parse(cid).map_err(bad_row)?;
+    let mut listed = put.execute(params![day, cid, seams::ObjectKey::snapshot(id).as_str()])? as u64;
+    let segments: Vec<(u32, String)> = tx
+        .prepare_cached("SELECT seg_day, segment_id FROM event_segments WHERE day = ?1 AND cid = ?2 AND event_id = ?3")?
+        .query_map(params![day, cid, id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut live = tx.prepare_cached(
+        "SELECT count(*) FROM events WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4 AND deleted = 0",
+    )?;
+    'segments: for (seg_day, segment_id) in segments {
+        let events: Option<Option<String>> = tx
+            .prepare_cached("SELECT events FROM segments WHERE day = ?1 AND cid = ?2 AND segment_id = ?3")?
+            .query_row(params![seg_day, cid, segment_id], |r| r.get(0))
+            .optional()?;
+        let Some(Some(events)) = events else { continue };
+        let events: Vec<String> = serde_json::from_str(&events).map_err(bad_row)?;
+        for other in events.iter().filter(|e| e.as_str() != id.as_str()) {
+            let Ok(other) = EventId::parse(other) else { continue 'segments };
+            let key = params![other.day().number(), cid, other.filed_at(fallback).millis(), other.as_str()];
+            if live.query_row(key, |r| r.get::<_, i64>(0))? > 0 {
+                continue 'segments;
+            }
+        }
+        let segment_id = SegmentId::parse(&segment_id).map_err(bad_row)?;
+        listed += put.execute(params![day, cid, seams::ObjectKey::segment(&device, &segment_id).as_str()])? as u64;
+    }
+    Ok(listed)
 }
 
 fn event_from_row(r: &Row<'_>, fallback: DayOffset) -> rusqlite::Result<EventView> {
@@ -636,6 +739,42 @@ impl ProjectionStore for EmbeddedStore {
         .await
     }
 
+    async fn purges(&self, limit: u32) -> Result<Vec<Purge>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT day, cid, key FROM purges LIMIT ?1").map_err(other)?;
+            let rows = stmt
+                .query_map([i64::from(limit)], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?, r.get(2)?)))
+                .map_err(other)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(other)?;
+            rows.into_iter()
+                .map(|(day, cid, key)| {
+                    Ok(Purge {
+                        cid: DeviceId::parse(&cid).map_err(other)?,
+                        day: Day::from_number(day).ok_or_else(|| other("bad day in store"))?,
+                        key,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn purged(&self, done: &[Purge]) -> Result<(), StoreError> {
+        let done = done.to_vec();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut del = tx.prepare_cached("DELETE FROM purges WHERE day = ?1 AND cid = ?2 AND key = ?3")?;
+                for p in &done {
+                    del.execute(params![p.day.number(), p.cid.as_str(), p.key])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
         let span = to.days_since(from);
         if !(0..=366).contains(&span) {
@@ -683,6 +822,7 @@ impl ProjectionStore for EmbeddedStore {
                 .prepare_cached(
                     "SELECT event_id, ended_at, end_status, skew_ms FROM events
                      WHERE day = ?1 AND cid = ?2 AND (trig, event_id) > (?3, ?4) AND (?5 IS NULL OR kind = ?5)
+                       AND deleted = 0
                      ORDER BY trig, event_id LIMIT ?6",
                 )
                 .map_err(other)?;
@@ -716,7 +856,7 @@ impl ProjectionStore for EmbeddedStore {
             let event = c
                 .prepare_cached(
                     "SELECT event_id, ended_at, end_status, skew_ms FROM events
-                     WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4",
+                     WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4 AND deleted = 0",
                 )
                 .map_err(other)?
                 .query_row(key, |r| event_from_row(r, fallback))
@@ -840,7 +980,7 @@ impl ProjectionStore for EmbeddedStore {
 
 #[cfg(test)]
 mod tests {
-    use schemas::{EventStarted, Report};
+    use schemas::{EventMapping, EventStarted, Report, SegmentReported};
 
     use super::*;
 
@@ -878,6 +1018,77 @@ mod tests {
         assert_eq!(store.utc_offset(&cid).await.unwrap(), Some(offset));
         drop(store);
         // Opening again finds the column and does not try to add it twice.
+        EmbeddedStore::open(&path, TimePolicy::default()).unwrap();
+    }
+
+    /// A store from before deletions: `events` without `deleted`, `segments` without `events`.
+    /// Opened, it gains both; its events count and can be deleted, and a segment written
+    /// before (its other events unknown) is never purged, while the snapshot is.
+    #[tokio::test]
+    async fn a_store_from_before_deletions_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let (cid, now) = (DeviceId::parse("cam-1").unwrap(), Timestamp::now().plus_millis(-60_000));
+        let first = start(&cid, now, DayOffset::default());
+        let Report::EventStarted(ev) = &first.report else { unreachable!() };
+        let (day, trig) = (ev.event_id.day().number(), ev.event_id.filed_at(DayOffset::default()).millis());
+        let conn = sqlite::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE events (day INTEGER NOT NULL, cid TEXT NOT NULL, trig INTEGER NOT NULL,
+             event_id TEXT NOT NULL, kind TEXT NOT NULL, started INTEGER NOT NULL DEFAULT 0, ended_at INTEGER,
+             end_status TEXT, skew_ms INTEGER, PRIMARY KEY (day, cid, trig, event_id)) WITHOUT ROWID;
+             CREATE TABLE segments (day INTEGER NOT NULL, cid TEXT NOT NULL, segment_id TEXT NOT NULL,
+             size INTEGER NOT NULL, started_at INTEGER NOT NULL, duration_ms INTEGER NOT NULL, codec TEXT NOT NULL,
+             width INTEGER NOT NULL, height INTEGER NOT NULL, fps REAL NOT NULL, audio_rate INTEGER,
+             keyframes TEXT NOT NULL, PRIMARY KEY (day, cid, segment_id)) WITHOUT ROWID;",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO events (day, cid, trig, event_id, kind, started) VALUES (?1, 'cam-1', ?2, ?3, 'motion', 1)",
+            params![day, trig, ev.event_id.as_str()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO segments VALUES (?1, 'cam-1', 'seg-old', 10, ?2, 1000, 'h264', 1, 1, 1.0, NULL, '[0]')",
+            params![day, trig],
+        )
+        .unwrap();
+        drop(conn);
+        let store = EmbeddedStore::open(&path, TimePolicy::default()).unwrap();
+        assert_eq!(
+            store.calendar(&cid, ev.event_id.day(), ev.event_id.day()).await.unwrap(),
+            vec![(ev.event_id.day(), 1)]
+        );
+        let mapping = EventMapping { event_id: ev.event_id.clone(), index: 0, start_offset: 0, end_offset: 10 };
+        store
+            .apply(&[Envelope {
+                report: Report::SegmentReported(SegmentReported {
+                    cid: cid.clone(),
+                    segment_id: SegmentId::parse("seg-old").unwrap(),
+                    size: 10,
+                    started_at: now,
+                    utc_offset: DayOffset::default(),
+                    duration_ms: 1000,
+                    media: Media { codec: "h264".into(), width: 1, height: 1, fps: 1.0, audio_sample_rate: None },
+                    keyframes: vec![0],
+                    events: vec![mapping],
+                }),
+                received_at: now,
+            }])
+            .await
+            .unwrap();
+        // The segment's row as written before: its events unknown.
+        store
+            .write(|c| c.execute("UPDATE segments SET events = NULL WHERE segment_id = 'seg-old'", []).map(drop))
+            .await
+            .unwrap();
+        let deletion = Report::EventDeleted(schemas::EventDeleted { cid: cid.clone(), event_id: ev.event_id.clone() });
+        store.apply(&[Envelope { report: deletion, received_at: now.plus_millis(1) }]).await.unwrap();
+        assert_eq!(store.calendar(&cid, ev.event_id.day(), ev.event_id.day()).await.unwrap(), vec![]);
+        assert!(store.event(&ev.event_id).await.unwrap().is_none());
+        let keys: Vec<String> = store.purges(10).await.unwrap().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, vec![seams::ObjectKey::snapshot(&ev.event_id).as_str().to_owned()]);
+        drop(store);
         EmbeddedStore::open(&path, TimePolicy::default()).unwrap();
     }
 

@@ -16,14 +16,15 @@ use super::fixtures::*;
 use super::plan::{count_chunks, count_row, WritePlan};
 use super::schema::{schema_statements, Cql};
 use super::views::{
-    ClusteringKey, CountRow, DayKey, DayTypeKey, DeadLetterRow, DeviceRow, DigestRow, EventKey, EventRow, MappingRow,
-    QuarantineRow, QuarantineValues, RecountKey, RecountRow, SegmentRow, SubscriptionRow,
+    ClusteringKey, CountRow, DayKey, DayTypeKey, DeadLetterRow, DeletedRow, DeviceRow, DigestRow, EventKey,
+    EventReadRow, MappingRow, PurgeRow, QuarantineRow, QuarantineValues, RecountKey, RecountRow, SegmentEventsRow,
+    SegmentRow, SubscriptionRow,
 };
 
 #[test]
 fn schema_statements_are_complete_and_idempotent() {
     let stmts = schema_statements("ks_x", 3);
-    assert_eq!(stmts.len(), 10, "{stmts:#?}");
+    assert_eq!(stmts.len(), 11, "{stmts:#?}");
     assert!(stmts[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_x"));
     assert!(stmts[0].contains("'replication_factor': 3"));
     for s in &stmts[1..] {
@@ -34,7 +35,8 @@ fn schema_statements_are_complete_and_idempotent() {
             assert!(s.contains("default_time_to_live = 0"), "{s}");
             continue;
         }
-        if !s.contains(".devices (") {
+        // `devices` is one row per device, `purges` one small partition of rows with their TTL.
+        if !s.contains(".devices (") && !s.contains(".purges (") {
             assert!(s.contains("'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1"), "{s}");
         }
         assert!(s.contains("default_time_to_live = 2592000"), "{s}");
@@ -99,7 +101,7 @@ fn parse_schema(ks: &str) -> HashMap<String, Table> {
             assert_eq!(partition, ["cid"], "{name}: one row per device");
         } else if name == "quarantine" {
             assert_eq!(partition, ["day"], "{name}: one partition per day records were set aside");
-        } else if name == "subscriptions" {
+        } else if name == "subscriptions" || name == "purges" {
             assert_eq!(partition, ["bucket"], "{name}: one partition holds every subscription");
         } else if name == "dead_letters" {
             assert_eq!(partition, ["subscription_id"], "{name}: one partition per subscription");
@@ -241,7 +243,7 @@ fn results_ok<R: for<'f, 'm> DeserializeRow<'f, 'm>>(p: &Prepared) {
 fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() {
     let ks = "daybook_check";
     let tables = parse_schema(ks);
-    assert_eq!(tables.len(), 9);
+    assert_eq!(tables.len(), 10);
     let cql = Cql::new(ks);
     let a = |s: &str| analyze(ks, &tables, s);
 
@@ -288,9 +290,9 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     let bucket = plan.count_buckets()[0].clone();
     let counted = count_row(&bucket, 3, Some(now.millis()), &policy(), now).expect("a live count");
     binds_ok(&a(&cql.insert_count), &count_chunks(vec![counted])[0][0]);
-    results_ok::<EventRow>(&a(&cql.page));
-    results_ok::<EventRow>(&a(&cql.page_type));
-    results_ok::<EventRow>(&a(&cql.event));
+    results_ok::<EventReadRow>(&a(&cql.page));
+    results_ok::<EventReadRow>(&a(&cql.page_type));
+    results_ok::<EventReadRow>(&a(&cql.event));
     results_ok::<MappingRow>(&a(&cql.mappings));
     results_ok::<SegmentRow>(&a(&cql.segment));
     results_ok::<DigestRow>(&a(&cql.digest));
@@ -317,6 +319,26 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     }
     binds_ok(&a(&cql.dead_letters), &("sub-1",));
     results_ok::<DeadLetterRow>(&a(&cql.dead_letters));
+
+    // Deletions: the mark, the recount of deleted rows and its cell, the reads that decide the
+    // purges, and the purges.
+    let plan = WritePlan::build(&[deleted(&id)], &policy(), now).unwrap();
+    binds_ok(&a(&cql.insert_deletion), &plan.deletion_chunks()[0][0]);
+    binds_ok(&a(&cql.recount_deleted), &recount_key);
+    results_ok::<DeletedRow>(&a(&cql.recount_deleted));
+    let bucket = plan.deleted_buckets()[0].clone();
+    let cell = super::plan::deleted_count_row(&bucket, 1, &policy(), now).expect("a live cell");
+    binds_ok(&a(&cql.insert_deleted_count), &cell);
+    binds_ok(&a(&cql.event_deleted), &event_key);
+    results_ok::<DeletedRow>(&a(&cql.event_deleted));
+    binds_ok(&a(&cql.segment_events), &clustering_key);
+    results_ok::<SegmentEventsRow>(&a(&cql.segment_events));
+    let purge =
+        (super::plan::PURGES_BUCKET, "cam-c", 20261122_i32, "devices/cam-c/segments/s".to_owned(), 60_i32, 1_i64);
+    binds_ok(&a(&cql.insert_purge), &purge);
+    binds_ok(&a(&cql.purges), &(super::plan::PURGES_BUCKET,));
+    results_ok::<PurgeRow>(&a(&cql.purges));
+    binds_ok(&a(&cql.delete_purge), &(super::plan::PURGES_BUCKET, "cam-c", 20261122_i32, "k"));
 }
 
 #[test]

@@ -125,3 +125,8 @@ pub(super) fn released(id: &str, webhook_id: &str) -> Envelope {
         replayed: vec![],
     }))
 }
+
+/// The owner's deletion of `id`.
+pub(super) fn deleted(id: &EventId) -> Envelope {
+    env(Report::EventDeleted(schemas::EventDeleted { cid: id.device().clone(), event_id: id.clone() }))
+}

@@ -41,8 +41,14 @@ type EventValues = (
 /// `devices`: cid, utc_offset, [ttl], [write timestamp, µs].
 pub(super) type DeviceValues = (String, i32, i32, i64);
 /// `segments`: cid, day, segment_id, size, started_at, duration_ms, codec, width, height,
-/// fps, audio_sample_rate, keyframes, [ttl], [timestamp].
-type SegmentValues = (String, i32, String, i64, i64, i64, String, i32, i32, f64, MaybeUnset<i32>, Vec<i64>, i32, i64);
+/// fps, audio_sample_rate, keyframes, events, [ttl], [timestamp].
+type SegmentValues =
+    (String, i32, String, i64, i64, i64, String, i32, i32, f64, MaybeUnset<i32>, Vec<i64>, Vec<String>, i32, i64);
+/// A deletion's `events` row: cid, day, triggered_at, event_id, kind, deleted (true), [ttl],
+/// [timestamp].
+pub(super) type DeletionValues = (String, i32, i64, String, String, bool, i32, i64);
+/// `event_counts.deleted`: cid, day, hour, deleted, [ttl], [timestamp].
+pub(super) type DeletedCountValues = (String, i32, i64, i64, i32, i64);
 /// `event_segments`: cid, day, event_id, idx, seg_day, segment_id, start_offset,
 /// end_offset, [ttl], [timestamp].
 type MappingValues = (String, i32, String, i32, i32, String, i64, i64, i32, i64);
@@ -95,6 +101,27 @@ pub(super) fn count_row(
         .map_or(i64::MAX, |d| schemas::DayOffset::default().start_of(d.add_days(2)).millis());
     let ttl = ttl_secs(policy.expires_at(Timestamp(newest.min(last_filing))), now)?;
     Some((cid.clone(), *day, *hour, events, ttl, count_stamp(*hour, events)))
+}
+
+/// The `event_counts.deleted` cell for a recount of `bucket` that found `deleted` rows marked
+/// deleted: kept by the same max-register rule as the count, until the latest instant any event
+/// of the hour can expire (the hour's end, at most two days past the day's end), so it never
+/// goes before the count it is taken from; `None` when there is nothing to write.
+pub(super) fn deleted_count_row(
+    (cid, day, hour): &CountBucket,
+    deleted: i64,
+    policy: &TimePolicy,
+    now: Timestamp,
+) -> Option<DeletedCountValues> {
+    if deleted <= 0 {
+        return None;
+    }
+    let last_filing = u32::try_from(*day)
+        .ok()
+        .and_then(schemas::Day::from_number)
+        .map_or(i64::MAX, |d| schemas::DayOffset::default().start_of(d.add_days(2)).millis());
+    let ttl = ttl_secs(policy.expires_at(Timestamp(bucket_range(*hour).1.min(last_filing))), now)?;
+    Some((cid.clone(), *day, *hour, deleted, ttl, count_stamp(*hour, deleted)))
 }
 
 /// Per-partition unlogged batches of count rows.
@@ -172,6 +199,8 @@ fn keep_newer<V>(slot: &mut V, new: V, stamp: impl Fn(&V) -> (i64, i32)) {
 }
 
 type Partition = (String, i32);
+/// An `events` row's key: cid, day, triggered_at, event_id.
+type EventKeyOwned = (String, i32, i64, String);
 
 /// One `apply` call's writes, merged by primary key (later reports win) and ordered by
 /// partition.
@@ -185,6 +214,8 @@ pub(super) struct WritePlan {
     digests: BTreeMap<Partition, DigestValues>,
     /// cid → (utc_offset, ttl, write timestamp µs) of its latest start in this call.
     devices: BTreeMap<String, (i32, i32, i64)>,
+    /// Deletions: (cid, day, triggered_at, event_id) → (event type, ttl, stamp).
+    deletions: BTreeMap<EventKeyOwned, (String, i32, i64)>,
 }
 
 fn rejected(index: usize) -> impl Fn(Unstorable) -> StoreError {
@@ -251,6 +282,7 @@ impl WritePlan {
                             m.fps,
                             audio,
                             keyframes,
+                            r.events.iter().map(|m| m.event_id.as_str().to_owned()).collect(),
                             ttl,
                             stamp,
                         );
@@ -259,7 +291,7 @@ impl WritePlan {
                             Entry::Vacant(e) => {
                                 e.insert(values);
                             }
-                            Entry::Occupied(mut e) => keep_newer(e.get_mut(), values, |v| (v.13, v.12)),
+                            Entry::Occupied(mut e) => keep_newer(e.get_mut(), values, |v| (v.14, v.13)),
                         }
                     }
                     RowData::Mapping { mapping: e, segment_id, segment_day } => {
@@ -281,6 +313,16 @@ impl WritePlan {
                                 e.insert(values);
                             }
                             Entry::Occupied(mut e) => keep_newer(e.get_mut(), values, |v| (v.9, v.8)),
+                        }
+                    }
+                    RowData::EventDeleted { event_id } => {
+                        let key = (cid, day, event_id.triggered_at().millis(), event_id.as_str().to_owned());
+                        let value = (event_id.event_type().as_str().to_owned(), ttl, stamp);
+                        match plan.deletions.entry(key) {
+                            Entry::Vacant(e) => {
+                                e.insert(value);
+                            }
+                            Entry::Occupied(mut e) => keep_newer(e.get_mut(), value, |v| (v.2, v.1)),
                         }
                     }
                     RowData::Digest(r) => {
@@ -327,13 +369,35 @@ impl WritePlan {
     /// order): each is recounted after the rows are written.
     pub(super) fn count_buckets(&self) -> Vec<CountBucket> {
         let mut out: Vec<CountBucket> = Vec::new();
-        for (cid, day, trig, _) in self.events.keys() {
-            let bucket = (cid.clone(), *day, count_bucket(*trig));
-            if out.last() != Some(&bucket) {
-                out.push(bucket);
-            }
+        for (cid, day, trig, _) in self.events.keys().chain(self.deletions.keys()) {
+            out.push((cid.clone(), *day, count_bucket(*trig)));
         }
+        out.sort();
+        out.dedup();
         out
+    }
+
+    /// The buckets this plan writes deletions into: their `deleted` cells are recounted too.
+    pub(super) fn deleted_buckets(&self) -> Vec<CountBucket> {
+        let mut out: Vec<CountBucket> =
+            self.deletions.keys().map(|(cid, day, trig, _)| (cid.clone(), *day, count_bucket(*trig))).collect();
+        out.dedup();
+        out
+    }
+
+    /// The deletions' `events` rows, one per partition chunk.
+    pub(super) fn deletion_chunks(&self) -> Vec<Vec<DeletionValues>> {
+        partition_chunks(self.deletions.iter().map(|((cid, day, trig, id), (kind, ttl, stamp))| {
+            let values = (cid.clone(), *day, *trig, id.clone(), kind.clone(), true, *ttl, *stamp);
+            ((cid.clone(), *day), values, 48 + id.len())
+        }))
+    }
+
+    /// The events this plan deletes: (cid, day, event id, ttl, stamp).
+    pub(super) fn deleted_events(&self) -> impl Iterator<Item = (&str, i32, &str, i32, i64)> {
+        self.deletions
+            .iter()
+            .map(|((cid, day, _, id), (_, ttl, stamp))| (cid.as_str(), *day, id.as_str(), *ttl, *stamp))
     }
 
     pub(super) fn event_chunks(&self) -> Vec<Vec<EventValues>> {
@@ -357,7 +421,8 @@ impl WritePlan {
 
     pub(super) fn segment_chunks(&self) -> Vec<Vec<SegmentValues>> {
         partition_chunks(self.segments.iter().map(|((cid, day, seg), v)| {
-            ((cid.clone(), *day), v.clone(), 96 + cid.len() + seg.len() + v.6.len() + 8 * v.11.len())
+            let events: usize = v.12.iter().map(String::len).sum();
+            ((cid.clone(), *day), v.clone(), 96 + cid.len() + seg.len() + v.6.len() + 8 * v.11.len() + events)
         }))
     }
 
@@ -407,6 +472,9 @@ fn partition_chunks<V>(rows: impl IntoIterator<Item = (Partition, V, usize)>) ->
     }
     chunks
 }
+
+/// The one partition of `purges`.
+pub(super) const PURGES_BUCKET: i32 = 0;
 
 /// The one partition of `subscriptions`.
 pub(super) const SUBSCRIPTIONS_BUCKET: i32 = 0;
@@ -646,7 +714,7 @@ mod tests {
         );
         assert!(matches!(segs[0][0].10, MaybeUnset::Unset), "no audio: unset, not null");
         // The copies expire with yesterday's event, not with the 40-day-old start.
-        assert_eq!(segs[0][1].12, plan.event_chunks()[0][0].9);
+        assert_eq!(segs[0][1].13, plan.event_chunks()[0][0].9);
         let maps = plan.mapping_chunks();
         assert_eq!(maps.len(), 1, "both mappings are in yesterday's partition: one batch");
         let m: Vec<_> = maps[0].iter().map(|m| (m.1, m.3, m.4, m.5.as_str())).collect();

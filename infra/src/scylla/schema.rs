@@ -77,6 +77,14 @@ pub(super) struct Cql {
     pub(super) subscriptions: String,
     pub(super) insert_dead_letter: String,
     pub(super) dead_letters: String,
+    pub(super) insert_deletion: String,
+    pub(super) recount_deleted: String,
+    pub(super) insert_deleted_count: String,
+    pub(super) event_deleted: String,
+    pub(super) segment_events: String,
+    pub(super) insert_purge: String,
+    pub(super) purges: String,
+    pub(super) delete_purge: String,
 }
 
 impl Cql {
@@ -88,7 +96,8 @@ impl Cql {
             ),
             insert_segment: format!(
                 "INSERT INTO {ks}.segments (cid, day, segment_id, size, started_at, duration_ms, codec, width, height, \
-                 fps, audio_sample_rate, keyframes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
+                 fps, audio_sample_rate, keyframes, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 USING TTL ? AND TIMESTAMP ?"
             ),
             insert_mapping: format!(
                 "INSERT INTO {ks}.event_segments (cid, day, event_id, idx, seg_day, segment_id, start_offset, end_offset) \
@@ -108,14 +117,16 @@ impl Cql {
             insert_count: format!(
                 "INSERT INTO {ks}.event_counts (cid, day, hour, events) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
             ),
-            day_counts: format!("SELECT events FROM {ks}.event_counts WHERE cid = ? AND day = ?"),
-            page: format!("SELECT event_id, ended_at, end_status, clock_skew_ms FROM {ks}.events WHERE cid = ? AND day = ?"),
+            day_counts: format!("SELECT events, deleted FROM {ks}.event_counts WHERE cid = ? AND day = ?"),
+            page: format!(
+                "SELECT event_id, ended_at, end_status, clock_skew_ms, deleted FROM {ks}.events WHERE cid = ? AND day = ?"
+            ),
             page_type: format!(
-                "SELECT event_id, ended_at, end_status, clock_skew_ms FROM {ks}.events WHERE cid = ? AND day = ? AND kind = ? \
-                 ALLOW FILTERING"
+                "SELECT event_id, ended_at, end_status, clock_skew_ms, deleted FROM {ks}.events \
+                 WHERE cid = ? AND day = ? AND kind = ? ALLOW FILTERING"
             ),
             event: format!(
-                "SELECT event_id, ended_at, end_status, clock_skew_ms FROM {ks}.events \
+                "SELECT event_id, ended_at, end_status, clock_skew_ms, deleted FROM {ks}.events \
                  WHERE cid = ? AND day = ? AND triggered_at = ? AND event_id = ?"
             ),
             mappings: format!(
@@ -144,6 +155,26 @@ impl Cql {
                  USING TTL ? AND TIMESTAMP ?"
             ),
             dead_letters: format!("SELECT webhook_id, dead_at, body FROM {ks}.dead_letters WHERE subscription_id = ?"),
+            insert_deletion: format!(
+                "INSERT INTO {ks}.events (cid, day, triggered_at, event_id, kind, deleted) VALUES (?, ?, ?, ?, ?, ?) \
+                 USING TTL ? AND TIMESTAMP ?"
+            ),
+            // One hour's slice of one partition, a few dozen rows, counted by the store.
+            recount_deleted: format!(
+                "SELECT deleted FROM {ks}.events WHERE cid = ? AND day = ? AND triggered_at >= ? AND triggered_at < ?"
+            ),
+            insert_deleted_count: format!(
+                "INSERT INTO {ks}.event_counts (cid, day, hour, deleted) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
+            ),
+            event_deleted: format!(
+                "SELECT deleted FROM {ks}.events WHERE cid = ? AND day = ? AND triggered_at = ? AND event_id = ?"
+            ),
+            segment_events: format!("SELECT events FROM {ks}.segments WHERE cid = ? AND day = ? AND segment_id = ?"),
+            insert_purge: format!(
+                "INSERT INTO {ks}.purges (bucket, cid, day, key) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
+            ),
+            purges: format!("SELECT cid, day, key FROM {ks}.purges WHERE bucket = ?"),
+            delete_purge: format!("DELETE FROM {ks}.purges WHERE bucket = ? AND cid = ? AND day = ? AND key = ?"),
         }
     }
 }

@@ -22,23 +22,23 @@ use schemas::{
     Day, DayOffset, DeviceId, Envelope, EventId, EventType, SegmentId, SubscriptionId, TimePolicy, Timestamp,
 };
 use seams::{
-    DayPage, DeadLetterView, DigestView, EventDetail, Position, ProjectionStore, Quarantined, SegmentView, StoreError,
-    SubscriptionView,
+    DayPage, DeadLetterView, DigestView, EventDetail, ObjectKey, Position, ProjectionStore, Purge, Quarantined,
+    SegmentView, StoreError, SubscriptionView,
 };
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::config::{ScyllaConsistency, ScyllaOptions, ScyllaUrl};
 use super::cursor::{cursor_binding, decode_cursor, encode_cursor};
 use super::plan::{
-    bucket_range, calendar_day_range, count_chunks, count_row, dead_letter_writes, subscription_writes, ttl_secs,
-    CountValues, WritePlan, SUBSCRIPTIONS_BUCKET,
+    bucket_range, calendar_day_range, count_chunks, count_row, dead_letter_writes, deleted_count_row,
+    subscription_writes, ttl_secs, CountValues, WritePlan, PURGES_BUCKET, SUBSCRIPTIONS_BUCKET,
 };
 use super::retry::{exec_error, is_bad_paging_state, IdempotentRetryPolicy};
 use super::schema::{day_key, Cql};
 use super::views::{
-    event_view, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey, DeadLetterRow,
-    DeviceRow, DigestRow, EventKey, EventRow, MappingRow, QuarantineRow, QuarantineValues, RecountKey, RecountRow,
-    SegmentRow, SubscriptionRow,
+    event_view, live_event, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey,
+    DeadLetterRow, DeletedRow, DeviceRow, DigestRow, EventKey, EventReadRow, MappingRow, PurgeRow, QuarantineRow,
+    QuarantineValues, RecountKey, RecountRow, SegmentEventsRow, SegmentRow, SubscriptionRow,
 };
 
 /// Largest page `day_page` asks the server for.
@@ -70,6 +70,14 @@ struct Statements {
     subscriptions: PreparedStatement,
     insert_dead_letter: PreparedStatement,
     dead_letters: PreparedStatement,
+    insert_deletion: PreparedStatement,
+    recount_deleted: PreparedStatement,
+    insert_deleted_count: PreparedStatement,
+    event_deleted: PreparedStatement,
+    segment_events: PreparedStatement,
+    insert_purge: PreparedStatement,
+    purges: PreparedStatement,
+    delete_purge: PreparedStatement,
 }
 
 /// The ScyllaDB projection store. Cheap to share (`Arc`).
@@ -162,6 +170,18 @@ impl ScyllaStore {
         )?;
         let (insert_dead_letter, dead_letters) =
             futures::try_join!(prepare(&cql.insert_dead_letter, false), prepare(&cql.dead_letters, true))?;
+        let (insert_deletion, recount_deleted, insert_deleted_count, event_deleted) = futures::try_join!(
+            prepare(&cql.insert_deletion, false),
+            prepare(&cql.recount_deleted, true),
+            prepare(&cql.insert_deleted_count, false),
+            prepare(&cql.event_deleted, true),
+        )?;
+        let (segment_events, insert_purge, purges, delete_purge) = futures::try_join!(
+            prepare(&cql.segment_events, true),
+            prepare(&cql.insert_purge, false),
+            prepare(&cql.purges, true),
+            prepare(&cql.delete_purge, false),
+        )?;
         let statements = Statements {
             insert_event,
             insert_segment,
@@ -185,6 +205,14 @@ impl ScyllaStore {
             subscriptions,
             insert_dead_letter,
             dead_letters,
+            insert_deletion,
+            recount_deleted,
+            insert_deleted_count,
+            event_deleted,
+            segment_events,
+            insert_purge,
+            purges,
+            delete_purge,
         };
         Ok(Arc::new(Self {
             session,
@@ -252,6 +280,42 @@ impl ScyllaStore {
         Ok(first)
     }
 
+    /// Lists, as purges, the objects deleted event `id` (in partition `cid`, `day`) leaves to no
+    /// live event: its snapshot, and each segment it maps whose other events are all deleted or
+    /// gone (a segment row without its events, written before they were kept, is left alone).
+    /// Written with the deletion's TTL and stamp. Returns the purges written.
+    async fn list_purges(&self, cid: &str, day: i32, id: &str, ttl: i32, stamp: i64) -> Result<u64, StoreError> {
+        let s = &self.statements;
+        let device = DeviceId::parse(cid).map_err(other)?;
+        let event = EventId::parse(id).map_err(other)?;
+        let mut keys = vec![ObjectKey::snapshot(&event).as_str().to_owned()];
+        let mappings_key: ClusteringKey<'_> = (cid, day, id);
+        'segments: for (_, seg_day, segment_id, _, _) in self.query_all::<MappingRow>(&s.mappings, mappings_key).await?
+        {
+            let key: ClusteringKey<'_> = (cid, seg_day, segment_id.as_str());
+            let Some((Some(events),)) = self.query_opt::<SegmentEventsRow>(&s.segment_events, key).await? else {
+                continue;
+            };
+            for other_id in events.iter().filter(|e| e.as_str() != id) {
+                let Ok(other_event) = EventId::parse(other_id) else { continue 'segments };
+                let key: EventKey<'_> =
+                    (cid, day_key(other_event.day()), other_event.triggered_at().millis(), other_id.as_str());
+                if let Some((deleted,)) = self.query_opt::<DeletedRow>(&s.event_deleted, key).await? {
+                    if deleted != Some(true) {
+                        continue 'segments;
+                    }
+                }
+            }
+            let segment_id = SegmentId::parse(&segment_id).map_err(other)?;
+            keys.push(ObjectKey::segment(&device, &segment_id).as_str().to_owned());
+        }
+        let written = keys.len() as u64;
+        for key in keys {
+            self.run(&s.insert_purge, (PURGES_BUCKET, cid, day, key, ttl, stamp)).await?;
+        }
+        Ok(written)
+    }
+
     async fn page_once(
         &self,
         stmt: &PreparedStatement,
@@ -284,6 +348,9 @@ impl ProjectionStore for ScyllaStore {
         jobs.extend(
             plan.digest_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_digest, c)) as BoxFuture<'_, _>),
         );
+        jobs.extend(
+            plan.deletion_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_deletion, c)) as BoxFuture<'_, _>),
+        );
         let changes = subscription_writes(batch);
         let letters = dead_letter_writes(batch);
         let changed = (changes.len() + letters.len()) as u64;
@@ -314,7 +381,50 @@ impl ProjectionStore for ScyllaStore {
             .buffer_unordered(self.max_concurrency)
             .try_collect::<Vec<()>>()
             .await?;
-        Ok(plan.rows + changed)
+        // The hours the batch deleted in: their deleted rows, recounted and kept the same way.
+        stream::iter(plan.deleted_buckets())
+            .map(|bucket| async move {
+                let (from, to) = bucket_range(bucket.2);
+                let key: RecountKey<'_> = (bucket.0.as_str(), bucket.1, from, to);
+                let rows = self.query_all::<DeletedRow>(&s.recount_deleted, key).await?;
+                let deleted = rows.iter().filter(|(d,)| *d == Some(true)).count() as i64;
+                match deleted_count_row(&bucket, deleted, &self.policy, Timestamp::now()) {
+                    Some(row) => self.write(&s.insert_deleted_count, vec![row]).await,
+                    None => Ok(()),
+                }
+            })
+            .buffer_unordered(self.max_concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+        // Then the objects each deletion leaves to no live event.
+        let mut purged = 0u64;
+        for (cid, day, id, ttl, stamp) in plan.deleted_events() {
+            purged += self.list_purges(cid, day, id, ttl, stamp).await?;
+        }
+        Ok(plan.rows + changed + purged)
+    }
+
+    async fn purges(&self, limit: u32) -> Result<Vec<Purge>, StoreError> {
+        // One small partition (deletions are rare, and confirmed purges leave it).
+        let rows = self.query_all::<PurgeRow>(&self.statements.purges, (PURGES_BUCKET,)).await?;
+        rows.into_iter()
+            .take(limit as usize)
+            .map(|(cid, day, key)| {
+                Ok(Purge {
+                    cid: DeviceId::parse(&cid).map_err(other)?,
+                    day: u32::try_from(day).ok().and_then(Day::from_number).ok_or_else(|| other("bad day in store"))?,
+                    key,
+                })
+            })
+            .collect()
+    }
+
+    async fn purged(&self, done: &[Purge]) -> Result<(), StoreError> {
+        for p in done {
+            self.run(&self.statements.delete_purge, (PURGES_BUCKET, p.cid.as_str(), day_key(p.day), p.key.as_str()))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn dead_letters(&self, subscription: &SubscriptionId, limit: u32) -> Result<Vec<DeadLetterView>, StoreError> {
@@ -415,7 +525,9 @@ impl ProjectionStore for ScyllaStore {
                 // A day's hour buckets: ~24 small rows, whatever the day holds.
                 let key: DayKey<'_> = (cid, day_key(day));
                 let hours = self.query_all::<CountRow>(&self.statements.day_counts, key).await?;
-                Ok::<_, StoreError>((day, hours.iter().map(|(n,)| *n).sum::<i64>()))
+                // Events less deleted ones (schema.cql, event_counts).
+                let live = hours.iter().map(|(n, deleted)| n.unwrap_or(0) - deleted.unwrap_or(0)).sum::<i64>();
+                Ok::<_, StoreError>((day, live))
             })
             .buffer_unordered(self.max_concurrency)
             .try_filter(|(_, n)| futures::future::ready(*n > 0))
@@ -465,8 +577,11 @@ impl ProjectionStore for ScyllaStore {
                 }
             })?;
             let rows = result.into_rows_result().map_err(other)?;
-            for row in rows.rows::<EventRow>().map_err(other)? {
-                events.push(event_view(row.map_err(other)?, self.policy.offset)?);
+            for row in rows.rows::<EventReadRow>().map_err(other)? {
+                // A deleted event's row stays as its mark: skipped, like another type's.
+                if let Some(row) = live_event(row.map_err(other)?) {
+                    events.push(event_view(row, self.policy.offset)?);
+                }
             }
             match next.into_paging_control_flow() {
                 ControlFlow::Break(()) => return Ok(DayPage { events, next: None }),
@@ -492,10 +607,10 @@ impl ProjectionStore for ScyllaStore {
         let event_key: EventKey<'_> = (cid, day, id.triggered_at().millis(), id.as_str());
         let mappings_key: ClusteringKey<'_> = (cid, day, id.as_str());
         let (event, mappings) = futures::try_join!(
-            self.query_opt::<EventRow>(&s.event, event_key),
+            self.query_opt::<EventReadRow>(&s.event, event_key),
             self.query_all::<MappingRow>(&s.mappings, mappings_key),
         )?;
-        let Some(event) = event else { return Ok(None) };
+        let Some(event) = event.and_then(live_event) else { return Ok(None) };
         let event = event_view(event, self.policy.offset)?;
         // Mappings come in index order, at most MAX_SEGMENTS_PER_EVENT small rows (validation
         // caps the index): the page is cut here, and only its segments are read.

@@ -19,10 +19,18 @@ pub(super) type RecountKey<'a> = (&'a str, i32, i64, i64);
 
 /// event_id, ended_at, end_status, clock_skew_ms.
 pub(super) type EventRow = (String, Option<i64>, Option<String>, Option<i64>);
+/// An [`EventRow`] as read, with `deleted` (true once deleted: the row is then no event).
+pub(super) type EventReadRow = (String, Option<i64>, Option<String>, Option<i64>, Option<bool>);
+/// deleted, of one event row.
+pub(super) type DeletedRow = (Option<bool>,);
+/// events, of one segment row (null: written before segments kept their events).
+pub(super) type SegmentEventsRow = (Option<Vec<String>>,);
+/// cid, day, key, of one purge.
+pub(super) type PurgeRow = (String, i32, String);
 /// utc_offset (minutes east of UTC).
 pub(super) type DeviceRow = (i32,);
-/// events (one hour bucket of `event_counts`).
-pub(super) type CountRow = (i64,);
+/// events, deleted (one hour bucket of `event_counts`; either may be unset).
+pub(super) type CountRow = (Option<i64>, Option<i64>);
 /// count, max(triggered_at) (null when the slice holds no row).
 pub(super) type RecountRow = (i64, Option<i64>);
 /// idx, seg_day, segment_id, start_offset, end_offset.
@@ -57,6 +65,11 @@ pub(super) fn to_u64(what: &str, v: i64) -> Result<u64, StoreError> {
 
 pub(super) fn to_u32(what: &str, v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Other(format!("{what} {v} in store is out of range")))
+}
+
+/// The event of a row as read, unless it is deleted.
+pub(super) fn live_event((id, ended_at, status, skew, deleted): EventReadRow) -> Option<EventRow> {
+    (deleted != Some(true)).then_some((id, ended_at, status, skew))
 }
 
 pub(super) fn event_view(

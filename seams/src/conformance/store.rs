@@ -504,6 +504,26 @@ pub async fn unstorable_record_is_rejected_by_its_index(mut h: impl StoreHarness
     assert!(s.event(&id).await.unwrap().is_some());
 }
 
+/// The owner's reports that the schema defines but no store projects yet (`event_kept`,
+/// `event_unkept`, `device_erased`, `plan_set`) are refused as permanent, by their index, with
+/// nothing of the batch written: the projector sets them aside in quarantine, never loses them.
+pub async fn reports_not_projected_yet_are_rejected_by_their_index(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (id, st) = start("cam-np", "motion", noon(0, 0));
+    let cam = cid("cam-np");
+    for report in [
+        Report::EventKept(schemas::EventKept { cid: cam.clone(), event_id: id.clone() }),
+        Report::EventUnkept(schemas::EventUnkept { cid: cam.clone(), event_id: id.clone() }),
+        Report::DeviceErased(schemas::DeviceErased { cid: cam.clone() }),
+        Report::PlanSet(schemas::PlanSet { cid: cam.clone(), retention_days: 60 }),
+    ] {
+        let kind = report.kind().as_str();
+        let err = s.apply(&[st.clone(), env(report)]).await.expect_err(kind);
+        assert!(matches!(&err, StoreError::Rejected { index: Some(1), reason } if reason.contains(kind)), "{err}");
+        assert!(s.event(&id).await.unwrap().is_none(), "{kind}: nothing of the batch is written");
+    }
+}
+
 fn quarantined(partition: i32, offset: i64, reason: &str) -> Quarantined {
     Quarantined {
         position: Position { partition, offset },
@@ -835,4 +855,136 @@ pub async fn dead_letters_are_kept_until_released(mut h: impl StoreHarness) {
         ids(h.open_again().await.dead_letters(&SubscriptionId::parse("sub-e").unwrap(), 10).await.unwrap()),
         ["msg_a"]
     );
+}
+
+/// The owner's deletion of `id`.
+pub fn deletion(id: &EventId) -> Envelope {
+    env(Report::EventDeleted(schemas::EventDeleted { cid: id.device().clone(), event_id: id.clone() }))
+}
+
+fn purged_keys(mut purges: Vec<crate::store::Purge>) -> Vec<String> {
+    purges.sort_by(|a, b| a.key.cmp(&b.key));
+    purges.into_iter().map(|p| p.key).collect()
+}
+
+/// A deleted event leaves the day page, the event detail and the calendar's count (by exactly
+/// one, however often the deletion and the event's reports are applied again, in one batch or
+/// many), and its snapshot and the segments no other live event maps are listed to purge; a
+/// segment shared with a live event is not, until that one is deleted too.
+pub async fn a_deleted_event_leaves_every_read(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (a, sa) = start("cam-del", "motion", noon(0, 0));
+    let (b, sb) = start("cam-del", "person", noon(0, 30_000));
+    let (c, sc) = start("cam-del", "motion", noon(1, 0));
+    let (ea, eb) = (end(&a, 20_000, EndStatus::Complete), end(&b, 20_000, EndStatus::Complete));
+    let own = segment("cam-del", "seg-own", noon(0, 0), 1000, &[(&a, 0, 0, 1000)]);
+    let shared = segment("cam-del", "seg-shared", noon(0, 20_000), 2000, &[(&a, 1, 0, 900), (&b, 0, 900, 2000)]);
+    let history = vec![sa, sb, sc, ea, eb, own, shared];
+    s.apply(&history).await.unwrap();
+    assert_calendar_matches_pages(&*s, "cam-del", &[(day(0), 2), (day(1), 1)]).await;
+    assert!(s.purges(100).await.unwrap().is_empty(), "nothing deleted, nothing to purge");
+
+    let del_a = deletion(&a);
+    s.apply(std::slice::from_ref(&del_a)).await.unwrap();
+    assert!(s.event(&a).await.unwrap().is_none(), "a deleted event has no detail");
+    assert_calendar_matches_pages(&*s, "cam-del", &[(day(0), 1), (day(1), 1)]).await;
+    let page = s.day_page(&cid("cam-del"), day(0), None, 10, None).await.unwrap();
+    assert_eq!(page.events.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), vec![b.clone()]);
+    assert_eq!(
+        purged_keys(s.purges(100).await.unwrap()),
+        vec!["devices/cam-del/segments/seg-own".to_owned(), format!("devices/cam-del/snapshots/{a}.jpg"),],
+        "the snapshot and the segment only `a` mapped; not the one `b` still maps"
+    );
+    assert_eq!(s.event(&b).await.unwrap().unwrap().segments.len(), 1, "b keeps the shared segment");
+
+    // Everything again — the history, the deletion twice, in one batch and in pieces: the
+    // count drops once.
+    let mut again = history.clone();
+    again.push(del_a.clone());
+    again.push(deletion(&a));
+    s.apply(&again).await.unwrap();
+    for piece in again.chunks(3) {
+        s.apply(piece).await.unwrap();
+    }
+    assert_calendar_matches_pages(&*s, "cam-del", &[(day(0), 1), (day(1), 1)]).await;
+    assert!(s.event(&a).await.unwrap().is_none());
+
+    // `b` deleted too: the shared segment has no live event left.
+    s.apply(&[deletion(&b)]).await.unwrap();
+    assert_calendar_matches_pages(&*s, "cam-del", &[(day(1), 1)]).await;
+    let keys = purged_keys(s.purges(100).await.unwrap());
+    assert!(keys.contains(&"devices/cam-del/segments/seg-shared".to_owned()), "{keys:?}");
+    assert!(keys.contains(&format!("devices/cam-del/snapshots/{b}.jpg")), "{keys:?}");
+    assert_eq!(s.event(&c).await.unwrap().unwrap().event.event_id, c, "another day's event is untouched");
+
+    // Confirmed purges are forgotten.
+    let all = s.purges(100).await.unwrap();
+    s.purged(&all).await.unwrap();
+    assert!(s.purges(100).await.unwrap().is_empty());
+}
+
+/// The order against the event's other reports is defined: a deletion applied before the
+/// event's start (a replay cut short, two projectors) creates the event deleted, never counted;
+/// a start, an end or a segment of a deleted event applied after the deletion — late, or
+/// replayed — does not bring it back, and the count stays exact.
+pub async fn a_late_report_does_not_resurrect_a_deleted_event(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (a, sa) = start("cam-late", "motion", noon(0, 0));
+    let (b, sb) = start("cam-late", "motion", noon(0, 60_000));
+    s.apply(&[sa.clone(), sb]).await.unwrap();
+    s.apply(&[deletion(&a)]).await.unwrap();
+    assert_calendar_matches_pages(&*s, "cam-late", &[(day(0), 1)]).await;
+    // A segment of `a` reported after its deletion, its end, its start again.
+    s.apply(&[segment("cam-late", "seg-late", noon(0, 10_000), 500, &[(&a, 3, 0, 500)])]).await.unwrap();
+    s.apply(&[end(&a, 30_000, EndStatus::Complete), sa]).await.unwrap();
+    assert!(s.event(&a).await.unwrap().is_none(), "a late report does not resurrect a deleted event");
+    assert_calendar_matches_pages(&*s, "cam-late", &[(day(0), 1)]).await;
+
+    // The deletion first: `c` is never counted, whatever comes after.
+    let (c, sc) = start("cam-late", "person", noon(2, 0));
+    s.apply(&[deletion(&c)]).await.unwrap();
+    s.apply(&[sc.clone(), end(&c, 1_000, EndStatus::Aborted)]).await.unwrap();
+    s.apply(&[segment("cam-late", "seg-c", noon(2, 0), 100, &[(&c, 0, 0, 100)]), sc]).await.unwrap();
+    assert!(s.event(&c).await.unwrap().is_none());
+    assert_calendar_matches_pages(&*s, "cam-late", &[(day(0), 1)]).await;
+    assert_eq!(s.calendar(&cid("cam-late"), day(2), day(2)).await.unwrap(), vec![]);
+    let page = s.day_page(&cid("cam-late"), day(0), None, 10, None).await.unwrap();
+    assert_eq!(page.events.iter().map(|e| &e.event_id).collect::<Vec<_>>(), vec![&b], "only `b` is left");
+}
+
+/// Two projectors applying the same history with its deletions at once, in different orders
+/// and batchings, leave the same exact counts.
+pub async fn two_projectors_delete_once(mut h: impl StoreHarness) {
+    let first = h.open().await;
+    let second = h.open_again().await;
+    let mut log = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let (id, st) = start("cam-2del", "motion", noon(i % 2, i * 1000));
+        log.push(st);
+        log.push(end(&id, 500, EndStatus::Complete));
+        ids.push(id);
+    }
+    for id in ids.iter().step_by(3) {
+        log.push(deletion(id));
+    }
+    let mut reversed = log.clone();
+    reversed.reverse();
+    let (a, b) = (first.clone(), second.clone());
+    let (x, y) = (log.clone(), reversed.clone());
+    let one = tokio::spawn(async move {
+        for piece in x.chunks(5) {
+            a.apply(piece).await.unwrap();
+        }
+    });
+    let two = tokio::spawn(async move {
+        for piece in y.chunks(7) {
+            b.apply(piece).await.unwrap();
+        }
+    });
+    one.await.unwrap();
+    two.await.unwrap();
+    // 24 events, 12 a day; every third deleted (ids 0, 3, …, 21: four of each day).
+    assert_calendar_matches_pages(&*first, "cam-2del", &[(day(0), 8), (day(1), 8)]).await;
+    assert_calendar_matches_pages(&*second, "cam-2del", &[(day(0), 8), (day(1), 8)]).await;
 }

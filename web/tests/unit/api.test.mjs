@@ -23,7 +23,7 @@ function client(answers, session = { token: 'tok' }) {
     hide: () => notices.push('(hidden)'),
   };
   const fetch = async (path, init) => {
-    requests.push({ path, authorization: init.headers.authorization });
+    requests.push({ path, method: init.method, authorization: init.headers.authorization });
     const next = answers.shift();
     if (next instanceof Error) throw next;
     return next;
@@ -115,4 +115,14 @@ test('get: requests that hit "busy" together share one wait', async () => {
   const got = await Promise.all([c.api.get('/v1/a'), c.api.get('/v1/b')]);
   assert.deepEqual(got.map((g) => g.n).sort(), [1, 2]);
   assert.deepEqual(c.notices, ['The server is busy right now. Trying again in 3 s…', '(hidden)'], 'one countdown, not two');
+});
+
+test('del: a DELETE with the session’s token, its 202 JSON; a refusal is an ApiError', async () => {
+  const { api, requests } = client([
+    answer(202, { accepted: true, event_id: 'e1' }),
+    answer(403, { error: { code: 'forbidden', message: 'not manage' } }),
+  ]);
+  assert.deepEqual(await api.del('/v1/events/e1'), { accepted: true, event_id: 'e1' });
+  assert.deepEqual(requests[0], { path: '/v1/events/e1', method: 'DELETE', authorization: 'Bearer tok' });
+  await assert.rejects(api.del('/v1/events/e1'), (e) => e instanceof ApiError && e.status === 403 && e.code === 'forbidden');
 });

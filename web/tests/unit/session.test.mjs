@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createSession, decodeToken, forgetToken, keepToken, storedToken, tokenProblem } from '../../js/session.js';
+import { createSession, decodeToken, forgetToken, keepToken, mayManage, storedToken, tokenProblem } from '../../js/session.js';
 
 const b64url = (obj) => Buffer.from(JSON.stringify(obj)).toString('base64url');
 const tokenOf = (claims) => `${b64url({ alg: 'EdDSA', typ: 'JWT' })}.${b64url(claims)}.c2lnbmF0dXJl`;
@@ -64,4 +64,13 @@ test('createSession: a fresh, signed-out session each time', () => {
   const a = createSession();
   a.token = 't';
   assert.deepEqual(createSession(), { token: null, claims: null });
+});
+
+test('mayManage: only the scope `manage` among the scopes', () => {
+  assert.equal(mayManage({ role: 'viewer', devices: ['cam-1'], scope: 'manage' }), true);
+  assert.equal(mayManage({ role: 'viewer', scope: 'read manage' }), true);
+  assert.equal(mayManage({ role: 'viewer', devices: ['cam-1'] }), false, 'no scope: read only');
+  assert.equal(mayManage({ role: 'viewer', scope: 'manager' }), false);
+  assert.equal(mayManage({ scope: ['manage'] }), false, 'the claim is a string');
+  assert.equal(mayManage(null), false);
 });

@@ -1,0 +1,63 @@
+//! The owner's reports (schema version 4, docs/topic.md): what a camera's owner asks of its
+//! footage, put on the log by the viewer API like a device's reports, keyed by the device so
+//! they keep their order with its reports. Of these, this build produces and projects
+//! [`EventDeleted`]; the others are defined on the wire so that one schema version carries
+//! them all, but nothing of this build writes them, validation refuses them, and a store meeting
+//! one refuses it as not projected (the projector sets it aside in quarantine, see
+//! `crate::columns::Unstorable`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{DeviceId, EventId};
+
+/// Fewest days a plan may keep a device's history.
+pub const MIN_PLAN_DAYS: u32 = 7;
+/// Most days a plan may keep a device's history.
+pub const MAX_PLAN_DAYS: u32 = 365;
+
+/// The owner deleted an event: it leaves the day page and the calendar's count, its snapshot
+/// and the segments no other live event maps are deleted, and a report about it that arrives
+/// later (an end, a segment) does not bring it back (docs/data-model.md, Deletions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventDeleted {
+    /// The device (the topic key).
+    pub cid: DeviceId,
+    /// The event.
+    pub event_id: EventId,
+}
+
+/// The owner asked to keep an event past the device's retention (not produced by this build).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventKept {
+    /// The device.
+    pub cid: DeviceId,
+    /// The event.
+    pub event_id: EventId,
+}
+
+/// The owner no longer keeps an event: it expires by the normal rule (not produced by this
+/// build).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventUnkept {
+    /// The device.
+    pub cid: DeviceId,
+    /// The event.
+    pub event_id: EventId,
+}
+
+/// Everything of a device is to be erased (not produced by this build).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceErased {
+    /// The device.
+    pub cid: DeviceId,
+}
+
+/// A device's plan changed: how many days of its history are kept, from this report on (not
+/// produced by this build). A device without one has the deployment's retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSet {
+    /// The device.
+    pub cid: DeviceId,
+    /// Days of history, [`MIN_PLAN_DAYS`]`..=`[`MAX_PLAN_DAYS`].
+    pub retention_days: u32,
+}
