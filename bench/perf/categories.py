@@ -16,6 +16,9 @@ import sys
 CATEGORIES = [
     ("presign", r"aws_smithy|aws_sigv4|aws_sdk_s3|infra::s3::"),
     ("log writer thread (encode, pwrite, fsync, replies)", r"embedded_log::Writer::run"),
+    ("kafka append, caller side (enqueue, delivery futures)", r"infra::kafka::producer|rdkafka::producer"),
+    ("kafka poll, projector side (StreamConsumer, decode)", r"infra::kafka::consumer|rdkafka::consumer"),
+    ("librdkafka threads (produce and fetch requests, delivery reports)", r"rd_kafka_|rd_kafka\b|^rd_|librdkafka"),
     ("projector: store apply (SQLite)", r"apply_batch|embedded_store"),
     ("projector: poll, decode, commit", r"^projector::"),
     ("log read", r"embedded_log::read|embedded_log::segment::Reader"),

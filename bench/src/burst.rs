@@ -348,6 +348,21 @@ impl Getter {
     }
 }
 
+/// Waits until the server's notifier reads the log for each of `n` subscriptions (each has
+/// reported its lag).
+pub(crate) async fn wait_notifier(addr: SocketAddr, n: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = Getter::new(addr).get("/metrics", None).await.unwrap_or_default();
+        let ready = body.lines().filter(|l| l.starts_with("daybook_notify_lag_records{")).count();
+        if ready >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the notifier took up {ready} of {n} subscriptions in 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub(crate) const ACCEPTED: &str = "daybook_ingest_reports_accepted_total";
 pub(crate) const PROJECTED: &str = "daybook_projector_reports_total";
 pub(crate) const ROWS: &str = "daybook_projector_rows_total";
@@ -617,9 +632,9 @@ async fn pipeline(s: &Setup<'_>, log: &LogUrl, label: &str) -> anyhow::Result<Pi
     let server = Server::start(&args, s.secret)?;
     let receiver = match a.subscribe_person {
         true => {
-            let r = crate::notify::Receiver::good().await?;
-            crate::notify::subscribe(&dir, &r.url(), &["--kind", "event_started", "--type", "person"])?;
-            crate::notify::wait_notifier(server.http, 1).await?;
+            let r = crate::hooks::Receiver::good().await?;
+            crate::hooks::subscribe(&dir, &r.url(), &["--kind", "event_started", "--type", "person"])?;
+            wait_notifier(server.http, 1).await?;
             Some(r)
         }
         false => None,
@@ -693,6 +708,7 @@ async fn pipeline(s: &Setup<'_>, log: &LogUrl, label: &str) -> anyhow::Result<Pi
     let lost = count_lost(&server, s.auth, s.fleet, &outcomes, &bg_ids, &bg_outcomes).await?;
     let peak_rss_mib = server.peak_rss_mib();
     server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(PipelineRun {
         phase: Phase { outcomes, samples },
         bg_outcomes,
@@ -763,6 +779,7 @@ async fn kafka_replay(
     let cpu = span.used();
     let m = scrape(server.http, &["daybook_projector_write_seconds_sum"]).await;
     server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(KafkaReplay {
         raw,
         projection_s: done.duration_since(assigned.unwrap_or(started)).as_secs_f64(),
@@ -859,6 +876,7 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
         let samples = samples.await?;
         server.stop();
+        let _ = std::fs::remove_dir_all(&dir);
         Some((Phase { outcomes, samples }, direct_cpu))
     };
     let (direct, direct_cpu) = match direct {

@@ -8,6 +8,7 @@ mod burst;
 mod chart;
 mod cpu;
 mod direct;
+mod hooks;
 mod load;
 mod notify;
 mod raw;
