@@ -79,6 +79,10 @@ pub(crate) struct BurstArgs {
     /// one (`notify_caught_up_ms`, after the burst's end).
     #[arg(long)]
     subscribe_person: bool,
+    /// With `--log kafka://…`: how many times the raw read and the replay of the run's records
+    /// run, in turn (their medians are reported: one replay varies by 2× here).
+    #[arg(long, default_value_t = 3)]
+    replays: usize,
     /// The Kafka broker's process, whose CPU is reported beside the server's (default: the
     /// process listening on the first broker's port on this machine, if any).
     #[arg(long)]
@@ -146,6 +150,12 @@ struct BurstResult {
     kafka_replay_ratio_vs_bound: Option<f64>,
     /// That replay's server CPU per record, µs.
     kafka_replay_cpu_us_per_record: Option<f64>,
+    /// With `--replays N`, the raw read and the replay run N times in turn (the `kafka_raw_*`
+    /// and `kafka_replay_*` figures above are their medians): each run's seconds.
+    kafka_raw_consume_runs_s: Vec<f64>,
+    kafka_replay_runs_s: Vec<f64>,
+    /// Each replay's progress: (ms since its assignment, records projected) at each change.
+    kafka_replay_progress: Vec<Vec<(f64, u64)>>,
     /// The broker's process, and its CPU per accepted report over the run's span (the same
     /// span as `cpu_us_per_report`; the broker is another process and not in that figure).
     broker_pid: Option<u32>,
@@ -727,7 +737,7 @@ async fn pipeline(s: &Setup<'_>, log: &LogUrl, label: &str) -> anyhow::Result<Pi
 
 /// What the Kafka path's projection is compared with: the topic's records read raw, and the
 /// same records projected by a fresh projector from the start of the filled topic, unpaced.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct KafkaReplay {
     raw: crate::raw::RawConsume,
     /// From the fresh projector's partition assignment to every record projected.
@@ -736,12 +746,14 @@ struct KafkaReplay {
     store_apply_s: f64,
     records: u64,
     cpu_us_per_record: Option<f64>,
+    /// (ms since the assignment, records projected), at each change.
+    progress: Vec<(f64, u64)>,
 }
 
 /// Reads the records the Kafka run left in the topic (`until`: the watermarks after it) raw,
 /// then projects them again with a fresh all-in-one (a new consumer group, an empty store,
 /// unpaced, read-ahead as configured) and times that from its group's assignment.
-async fn kafka_replay(
+async fn kafka_replay_once(
     s: &Setup<'_>,
     url: &str,
     until: &std::collections::HashMap<i32, i64>,
@@ -762,6 +774,7 @@ async fn kafka_replay(
     let pb = bar(records as u64, "replay");
     let started = Instant::now();
     let mut assigned = None;
+    let mut progress: Vec<(f64, u64)> = Vec::new();
     let done = loop {
         let m = scrape(server.http, &[PROJECTED, REBALANCES]).await;
         if assigned.is_none() && m.get(REBALANCES).copied().unwrap_or(0.0) > 0.0 {
@@ -769,6 +782,11 @@ async fn kafka_replay(
         }
         let projected = m.get(PROJECTED).copied().unwrap_or(0.0);
         pb.set_position(projected as u64);
+        if let Some(at) = assigned {
+            if progress.last().is_none_or(|p| p.1 != projected as u64) {
+                progress.push((at.elapsed().as_secs_f64() * 1000.0, projected as u64));
+            }
+        }
         if projected >= records as f64 {
             break Instant::now();
         }
@@ -786,7 +804,42 @@ async fn kafka_replay(
         store_apply_s: m.get("daybook_projector_write_seconds_sum").copied().unwrap_or(0.0),
         records: records as u64,
         cpu_us_per_record: cpu::us_per(cpu, records as usize),
+        progress,
     })
+}
+
+/// [`kafka_replay_once`] `--replays` times (the raw read and the replay in turn; one replay
+/// of the same records varied by 2× here): each run's figures, and their medians.
+async fn kafka_replay(
+    s: &Setup<'_>,
+    url: &str,
+    until: &std::collections::HashMap<i32, i64>,
+) -> anyhow::Result<(KafkaReplay, Vec<KafkaReplay>)> {
+    let mut runs = Vec::new();
+    for _ in 0..s.a.replays.max(1) {
+        runs.push(kafka_replay_once(s, url, until).await?);
+    }
+    let median = |f: &dyn Fn(&KafkaReplay) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mid = KafkaReplay {
+        raw: crate::raw::RawConsume {
+            records: runs[0].raw.records,
+            seconds: median(&|r| r.raw.seconds),
+            after_first_s: median(&|r| r.raw.after_first_s),
+        },
+        projection_s: median(&|r| r.projection_s),
+        store_apply_s: median(&|r| r.store_apply_s),
+        records: runs[0].records,
+        cpu_us_per_record: runs
+            .iter()
+            .all(|r| r.cpu_us_per_record.is_some())
+            .then(|| median(&|r| r.cpu_us_per_record.unwrap_or(0.0))),
+        progress: Vec::new(),
+    };
+    Ok((mid, runs))
 }
 
 async fn burst(a: BurstArgs) -> anyhow::Result<()> {
@@ -840,16 +893,20 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         LogUrl::Kafka(url) => {
             let config = infra::kafka::KafkaConfig::from_url(url)?.with_properties(infra::kafka::properties_from_env());
             let until = crate::raw::high_watermarks(&config).await?;
-            let replay = kafka_replay(&setup, url, &until).await?;
+            let (replay, replay_runs) = kafka_replay(&setup, url, &until).await?;
             let records = fleet_records(&fleet);
             let pb = ProgressBar::new_spinner();
             pb.set_message("raw kafka produce");
             pb.enable_steady_tick(Duration::from_millis(100));
             let r = crate::raw::raw_produce(&config, &records).await?;
             pb.finish_and_clear();
-            (Some(r), Some(replay))
+            (Some(r), Some((replay, replay_runs)))
         }
         _ => (None, None),
+    };
+    let (replay, replay_runs) = match replay {
+        Some((mid, runs)) => (Some(mid), runs),
+        None => (None, Vec::new()),
     };
     let embedded = if a.with_embedded && matches!(a.log, LogUrl::Kafka(_)) {
         Some(pipeline(&setup, &LogUrl::Embedded, "embedded").await?)
@@ -961,14 +1018,19 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         kafka_raw_produce_per_s: kafka_raw.map(|r| r.0),
         kafka_raw_produce_p99_ms: kafka_raw.map(|r| r.1.as_secs_f64() * 1000.0),
         ratio_vs_kafka_raw: kafka_raw.map(|r| pipeline / r.0.max(1e-9)),
-        kafka_raw_consume_s: replay.map(|r| r.raw.seconds),
-        kafka_raw_consume_records: replay.map(|r| r.raw.records),
-        kafka_raw_consume_after_first_s: replay.map(|r| r.raw.after_first_s),
-        kafka_replay_projection_s: replay.map(|r| r.projection_s),
-        kafka_replay_store_apply_s: replay.map(|r| r.store_apply_s),
-        kafka_replay_records: replay.map(|r| r.records),
-        kafka_replay_ratio_vs_bound: replay.map(|r| r.projection_s / r.raw.seconds.max(r.store_apply_s).max(1e-9)),
-        kafka_replay_cpu_us_per_record: replay.and_then(|r| r.cpu_us_per_record),
+        kafka_raw_consume_s: replay.as_ref().map(|r| r.raw.seconds),
+        kafka_raw_consume_records: replay.as_ref().map(|r| r.raw.records),
+        kafka_raw_consume_after_first_s: replay.as_ref().map(|r| r.raw.after_first_s),
+        kafka_replay_projection_s: replay.as_ref().map(|r| r.projection_s),
+        kafka_replay_store_apply_s: replay.as_ref().map(|r| r.store_apply_s),
+        kafka_replay_records: replay.as_ref().map(|r| r.records),
+        kafka_replay_ratio_vs_bound: replay
+            .as_ref()
+            .map(|r| r.projection_s / r.raw.seconds.max(r.store_apply_s).max(1e-9)),
+        kafka_replay_cpu_us_per_record: replay.as_ref().and_then(|r| r.cpu_us_per_record),
+        kafka_raw_consume_runs_s: replay_runs.iter().map(|r| r.raw.seconds).collect(),
+        kafka_replay_runs_s: replay_runs.iter().map(|r| r.projection_s).collect(),
+        kafka_replay_progress: replay_runs.iter().map(|r| r.progress.clone()).collect(),
         broker_pid: broker_pid(&a, &a.log),
         broker_cpu_us_per_report,
         embedded_accepted_per_s: embedded_per_s,

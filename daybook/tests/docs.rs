@@ -56,6 +56,8 @@ const OTHER_TOOLS_FLAGS: &[(&str, &[&str])] = &[
             "out",
             "log",
             "with-embedded",
+            "replays",
+            "devices",
             "broker-pid",
             "max-rows-per-s",
             "rate",
