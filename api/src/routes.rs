@@ -6,9 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::future::try_join_all;
-use schemas::{
-    Day, DayOffset, DeviceId, Envelope, EventDeleted, EventId, EventType, LocalTime, Report, Timestamp, SCHEMA_VERSION,
-};
+use schemas::{Day, DayOffset, DeviceId, Envelope, EventDeleted, EventId, EventType, LocalTime, Report, Timestamp};
 use seams::web::{ApiError, ErrorBody, ErrorCode};
 use seams::{EventView, LogRecord, ObjectKey};
 use utoipa::OpenApi;
@@ -223,12 +221,7 @@ async fn delete_event(
             std::time::Duration::from_secs(2),
         )
     })?;
-    let record = LogRecord {
-        key: report.key(),
-        report_kind: report.kind().as_str().to_owned(),
-        schema: SCHEMA_VERSION,
-        value: Envelope { report, received_at: now }.encode(),
-    };
+    let record = LogRecord::of(&Envelope { report, received_at: now });
     (log.0)(record).await?;
     tracing::info!(event = %id, "event deletion accepted");
     Ok((StatusCode::ACCEPTED, Json(DeletionAccepted { accepted: true, event_id: id })))

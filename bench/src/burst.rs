@@ -456,12 +456,7 @@ fn fleet_records(fleet: &Fleet) -> Vec<seams::LogRecord> {
                 size: 4_000_000 + i as u64,
                 duration_ms: 60_000,
             });
-            seams::LogRecord {
-                key: cid.to_string(),
-                report_kind: report.kind().as_str().to_owned(),
-                schema: schemas::SCHEMA_VERSION,
-                value: schemas::Envelope { report, received_at: Timestamp::now() }.encode(),
-            }
+            seams::LogRecord::of(&schemas::Envelope { report, received_at: Timestamp::now() })
         })
         .collect()
 }
@@ -481,6 +476,16 @@ pub(crate) fn at_utc_offset(t: Timestamp) -> String {
 /// Requests, their schedule, and what each one reports (device, event id, is-an-end).
 type Background = (Arc<Vec<Prepared>>, Vec<Duration>, Vec<(DeviceId, String, bool)>);
 
+/// The event type of the background's request `i` (its start at even `i`, its end after it):
+/// every other event is a person (what a `--subscribe-person` run delivers).
+fn background_type(i: usize) -> &'static str {
+    if (i / 2).is_multiple_of(2) {
+        "person"
+    } else {
+        "motion"
+    }
+}
+
 /// Daytime background: event starts (person and motion in turn), then their ends, from 1000
 /// other devices.
 fn background(auth: &Auth, rps: u64, seconds: u64) -> Background {
@@ -495,8 +500,7 @@ fn background(auth: &Auth, rps: u64, seconds: u64) -> Background {
             HeaderValue::from_str(&format!("Bearer {}", auth.device_token(&cid, Duration::from_secs(6 * 3600))))
                 .expect("header");
         let triggered = now.plus_millis(-60_000 - (i / 2) as i64);
-        // Every other event is a person (what a `--subscribe-person` run delivers).
-        let type_name = if (i / 2) % 2 == 0 { "person" } else { "motion" };
+        let type_name = background_type(i);
         let kind = schemas::EventType::parse(type_name).expect("valid type");
         let id = schemas::EventId::new(&cid, &kind, triggered, DayOffset::default()).expect("valid id");
         let (path, body) = if i % 2 == 0 {
@@ -700,7 +704,10 @@ async fn pipeline(s: &Setup<'_>, log: &LogUrl, label: &str) -> anyhow::Result<Pi
     let rows = gc.get(ROWS).copied().unwrap_or(0.0);
     let notified = match &receiver {
         Some(r) => {
-            let want = bg_outcomes.iter().filter(|o| o.accepted() && o.idx % 2 == 0 && (o.idx / 2) % 2 == 0).count();
+            let want = bg_outcomes
+                .iter()
+                .filter(|o| o.accepted() && o.idx % 2 == 0 && background_type(o.idx) == "person")
+                .count();
             let deadline = Instant::now() + Duration::from_secs(120);
             while r.distinct() < want {
                 anyhow::ensure!(

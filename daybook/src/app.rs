@@ -447,11 +447,7 @@ where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let lower = move || {
-        if let Err(e) = rustix::process::setpriority_process(None, nice) {
-            tracing::debug!(error = %e, "cannot lower the thread's priority");
-        }
-    };
+    let lower = move || crate::priority::lower_this_thread(nice);
     let (tx, rx) = tokio::sync::oneshot::channel();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -15,6 +15,7 @@ mod in_use;
 pub mod metric_catalog;
 pub mod notify;
 mod ops;
+mod priority;
 pub mod rebuild;
 pub mod resolve;
 pub mod secrets;

@@ -10,6 +10,7 @@ use schemas::DeviceId;
 use serde_json::json;
 use tests::client::Http;
 use tests::process::Bin;
+use tests::s3::TestS3;
 
 const DAYBOOK: Bin = Bin(env!("CARGO_BIN_EXE_daybook"));
 const S3_KEYS: (&str, &str) = ("delete-test", "delete-test-secret-0123456789abcdef");
@@ -19,19 +20,8 @@ async fn the_api_beside_ingest_hands_a_deletion_to_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     // An S3 endpoint of the test's own for ingest and api to sign against.
-    let objects = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let s3 = format!("http://{}", listener.local_addr().unwrap());
-    let (s3_stop, s3_stopped) = tokio::sync::oneshot::channel::<()>();
-    let s3_root = objects.path().to_owned();
-    let s3_task = tokio::spawn(async move {
-        infra::s3_server::serve(listener, &s3_root, "daybook", S3_KEYS.0, S3_KEYS.1, 1 << 20, async move {
-            let _ = s3_stopped.await;
-        })
-        .await
-    });
-    let env =
-        [("AWS_ACCESS_KEY_ID", S3_KEYS.0), ("AWS_SECRET_ACCESS_KEY", S3_KEYS.1), ("AWS_EC2_METADATA_DISABLED", "true")];
+    let s3_server = TestS3::start(S3_KEYS.0, S3_KEYS.1).await;
+    let (s3, env) = (s3_server.endpoint.clone(), s3_server.env);
 
     let auth = daybook::secrets::auth(dir.path()).unwrap();
     let cid = DeviceId::parse("cam-sp").unwrap();
@@ -77,6 +67,5 @@ async fn the_api_beside_ingest_hands_a_deletion_to_it() {
     for p in [api, projector, ingest] {
         assert!(p.stop().success());
     }
-    let _ = s3_stop.send(());
-    s3_task.await.unwrap().unwrap();
+    s3_server.stop().await.unwrap();
 }

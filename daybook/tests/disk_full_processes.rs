@@ -187,19 +187,8 @@ async fn separate_processes_on_a_full_disk_never_list_an_unacknowledged_report()
 
     // An S3 endpoint of the test's own for ingest and api to sign against (off the tmpfs, and
     // never used for an event start).
-    let objects = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let s3 = format!("http://{}", listener.local_addr().unwrap());
-    let (s3_stop, s3_stopped) = tokio::sync::oneshot::channel::<()>();
-    let s3_root = objects.path().to_owned();
-    let s3_task = tokio::spawn(async move {
-        infra::s3_server::serve(listener, &s3_root, "daybook", S3_KEYS.0, S3_KEYS.1, 1 << 20, async move {
-            let _ = s3_stopped.await;
-        })
-        .await
-    });
-    let env =
-        [("AWS_ACCESS_KEY_ID", S3_KEYS.0), ("AWS_SECRET_ACCESS_KEY", S3_KEYS.1), ("AWS_EC2_METADATA_DISABLED", "true")];
+    let s3_server = tests::s3::TestS3::start(S3_KEYS.0, S3_KEYS.1).await;
+    let (s3, env) = (s3_server.endpoint.clone(), s3_server.env);
 
     // The token keys are generated in the data directory first; every process reads them there.
     let auth = daybook::secrets::auth(dir.path()).unwrap();
@@ -345,8 +334,7 @@ async fn separate_processes_on_a_full_disk_never_list_an_unacknowledged_report()
     let api_exit = api.stop();
     stop_watch.store(true, Ordering::Relaxed);
     let watched = watcher.join().expect("the watcher");
-    let _ = s3_stop.send(());
-    let _ = s3_task.await;
+    let _ = s3_server.stop().await;
 
     // The log itself, read back from its files with nothing running.
     let records = read_log(&log_dir);

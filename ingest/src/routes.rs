@@ -9,7 +9,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use schemas::{
     DigestReported, Envelope, EventEnded, EventId, EventStarted, LocalTime, Report, SegmentId, SegmentReported,
-    Timestamp, ZoneRule, SCHEMA_VERSION,
+    Timestamp, ZoneRule,
 };
 use seams::auth::Device;
 use seams::metric::{Kind, Metric, Unit};
@@ -144,15 +144,8 @@ impl Ingest {
             ));
         }
         let received_at = Timestamp::now();
-        let records = reports
-            .into_iter()
-            .map(|report| LogRecord {
-                key: report.key(),
-                report_kind: report.kind().as_str().to_owned(),
-                schema: SCHEMA_VERSION,
-                value: Envelope { report, received_at }.encode(),
-            })
-            .collect::<Vec<_>>();
+        let records =
+            reports.into_iter().map(|report| LogRecord::of(&Envelope { report, received_at })).collect::<Vec<_>>();
         let started = Instant::now();
         let deadline = breaker.deadline();
         let result = match tokio::time::timeout(deadline, self.inner.log.append(records)).await {

@@ -618,31 +618,29 @@ impl SubscriptionSet {
     /// `true` leaves it to [`matches`](Self::matches) on the decoded report.
     pub fn may_match(&self, kind: &str, key: &str) -> bool {
         let Some(kind) = ReportKind::parse(kind) else { return true };
-        if !kind.is_device_report() {
-            // Not a device's report: only `matches` on the decoded record says (it is false
-            // for every kind but a device's today, and the notifier reads dead letters
-            // released to it before asking).
-            return true;
-        }
-        if !self.kinds.is_empty() && !self.kinds.contains(&kind) {
-            return false;
-        }
+        // Not a device's report: only `matches` on the decoded record says (it is false for
+        // every kind but a device's today, and the notifier reads dead letters released to it
+        // before asking).
+        !kind.is_device_report() || self.takes_kind(kind) && self.takes_device(key)
+    }
+
+    /// The kind filter: none, or one that lists `kind`.
+    fn takes_kind(&self, kind: ReportKind) -> bool {
+        self.kinds.is_empty() || self.kinds.contains(&kind)
+    }
+
+    /// The device filters: none, or a device id or prefix that `cid` matches.
+    fn takes_device(&self, cid: &str) -> bool {
         self.devices.is_empty() && self.device_prefixes.is_empty()
-            || self.devices.iter().any(|d| d.as_str() == key)
-            || self.device_prefixes.iter().any(|p| key.starts_with(p.as_str()))
+            || self.devices.iter().any(|d| d.as_str() == cid)
+            || self.device_prefixes.iter().any(|p| cid.starts_with(p.as_str()))
     }
 
     /// Whether the filters let `report` through (cooldown and max age aside: they depend on
     /// what was sent before and on the time).
     pub fn matches(&self, report: &Report) -> bool {
         let Some(cid) = report.cid() else { return false };
-        if !(self.devices.is_empty() && self.device_prefixes.is_empty()
-            || self.devices.contains(cid)
-            || self.device_prefixes.iter().any(|p| cid.as_str().starts_with(p.as_str())))
-        {
-            return false;
-        }
-        if !self.kinds.is_empty() && !self.kinds.contains(&report.kind()) {
+        if !self.takes_device(cid.as_str()) || !self.takes_kind(report.kind()) {
             return false;
         }
         if self.event_types.is_empty() {

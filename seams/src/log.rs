@@ -18,6 +18,19 @@ pub struct LogRecord {
     pub value: Vec<u8>,
 }
 
+impl LogRecord {
+    /// The record of `envelope`, encoded as the current schema version: what ingest, the api
+    /// and the commands that put reports on the log append.
+    pub fn of(envelope: &schemas::Envelope) -> Self {
+        Self {
+            key: envelope.report.key(),
+            report_kind: envelope.report.kind().as_str().to_owned(),
+            schema: schemas::SCHEMA_VERSION,
+            value: envelope.encode(),
+        }
+    }
+}
+
 /// A place in the log: the partition and the offset *of* a record (from `append`) or of the
 /// next record to read (in `commit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -8,4 +8,5 @@ pub mod flow;
 pub mod kafka;
 pub mod outage;
 pub mod process;
+pub mod s3;
 pub mod tmpfs;

@@ -164,9 +164,7 @@ fn run(replica: Replica, data_dir: PathBuf, feed: Option<broadcast::Receiver<Str
     // Below the services: under a burst, accepting reports comes first, and a round that
     // waits a little longer for the CPU only widens the window by as much (on Linux the
     // thread's I/O priority follows its nice value).
-    if let Err(e) = rustix::process::setpriority_process(None, SHIPPER_NICE) {
-        tracing::debug!(error = %e, "cannot lower the shipping thread's priority");
-    }
+    crate::priority::lower_this_thread(SHIPPER_NICE);
     let mut state: Option<State> = None;
     let mut feed = feed;
     loop {

@@ -85,9 +85,7 @@ pub async fn run(schedule: Schedule, data_dir: PathBuf, every: Duration, mut shu
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spawned = std::thread::Builder::new().name("daybook-verify".into()).spawn(move || {
             // This thread only: Linux priorities are per thread.
-            if let Err(e) = rustix::process::setpriority_process(None, 10) {
-                tracing::debug!(error = %e, "cannot lower the verify thread's priority");
-            }
+            crate::priority::lower_this_thread(10);
             let _ = tx.send(verify_scheduled(&s, &dir));
         });
         if let Err(e) = spawned {

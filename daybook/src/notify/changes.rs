@@ -31,13 +31,7 @@ fn inbox(data_dir: &Path) -> PathBuf {
 
 /// The log record of a change.
 pub fn record(report: Report) -> LogRecord {
-    let envelope = Envelope { report, received_at: Timestamp::now() };
-    LogRecord {
-        key: envelope.report.key(),
-        report_kind: envelope.report.kind().as_str().to_owned(),
-        schema: SCHEMA_VERSION,
-        value: envelope.encode(),
-    }
+    LogRecord::of(&Envelope { report, received_at: Timestamp::now() })
 }
 
 /// Appends `report` (a subscription change) to the log `config` names; returns once durable.

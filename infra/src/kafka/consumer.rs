@@ -108,6 +108,35 @@ pub fn consumer_config(config: &KafkaConfig, group: &str, reset: &str) -> Result
     Ok(cc)
 }
 
+/// Each of `parts`' high watermark, in order, in one ListOffsets request (timestamp -1 =
+/// latest), not one watermark query per partition: the projector checks its lag every second
+/// between batches, and twelve sequential round trips to a busy broker held up the next batch.
+fn high_watermarks<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    parts: &[i32],
+) -> KafkaResult<Vec<i64>> {
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut latest = TopicPartitionList::new();
+    for &p in parts {
+        latest.add_partition_offset(topic, p, Offset::End)?;
+    }
+    let highs = consumer.offsets_for_times(latest, REQUEST_TIMEOUT)?;
+    parts
+        .iter()
+        .map(|&p| match highs.find_partition(topic, p) {
+            Some(e) if e.error().is_err() => Err(e.error().unwrap_err()),
+            Some(e) => match e.offset() {
+                Offset::Offset(o) => Ok(o),
+                _ => Ok(consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT)?.1),
+            },
+            None => Ok(consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT)?.1),
+        })
+        .collect()
+}
+
 impl KafkaLog {
     /// Records the end of the topic as `group`'s position in every partition where the group
     /// has committed nothing, before any member joins (a commit outside the group's
@@ -131,13 +160,15 @@ impl KafkaLog {
                 tpl.add_partition(&topic, p);
             }
             let committed = consumer.committed_offsets(tpl, REQUEST_TIMEOUT)?;
+            let uncommitted: Vec<i32> = parts
+                .into_iter()
+                .filter(|&p| {
+                    !matches!(committed.find_partition(&topic, p).map(|e| e.offset()), Some(Offset::Offset(_)))
+                })
+                .collect();
             let mut ends = TopicPartitionList::new();
-            for p in parts {
-                if matches!(committed.find_partition(&topic, p).map(|e| e.offset()), Some(Offset::Offset(_))) {
-                    continue;
-                }
-                let (_, high) = consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?;
-                ends.add_partition_offset(&topic, p, Offset::Offset(high))?;
+            for (p, high) in uncommitted.iter().zip(high_watermarks(&consumer, &topic, &uncommitted)?) {
+                ends.add_partition_offset(&topic, *p, Offset::Offset(high))?;
             }
             if ends.count() > 0 {
                 consumer.commit(&ends, CommitMode::Sync)?;
@@ -486,25 +517,9 @@ impl LogConsumer for KafkaConsumer {
             } else {
                 None
             };
-            // Every partition's high watermark in one ListOffsets request (timestamp -1 =
-            // latest), not one watermark query per partition: the projector checks its lag
-            // every second between batches, and twelve sequential round trips to a busy broker
-            // held up the next batch.
-            let mut latest = TopicPartitionList::new();
-            for &p in &parts {
-                latest.add_partition_offset(&topic, p, Offset::End)?;
-            }
-            let highs = consumer.offsets_for_times(latest, REQUEST_TIMEOUT)?;
+            let highs = high_watermarks(consumer.as_ref(), &topic, &parts)?;
             let mut out = Vec::with_capacity(parts.len());
-            for p in parts {
-                let high = match highs.find_partition(&topic, p) {
-                    Some(e) if e.error().is_err() => return Err(e.error().unwrap_err()),
-                    Some(e) => match e.offset() {
-                        Offset::Offset(o) => o,
-                        _ => consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?.1,
-                    },
-                    None => consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?.1,
-                };
+            for (p, high) in parts.into_iter().zip(highs) {
                 let at = match position_of(&positions, p).or_else(|| committed.as_ref().and_then(|c| position_of(c, p)))
                 {
                     Some(at) => at,
