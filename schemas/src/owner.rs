@@ -1,7 +1,7 @@
 //! The owner's reports (schema version 4, docs/topic.md): what a camera's owner asks of its
 //! footage, put on the log by the viewer API like a device's reports, keyed by the device so
 //! they keep their order with its reports. Of these, this build produces and projects
-//! [`EventDeleted`]; the others are defined on the wire so that one schema version carries
+//! [`EventDeleted`] and [`DeviceErased`]; the others are defined on the wire so that one schema version carries
 //! them all, but nothing of this build writes them, validation refuses them, and a store meeting
 //! one refuses it as not projected (the projector sets it aside in quarantine, see
 //! `crate::columns::Unstorable`).
@@ -45,7 +45,11 @@ pub struct EventUnkept {
     pub event_id: EventId,
 }
 
-/// Everything of a device is to be erased (not produced by this build).
+/// Everything of a device is erased: every row, count, object and quarantined record of it and
+/// its dead letters, and any report of it not newer than the erasure (by
+/// `crate::rows::write_stamp`) applied later — replayed, late, from a second projector — is
+/// never served; reports newer than it are (the device reports again). See `crate::rows` and
+/// docs/data-model.md, Erasures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceErased {
     /// The device.

@@ -469,13 +469,14 @@ impl Report {
                 int_column("duration_ms", r.duration_ms).map(drop)
             }
             // Defined on the wire, not projected yet (crate::owner).
-            Report::EventKept(_) | Report::EventUnkept(_) | Report::DeviceErased(_) | Report::PlanSet(_) => {
+            Report::EventKept(_) | Report::EventUnkept(_) | Report::PlanSet(_) => {
                 Err(Unstorable::NotProjected { kind: self.kind().as_str() })
             }
-            // Subscription reports and deletions hold no numeric column.
+            // Subscription reports, deletions and erasures hold no numeric column.
             Report::EventStarted(_)
             | Report::EventEnded(_)
             | Report::EventDeleted(_)
+            | Report::DeviceErased(_)
             | Report::SubscriptionSet(_)
             | Report::SubscriptionDeleted(_)
             | Report::SubscriptionDeadLettered(_)
@@ -653,6 +654,8 @@ impl SubscriptionSet {
             Report::SegmentReported(r) => r.events.iter().any(|m| of_type(&m.event_id)),
             Report::DigestReported(_) => true,
             Report::EventDeleted(r) => of_type(&r.event_id),
+            // An erasure is of every type the device had.
+            Report::DeviceErased(_) => true,
             _ => false,
         }
     }
@@ -826,7 +829,6 @@ mod tests {
         for report in [
             Report::EventKept(EventKept { cid: cid.clone(), event_id: ev.event_id.clone() }),
             Report::EventUnkept(EventUnkept { cid: cid.clone(), event_id: ev.event_id.clone() }),
-            Report::DeviceErased(DeviceErased { cid: cid.clone() }),
             Report::PlanSet(PlanSet { cid: cid.clone(), retention_days: 60 }),
         ] {
             let kind = report.kind().as_str();
@@ -836,6 +838,32 @@ mod tests {
         let plan = |retention_days| Report::PlanSet(PlanSet { cid: cid.clone(), retention_days });
         assert!(plan(6).check_rules(&policy(), now).is_err() && plan(366).check_rules(&policy(), now).is_err());
         assert!(plan(7).check_rules(&policy(), now).is_ok() && plan(365).check_rules(&policy(), now).is_ok());
+    }
+
+    #[test]
+    fn an_erasure_is_valid_stored_and_sent_to_every_subscription_of_its_device() {
+        let now = Timestamp::now();
+        let erased = Report::DeviceErased(DeviceErased { cid: DeviceId::parse("cam-1").unwrap() });
+        assert_eq!(erased.validate(&policy(), now), Ok(()));
+        assert_eq!((erased.key(), erased.kind().as_str()), ("cam-1".into(), "device_erased"));
+        let sub = |kinds: Vec<ReportKind>, types: &[&str], devices: &[&str]| crate::SubscriptionSet {
+            subscription_id: crate::SubscriptionId::parse("s").unwrap(),
+            url: "https://h.example/x".into(),
+            secrets: vec![crate::Sealed(vec![1; 44])],
+            devices: devices.iter().map(|d| DeviceId::parse(d).unwrap()).collect(),
+            device_prefixes: vec![],
+            kinds,
+            event_types: types.iter().map(|t| EventType::parse(t).unwrap()).collect(),
+            cooldown_ms: 0,
+            max_age_ms: None,
+            paused: false,
+            created_at: now,
+        };
+        assert!(sub(vec![], &[], &[]).matches(&erased));
+        assert!(sub(vec![ReportKind::DeviceErased], &["person"], &["cam-1"]).matches(&erased));
+        assert!(!sub(vec![ReportKind::DeviceErased], &[], &["cam-2"]).matches(&erased));
+        assert!(!sub(vec![ReportKind::EventStarted], &[], &[]).matches(&erased));
+        assert!(sub(vec![ReportKind::DeviceErased], &[], &[]).check().is_ok());
     }
 
     #[test]

@@ -45,6 +45,15 @@
 //! (`StoreError::Rejected`), never as a failure to retry.
 //!
 //! [`write_stamp`] orders the versions of one row: newer wins, whoever writes it and when.
+//!
+//! An erasure (`crate::DeviceErased`) is kept by every store as the device's *erasure mark*:
+//! the greatest write stamp of its erasures, never expired. Applying one removes every row,
+//! count, quarantined record and dead letter of the device and lists each of its objects the
+//! rows name to purge, in the same write; and from then on a report [`erasable`] of the device
+//! whose stamp is not above the mark — replayed, rebuilt, late, or from a second projector — is
+//! not applied at all (an erasure so covered changes nothing). A report newer than the mark
+//! (the device reporting again after it) is applied as usual. Within one batch the rule holds
+//! by stamp, whatever the order of the reports in it.
 
 use crate::envelope::Envelope;
 use crate::ids::{Day, DeviceId, EventId, SegmentId};
@@ -70,6 +79,27 @@ pub fn write_stamp(envelope: &Envelope) -> i64 {
         .iter()
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
     envelope.received_at.millis().saturating_mul(1000).saturating_add((hash % 1000) as i64)
+}
+
+/// The device whose erasure covers `envelope`'s report, and the write stamp compared with its
+/// erasure mark (see the module docs): a report about a device (its own, or its owner's) with
+/// its own stamp; a dead letter with the stamp of the record it holds, when that record is a
+/// device's report; nothing for the other subscription reports.
+pub fn erasable(envelope: &Envelope) -> Option<(DeviceId, i64)> {
+    match (&envelope.report, envelope.report.cid()) {
+        (_, Some(cid)) => Some((cid.clone(), write_stamp(envelope))),
+        (Report::SubscriptionDeadLettered(letter), None) => {
+            let record = Envelope::decode(&letter.record.0).ok()?;
+            let cid = record.report.cid()?.clone();
+            Some((cid, write_stamp(&record)))
+        }
+        (_, None) => None,
+    }
+}
+
+/// Whether a device's erasure mark `mark` covers a report of it stamped `stamp`.
+pub fn erased(stamp: i64, mark: Option<i64>) -> bool {
+    mark.is_some_and(|m| stamp <= m)
 }
 
 /// One row a report writes, with where it lands and when it expires.
@@ -217,8 +247,11 @@ pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
         }
         Report::DigestReported(r) => vec![row(r.date, r.utc_offset.start_of(r.date), RowData::Digest(r))],
         Report::EventDeleted(r) => vec![event_row(&r.event_id, RowData::EventDeleted { event_id: &r.event_id })],
+        // An erasure is device-wide: every store applies it outside the day partitions (see the
+        // module docs).
+        Report::DeviceErased(_) => Vec::new(),
         // Not projected by this build: refused before planning (`Report::storable`).
-        Report::EventKept(_) | Report::EventUnkept(_) | Report::DeviceErased(_) | Report::PlanSet(_) => Vec::new(),
+        Report::EventKept(_) | Report::EventUnkept(_) | Report::PlanSet(_) => Vec::new(),
         Report::SubscriptionSet(_)
         | Report::SubscriptionDeleted(_)
         | Report::SubscriptionDeadLettered(_)

@@ -184,8 +184,10 @@ impl SubscriptionSet {
             }
         }
         // The reports about a device that this release writes: a device's, and its owner's
-        // deletions (docs/notifications.md).
-        if let Some(k) = self.kinds.iter().find(|k| !k.is_device_report() && **k != ReportKind::EventDeleted) {
+        // deletions and erasures (docs/notifications.md).
+        let sent =
+            |k: ReportKind| k.is_device_report() || matches!(k, ReportKind::EventDeleted | ReportKind::DeviceErased);
+        if let Some(k) = self.kinds.iter().find(|k| !sent(**k)) {
             return Err(format!("{} is not a report about a device that is sent", k.as_str()));
         }
         Ok(())

@@ -121,6 +121,13 @@ CREATE TABLE IF NOT EXISTS purges (
     key        TEXT    NOT NULL,
     PRIMARY KEY (day, cid, key)
 ) WITHOUT ROWID;
+-- Per device, its erasure mark (schemas::rows): the greatest write stamp of its erasures. Not
+-- day-partitioned, never expired: a report of the device not newer than it is never applied.
+CREATE TABLE IF NOT EXISTS erasures (
+    cid        TEXT    NOT NULL PRIMARY KEY,
+    stamp      INTEGER NOT NULL,
+    erased_at  INTEGER NOT NULL -- received_at of that erasure
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS digests (
     day         INTEGER NOT NULL,
     cid         TEXT    NOT NULL,
@@ -144,6 +151,8 @@ CREATE TABLE day_counts (
 
 /// The day-partitioned tables: `drop_expired` drops a day from each.
 const TABLES: [&str; 6] = ["events", "segments", "event_segments", "digests", "day_counts", "purges"];
+/// The day-partitioned tables of a device's rows (all but `purges`): an erasure empties them.
+const DEVICE_TABLES: [&str; 5] = ["events", "segments", "event_segments", "digests", "day_counts"];
 const READERS: usize = 4;
 
 /// The page cache of the writer of a bulk load ([`OpenMode::BulkLoad`]): the whole store of a
@@ -334,7 +343,9 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
     // Immediate: the write lock is taken (waiting out another writer on the same file, e.g. a
     // second projector) before anything is read, so the counts below see every row committed.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut written = 0u64;
+    // Erasures first, then the rest of the batch without what they cover (schemas::rows).
+    let (mut written, kept) = erasure::apply(&tx, batch)?;
+    let batch: &[Envelope] = kept.as_deref().unwrap_or(batch);
     // New events per (day, device) in this batch, added to `day_counts` before the commit: one
     // entry per run of rows of one partition (the rows are sorted by partition, so one per
     // partition; were a partition to come twice, its two additions add up all the same).
@@ -613,6 +624,7 @@ fn bad_row(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error
 }
 
 mod cursor;
+mod erasure;
 pub mod files;
 use cursor::{decode_cursor, encode_cursor};
 

@@ -505,7 +505,7 @@ pub async fn unstorable_record_is_rejected_by_its_index(mut h: impl StoreHarness
 }
 
 /// The owner's reports that the schema defines but no store projects yet (`event_kept`,
-/// `event_unkept`, `device_erased`, `plan_set`) are refused as permanent, by their index, with
+/// `event_unkept`, `plan_set`) are refused as permanent, by their index, with
 /// nothing of the batch written: the projector sets them aside in quarantine, never loses them.
 pub async fn reports_not_projected_yet_are_rejected_by_their_index(mut h: impl StoreHarness) {
     let s = h.open().await;
@@ -514,7 +514,6 @@ pub async fn reports_not_projected_yet_are_rejected_by_their_index(mut h: impl S
     for report in [
         Report::EventKept(schemas::EventKept { cid: cam.clone(), event_id: id.clone() }),
         Report::EventUnkept(schemas::EventUnkept { cid: cam.clone(), event_id: id.clone() }),
-        Report::DeviceErased(schemas::DeviceErased { cid: cam.clone() }),
         Report::PlanSet(schemas::PlanSet { cid: cam.clone(), retention_days: 60 }),
     ] {
         let kind = report.kind().as_str();
@@ -987,4 +986,182 @@ pub async fn two_projectors_delete_once(mut h: impl StoreHarness) {
     // 24 events, 12 a day; every third deleted (ids 0, 3, …, 21: four of each day).
     assert_calendar_matches_pages(&*first, "cam-2del", &[(day(0), 8), (day(1), 8)]).await;
     assert_calendar_matches_pages(&*second, "cam-2del", &[(day(0), 8), (day(1), 8)]).await;
+}
+
+/// The erasure of `device`.
+pub fn erasure(device: &str) -> Envelope {
+    env(Report::DeviceErased(schemas::DeviceErased { cid: cid(device) }))
+}
+
+/// A device's digest of `days_ago`.
+fn digest_of(device: &str, seg: &str, days_ago: i64) -> Envelope {
+    env(Report::DigestReported(DigestReported {
+        cid: cid(device),
+        date: day(days_ago),
+        utc_offset: DayOffset::default(),
+        segment_id: SegmentId::parse(seg).unwrap(),
+        size: 10,
+        duration_ms: 30_000,
+    }))
+}
+
+/// Nothing of `device` is served: no count, no event, no digest, no offset.
+async fn assert_nothing_served(s: &dyn ProjectionStore, device: &str, ids: &[&EventId]) {
+    assert_calendar_matches_pages(s, device, &[]).await;
+    for id in ids {
+        assert!(s.event(id).await.unwrap().is_none(), "{device}: {id} is erased");
+    }
+    for d in 0..3 {
+        assert!(s.digest(&cid(device), day(d)).await.unwrap().is_none(), "{device}: digest erased");
+    }
+    assert_eq!(s.utc_offset(&cid(device)).await.unwrap(), None, "{device}: offset erased");
+}
+
+/// An erased device leaves every read: its events, counts, digests and offset, its quarantined
+/// records and its dead letters go, and every object its rows named (snapshots, segments,
+/// digests) is listed to purge; another device is untouched. The device's history applied
+/// again — whole, in pieces, the erasure with it or not, through another handle — serves
+/// nothing of it.
+pub async fn an_erased_device_leaves_every_read(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (a, sa) = start("cam-er", "motion", noon(0, 0));
+    let (b, sb) = start("cam-er", "person", noon(1, 0));
+    let (k, sk) = start("cam-er-keep", "motion", noon(0, 0));
+    let history = vec![
+        sa,
+        sb,
+        sk,
+        end(&a, 5_000, EndStatus::Complete),
+        segment("cam-er", "seg-a", noon(0, 0), 100, &[(&a, 0, 0, 100)]),
+        segment("cam-er", "seg-b", noon(1, 0), 100, &[(&b, 0, 0, 100)]),
+        segment("cam-er-keep", "seg-k", noon(0, 0), 100, &[(&k, 0, 0, 100)]),
+        digest_of("cam-er", "dg-er", 1),
+        digest_of("cam-er-keep", "dg-k", 1),
+    ];
+    s.apply(&history).await.unwrap();
+    let quarantined_of = |device: &str, offset| Quarantined { key: device.into(), ..quarantined(0, offset, "x") };
+    s.quarantine(&[quarantined_of("cam-er", 1), quarantined_of("cam-er-keep", 2)]).await.unwrap();
+    let letter = |webhook_id: &str, record: &Envelope| {
+        env(Report::SubscriptionDeadLettered(SubscriptionDeadLettered {
+            subscription_id: SubscriptionId::parse("sub-er").unwrap(),
+            webhook_id: webhook_id.into(),
+            reason: "status 404".into(),
+            attempts: 1,
+            record_schema: schemas::SCHEMA_VERSION,
+            record: Blob(record.encode()),
+        }))
+    };
+    let letters = vec![letter("msg_er", &history[0]), letter("msg_keep", &history[2])];
+    s.apply(&letters).await.unwrap();
+    assert_calendar_matches_pages(&*s, "cam-er", &[(day(0), 1), (day(1), 1)]).await;
+
+    let erased = erasure("cam-er");
+    s.apply(std::slice::from_ref(&erased)).await.unwrap();
+    assert_nothing_served(&*s, "cam-er", &[&a, &b]).await;
+    let keys = purged_keys(s.purges(100).await.unwrap());
+    for want in [
+        format!("devices/cam-er/snapshots/{a}.jpg"),
+        format!("devices/cam-er/snapshots/{b}.jpg"),
+        "devices/cam-er/segments/seg-a".into(),
+        "devices/cam-er/segments/seg-b".into(),
+        "devices/cam-er/digests/dg-er".into(),
+    ] {
+        assert!(keys.contains(&want), "{want} listed to purge: {keys:?}");
+    }
+    assert!(keys.iter().all(|k| k.starts_with("devices/cam-er/")), "only the erased device's objects: {keys:?}");
+    let quarantined: Vec<String> = s.quarantined(10).await.unwrap().into_iter().map(|q| q.key).collect();
+    assert_eq!(quarantined, ["cam-er-keep"], "the device's quarantined records go");
+    let sub = SubscriptionId::parse("sub-er").unwrap();
+    let ids = |v: Vec<crate::store::DeadLetterView>| v.into_iter().map(|d| d.letter.webhook_id).collect::<Vec<_>>();
+    assert_eq!(ids(s.dead_letters(&sub, 10).await.unwrap()), ["msg_keep"], "the device's dead letters go");
+    assert_calendar_matches_pages(&*s, "cam-er-keep", &[(day(0), 1)]).await;
+    assert_eq!(s.event(&k).await.unwrap().unwrap().segments.len(), 1, "another device is untouched");
+    assert!(s.digest(&cid("cam-er-keep"), day(1)).await.unwrap().is_some());
+
+    // Replayed: the history alone, with the erasure, in pieces, through a second handle.
+    let mut again = history.clone();
+    again.extend(letters.iter().cloned());
+    s.apply(&again).await.unwrap();
+    again.push(erased.clone());
+    for piece in again.chunks(2) {
+        s.apply(piece).await.unwrap();
+    }
+    let second = h.open_again().await;
+    second.apply(&again).await.unwrap();
+    for store in [&s, &second] {
+        assert_nothing_served(&**store, "cam-er", &[&a, &b]).await;
+        assert_eq!(ids(store.dead_letters(&sub, 10).await.unwrap()), ["msg_keep"]);
+        assert_calendar_matches_pages(&**store, "cam-er-keep", &[(day(0), 1)]).await;
+    }
+}
+
+/// Reports newer than the erasure (the device reporting again after it) are served as usual,
+/// counted once, whether applied after it or in the same batch before it; the older history
+/// replayed beside them stays erased, and so does an older erasure's replay.
+pub async fn reports_newer_than_an_erasure_are_served(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (old, so) = start("cam-again", "motion", noon(0, 0));
+    let old_end = end(&old, 1_000, EndStatus::Complete);
+    s.apply(&[so.clone(), old_end.clone()]).await.unwrap();
+    let erased = erasure("cam-again");
+    let (new, sn) = start("cam-again", "motion", noon(0, 60_000));
+    let new_seg = segment("cam-again", "seg-new", noon(0, 60_000), 100, &[(&new, 0, 0, 100)]);
+    // In one batch, the newer reports ahead of the erasure and the older behind it.
+    s.apply(&[sn.clone(), erased.clone(), so.clone(), new_seg.clone(), old_end.clone()]).await.unwrap();
+    assert!(s.event(&old).await.unwrap().is_none());
+    assert_eq!(s.event(&new).await.unwrap().unwrap().segments.len(), 1, "newer than the erasure: served");
+    assert_calendar_matches_pages(&*s, "cam-again", &[(day(0), 1)]).await;
+    // The whole log again, in order, then the erasure alone: nothing changes.
+    s.apply(&[so, old_end, erased.clone(), sn, new_seg]).await.unwrap();
+    s.apply(&[erased]).await.unwrap();
+    assert!(s.event(&old).await.unwrap().is_none());
+    assert!(s.event(&new).await.unwrap().is_some());
+    assert_calendar_matches_pages(&*s, "cam-again", &[(day(0), 1)]).await;
+    // A later report of the same event, and another event after, in later batches.
+    let (newer, snewer) = start("cam-again", "person", noon(1, 0));
+    s.apply(&[end(&new, 2_000, EndStatus::Complete)]).await.unwrap();
+    s.apply(&[snewer]).await.unwrap();
+    let got = s.event(&new).await.unwrap().unwrap().event;
+    assert_eq!(got.status, EventStatus::Complete);
+    assert!(s.event(&newer).await.unwrap().is_some());
+    assert_calendar_matches_pages(&*s, "cam-again", &[(day(0), 1), (day(1), 1)]).await;
+}
+
+/// Two projectors applying a device's history and its erasure at once, in opposite orders and
+/// different batchings: nothing of the device is left in either's view, and another device's
+/// counts are exact.
+pub async fn two_projectors_erase_alike(mut h: impl StoreHarness) {
+    let first = h.open().await;
+    let second = h.open_again().await;
+    let mut log = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..16 {
+        let device = if i % 4 < 2 { "cam-2er-keep" } else { "cam-2er" };
+        let (id, st) = start(device, "motion", noon(i % 2, i * 1000));
+        log.push(st);
+        log.push(end(&id, 500, EndStatus::Complete));
+        log.push(segment(device, &format!("seg-{i}"), noon(i % 2, i * 1000), 100, &[(&id, 0, 0, 100)]));
+        ids.push(id);
+    }
+    log.push(erasure("cam-2er"));
+    let mut reversed = log.clone();
+    reversed.reverse();
+    let (a, b) = (first.clone(), second.clone());
+    let one = tokio::spawn(async move {
+        for piece in log.chunks(5) {
+            a.apply(piece).await.unwrap();
+        }
+    });
+    let two = tokio::spawn(async move {
+        for piece in reversed.chunks(7) {
+            b.apply(piece).await.unwrap();
+        }
+    });
+    one.await.unwrap();
+    two.await.unwrap();
+    let erased: Vec<&EventId> = ids.iter().filter(|id| id.device().as_str() == "cam-2er").collect();
+    for store in [&first, &second] {
+        assert_nothing_served(&**store, "cam-2er", &erased).await;
+        assert_calendar_matches_pages(&**store, "cam-2er-keep", &[(day(0), 4), (day(1), 4)]).await;
+    }
 }
