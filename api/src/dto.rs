@@ -174,3 +174,14 @@ pub struct DeletionAccepted {
     #[schema(value_type = String)]
     pub event_id: EventId,
 }
+
+/// `202` of `DELETE /v1/devices/{cid}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureAccepted {
+    /// Always `true`: the erasure is durable in the log; reads stop serving the device's data
+    /// once it is projected.
+    pub accepted: bool,
+    /// The device.
+    #[schema(value_type = String)]
+    pub cid: schemas::DeviceId,
+}

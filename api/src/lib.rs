@@ -83,6 +83,14 @@ struct Inner {
 /// to it ([`Api::with_appender`]).
 pub type Appender = Arc<dyn Fn(LogRecord) -> BoxFuture<'static, Result<(), LogError>> + Send + Sync>;
 
+/// The [`Appender`] that appends to `log` itself.
+pub fn log_appender(log: Arc<dyn ReportLog>) -> Appender {
+    Arc::new(move |record| {
+        let log = log.clone();
+        Box::pin(async move { log.append(vec![record]).await.map(drop) })
+    })
+}
+
 struct AppendTo(Appender);
 
 impl std::fmt::Debug for AppendTo {
@@ -99,10 +107,7 @@ impl Api {
 
     /// The service, appending the owner's reports to `log`.
     pub fn with_log(self, log: Arc<dyn ReportLog>) -> Self {
-        self.with_appender(Arc::new(move |record| {
-            let log = log.clone();
-            Box::pin(async move { log.append(vec![record]).await.map(drop) })
-        }))
+        self.with_appender(log_appender(log))
     }
 
     /// The service, putting the owner's reports on the log through `appender`.

@@ -6,7 +6,9 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::future::try_join_all;
-use schemas::{Day, DayOffset, DeviceId, Envelope, EventDeleted, EventId, EventType, LocalTime, Report, Timestamp};
+use schemas::{
+    Day, DayOffset, DeviceErased, DeviceId, Envelope, EventDeleted, EventId, EventType, LocalTime, Report, Timestamp,
+};
 use seams::web::{ApiError, ErrorBody, ErrorCode};
 use seams::{EventView, LogRecord, ObjectKey};
 use utoipa::OpenApi;
@@ -44,7 +46,7 @@ impl Api {
 /// The viewer API's OpenAPI description.
 #[derive(OpenApi)]
 #[openapi(
-    paths(calendar, day_events, event_detail, delete_event, digest),
+    paths(calendar, day_events, event_detail, delete_event, erase_device, digest),
     components(schemas(ErrorBody)),
     tags((name = "viewers", description = "Viewer API: calendar, events, playback"))
 )]
@@ -58,6 +60,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/devices/{cid}/events", get(day_events))
         .route("/v1/events/{event_id}", get(event_detail).delete(delete_event))
         .route("/v1/devices/{cid}/digests/{date}", get(digest))
+        .route("/v1/devices/{cid}", axum::routing::delete(erase_device))
         .with_state(api)
         .merge(crate::web::router())
 }
@@ -225,6 +228,36 @@ async fn delete_event(
     (log.0)(record).await?;
     tracing::info!(event = %id, "event deletion accepted");
     Ok((StatusCode::ACCEPTED, Json(DeletionAccepted { accepted: true, event_id: id })))
+}
+
+/// Erases a device (a viewer token with scope `manage` for it): the erasure is appended to the
+/// log and answered once durable; once it is projected, nothing the device reported before it
+/// is served, its objects are deleted from the object store, and its device tokens issued
+/// before it are refused (docs/viewer-api.md, Erasing a device). Erasing a device again, or one
+/// with nothing stored, is accepted the same.
+#[utoipa::path(delete, path = "/v1/devices/{cid}", tag = "viewers",
+    params(("cid" = inline(schemas::DeviceId), Path, description = "device id")),
+    responses((status = 202, body = ErasureAccepted), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("viewer_token" = [])))]
+async fn erase_device(
+    State(api): State<Api>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<ErasureAccepted>), ApiError> {
+    let cid = api.inner.auth.manager(&headers, &cid)?;
+    let report = Report::DeviceErased(DeviceErased { cid: cid.clone() });
+    let now = Timestamp::now();
+    report.validate(&api.inner.config.policy, now).map_err(|e| ApiError::invalid(e.code, e.message))?;
+    let log = api.inner.log.as_ref().ok_or_else(|| {
+        ApiError::unavailable(
+            ErrorCode::LogUnavailable,
+            "this process cannot append to the log: send erasures to one that ingests",
+            std::time::Duration::from_secs(2),
+        )
+    })?;
+    (log.0)(LogRecord::of(&Envelope { report, received_at: now })).await?;
+    tracing::info!(device = %cid, "device erasure accepted");
+    Ok((StatusCode::ACCEPTED, Json(ErasureAccepted { accepted: true, cid })))
 }
 
 /// The device's digest of one day.

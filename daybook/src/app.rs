@@ -175,20 +175,26 @@ impl Application {
         if let (true, Some(store), Some(signer), Some(auth)) = (role.api(), &store, &signer, auth) {
             let api_config = api::ApiConfig { policy, url_ttl: config.s3.url_ttl, ..api::ApiConfig::default() };
             let mut viewer_api = api::Api::new(store.clone(), signer.clone(), auth, api_config);
-            if let Some(log) = &log {
-                viewer_api = viewer_api.with_log(log.log.clone());
+            let appender: Option<api::Appender> = if let Some(log) = &log {
+                Some(api::log_appender(log.log.clone()))
             } else if matches!(config.log.url, LogUrl::Embedded) {
                 // `daybook api` beside the process that ingests: the owner's reports are handed
                 // to it through the data directory (notify::changes), as the CLI's changes are.
                 let (log_config, data_dir) = (config.log.clone(), config.data_dir.clone());
-                viewer_api = viewer_api.with_appender(Arc::new(move |record| {
+                Some(Arc::new(move |record| {
                     let (log_config, data_dir) = (log_config.clone(), data_dir.clone());
                     Box::pin(async move {
                         crate::notify::changes::submit_record(record, &log_config, &data_dir)
                             .await
                             .map_err(|e| seams::LogError::Unavailable(format!("{e:#}")))
                     })
-                }));
+                }))
+            } else {
+                None
+            };
+            if let Some(appender) = appender {
+                // An erasure accepted here revokes the device's tokens in this data directory.
+                viewer_api = viewer_api.with_appender(crate::erasure::revoking(appender, config.data_dir.clone()));
             }
             let viewer = api::router(viewer_api)
                 .layer(axum::middleware::from_fn_with_state(config.ingest.request_timeout, ops::store_deadline));

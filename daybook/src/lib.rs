@@ -10,6 +10,7 @@ pub mod audit;
 pub mod backup;
 pub mod cli;
 mod config;
+pub mod erasure;
 mod http;
 mod in_use;
 pub mod metric_catalog;

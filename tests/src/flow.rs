@@ -36,7 +36,8 @@ fn ts(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn today_noonish() -> chrono::DateTime<Utc> {
+/// A time of today at least a minute in the past.
+pub fn today_noonish() -> chrono::DateTime<Utc> {
     // Events "today" at least a minute in the past and never across midnight: stay within
     // today whatever time the test runs.
     let now = Utc::now();
@@ -44,7 +45,8 @@ fn today_noonish() -> chrono::DateTime<Utc> {
     (now - chrono::Duration::minutes(30)).max(midnight + chrono::Duration::seconds(1))
 }
 
-async fn start_event(dev: &Http, cid: &str, kind: &str, at: chrono::DateTime<Utc>) -> Value {
+/// Starts an event as device `cid` (201); the answer.
+pub async fn start_event(dev: &Http, cid: &str, kind: &str, at: chrono::DateTime<Utc>) -> Value {
     let (status, body) =
         dev.post(&format!("/v1/devices/{cid}/events"), &json!({"type": kind, "triggered_at": ts(at)})).await;
     assert_eq!(status, StatusCode::CREATED, "start event: {body}");

@@ -5,6 +5,7 @@
 
 mod args;
 pub mod backup;
+pub mod erase;
 pub mod quarantine;
 pub mod reference;
 pub mod subscriptions;
@@ -63,6 +64,9 @@ pub enum Command {
     /// Webhook subscriptions: add, list, update, pause, resume, delete.
     #[command(subcommand)]
     Subscriptions(subscriptions::SubscriptionsCmd),
+    /// Erase a device: everything it reported, for good (docs/operations.md).
+    #[command(subcommand)]
+    Erase(erase::EraseCmd),
     /// Back up an embedded data directory (full, then incremental); `list`, `verify`.
     Backup(backup::BackupCmd),
     /// Restore a backup into a new data directory.
@@ -220,6 +224,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Groups(cmd) => groups(cmd).await,
         Command::Quarantine(c) => quarantine::run(c).await,
         Command::Subscriptions(c) => subscriptions::run(c).await,
+        Command::Erase(c) => erase::run(c).await,
         Command::Backup(c) => backup::backup_cmd(c).await,
         Command::Restore(c) => backup::restore_cmd(c).await,
         Command::Rebuild(c) => backup::rebuild_cmd(c).await,

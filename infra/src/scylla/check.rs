@@ -24,13 +24,13 @@ use super::views::{
 #[test]
 fn schema_statements_are_complete_and_idempotent() {
     let stmts = schema_statements("ks_x", 3);
-    assert_eq!(stmts.len(), 11, "{stmts:#?}");
+    assert_eq!(stmts.len(), 12, "{stmts:#?}");
     assert!(stmts[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_x"));
     assert!(stmts[0].contains("'replication_factor': 3"));
     for s in &stmts[1..] {
         assert!(s.starts_with("CREATE TABLE IF NOT EXISTS ks_x."), "{s}");
         // Day-partitioned tables expire by whole time windows; `devices` has one row per device.
-        if s.contains(".subscriptions (") || s.contains(".dead_letters (") {
+        if s.contains(".subscriptions (") || s.contains(".dead_letters (") || s.contains(".erasures (") {
             // Subscriptions are not day data: they live until deleted.
             assert!(s.contains("default_time_to_live = 0"), "{s}");
             continue;
@@ -101,7 +101,7 @@ fn parse_schema(ks: &str) -> HashMap<String, Table> {
             assert_eq!(partition, ["cid"], "{name}: one row per device");
         } else if name == "quarantine" {
             assert_eq!(partition, ["day"], "{name}: one partition per day records were set aside");
-        } else if name == "subscriptions" || name == "purges" {
+        } else if name == "subscriptions" || name == "purges" || name == "erasures" {
             assert_eq!(partition, ["bucket"], "{name}: one partition holds every subscription");
         } else if name == "dead_letters" {
             assert_eq!(partition, ["subscription_id"], "{name}: one partition per subscription");
@@ -155,12 +155,17 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
         assert_eq!(binds.len(), markers, "{cql}");
         return Prepared { binds, results: Vec::new() };
     }
-    // A DELETE restricts like a SELECT (the whole primary key) and returns nothing.
-    let (select, rest) = match cql.strip_prefix(&format!("DELETE FROM {ks}.")) {
-        Some(rest) => ("", rest),
+    // A DELETE restricts like a SELECT (the whole primary key) and returns nothing; one at a
+    // timestamp (an erasure's) may delete whole partitions, its timestamp bound first.
+    let (select, rest, stamped_delete) = match cql.strip_prefix(&format!("DELETE FROM {ks}.")) {
+        Some(rest) => match rest.split_once(" USING TIMESTAMP ?") {
+            Some((table, conditions)) => ("", format!("{table}{conditions}"), true),
+            None => ("", rest.to_owned(), false),
+        },
         None => {
             let rest = cql.strip_prefix("SELECT ").unwrap_or_else(|| panic!("unexpected statement {cql}"));
-            rest.split_once(&format!(" FROM {ks}.")).unwrap()
+            let (select, rest) = rest.split_once(&format!(" FROM {ks}.")).unwrap();
+            (select, rest.to_owned(), false)
         }
     };
     let (table, rest) = rest.split_once(" WHERE ").unwrap();
@@ -170,6 +175,9 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
     };
     let t = &tables[table];
     let mut binds = Vec::new();
+    if stamped_delete {
+        binds.push(spec(table, "[timestamp]", ColumnType::Native(NativeType::BigInt)));
+    }
     let mut restricted = Vec::new();
     let mut ranged = Vec::new();
     for cond in conditions.split(" AND ") {
@@ -190,7 +198,7 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
     let pk = t.partition.len();
     assert_eq!(restricted[..pk], t.partition.iter().map(String::as_str).collect::<Vec<_>>()[..], "{cql}");
     let rest_keys = &restricted[pk..];
-    if select.is_empty() {
+    if select.is_empty() && !stamped_delete {
         assert_eq!(rest_keys, t.clustering.iter().map(String::as_str).collect::<Vec<_>>(), "{cql}: deletes one row");
     }
     let clustering_prefix = rest_keys.iter().zip(&t.clustering).take_while(|(a, b)| **a == b.as_str()).count();
@@ -243,7 +251,7 @@ fn results_ok<R: for<'f, 'm> DeserializeRow<'f, 'm>>(p: &Prepared) {
 fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() {
     let ks = "daybook_check";
     let tables = parse_schema(ks);
-    assert_eq!(tables.len(), 10);
+    assert_eq!(tables.len(), 11);
     let cql = Cql::new(ks);
     let a = |s: &str| analyze(ks, &tables, s);
 
@@ -339,6 +347,23 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     binds_ok(&a(&cql.purges), &(super::plan::PURGES_BUCKET,));
     results_ok::<PurgeRow>(&a(&cql.purges));
     binds_ok(&a(&cql.delete_purge), &(super::plan::PURGES_BUCKET, "cam-c", 20261122_i32, "k"));
+
+    // Erasures: the mark and its reading, the rows that name the objects, the partitions and
+    // the device's offset deleted at the erasure's timestamp.
+    let e = super::erase::ErasureCql::new(ks);
+    let mark: super::erase::ErasureValues = (super::erase::ERASURES_BUCKET, "cam-c".into(), 7, 1, 0, 7);
+    binds_ok(&a(&e.insert_erasure), &mark);
+    binds_ok(&a(&e.erasures), &(super::erase::ERASURES_BUCKET,));
+    results_ok::<super::erase::MarkRow>(&a(&e.erasures));
+    for read in [&e.day_events, &e.day_segments] {
+        binds_ok(&a(read), &day_key_values);
+        results_ok::<super::erase::IdRow>(&a(read));
+    }
+    assert_eq!(e.delete_day.len(), super::erase::DEVICE_TABLES.len());
+    for delete in &e.delete_day {
+        binds_ok(&a(delete), &(7_i64, "cam-c", 20261122_i32));
+    }
+    binds_ok(&a(&e.delete_device), &(7_i64, "cam-c"));
 }
 
 #[test]

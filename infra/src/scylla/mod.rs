@@ -65,6 +65,7 @@
 
 mod config;
 mod cursor;
+mod erase;
 mod plan;
 mod retry;
 mod schema;

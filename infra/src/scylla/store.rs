@@ -29,6 +29,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::config::{ScyllaConsistency, ScyllaOptions, ScyllaUrl};
 use super::cursor::{cursor_binding, decode_cursor, encode_cursor};
+use super::erase::{after_erasure, Erasures};
 use super::plan::{
     bucket_range, calendar_day_range, count_chunks, count_row, dead_letter_writes, deleted_count_row,
     subscription_writes, ttl_secs, CountValues, WritePlan, PURGES_BUCKET, SUBSCRIPTIONS_BUCKET,
@@ -47,7 +48,7 @@ pub const MAX_PAGE: u32 = 1000;
 const MAX_PAGE_ROUNDS: usize = 8;
 
 #[derive(Debug)]
-struct Statements {
+pub(super) struct Statements {
     insert_event: PreparedStatement,
     insert_segment: PreparedStatement,
     insert_mapping: PreparedStatement,
@@ -62,20 +63,20 @@ struct Statements {
     event: PreparedStatement,
     mappings: PreparedStatement,
     segment: PreparedStatement,
-    digest: PreparedStatement,
+    pub(super) digest: PreparedStatement,
     insert_quarantine: PreparedStatement,
     quarantined: PreparedStatement,
     release: PreparedStatement,
     insert_subscription: PreparedStatement,
-    subscriptions: PreparedStatement,
-    insert_dead_letter: PreparedStatement,
-    dead_letters: PreparedStatement,
+    pub(super) subscriptions: PreparedStatement,
+    pub(super) insert_dead_letter: PreparedStatement,
+    pub(super) dead_letters: PreparedStatement,
     insert_deletion: PreparedStatement,
     recount_deleted: PreparedStatement,
     insert_deleted_count: PreparedStatement,
     event_deleted: PreparedStatement,
     segment_events: PreparedStatement,
-    insert_purge: PreparedStatement,
+    pub(super) insert_purge: PreparedStatement,
     purges: PreparedStatement,
     delete_purge: PreparedStatement,
 }
@@ -83,12 +84,14 @@ struct Statements {
 /// The ScyllaDB projection store. Cheap to share (`Arc`).
 pub struct ScyllaStore {
     session: Session,
-    statements: Statements,
-    policy: TimePolicy,
+    pub(super) statements: Statements,
+    /// Erasures' statements and marks (`super::erase`).
+    pub(super) erasure: Erasures,
+    pub(super) policy: TimePolicy,
     url: ScyllaUrl,
     consistency: ScyllaConsistency,
     permits: Semaphore,
-    max_concurrency: usize,
+    pub(super) max_concurrency: usize,
 }
 
 impl fmt::Debug for ScyllaStore {
@@ -214,9 +217,11 @@ impl ScyllaStore {
             purges,
             delete_purge,
         };
+        let erasure = Erasures::prepare(&url.keyspace, |text, read| prepare(&text, read)).await?;
         Ok(Arc::new(Self {
             session,
             statements,
+            erasure,
             policy,
             url,
             consistency: opts.consistency,
@@ -257,12 +262,20 @@ impl ScyllaStore {
         Ok(())
     }
 
-    async fn run(&self, stmt: &PreparedStatement, values: impl SerializeRow) -> Result<QueryResult, StoreError> {
+    pub(super) async fn run(
+        &self,
+        stmt: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<QueryResult, StoreError> {
         let _permit = self.permit().await?;
         self.session.execute_unpaged(stmt, values).await.map_err(exec_error)
     }
 
-    async fn query_all<R>(&self, stmt: &PreparedStatement, values: impl SerializeRow) -> Result<Vec<R>, StoreError>
+    pub(super) async fn query_all<R>(
+        &self,
+        stmt: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<Vec<R>, StoreError>
     where
         R: for<'f, 'm> DeserializeRow<'f, 'm>,
     {
@@ -271,7 +284,11 @@ impl ScyllaStore {
         Ok(out)
     }
 
-    async fn query_opt<R>(&self, stmt: &PreparedStatement, values: impl SerializeRow) -> Result<Option<R>, StoreError>
+    pub(super) async fn query_opt<R>(
+        &self,
+        stmt: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<Option<R>, StoreError>
     where
         R: for<'f, 'm> DeserializeRow<'f, 'm>,
     {
@@ -330,7 +347,18 @@ impl ScyllaStore {
 #[async_trait]
 impl ProjectionStore for ScyllaStore {
     async fn apply(&self, batch: &[Envelope]) -> Result<u64, StoreError> {
-        let plan = WritePlan::build(batch, &self.policy, Timestamp::now())?;
+        // Every record is checked before anything is written (the plan refuses the batch).
+        let mut plan = WritePlan::build(batch, &self.policy, Timestamp::now())?;
+        // Erasures first, then the rest of the batch without what they cover (`super::erase`).
+        let (erased, kept, marks) = self.apply_erasures(batch).await?;
+        let marks = &*marks;
+        let batch: &[Envelope] = match kept.as_deref() {
+            Some(kept) => {
+                plan = WritePlan::build(kept, &self.policy, Timestamp::now())?;
+                kept
+            }
+            None => batch,
+        };
         let s = &self.statements;
         let mut jobs: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
         jobs.extend(
@@ -370,7 +398,11 @@ impl ProjectionStore for ScyllaStore {
                 let (from, to) = bucket_range(bucket.2);
                 let key: RecountKey<'_> = (bucket.0.as_str(), bucket.1, from, to);
                 let (events, newest) = self.query_opt::<RecountRow>(&s.recount, key).await?.unwrap_or((0, None));
-                Ok::<_, StoreError>(count_row(&bucket, events, newest, &self.policy, Timestamp::now()))
+                let mut row = count_row(&bucket, events, newest, &self.policy, Timestamp::now());
+                if let Some(row) = &mut row {
+                    row.5 = after_erasure(row.5, row.2, row.3, marks.get(&row.0).copied());
+                }
+                Ok::<_, StoreError>(row)
             })
             .buffer_unordered(self.max_concurrency)
             .try_filter_map(|row| futures::future::ready(Ok(row)))
@@ -389,7 +421,10 @@ impl ProjectionStore for ScyllaStore {
                 let rows = self.query_all::<DeletedRow>(&s.recount_deleted, key).await?;
                 let deleted = rows.iter().filter(|(d,)| *d == Some(true)).count() as i64;
                 match deleted_count_row(&bucket, deleted, &self.policy, Timestamp::now()) {
-                    Some(row) => self.write(&s.insert_deleted_count, vec![row]).await,
+                    Some(mut row) => {
+                        row.5 = after_erasure(row.5, row.2, row.3, marks.get(&row.0).copied());
+                        self.write(&s.insert_deleted_count, vec![row]).await
+                    }
                     None => Ok(()),
                 }
             })
@@ -401,7 +436,7 @@ impl ProjectionStore for ScyllaStore {
         for (cid, day, id, ttl, stamp) in plan.deleted_events() {
             purged += self.list_purges(cid, day, id, ttl, stamp).await?;
         }
-        Ok(plan.rows + changed + purged)
+        Ok(erased + plan.rows + changed + purged)
     }
 
     async fn purges(&self, limit: u32) -> Result<Vec<Purge>, StoreError> {
