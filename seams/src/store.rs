@@ -153,6 +153,29 @@ pub struct Purge {
     pub key: String,
 }
 
+impl Purge {
+    /// The objects a report names (an event's snapshot, a segment, a digest), each in the
+    /// partition of the row that names it (`schemas::rows::plan` under `policy`, rows still
+    /// alive at `now`): what an erasure purges of a report it covers that it never applies.
+    pub fn named_by(envelope: &Envelope, policy: &schemas::TimePolicy, now: Timestamp) -> Vec<Purge> {
+        use schemas::rows::RowData;
+        let mut out: Vec<Purge> = Vec::new();
+        for row in schemas::rows::plan(envelope, policy).into_iter().filter(|r| r.live_at(now)) {
+            let key = match row.data {
+                RowData::EventStart { event_id, .. } => crate::ObjectKey::snapshot(event_id),
+                RowData::Segment(s) => crate::ObjectKey::segment(row.cid, &s.segment_id),
+                RowData::Digest(d) => crate::ObjectKey::digest(row.cid, &d.segment_id),
+                _ => continue,
+            };
+            let purge = Purge { cid: row.cid.clone(), day: row.day, key: key.as_str().to_owned() };
+            if !out.contains(&purge) {
+                out.push(purge);
+            }
+        }
+        out
+    }
+}
+
 /// A device's digest for one day.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DigestView {

@@ -42,6 +42,7 @@
 
 pub mod crypto;
 mod dest;
+mod journal;
 mod list;
 pub mod manifest;
 mod packs;

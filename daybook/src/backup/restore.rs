@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::crypto::KeyRing;
 use super::dest::{self, Dest, S3Options};
+use super::journal;
 use super::manifest::{FileEntry, LogRange};
 use super::packs::{self, Indexed};
 use super::stored::{self, chain, read_manifest, FileReader};
@@ -87,6 +88,8 @@ pub struct Restored {
     pub objects: u64,
     pub groups: BTreeMap<String, i64>,
     pub store_rows: BTreeMap<String, u64>,
+    /// Erasures of the repository's journal applied again (appended to the restored log).
+    pub erasures: u64,
 }
 
 /// Restores backup `at` (and the chain it continues) into an empty data directory, or with
@@ -112,8 +115,9 @@ pub fn restore(opts: &RestoreOptions) -> anyhow::Result<Restored> {
 fn restore_checked(opts: &RestoreOptions) -> anyhow::Result<Restored> {
     let dest = dest::open(&opts.from, &opts.s3, false)?;
     let ids = dest.ids()?;
-    // Never serve erased data again: a journal this build cannot apply stops the restore.
-    wal::check_journal(dest.as_ref())?;
+    // Never serve erased data again: every erasure of the journal is applied again (an entry
+    // this build cannot read stops the restore).
+    let erasures = journal::read(dest.as_ref(), opts.key.as_ref())?;
     let at = match (&opts.at, opts.until) {
         (Some(id), _) => {
             anyhow::ensure!(ids.contains(id), "no complete backup {id} in {}", dest.describe());
@@ -162,9 +166,12 @@ fn restore_checked(opts: &RestoreOptions) -> anyhow::Result<Restored> {
         }
     }
     let how = How { until: opts.until, extend };
-    restore_into(dest.as_ref(), &ids, &at, target, opts.key.as_ref(), how).with_context(|| {
-        format!("restore of {at} into {} failed; that directory is incomplete, do not run on it", target.display())
-    })
+    let failed =
+        || format!("restore of {at} into {} failed; that directory is incomplete, do not run on it", target.display());
+    let mut restored = restore_into(dest.as_ref(), &ids, &at, target, opts.key.as_ref(), how).with_context(failed)?;
+    drop(_lock);
+    restored.erasures = journal::reapply(&erasures, target).with_context(failed)?;
+    Ok(restored)
 }
 
 /// The newest backup that ends before `until` (every record in it is before the cut), else

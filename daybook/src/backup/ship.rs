@@ -70,7 +70,7 @@ pub const REPLICA_FAILURES_TOTAL: Metric = Metric {
     kind: Kind::Counter,
     unit: None,
     labels: &["repo", "what"],
-    help: "Shipping rounds that failed, by what could not be stored (start, log, objects, secrets); retried at the next round.",
+    help: "Shipping rounds that failed, by what could not be stored (start, log, objects, secrets, journal); retried at the next round.",
 };
 
 pub const REPLICA_BYTES_TOTAL: Metric = Metric {
@@ -226,6 +226,8 @@ struct State {
     walk_since: Option<SystemTime>,
     /// The secrets as last shipped.
     secrets: Option<Vec<u8>>,
+    /// The erasure journal's entries in the repository, once listed.
+    journal: Option<BTreeSet<String>>,
     /// The first offset of this generation, and whether a backup in the repository ends at or
     /// before it (else, until one does, the repository cannot restore it: see `round`).
     start: i64,
@@ -300,6 +302,7 @@ impl State {
             objects: BTreeSet::new(),
             walk_since,
             secrets: None,
+            journal: None,
         })
     }
 
@@ -308,7 +311,7 @@ impl State {
         tracing::warn!(repo = %self.repo, what, error = %format!("{e:#}"), "shipping failed; retrying at the next round");
     }
 
-    /// One round: the log, then the objects, then the secrets.
+    /// One round: the log, then the objects, the secrets, the erasure journal.
     fn round(&mut self) -> Result<(), Restart> {
         if !self.based {
             // Started at the log's head, with no backup of this log in the repository: the
@@ -345,6 +348,11 @@ impl State {
         }
         if let Err(e) = self.ship_secrets() {
             self.failed("secrets", &e);
+            whole = false;
+        }
+        if let Err(e) = super::journal::record(self.dest.as_ref(), self.key.as_ref(), &self.data_dir, &mut self.journal)
+        {
+            self.failed("journal", &e);
             whole = false;
         }
         if whole {

@@ -134,6 +134,9 @@ fn backup_and_prune(opts: &BackupOptions, due: Due, started: Instant) -> anyhow:
     let dest = dest::open(&opts.to, &opts.s3, true)?;
     let ids = dest.ids().with_context(|| format!("cannot list {}", dest.describe()))?;
     let base = if opts.full { None } else { base_of(dest.as_ref(), &ids, opts, &log_dir, due)? };
+    // The erasures applied so far, into the journal every restore applies again (before the
+    // backup: a repository never holds a backup without the erasures known when it was taken).
+    super::journal::record(dest.as_ref(), opts.key.as_ref(), &opts.data_dir, &mut None)?;
     let m = match take_one(opts, dest.as_ref(), &ids, base.as_ref(), started) {
         // Retention deleted records after the parent between the checks and the copy: a
         // full backup instead (an incremental with a hole would be refused by every restore).

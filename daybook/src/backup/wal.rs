@@ -6,7 +6,7 @@
 //! wal/<generation>/log-<first>-<next>-<last>-<crc>-<ms>.zst     the log's frames [first, next)
 //! wal/<generation>/objects-<ms>-<seq>.pack.zst                 objects written since
 //! wal/<generation>/secrets-<ms>-<seq>.pack.zst                 the secrets files, on change
-//! journal/                                                     reserved: the erasure journal
+//! journal/<ms>-<cid>.json                                     the erasure journal (`journal.rs`)
 //! ```
 //!
 //! A *generation* is one shipping process on one data directory (an incarnation, as
@@ -36,7 +36,7 @@ use super::BackupError;
 
 /// Where generations live in a repository.
 pub(super) const WAL: &str = "wal/";
-/// Reserved for the erasure journal: a restore refuses entries it cannot apply.
+/// The erasure journal (`journal.rs`): every restore applies its entries again.
 pub(super) const JOURNAL: &str = "journal/";
 const GENERATION_FILE: &str = "generation";
 const MAGIC: &[u8; 8] = b"DBKWAL1\0";
@@ -350,20 +350,6 @@ pub(super) fn put_generation(dest: &dyn Dest, key: Option<&KeyRing>, g: &Generat
     let path = generation_path(&g.id);
     let json = serde_json::to_vec_pretty(g).map_err(io::Error::other)?;
     dest.put_path(&path, &encode(key, &path, &json)?)
-}
-
-/// Refuses to restore from a repository whose erasure journal holds entries: this build
-/// cannot apply them, and a restore that did not would serve erased data again.
-pub(super) fn check_journal(dest: &dyn Dest) -> anyhow::Result<()> {
-    let entries = dest.list_paths(JOURNAL).with_context(|| format!("cannot list {}{JOURNAL}", dest.describe()))?;
-    if let Some(first) = entries.first() {
-        anyhow::bail!(
-            "{}: the erasure journal holds {} entries ({first} …) this daybook cannot apply; restore with the daybook version that wrote them",
-            dest.describe(),
-            entries.len()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,15 +6,19 @@ use std::collections::HashMap;
 
 use rusqlite::{params, OptionalExtension, Transaction};
 use schemas::rows;
-use schemas::{Day, DeviceId, Envelope, EventId, Report, SegmentId, SubscriptionDeadLettered, Timestamp};
-use seams::ObjectKey;
+use schemas::{Day, DeviceId, Envelope, EventId, Report, SegmentId, SubscriptionDeadLettered, TimePolicy, Timestamp};
+use seams::{ObjectKey, Purge};
 
 use super::{bad_row, DEVICE_TABLES};
 
 /// Applies the batch's erasures not covered already, in `tx`, and returns the rows they removed
 /// or listed, with the batch left to apply when some of it is covered by a mark (`None`: all
 /// of it).
-pub(super) fn apply(tx: &Transaction<'_>, batch: &[Envelope]) -> rusqlite::Result<(u64, Option<Vec<Envelope>>)> {
+pub(super) fn apply(
+    tx: &Transaction<'_>,
+    policy: &TimePolicy,
+    batch: &[Envelope],
+) -> rusqlite::Result<(u64, Option<Vec<Envelope>>)> {
     let erases = batch.iter().any(|e| matches!(e.report, Report::DeviceErased(_)));
     if !erases && !tx.query_row("SELECT EXISTS (SELECT 1 FROM erasures)", [], |r| r.get::<_, bool>(0))? {
         return Ok((0, None));
@@ -53,6 +57,15 @@ pub(super) fn apply(tx: &Transaction<'_>, batch: &[Envelope]) -> rusqlite::Resul
         |of: &Option<(DeviceId, i64)>| of.as_ref().is_some_and(|(cid, stamp)| rows::erased(*stamp, mark(cid)));
     if !erasable.iter().any(covered) {
         return Ok((written, None));
+    }
+    // A covered report is not applied, and the objects it names are purged (it may be in this
+    // batch beside its erasure, or arrive late).
+    let mut put = tx.prepare_cached("INSERT OR IGNORE INTO purges (day, cid, key) VALUES (?1, ?2, ?3)")?;
+    let now = Timestamp::now();
+    for (env, _) in batch.iter().zip(&erasable).filter(|(_, of)| covered(of)) {
+        for p in Purge::named_by(env, policy, now) {
+            written += put.execute(params![p.day.number(), p.cid.as_str(), p.key])? as u64;
+        }
     }
     let kept = batch.iter().zip(&erasable).filter(|(_, of)| !covered(of)).map(|(env, _)| env.clone()).collect();
     Ok((written, Some(kept)))

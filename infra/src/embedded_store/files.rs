@@ -69,6 +69,26 @@ pub fn check(path: &Path, expected: &BTreeMap<String, u64>) -> io::Result<()> {
     Ok(())
 }
 
+/// The erasures the store at `path` has applied (`schemas::rows`, erasure marks): per device, its
+/// newest erasure's `received_at` (epoch ms). None for a store that does not exist yet or that
+/// predates erasures.
+pub fn erasures(path: &Path) -> io::Result<Vec<(String, i64)>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(other)?;
+    db.busy_timeout(Duration::from_secs(30)).map_err(other)?;
+    let has: bool = db
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'erasures'", [], |r| r.get(0))
+        .map_err(other)?;
+    if !has {
+        return Ok(Vec::new());
+    }
+    let mut stmt = db.prepare("SELECT cid, erased_at FROM erasures ORDER BY erased_at, cid").map_err(other)?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(other)?;
+    rows.collect::<Result<_, _>>().map_err(other)
+}
+
 /// Folds a store's WAL into its main file, so the file alone is the whole store.
 pub fn checkpoint(path: &Path) -> io::Result<()> {
     let db = Connection::open(path).map_err(other)?;

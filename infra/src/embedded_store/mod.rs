@@ -344,7 +344,7 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
     // second projector) before anything is read, so the counts below see every row committed.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Erasures first, then the rest of the batch without what they cover (schemas::rows).
-    let (mut written, kept) = erasure::apply(&tx, batch)?;
+    let (mut written, kept) = erasure::apply(&tx, policy, batch)?;
     let batch: &[Envelope] = kept.as_deref().unwrap_or(batch);
     // New events per (day, device) in this batch, added to `day_counts` before the commit: one
     // entry per run of rows of one partition (the rows are sorted by partition, so one per

@@ -25,7 +25,7 @@ use ::scylla::statement::prepared::PreparedStatement;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use schemas::rows;
 use schemas::{Day, DeviceId, Envelope, EventId, Report, SegmentId, SubscriptionDeadLettered, Timestamp};
-use seams::{ObjectKey, StoreError};
+use seams::{ObjectKey, Purge, StoreError};
 
 use super::plan::{count_stamp, ttl_secs, COUNT_BUCKET_MS, PURGES_BUCKET, SUBSCRIPTIONS_BUCKET};
 use super::schema::day_key;
@@ -190,6 +190,19 @@ impl ScyllaStore {
         };
         if !erasable.iter().any(covered) {
             return Ok((written, None, marks));
+        }
+        // A covered report is not applied, and the objects it names are purged (it may be in
+        // this batch beside its erasure, or arrive late).
+        let now = Timestamp::now();
+        for (env, of) in batch.iter().zip(&erasable).filter(|(_, of)| covered(of)) {
+            let stamp = of.as_ref().map_or(0, |o| o.1);
+            for p in Purge::named_by(env, &self.policy, now) {
+                let ttl = ttl_secs(self.policy.expires_at(self.policy.offset.start_of(p.day.add_days(2))), now)
+                    .unwrap_or(86_400);
+                let values = (PURGES_BUCKET, p.cid.as_str(), day_key(p.day), p.key, ttl, stamp);
+                self.run(&self.statements.insert_purge, values).await?;
+                written += 1;
+            }
         }
         let kept = batch.iter().zip(&erasable).filter(|(_, of)| !covered(of)).map(|(env, _)| env.clone()).collect();
         Ok((written, Some(kept), marks))

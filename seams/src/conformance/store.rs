@@ -1093,6 +1093,16 @@ pub async fn an_erased_device_leaves_every_read(mut h: impl StoreHarness) {
         assert_eq!(ids(store.dead_letters(&sub, 10).await.unwrap()), ["msg_keep"]);
         assert_calendar_matches_pages(&**store, "cam-er-keep", &[(day(0), 1)]).await;
     }
+    // A history and its erasure in one batch (a rebuild): nothing of it is written, and the
+    // objects it names are listed to purge all the same.
+    let (z, sz) = start("cam-er-batch", "motion", noon(0, 0));
+    let seg_z = segment("cam-er-batch", "seg-z", noon(0, 0), 100, &[(&z, 0, 0, 100)]);
+    s.apply(&[sz, seg_z, erasure("cam-er-batch")]).await.unwrap();
+    assert_nothing_served(&*s, "cam-er-batch", &[&z]).await;
+    let keys = purged_keys(s.purges(100).await.unwrap());
+    for want in [format!("devices/cam-er-batch/snapshots/{z}.jpg"), "devices/cam-er-batch/segments/seg-z".into()] {
+        assert!(keys.contains(&want), "{want} listed to purge: {keys:?}");
+    }
 }
 
 /// Reports newer than the erasure (the device reporting again after it) are served as usual,
