@@ -51,7 +51,10 @@ export DAYBOOK_URL="$url" DAYBOOK_CID="$cid"
 DAYBOOK_DEVICE_TOKEN=$("$DAYBOOK_BIN" token device "$cid" --data-dir "$work/data" | tail -1)
 DAYBOOK_VIEWER_TOKEN=$("$DAYBOOK_BIN" token viewer "$cid" --data-dir "$work/data" | tail -1)
 DAYBOOK_MANAGER_TOKEN=$("$DAYBOOK_BIN" token viewer "$cid" --manage --data-dir "$work/data" | tail -1)
-export DAYBOOK_DEVICE_TOKEN DAYBOOK_VIEWER_TOKEN DAYBOOK_MANAGER_TOKEN
+# The generated client erases another camera: the fuzzing goes on with this one's device token.
+DAYBOOK_ERASE_CID="cam-openapi-erased"
+DAYBOOK_ERASER_TOKEN=$("$DAYBOOK_BIN" token viewer "$DAYBOOK_ERASE_CID" --manage --data-dir "$work/data" | tail -1)
+export DAYBOOK_DEVICE_TOKEN DAYBOOK_VIEWER_TOKEN DAYBOOK_MANAGER_TOKEN DAYBOOK_ERASE_CID DAYBOOK_ERASER_TOKEN
 echo "run-tests: daybook at $url" >&2
 
 "$python" -c 'import sys, urllib.request; open(sys.argv[2], "wb").write(urllib.request.urlopen(sys.argv[1]).read())' \
@@ -92,7 +95,8 @@ st "$DAYBOOK_DEVICE_TOKEN" positive_data_acceptance --include-tag devices --excl
 # `invalid_batch_items_rejected`.
 st "$DAYBOOK_DEVICE_TOKEN" positive_data_acceptance,negative_data_rejection --include-operation-id report_batch
 # The viewer routes with a token that may also manage the camera, so a deletion is refused only
-# for what it names (422, 404), never for the token.
+# for what it names (422, 404), never for the token. (Its erasure, fuzzed too, comes after the
+# device routes: the device token it revokes is used no more.)
 st "$DAYBOOK_MANAGER_TOKEN" positive_data_acceptance --include-tag viewers
 
 if grep -E '"status":5[0-9][0-9]' "$work/stderr" >/dev/null; then

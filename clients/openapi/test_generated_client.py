@@ -28,7 +28,7 @@ from daybook_client.api.devices import (  # noqa: E402
     segment_upload,
     start_event,
 )
-from daybook_client.api.viewers import calendar, day_events, delete_event, digest, event_detail  # noqa: E402
+from daybook_client.api.viewers import calendar, day_events, delete_event, digest, erase_device, event_detail  # noqa: E402
 from daybook_client.models import (  # noqa: E402
     Accepted,
     BatchDigest,
@@ -46,6 +46,7 @@ from daybook_client.models import (  # noqa: E402
     DigestRequest,
     DigestUploadResponse,
     EndStatus,
+    ErasureAccepted,
     ErrorBody,
     ErrorCode,
     EventDetailJson,
@@ -98,6 +99,12 @@ def manager():
     return AuthenticatedClient(base_url=URL, token=os.environ["DAYBOOK_MANAGER_TOKEN"], raise_on_unexpected_status=True)
 
 
+def eraser():
+    """A viewer that may manage the camera erased below (another than CID, whose device token the
+    fuzzing still uses)."""
+    return AuthenticatedClient(base_url=URL, token=os.environ["DAYBOOK_ERASER_TOKEN"], raise_on_unexpected_status=True)
+
+
 def put(upload, body):
     response = httpx.put(upload.url, content=body, headers=upload.headers.additional_properties)
     assert response.status_code == 200, response.text
@@ -108,7 +115,7 @@ def test_the_generator_kept_every_operation():
         doc = json.load(f)
     documented = {op["operationId"] for path in doc["paths"].values() for op in path.values()}
     generated = {m.name for pkg in (devices, viewers) for m in pkgutil.iter_modules(pkg.__path__)}
-    assert len(documented) == 12, documented
+    assert len(documented) == 13, documented
     assert generated == documented, f"skipped: {documented - generated}"
 
 
@@ -269,3 +276,15 @@ def test_delete_event():
     assert [e.event_id for e in page.events] == [state["event_id"]]
     gone = delete_event.sync_detailed(event_id, client=manager())
     assert gone.status_code == 404 and isinstance(gone.parsed, ErrorBody), gone
+
+
+def test_erase_device():
+    """Runs last: a camera is erased by a viewer that may manage it, refused to one that may not."""
+    cid = os.environ["DAYBOOK_ERASE_CID"]
+    refused = erase_device.sync_detailed(cid, client=manager())
+    assert refused.status_code == 403 and isinstance(refused.parsed, ErrorBody), refused
+    assert refused.parsed.error.code == ErrorCode.FORBIDDEN
+    r = erase_device.sync(cid, client=eraser())
+    assert isinstance(r, ErasureAccepted) and r.accepted and r.cid == cid, r
+    cal = wait_for(lambda: calendar.sync(cid, client=eraser()), lambda c: c is not None, "the calendar")
+    assert all(d.events == 0 for d in cal.days), cal

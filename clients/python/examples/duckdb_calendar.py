@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS reports (
     partition   INTEGER NOT NULL,
     log_offset  BIGINT  NOT NULL,
     cid         VARCHAR NOT NULL,
-    type        VARCHAR NOT NULL,   -- event_started, event_ended, segment_reported, digest_reported
+    type        VARCHAR NOT NULL,   -- event_started, …, event_deleted, device_erased
     schema      USMALLINT NOT NULL,
     received_at TIMESTAMP,          -- UTC
     event_id    VARCHAR,            -- event_started, event_ended, event_deleted
@@ -63,6 +63,8 @@ SELECT CAST(strptime(split_part(event_id, '.', 1), '%Y%m%d') AS DATE) AS day,
 FROM reports
 WHERE cid = $cid AND type IN ('event_started', 'event_ended')
   AND event_id NOT IN (SELECT event_id FROM reports WHERE cid = $cid AND type = 'event_deleted')
+  AND received_at > coalesce((SELECT max(received_at) FROM reports WHERE cid = $cid AND type = 'device_erased'),
+                             TIMESTAMP '0001-01-01')
 GROUP BY day
 HAVING day > CAST($today AS DATE) - CAST($days AS INTEGER)
 ORDER BY day DESC

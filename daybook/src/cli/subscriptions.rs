@@ -102,8 +102,8 @@ pub struct Filters {
     /// A device id prefix to send reports of (repeatable).
     #[arg(long = "device-prefix")]
     device_prefixes: Vec<String>,
-    /// A report kind to send: event_started, event_ended, segment_reported, digest_reported
-    /// (repeatable; none: all four).
+    /// A report kind to send: event_started, event_ended, segment_reported, digest_reported,
+    /// event_deleted, device_erased (repeatable; none: all of them).
     #[arg(long = "kind")]
     kinds: Vec<String>,
     /// An event type to send (`person`, repeatable; none: all).
@@ -335,14 +335,16 @@ fn apply_filters(s: &mut SubscriptionSet, f: &Filters, replace_empty: bool) -> a
             .kinds
             .iter()
             .map(|k| {
-                ReportKind::parse(k).filter(|k| k.is_device_report() || *k == ReportKind::EventDeleted).with_context(
-                    || {
+                ReportKind::parse(k)
+                    .filter(|k| {
+                        k.is_device_report() || matches!(k, ReportKind::EventDeleted | ReportKind::DeviceErased)
+                    })
+                    .with_context(|| {
                         format!(
                             "--kind {k}: one of event_started, event_ended, segment_reported, digest_reported, \
-                             event_deleted"
+                             event_deleted, device_erased"
                         )
-                    },
-                )
+                    })
             })
             .collect::<Result<_, _>>()?;
     }
