@@ -16,6 +16,7 @@
 //   dom.js      element helpers;  notice.js  the banner
 //   signin.js   the sign-in card;  calendar.js  the 30 days;  day.js  a day's events
 //   player.js   the player dialog (and, for a managing viewer, deleting the event shown)
+//   erase.js    for a managing viewer, erasing the camera shown (after typing its name)
 // State: `session` ({ token, claims }) and `view` (state.js) are made here and passed to the
 // modules that need them; the API client, the notice, the calendar's poll timer and the
 // player own their own.
@@ -29,6 +30,7 @@ import { createPlayer } from './js/player.js';
 import { createDay } from './js/day.js';
 import { createCalendar, renderZone } from './js/calendar.js';
 import { createSignIn, showSignIn } from './js/signin.js';
+import { createErase } from './js/erase.js';
 
 const session = createSession();
 const view = createViewState();
@@ -38,6 +40,7 @@ const player = createPlayer({ api, view, session, onDeleted: (e) => deleted(e) }
 const day = createDay({ api, view, player });
 const calendar = createCalendar({ api, view, session, day, pollMs: pollMs(location.search) });
 createSignIn({ session, api, onSignedIn: (token, claims) => start(token, claims) });
+const erase = createErase({ api, view, session, onErased: (cid) => erased(cid) });
 
 // Opens the viewer for a checked token: its cameras, the one (and day and type) the address
 // names, and the refresh.
@@ -56,6 +59,18 @@ function start(token, claims) {
   select.value = view.device;
   calendar.load(want.day);
   calendar.startPolling();
+  erase.show();
+}
+
+// The viewer erased camera `cid`: a notice says so, and the calendar and the day empty once the
+// erasure is projected.
+function erased(cid) {
+  for (const row of document.querySelectorAll('#events .event')) day.dropEvent(row.dataset.eventId);
+  notice.show(`Erasing camera ${cid}: everything it recorded is being removed from this view and from storage.`);
+  setTimeout(async () => {
+    await calendar.poll();
+    if (view.day) day.selectDay(view.day, { focus: false });
+  }, 1500);
 }
 
 // The viewer deleted event `e`: its row goes, a notice says so, and the calendar's count and the
@@ -86,6 +101,7 @@ $('device').addEventListener('change', (ev) => {
   view.type = '';
   writeHash(view);
   calendar.load(null);
+  erase.show();
 });
 document.addEventListener('visibilitychange', () => !document.hidden && session.token && calendar.poll());
 

@@ -3,7 +3,8 @@
 // to byte ranges of segments), then drives Debian's Chromium with Playwright through what a
 // person does: a wrong token, sign in, the calendar, three pages of a day, skipping empty days,
 // the type filter, playing a clip across two segments, a missing segment, the night digest,
-// deleting an event as a managing viewer (with its confirmation), phone width and a rejected
+// deleting an event as a managing viewer (with its confirmation), phone width, erasing the
+// camera as a managing viewer (after typing its name) and a rejected
 // session; axe-core checks the page at each of its states for serious violations. Run by
 // web/tests/run.sh.
 
@@ -409,6 +410,7 @@ async function main() {
 
   step('a read-only viewer is not offered deletion');
   await axeCheck(page, 'the day page');
+  assert.ok(await page.locator('#camera-manage').isHidden(), 'no erase button without the scope manage');
   await page.locator(`#events .event[data-event-id="${s.busy[5].id}"]`).click();
   await page.locator('#player[open]').waitFor();
   assert.ok(await page.locator('#player-manage').isHidden(), 'no delete button without the scope manage');
@@ -465,6 +467,37 @@ async function main() {
   await shot(page, '11-phone-playing');
   await page.keyboard.press('Escape');
   await page.setViewportSize({ width: 1280, height: 860 });
+
+  step('a managing viewer erases the camera, after typing its name');
+  const snapshot = (await (await fetch(`${base}/v1/events/${encodeURIComponent(s.busy[0].id)}`, { headers: { authorization: `Bearer ${manager}` } })).json()).snapshot_url;
+  assert.equal((await fetch(snapshot)).status, 200, 'a snapshot is stored');
+  await page.locator('#camera-manage').waitFor();
+  await axeCheck(page, 'the day page with the erase button');
+  await page.click('#erase-camera');
+  await page.locator('#erase-confirm').waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'erase-name', 'the name field has the focus');
+  assert.ok(await page.locator('#erase-yes').isDisabled(), 'nothing is erased before the name is typed');
+  await page.fill('#erase-name', 'not-this-camera');
+  assert.ok(await page.locator('#erase-yes').isDisabled(), 'nor with another name');
+  await axeCheck(page, 'the erasure\u2019s confirmation');
+  await shot(page, '15-erase-confirm');
+  await page.click('#erase-no');
+  assert.ok(await page.locator('#erase-confirm').isHidden(), 'keeping it folds the question away');
+  await page.click('#erase-camera');
+  await page.fill('#erase-name', CAM);
+  await page.click('#erase-yes');
+  await expectText(page.locator('#notice-text'), new RegExp(`Erasing camera ${CAM}`), 'erasure notice');
+  await expectText(cell(s.busyDate).locator('.n'), /^0$/, 'the busy day counts nothing once erased');
+  assert.equal(await page.locator('#events .event').count(), 0, 'the day lists nothing once erased');
+  const erasedCal = await (await fetch(`${base}/v1/devices/${CAM}/calendar?days=30`, { headers: { authorization: `Bearer ${manager}` } })).json();
+  assert.ok(erasedCal.days.every((d) => d.events === 0), 'the API counts nothing of the camera');
+  const until = Date.now() + 15_000;
+  while ((await fetch(snapshot)).status !== 404) {
+    assert.ok(Date.now() < until, 'the camera\u2019s objects are deleted from the object store');
+    await sleep(200);
+  }
+  await shot(page, '16-erased');
+  await page.click('#notice-close');
 
   step('a session the server refuses goes back to sign-in with a reason');
   await page.evaluate((t) => sessionStorage.setItem('daybook.token', t), forged);
