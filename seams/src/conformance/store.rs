@@ -988,3 +988,155 @@ pub async fn two_projectors_delete_once(mut h: impl StoreHarness) {
     assert_calendar_matches_pages(&*first, "cam-2del", &[(day(0), 8), (day(1), 8)]).await;
     assert_calendar_matches_pages(&*second, "cam-2del", &[(day(0), 8), (day(1), 8)]).await;
 }
+
+/// `device`'s storage used per day over the 30 days, oldest first.
+async fn usage_of(s: &dyn ProjectionStore, device: &str) -> Vec<(Day, u64)> {
+    let mut usage = s.usage(&cid(device), day(29), day(0)).await.unwrap();
+    usage.sort();
+    usage
+}
+
+/// Storage used counts each segment's reported bytes once, on the day it started: not once per
+/// event that maps it, not once per copy in another event's day, not again when its report is
+/// applied again (a replay in pieces, a duplicate in one batch, the device re-sending it).
+pub async fn usage_counts_each_segment_once(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (a, sa) = start("cam-use", "motion", noon(0, 0));
+    let (b, sb) = start("cam-use", "motion", noon(0, 60_000));
+    let (c, sc) = start("cam-use", "person", noon(1, 0));
+    let history = vec![
+        sa,
+        sb,
+        sc,
+        segment("cam-use", "seg-a", noon(0, 0), 1_000, &[(&a, 0, 0, 1_000)]),
+        // Shared by two events.
+        segment("cam-use", "seg-ab", noon(0, 30_000), 2_000, &[(&a, 1, 0, 900), (&b, 0, 900, 2_000)]),
+        // Started on day 1, mapping an event of day 0 too: a copy lives in day 0, counted on day 1.
+        segment("cam-use", "seg-ca", noon(1, 10_000), 4_000, &[(&c, 0, 0, 4_000), (&a, 2, 0, 10)]),
+    ];
+    s.apply(&history).await.unwrap();
+    let want = vec![(day(1), 4_000), (day(0), 3_000)];
+    assert_eq!(usage_of(&*s, "cam-use").await, want);
+    assert_eq!(s.usage_total().await.unwrap(), 7_000, "the deployment's total");
+    // Again: whole, in pieces, duplicated within a batch, re-sent by the device (new envelope).
+    s.apply(&history).await.unwrap();
+    for piece in history.chunks(2) {
+        s.apply(piece).await.unwrap();
+    }
+    let mut doubled = history.clone();
+    doubled.extend(history.clone());
+    doubled.push(segment("cam-use", "seg-a", noon(0, 0), 1_000, &[(&a, 0, 0, 1_000)]));
+    s.apply(&doubled).await.unwrap();
+    assert_eq!(usage_of(&*s, "cam-use").await, want);
+    assert_eq!(s.usage_total().await.unwrap(), 7_000);
+    assert_eq!(h.open_again().await.usage(&cid("cam-use"), day(0), day(0)).await.unwrap(), vec![(day(0), 3_000)]);
+    assert_eq!(s.usage(&cid("cam-other"), day(29), day(0)).await.unwrap(), vec![], "another device uses nothing");
+}
+
+/// A segment leaves storage used when a deletion leaves its object to no live event (it is
+/// purged), exactly once however often the deletion and the history are applied again; a
+/// segment still mapped by a live event stays counted until that one is deleted too; one
+/// reported after the deletion of every event it maps is purged and not counted, in any order.
+pub async fn usage_drops_once_when_a_segment_is_deleted_whole(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (a, sa) = start("cam-ud", "motion", noon(0, 0));
+    let (b, sb) = start("cam-ud", "motion", noon(0, 60_000));
+    let own = segment("cam-ud", "seg-own", noon(0, 0), 1_000, &[(&a, 0, 0, 1_000)]);
+    let shared = segment("cam-ud", "seg-shared", noon(0, 20_000), 2_000, &[(&a, 1, 0, 900), (&b, 0, 900, 2_000)]);
+    let history = vec![sa, sb, own, shared];
+    s.apply(&history).await.unwrap();
+    assert_eq!(usage_of(&*s, "cam-ud").await, vec![(day(0), 3_000)]);
+    let del_a = deletion(&a);
+    s.apply(std::slice::from_ref(&del_a)).await.unwrap();
+    assert_eq!(usage_of(&*s, "cam-ud").await, vec![(day(0), 2_000)], "seg-own is purged; seg-shared is b's too");
+    let mut again = history.clone();
+    again.push(del_a.clone());
+    again.push(deletion(&a));
+    s.apply(&again).await.unwrap();
+    for piece in again.chunks(3) {
+        s.apply(piece).await.unwrap();
+    }
+    assert_eq!(usage_of(&*s, "cam-ud").await, vec![(day(0), 2_000)], "taken off once");
+    s.apply(&[deletion(&b)]).await.unwrap();
+    assert_eq!(usage_of(&*s, "cam-ud").await, vec![], "nothing left stored");
+    assert_eq!(s.usage_total().await.unwrap(), 0);
+    // Reported after the deletion of the one event it maps: purged and taken off as if it had
+    // come before, once, whatever the order a replay applies it in; one that also maps a live
+    // event stays.
+    let late = segment("cam-ud", "seg-late", noon(0, 40_000), 500, &[(&a, 3, 0, 500)]);
+    let (c, sc) = start("cam-ud", "motion", noon(0, 90_000));
+    let kept = segment("cam-ud", "seg-kept", noon(0, 50_000), 700, &[(&a, 4, 0, 10), (&c, 0, 10, 700)]);
+    s.apply(&[sc]).await.unwrap();
+    s.apply(&[late.clone(), kept.clone()]).await.unwrap();
+    s.apply(&[late.clone(), deletion(&a), late, kept]).await.unwrap();
+    assert_eq!(usage_of(&*s, "cam-ud").await, vec![(day(0), 700)]);
+    assert_eq!(s.usage_total().await.unwrap(), 700);
+    let keys = purged_keys(s.purges(100).await.unwrap());
+    assert!(keys.contains(&"devices/cam-ud/segments/seg-late".to_owned()), "{keys:?}");
+    assert!(!keys.contains(&"devices/cam-ud/segments/seg-kept".to_owned()), "{keys:?}");
+}
+
+/// Two projectors applying the same history (segments, then deletions) at once, in different
+/// batchings, leave each day's usage exact.
+pub async fn two_projectors_count_usage_once(mut h: impl StoreHarness) {
+    let first = h.open().await;
+    let second = h.open_again().await;
+    let mut log = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..20i64 {
+        let (id, st) = start("cam-2u", "motion", noon(i % 2, i * 60_000));
+        log.push(st);
+        let seg = format!("seg-{i}");
+        log.push(segment("cam-2u", &seg, noon(i % 2, i * 60_000), 100 + i as u64, &[(&id, 0, 0, 100)]));
+        ids.push(id);
+    }
+    for id in ids.iter().step_by(4) {
+        log.push(deletion(id));
+    }
+    let (a, b) = (first.clone(), second.clone());
+    let (x, y) = (log.clone(), log.clone());
+    let one = tokio::spawn(async move {
+        for piece in x.chunks(5) {
+            a.apply(piece).await.unwrap();
+        }
+    });
+    let two = tokio::spawn(async move {
+        for piece in y.chunks(7) {
+            b.apply(piece).await.unwrap();
+        }
+    });
+    one.await.unwrap();
+    two.await.unwrap();
+    // Day 0 holds the even i, day 1 the odd; i = 0, 4, 8, 12, 16 (all even) are deleted.
+    let stored = |odd: i64| (0..20i64).filter(|i| i % 2 == odd && i % 4 != 0).map(|i| 100 + i as u64).sum::<u64>();
+    let want = vec![(day(1), stored(1)), (day(0), stored(0))];
+    assert_eq!(usage_of(&*first, "cam-2u").await, want);
+    assert_eq!(usage_of(&*second, "cam-2u").await, want);
+    assert_eq!(first.usage_total().await.unwrap(), stored(0) + stored(1));
+}
+
+/// Storage used goes with its day, as the counts do.
+pub async fn usage_expires_with_its_day(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let policy = schemas::TimePolicy::default();
+    let trigger = Timestamp::now().plus_millis(4_000 - policy.retention_ms());
+    let old_day = DayOffset::default().day_of(trigger).unwrap();
+    let (old, st_old) = start("cam-uexp", "motion", trigger);
+    let (kept, st_kept) = start("cam-uexp", "motion", noon(10, 0));
+    s.apply(&[
+        st_old,
+        st_kept,
+        segment("cam-uexp", "seg-old", trigger, 700, &[(&old, 0, 0, 700)]),
+        segment("cam-uexp", "seg-kept", noon(10, 0), 300, &[(&kept, 0, 0, 300)]),
+    ])
+    .await
+    .unwrap();
+    let mut usage = s.usage(&cid("cam-uexp"), old_day, day(0)).await.unwrap();
+    usage.sort();
+    assert_eq!(usage, vec![(old_day, 700), (day(10), 300)], "counted while inside retention");
+    let left = policy.expires_at(trigger).millis() - Timestamp::now().millis();
+    tokio::time::sleep(std::time::Duration::from_millis(left.max(0) as u64 + 1_500)).await;
+    s.drop_expired(old_day.add_days(1)).await.unwrap();
+    assert_eq!(s.usage(&cid("cam-uexp"), old_day, day(0)).await.unwrap(), vec![(day(10), 300)]);
+    assert_eq!(s.usage_total().await.unwrap(), 300);
+}
