@@ -16,6 +16,10 @@
 //! projector on the same file never counts an event twice. Its key starts with the day like
 //! every other table's, so it is dropped with its day. A store created before the table existed
 //! has it filled from its event rows once, on open.
+//!
+//! Storage used is kept the same way: `day_usage` is the sum of the `segment_usage` rows not
+//! freed, per (day, device), changed in the transaction that creates, resizes or frees a row
+//! (docs/data-model.md, Storage used).
 
 use std::collections::HashMap;
 use std::path::Path;
