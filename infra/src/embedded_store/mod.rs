@@ -624,19 +624,23 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
         for (cid, (minutes, at)) in &offsets {
             device.execute(params![cid, minutes, at])?;
         }
-        let mut count = tx.prepare_cached(
-            "INSERT INTO day_counts (day, cid, events) VALUES (?1, ?2, ?3)
-             ON CONFLICT DO UPDATE SET events = events + excluded.events",
-        )?;
-        for ((day, cid), n) in &created {
-            count.execute(params![day, cid, n])?;
-        }
-        let mut used = tx.prepare_cached(
-            "INSERT INTO day_usage (day, cid, bytes) VALUES (?1, ?2, ?3)
-             ON CONFLICT DO UPDATE SET bytes = bytes + excluded.bytes",
-        )?;
-        for ((day, cid), n) in &usage {
-            used.execute(params![day, cid, n])?;
+        let kept = [
+            (
+                "INSERT INTO day_counts (day, cid, events) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO UPDATE SET events = events + excluded.events",
+                &created,
+            ),
+            (
+                "INSERT INTO day_usage (day, cid, bytes) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO UPDATE SET bytes = bytes + excluded.bytes",
+                &usage,
+            ),
+        ];
+        for (sql, additions) in kept {
+            let mut add = tx.prepare_cached(sql)?;
+            for ((day, cid), n) in additions {
+                add.execute(params![day, cid, n])?;
+            }
         }
         for (day, cid, trig, id) in deleted {
             written += purge_deleted(&tx, day, cid, trig, id, policy.offset)?;

@@ -209,6 +209,10 @@ fn keep_newer<V>(slot: &mut V, new: V, stamp: impl Fn(&V) -> (i64, i32)) {
 }
 
 type Partition = (String, i32);
+/// Where a segment row's bytes are counted: counted day, counted hour, ttl, stamp.
+type Home = (i32, i64, i32, i64);
+/// A counted segment: bytes, filed_at, ttl, stamp.
+type Counted = (i64, i64, i32, i64);
 /// An `events` row's key: cid, day, triggered_at, event_id.
 type EventKeyOwned = (String, i32, i64, String);
 
@@ -228,10 +232,10 @@ pub(super) struct WritePlan {
     deletions: BTreeMap<EventKeyOwned, (String, i32, i64)>,
     /// Where each segment row's bytes are counted: (cid, day, segment_id) → (counted day,
     /// counted hour, ttl, stamp), written on the own row and every copy.
-    homes: BTreeMap<(String, i32, String), (i32, i64, i32, i64)>,
+    homes: BTreeMap<(String, i32, String), Home>,
     /// Segments counted in storage used: (cid, day, hour, segment_id) → (bytes, filed_at, ttl,
     /// stamp).
-    usage: BTreeMap<(String, i32, i64, String), (i64, i64, i32, i64)>,
+    usage: BTreeMap<(String, i32, i64, String), Counted>,
 }
 
 fn rejected(index: usize) -> impl Fn(Unstorable) -> StoreError {
