@@ -22,6 +22,9 @@ pub struct CalendarDay {
     pub date: Day,
     /// Events triggered that day.
     pub events: u64,
+    /// Storage used that day: bytes of the segments that started that day, as the camera
+    /// reported them (see `GET /v1/devices/{cid}/usage`).
+    pub bytes: u64,
 }
 
 /// The calendar, in the camera's local days.
@@ -34,6 +37,28 @@ pub struct Calendar {
     pub today: Day,
     /// Every day of the window, newest first, days without events included.
     pub days: Vec<CalendarDay>,
+}
+
+/// Storage used on one day.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageDay {
+    /// The day (the camera's local date).
+    pub date: Day,
+    /// Bytes of the segments that started that day and are still stored, as reported.
+    pub bytes: u64,
+}
+
+/// A camera's storage used, per day of the window (the camera's local days).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Usage {
+    /// The camera's UTC offset the days are counted in (as the calendar's).
+    pub utc_offset: DayOffset,
+    /// The camera's today.
+    pub today: Day,
+    /// The sum over the window: what the camera stores now, if the window is the retention.
+    pub bytes: u64,
+    /// Every day of the window, newest first, days without any included.
+    pub days: Vec<UsageDay>,
 }
 
 /// `?date=&type=&limit=&cursor=`

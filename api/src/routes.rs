@@ -46,7 +46,7 @@ impl Api {
 /// The viewer API's OpenAPI description.
 #[derive(OpenApi)]
 #[openapi(
-    paths(calendar, day_events, event_detail, delete_event, erase_device, digest),
+    paths(calendar, usage, day_events, event_detail, delete_event, erase_device, digest),
     components(schemas(ErrorBody)),
     tags((name = "viewers", description = "Viewer API: calendar, events, playback"))
 )]
@@ -57,6 +57,7 @@ pub struct ApiDoc;
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/v1/devices/{cid}/calendar", get(calendar))
+        .route("/v1/devices/{cid}/usage", get(usage))
         .route("/v1/devices/{cid}/events", get(day_events))
         .route("/v1/events/{event_id}", get(event_detail).delete(delete_event))
         .route("/v1/devices/{cid}/digests/{date}", get(digest))
@@ -69,7 +70,7 @@ fn bad_query(e: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(ErrorCode::InvalidQuery, e.to_string())
 }
 
-/// Event counts per day.
+/// Event counts and storage used per day.
 #[utoipa::path(get, path = "/v1/devices/{cid}/calendar", tag = "viewers",
     params(("cid" = inline(schemas::DeviceId), Path, description = "device id"), CalendarQuery),
     responses((status = 200, body = Calendar), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
@@ -80,28 +81,77 @@ async fn calendar(
     headers: HeaderMap,
     query: Result<Query<CalendarQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Calendar>, ApiError> {
-    let cid = api.inner.auth.viewer(&headers, &cid)?;
-    let Query(q) = query.map_err(bad_query)?;
-    let policy = api.inner.config.policy;
-    let days = q.days.unwrap_or(30);
-    if days == 0 || days > policy.retention_days {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidQuery,
-            format!("days must be 1..={}", policy.retention_days),
-        ));
-    }
-    let utc_offset = api.camera_offset(&cid).await?;
-    let today = utc_offset.today();
-    let from = today.add_days(-(i64::from(days) - 1));
-    let counts = api.inner.store.calendar(&cid, from, today).await?;
-    let days = (0..i64::from(days))
-        .map(|i| {
-            let date = today.add_days(-i);
-            let events = counts.iter().find(|(d, _)| *d == date).map_or(0, |c| c.1);
-            CalendarDay { date, events }
-        })
+    let window = Window::of(&api, &headers, &cid, query).await?;
+    let (counts, used) = futures::try_join!(
+        api.inner.store.calendar(&window.cid, window.from, window.today),
+        api.inner.store.usage(&window.cid, window.from, window.today)
+    )?;
+    let of = |figures: &[(Day, u64)], date: Day| figures.iter().find(|(d, _)| *d == date).map_or(0, |c| c.1);
+    let days =
+        window.days().map(|date| CalendarDay { date, events: of(&counts, date), bytes: of(&used, date) }).collect();
+    Ok(Json(Calendar { utc_offset: window.utc_offset, today: window.today, days }))
+}
+
+/// Storage used per day: bytes of the camera's segments as it reported them, each counted once
+/// on the day it started, until it expires or a deletion leaves it to no event
+/// (docs/viewer-api.md).
+#[utoipa::path(get, path = "/v1/devices/{cid}/usage", tag = "viewers",
+    params(("cid" = inline(schemas::DeviceId), Path, description = "device id"), CalendarQuery),
+    responses((status = 200, body = Usage), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("viewer_token" = [])))]
+async fn usage(
+    State(api): State<Api>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<CalendarQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Usage>, ApiError> {
+    let window = Window::of(&api, &headers, &cid, query).await?;
+    let used = api.inner.store.usage(&window.cid, window.from, window.today).await?;
+    let days: Vec<UsageDay> = window
+        .days()
+        .map(|date| UsageDay { date, bytes: used.iter().find(|(d, _)| *d == date).map_or(0, |c| c.1) })
         .collect();
-    Ok(Json(Calendar { utc_offset, today, days }))
+    let bytes = days.iter().map(|d| d.bytes).sum();
+    Ok(Json(Usage { utc_offset: window.utc_offset, today: window.today, bytes, days }))
+}
+
+/// The days a calendar or usage query covers, in the camera's days.
+struct Window {
+    cid: DeviceId,
+    utc_offset: DayOffset,
+    today: Day,
+    from: Day,
+    days: u32,
+}
+
+impl Window {
+    /// Authorizes a viewer of `cid` and checks `?days=` (1..=retention, default 30).
+    async fn of(
+        api: &Api,
+        headers: &HeaderMap,
+        cid: &str,
+        query: Result<Query<CalendarQuery>, axum::extract::rejection::QueryRejection>,
+    ) -> Result<Self, ApiError> {
+        let cid = api.inner.auth.viewer(headers, cid)?;
+        let Query(q) = query.map_err(bad_query)?;
+        let policy = api.inner.config.policy;
+        let days = q.days.unwrap_or(30);
+        if days == 0 || days > policy.retention_days {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidQuery,
+                format!("days must be 1..={}", policy.retention_days),
+            ));
+        }
+        let utc_offset = api.camera_offset(&cid).await?;
+        let today = utc_offset.today();
+        let from = today.add_days(-(i64::from(days) - 1));
+        Ok(Self { cid, utc_offset, today, from, days })
+    }
+
+    /// Every day of the window, newest first.
+    fn days(&self) -> impl Iterator<Item = Day> + '_ {
+        (0..i64::from(self.days)).map(|i| self.today.add_days(-i))
+    }
 }
 
 /// One page of a day's events, in trigger order.

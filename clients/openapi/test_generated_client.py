@@ -28,7 +28,7 @@ from daybook_client.api.devices import (  # noqa: E402
     segment_upload,
     start_event,
 )
-from daybook_client.api.viewers import calendar, day_events, delete_event, digest, erase_device, event_detail  # noqa: E402
+from daybook_client.api.viewers import calendar, day_events, delete_event, digest, erase_device, event_detail, usage  # noqa: E402
 from daybook_client.models import (  # noqa: E402
     Accepted,
     BatchDigest,
@@ -59,6 +59,7 @@ from daybook_client.models import (  # noqa: E402
     SegmentRequest,
     SegmentUploadResponse,
     UploadRequest,
+    Usage,
 )
 
 URL = os.environ["DAYBOOK_URL"]
@@ -250,6 +251,23 @@ def test_event_detail():
     assert (seg.segment_id, seg.index, seg.size, seg.keyframes) == (state["segment_id"], 0, len(SEGMENT), [0, 2048])
     assert seg.media.codec == "h264" and detail.next_cursor is None
     assert httpx.get(seg.url).content == SEGMENT
+
+
+def test_usage():
+    """The segments reported (the event's, and the batch's that maps none: 100 bytes) are today's
+    storage used, in the usage answer and the calendar's; the device's own token may not read it."""
+    stored = len(SEGMENT) + 100
+    used = wait_for(
+        lambda: usage.sync(CID, client=viewer(), days=7),
+        lambda u: isinstance(u, Usage) and u.bytes_ == stored,
+        "the segments' bytes",
+    )
+    assert used.today == TODAY and len(used.days) == 7, used
+    assert (used.days[0].date, used.days[0].bytes_) == (TODAY, stored)
+    cal = calendar.sync(CID, client=viewer(), days=7)
+    assert [(d.date, d.bytes_) for d in cal.days] == [(d.date, d.bytes_) for d in used.days]
+    refused = usage.sync_detailed(CID, client=device())
+    assert refused.status_code == 403 and isinstance(refused.parsed, ErrorBody), refused
 
 
 def test_digest():

@@ -41,6 +41,17 @@ pub(crate) const OBJECTS_PURGED_TOTAL: Metric = Metric {
     help: "Embedded S3 endpoint: objects deleted because the events that mapped them were deleted.",
 };
 
+pub(crate) const STORAGE_BYTES: Metric = Metric {
+    name: "daybook_storage_bytes",
+    kind: Kind::Gauge,
+    unit: Some(metrics::Unit::Bytes),
+    labels: &[],
+    help: "Storage used by every device: bytes of segments as reported, each counted once, less those deleted whole (the sum of GET /v1/devices/{cid}/usage over all devices). Read from the store every 10 s by each process that projects: several report the same figure (aggregate with max, not sum).",
+};
+
+/// How often the storage used metric is read from the store.
+const STORAGE_EVERY: Duration = Duration::from_secs(10);
+
 /// How often the purger looks for objects deletions left to no live event.
 const PURGE_EVERY: Duration = Duration::from_secs(2);
 
@@ -364,6 +375,10 @@ impl Application {
             let embedded = log.as_ref().and_then(|l| l.embedded.clone()).map(|log| (log, self.group_retention));
             tokio::spawn(janitor(self.policy, store.clone(), embedded, objects.clone(), rx.clone()))
         });
+        let storage = match (self.role.projector(), &store) {
+            (true, Some(store)) => Some(tokio::spawn(storage_gauge(store.clone(), rx.clone()))),
+            _ => None,
+        };
         let purger = match (self.role.projector(), &store, &objects) {
             (true, Some(store), Some(objects)) => {
                 Some(tokio::spawn(purger(store.clone(), objects.clone(), rx.clone())))
@@ -422,6 +437,9 @@ impl Application {
         }
         if let Some(p) = purger {
             let _ = p.await;
+        }
+        if let Some(g) = storage {
+            let _ = g.await;
         }
         if let Some(t) = s3_task {
             t.await.context("s3 task")??;
@@ -543,6 +561,27 @@ async fn sweep_idle_devices(ingest: ingest::Ingest, mut shutdown: watch::Receive
     loop {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(60)) => ingest.forget_idle_devices(),
+            _ = shutdown.wait_for(|v| *v) => return,
+        }
+    }
+}
+
+/// Keeps [`STORAGE_BYTES`] at the store's total (`ProjectionStore::usage_total`): read from the
+/// store rather than added up from the reports this process projects, so it is the same in every
+/// process, right after a restart, and unchanged by replays (the store's figures are exact under
+/// them).
+async fn storage_gauge(store: Arc<dyn ProjectionStore>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let total = tokio::select! {
+            r = store.usage_total() => r,
+            _ = shutdown.wait_for(|v| *v) => return,
+        };
+        match total {
+            Ok(bytes) => metrics::gauge!(STORAGE_BYTES.name).set(bytes as f64),
+            Err(e) => tracing::warn!(error = %e, "reading the storage used failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(STORAGE_EVERY) => {}
             _ = shutdown.wait_for(|v| *v) => return,
         }
     }

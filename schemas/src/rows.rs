@@ -19,6 +19,7 @@
 //! | | a copy of [`RowData::Segment`] per day of the events it maps | each event's day | the latest filing time of those events |
 //! | | one [`RowData::Mapping`] per event it maps | each event's day (from its id) | each event's filing time |
 //! | digest | [`RowData::Digest`] | its date | the first instant of its date at its offset |
+//! | | [`RowData::SegmentBytes`] | the local day the segment started | the segment's start (as its own row) |
 //! | event deleted | [`RowData::EventDeleted`] | the event's day (from its id) | the event's filing time |
 //!
 //! A deletion marks the event's row deleted (creating it, deleted, if nothing of the event has
@@ -33,6 +34,12 @@
 //! when that write created it ([`RowData::counted_event`]: the first start *or* end of an event
 //! creates its row), so a replay, a duplicate report or a second projector never counts an
 //! event twice. The count expires with its day.
+//!
+//! Storage used is counted the same way, per (device, day): a segment's bytes as its report
+//! states them, once, in the partition of its own row ([`RowData::SegmentBytes`]) — never per
+//! copy or per event that maps it — raised only by the write that created its usage row, and
+//! lowered once when a deletion leaves its object to no live event (the object is purged). It
+//! expires with its day.
 //!
 //! A mapping points at the copy of its segment in its own event's partition, so a segment
 //! lives exactly as long as the longest-lived event that maps it (a pre-roll segment that
@@ -163,6 +170,14 @@ pub enum RowData<'a> {
         /// The event.
         event_id: &'a EventId,
     },
+    /// A segment's object counted in its device's storage used, once, in the partition of
+    /// the segment's own row (see the module docs).
+    SegmentBytes {
+        /// The segment (its object's key is `devices/<cid>/segments/<id>`).
+        segment_id: &'a SegmentId,
+        /// Its size as reported.
+        bytes: u64,
+    },
 }
 
 impl<'a> RowData<'a> {
@@ -176,7 +191,8 @@ impl<'a> RowData<'a> {
             | Self::Segment(_)
             | Self::Mapping { .. }
             | Self::Digest(_)
-            | Self::EventDeleted { .. } => None,
+            | Self::EventDeleted { .. }
+            | Self::SegmentBytes { .. } => None,
         }
     }
 }
@@ -243,6 +259,7 @@ pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
                 let mapping = RowData::Mapping { mapping: m, segment_id: &r.segment_id, segment_day: m.event_id.day() };
                 event_row(&m.event_id, mapping)
             }));
+            rows.push(row(segment_day, filed, RowData::SegmentBytes { segment_id: &r.segment_id, bytes: r.size }));
             rows
         }
         Report::DigestReported(r) => vec![row(r.date, r.utc_offset.start_of(r.date), RowData::Digest(r))],
@@ -445,12 +462,19 @@ mod tests {
                         prop_assert_eq!(row.day, d.date);
                         prop_assert_eq!(row.trigger, d.utc_offset.start_of(d.date));
                     }
+                    RowData::SegmentBytes { segment_id, bytes } => {
+                        let Report::SegmentReported(s) = &envelope.report else { panic!("only segments") };
+                        prop_assert_eq!((*segment_id, *bytes), (&s.segment_id, s.size));
+                        prop_assert_eq!((row.day, row.trigger), (rows[0].day, rows[0].trigger), "with the own row");
+                    }
                 }
             }
             match &envelope.report {
                 Report::SegmentReported(s) => {
                     let mappings = rows.iter().filter(|r| matches!(r.data, RowData::Mapping { .. })).count();
                     prop_assert_eq!(mappings, s.events.len());
+                    let counted = rows.iter().filter(|r| matches!(r.data, RowData::SegmentBytes { .. })).count();
+                    prop_assert_eq!(counted, usize::from(!rows.is_empty()), "a segment's bytes count once");
                 }
                 Report::EventStarted(_) => prop_assert_eq!(rows.len(), 2),
                 _ => prop_assert_eq!(rows.len(), 1),
@@ -576,8 +600,8 @@ mod tests {
         let days: Vec<String> = rows.iter().map(|r| r.day.to_string()).collect();
         assert_eq!(
             days,
-            ["2026-11-22", "2026-11-21", "2026-11-21"],
-            "segment with its day, a copy and the mapping with its event"
+            ["2026-11-22", "2026-11-21", "2026-11-21", "2026-11-22"],
+            "segment with its day, a copy, the mapping with its event, and its bytes counted once in its own day"
         );
         assert!(matches!(rows[1].data, RowData::Segment(_)) && rows[1].trigger == yesterday, "{rows:?}");
         let RowData::Mapping { segment_day, .. } = rows[2].data else { panic!("{rows:?}") };

@@ -269,6 +269,14 @@ impl ProjectionStore for FaultyStore {
         self.read().await?;
         self.inner.calendar(cid, from, to).await
     }
+    async fn usage(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
+        self.read().await?;
+        self.inner.usage(cid, from, to).await
+    }
+    async fn usage_total(&self) -> Result<u64, StoreError> {
+        self.read().await?;
+        self.inner.usage_total().await
+    }
     async fn day_page(
         &self,
         cid: &DeviceId,

@@ -255,8 +255,14 @@ impl StoreError {
 ///   live events), and a start, end or segment of it applied before or after — replayed,
 ///   duplicated, late — leaves it deleted. In the same `apply`, the store lists the event's
 ///   snapshot, and each segment it maps that no other event not deleted maps, as
-///   [`Purge`]s. A segment whose report is applied after the deletion is hidden with the event
-///   but not purged (it goes with its day, by retention).
+///   [`Purge`]s. A segment whose report is applied after the deletion is hidden with the event,
+///   and listed as a [`Purge`] too if it maps a deleted event and no live one (an event with no
+///   row yet is neither): whichever comes last decides, so the result does not depend on the
+///   order or batching of a replay.
+/// * Storage used (`usage`) is kept like the counts, per (device, day): each segment's bytes as
+///   reported, counted once in the partition of its own row (`schemas::rows::RowData::SegmentBytes`)
+///   however many events map it and however often its report is applied, and taken off once,
+///   in the same `apply`, when its object is listed as a [`Purge`]. It expires with its day.
 /// * Subscription changes are kept outside the day partitions, never expire, and resolve by
 ///   write stamp like every row: of a subscription's changes the newest wins, a deletion
 ///   included (an older change replayed after it does not bring it back). Dead letters
@@ -293,6 +299,14 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     /// Event counts per day for `cid` on days `from..=to`; days with no events are omitted.
     /// Reads one kept count per day (see the contract above), whatever the day holds.
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError>;
+
+    /// Bytes of `cid`'s segments per day on days `from..=to` (storage used, see the contract
+    /// above); days with none omitted. Reads one kept figure per day, as `calendar` does.
+    async fn usage(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError>;
+
+    /// Storage used by every device on every day still kept: the sum of every `usage` figure
+    /// (a scan of the kept figures, not of the rows: for a metric, not a request path).
+    async fn usage_total(&self) -> Result<u64, StoreError>;
 
     /// Up to `limit` events of `cid` on `day` in trigger order, optionally of one type,
     /// starting after `cursor` (a `DayPage::next` this store returned for the same query).

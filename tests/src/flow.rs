@@ -270,6 +270,10 @@ pub async fn check_as_viewer(viewer: &Http, e: &Expect) {
     assert_eq!(days[0]["events"].as_u64().unwrap() as usize, e.today.len());
     assert_eq!(days[3]["events"], 1, "the late event lands 3 days back: {cal}");
     assert_eq!(days.iter().map(|d| d["events"].as_u64().unwrap()).sum::<u64>() as usize, e.today.len() + 1);
+    // Storage used: each segment once (the shared one too), on the day it started.
+    let stored: u64 = e.segments.iter().map(|(_, body)| body.len() as u64).sum();
+    assert_eq!(days.iter().map(|d| d["bytes"].as_u64().unwrap()).sum::<u64>(), stored, "{cal}");
+    check_usage(viewer, cid, stored).await;
 
     // Page through today 10 at a time.
     let date = &dates[0];
@@ -345,10 +349,34 @@ pub async fn check_as_viewer(viewer: &Http, e: &Expect) {
     assert_eq!((s, body), (StatusCode::OK, e.digest.1.clone()));
 }
 
+/// `GET /v1/devices/{cid}/usage`: `stored` bytes in all, one entry per day of the window, the
+/// days' figures the calendar's.
+pub async fn check_usage(viewer: &Http, cid: &str, stored: u64) {
+    let (s, usage) = viewer.get(&format!("/v1/devices/{cid}/usage")).await;
+    assert_eq!(s, StatusCode::OK, "{usage}");
+    assert_eq!(usage["bytes"].as_u64(), Some(stored), "{usage}");
+    let days = usage["days"].as_array().unwrap();
+    assert_eq!(days.len(), 30, "the default window: {usage}");
+    assert_eq!(days.iter().map(|d| d["bytes"].as_u64().unwrap()).sum::<u64>(), stored, "{usage}");
+    let (_, cal) = viewer.get(&format!("/v1/devices/{cid}/calendar")).await;
+    for (u, c) in days.iter().zip(cal["days"].as_array().unwrap()) {
+        assert_eq!((&u["date"], &u["bytes"]), (&c["date"], &c["bytes"]), "usage and calendar agree");
+    }
+    let (s, one) = viewer.get(&format!("/v1/devices/{cid}/usage?days=1")).await;
+    assert_eq!(s, StatusCode::OK, "{one}");
+    assert_eq!(one["days"].as_array().map(Vec::len), Some(1), "{one}");
+    let (s, body) = viewer.get(&format!("/v1/devices/{cid}/usage?days=0")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+}
+
 /// Viewer-side refusals: other devices' data, malformed ids and cursors, missing things.
 pub async fn refuse_bad_viewer_input(viewer: &Http, e: &Expect, other_device: &str) {
     let (s, _) = viewer.get(&format!("/v1/devices/{other_device}/calendar")).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = viewer.get(&format!("/v1/devices/{other_device}/usage")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "another device's usage");
+    let (s, _) = viewer.with_token("forged").get(&format!("/v1/devices/{}/usage", e.cid)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, _) = viewer.with_token("forged").get(&format!("/v1/devices/{}/calendar", e.cid)).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, _) = viewer.get("/v1/events/garbage").await;
@@ -478,6 +506,13 @@ pub async fn delete_as_owner(o: &Owners<'_>, e: &Expect, timeout: Duration) -> E
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(o.manager.get(&path).await.0, StatusCode::NOT_FOUND, "a late segment does not resurrect A");
+    // Storage used: A's own segment and the late one (it maps only A) are purged and no longer
+    // counted; the shared one is.
+    check_usage(o.reader, &e.cid, e.segments[1].1.len() as u64).await;
+    for (who, http) in [("another camera's viewer", o.stranger), ("the device", o.device)] {
+        let (s, body) = http.get(&format!("/v1/devices/{}/usage", e.cid)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{who}: {body}");
+    }
     assert_eq!(list_day(o.reader, &e.cid, &date).await, rest.today);
     let (s, body) = o.manager.delete(&path).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "deleted already: {body}");
@@ -523,7 +558,9 @@ pub async fn answers(viewer: &Http, e: &Expect) -> Value {
     let cid = &e.cid;
     let (s, cal) = viewer.get(&format!("/v1/devices/{cid}/calendar?days=30")).await;
     assert_eq!(s, StatusCode::OK, "{cal}");
-    let mut out = json!({"calendar": strip(&cal)});
+    let (s, usage) = viewer.get(&format!("/v1/devices/{cid}/usage?days=30")).await;
+    assert_eq!(s, StatusCode::OK, "{usage}");
+    let mut out = json!({"calendar": strip(&cal), "usage": usage});
     for day in cal["days"].as_array().unwrap().iter().filter(|d| d["events"].as_u64() > Some(0)) {
         let date = day["date"].as_str().unwrap();
         let (s, page) = viewer.get(&format!("/v1/devices/{cid}/events?date={date}&limit=100")).await;

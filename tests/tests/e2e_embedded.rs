@@ -55,14 +55,30 @@ async fn device_to_viewer_then_restart() {
     assert_eq!(s, 200, "{ready}");
     let (s, doc) = viewer.get("/openapi.json").await;
     assert_eq!(s, 200);
-    for path in
-        ["/v1/devices/{cid}/events", "/v1/devices/{cid}/reports", "/v1/events/{event_id}", "/v1/devices/{cid}/calendar"]
-    {
+    for path in [
+        "/v1/devices/{cid}/events",
+        "/v1/devices/{cid}/reports",
+        "/v1/events/{event_id}",
+        "/v1/devices/{cid}/calendar",
+        "/v1/devices/{cid}/usage",
+    ] {
         assert!(doc["paths"][path].is_object(), "openapi lists {path}");
     }
     let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("daybook_http_requests_total"), "{metrics}");
     assert!(metrics.contains("daybook_log_group_commit_records"));
+    // The deployment's storage used (read from the store every 10 s): both segments, once.
+    let stored: usize = expect.segments.iter().map(|(_, body)| body.len()).sum();
+    let want = format!("daybook_storage_bytes {stored}\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+        if metrics.contains(&want) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {want:?} in {metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 
     // Clean stop, then a restart on the same directory: everything acknowledged is there.
     let server = server.restart().await;

@@ -182,6 +182,17 @@ impl ProjectionStore for Unnamed {
     ) -> Result<Vec<(schemas::Day, u64)>, StoreError> {
         self.0.calendar(cid, from, to).await
     }
+    async fn usage(
+        &self,
+        cid: &DeviceId,
+        from: schemas::Day,
+        to: schemas::Day,
+    ) -> Result<Vec<(schemas::Day, u64)>, StoreError> {
+        self.0.usage(cid, from, to).await
+    }
+    async fn usage_total(&self) -> Result<u64, StoreError> {
+        self.0.usage_total().await
+    }
     async fn day_page(
         &self,
         cid: &DeviceId,

@@ -3,7 +3,7 @@
 // the view state (state.js); a day's list is day.js's, given as `day`.
 
 import { $, el } from './dom.js';
-import { cameraOffsetText, dayUtc, fmtDayLong, localZone, plural, weekdayLetters, zoneText } from './format.js';
+import { cameraOffsetText, dayUtc, fmtBytes, fmtDayLong, localZone, plural, weekdayLetters, zoneText } from './format.js';
 import { countOf, gridKeyTarget, heatLevel, leadingPad, normalizeDays, pickDay } from './days.js';
 import { SignedOut, explain } from './api.js';
 
@@ -52,6 +52,8 @@ export function createCalendar({ api, view, session, day, pollMs }) {
     const max = Math.max(0, ...days.map((d) => d.events));
     const total = days.reduce((a, d) => a + d.events, 0);
     $('cal-total').textContent = `${plural(total, 'event')} on ${view.device}`;
+    // Storage used: the bytes of the camera's video over the 30 days (the calendar's figures).
+    $('cal-usage').textContent = `${fmtBytes(days.reduce((a, d) => a + d.bytes, 0))} of video stored`;
     $('weekdays').replaceChildren(...weekdayLetters().map((text) => el('span', { text })));
     const cells = [];
     for (let i = 0; i < leadingPad(days); i++) cells.push(el('span', { class: 'day pad', role: 'gridcell' }));
@@ -95,6 +97,7 @@ export function createCalendar({ api, view, session, day, pollMs }) {
     day.renderTypes();
     $('calendar').replaceChildren(...Array.from({ length: 30 }, () => el('div', { class: 'day' })));
     $('cal-total').textContent = '';
+    $('cal-usage').textContent = '';
     day.showLoading();
     const device = view.device;
     let cal;

@@ -8,7 +8,9 @@ import { PAGE_SIZE } from './state.js';
 
 // The calendar answer's days, newest first, each { date, events } with a numeric count.
 export const normalizeDays = (cal) =>
-  (Array.isArray(cal?.days) ? cal.days : []).map((d) => ({ date: String(d.date), events: Number(d.events) || 0 }));
+  (Array.isArray(cal?.days) ? cal.days : []).map((d) => ({
+    date: String(d.date), events: Number(d.events) || 0, bytes: Number(d.bytes) || 0,
+  }));
 
 // A day's count of events (0 for a day not in the calendar).
 export const countOf = (days, date) => days.find((d) => d.date === date)?.events ?? 0;

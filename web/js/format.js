@@ -94,3 +94,16 @@ export function fmtClock(sec) {
 
 export const STATUS = { open: 'recording', complete: 'complete', aborted: 'aborted' };
 export const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+// A size in bytes for people: decimal units (as disks and plans are sold), three significant
+// digits at most: `0 B`, `999 B`, `1.5 kB`, `12.3 MB`, `4.56 GB`.
+export function fmtBytes(n) {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+  let v = Math.max(0, Number(n) || 0);
+  let u = 0;
+  while (v >= 999.5 && u < units.length - 1) {
+    v /= 1000;
+    u += 1;
+  }
+  return u === 0 ? `${Math.round(v)} B` : `${Number(v.toPrecision(3))} ${units[u]}`;
+}

@@ -16,6 +16,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import assert from 'node:assert/strict';
+import { fmtBytes } from '../js/format.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fixtures = join(here, 'fixtures');
@@ -160,7 +161,9 @@ async function seed(base, dev) {
   } catch (e) {
     step(`digest not seeded (${e.message}); the page's "no digest" message is checked instead`);
   }
-  return { busy, today, quiet, busyDate: utcDay(busyDay), quietDate: utcDay(quietDay), todayDate: utcDay(now), segments: { first, second }, digest };
+  // Storage used: four segments reported (the one two events share counted once), as reported.
+  const stored = 2 * (segA.length + segB.length);
+  return { stored, busy, today, quiet, busyDate: utcDay(busyDay), quietDate: utcDay(quietDay), todayDate: utcDay(now), segments: { first, second }, digest };
 }
 
 async function waitProjected(base, view, s) {
@@ -305,6 +308,10 @@ async function main() {
   await expectText(cell(s.todayDate).locator('.n'), /^2$/, 'today count');
   await expectText(cell(s.quietDate).locator('.n'), /^1$/, 'quiet day count');
   assert.equal(await page.locator('#calendar button.day').count(), 30, 'thirty days');
+  step('the storage used');
+  const usage = await (await fetch(`${base}/v1/devices/${CAM}/usage`, { headers: { authorization: `Bearer ${view}` } })).json();
+  assert.equal(usage.bytes, s.stored, `every segment reported, once: ${JSON.stringify(usage)}`);
+  assert.equal(await page.locator('#cal-usage').textContent(), `${fmtBytes(s.stored)} of video stored`, 'the page shows it');
   await expectText(page.locator('#zone'), /Europe\/Berlin/, 'zone shown');
   assert.equal(await cell(s.todayDate).getAttribute('aria-selected'), 'true', 'today opens first when it has events');
   await waitRows(page, 2);

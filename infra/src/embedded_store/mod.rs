@@ -16,6 +16,10 @@
 //! projector on the same file never counts an event twice. Its key starts with the day like
 //! every other table's, so it is dropped with its day. A store created before the table existed
 //! has it filled from its event rows once, on open.
+//!
+//! Storage used is kept the same way: `day_usage` is the sum of the `segment_usage` rows not
+//! freed, per (day, device), changed in the transaction that creates, resizes or frees a row
+//! (docs/data-model.md, Storage used).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -127,6 +131,26 @@ CREATE TABLE IF NOT EXISTS erasures (
     cid        TEXT    NOT NULL PRIMARY KEY,
     stamp      INTEGER NOT NULL,
     erased_at  INTEGER NOT NULL -- received_at of that erasure
+);
+-- Storage used (docs/data-model.md): one row per segment counted, in the partition of its own
+-- row (schemas::rows::RowData::SegmentBytes); `freed` once a deletion left its object to no live
+-- event. `day_usage` is the sum of `bytes` of the rows not freed, per partition, kept in the same
+-- transaction as the rows: what usage reads. A store created before them starts them empty
+-- (segments applied before the upgrade are not counted; `daybook rebuild` counts the log's).
+CREATE TABLE IF NOT EXISTS segment_usage (
+    day        INTEGER NOT NULL,
+    cid        TEXT    NOT NULL,
+    segment_id TEXT    NOT NULL,
+    bytes      INTEGER NOT NULL,
+    freed      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, cid, segment_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS segment_usage_by_segment ON segment_usage (cid, segment_id);
+CREATE TABLE IF NOT EXISTS day_usage (
+    day   INTEGER NOT NULL,
+    cid   TEXT    NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (day, cid)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS digests (
     day         INTEGER NOT NULL,
@@ -150,9 +174,11 @@ CREATE TABLE day_counts (
 ";
 
 /// The day-partitioned tables: `drop_expired` drops a day from each.
-const TABLES: [&str; 6] = ["events", "segments", "event_segments", "digests", "day_counts", "purges"];
+const TABLES: [&str; 8] =
+    ["events", "segments", "event_segments", "digests", "day_counts", "purges", "segment_usage", "day_usage"];
 /// The day-partitioned tables of a device's rows (all but `purges`): an erasure empties them.
-const DEVICE_TABLES: [&str; 5] = ["events", "segments", "event_segments", "digests", "day_counts"];
+const DEVICE_TABLES: [&str; 7] =
+    ["events", "segments", "event_segments", "digests", "day_counts", "segment_usage", "day_usage"];
 const READERS: usize = 4;
 
 /// The page cache of the writer of a bulk load ([`OpenMode::BulkLoad`]): the whole store of a
@@ -274,6 +300,41 @@ impl EmbeddedStore {
         .map_err(other)?
     }
 
+    /// The figure kept per (day, device) in `column` of `table` (`day_counts`, `day_usage`) for
+    /// `cid` on days `from..=to`, newest first, days without one (or with zero) left out.
+    async fn per_day(
+        &self,
+        table: &'static str,
+        column: &'static str,
+        cid: &DeviceId,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<(Day, u64)>, StoreError> {
+        let span = to.days_since(from);
+        if !(0..=366).contains(&span) {
+            return Ok(Vec::new());
+        }
+        let cid = cid.as_str().to_owned();
+        let days: Vec<String> = (0..=span).map(|i| from.add_days(i).number().to_string()).collect();
+        self.read(move |c| {
+            // One figure per day, kept with the rows (see the module docs); an IN list of days
+            // makes one (day, cid) seek per day instead of a range scan across every device.
+            let sql = format!(
+                "SELECT day, {column} FROM {table} WHERE day IN ({}) AND cid = ?1 AND {column} > 0 ORDER BY day DESC",
+                days.join(",")
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(other)?;
+            let rows = stmt.query_map([&cid], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?))).map_err(other)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (d, n) = row.map_err(other)?;
+                out.push((Day::from_number(d).ok_or_else(|| other("bad day in store"))?, n as u64));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -354,6 +415,12 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
         Some((k, n)) if *k == key => *n += delta,
         _ => created.push((key, delta)),
     };
+    // Bytes of segments per (day, device) this batch counted (or recounted, for a segment
+    // re-reported with another size): added to `day_usage` as `created` is to `day_counts`.
+    let mut usage: Vec<((u32, &str), i64)> = Vec::new();
+    // Segments this batch wrote that map events: looked at once every row is written, as a
+    // segment whose every known event is deleted is purged whenever it arrives.
+    let mut mapped: Vec<(&str, &schemas::SegmentReported)> = Vec::new();
     // Events this batch deleted: their objects are looked at once every row is written.
     let mut deleted: Vec<(u32, &str, i64, &EventId)> = Vec::new();
     // Per device, its newest offset in this batch (minutes, at), written once before the
@@ -397,6 +464,12 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
         let mut mapping = tx.prepare_cached(
             "INSERT OR REPLACE INTO event_segments (day, cid, event_id, idx, segment_id, seg_day, start_off, end_off)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        let mut usage_row = tx
+            .prepare_cached("SELECT bytes, freed FROM segment_usage WHERE day = ?1 AND cid = ?2 AND segment_id = ?3")?;
+        let mut usage_insert = tx.prepare_cached(
+            "INSERT INTO segment_usage (day, cid, segment_id, bytes) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO UPDATE SET bytes = excluded.bytes",
         )?;
         let mut digest = tx.prepare_cached(
             "INSERT OR REPLACE INTO digests (day, cid, segment_id, size, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -497,6 +570,9 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                     deleted.push((day, cid, trig, id));
                 }
                 RowData::Segment(r) => {
+                    if !r.events.is_empty() {
+                        mapped.push((cid, r));
+                    }
                     let keyframes = serde_json::to_string(&r.keyframes).expect("u64s serialize");
                     let events: Vec<&str> = r.events.iter().map(|m| m.event_id.as_str()).collect();
                     let events = serde_json::to_string(&events).expect("strings serialize");
@@ -532,21 +608,60 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                     let size = bigint_column("size", r.size).map_err(bad_row)?;
                     digest.execute(params![day, cid, r.segment_id.as_str(), size, r.duration_ms])?;
                 }
+                RowData::SegmentBytes { segment_id, bytes } => {
+                    // Counted when its row is created; a newer report of another size (log
+                    // order) replaces the figure; a freed segment counts nothing.
+                    let bytes = bigint_column("size", bytes).map_err(bad_row)?;
+                    let key = params![day, cid, segment_id.as_str()];
+                    let before: Option<(i64, bool)> =
+                        usage_row.query_row(key, |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+                    let delta = match before {
+                        None => bytes,
+                        Some((_, true)) => 0,
+                        Some((old, false)) => bytes - old,
+                    };
+                    if before.is_none_or(|(old, _)| old != bytes) {
+                        usage_insert.execute(params![day, cid, segment_id.as_str(), bytes])?;
+                    }
+                    if delta != 0 {
+                        match usage.last_mut() {
+                            Some((k, n)) if *k == (day, cid) => *n += delta,
+                            _ => usage.push(((day, cid), delta)),
+                        }
+                    }
+                }
             }
             written += 1;
         }
         for (cid, (minutes, at)) in &offsets {
             device.execute(params![cid, minutes, at])?;
         }
-        let mut count = tx.prepare_cached(
-            "INSERT INTO day_counts (day, cid, events) VALUES (?1, ?2, ?3)
-             ON CONFLICT DO UPDATE SET events = events + excluded.events",
-        )?;
-        for ((day, cid), n) in &created {
-            count.execute(params![day, cid, n])?;
+        let kept = [
+            (
+                "INSERT INTO day_counts (day, cid, events) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO UPDATE SET events = events + excluded.events",
+                &created,
+            ),
+            (
+                "INSERT INTO day_usage (day, cid, bytes) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO UPDATE SET bytes = bytes + excluded.bytes",
+                &usage,
+            ),
+        ];
+        for (sql, additions) in kept {
+            let mut add = tx.prepare_cached(sql)?;
+            for ((day, cid), n) in additions {
+                add.execute(params![day, cid, n])?;
+            }
         }
         for (day, cid, trig, id) in deleted {
             written += purge_deleted(&tx, day, cid, trig, id, policy.offset)?;
+        }
+        // A segment's own row and its copies: one look each.
+        mapped.sort_by_key(|(_, r)| std::ptr::from_ref(*r) as usize);
+        mapped.dedup_by(|a, b| std::ptr::eq(a.1, b.1));
+        for (cid, segment) in mapped {
+            written += purge_orphaned(&tx, cid, segment, policy.offset)?;
         }
     }
     tx.commit()?;
@@ -598,10 +713,62 @@ fn purge_deleted(
                 continue 'segments;
             }
         }
+        free_usage(tx, cid, &segment_id)?;
         let segment_id = SegmentId::parse(&segment_id).map_err(bad_row)?;
         listed += put.execute(params![day, cid, seams::ObjectKey::segment(&device, &segment_id).as_str()])? as u64;
     }
     Ok(listed)
+}
+
+/// Lists `segment` to purge if it maps a deleted event and no live one: a segment reported after
+/// the deletion of every event it maps goes like one reported before, so the result does not
+/// depend on the order the segment and the deletions are applied in (nor on how a replay
+/// batches them). An event with no row yet is neither.
+fn purge_orphaned(
+    tx: &rusqlite::Transaction<'_>,
+    cid: &str,
+    segment: &schemas::SegmentReported,
+    fallback: DayOffset,
+) -> rusqlite::Result<u64> {
+    let mut deleted_day = None;
+    for m in &segment.events {
+        let key = params![m.event_id.day().number(), cid, m.event_id.filed_at(fallback).millis(), m.event_id.as_str()];
+        let deleted: Option<bool> = tx
+            .prepare_cached("SELECT deleted FROM events WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4")?
+            .query_row(key, |r| r.get(0))
+            .optional()?;
+        match deleted {
+            Some(false) => return Ok(0),
+            Some(true) => {
+                deleted_day.get_or_insert(m.event_id.day().number());
+            }
+            None => {}
+        }
+    }
+    let Some(day) = deleted_day else { return Ok(0) };
+    free_usage(tx, cid, segment.segment_id.as_str())?;
+    let key = seams::ObjectKey::segment(&segment.cid, &segment.segment_id);
+    Ok(tx.prepare_cached("INSERT OR IGNORE INTO purges (day, cid, key) VALUES (?1, ?2, ?3)")?.execute(params![
+        day,
+        cid,
+        key.as_str()
+    ])? as u64)
+}
+
+/// Takes a segment whose object is purged off its device's storage used: once (its usage row
+/// is marked freed, and a freed row is never counted again), whichever day holds it.
+fn free_usage(tx: &rusqlite::Transaction<'_>, cid: &str, segment_id: &str) -> rusqlite::Result<()> {
+    let counted: Vec<(u32, i64)> = tx
+        .prepare_cached("SELECT day, bytes FROM segment_usage WHERE cid = ?1 AND segment_id = ?2 AND freed = 0")?
+        .query_map(params![cid, segment_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (day, bytes) in counted {
+        tx.prepare_cached("UPDATE segment_usage SET freed = 1 WHERE day = ?1 AND cid = ?2 AND segment_id = ?3")?
+            .execute(params![day, cid, segment_id])?;
+        tx.prepare_cached("UPDATE day_usage SET bytes = bytes - ?3 WHERE day = ?1 AND cid = ?2")?
+            .execute(params![day, cid, bytes])?;
+    }
+    Ok(())
 }
 
 fn event_from_row(r: &Row<'_>, fallback: DayOffset) -> rusqlite::Result<EventView> {
@@ -788,27 +955,18 @@ impl ProjectionStore for EmbeddedStore {
     }
 
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
-        let span = to.days_since(from);
-        if !(0..=366).contains(&span) {
-            return Ok(Vec::new());
-        }
-        let cid = cid.as_str().to_owned();
-        let days: Vec<String> = (0..=span).map(|i| from.add_days(i).number().to_string()).collect();
-        self.read(move |c| {
-            // One count per day, kept with the rows (see the module docs); an IN list of days
-            // makes one (day, cid) seek per day instead of a range scan across every device.
-            let sql = format!(
-                "SELECT day, events FROM day_counts WHERE day IN ({}) AND cid = ?1 AND events > 0 ORDER BY day DESC",
-                days.join(",")
-            );
-            let mut stmt = c.prepare_cached(&sql).map_err(other)?;
-            let rows = stmt.query_map([&cid], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?))).map_err(other)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (d, n) = row.map_err(other)?;
-                out.push((Day::from_number(d).ok_or_else(|| other("bad day in store"))?, n as u64));
-            }
-            Ok(out)
+        self.per_day("day_counts", "events", cid, from, to).await
+    }
+
+    async fn usage(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
+        self.per_day("day_usage", "bytes", cid, from, to).await
+    }
+
+    async fn usage_total(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            let total: i64 =
+                c.query_row("SELECT coalesce(sum(bytes), 0) FROM day_usage", [], |r| r.get(0)).map_err(other)?;
+            Ok(total.max(0).unsigned_abs())
         })
         .await
     }

@@ -18,13 +18,13 @@ use super::schema::{schema_statements, Cql};
 use super::views::{
     ClusteringKey, CountRow, DayKey, DayTypeKey, DeadLetterRow, DeletedRow, DeviceRow, DigestRow, EventKey,
     EventReadRow, MappingRow, PurgeRow, QuarantineRow, QuarantineValues, RecountKey, RecountRow, SegmentEventsRow,
-    SegmentRow, SubscriptionRow,
+    SegmentRow, SubscriptionRow, UsageRow,
 };
 
 #[test]
 fn schema_statements_are_complete_and_idempotent() {
     let stmts = schema_statements("ks_x", 3);
-    assert_eq!(stmts.len(), 12, "{stmts:#?}");
+    assert_eq!(stmts.len(), 14, "{stmts:#?}");
     assert!(stmts[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_x"));
     assert!(stmts[0].contains("'replication_factor': 3"));
     for s in &stmts[1..] {
@@ -168,7 +168,13 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
             (select, rest.to_owned(), false)
         }
     };
-    let (table, rest) = rest.split_once(" WHERE ").unwrap();
+    let Some((table, rest)) = rest.split_once(" WHERE ") else {
+        // The one unrestricted read: the paged scan of the usage registers for the deployment's
+        // total (a metric's, never a request's).
+        assert_eq!(rest, "usage_counts", "{cql}: only the usage total scans a table");
+        let results = select.split(',').map(|c| column(rest, c.trim())).collect();
+        return Prepared { binds: Vec::new(), results };
+    };
     let (conditions, filtering) = match rest.strip_suffix(" ALLOW FILTERING") {
         Some(c) => (c, true),
         None => (rest, false),
@@ -251,7 +257,7 @@ fn results_ok<R: for<'f, 'm> DeserializeRow<'f, 'm>>(p: &Prepared) {
 fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() {
     let ks = "daybook_check";
     let tables = parse_schema(ks);
-    assert_eq!(tables.len(), 11);
+    assert_eq!(tables.len(), 13);
     let cql = Cql::new(ks);
     let a = |s: &str| analyze(ks, &tables, s);
 
@@ -364,6 +370,25 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
         binds_ok(&a(delete), &(7_i64, "cam-c", 20261122_i32));
     }
     binds_ok(&a(&e.delete_device), &(7_i64, "cam-c"));
+    // Storage used: the segment's counted row and where every copy says it is, the freed mark,
+    // the recount of an hour and the registers it writes, the reads.
+    let (id, st) = start("cam-u", "motion", now.plus_millis(-1000));
+    let plan =
+        WritePlan::build(&[st, segment("cam-u", "seg-u", now.plus_millis(-500), &[(&id, 0)])], &policy(), now).unwrap();
+    binds_ok(&a(&cql.insert_segment_home), &plan.home_chunks()[0][0]);
+    binds_ok(&a(&cql.insert_usage), &plan.usage_chunks()[0][0]);
+    let freed: super::plan::FreedValues = ("cam-u".into(), 20261122, 1, "seg-u".into(), true, 60, 1);
+    binds_ok(&a(&cql.insert_freed), &freed);
+    let bucket = plan.usage_buckets()[0].clone();
+    binds_ok(&a(&cql.recount_usage), &(bucket.0.as_str(), bucket.1, bucket.2));
+    results_ok::<UsageRow>(&a(&cql.recount_usage));
+    let cell = count_row(&bucket, 5_000_000_000, Some(now.millis()), &policy(), now).expect("a live cell");
+    binds_ok(&a(&cql.insert_usage_stored), &cell);
+    binds_ok(&a(&cql.insert_usage_freed), &cell);
+    binds_ok(&a(&cql.day_usage), &day_key_values);
+    results_ok::<CountRow>(&a(&cql.day_usage));
+    binds_ok(&a(&cql.usage_scan), &());
+    results_ok::<CountRow>(&a(&cql.usage_scan));
 }
 
 #[test]

@@ -10,12 +10,12 @@
 //! the reports a mark covers, reading the marks once per [`MARKS_FRESH`] (and at once after
 //! an erasure of its own).
 //!
-//! `event_counts` is a max-register by write timestamp ([`super::plan::count_stamp`]), whose
-//! cells for an hour ahead of the erasure (a fast clock's claim) may carry timestamps above
-//! `S`: its partitions are deleted at [`count_mark`] instead, the first count timestamp of an
-//! hour past every day the erasure deletes, and a count written after the erasure for an hour
-//! before that is raised above it ([`after_erasure`]), keeping its order among the counts
-//! written after the erasure.
+//! `event_counts` and `usage_counts` (the storage used) are max-registers by write timestamp
+//! ([`super::plan::count_stamp`]), whose cells for an hour ahead of the erasure (a fast clock's
+//! claim) may carry timestamps above `S`: their partitions are deleted at [`count_mark`]
+//! instead, the first count timestamp of an hour past every day the erasure deletes, and a
+//! count written after the erasure for an hour before that is raised above it
+//! ([`after_erasure`]), keeping its order among the counts written after the erasure.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,7 +44,13 @@ pub(super) const ERASURES_BUCKET: i32 = 0;
 const MARGIN_DAYS: i64 = 3;
 
 /// The day-partitioned tables of a device's rows, deleted whole by an erasure.
-pub(super) const DEVICE_TABLES: [&str; 5] = ["events", "segments", "event_segments", "digests", "event_counts"];
+pub(super) const DEVICE_TABLES: [&str; 7] =
+    ["events", "segments", "event_segments", "digests", "event_counts", "segment_usage", "usage_counts"];
+
+/// Whether `table` is a max-register of counts by timestamp ([`count_mark`]).
+pub(super) fn holds_counts(table: &str) -> bool {
+    matches!(table, "event_counts" | "usage_counts")
+}
 
 /// `erasures`: bucket, cid, stamp, erased_at, [ttl], [timestamp].
 pub(super) type ErasureValues = (i32, String, i64, i64, i32, i64);
@@ -240,7 +246,7 @@ impl ScyllaStore {
                         .await?;
                 }
                 for (table, delete) in DEVICE_TABLES.iter().zip(&e.delete_day) {
-                    let at = if *table == "event_counts" { count_mark(stamp) } else { stamp };
+                    let at = if holds_counts(table) { count_mark(stamp) } else { stamp };
                     self.run(delete, (at, c, day_key(day))).await?;
                 }
                 Ok::<u64, StoreError>(listed)

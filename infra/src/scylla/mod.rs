@@ -26,6 +26,12 @@
 //!   few dozen rows per (device, day, hour) a batch touches; the reasons, and the schemes
 //!   rejected (counters behind a lightweight transaction; per-day sets of ids), are in
 //!   `infra/cql/schema.cql`.
+//! * **Storage used** is kept the same way: each segment's bytes in `segment_usage`, in the
+//!   hour of its own row; after a batch, each hour it wrote segments into is summed into
+//!   `usage_counts.stored`, and each hour a purge freed segments in into `usage_counts.freed`
+//!   (max-registers; usage is their difference). A segment of the batch that maps a deleted
+//!   event and no live one is purged at once (one read per event it maps), so the purges do
+//!   not depend on the order of a segment and its events' deletions.
 //! * **Expiry** is by TTL counted from the trigger time: each row carries `USING TTL` =
 //!   trigger + retention − now (rounded up to whole seconds); a row whose TTL would be
 //!   ≤ 0 is not written, so [`ProjectionStore::drop_expired`] has nothing to do.

@@ -54,6 +54,16 @@ pub(super) type DeletedCountValues = (String, i32, i64, i64, i32, i64);
 type MappingValues = (String, i32, String, i32, i32, String, i64, i64, i32, i64);
 /// `digests`: cid, day, segment_id, size, duration_ms, [ttl], [timestamp].
 type DigestValues = (String, i32, String, i64, i64, i32, i64);
+/// `segments`' usage home (every copy): cid, day, segment_id, counted_day, counted_hour, [ttl],
+/// [timestamp].
+pub(super) type SegmentHomeValues = (String, i32, String, i32, i64, i32, i64);
+/// `segment_usage`: cid, day, hour, segment_id, bytes, filed_at, [ttl], [timestamp].
+pub(super) type UsageValues = (String, i32, i64, String, i64, i64, i32, i64);
+/// `segment_usage`'s freed mark: cid, day, hour, segment_id, freed, [ttl], [timestamp].
+pub(super) type FreedValues = (String, i32, i64, String, bool, i32, i64);
+/// A segment of a plan and the events it maps: cid, segment_id, event ids, (counted day,
+/// counted hour), ttl, stamp.
+pub(super) type MappedSegment<'a> = (&'a str, &'a str, &'a [String], Option<(i32, i64)>, i32, i64);
 /// `event_counts`: cid, day, hour, events, [ttl], [timestamp].
 pub(super) type CountValues = (String, i32, i64, i64, i32, i64);
 /// An `event_counts` bucket: cid, day, hour (epoch hour of the events' trigger time).
@@ -199,6 +209,10 @@ fn keep_newer<V>(slot: &mut V, new: V, stamp: impl Fn(&V) -> (i64, i32)) {
 }
 
 type Partition = (String, i32);
+/// Where a segment row's bytes are counted: counted day, counted hour, ttl, stamp.
+type Home = (i32, i64, i32, i64);
+/// A counted segment: bytes, filed_at, ttl, stamp.
+type Counted = (i64, i64, i32, i64);
 /// An `events` row's key: cid, day, triggered_at, event_id.
 type EventKeyOwned = (String, i32, i64, String);
 
@@ -216,6 +230,12 @@ pub(super) struct WritePlan {
     devices: BTreeMap<String, (i32, i32, i64)>,
     /// Deletions: (cid, day, triggered_at, event_id) → (event type, ttl, stamp).
     deletions: BTreeMap<EventKeyOwned, (String, i32, i64)>,
+    /// Where each segment row's bytes are counted: (cid, day, segment_id) → (counted day,
+    /// counted hour, ttl, stamp), written on the own row and every copy.
+    homes: BTreeMap<(String, i32, String), Home>,
+    /// Segments counted in storage used: (cid, day, hour, segment_id) → (bytes, filed_at, ttl,
+    /// stamp).
+    usage: BTreeMap<(String, i32, i64, String), Counted>,
 }
 
 fn rejected(index: usize) -> impl Fn(Unstorable) -> StoreError {
@@ -235,7 +255,13 @@ impl WritePlan {
             let stamp = rows::write_stamp(env);
             // Where each row lands and when it expires is decided by `schemas::rows`, the
             // same for every store; this only maps rows onto tables and TTLs.
-            for row in rows::plan(env, policy) {
+            let planned = rows::plan(env, policy);
+            // A segment's bytes are counted with its own row: every copy names where.
+            let counted = planned.iter().find_map(|r| match r.data {
+                RowData::SegmentBytes { .. } => Some((day_key(r.day), count_bucket(r.trigger.millis()))),
+                _ => None,
+            });
+            for row in planned {
                 let Some(ttl) = ttl_secs(row.expires_at, now) else { continue };
                 let cid = row.cid.as_str().to_owned();
                 let day = day_key(row.day);
@@ -286,6 +312,15 @@ impl WritePlan {
                             ttl,
                             stamp,
                         );
+                        if let Some((counted_day, hour)) = counted {
+                            let home = (counted_day, hour, ttl, stamp);
+                            match plan.homes.entry((cid.clone(), day, r.segment_id.as_str().to_owned())) {
+                                Entry::Vacant(e) => {
+                                    e.insert(home);
+                                }
+                                Entry::Occupied(mut e) => keep_newer(e.get_mut(), home, |v| (v.3, v.2)),
+                            }
+                        }
                         // A copy of the segment in its own day may come with a later expiry.
                         match plan.segments.entry((cid, day, r.segment_id.as_str().to_owned())) {
                             Entry::Vacant(e) => {
@@ -323,6 +358,16 @@ impl WritePlan {
                                 e.insert(value);
                             }
                             Entry::Occupied(mut e) => keep_newer(e.get_mut(), value, |v| (v.2, v.1)),
+                        }
+                    }
+                    RowData::SegmentBytes { segment_id, bytes } => {
+                        let key = (cid, day, count_bucket(row.trigger.millis()), segment_id.as_str().to_owned());
+                        let value = (to_i64("size", bytes)?, row.trigger.millis(), ttl, stamp);
+                        match plan.usage.entry(key) {
+                            Entry::Vacant(e) => {
+                                e.insert(value);
+                            }
+                            Entry::Occupied(mut e) => keep_newer(e.get_mut(), value, |v| (v.3, v.2)),
                         }
                     }
                     RowData::Digest(r) => {
@@ -437,6 +482,46 @@ impl WritePlan {
     /// One write per device (each its own partition).
     pub(super) fn device_writes(&self) -> Vec<Vec<DeviceValues>> {
         self.devices.iter().map(|(cid, (offset, ttl, at))| vec![(cid.clone(), *offset, *ttl, *at)]).collect()
+    }
+
+    /// Where every segment row this plan writes has its bytes counted.
+    pub(super) fn home_chunks(&self) -> Vec<Vec<SegmentHomeValues>> {
+        partition_chunks(self.homes.iter().map(|((cid, day, seg), (counted_day, hour, ttl, stamp))| {
+            let values = (cid.clone(), *day, seg.clone(), *counted_day, *hour, *ttl, *stamp);
+            ((cid.clone(), *day), values, 40 + cid.len() + seg.len())
+        }))
+    }
+
+    /// The `segment_usage` rows of the segments this plan writes.
+    pub(super) fn usage_chunks(&self) -> Vec<Vec<UsageValues>> {
+        partition_chunks(self.usage.iter().map(|((cid, day, hour, seg), (bytes, filed_at, ttl, stamp))| {
+            let values = (cid.clone(), *day, *hour, seg.clone(), *bytes, *filed_at, *ttl, *stamp);
+            ((cid.clone(), *day), values, 48 + cid.len() + seg.len())
+        }))
+    }
+
+    /// Each segment this plan writes that maps events, once: (cid, segment_id, the events it
+    /// maps, where its bytes are counted, the TTL and stamp of its row), to purge if every
+    /// known event it maps is deleted.
+    pub(super) fn mapped_segments(&self) -> Vec<MappedSegment<'_>> {
+        let mut out: Vec<MappedSegment<'_>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for ((cid, day, seg), v) in &self.segments {
+            if v.12.is_empty() || !seen.insert((cid.as_str(), seg.as_str())) {
+                continue;
+            }
+            let home = self.homes.get(&(cid.clone(), *day, seg.clone())).map(|h| (h.0, h.1));
+            out.push((cid.as_str(), seg.as_str(), v.12.as_slice(), home, v.13, v.14));
+        }
+        out
+    }
+
+    /// The `usage_counts` buckets this plan writes segments into: each is recounted after.
+    pub(super) fn usage_buckets(&self) -> Vec<CountBucket> {
+        let mut out: Vec<CountBucket> =
+            self.usage.keys().map(|(cid, day, hour, _)| (cid.clone(), *day, *hour)).collect();
+        out.dedup();
+        out
     }
 
     pub(super) fn digest_chunks(&self) -> Vec<Vec<DigestValues>> {
@@ -697,8 +782,20 @@ mod tests {
         ];
         let plan = WritePlan::build(&batch, &policy(), now).unwrap();
         // start(y) and its device offset + seg-1, its copy in y and mapping(y, 3) + seg-old's
-        // copy in y and mapping(y, 0) (its own day is past retention) + 2 digests
-        assert_eq!(plan.rows, 9);
+        // copy in y and mapping(y, 0) (its own day is past retention) + 2 digests + seg-1's bytes
+        // (seg-old's are counted in its own day, past retention)
+        assert_eq!(plan.rows, 10);
+        let counted: Vec<_> = plan.usage_chunks().concat().into_iter().map(|u| (u.1, u.3, u.4)).collect();
+        assert_eq!(counted, vec![(day_key(today), "seg-1".to_owned(), 1000)], "counted once, in its own day");
+        let homes: Vec<_> = plan.home_chunks().concat().into_iter().map(|h| (h.1, h.2, h.3)).collect();
+        let t = day_key(today);
+        let y = day_key(today.add_days(-1));
+        let old = day_key(today.add_days(-40));
+        assert_eq!(
+            homes,
+            vec![(y, "seg-1".to_owned(), t), (y, "seg-old".to_owned(), old), (t, "seg-1".to_owned(), t)],
+            "every copy names where its bytes are counted"
+        );
         assert_eq!(plan.events.keys().map(|k| k.1).collect::<Vec<_>>(), vec![day_key(today.add_days(-1))]);
         let y = day_key(today.add_days(-1));
         let segs = plan.segment_chunks();

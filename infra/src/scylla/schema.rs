@@ -85,6 +85,14 @@ pub(super) struct Cql {
     pub(super) insert_purge: String,
     pub(super) purges: String,
     pub(super) delete_purge: String,
+    pub(super) insert_segment_home: String,
+    pub(super) insert_usage: String,
+    pub(super) insert_freed: String,
+    pub(super) recount_usage: String,
+    pub(super) insert_usage_stored: String,
+    pub(super) insert_usage_freed: String,
+    pub(super) day_usage: String,
+    pub(super) usage_scan: String,
 }
 
 impl Cql {
@@ -169,12 +177,39 @@ impl Cql {
             event_deleted: format!(
                 "SELECT deleted FROM {ks}.events WHERE cid = ? AND day = ? AND triggered_at = ? AND event_id = ?"
             ),
-            segment_events: format!("SELECT events FROM {ks}.segments WHERE cid = ? AND day = ? AND segment_id = ?"),
+            segment_events: format!(
+                "SELECT events, counted_day, counted_hour FROM {ks}.segments WHERE cid = ? AND day = ? AND segment_id = ?"
+            ),
             insert_purge: format!(
                 "INSERT INTO {ks}.purges (bucket, cid, day, key) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
             ),
             purges: format!("SELECT cid, day, key FROM {ks}.purges WHERE bucket = ?"),
             delete_purge: format!("DELETE FROM {ks}.purges WHERE bucket = ? AND cid = ? AND day = ? AND key = ?"),
+            insert_segment_home: format!(
+                "INSERT INTO {ks}.segments (cid, day, segment_id, counted_day, counted_hour) VALUES (?, ?, ?, ?, ?) \
+                 USING TTL ? AND TIMESTAMP ?"
+            ),
+            insert_usage: format!(
+                "INSERT INTO {ks}.segment_usage (cid, day, hour, segment_id, bytes, filed_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
+            ),
+            insert_freed: format!(
+                "INSERT INTO {ks}.segment_usage (cid, day, hour, segment_id, freed) VALUES (?, ?, ?, ?, ?) \
+                 USING TTL ? AND TIMESTAMP ?"
+            ),
+            // One hour's slice of one partition: the segments that started in it.
+            recount_usage: format!(
+                "SELECT bytes, freed, filed_at FROM {ks}.segment_usage WHERE cid = ? AND day = ? AND hour = ?"
+            ),
+            insert_usage_stored: format!(
+                "INSERT INTO {ks}.usage_counts (cid, day, hour, stored) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
+            ),
+            insert_usage_freed: format!(
+                "INSERT INTO {ks}.usage_counts (cid, day, hour, freed) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
+            ),
+            day_usage: format!("SELECT stored, freed FROM {ks}.usage_counts WHERE cid = ? AND day = ?"),
+            // The deployment's total, for a metric: a paged scan of the kept figures.
+            usage_scan: format!("SELECT stored, freed FROM {ks}.usage_counts"),
         }
     }
 }

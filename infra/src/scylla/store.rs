@@ -29,17 +29,18 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::config::{ScyllaConsistency, ScyllaOptions, ScyllaUrl};
 use super::cursor::{cursor_binding, decode_cursor, encode_cursor};
-use super::erase::{after_erasure, Erasures};
+use super::erase::{after_erasure, Erasures, Marks};
 use super::plan::{
     bucket_range, calendar_day_range, count_chunks, count_row, dead_letter_writes, deleted_count_row,
-    subscription_writes, ttl_secs, CountValues, WritePlan, PURGES_BUCKET, SUBSCRIPTIONS_BUCKET,
+    subscription_writes, ttl_secs, CountBucket, CountValues, FreedValues, WritePlan, PURGES_BUCKET,
+    SUBSCRIPTIONS_BUCKET,
 };
 use super::retry::{exec_error, is_bad_paging_state, IdempotentRetryPolicy};
 use super::schema::{day_key, Cql};
 use super::views::{
     event_view, live_event, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey,
     DeadLetterRow, DeletedRow, DeviceRow, DigestRow, EventKey, EventReadRow, MappingRow, PurgeRow, QuarantineRow,
-    QuarantineValues, RecountKey, RecountRow, SegmentEventsRow, SegmentRow, SubscriptionRow,
+    QuarantineValues, RecountKey, RecountRow, SegmentEventsRow, SegmentRow, SubscriptionRow, UsageRow,
 };
 
 /// Largest page `day_page` asks the server for.
@@ -79,6 +80,14 @@ pub(super) struct Statements {
     pub(super) insert_purge: PreparedStatement,
     purges: PreparedStatement,
     delete_purge: PreparedStatement,
+    insert_segment_home: PreparedStatement,
+    insert_usage: PreparedStatement,
+    insert_freed: PreparedStatement,
+    recount_usage: PreparedStatement,
+    insert_usage_stored: PreparedStatement,
+    insert_usage_freed: PreparedStatement,
+    day_usage: PreparedStatement,
+    usage_scan: PreparedStatement,
 }
 
 /// The ScyllaDB projection store. Cheap to share (`Arc`).
@@ -185,6 +194,18 @@ impl ScyllaStore {
             prepare(&cql.purges, true),
             prepare(&cql.delete_purge, false),
         )?;
+        let (insert_segment_home, insert_usage, insert_freed, recount_usage) = futures::try_join!(
+            prepare(&cql.insert_segment_home, false),
+            prepare(&cql.insert_usage, false),
+            prepare(&cql.insert_freed, false),
+            prepare(&cql.recount_usage, true),
+        )?;
+        let (insert_usage_stored, insert_usage_freed, day_usage, usage_scan) = futures::try_join!(
+            prepare(&cql.insert_usage_stored, false),
+            prepare(&cql.insert_usage_freed, false),
+            prepare(&cql.day_usage, true),
+            prepare(&cql.usage_scan, true),
+        )?;
         let statements = Statements {
             insert_event,
             insert_segment,
@@ -216,6 +237,14 @@ impl ScyllaStore {
             insert_purge,
             purges,
             delete_purge,
+            insert_segment_home,
+            insert_usage,
+            insert_freed,
+            recount_usage,
+            insert_usage_stored,
+            insert_usage_freed,
+            day_usage,
+            usage_scan,
         };
         let erasure = Erasures::prepare(&url.keyspace, |text, read| prepare(&text, read)).await?;
         Ok(Arc::new(Self {
@@ -300,8 +329,14 @@ impl ScyllaStore {
     /// Lists, as purges, the objects deleted event `id` (in partition `cid`, `day`) leaves to no
     /// live event: its snapshot, and each segment it maps whose other events are all deleted or
     /// gone (a segment row without its events, written before they were kept, is left alone).
-    /// Written with the deletion's TTL and stamp. Returns the purges written.
-    async fn list_purges(&self, cid: &str, day: i32, id: &str, ttl: i32, stamp: i64) -> Result<u64, StoreError> {
+    /// Written with the deletion's TTL and stamp. Each purged segment is marked freed in
+    /// `segment_usage` (with the deletion's stamp), and its bucket added to `freed`, to be
+    /// recounted. Returns the purges written.
+    async fn list_purges(
+        &self,
+        (cid, day, id, ttl, stamp): (&str, i32, &str, i32, i64),
+        freed: &mut Vec<CountBucket>,
+    ) -> Result<u64, StoreError> {
         let s = &self.statements;
         let device = DeviceId::parse(cid).map_err(other)?;
         let event = EventId::parse(id).map_err(other)?;
@@ -310,7 +345,9 @@ impl ScyllaStore {
         'segments: for (_, seg_day, segment_id, _, _) in self.query_all::<MappingRow>(&s.mappings, mappings_key).await?
         {
             let key: ClusteringKey<'_> = (cid, seg_day, segment_id.as_str());
-            let Some((Some(events),)) = self.query_opt::<SegmentEventsRow>(&s.segment_events, key).await? else {
+            let Some((Some(events), counted_day, counted_hour)) =
+                self.query_opt::<SegmentEventsRow>(&s.segment_events, key).await?
+            else {
                 continue;
             };
             for other_id in events.iter().filter(|e| e.as_str() != id) {
@@ -323,6 +360,9 @@ impl ScyllaStore {
                     }
                 }
             }
+            if let (Some(counted_day), Some(hour)) = (counted_day, counted_hour) {
+                freed.extend(self.free_usage((cid, counted_day, hour, &segment_id), stamp).await?);
+            }
             let segment_id = SegmentId::parse(&segment_id).map_err(other)?;
             keys.push(ObjectKey::segment(&device, &segment_id).as_str().to_owned());
         }
@@ -331,6 +371,125 @@ impl ScyllaStore {
             self.run(&s.insert_purge, (PURGES_BUCKET, cid, day, key, ttl, stamp)).await?;
         }
         Ok(written)
+    }
+
+    /// Marks a segment's `segment_usage` row (cid, counted day, hour, segment id) freed, with
+    /// the deletion's `stamp`, until the row's latest possible expiry (the end of its hour's).
+    /// Returns its bucket, to be recounted (`None`: the row is past retention).
+    async fn free_usage(
+        &self,
+        (cid, day, hour, segment_id): (&str, i32, i64, &str),
+        stamp: i64,
+    ) -> Result<Option<CountBucket>, StoreError> {
+        let expires = self.policy.expires_at(Timestamp(bucket_range(hour).1));
+        let Some(ttl) = ttl_secs(expires, Timestamp::now()) else { return Ok(None) };
+        let values: FreedValues = (cid.to_owned(), day, hour, segment_id.to_owned(), true, ttl, stamp);
+        self.run(&self.statements.insert_freed, values).await?;
+        Ok(Some((cid.to_owned(), day, hour)))
+    }
+
+    /// Lists a segment of this batch to purge if it maps a deleted event and no live one (a
+    /// segment reported after the deletion of every event it maps goes like one reported
+    /// before, whatever the order or batching of a replay); an event with no row yet is
+    /// neither. One read per event it maps. Returns the purges written and the usage bucket it
+    /// freed.
+    async fn purge_orphaned(
+        &self,
+        (cid, segment_id, events, home, ttl, stamp): super::plan::MappedSegment<'_>,
+    ) -> Result<(u64, Option<CountBucket>), StoreError> {
+        let s = &self.statements;
+        let mut deleted_day = None;
+        for id in events {
+            let Ok(event) = EventId::parse(id) else { return Ok((0, None)) };
+            let day = day_key(event.day());
+            let key: EventKey<'_> = (cid, day, event.triggered_at().millis(), id.as_str());
+            match self.query_opt::<DeletedRow>(&s.event_deleted, key).await? {
+                Some((Some(true),)) => {
+                    deleted_day.get_or_insert(day);
+                }
+                Some(_) => return Ok((0, None)),
+                None => {}
+            }
+        }
+        let Some(day) = deleted_day else { return Ok((0, None)) };
+        let bucket = match home {
+            Some((counted_day, hour)) => self.free_usage((cid, counted_day, hour, segment_id), stamp).await?,
+            None => None,
+        };
+        let device = DeviceId::parse(cid).map_err(other)?;
+        let key = ObjectKey::segment(&device, &SegmentId::parse(segment_id).map_err(other)?);
+        self.run(&s.insert_purge, (PURGES_BUCKET, cid, day, key.as_str(), ttl, stamp)).await?;
+        Ok((1, bucket))
+    }
+
+    /// Sums the `segment_usage` rows of each bucket — all of them (`freed` false) or the freed
+    /// ones — and writes the sum into its `usage_counts` register (schema.cql), kept until the
+    /// hour's newest segment expires (both registers alike: they go together).
+    /// `marks`: the devices' erasure marks, as the event counts' recount takes them
+    /// ([`after_erasure`]: `usage_counts` is deleted with them at an erasure).
+    async fn recount_usage(
+        &self,
+        buckets: Vec<CountBucket>,
+        freed: bool,
+        marks: &Marks,
+    ) -> Result<(), StoreError> {
+        let s = &self.statements;
+        let insert = if freed { &s.insert_usage_freed } else { &s.insert_usage_stored };
+        stream::iter(buckets)
+            .map(|bucket| async move {
+                let key = (bucket.0.as_str(), bucket.1, bucket.2);
+                let rows = self.query_all::<UsageRow>(&s.recount_usage, key).await?;
+                let sum: i64 = rows
+                    .iter()
+                    .filter(|(_, f, _)| !freed || *f == Some(true))
+                    .map(|(bytes, _, _)| bytes.unwrap_or(0))
+                    .fold(0i64, i64::saturating_add);
+                let newest = rows.iter().filter_map(|r| r.0.and(r.2)).max();
+                match count_row(&bucket, sum, newest, &self.policy, Timestamp::now()) {
+                    Some(mut row) => {
+                        row.5 = after_erasure(row.5, row.2, row.3, marks.get(&row.0).copied());
+                        self.write(insert, vec![row]).await
+                    }
+                    None => Ok(()),
+                }
+            })
+            .buffer_unordered(self.max_concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Per day of `from..=to` that holds one, the sum over its hour rows of `first - second`
+    /// of `stmt` (`event_counts`: events less deleted; `usage_counts`: stored less freed).
+    async fn kept_per_day(
+        &self,
+        stmt: &PreparedStatement,
+        cid: &DeviceId,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<(Day, u64)>, StoreError> {
+        // Days outside what retention and the future tolerance allow, at any camera's offset
+        // (not the deployment's), hold no rows: skip them.
+        let Some((from, to)) = calendar_day_range(from, to, &self.policy, Timestamp::now()) else {
+            return Ok(Vec::new());
+        };
+        let days: Vec<Day> = (0..=to.days_since(from)).map(|i| from.add_days(i)).collect();
+        let cid = cid.as_str();
+        let mut kept = stream::iter(days)
+            .map(|day| async move {
+                // A day's hour buckets: ~24 small rows, whatever the day holds.
+                let key: DayKey<'_> = (cid, day_key(day));
+                let hours = self.query_all::<CountRow>(stmt, key).await?;
+                let live = hours.iter().map(|(n, less)| n.unwrap_or(0) - less.unwrap_or(0)).sum::<i64>();
+                Ok::<_, StoreError>((day, live))
+            })
+            .buffer_unordered(self.max_concurrency)
+            .try_filter(|(_, n)| futures::future::ready(*n > 0))
+            .map_ok(|(day, n)| (day, n.unsigned_abs()))
+            .try_collect::<Vec<_>>()
+            .await?;
+        kept.sort_by_key(|c| std::cmp::Reverse(c.0));
+        Ok(kept)
     }
 
     async fn page_once(
@@ -375,6 +534,12 @@ impl ProjectionStore for ScyllaStore {
         );
         jobs.extend(
             plan.digest_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_digest, c)) as BoxFuture<'_, _>),
+        );
+        jobs.extend(
+            plan.home_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_segment_home, c)) as BoxFuture<'_, _>),
+        );
+        jobs.extend(
+            plan.usage_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_usage, c)) as BoxFuture<'_, _>),
         );
         jobs.extend(
             plan.deletion_chunks().into_iter().map(|c| Box::pin(self.write(&s.insert_deletion, c)) as BoxFuture<'_, _>),
@@ -431,11 +596,27 @@ impl ProjectionStore for ScyllaStore {
             .buffer_unordered(self.max_concurrency)
             .try_collect::<Vec<()>>()
             .await?;
-        // Then the objects each deletion leaves to no live event.
+        // The hours the batch wrote segments into: their bytes, summed and kept the same way
+        // (`usage_counts.stored`).
+        self.recount_usage(plan.usage_buckets(), false, marks).await?;
+        // Then the objects each deletion leaves to no live event, and the hours of usage they
+        // free (`usage_counts.freed`).
         let mut purged = 0u64;
-        for (cid, day, id, ttl, stamp) in plan.deleted_events() {
-            purged += self.list_purges(cid, day, id, ttl, stamp).await?;
+        let mut freed = Vec::new();
+        for deletion in plan.deleted_events() {
+            purged += self.list_purges(deletion, &mut freed).await?;
         }
+        // And the segments of the batch whose every known event is deleted, at once.
+        let looks: Vec<BoxFuture<'_, _>> =
+            plan.mapped_segments().into_iter().map(|segment| Box::pin(self.purge_orphaned(segment)) as _).collect();
+        let orphaned = stream::iter(looks).buffer_unordered(self.max_concurrency).try_collect::<Vec<_>>().await?;
+        for (n, bucket) in orphaned {
+            purged += n;
+            freed.extend(bucket);
+        }
+        freed.sort();
+        freed.dedup();
+        self.recount_usage(freed, true, marks).await?;
         Ok(erased + plan.rows + changed + purged)
     }
 
@@ -548,29 +729,33 @@ impl ProjectionStore for ScyllaStore {
     }
 
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
-        // Days outside what retention and the future tolerance allow, at any camera's offset
-        // (not the deployment's), hold no rows: skip them.
-        let Some((from, to)) = calendar_day_range(from, to, &self.policy, Timestamp::now()) else {
-            return Ok(Vec::new());
-        };
-        let days: Vec<Day> = (0..=to.days_since(from)).map(|i| from.add_days(i)).collect();
-        let cid = cid.as_str();
-        let mut counts = stream::iter(days)
-            .map(|day| async move {
-                // A day's hour buckets: ~24 small rows, whatever the day holds.
-                let key: DayKey<'_> = (cid, day_key(day));
-                let hours = self.query_all::<CountRow>(&self.statements.day_counts, key).await?;
-                // Events less deleted ones (schema.cql, event_counts).
-                let live = hours.iter().map(|(n, deleted)| n.unwrap_or(0) - deleted.unwrap_or(0)).sum::<i64>();
-                Ok::<_, StoreError>((day, live))
-            })
-            .buffer_unordered(self.max_concurrency)
-            .try_filter(|(_, n)| futures::future::ready(*n > 0))
-            .map_ok(|(day, n)| (day, n.unsigned_abs()))
-            .try_collect::<Vec<_>>()
-            .await?;
-        counts.sort_by_key(|c| std::cmp::Reverse(c.0));
-        Ok(counts)
+        // Events less deleted ones (schema.cql, event_counts).
+        self.kept_per_day(&self.statements.day_counts, cid, from, to).await
+    }
+
+    async fn usage(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
+        // Bytes stored less bytes freed (schema.cql, usage_counts).
+        self.kept_per_day(&self.statements.day_usage, cid, from, to).await
+    }
+
+    async fn usage_total(&self) -> Result<u64, StoreError> {
+        // Every (device, day, hour) register, page by page (a metric's read, not a request's).
+        let mut stmt = self.statements.usage_scan.clone();
+        stmt.set_page_size(5_000);
+        let mut state = PagingState::start();
+        let mut total = 0i64;
+        loop {
+            let (result, next) = self.page_once(&stmt, (), state).await?.map_err(exec_error)?;
+            let rows = result.into_rows_result().map_err(other)?;
+            for row in rows.rows::<CountRow>().map_err(other)? {
+                let (stored, freed) = row.map_err(other)?;
+                total = total.saturating_add(stored.unwrap_or(0) - freed.unwrap_or(0));
+            }
+            match next.into_paging_control_flow() {
+                ControlFlow::Break(()) => return Ok(total.max(0).unsigned_abs()),
+                ControlFlow::Continue(s) => state = s,
+            }
+        }
     }
 
     async fn day_page(

@@ -23,13 +23,17 @@ pub(super) type EventRow = (String, Option<i64>, Option<String>, Option<i64>);
 pub(super) type EventReadRow = (String, Option<i64>, Option<String>, Option<i64>, Option<bool>);
 /// deleted, of one event row.
 pub(super) type DeletedRow = (Option<bool>,);
-/// events, of one segment row (null: written before segments kept their events).
-pub(super) type SegmentEventsRow = (Option<Vec<String>>,);
+/// events, counted_day, counted_hour of one segment row (null: written before segments kept
+/// their events, or where their bytes are counted).
+pub(super) type SegmentEventsRow = (Option<Vec<String>>, Option<i32>, Option<i64>);
+/// bytes, freed, filed_at, of one `segment_usage` row.
+pub(super) type UsageRow = (Option<i64>, Option<bool>, Option<i64>);
 /// cid, day, key, of one purge.
 pub(super) type PurgeRow = (String, i32, String);
 /// utc_offset (minutes east of UTC).
 pub(super) type DeviceRow = (i32,);
-/// events, deleted (one hour bucket of `event_counts`; either may be unset).
+/// events, deleted (one hour bucket of `event_counts`; either may be unset); likewise stored,
+/// freed (one hour bucket of `usage_counts`).
 pub(super) type CountRow = (Option<i64>, Option<i64>);
 /// count, max(triggered_at) (null when the slice holds no row).
 pub(super) type RecountRow = (i64, Option<i64>);

@@ -721,25 +721,35 @@ pub async fn two_projectors_count_each_event_once(mut h: impl StoreHarness) {
     assert_calendar_matches_pages(&*first, "cam-2p", &want).await;
 }
 
+/// A start of `device` with four seconds of retention left: its trigger, its day, its id and
+/// report.
+fn nearly_expired(device: &str) -> (Timestamp, Day, (EventId, Envelope)) {
+    let trigger = Timestamp::now().plus_millis(4_000 - schemas::TimePolicy::default().retention_ms());
+    (trigger, DayOffset::default().day_of(trigger).unwrap(), start(device, "motion", trigger))
+}
+
+/// Waits until what was triggered at `trigger` is past retention (TTLs are whole seconds,
+/// rounded up), then has the janitor drop `day`.
+async fn expire(s: &dyn ProjectionStore, trigger: Timestamp, day: Day) {
+    let left = schemas::TimePolicy::default().expires_at(trigger).millis() - Timestamp::now().millis();
+    tokio::time::sleep(std::time::Duration::from_millis(left.max(0) as u64 + 1_500)).await;
+    s.drop_expired(day.add_days(1)).await.unwrap();
+}
+
 /// A day's count goes with the day: once its events are past retention (a TTL engine's rows
 /// expire; the embedded store's janitor drops the day once its last instant is past), the
 /// calendar no longer counts it, while the days still inside retention keep theirs.
 pub async fn counts_expire_with_their_day(mut h: impl StoreHarness) {
     let s = h.open().await;
-    let policy = schemas::TimePolicy::default();
     // An event with four seconds of retention left, and one with ten days.
-    let trigger = Timestamp::now().plus_millis(4_000 - policy.retention_ms());
-    let old_day = DayOffset::default().day_of(trigger).unwrap();
-    let (old, st_old) = start("cam-exp", "motion", trigger);
+    let (trigger, old_day, (old, st_old)) = nearly_expired("cam-exp");
     let (_, st_kept) = start("cam-exp", "motion", noon(10, 0));
     s.apply(&[st_old, end(&old, 100, EndStatus::Complete), st_kept]).await.unwrap();
     let mut cal = s.calendar(&cid("cam-exp"), old_day, day(0)).await.unwrap();
     cal.sort();
     assert_eq!(cal, vec![(old_day, 1), (day(10), 1)], "counted while inside retention");
-    // Past the old event's expiry (TTLs are whole seconds, rounded up), the janitor drops its day.
-    let left = policy.expires_at(trigger).millis() - Timestamp::now().millis();
-    tokio::time::sleep(std::time::Duration::from_millis(left.max(0) as u64 + 1_500)).await;
-    s.drop_expired(old_day.add_days(1)).await.unwrap();
+    // Past the old event's expiry, the janitor drops its day.
+    expire(&*s, trigger, old_day).await;
     assert_eq!(s.calendar(&cid("cam-exp"), old_day, day(0)).await.unwrap(), vec![(day(10), 1)]);
     assert!(s.day_page(&cid("cam-exp"), old_day, None, 10, None).await.unwrap().events.is_empty());
     assert!(s.event(&old).await.unwrap().is_none());
@@ -856,6 +866,21 @@ pub async fn dead_letters_are_kept_until_released(mut h: impl StoreHarness) {
     );
 }
 
+/// Two projectors at once: each store handle applies its log in pieces of its size.
+async fn apply_at_once(projectors: [(&Arc<dyn ProjectionStore>, &Vec<Envelope>, usize); 2]) {
+    let tasks = projectors.map(|(store, log, size)| {
+        let (store, log) = (store.clone(), log.clone());
+        tokio::spawn(async move {
+            for piece in log.chunks(size) {
+                store.apply(piece).await.unwrap();
+            }
+        })
+    });
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 /// The owner's deletion of `id`.
 pub fn deletion(id: &EventId) -> Envelope {
     env(Report::EventDeleted(schemas::EventDeleted { cid: id.device().clone(), event_id: id.clone() }))
@@ -864,6 +889,19 @@ pub fn deletion(id: &EventId) -> Envelope {
 fn purged_keys(mut purges: Vec<crate::store::Purge>) -> Vec<String> {
     purges.sort_by(|a, b| a.key.cmp(&b.key));
     purges.into_iter().map(|p| p.key).collect()
+}
+
+/// Applies `history` with `deletion` twice (the same report and a second one) again: in one
+/// batch, then in pieces.
+async fn apply_again(s: &dyn ProjectionStore, history: &[Envelope], deletion: &Envelope) {
+    let mut again = history.to_vec();
+    again.push(deletion.clone());
+    let Report::EventDeleted(d) = &deletion.report else { panic!("a deletion") };
+    again.push(self::deletion(&d.event_id));
+    s.apply(&again).await.unwrap();
+    for piece in again.chunks(3) {
+        s.apply(piece).await.unwrap();
+    }
 }
 
 /// A deleted event leaves the day page, the event detail and the calendar's count (by exactly
@@ -898,13 +936,7 @@ pub async fn a_deleted_event_leaves_every_read(mut h: impl StoreHarness) {
 
     // Everything again — the history, the deletion twice, in one batch and in pieces: the
     // count drops once.
-    let mut again = history.clone();
-    again.push(del_a.clone());
-    again.push(deletion(&a));
-    s.apply(&again).await.unwrap();
-    for piece in again.chunks(3) {
-        s.apply(piece).await.unwrap();
-    }
+    apply_again(&*s, &history, &del_a).await;
     assert_calendar_matches_pages(&*s, "cam-del", &[(day(0), 1), (day(1), 1)]).await;
     assert!(s.event(&a).await.unwrap().is_none());
 
@@ -969,20 +1001,7 @@ pub async fn two_projectors_delete_once(mut h: impl StoreHarness) {
     }
     let mut reversed = log.clone();
     reversed.reverse();
-    let (a, b) = (first.clone(), second.clone());
-    let (x, y) = (log.clone(), reversed.clone());
-    let one = tokio::spawn(async move {
-        for piece in x.chunks(5) {
-            a.apply(piece).await.unwrap();
-        }
-    });
-    let two = tokio::spawn(async move {
-        for piece in y.chunks(7) {
-            b.apply(piece).await.unwrap();
-        }
-    });
-    one.await.unwrap();
-    two.await.unwrap();
+    apply_at_once([(&first, &log, 5), (&second, &reversed, 7)]).await;
     // 24 events, 12 a day; every third deleted (ids 0, 3, …, 21: four of each day).
     assert_calendar_matches_pages(&*first, "cam-2del", &[(day(0), 8), (day(1), 8)]).await;
     assert_calendar_matches_pages(&*second, "cam-2del", &[(day(0), 8), (day(1), 8)]).await;
@@ -1015,6 +1034,7 @@ async fn assert_nothing_served(s: &dyn ProjectionStore, device: &str, ids: &[&Ev
         assert!(s.digest(&cid(device), day(d)).await.unwrap().is_none(), "{device}: digest erased");
     }
     assert_eq!(s.utc_offset(&cid(device)).await.unwrap(), None, "{device}: offset erased");
+    assert_eq!(s.usage(&cid(device), day(29), day(0)).await.unwrap(), vec![], "{device}: storage used erased");
 }
 
 /// An erased device leaves every read: its events, counts, digests and offset, its quarantined
@@ -1174,4 +1194,132 @@ pub async fn two_projectors_erase_alike(mut h: impl StoreHarness) {
         assert_nothing_served(&**store, "cam-2er", &erased).await;
         assert_calendar_matches_pages(&**store, "cam-2er-keep", &[(day(0), 4), (day(1), 4)]).await;
     }
+}
+
+/// `device`'s storage used per day over the 30 days, oldest first.
+async fn usage_of(s: &dyn ProjectionStore, device: &str) -> Vec<(Day, u64)> {
+    let mut usage = s.usage(&cid(device), day(29), day(0)).await.unwrap();
+    usage.sort();
+    usage
+}
+
+/// Storage used counts each segment's reported bytes once, on the day it started: not once per
+/// event that maps it, not once per copy in another event's day, not again when its report is
+/// applied again (a replay in pieces, a duplicate in one batch, the device re-sending it).
+pub async fn usage_counts_each_segment_once(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (a, sa) = start("cam-use", "motion", noon(0, 0));
+    let (b, sb) = start("cam-use", "motion", noon(0, 60_000));
+    let (c, sc) = start("cam-use", "person", noon(1, 0));
+    let history = vec![
+        sa,
+        sb,
+        sc,
+        segment("cam-use", "seg-a", noon(0, 0), 1_000, &[(&a, 0, 0, 1_000)]),
+        // Shared by two events.
+        segment("cam-use", "seg-ab", noon(0, 30_000), 2_000, &[(&a, 1, 0, 900), (&b, 0, 900, 2_000)]),
+        // Started on day 1, mapping an event of day 0 too: a copy lives in day 0, counted on day 1.
+        segment("cam-use", "seg-ca", noon(1, 10_000), 4_000, &[(&c, 0, 0, 4_000), (&a, 2, 0, 10)]),
+    ];
+    s.apply(&history).await.unwrap();
+    let want = vec![(day(1), 4_000), (day(0), 3_000)];
+    assert_eq!(usage_of(&*s, "cam-use").await, want);
+    assert_eq!(s.usage_total().await.unwrap(), 7_000, "the deployment's total");
+    // Again: whole, in pieces, duplicated within a batch, re-sent by the device (new envelope).
+    s.apply(&history).await.unwrap();
+    for piece in history.chunks(2) {
+        s.apply(piece).await.unwrap();
+    }
+    let mut doubled = history.clone();
+    doubled.extend(history.clone());
+    doubled.push(segment("cam-use", "seg-a", noon(0, 0), 1_000, &[(&a, 0, 0, 1_000)]));
+    s.apply(&doubled).await.unwrap();
+    assert_eq!(usage_of(&*s, "cam-use").await, want);
+    assert_eq!(s.usage_total().await.unwrap(), 7_000);
+    assert_eq!(h.open_again().await.usage(&cid("cam-use"), day(0), day(0)).await.unwrap(), vec![(day(0), 3_000)]);
+    assert_eq!(s.usage(&cid("cam-other"), day(29), day(0)).await.unwrap(), vec![], "another device uses nothing");
+}
+
+/// A segment leaves storage used when a deletion leaves its object to no live event (it is
+/// purged), exactly once however often the deletion and the history are applied again; a
+/// segment still mapped by a live event stays counted until that one is deleted too; one
+/// reported after the deletion of every event it maps is purged and not counted, in any order.
+pub async fn usage_drops_once_when_a_segment_is_deleted_whole(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (a, sa) = start("cam-ud", "motion", noon(0, 0));
+    let (b, sb) = start("cam-ud", "motion", noon(0, 60_000));
+    let own = segment("cam-ud", "seg-own", noon(0, 0), 1_000, &[(&a, 0, 0, 1_000)]);
+    let shared = segment("cam-ud", "seg-shared", noon(0, 20_000), 2_000, &[(&a, 1, 0, 900), (&b, 0, 900, 2_000)]);
+    let history = vec![sa, sb, own, shared];
+    s.apply(&history).await.unwrap();
+    assert_eq!(usage_of(&*s, "cam-ud").await, vec![(day(0), 3_000)]);
+    let del_a = deletion(&a);
+    s.apply(std::slice::from_ref(&del_a)).await.unwrap();
+    assert_eq!(usage_of(&*s, "cam-ud").await, vec![(day(0), 2_000)], "seg-own is purged; seg-shared is b's too");
+    apply_again(&*s, &history, &del_a).await;
+    assert_eq!(usage_of(&*s, "cam-ud").await, vec![(day(0), 2_000)], "taken off once");
+    s.apply(&[deletion(&b)]).await.unwrap();
+    assert_eq!(usage_of(&*s, "cam-ud").await, vec![], "nothing left stored");
+    assert_eq!(s.usage_total().await.unwrap(), 0);
+    // Reported after the deletion of the one event it maps: purged and taken off as if it had
+    // come before, once, whatever the order a replay applies it in; one that also maps a live
+    // event stays.
+    let late = segment("cam-ud", "seg-late", noon(0, 40_000), 500, &[(&a, 3, 0, 500)]);
+    let (c, sc) = start("cam-ud", "motion", noon(0, 90_000));
+    let kept = segment("cam-ud", "seg-kept", noon(0, 50_000), 700, &[(&a, 4, 0, 10), (&c, 0, 10, 700)]);
+    s.apply(&[sc]).await.unwrap();
+    s.apply(&[late.clone(), kept.clone()]).await.unwrap();
+    s.apply(&[late.clone(), deletion(&a), late, kept]).await.unwrap();
+    assert_eq!(usage_of(&*s, "cam-ud").await, vec![(day(0), 700)]);
+    assert_eq!(s.usage_total().await.unwrap(), 700);
+    let keys = purged_keys(s.purges(100).await.unwrap());
+    assert!(keys.contains(&"devices/cam-ud/segments/seg-late".to_owned()), "{keys:?}");
+    assert!(!keys.contains(&"devices/cam-ud/segments/seg-kept".to_owned()), "{keys:?}");
+}
+
+/// Two projectors applying the same history (segments, then deletions) at once, in different
+/// batchings, leave each day's usage exact.
+pub async fn two_projectors_count_usage_once(mut h: impl StoreHarness) {
+    let first = h.open().await;
+    let second = h.open_again().await;
+    let mut log = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..20i64 {
+        let (id, st) = start("cam-2u", "motion", noon(i % 2, i * 60_000));
+        log.push(st);
+        let seg = format!("seg-{i}");
+        log.push(segment("cam-2u", &seg, noon(i % 2, i * 60_000), 100 + i as u64, &[(&id, 0, 0, 100)]));
+        ids.push(id);
+    }
+    for id in ids.iter().step_by(4) {
+        log.push(deletion(id));
+    }
+    apply_at_once([(&first, &log, 5), (&second, &log, 7)]).await;
+    // Day 0 holds the even i, day 1 the odd; i = 0, 4, 8, 12, 16 (all even) are deleted.
+    let stored = |odd: i64| (0..20i64).filter(|i| i % 2 == odd && i % 4 != 0).map(|i| 100 + i as u64).sum::<u64>();
+    let want = vec![(day(1), stored(1)), (day(0), stored(0))];
+    assert_eq!(usage_of(&*first, "cam-2u").await, want);
+    assert_eq!(usage_of(&*second, "cam-2u").await, want);
+    assert_eq!(first.usage_total().await.unwrap(), stored(0) + stored(1));
+}
+
+/// Storage used goes with its day, as the counts do.
+pub async fn usage_expires_with_its_day(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (trigger, old_day, (old, st_old)) = nearly_expired("cam-uexp");
+    let (kept, st_kept) = start("cam-uexp", "motion", noon(10, 0));
+    s.apply(&[
+        st_old,
+        st_kept,
+        segment("cam-uexp", "seg-old", trigger, 700, &[(&old, 0, 0, 700)]),
+        segment("cam-uexp", "seg-kept", noon(10, 0), 300, &[(&kept, 0, 0, 300)]),
+    ])
+    .await
+    .unwrap();
+    let mut usage = s.usage(&cid("cam-uexp"), old_day, day(0)).await.unwrap();
+    usage.sort();
+    assert_eq!(usage, vec![(old_day, 700), (day(10), 300)], "counted while inside retention");
+    expire(&*s, trigger, old_day).await;
+    assert_eq!(s.usage(&cid("cam-uexp"), old_day, day(0)).await.unwrap(), vec![(day(10), 300)]);
+    assert_eq!(s.usage_total().await.unwrap(), 300);
 }

@@ -17,14 +17,15 @@ const days = [
   { date: '2024-03-05', events: 0 },
 ];
 
-test('normalizeDays: string dates, numeric counts, anything else empty', () => {
+test('normalizeDays: string dates, numeric counts and bytes, anything else empty', () => {
   assert.deepEqual(normalizeDays(null), []);
   assert.deepEqual(normalizeDays({}), []);
   assert.deepEqual(normalizeDays({ days: 'no' }), []);
-  assert.deepEqual(normalizeDays({ days: [{ date: '2024-03-10', events: '4' }, { date: '2024-03-09' }, { date: '2024-03-08', events: 'x' }] }), [
-    { date: '2024-03-10', events: 4 },
-    { date: '2024-03-09', events: 0 },
-    { date: '2024-03-08', events: 0 },
+  const days = [{ date: '2024-03-10', events: '4', bytes: 1500 }, { date: '2024-03-09' }, { date: '2024-03-08', events: 'x', bytes: 'y' }];
+  assert.deepEqual(normalizeDays({ days }), [
+    { date: '2024-03-10', events: 4, bytes: 1500 },
+    { date: '2024-03-09', events: 0, bytes: 0 },
+    { date: '2024-03-08', events: 0, bytes: 0 },
   ]);
 });
 

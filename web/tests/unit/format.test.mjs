@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  cameraOffsetText, dayUtc, eventTimeText, eventWhenText, fmtClock, fmtDayLong, fmtDayShort, fmtDuration, fmtTime,
+  cameraOffsetText, dayUtc, eventTimeText, eventWhenText, fmtBytes, fmtClock, fmtDayLong, fmtDayShort, fmtDuration, fmtTime,
   isoWeekday, localDate, offsetText, plural, toDate, weekdayLetters, zoneText,
 } from '../../js/format.js';
 
@@ -183,4 +183,16 @@ test('plural', () => {
   assert.equal(plural(0, 'event'), '0 events');
   assert.equal(plural(1, 'event'), '1 event');
   assert.equal(plural(2, 'new event'), '2 new events');
+});
+
+test('fmtBytes: decimal units, at most three significant digits', () => {
+  assert.equal(fmtBytes(0), '0 B');
+  assert.equal(fmtBytes(999), '999 B');
+  assert.equal(fmtBytes(1000), '1 kB');
+  assert.equal(fmtBytes(1500), '1.5 kB');
+  assert.equal(fmtBytes(12_345_678), '12.3 MB');
+  assert.equal(fmtBytes(4_560_000_000), '4.56 GB');
+  assert.equal(fmtBytes(999_999), '1 MB');
+  assert.equal(fmtBytes(-5), '0 B');
+  assert.equal(fmtBytes('x'), '0 B');
 });
