@@ -172,7 +172,7 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
         // The one unrestricted read: the paged scan of the usage registers for the deployment's
         // total (a metric's, never a request's).
         assert_eq!(rest, "usage_counts", "{cql}: only the usage total scans a table");
-        let results = select.split(',').map(|c| column(rest, c.trim())).collect();
+        let results = select.split(',').map(|c| column(&rest, c.trim())).collect();
         return Prepared { binds: Vec::new(), results };
     };
     let (conditions, filtering) = match rest.strip_suffix(" ALLOW FILTERING") {
