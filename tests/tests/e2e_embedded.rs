@@ -70,20 +70,27 @@ async fn device_to_viewer_then_restart() {
     // The deployment's storage used (read from the store every 10 s): both segments, once.
     let stored: usize = expect.segments.iter().map(|(_, body)| body.len()).sum();
     let want = format!("daybook_storage_bytes {stored}\n");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
-        if metrics.contains(&want) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no {want:?} in {metrics}");
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    wait_for_metric(&server.http, &want).await;
 
-    // Clean stop, then a restart on the same directory: everything acknowledged is there.
+    // Clean stop, then a restart on the same directory: everything acknowledged is there, and
+    // the new process reports the same storage used (read from the store, not counted anew).
     let server = server.restart().await;
     // Same token (the secret lives in the data directory), new port.
     let viewer = viewer.at(&server.http);
     flow::check_as_viewer(&viewer, &expect).await;
+    wait_for_metric(&server.http, &want).await;
     server.stop().await;
+}
+
+/// Waits (30 s at most) until the scrape of the server at `http` holds the line `want`.
+async fn wait_for_metric(http: &str, want: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+        if metrics.contains(want) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {want:?} in {metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }

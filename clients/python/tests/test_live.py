@@ -232,7 +232,8 @@ def test_duckdb_example_counts_what_the_viewer_calendar_shows(daybook):
     deadline = time.monotonic() + 60
     while True:  # the projector writes the store asynchronously
         days = daybook.call("GET", "/v1/devices/cam-1/calendar?days=30", viewer)["days"]
-        calendar = [day for day in days if day["events"] > 0]
+        # The example counts events; the calendar's storage used (`bytes`) is not its business.
+        calendar = [{"date": day["date"], "events": day["events"]} for day in days if day["events"] > 0]
         if calendar == analytics or time.monotonic() > deadline:
             break
         time.sleep(0.5)
