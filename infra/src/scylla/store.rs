@@ -427,12 +427,7 @@ impl ScyllaStore {
     /// hour's newest segment expires (both registers alike: they go together).
     /// `marks`: the devices' erasure marks, as the event counts' recount takes them
     /// ([`after_erasure`]: `usage_counts` is deleted with them at an erasure).
-    async fn recount_usage(
-        &self,
-        buckets: Vec<CountBucket>,
-        freed: bool,
-        marks: &Marks,
-    ) -> Result<(), StoreError> {
+    async fn recount_usage(&self, buckets: Vec<CountBucket>, freed: bool, marks: &Marks) -> Result<(), StoreError> {
         let s = &self.statements;
         let insert = if freed { &s.insert_usage_freed } else { &s.insert_usage_stored };
         stream::iter(buckets)
