@@ -25,7 +25,7 @@ const MAX_TTL_SECS: i64 = 630_720_000;
 
 /// `events`: cid, day, triggered_at, event_id, kind, started, ended_at, end_status,
 /// clock_skew_ms, [ttl], [timestamp].
-type EventValues = (
+pub(super) type EventValues = (
     String,
     i32,
     i64,
@@ -42,7 +42,7 @@ type EventValues = (
 pub(super) type DeviceValues = (String, i32, i32, i64);
 /// `segments`: cid, day, segment_id, size, started_at, duration_ms, codec, width, height,
 /// fps, audio_sample_rate, keyframes, events, [ttl], [timestamp].
-type SegmentValues =
+pub(super) type SegmentValues =
     (String, i32, String, i64, i64, i64, String, i32, i32, f64, MaybeUnset<i32>, Vec<i64>, Vec<String>, i32, i64);
 /// A deletion's `events` row: cid, day, triggered_at, event_id, kind, deleted (true), [ttl],
 /// [timestamp].
@@ -51,7 +51,7 @@ pub(super) type DeletionValues = (String, i32, i64, String, String, bool, i32, i
 pub(super) type DeletedCountValues = (String, i32, i64, i64, i32, i64);
 /// `event_segments`: cid, day, event_id, idx, seg_day, segment_id, start_offset,
 /// end_offset, [ttl], [timestamp].
-type MappingValues = (String, i32, String, i32, i32, String, i64, i64, i32, i64);
+pub(super) type MappingValues = (String, i32, String, i32, i32, String, i64, i64, i32, i64);
 /// `digests`: cid, day, segment_id, size, duration_ms, [ttl], [timestamp].
 type DigestValues = (String, i32, String, i64, i64, i32, i64);
 /// `event_counts`: cid, day, hour, events, [ttl], [timestamp].
@@ -216,14 +216,25 @@ pub(super) struct WritePlan {
     devices: BTreeMap<String, (i32, i32, i64)>,
     /// Deletions: (cid, day, triggered_at, event_id) → (event type, ttl, stamp).
     deletions: BTreeMap<EventKeyOwned, (String, i32, i64)>,
+    /// Keeps and un-keeps, the newest per (cid, event_id): (day, triggered_at, kept, at, stamp).
+    keeps: BTreeMap<(String, String), (i32, i64, bool, i64, i64)>,
 }
+
+/// The events kept once a batch is applied, as (cid, event id): their rows are written without
+/// TTL, also past retention.
+pub(super) type KeptSet = std::collections::HashSet<(String, String)>;
 
 fn rejected(index: usize) -> impl Fn(Unstorable) -> StoreError {
     move |e| StoreError::Rejected { index: Some(index), reason: e.to_string() }
 }
 
 impl WritePlan {
-    pub(super) fn build(batch: &[Envelope], policy: &TimePolicy, now: Timestamp) -> Result<Self, StoreError> {
+    pub(super) fn build(
+        batch: &[Envelope],
+        policy: &TimePolicy,
+        now: Timestamp,
+        kept: &KeptSet,
+    ) -> Result<Self, StoreError> {
         let mut plan = Self::default();
         // A record no column can hold is refused before anything is written, by its index.
         for (index, env) in batch.iter().enumerate() {
@@ -236,10 +247,28 @@ impl WritePlan {
             // Where each row lands and when it expires is decided by `schemas::rows`, the
             // same for every store; this only maps rows onto tables and TTLs.
             for row in rows::plan(env, policy) {
-                let Some(ttl) = ttl_secs(row.expires_at, now) else { continue };
                 let cid = row.cid.as_str().to_owned();
                 let day = day_key(row.day);
+                if let RowData::EventKept { event_id, kept } = row.data {
+                    let value = (day, event_id.triggered_at().millis(), kept, env.received_at.millis(), stamp);
+                    match plan.keeps.entry((cid, event_id.as_str().to_owned())) {
+                        Entry::Vacant(e) => {
+                            e.insert(value);
+                        }
+                        Entry::Occupied(mut e) => keep_newer(e.get_mut(), value, |v| (v.4, 0)),
+                    }
+                    plan.rows += 1;
+                    continue;
+                }
+                // A kept event's rows never expire (TTL 0), and are written past retention too.
+                let spared = row.kept_by().iter().any(|id| kept.contains(&(cid.clone(), id.as_str().to_owned())));
+                let ttl = match ttl_secs(row.expires_at, now) {
+                    _ if spared => 0,
+                    Some(ttl) => ttl,
+                    None => continue,
+                };
                 match row.data {
+                    RowData::EventKept { .. } => continue,
                     RowData::EventStart { event_id, clock_skew_ms } => {
                         let w = plan.event(cid, day, event_id, ttl);
                         w.started = true;
@@ -391,6 +420,26 @@ impl WritePlan {
             let values = (cid.clone(), *day, *trig, id.clone(), kind.clone(), true, *ttl, *stamp);
             ((cid.clone(), *day), values, 48 + id.len())
         }))
+    }
+
+    /// The keeps and un-keeps of this plan, the newest per event: (cid, event id, day,
+    /// triggered_at, kept, at, stamp).
+    pub(super) fn keeps(&self) -> impl Iterator<Item = (&str, &str, i32, i64, bool, i64, i64)> {
+        self.keeps.iter().map(|((cid, id), (day, trig, kept, at, stamp))| {
+            (cid.as_str(), id.as_str(), *day, *trig, *kept, *at, *stamp)
+        })
+    }
+
+    /// The devices this plan writes day-partitioned rows of (each once).
+    pub(super) fn devices_written(batch: &[Envelope]) -> Vec<String> {
+        let mut out: Vec<String> = batch
+            .iter()
+            .filter(|e| e.report.trigger_time(DayOffset::default()).is_some())
+            .filter_map(|e| e.report.cid().map(|c| c.as_str().to_owned()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The events this plan deletes: (cid, day, event id, ttl, stamp).
@@ -650,7 +699,7 @@ mod tests {
             e
         })
         .collect::<Vec<_>>();
-        let plan = WritePlan::build(&batch, &policy(), now).unwrap();
+        let plan = WritePlan::build(&batch, &policy(), now, &KeptSet::new()).unwrap();
         // Each start also writes its device's offset row.
         assert_eq!(plan.rows, 9, "rows are counted per report, as the embedded store does");
         assert_eq!(plan.events.len(), 2);
@@ -668,12 +717,12 @@ mod tests {
 
         // A start alone leaves the end columns unset (never null: no tombstones, no reopening).
         let (_, only) = start("cam-1", "person", t);
-        let plan = WritePlan::build(&[only], &policy(), now).unwrap();
+        let plan = WritePlan::build(&[only], &policy(), now, &KeptSet::new()).unwrap();
         let row = &plan.event_chunks()[0][0];
         assert!(matches!(row.5, MaybeUnset::Set(true)));
         assert!(matches!(row.6, MaybeUnset::Unset) && matches!(row.7, MaybeUnset::Unset));
         // An end alone leaves `started` unset, so a later start cannot be overwritten by it.
-        let plan = WritePlan::build(&[end(&a, 1, EndStatus::Complete)], &policy(), now).unwrap();
+        let plan = WritePlan::build(&[end(&a, 1, EndStatus::Complete)], &policy(), now, &KeptSet::new()).unwrap();
         assert!(matches!(plan.event_chunks()[0][0].5, MaybeUnset::Unset));
     }
 
@@ -695,7 +744,7 @@ mod tests {
             digest("cam-s", today.add_days(-2), "dg-2"),
             digest("cam-s", today.add_days(-31), "dg-old"),
         ];
-        let plan = WritePlan::build(&batch, &policy(), now).unwrap();
+        let plan = WritePlan::build(&batch, &policy(), now, &KeptSet::new()).unwrap();
         // start(y) and its device offset + seg-1, its copy in y and mapping(y, 3) + seg-old's
         // copy in y and mapping(y, 0) (its own day is past retention) + 2 digests
         assert_eq!(plan.rows, 9);
@@ -734,7 +783,7 @@ mod tests {
         older.received_at = t.plus_millis(2_000);
         newer.received_at = t.plus_millis(10_000);
         let stamp = |batch: &[Envelope], at: Timestamp| {
-            let plan = WritePlan::build(batch, &policy(), at).unwrap();
+            let plan = WritePlan::build(batch, &policy(), at, &KeptSet::new()).unwrap();
             let row = plan.event_chunks()[0][0].clone();
             (row.10, row.6)
         };
@@ -763,7 +812,9 @@ mod tests {
         let (_, sb) = start("cam-k", "motion", hour(1, 3).plus_millis(20));
         let (_, sc) = start("cam-k", "motion", hour(1, 5));
         let (_, sd) = start("cam-j", "motion", hour(2, 3));
-        let plan = WritePlan::build(&[sa, sb, sc, sd, end(&a, 5, EndStatus::Complete)], &policy(), now).unwrap();
+        let plan =
+            WritePlan::build(&[sa, sb, sc, sd, end(&a, 5, EndStatus::Complete)], &policy(), now, &KeptSet::new())
+                .unwrap();
         let h = |days_ago, hr| count_bucket(hour(days_ago, hr).millis());
         let (d1, d2) = (day_key(today.add_days(-1)), day_key(today.add_days(-2)));
         assert_eq!(
@@ -806,7 +857,7 @@ mod tests {
         let ok = segment("cam-1", "seg-1", now.plus_millis(-500), &[(&a, 0)]);
         // Validation refuses it; a record of an older build may still carry it.
         let poison = segment("cam-1", "seg-2", now.plus_millis(-400), &[(&a, 1 << 31)]);
-        let err = WritePlan::build(&[st, ok, poison], &policy(), now).err().expect("refused");
+        let err = WritePlan::build(&[st, ok, poison], &policy(), now, &KeptSet::new()).err().expect("refused");
         assert!(err.is_permanent(), "{err}");
         assert!(matches!(err, StoreError::Rejected { index: Some(2), .. }), "{err}");
     }
