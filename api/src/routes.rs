@@ -3,7 +3,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use futures::future::try_join_all;
 use schemas::{Day, DayOffset, DeviceId, Envelope, EventDeleted, EventId, EventType, LocalTime, Report, Timestamp};
@@ -13,7 +13,7 @@ use utoipa::OpenApi;
 
 use crate::cursor::{decode_cursor, encode_cursor};
 use crate::dto::*;
-use crate::Api;
+use crate::{keep, Api};
 
 impl Api {
     async fn url(&self, key: &ObjectKey) -> Result<String, ApiError> {
@@ -26,7 +26,40 @@ impl Api {
         Ok(self.inner.store.utc_offset(cid).await?.unwrap_or(self.inner.config.policy.offset))
     }
 
-    async fn event_json(&self, e: &EventView) -> Result<EventJson, ApiError> {
+    /// The event `event_id` names, if the token may manage its device and the event is
+    /// served: its device, its id, whether it is kept. (Authenticated before the id is looked
+    /// at, so a stranger learns nothing from 422 vs 404.)
+    pub(crate) async fn managed_event(
+        &self,
+        headers: &HeaderMap,
+        event_id: &str,
+    ) -> Result<(DeviceId, EventId, bool), ApiError> {
+        self.inner.auth.verify(headers)?;
+        let id = EventId::parse(event_id).map_err(|e| ApiError::invalid(ErrorCode::InvalidEventId, e.to_string()))?;
+        let cid = self.inner.auth.manager(headers, id.device().as_str())?;
+        let Some(detail) = self.inner.store.event_page(&id, None, 1).await? else {
+            return Err(ApiError::not_found(format!("no event {id}")));
+        };
+        Ok((cid, id, detail.event.kept))
+    }
+
+    /// Validates one of the owner's reports and appends it to the log; returns once it is
+    /// durable.
+    pub(crate) async fn append_owner_report(&self, report: Report) -> Result<(), ApiError> {
+        let now = Timestamp::now();
+        report.validate(&self.inner.config.policy, now).map_err(|e| ApiError::invalid(e.code, e.message))?;
+        let log = self.inner.log.as_ref().ok_or_else(|| {
+            ApiError::unavailable(
+                ErrorCode::LogUnavailable,
+                "this process cannot append to the log: send the owner's changes to one that ingests",
+                std::time::Duration::from_secs(2),
+            )
+        })?;
+        (log.0)(LogRecord::of(&Envelope { report, received_at: now })).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn event_json(&self, e: &EventView) -> Result<EventJson, ApiError> {
         Ok(EventJson {
             event_id: e.event_id.clone(),
             event_type: e.event_type.clone(),
@@ -36,6 +69,7 @@ impl Api {
             clock_skew_ms: e.clock_skew_ms,
             duration_ms: e.duration_ms(),
             status: e.status.as_str(),
+            kept: e.kept,
             snapshot_url: self.url(&ObjectKey::snapshot(&e.event_id)).await?,
         })
     }
@@ -44,7 +78,7 @@ impl Api {
 /// The viewer API's OpenAPI description.
 #[derive(OpenApi)]
 #[openapi(
-    paths(calendar, day_events, event_detail, delete_event, digest),
+    paths(calendar, day_events, event_detail, delete_event, digest, keep::keep_event, keep::unkeep_event, keep::kept_events),
     components(schemas(ErrorBody)),
     tags((name = "viewers", description = "Viewer API: calendar, events, playback"))
 )]
@@ -58,11 +92,13 @@ pub fn router(api: Api) -> Router {
         .route("/v1/devices/{cid}/events", get(day_events))
         .route("/v1/events/{event_id}", get(event_detail).delete(delete_event))
         .route("/v1/devices/{cid}/digests/{date}", get(digest))
+        .route("/v1/events/{event_id}/keep", put(keep::keep_event).delete(keep::unkeep_event))
+        .route("/v1/devices/{cid}/kept", get(keep::kept_events))
         .with_state(api)
         .merge(crate::web::router())
 }
 
-fn bad_query(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn bad_query(e: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(ErrorCode::InvalidQuery, e.to_string())
 }
 
@@ -204,25 +240,8 @@ async fn delete_event(
     Path(event_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<DeletionAccepted>), ApiError> {
-    // Authenticate before looking at the id, so a stranger learns nothing from 422 vs 404.
-    api.inner.auth.verify(&headers)?;
-    let id = EventId::parse(&event_id).map_err(|e| ApiError::invalid(ErrorCode::InvalidEventId, e.to_string()))?;
-    let cid = api.inner.auth.manager(&headers, id.device().as_str())?;
-    if api.inner.store.event_page(&id, None, 1).await?.is_none() {
-        return Err(ApiError::not_found(format!("no event {id}")));
-    }
-    let report = Report::EventDeleted(EventDeleted { cid, event_id: id.clone() });
-    let now = Timestamp::now();
-    report.validate(&api.inner.config.policy, now).map_err(|e| ApiError::invalid(e.code, e.message))?;
-    let log = api.inner.log.as_ref().ok_or_else(|| {
-        ApiError::unavailable(
-            ErrorCode::LogUnavailable,
-            "this process cannot append to the log: send deletions to one that ingests",
-            std::time::Duration::from_secs(2),
-        )
-    })?;
-    let record = LogRecord::of(&Envelope { report, received_at: now });
-    (log.0)(record).await?;
+    let (cid, id, _) = api.managed_event(&headers, &event_id).await?;
+    api.append_owner_report(Report::EventDeleted(EventDeleted { cid, event_id: id.clone() })).await?;
     tracing::info!(event = %id, "event deletion accepted");
     Ok((StatusCode::ACCEPTED, Json(DeletionAccepted { accepted: true, event_id: id })))
 }

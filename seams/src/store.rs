@@ -254,6 +254,32 @@ pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec
     out
 }
 
+/// The keys of every kept event's objects — its snapshot, the segments it maps — as `store`
+/// restates them ([`ProjectionStore::kept_reports`]): what the object janitor spares.
+pub async fn kept_objects(store: &dyn ProjectionStore) -> Result<std::collections::HashSet<String>, StoreError> {
+    use schemas::Report;
+    let mut keys = std::collections::HashSet::new();
+    let mut cursor: Option<Vec<u8>> = None;
+    loop {
+        let page = store.kept_reports(cursor.as_deref()).await?;
+        for env in page.devices.iter().flat_map(|d| &d.reports) {
+            match &env.report {
+                Report::EventKept(r) => {
+                    keys.insert(crate::ObjectKey::snapshot(&r.event_id).as_str().to_owned());
+                }
+                Report::SegmentReported(r) => {
+                    keys.insert(crate::ObjectKey::segment(&r.cid, &r.segment_id).as_str().to_owned());
+                }
+                _ => {}
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(keys),
+        }
+    }
+}
+
 /// One page of [`ProjectionStore::kept_reports`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct KeptPage {
