@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use ::scylla::response::PagingState;
 use ::scylla::value::MaybeUnset;
+use futures::stream::{self, StreamExt, TryStreamExt};
 use schemas::{DeviceId, Envelope, EventId, Report, Timestamp};
 use seams::{EventView, KeptEvent, KeptPage, KeptReports, ProjectionStore, StoreError};
 
@@ -40,9 +41,18 @@ impl ScyllaStore {
     /// batch writes rows of (one partition read per device), the batch's newer ones over them,
     /// less the events the batch deletes. Also returns what was stored.
     pub(super) async fn kept_after(&self, batch: &[Envelope]) -> Result<(KeptSet, Stored), StoreError> {
+        // One small partition per device, read concurrently like the recounts.
+        let rows: Vec<(String, Vec<KeepRow>)> = stream::iter(WritePlan::devices_written(batch))
+            .map(|cid| async move {
+                let rows = self.keep_rows(&cid).await?;
+                Ok::<_, StoreError>((cid, rows))
+            })
+            .buffer_unordered(self.max_concurrency)
+            .try_collect()
+            .await?;
         let mut stored = Stored::new();
-        for cid in WritePlan::devices_written(batch) {
-            for (id, _, _, kept, _, stamp) in self.keep_rows(&cid).await? {
+        for (cid, rows) in rows {
+            for (id, _, _, kept, _, stamp) in rows {
                 stored.insert((cid.clone(), id), (kept, stamp));
             }
         }
