@@ -29,9 +29,12 @@ const PENDING_FOR: Duration = Duration::from_secs(60);
 const DEFAULT_KEPT_PAGE: u32 = 50;
 const MAX_KEPT_PAGE: u32 = 200;
 
-/// Keeps and un-keeps appended by this process, per device: (event, kept, when).
+/// A keep or un-keep this process appended: (event, kept, when).
+type Appended = (EventId, bool, Instant);
+
+/// Keeps and un-keeps appended by this process, per device.
 #[derive(Debug, Default)]
-pub(crate) struct Pending(futures::lock::Mutex<HashMap<DeviceId, Vec<(EventId, bool, Instant)>>>);
+pub(crate) struct Pending(futures::lock::Mutex<HashMap<DeviceId, Vec<Appended>>>);
 
 /// Keeps an event past retention (a viewer token with scope `manage` for its device): the keep
 /// is appended to the log and answered once durable; the event, its segments and its snapshot

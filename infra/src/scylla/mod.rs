@@ -42,6 +42,8 @@
 //!   partition. A filtered page may come back short from the server; `day_page` then asks
 //!   again from where it stopped (a few rounds at most), so pages hold at most `limit`
 //!   events and paging always ends.
+//! * **Kept marks**: a day page or an event detail reads the device's `kept` partition once
+//!   to mark its kept events (`EventView::kept`).
 //! * **Calendar**: one read per day of that day's `event_counts` partition (its hour buckets,
 //!   summed), run concurrently: ≤ 30 small partitions, whatever the volume of events. Days
 //!   no row can be on are skipped: the requested range is cut to retention and the future

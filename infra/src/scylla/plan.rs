@@ -216,9 +216,12 @@ pub(super) struct WritePlan {
     devices: BTreeMap<String, (i32, i32, i64)>,
     /// Deletions: (cid, day, triggered_at, event_id) → (event type, ttl, stamp).
     deletions: BTreeMap<EventKeyOwned, (String, i32, i64)>,
-    /// Keeps and un-keeps, the newest per (cid, event_id): (day, triggered_at, kept, at, stamp).
-    keeps: BTreeMap<(String, String), (i32, i64, bool, i64, i64)>,
+    /// Keeps and un-keeps, the newest per (cid, event_id).
+    keeps: BTreeMap<(String, String), KeepWrite>,
 }
+
+/// A keep or un-keep to write: day, triggered_at, kept, at (received_at), stamp.
+type KeepWrite = (i32, i64, bool, i64, i64);
 
 /// The events kept once a batch is applied, as (cid, event id): their rows are written without
 /// TTL, also past retention.

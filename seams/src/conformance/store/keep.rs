@@ -44,11 +44,11 @@ pub async fn the_newest_keep_or_unkeep_wins(mut h: impl StoreHarness) {
     assert!(s.event(&a).await.unwrap().unwrap().event.kept, "the detail marks it");
     let page = s.day_page(&cid("cam-k"), day(1), None, 10, None).await.unwrap();
     assert!(page.events.iter().all(|e| e.kept), "the day page marks them: {page:?}");
-    s.apply(&[u1.clone()]).await.unwrap();
+    s.apply(std::slice::from_ref(&u1)).await.unwrap();
     assert_eq!(kept_ids(&*s, "cam-k").await, vec![b.clone()]);
     assert!(!s.event(&a).await.unwrap().unwrap().event.kept, "un-kept, inside retention: still served");
     // The older keep replayed after the un-keep changes nothing; the newer keep wins, in any order.
-    s.apply(&[k1.clone()]).await.unwrap();
+    s.apply(std::slice::from_ref(&k1)).await.unwrap();
     assert_eq!(kept_ids(&*s, "cam-k").await, vec![b.clone()]);
     s.apply(&[k2.clone(), u1.clone(), k1.clone()]).await.unwrap();
     assert_eq!(kept_ids(&*s, "cam-k").await, vec![a.clone(), b.clone()]);
