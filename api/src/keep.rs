@@ -111,7 +111,7 @@ pub(crate) async fn kept_events(
     query: Result<Query<KeptQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<KeptList>, ApiError> {
     let cid = api.inner.auth.viewer(&headers, &cid)?;
-    let Query(q) = query.map_err(crate::routes::bad_query)?;
+    let Query(q) = query.map_err(crate::shared::bad_query)?;
     let limit = q.limit.unwrap_or(DEFAULT_KEPT_PAGE).clamp(1, MAX_KEPT_PAGE);
     let after = q
         .cursor

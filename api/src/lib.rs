@@ -6,6 +6,7 @@ mod cursor;
 mod dto;
 mod keep;
 mod routes;
+mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -362,6 +362,26 @@ pub async fn refuse_bad_viewer_input(viewer: &Http, e: &Expect, other_device: &s
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
+/// The clients of [`Owners`], owned.
+#[derive(Debug)]
+pub struct OwnerClients {
+    /// May read the device, not manage it.
+    pub reader: Http,
+    /// May manage another device only.
+    pub stranger: Http,
+    /// May manage the device.
+    pub manager: Http,
+    /// The device's own token.
+    pub device: Http,
+}
+
+impl OwnerClients {
+    /// Borrowed, as the owner's flows take them.
+    pub fn owners(&self) -> Owners<'_> {
+        Owners { reader: &self.reader, stranger: &self.stranger, manager: &self.manager, device: &self.device }
+    }
+}
+
 /// What [`delete_as_owner`] needs besides the device's [`Expect`]: a read-only viewer of the
 /// device, a viewer of another device, a managing viewer of the device, the device itself.
 #[derive(Debug)]
@@ -484,13 +504,18 @@ pub async fn delete_as_owner(o: &Owners<'_>, e: &Expect, timeout: Duration) -> E
 
 /// Every event id the day page lists for `date`, page after page.
 pub async fn list_day(viewer: &Http, cid: &str, date: &str) -> Vec<String> {
+    list_ids(viewer, &format!("/v1/devices/{cid}/events?date={date}&limit=100")).await
+}
+
+/// Every event id a paged listing (`path`, without its cursor) answers, page after page.
+async fn list_ids(viewer: &Http, path: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut path = format!("/v1/devices/{cid}/events?date={date}&limit=100");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
+        let path = match &cursor {
+            Some(c) => format!("{path}&cursor={c}"),
+            None => path.to_owned(),
+        };
         let (s, page) = viewer.get(&path).await;
         assert_eq!(s, StatusCode::OK, "{page}");
         out.extend(page["events"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_owned()));
@@ -543,21 +568,7 @@ pub async fn answers(viewer: &Http, e: &Expect) -> Value {
 /// The ids `GET /v1/devices/{cid}/kept` lists, page after page (pages of 1, to walk the
 /// cursor).
 pub async fn list_kept(viewer: &Http, cid: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("/v1/devices/{cid}/kept?limit=1");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let (s, page) = viewer.get(&path).await;
-        assert_eq!(s, StatusCode::OK, "{page}");
-        out.extend(page["events"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_owned()));
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return out,
-        }
-    }
+    list_ids(viewer, &format!("/v1/devices/{cid}/kept?limit=1")).await
 }
 
 /// Waits until the kept list of `cid` is `want`.

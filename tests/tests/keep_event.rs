@@ -8,22 +8,17 @@ use std::time::Duration;
 use infra::embedded_log::{EmbeddedLog, EmbeddedLogConfig};
 use seams::ReportLog;
 use tests::app::spawn_app_with;
-use tests::client::Http;
-use tests::flow::{self, Owners};
+use tests::flow;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_managing_viewer_keeps_events_that_outlive_the_log() {
     let server = spawn_app_with(|c| c.max_kept_per_device = 2).await;
     let cid = "cam-keep";
-    let device = Http::new(&server.http, &server.device_token(cid));
-    let reader = Http::new(&server.http, &server.viewer_token(&[cid]));
-    let stranger = Http::new(&server.http, &server.managing_viewer_token(&["cam-other"]));
-    let manager = Http::new(&server.http, &server.managing_viewer_token(&[cid]));
-
-    let expect = flow::act_as_device(&device, cid).await;
+    let clients = server.owner_clients(cid);
+    let reader = clients.reader.clone();
+    let expect = flow::act_as_device(&clients.device, cid).await;
     flow::wait_projected(&reader, &expect, Duration::from_secs(30)).await;
-    let owners = Owners { reader: &reader, stranger: &stranger, manager: &manager, device: &device };
-    flow::keep_as_owner(&owners, &expect, Duration::from_secs(30)).await;
+    flow::keep_as_owner(&clients.owners(), &expect, Duration::from_secs(30)).await;
     let mut kept = vec![expect.a.clone(), expect.c.clone()];
     kept.sort();
     let details: Vec<_> = {
@@ -40,14 +35,7 @@ async fn a_managing_viewer_keeps_events_that_outlive_the_log() {
 
     // Rebuilt from the whole log: the same answers, kept marks included.
     let (config, dir) = server.stop().await;
-    let opts = daybook::rebuild::RebuildOptions {
-        data_dir: dir.path().to_owned(),
-        group: config.projector.group.clone(),
-        policy: config.policy,
-        max_batch: 7,
-        progress_every: Duration::from_secs(60),
-    };
-    daybook::rebuild::rebuild(&opts, |_| {}).await.unwrap();
+    tests::app::rebuild_in_place(&config, &dir).await;
     let server = tests::app::start(config, dir).await;
     let reader = reader.at(&server.http);
     assert_eq!(flow::answers(&reader, &expect).await, live, "the rebuilt store answers as the live one did");
@@ -65,14 +53,7 @@ async fn a_managing_viewer_keeps_events_that_outlive_the_log() {
     let lost = log.truncate(schemas::Timestamp::now().millis() + 1).await.unwrap();
     assert!(lost > 0, "the log held the reports");
     log.shutdown().await.unwrap();
-    let opts = daybook::rebuild::RebuildOptions {
-        data_dir: dir.path().to_owned(),
-        group: config.projector.group.clone(),
-        policy: config.policy,
-        max_batch: 7,
-        progress_every: Duration::from_secs(60),
-    };
-    let rebuilt = daybook::rebuild::rebuild(&opts, |_| {}).await.unwrap();
+    let rebuilt = tests::app::rebuild_in_place(&config, &dir).await;
     assert_eq!((rebuilt.kept, rebuilt.quarantined), (2, 0), "{rebuilt:?}");
     let server = tests::app::start(config, dir).await;
     let reader = reader.at(&server.http);
