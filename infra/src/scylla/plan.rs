@@ -625,6 +625,34 @@ mod tests {
         }
     }
 
+    /// A kept event's rows carry no TTL and are written past retention too — its row, its
+    /// mapping, the copy of its segment in its partition — while the rows of an event of the
+    /// same partition that is not kept are left out past retention; the keep itself is in the
+    /// plan, the newest per event.
+    #[test]
+    fn a_kept_events_rows_have_no_ttl_and_are_written_past_retention() {
+        let now = Timestamp::now();
+        let old = now.plus_millis(-policy().retention_ms() - 3_600_000);
+        let (kept, sk) = start("cam-k", "motion", old);
+        let (gone, sg) = start("cam-k", "person", old.plus_millis(1000));
+        let both = segment("cam-k", "seg-both", old, &[(&kept, 0), (&gone, 0)]);
+        let only_gone = segment("cam-k", "seg-gone", old, &[(&gone, 1)]);
+        let mut set = KeptSet::new();
+        set.insert(("cam-k".to_owned(), kept.as_str().to_owned()));
+        let batch = [sk, sg, both, only_gone, end(&kept, 10, EndStatus::Complete), kept_report(&kept), deleted(&gone)];
+        let plan = WritePlan::build(&batch, &policy(), now, &set).unwrap();
+        let events: Vec<_> = plan.event_chunks().into_iter().flatten().map(|v| (v.3, v.9)).collect();
+        assert_eq!(events, vec![(kept.as_str().to_owned(), 0)], "only the kept event, without TTL");
+        let mappings: Vec<_> = plan.mapping_chunks().into_iter().flatten().map(|v| (v.2, v.8)).collect();
+        assert_eq!(mappings, vec![(kept.as_str().to_owned(), 0)]);
+        let segments: Vec<_> = plan.segment_chunks().into_iter().flatten().map(|v| (v.2, v.13)).collect();
+        assert_eq!(segments, vec![("seg-both".to_owned(), 0)], "the copy the kept event maps; not the other");
+        assert_eq!(plan.deletion_chunks().len(), 0, "the other event's deletion is past retention");
+        let keeps: Vec<_> = plan.keeps().map(|k| (k.1.to_owned(), k.4)).collect();
+        assert_eq!(keeps, vec![(kept.as_str().to_owned(), true)]);
+        assert_eq!(WritePlan::devices_written(&batch), vec!["cam-k".to_owned()]);
+    }
+
     /// The range stays bounded: never more than retention + 6 days, however many are asked;
     /// an inverted, over-long or wholly expired request reads nothing.
     #[test]
