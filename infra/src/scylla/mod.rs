@@ -43,7 +43,8 @@
 //!   again from where it stopped (a few rounds at most), so pages hold at most `limit`
 //!   events and paging always ends.
 //! * **Kept marks**: a day page or an event detail reads the device's `kept` partition once
-//!   to mark its kept events (`EventView::kept`).
+//!   to mark its kept events (`EventView::kept`) and to leave out the un-kept ones past
+//!   retention (their rows have a second left to live).
 //! * **Calendar**: one read per day of that day's `event_counts` partition (its hour buckets,
 //!   summed), run concurrently: ≤ 30 small partitions, whatever the volume of events. Days
 //!   no row can be on are skipped: the requested range is cut to retention and the future

@@ -651,7 +651,11 @@ impl ProjectionStore for ScyllaStore {
         )?;
         let Some(event) = event.and_then(live_event) else { return Ok(None) };
         let mut event = event_view(event, self.policy.offset)?;
-        event.kept = self.kept_ids(cid).await?.contains(id.as_str());
+        let marks = self.keep_marks(cid).await?;
+        if marks.gone(id, &self.policy, Timestamp::now()) {
+            return Ok(None);
+        }
+        event.kept = marks.kept(id);
         // Mappings come in index order, at most MAX_SEGMENTS_PER_EVENT small rows (validation
         // caps the index): the page is cut here, and only its segments are read.
         let after = after.map_or(-1, i64::from);

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use ::scylla::response::PagingState;
 use ::scylla::value::MaybeUnset;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use schemas::{DeviceId, Envelope, EventId, Report, Timestamp};
+use schemas::{DeviceId, Envelope, EventId, Report, TimePolicy, Timestamp};
 use seams::{EventView, KeptEvent, KeptPage, KeptReports, ProjectionStore, StoreError};
 
 use super::super::plan::{ttl_secs, EventValues, KeptSet, MappingValues, SegmentValues, WritePlan};
@@ -23,6 +23,25 @@ pub(super) const KEPT_DEVICES_BUCKET: i32 = 0;
 /// Devices restated per page of `kept_reports`.
 const DEVICES_PER_PAGE: i32 = 16;
 
+/// A device's kept and un-kept events (ids).
+#[derive(Debug, Default)]
+pub(super) struct KeepMarks {
+    kept: HashSet<String>,
+    unkept: HashSet<String>,
+}
+
+impl KeepMarks {
+    /// Whether reads leave `id` out: un-kept, and past retention.
+    pub(super) fn gone(&self, id: &EventId, policy: &TimePolicy, now: Timestamp) -> bool {
+        self.unkept.contains(id.as_str()) && policy.expires_at(id.filed_at(policy.offset)) <= now
+    }
+
+    /// Whether `id` is kept.
+    pub(super) fn kept(&self, id: &EventId) -> bool {
+        self.kept.contains(id.as_str())
+    }
+}
+
 /// The newest keep or un-keep of each event as stored: (cid, event id) → (kept, stamp).
 pub(super) type Stored = HashMap<(String, String), (bool, i64)>;
 
@@ -32,9 +51,17 @@ impl ScyllaStore {
         self.query_all::<KeepRow>(&self.statements.keeps, (cid,)).await
     }
 
-    /// The ids of `cid`'s kept events (deleted ones included: reads skip those anyway).
-    pub(super) async fn kept_ids(&self, cid: &str) -> Result<HashSet<String>, StoreError> {
-        Ok(self.keep_rows(cid).await?.into_iter().filter(|r| r.3).map(|r| r.0).collect())
+    /// Which of `cid`'s events are kept, and which un-kept.
+    pub(super) async fn keep_marks(&self, cid: &str) -> Result<KeepMarks, StoreError> {
+        let mut marks = KeepMarks::default();
+        for (id, _, _, kept, _, _) in self.keep_rows(cid).await? {
+            if kept {
+                marks.kept.insert(id);
+            } else {
+                marks.unkept.insert(id);
+            }
+        }
+        Ok(marks)
     }
 
     /// Which events are kept once `batch` is applied: the stored keeps of every device the
@@ -202,14 +229,17 @@ impl ScyllaStore {
         Ok(())
     }
 
-    /// Marks the kept ones among `events` of `cid`.
-    pub(super) async fn mark_kept(&self, cid: &str, events: &mut [EventView]) -> Result<(), StoreError> {
+    /// Marks the kept ones among `events` of `cid`, and leaves out the un-kept ones past
+    /// retention (their rows, rewritten with a second to live, may not be gone yet).
+    pub(super) async fn mark_kept(&self, cid: &str, events: &mut Vec<EventView>) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
-        let kept = self.kept_ids(cid).await?;
+        let marks = self.keep_marks(cid).await?;
+        let now = Timestamp::now();
+        events.retain(|e| !marks.gone(&e.event_id, &self.policy, now));
         for e in events {
-            e.kept = kept.contains(e.event_id.as_str());
+            e.kept = marks.kept.contains(e.event_id.as_str());
         }
         Ok(())
     }
