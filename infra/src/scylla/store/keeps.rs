@@ -13,7 +13,7 @@ use super::super::plan::{ttl_secs, EventValues, KeptSet, MappingValues, SegmentV
 use super::super::retry::{exec_error, is_bad_paging_state};
 use super::super::schema::day_key;
 use super::super::views::{
-    event_view, live_event, other, EventKey, EventReadRow, EventWholeRow, KeepRow, KeepValues, MappingRow,
+    event_view, live_event, other, DeletedRow, EventKey, EventReadRow, EventWholeRow, KeepRow, KeepValues, MappingRow,
     SegmentWholeRow,
 };
 use super::ScyllaStore;
@@ -104,6 +104,32 @@ impl ScyllaStore {
         let mut kept: KeptSet = now.into_iter().filter(|(_, (k, _))| *k).map(|(key, _)| key).collect();
         for key in deleted {
             kept.remove(&key);
+        }
+        // A deleted event is not kept: of the kept events the batch writes rows of (few: keeps
+        // are rare), those deleted before are left out, so their rows keep their TTL.
+        let mut touched: Vec<(String, EventId)> = Vec::new();
+        for env in batch {
+            let Some(cid) = env.report.cid() else { continue };
+            let ids: Vec<&EventId> = match &env.report {
+                Report::EventStarted(r) => vec![&r.event_id],
+                Report::EventEnded(r) => vec![&r.event_id],
+                Report::EventKept(r) => vec![&r.event_id],
+                Report::EventUnkept(r) => vec![&r.event_id],
+                Report::SegmentReported(r) => r.events.iter().map(|m| &m.event_id).collect(),
+                _ => Vec::new(),
+            };
+            for id in ids {
+                let key = (cid.as_str().to_owned(), id.as_str().to_owned());
+                if kept.contains(&key) && !touched.iter().any(|(c, i)| *c == key.0 && i.as_str() == key.1) {
+                    touched.push((key.0, id.clone()));
+                }
+            }
+        }
+        for (cid, id) in touched {
+            let key: EventKey<'_> = (cid.as_str(), day_key(id.day()), id.triggered_at().millis(), id.as_str());
+            if let Some((Some(true),)) = self.query_opt::<DeletedRow>(&self.statements.event_deleted, key).await? {
+                kept.remove(&(cid, id.as_str().to_owned()));
+            }
         }
         Ok((kept, stored))
     }
