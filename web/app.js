@@ -36,7 +36,7 @@ const session = createSession();
 const view = createViewState();
 const notice = createNotice();
 const api = createApi({ session, notice, onUnauthorized: (message) => signOut(message) });
-const player = createPlayer({ api, view, session, onDeleted: (e) => deleted(e) });
+const player = createPlayer({ api, view, session, onDeleted: (e) => deleted(e), onKept: (e) => day.markKept(e) });
 const day = createDay({ api, view, player });
 const calendar = createCalendar({ api, view, session, day, pollMs: pollMs(location.search) });
 createSignIn({ session, api, onSignedIn: (token, claims) => start(token, claims) });

@@ -122,6 +122,8 @@ pub struct EventJson {
     pub duration_ms: Option<i64>,
     /// `open`, `complete` or `aborted`.
     pub status: &'static str,
+    /// Whether the owner keeps it past retention (`PUT /v1/events/{event_id}/keep`).
+    pub kept: bool,
     /// Presigned GET of the snapshot image.
     pub snapshot_url: String,
 }
@@ -209,4 +211,39 @@ pub struct ErasureAccepted {
     /// The device.
     #[schema(value_type = String)]
     pub cid: schemas::DeviceId,
+}
+
+/// `202` of `PUT` and `DELETE /v1/events/{event_id}/keep`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeepAccepted {
+    /// Always `true`: the keep or un-keep is durable in the log; reads show it once it is
+    /// projected.
+    pub accepted: bool,
+    /// The event.
+    #[schema(value_type = String)]
+    pub event_id: EventId,
+    /// `true` for a keep, `false` for an un-keep.
+    pub kept: bool,
+}
+
+/// `?limit=&cursor=` of `GET /v1/devices/{cid}/kept`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KeptQuery {
+    /// Events per page (default 50; 0 counts as 1, above 200 is capped at 200).
+    #[param(minimum = 0, maximum = 4294967295.0, format = Int64, nullable = false)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page (empty: the first page). Anything else is refused
+    /// with 400 `invalid_cursor`.
+    #[param(nullable = false)]
+    pub cursor: Option<String>,
+}
+
+/// A page of a device's kept events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeptList {
+    /// Ascending by event id (so by day), past retention included.
+    pub events: Vec<EventJson>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
 }

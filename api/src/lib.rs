@@ -4,7 +4,9 @@
 
 mod cursor;
 mod dto;
+mod keep;
 mod routes;
+mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,11 +55,19 @@ pub struct ApiConfig {
     pub max_limit: u32,
     /// Lifetime of presigned GET URLs (at most 15 minutes).
     pub url_ttl: Duration,
+    /// Most events a device may keep at once (`--max-kept-per-device`; 409 past it).
+    pub max_kept_per_device: u32,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { policy: TimePolicy::default(), default_limit: 10, max_limit: 100, url_ttl: Duration::from_secs(10 * 60) }
+        Self {
+            policy: TimePolicy::default(),
+            default_limit: 10,
+            max_limit: 100,
+            url_ttl: Duration::from_secs(10 * 60),
+            max_kept_per_device: 100,
+        }
     }
 }
 
@@ -76,6 +86,8 @@ struct Inner {
     /// Where the owner's reports go (a deletion): `None` in a process that cannot append to
     /// the log, which then answers them 503.
     log: Option<AppendTo>,
+    /// Keeps and un-keeps appended but perhaps not projected yet (the cap counts them).
+    pending: keep::Pending,
 }
 
 /// Puts one of the owner's reports, as its log record, on the log; resolves once it is durable.
@@ -102,7 +114,7 @@ impl std::fmt::Debug for AppendTo {
 impl Api {
     /// Builds the service.
     pub fn new(store: Arc<dyn ProjectionStore>, signer: Arc<dyn BlobSigner>, auth: Auth, config: ApiConfig) -> Self {
-        Self { inner: Arc::new(Inner { store, signer, auth, config, log: None }) }
+        Self { inner: Arc::new(Inner { store, signer, auth, config, log: None, pending: keep::Pending::default() }) }
     }
 
     /// The service, appending the owner's reports to `log`.
@@ -112,7 +124,7 @@ impl Api {
 
     /// The service, putting the owner's reports on the log through `appender`.
     pub fn with_appender(self, appender: Appender) -> Self {
-        let Inner { store, signer, auth, config, .. } = Arc::try_unwrap(self.inner).expect("not shared yet");
-        Self { inner: Arc::new(Inner { store, signer, auth, config, log: Some(AppendTo(appender)) }) }
+        let Inner { store, signer, auth, config, pending, .. } = Arc::try_unwrap(self.inner).expect("not shared yet");
+        Self { inner: Arc::new(Inner { store, signer, auth, config, log: Some(AppendTo(appender)), pending }) }
     }
 }

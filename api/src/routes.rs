@@ -3,50 +3,44 @@
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use futures::future::try_join_all;
 use schemas::{
     Day, DayOffset, DeviceErased, DeviceId, Envelope, EventDeleted, EventId, EventType, LocalTime, Report, Timestamp,
 };
 use seams::web::{ApiError, ErrorBody, ErrorCode};
-use seams::{EventView, LogRecord, ObjectKey};
+use seams::ObjectKey;
 use utoipa::OpenApi;
 
 use crate::cursor::{decode_cursor, encode_cursor};
 use crate::dto::*;
-use crate::Api;
+use crate::shared::bad_query;
+use crate::{keep, Api};
 
 impl Api {
-    async fn url(&self, key: &ObjectKey) -> Result<String, ApiError> {
-        Ok(self.inner.signer.presign_get(key, self.inner.config.url_ttl).await?.url)
-    }
-
     /// The camera's current UTC offset: the one of its latest event start, else
     /// `--day-offset`. Reads count days in it, so a viewer anywhere sees the camera's days.
     async fn camera_offset(&self, cid: &DeviceId) -> Result<DayOffset, ApiError> {
         Ok(self.inner.store.utc_offset(cid).await?.unwrap_or(self.inner.config.policy.offset))
-    }
-
-    async fn event_json(&self, e: &EventView) -> Result<EventJson, ApiError> {
-        Ok(EventJson {
-            event_id: e.event_id.clone(),
-            event_type: e.event_type.clone(),
-            triggered_at: LocalTime::at(e.triggered_at, e.utc_offset),
-            ended_at: e.ended_at.map(|t| LocalTime::at(t, e.utc_offset)),
-            utc_offset: e.utc_offset,
-            clock_skew_ms: e.clock_skew_ms,
-            duration_ms: e.duration_ms(),
-            status: e.status.as_str(),
-            snapshot_url: self.url(&ObjectKey::snapshot(&e.event_id)).await?,
-        })
     }
 }
 
 /// The viewer API's OpenAPI description.
 #[derive(OpenApi)]
 #[openapi(
-    paths(calendar, usage, day_events, event_detail, delete_event, erase_device, digest),
+    paths(
+        calendar,
+        usage,
+        day_events,
+        event_detail,
+        delete_event,
+        erase_device,
+        digest,
+        keep::keep_event,
+        keep::unkeep_event,
+        keep::kept_events
+    ),
     components(schemas(ErrorBody)),
     tags((name = "viewers", description = "Viewer API: calendar, events, playback"))
 )]
@@ -62,12 +56,10 @@ pub fn router(api: Api) -> Router {
         .route("/v1/events/{event_id}", get(event_detail).delete(delete_event))
         .route("/v1/devices/{cid}/digests/{date}", get(digest))
         .route("/v1/devices/{cid}", axum::routing::delete(erase_device))
+        .route("/v1/events/{event_id}/keep", put(keep::keep_event).delete(keep::unkeep_event))
+        .route("/v1/devices/{cid}/kept", get(keep::kept_events))
         .with_state(api)
         .merge(crate::web::router())
-}
-
-fn bad_query(e: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(ErrorCode::InvalidQuery, e.to_string())
 }
 
 /// Event counts and storage used per day.
@@ -257,25 +249,8 @@ async fn delete_event(
     Path(event_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<DeletionAccepted>), ApiError> {
-    // Authenticate before looking at the id, so a stranger learns nothing from 422 vs 404.
-    api.inner.auth.verify(&headers)?;
-    let id = EventId::parse(&event_id).map_err(|e| ApiError::invalid(ErrorCode::InvalidEventId, e.to_string()))?;
-    let cid = api.inner.auth.manager(&headers, id.device().as_str())?;
-    if api.inner.store.event_page(&id, None, 1).await?.is_none() {
-        return Err(ApiError::not_found(format!("no event {id}")));
-    }
-    let report = Report::EventDeleted(EventDeleted { cid, event_id: id.clone() });
-    let now = Timestamp::now();
-    report.validate(&api.inner.config.policy, now).map_err(|e| ApiError::invalid(e.code, e.message))?;
-    let log = api.inner.log.as_ref().ok_or_else(|| {
-        ApiError::unavailable(
-            ErrorCode::LogUnavailable,
-            "this process cannot append to the log: send deletions to one that ingests",
-            std::time::Duration::from_secs(2),
-        )
-    })?;
-    let record = LogRecord::of(&Envelope { report, received_at: now });
-    (log.0)(record).await?;
+    let (cid, id, _) = api.managed_event(&headers, &event_id).await?;
+    api.append_owner_report(Report::EventDeleted(EventDeleted { cid, event_id: id.clone() })).await?;
     tracing::info!(event = %id, "event deletion accepted");
     Ok((StatusCode::ACCEPTED, Json(DeletionAccepted { accepted: true, event_id: id })))
 }
@@ -295,17 +270,7 @@ async fn erase_device(
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<ErasureAccepted>), ApiError> {
     let cid = api.inner.auth.manager(&headers, &cid)?;
-    let report = Report::DeviceErased(DeviceErased { cid: cid.clone() });
-    let now = Timestamp::now();
-    report.validate(&api.inner.config.policy, now).map_err(|e| ApiError::invalid(e.code, e.message))?;
-    let log = api.inner.log.as_ref().ok_or_else(|| {
-        ApiError::unavailable(
-            ErrorCode::LogUnavailable,
-            "this process cannot append to the log: send erasures to one that ingests",
-            std::time::Duration::from_secs(2),
-        )
-    })?;
-    (log.0)(LogRecord::of(&Envelope { report, received_at: now })).await?;
+    api.append_owner_report(Report::DeviceErased(DeviceErased { cid: cid.clone() })).await?;
     tracing::info!(device = %cid, "device erasure accepted");
     Ok((StatusCode::ACCEPTED, Json(ErasureAccepted { accepted: true, cid })))
 }

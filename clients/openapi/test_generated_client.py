@@ -28,7 +28,18 @@ from daybook_client.api.devices import (  # noqa: E402
     segment_upload,
     start_event,
 )
-from daybook_client.api.viewers import calendar, day_events, delete_event, digest, erase_device, event_detail, usage  # noqa: E402
+from daybook_client.api.viewers import (  # noqa: E402
+    calendar,
+    day_events,
+    delete_event,
+    digest,
+    erase_device,
+    event_detail,
+    keep_event,
+    kept_events,
+    unkeep_event,
+    usage,
+)
 from daybook_client.models import (  # noqa: E402
     Accepted,
     BatchDigest,
@@ -55,6 +66,8 @@ from daybook_client.models import (  # noqa: E402
     EventsPage,
     EventStartRequest,
     EventStartResponse,
+    KeepAccepted,
+    KeptList,
     Media,
     SegmentRequest,
     SegmentUploadResponse,
@@ -116,7 +129,7 @@ def test_the_generator_kept_every_operation():
         doc = json.load(f)
     documented = {op["operationId"] for path in doc["paths"].values() for op in path.values()}
     generated = {m.name for pkg in (devices, viewers) for m in pkgutil.iter_modules(pkg.__path__)}
-    assert len(documented) == 14, documented
+    assert len(documented) == 17, documented
     assert generated == documented, f"skipped: {documented - generated}"
 
 
@@ -275,6 +288,27 @@ def test_digest():
     d = wait_for(lambda: digest.sync(CID, date, client=viewer()), lambda d: isinstance(d, DigestJson), "the digest")
     assert (d.date, d.segment_id, d.size, d.duration_ms) == (date, segment_id, len(SEGMENT), 60_000)
     assert httpx.get(d.url).content == SEGMENT
+
+
+def test_keep_event():
+    """A managing viewer keeps the event (a read-only one is refused), the kept list names it
+    and the event is marked, then the un-keep empties the list."""
+    event_id = state["event_id"]
+    refused = keep_event.sync_detailed(event_id, client=viewer())
+    assert refused.status_code == 403 and isinstance(refused.parsed, ErrorBody), refused
+    assert refused.parsed.error.code == ErrorCode.FORBIDDEN
+    r = keep_event.sync(event_id, client=manager())
+    assert isinstance(r, KeepAccepted) and r.accepted and r.kept and r.event_id == event_id, r
+    kept = wait_for(
+        lambda: kept_events.sync(CID, client=viewer()),
+        lambda k: isinstance(k, KeptList) and [e.event_id for e in k.events] == [event_id],
+        "the keep",
+    )
+    assert kept.events[0].kept and kept.next_cursor is None
+    assert event_detail.sync(event_id, client=viewer()).kept
+    r = unkeep_event.sync(event_id, client=manager())
+    assert isinstance(r, KeepAccepted) and r.accepted and not r.kept, r
+    wait_for(lambda: kept_events.sync(CID, client=viewer()), lambda k: isinstance(k, KeptList) and not k.events, "the un-keep")
 
 
 def test_delete_event():

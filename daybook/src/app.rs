@@ -184,7 +184,12 @@ impl Application {
             router = router.merge(ingest::router(ingest.clone()));
         }
         if let (true, Some(store), Some(signer), Some(auth)) = (role.api(), &store, &signer, auth) {
-            let api_config = api::ApiConfig { policy, url_ttl: config.s3.url_ttl, ..api::ApiConfig::default() };
+            let api_config = api::ApiConfig {
+                policy,
+                url_ttl: config.s3.url_ttl,
+                max_kept_per_device: config.max_kept_per_device,
+                ..api::ApiConfig::default()
+            };
             let mut viewer_api = api::Api::new(store.clone(), signer.clone(), auth, api_config);
             let appender: Option<api::Appender> = if let Some(log) = &log {
                 Some(api::log_appender(log.log.clone()))
@@ -650,9 +655,24 @@ async fn janitor(
                 Err(e) => tracing::warn!(error = %e, "dropping expired days failed"),
             }
         }
-        if let Some((root, bucket)) = &objects {
+        // The objects of kept events stay; unknown (the store unreadable): none expires this round.
+        let spared = match &store {
+            Some(store) => match tokio::select! {
+                r = seams::kept_objects(store.as_ref()) => r,
+                _ = shutdown.wait_for(|v| *v) => return,
+            } {
+                Ok(keys) => Some(keys),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the kept events; no object expires this round");
+                    None
+                }
+            },
+            None => Some(std::collections::HashSet::new()),
+        };
+        if let (Some((root, bucket)), Some(spared)) = (&objects, spared) {
             let (root, bucket, oldest) = (root.clone(), bucket.clone(), policy.oldest_kept_day(now));
-            match tokio::task::spawn_blocking(move || infra::s3_server::expire_objects(&root, &bucket, oldest)).await {
+            let expire = move || infra::s3_server::expire_objects(&root, &bucket, oldest, &spared);
+            match tokio::task::spawn_blocking(expire).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => {
                     metrics::counter!(OBJECTS_EXPIRED_TOTAL.name).increment(n);

@@ -90,6 +90,8 @@ pub struct Config {
     pub replicas: Vec<crate::backup::ship::Replica>,
     /// The notifier (all-in-one and `daybook notify`).
     pub notify: NotifyConfig,
+    /// Most events one device may keep past retention (the viewer API's cap).
+    pub max_kept_per_device: u32,
 }
 
 impl Config {
@@ -142,6 +144,7 @@ impl Config {
             backups: Vec::new(),
             replicas: Vec::new(),
             notify: NotifyConfig::default(),
+            max_kept_per_device: 100,
         }
     }
 }

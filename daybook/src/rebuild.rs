@@ -7,6 +7,14 @@
 //! where the rebuild stopped. `run` must be stopped meanwhile (the log's `LOCK` is held so that
 //! nothing appends, and refuses to start while another process has `store.db` open).
 //!
+//! Kept events outlive the log (the embedded log keeps a retention, a Kafka topic often less):
+//! once their reports have left it, the store is their source of truth. So a rebuild first
+//! applies to the new store the kept events of the old one, restated as reports
+//! ([`ProjectionStore::kept_reports`]; the embedded default: `store.db`, also the one a
+//! point-in-time restore puts there from its backup; otherwise `--kept-from`), then replays
+//! the log over them: what the log still holds about them applies as it did live (a newer
+//! un-keep wins), and nothing else of the old store is carried.
+//!
 //! Any other pair (`kafka://…` log, `scylla://…` store): [`rebuild_into`] replays the log into
 //! the store it is given, which must be empty (a new keyspace, or a fresh data directory),
 //! with a fresh group `daybook-rebuild-<ms>` until that group has consumed everything that was
@@ -52,6 +60,27 @@ pub struct Rebuilt {
     pub rows_per_s: f64,
     /// The offset the projector group resumes at.
     pub next: i64,
+    /// Kept events carried over from the old store before the log was replayed.
+    pub kept: u64,
+}
+
+/// Applies every kept event of `from`, restated as reports, to `to` (before the log is
+/// replayed into it). Returns the kept events carried.
+pub async fn carry_kept(from: &dyn ProjectionStore, to: &dyn ProjectionStore) -> anyhow::Result<u64> {
+    let mut carried = 0u64;
+    let mut cursor: Option<Vec<u8>> = None;
+    loop {
+        let page = from.kept_reports(cursor.as_deref()).await.context("reading the kept events of the old store")?;
+        for device in &page.devices {
+            to.apply(&device.reports).await.context("writing the kept events into the new store")?;
+            carried +=
+                device.reports.iter().filter(|e| matches!(e.report, schemas::Report::EventKept(_))).count() as u64;
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(carried),
+        }
+    }
 }
 
 /// The projector of a replay into an empty store: unpaced, short lingers, the next batch read
@@ -98,9 +127,28 @@ async fn rebuild_embedded(opts: &RebuildOptions, mut progress: impl FnMut(&str))
     storefiles::remove(&new_path)?;
     // A scratch file until the swap: no fsync while it fills, one at the end (docs/backups.md).
     let store: Arc<dyn ProjectionStore> = EmbeddedStore::open_with(&new_path, opts.policy, OpenMode::BulkLoad)?;
+    let old_path = opts.data_dir.join("store.db");
+    let kept = if old_path.exists() {
+        let old = EmbeddedStore::open(&old_path, opts.policy)?;
+        let carried = carry_kept(old.as_ref(), store.as_ref()).await;
+        drop(old);
+        match carried {
+            Ok(n) => n,
+            Err(e) => {
+                drop(store);
+                storefiles::remove(&new_path)?;
+                return Err(e.context("the old store is untouched"));
+            }
+        }
+    } else {
+        0
+    };
     let group = format!("daybook-rebuild-{}", chrono::Utc::now().timestamp_millis());
     logfiles::delete_group(&log_dir, &group)?;
-    progress(&format!("rebuilding {} from the log: offsets {oldest}..{head} ({total} records)", new_path.display()));
+    progress(&format!(
+        "rebuilding {} from the log: offsets {oldest}..{head} ({total} records), over {kept} kept events of the old store",
+        new_path.display()
+    ));
 
     let started = Instant::now();
     let (stop, stopped) = watch::channel(false);
@@ -174,6 +222,7 @@ async fn rebuild_embedded(opts: &RebuildOptions, mut progress: impl FnMut(&str))
         seconds,
         rows_per_s: p.rows as f64 / seconds.max(1e-9),
         next,
+        kept,
     };
     progress(&format!(
         "rebuilt {}: {} records, {} rows in {:.1} s ({:.0} rows/s); group {} resumes at {next}",
@@ -192,6 +241,8 @@ async fn rebuild_embedded(opts: &RebuildOptions, mut progress: impl FnMut(&str))
 pub struct RebuiltInto {
     /// The rebuild's consumer group: start the projectors of the new store with it.
     pub group: String,
+    /// Kept events carried over from the old store (`--kept-from`).
+    pub kept: u64,
     pub reports: u64,
     pub rows: u64,
     pub quarantined: u64,
@@ -203,14 +254,19 @@ pub struct RebuiltInto {
 /// `daybook-rebuild-<ms>`, until the group has consumed everything the log held at start
 /// ([`projector::run_until_caught_up`]); the group's positions stay committed, so projectors
 /// started with it resume where the rebuild stopped. Works through the seams, so with any
-/// log and store.
+/// log and store. The kept events of `kept_from` (the old store) are applied first.
 pub async fn rebuild_into(
     log: Arc<dyn ReportLog>,
     store: Arc<dyn ProjectionStore>,
+    kept_from: Option<Arc<dyn ProjectionStore>>,
     max_batch: usize,
     progress_every: Duration,
     mut progress: impl FnMut(&str) + Send,
 ) -> anyhow::Result<RebuiltInto> {
+    let kept = match &kept_from {
+        Some(old) => carry_kept(old.as_ref(), store.as_ref()).await?,
+        None => 0,
+    };
     let group = format!("daybook-rebuild-{}", chrono::Utc::now().timestamp_millis());
     progress(&format!(
         "rebuilding the {} store from the {} log with the fresh group {group}",
@@ -240,6 +296,7 @@ pub async fn rebuild_into(
     let seconds = started.elapsed().as_secs_f64();
     let r = RebuiltInto {
         group,
+        kept,
         reports: p.reports,
         rows: p.rows,
         quarantined: p.quarantined,

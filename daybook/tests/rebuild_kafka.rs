@@ -1,8 +1,9 @@
 //! `daybook rebuild --log kafka://… --store embedded`: the all-in-one over Kafka (in-process)
 //! takes a device's reports and projects them, and an owner's deletion of one of its events;
 //! the store is then rebuilt from the topic into a fresh data directory with the binary, and
-//! must hold the same calendar and events (the deleted one deleted). A second rebuild into that
-//! (no longer empty) directory is refused.
+//! must hold the same calendar and events (the deleted one deleted, the kept one kept). A
+//! rebuild with `--kept-from` carries the old store's kept events over; a second rebuild into a
+//! directory that is no longer empty is refused.
 
 use std::process::Command;
 use std::time::Duration;
@@ -39,6 +40,12 @@ async fn rebuild_from_kafka_into_a_fresh_embedded_store() {
         assert!(std::time::Instant::now() < deadline, "the deletion is not projected");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The owner of cam-r2 keeps its event B.
+    let kept = expected[1].b.clone();
+    let keeper = Http::new(&server.http, &server.managing_viewer_token(&["cam-r2"]));
+    let (status, body) = keeper.put(&format!("/v1/events/{kept}/keep")).await;
+    assert_eq!(status, 202, "{body}");
+    flow::wait_kept(&keeper, "cam-r2", &[kept.as_str()], Duration::from_secs(60)).await;
     let (config, dir) = server.stop().await;
 
     let fresh = tempfile::tempdir().unwrap();
@@ -76,10 +83,28 @@ async fn rebuild_from_kafka_into_a_fresh_embedded_store() {
             let id = EventId::parse(id).unwrap();
             let detail = original.event(&id).await.unwrap();
             assert_eq!(detail.is_some(), id.as_str() != deleted, "{id:?}");
+            assert_eq!(detail.as_ref().is_some_and(|d| d.event.kept), id.as_str() == kept, "{id:?}");
             assert_eq!(rebuilt.event(&id).await.unwrap(), detail, "event {id:?}");
         }
     }
     drop(rebuilt);
+    drop(original);
+
+    // Into another fresh directory, carrying the kept events of the original store over first.
+    let carried = fresh.path().join("carried");
+    let out = Command::new(DAYBOOK.0)
+        .args(["rebuild", "--log", &url, "--store", "embedded", "--data-dir", carried.to_str().unwrap()])
+        .args(["--kept-from", "embedded", "--kept-from-dir", dir.path().to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "rebuild --kept-from failed: {}{stdout}", String::from_utf8_lossy(&out.stderr));
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["rebuilt"]["kept"], 1, "{last}");
+    let with_kept = EmbeddedStore::open(&carried.join("store.db"), config.policy).unwrap();
+    let kept_id = EventId::parse(&kept).unwrap();
+    assert!(with_kept.event(&kept_id).await.unwrap().is_some_and(|d| d.event.kept), "{kept}");
 
     // The target must be empty.
     let again = Command::new(DAYBOOK.0)

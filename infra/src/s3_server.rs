@@ -692,8 +692,14 @@ pub fn delete_object(root: &Path, bucket: &str, key: &str) -> std::io::Result<bo
 /// upload URL was issued). Segments and digests are kept one day longer than that day: a
 /// segment issued before midnight may hold pre-roll of an event triggered after it. The key
 /// rather than the file's age, because it is the rule the store expires rows by, and a copied
-/// or restored file keeps its key but not its modification time.
-pub fn expire_objects(root: &Path, bucket: &str, oldest_kept: Day) -> std::io::Result<u64> {
+/// or restored file keeps its key but not its modification time. The keys in `spared` (the
+/// objects of kept events, `seams::ProjectionStore::kept_reports`) stay whatever their day.
+pub fn expire_objects(
+    root: &Path,
+    bucket: &str,
+    oldest_kept: Day,
+    spared: &std::collections::HashSet<String>,
+) -> std::io::Result<u64> {
     let devices = root.join(bucket).join("devices");
     let mut deleted = 0;
     let dirs = match std::fs::read_dir(&devices) {
@@ -716,6 +722,9 @@ pub fn expire_objects(root: &Path, bucket: &str, oldest_kept: Day) -> std::io::R
                     continue;
                 }
                 let key = format!("devices/{}/{kind}/{}", device.file_name().to_string_lossy(), name.to_string_lossy());
+                if spared.contains(&key) {
+                    continue;
+                }
                 match std::fs::remove_file(file.path()) {
                     Ok(()) => deleted += 1,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,

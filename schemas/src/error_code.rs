@@ -78,13 +78,15 @@ pub enum ErrorCode {
     ShuttingDown,
     /// 503: the server is at its connection limit and every connection is inside a request.
     TooManyConnections,
+    /// 409: the device already has as many kept events as a device may (`--max-kept-per-device`).
+    KeptLimit,
     /// 500: a bug or an engine failure a retry will not fix.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [Self; 35] = [
+    pub const ALL: [Self; 36] = [
         Self::MalformedJson,
         Self::UnreadableBody,
         Self::BodyTooLarge,
@@ -119,6 +121,7 @@ impl ErrorCode {
         Self::ObjectStoreUnavailable,
         Self::ShuttingDown,
         Self::TooManyConnections,
+        Self::KeptLimit,
         Self::Internal,
     ];
 
@@ -159,6 +162,7 @@ impl ErrorCode {
             Self::ObjectStoreUnavailable => "object_store_unavailable",
             Self::ShuttingDown => "shutting_down",
             Self::TooManyConnections => "too_many_connections",
+            Self::KeptLimit => "kept_limit",
             Self::Internal => "internal",
         }
     }

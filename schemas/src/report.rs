@@ -288,6 +288,12 @@ impl TimePolicy {
     }
 
     fn check_event(&self, cid: &DeviceId, id: &EventId, now: Timestamp) -> Result<(), Invalid> {
+        self.check_event_id(cid, id, now)?;
+        self.check_time("event trigger time", id.filed_at(self.offset), now)
+    }
+
+    /// The rules of an event id named by a report, whatever its age.
+    fn check_event_id(&self, cid: &DeviceId, id: &EventId, now: Timestamp) -> Result<(), Invalid> {
         if id.device() != cid {
             return Err(Invalid::new(ErrorCode::ForeignEvent, format!("event {id} belongs to another device")));
         }
@@ -309,7 +315,7 @@ impl TimePolicy {
             }
             Some(_) => {}
         }
-        self.check_time("event trigger time", id.filed_at(self.offset), now)
+        Ok(())
     }
 }
 
@@ -469,13 +475,13 @@ impl Report {
                 int_column("duration_ms", r.duration_ms).map(drop)
             }
             // Defined on the wire, not projected yet (crate::owner).
-            Report::EventKept(_) | Report::EventUnkept(_) | Report::PlanSet(_) => {
-                Err(Unstorable::NotProjected { kind: self.kind().as_str() })
-            }
-            // Subscription reports, deletions and erasures hold no numeric column.
+            Report::PlanSet(_) => Err(Unstorable::NotProjected { kind: self.kind().as_str() }),
+            // Subscription reports, deletions, keeps and erasures hold no numeric column.
             Report::EventStarted(_)
             | Report::EventEnded(_)
             | Report::EventDeleted(_)
+            | Report::EventKept(_)
+            | Report::EventUnkept(_)
             | Report::DeviceErased(_)
             | Report::SubscriptionSet(_)
             | Report::SubscriptionDeleted(_)
@@ -599,9 +605,11 @@ impl Report {
             }
             Self::SubscriptionSet(r) => r.check().map_err(|e| Invalid::new(ErrorCode::Invalid, e)),
             Self::SubscriptionDeleted(_) | Self::SubscriptionDeadLettered(_) | Self::DeadLettersReleased(_) => Ok(()),
-            Self::EventDeleted(EventDeleted { cid, event_id })
-            | Self::EventKept(EventKept { cid, event_id })
-            | Self::EventUnkept(EventUnkept { cid, event_id }) => policy.check_event(cid, event_id, now),
+            Self::EventDeleted(EventDeleted { cid, event_id }) | Self::EventKept(EventKept { cid, event_id }) => {
+                policy.check_event(cid, event_id, now)
+            }
+            // An un-keep is for any age: a kept event past retention is un-kept to let it go.
+            Self::EventUnkept(EventUnkept { cid, event_id }) => policy.check_event_id(cid, event_id, now),
             Self::DeviceErased(_) => Ok(()),
             Self::PlanSet(r) if !(MIN_PLAN_DAYS..=MAX_PLAN_DAYS).contains(&r.retention_days) => Err(Invalid::new(
                 ErrorCode::Invalid,
@@ -822,13 +830,27 @@ mod tests {
     }
 
     #[test]
+    fn a_keep_is_for_an_event_inside_retention_an_unkeep_for_any_age() {
+        let now = Timestamp::now();
+        let old = now.plus_millis(-policy().retention_ms() - 86_400_000);
+        for (at, keep_ok) in [(now.plus_millis(-60_000), true), (old, false)] {
+            let Report::EventStarted(ev) = started(at) else { unreachable!() };
+            let keep = Report::EventKept(EventKept { cid: ev.cid.clone(), event_id: ev.event_id.clone() });
+            let unkeep = Report::EventUnkept(EventUnkept { cid: ev.cid.clone(), event_id: ev.event_id.clone() });
+            assert_eq!(keep.validate(&policy(), now).is_ok(), keep_ok, "{at}");
+            assert!(unkeep.validate(&policy(), now).is_ok(), "{at}");
+            let other = DeviceId::parse("cam-other").unwrap();
+            let foreign = Report::EventUnkept(EventUnkept { cid: other, event_id: ev.event_id.clone() });
+            assert_eq!(foreign.validate(&policy(), now).unwrap_err().code, ErrorCode::ForeignEvent);
+        }
+    }
+
+    #[test]
     fn the_owners_reports_not_projected_yet_are_refused_as_such() {
         let now = Timestamp::now();
         let Report::EventStarted(ev) = started(now) else { unreachable!() };
         let cid = ev.cid.clone();
         for report in [
-            Report::EventKept(EventKept { cid: cid.clone(), event_id: ev.event_id.clone() }),
-            Report::EventUnkept(EventUnkept { cid: cid.clone(), event_id: ev.event_id.clone() }),
             Report::PlanSet(PlanSet { cid: cid.clone(), retention_days: 60 }),
         ] {
             let kind = report.kind().as_str();

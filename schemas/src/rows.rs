@@ -21,6 +21,7 @@
 //! | digest | [`RowData::Digest`] | its date | the first instant of its date at its offset |
 //! | | [`RowData::SegmentBytes`] | the local day the segment started | the segment's start (as its own row) |
 //! | event deleted | [`RowData::EventDeleted`] | the event's day (from its id) | the event's filing time |
+//! | event kept / un-kept | [`RowData::EventKept`] | the event's day (from its id) | never expires while kept (see below) |
 //!
 //! A deletion marks the event's row deleted (creating it, deleted, if nothing of the event has
 //! arrived yet), and the mark is never taken back: the event leaves every read, and a start, an
@@ -28,6 +29,14 @@
 //! deleted. Its count is the partition's live events: a deletion lowers it by one only when
 //! it marks a row that was counted and not yet deleted, in the same write; a row created
 //! deleted is never counted.
+//!
+//! A keep ([`RowData::EventKept`], `kept: true`) exempts the event from expiry until an
+//! un-keep (`kept: false`) of a newer write stamp: its event row, its mappings and the copies
+//! of its segments in its partition outlive retention, and are then written whatever their
+//! age. Of a keep and an un-keep of one event the newer report wins ([`write_stamp`]), in
+//! any order. An un-kept event expires by the normal rule — at once if it is already past it.
+//! The keep row itself is always written ([`Row::live_at`]): an un-keep of an event past
+//! retention must reach the store.
 //!
 //! The calendar reads a count per partition rather than counting rows: every store keeps, per
 //! (device, day), the number of event rows in it, raised in the same write as the row and only
@@ -178,6 +187,13 @@ pub enum RowData<'a> {
         /// Its size as reported.
         bytes: u64,
     },
+    /// The owner keeps the event past retention (`kept`), or no longer (see the module docs).
+    EventKept {
+        /// The event.
+        event_id: &'a EventId,
+        /// Kept (a keep) or not (an un-keep).
+        kept: bool,
+    },
 }
 
 impl<'a> RowData<'a> {
@@ -192,16 +208,34 @@ impl<'a> RowData<'a> {
             | Self::Mapping { .. }
             | Self::Digest(_)
             | Self::EventDeleted { .. }
-            | Self::SegmentBytes { .. } => None,
+            | Self::SegmentBytes { .. }
+            | Self::EventKept { .. } => None,
         }
     }
 }
 
-impl Row<'_> {
+impl<'a> Row<'a> {
+    /// The events whose keep spares this row from expiry: an event's own rows (start, end,
+    /// deletion mark, mapping) by that event; a segment's row by the events it maps in the
+    /// row's partition (a copy lives as long as the longest-lived of them). A device's offset
+    /// and a digest are spared by none.
+    pub fn kept_by(&self) -> Vec<&'a EventId> {
+        match &self.data {
+            RowData::EventStart { event_id, .. }
+            | RowData::EventEnd { event_id, .. }
+            | RowData::EventDeleted { event_id }
+            | RowData::EventKept { event_id, .. } => vec![*event_id],
+            RowData::Mapping { mapping, .. } => vec![&mapping.event_id],
+            RowData::Segment(s) => s.events.iter().map(|m| &m.event_id).filter(|e| e.day() == self.day).collect(),
+            RowData::DeviceOffset { .. } | RowData::Digest(_) => Vec::new(),
+        }
+    }
+
     /// Whether the row is still inside retention at `now` (a row that is not must not be
     /// written: a TTL store would expire it at once, a day-partitioned one has dropped its day).
+    /// A keep or an un-keep is always live: it changes the expiry of rows that may be past it.
     pub fn live_at(&self, now: Timestamp) -> bool {
-        self.expires_at > now
+        matches!(self.data, RowData::EventKept { .. }) || self.expires_at > now
     }
 }
 
@@ -267,8 +301,12 @@ pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
         // An erasure is device-wide: every store applies it outside the day partitions (see the
         // module docs).
         Report::DeviceErased(_) => Vec::new(),
+        Report::EventKept(r) => vec![event_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: true })],
+        Report::EventUnkept(r) => {
+            vec![event_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: false })]
+        }
         // Not projected by this build: refused before planning (`Report::storable`).
-        Report::EventKept(_) | Report::EventUnkept(_) | Report::PlanSet(_) => Vec::new(),
+        Report::PlanSet(_) => Vec::new(),
         Report::SubscriptionSet(_)
         | Report::SubscriptionDeleted(_)
         | Report::SubscriptionDeadLettered(_)
@@ -435,7 +473,8 @@ mod tests {
                 match &row.data {
                     RowData::EventStart { event_id, .. }
                     | RowData::EventEnd { event_id, .. }
-                    | RowData::EventDeleted { event_id } => {
+                    | RowData::EventDeleted { event_id }
+                    | RowData::EventKept { event_id, .. } => {
                         prop_assert_eq!(row.day, event_id.day());
                         prop_assert_eq!(row.trigger, event_id.filed_at(policy.offset));
                         let offset = event_id.offset().unwrap();

@@ -265,6 +265,19 @@ impl ProjectionStore for FaultyStore {
         self.read().await?;
         self.inner.purged(done).await
     }
+    async fn kept(
+        &self,
+        cid: &DeviceId,
+        after: Option<&EventId>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::EventView>, StoreError> {
+        self.read().await?;
+        self.inner.kept(cid, after, limit).await
+    }
+    async fn kept_reports(&self, cursor: Option<&[u8]>) -> Result<crate::store::KeptPage, StoreError> {
+        self.read().await?;
+        self.inner.kept_reports(cursor).await
+    }
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
         self.read().await?;
         self.inner.calendar(cid, from, to).await

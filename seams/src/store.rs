@@ -57,6 +57,8 @@ pub struct EventView {
     /// How far ahead of the server the camera's clock was at the start, if beyond the
     /// tolerance (`triggered_at` is then the camera's claim; the event is filed by the server).
     pub clock_skew_ms: Option<i64>,
+    /// Whether the owner keeps it past retention (`schemas::EventKept`).
+    pub kept: bool,
 }
 
 impl EventView {
@@ -176,6 +178,140 @@ impl Purge {
     }
 }
 
+/// A device's kept events restated as the reports that make them (see
+/// [`ProjectionStore::kept_reports`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptReports {
+    /// The device.
+    pub cid: DeviceId,
+    /// Per kept event: its start and end as stored, one segment report per segment its kept
+    /// events map (naming only the kept events' mappings), and the keep itself with its own
+    /// `received_at` (so it carries the same write stamp as on the log). Starts, ends and
+    /// segments carry their event's filing time as `received_at`: older than any report the
+    /// log may still hold about them, which therefore wins where versions are ordered by stamp.
+    /// Made by [`restate`].
+    pub reports: Vec<Envelope>,
+}
+
+/// A kept event as a store holds it: what [`restate`] turns back into reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptEvent {
+    /// The event.
+    pub event: EventView,
+    /// Whether its start was applied (an end alone also makes an event's row).
+    pub started: bool,
+    /// When the keep was received (its envelope's `received_at`).
+    pub kept_at: Timestamp,
+    /// Every segment it maps.
+    pub segments: Vec<SegmentView>,
+}
+
+/// The reports that make `events` (one device's kept events) again: per event its keep, its
+/// start and its end; then one segment report per segment, naming the mappings of every kept
+/// event that maps it ([`KeptReports`]). `fallback`: the offset of version 1 ids.
+pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec<Envelope> {
+    use schemas::{EventEnded, EventKept, EventMapping, EventStarted, Report, SegmentReported};
+    let mut out = Vec::new();
+    let mut segments: std::collections::BTreeMap<&str, (&SegmentView, Vec<EventMapping>, Timestamp, DayOffset)> =
+        std::collections::BTreeMap::new();
+    for k in events {
+        let e = &k.event;
+        let filed = e.event_id.filed_at(fallback);
+        out.push(Envelope {
+            report: Report::EventKept(EventKept { cid: cid.clone(), event_id: e.event_id.clone() }),
+            received_at: k.kept_at,
+        });
+        if k.started {
+            let report = Report::EventStarted(EventStarted {
+                cid: cid.clone(),
+                event_id: e.event_id.clone(),
+                event_type: e.event_type.clone(),
+                triggered_at: e.triggered_at,
+                utc_offset: e.utc_offset,
+                clock_skew_ms: e.clock_skew_ms,
+            });
+            out.push(Envelope { report, received_at: filed });
+        }
+        let status = match e.status {
+            EventStatus::Open => None,
+            EventStatus::Complete => Some(EndStatus::Complete),
+            EventStatus::Aborted => Some(EndStatus::Aborted),
+        };
+        if let (Some(ended_at), Some(status)) = (e.ended_at, status) {
+            let report = Report::EventEnded(EventEnded {
+                cid: cid.clone(),
+                event_id: e.event_id.clone(),
+                ended_at,
+                utc_offset: e.utc_offset,
+                status,
+            });
+            out.push(Envelope { report, received_at: filed });
+        }
+        for s in &k.segments {
+            let mapping = EventMapping {
+                event_id: e.event_id.clone(),
+                index: s.index,
+                start_offset: s.start_offset,
+                end_offset: s.end_offset,
+            };
+            let entry = segments.entry(s.segment_id.as_str()).or_insert((s, Vec::new(), filed, e.utc_offset));
+            entry.1.push(mapping);
+            entry.2 = entry.2.max(filed);
+        }
+    }
+    for (s, events, filed, offset) in segments.into_values() {
+        let report = Report::SegmentReported(SegmentReported {
+            cid: cid.clone(),
+            segment_id: s.segment_id.clone(),
+            size: s.size,
+            started_at: s.started_at,
+            utc_offset: offset,
+            duration_ms: s.duration_ms,
+            media: s.media.clone(),
+            keyframes: s.keyframes.clone(),
+            events,
+        });
+        // Received no earlier than it started: never taken for a fast clock's.
+        out.push(Envelope { report, received_at: filed.max(s.started_at) });
+    }
+    out
+}
+
+/// The keys of every kept event's objects — its snapshot, the segments it maps — as `store`
+/// restates them ([`ProjectionStore::kept_reports`]): what the object janitor spares.
+pub async fn kept_objects(store: &dyn ProjectionStore) -> Result<std::collections::HashSet<String>, StoreError> {
+    use schemas::Report;
+    let mut keys = std::collections::HashSet::new();
+    let mut cursor: Option<Vec<u8>> = None;
+    loop {
+        let page = store.kept_reports(cursor.as_deref()).await?;
+        for env in page.devices.iter().flat_map(|d| &d.reports) {
+            match &env.report {
+                Report::EventKept(r) => {
+                    keys.insert(crate::ObjectKey::snapshot(&r.event_id).as_str().to_owned());
+                }
+                Report::SegmentReported(r) => {
+                    keys.insert(crate::ObjectKey::segment(&r.cid, &r.segment_id).as_str().to_owned());
+                }
+                _ => {}
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(keys),
+        }
+    }
+}
+
+/// One page of [`ProjectionStore::kept_reports`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KeptPage {
+    /// Devices with kept events, each whole.
+    pub devices: Vec<KeptReports>,
+    /// Opaque store position after the last device; `None` on the last page.
+    pub next: Option<Vec<u8>>,
+}
+
 /// A device's digest for one day.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DigestView {
@@ -263,6 +399,13 @@ impl StoreError {
 ///   reported, counted once in the partition of its own row (`schemas::rows::RowData::SegmentBytes`)
 ///   however many events map it and however often its report is applied, and taken off once,
 ///   in the same `apply`, when its object is listed as a [`Purge`]. It expires with its day.
+/// * A keep (`schemas::EventKept`) exempts the event from expiry until an un-keep with a newer
+///   write stamp (in any order, newer wins): its row, its mappings and the copies of its
+///   segments in its partition outlive retention (they are written even past it), and reads
+///   mark it [`EventView::kept`]. An un-kept event expires by the normal rule; one already past
+///   it leaves every read at once. A deleted event is not kept. Counts are unchanged by
+///   keeps: the calendar spans retention, and a kept event past it is reached through
+///   [`ProjectionStore::kept`].
 /// * Subscription changes are kept outside the day partitions, never expire, and resolve by
 ///   write stamp like every row: of a subscription's changes the newest wins, a deletion
 ///   included (an older change replayed after it does not bring it back). Dead letters
@@ -295,6 +438,16 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
 
     /// Forgets purges (as `purges` returned them) whose objects are deleted.
     async fn purged(&self, done: &[Purge]) -> Result<(), StoreError>;
+
+    /// Up to `limit` kept events of `cid` (not deleted), ascending by event id, after `after`.
+    async fn kept(&self, cid: &DeviceId, after: Option<&EventId>, limit: u32) -> Result<Vec<EventView>, StoreError>;
+
+    /// Every device's kept events restated as reports ([`KeptReports`]), a few devices per
+    /// page, starting after `cursor` (a [`KeptPage::next`] of this store). Applied to an empty
+    /// store (before the log is replayed into it), they give back the kept events whole: the
+    /// store is their source of truth once the log no longer holds their reports (`daybook
+    /// rebuild`; the object janitor spares their objects by it).
+    async fn kept_reports(&self, cursor: Option<&[u8]>) -> Result<KeptPage, StoreError>;
 
     /// Event counts per day for `cid` on days `from..=to`; days with no events are omitted.
     /// Reads one kept count per day (see the contract above), whatever the day holds.

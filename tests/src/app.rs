@@ -110,6 +110,18 @@ impl TestApp {
     }
 
     /// Whether the application stopped by itself (it must not, short of a fatal error).
+    /// The clients of an owner's flows on device `cid` (`crate::flow::Owners`): a read-only
+    /// viewer, a managing viewer of another camera, a managing viewer, the device.
+    pub fn owner_clients(&self, cid: &str) -> crate::flow::OwnerClients {
+        let http = |token: String| crate::client::Http::new(&self.http, &token);
+        crate::flow::OwnerClients {
+            reader: http(self.viewer_token(&[cid])),
+            stranger: http(self.managing_viewer_token(&["cam-other"])),
+            manager: http(self.managing_viewer_token(&[cid])),
+            device: http(self.device_token(cid)),
+        }
+    }
+
     pub fn has_exited(&self) -> bool {
         self.running.is_finished()
     }
@@ -131,4 +143,16 @@ impl TestApp {
         let (config, dir) = self.stop().await;
         start(config, dir).await
     }
+}
+
+/// `daybook rebuild` of a stopped application's data directory (small batches, no progress).
+pub async fn rebuild_in_place(config: &Config, dir: &TempDir) -> daybook::rebuild::Rebuilt {
+    let opts = daybook::rebuild::RebuildOptions {
+        data_dir: dir.path().to_owned(),
+        group: config.projector.group.clone(),
+        policy: config.policy,
+        max_batch: 7,
+        progress_every: Duration::from_secs(60),
+    };
+    daybook::rebuild::rebuild(&opts, |_| {}).await.unwrap()
 }

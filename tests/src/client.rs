@@ -63,6 +63,14 @@ impl Http {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// PUTs with no body; returns status and JSON (or `Value::Null`).
+    pub async fn put(&self, path: &str) -> (StatusCode, Value) {
+        let resp =
+            self.client.put(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     /// GETs JSON.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         let resp =

@@ -392,6 +392,26 @@ pub async fn refuse_bad_viewer_input(viewer: &Http, e: &Expect, other_device: &s
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
+/// The clients of [`Owners`], owned.
+#[derive(Debug)]
+pub struct OwnerClients {
+    /// May read the device, not manage it.
+    pub reader: Http,
+    /// May manage another device only.
+    pub stranger: Http,
+    /// May manage the device.
+    pub manager: Http,
+    /// The device's own token.
+    pub device: Http,
+}
+
+impl OwnerClients {
+    /// Borrowed, as the owner's flows take them.
+    pub fn owners(&self) -> Owners<'_> {
+        Owners { reader: &self.reader, stranger: &self.stranger, manager: &self.manager, device: &self.device }
+    }
+}
+
 /// What [`delete_as_owner`] needs besides the device's [`Expect`]: a read-only viewer of the
 /// device, a viewer of another device, a managing viewer of the device, the device itself.
 #[derive(Debug)]
@@ -521,13 +541,18 @@ pub async fn delete_as_owner(o: &Owners<'_>, e: &Expect, timeout: Duration) -> E
 
 /// Every event id the day page lists for `date`, page after page.
 pub async fn list_day(viewer: &Http, cid: &str, date: &str) -> Vec<String> {
+    list_ids(viewer, &format!("/v1/devices/{cid}/events?date={date}&limit=100")).await
+}
+
+/// Every event id a paged listing (`path`, without its cursor) answers, page after page.
+async fn list_ids(viewer: &Http, path: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut path = format!("/v1/devices/{cid}/events?date={date}&limit=100");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
+        let path = match &cursor {
+            Some(c) => format!("{path}&cursor={c}"),
+            None => path.to_owned(),
+        };
         let (s, page) = viewer.get(&path).await;
         assert_eq!(s, StatusCode::OK, "{page}");
         out.extend(page["events"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_owned()));
@@ -577,4 +602,81 @@ pub async fn answers(viewer: &Http, e: &Expect) -> Value {
     assert_eq!(s, StatusCode::OK, "{digest}");
     out["digest"] = strip(&digest);
     out
+}
+
+/// The ids `GET /v1/devices/{cid}/kept` lists, page after page (pages of 1, to walk the
+/// cursor).
+pub async fn list_kept(viewer: &Http, cid: &str) -> Vec<String> {
+    list_ids(viewer, &format!("/v1/devices/{cid}/kept?limit=1")).await
+}
+
+/// Waits until the kept list of `cid` is `want`.
+pub async fn wait_kept(viewer: &Http, cid: &str, want: &[&str], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let kept = list_kept(viewer, cid).await;
+        if kept == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "kept {kept:?}, not {want:?}, after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The owner keeps events (docs/viewer-api.md, Keeping an event), on a deployment whose cap is
+/// two kept events per device: 403 for every token that may not manage the device (and the
+/// kept list for one that may not read it), 202 for one that may; once projected, A is listed
+/// as kept and marked on its day page and detail; a third keep is 409 `kept_limit` while
+/// re-keeping one is not; an un-keep frees its place. Leaves A and C kept.
+pub async fn keep_as_owner(o: &Owners<'_>, e: &Expect, timeout: Duration) {
+    let keep = |id: &str| format!("/v1/events/{id}/keep");
+    for (who, http) in
+        [("a read-only viewer", o.reader), ("another camera's viewer", o.stranger), ("the device", o.device)]
+    {
+        for (s, body) in [http.put(&keep(&e.a)).await, http.delete(&keep(&e.a)).await] {
+            assert_eq!(s, StatusCode::FORBIDDEN, "{who}: {body}");
+            assert_eq!(body["error"]["code"], "forbidden", "{who}: {body}");
+        }
+    }
+    for (who, http) in [("another camera's viewer", o.stranger), ("the device", o.device)] {
+        let (s, body) = http.get(&format!("/v1/devices/{}/kept", e.cid)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{who}: {body}");
+    }
+    assert_eq!(o.manager.put("/v1/events/not-an-id/keep").await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let unknown = e.a.replacen(".motion", ".doorbell", 1);
+    assert_eq!(o.manager.put(&keep(&unknown)).await.0, StatusCode::NOT_FOUND);
+    let (s, body) = o.manager.get(&format!("/v1/devices/{}/kept?cursor=nonsense", e.cid)).await;
+    assert_eq!((s, &body["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("invalid_cursor")), "{body}");
+
+    let (s, body) = o.manager.put(&keep(&e.a)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"accepted": true, "event_id": e.a, "kept": true}));
+    wait_kept(o.reader, &e.cid, &[&e.a], timeout).await;
+    let (_, detail) = o.reader.get(&format!("/v1/events/{}", e.a)).await;
+    assert_eq!(detail["kept"], true, "{detail}");
+    let date = format!("{}-{}-{}", &e.a[..4], &e.a[4..6], &e.a[6..8]);
+    let (_, page) = o.reader.get(&format!("/v1/devices/{}/events?date={date}&limit=100", e.cid)).await;
+    for ev in page["events"].as_array().unwrap() {
+        assert_eq!(ev["kept"], ev["event_id"] == e.a.as_str(), "{ev}");
+    }
+
+    // The cap (two): B is kept, C is one too many, A again is no new one.
+    assert_eq!(o.manager.put(&keep(&e.b)).await.0, StatusCode::ACCEPTED);
+    let (s, body) = o.manager.put(&keep(&e.c)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "kept_limit", "{body}");
+    assert_eq!(o.manager.put(&keep(&e.a)).await.0, StatusCode::ACCEPTED, "re-keeping a kept event");
+    let mut both = [e.a.as_str(), e.b.as_str()];
+    both.sort();
+    wait_kept(o.reader, &e.cid, &both, timeout).await;
+    // Un-keeping B frees its place, at once for this process.
+    let (s, body) = o.manager.delete(&keep(&e.b)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"accepted": true, "event_id": e.b, "kept": false}));
+    assert_eq!(o.manager.put(&keep(&e.c)).await.0, StatusCode::ACCEPTED);
+    let mut want = [e.a.as_str(), e.c.as_str()];
+    want.sort();
+    wait_kept(o.reader, &e.cid, &want, timeout).await;
+    let (_, b) = o.reader.get(&format!("/v1/events/{}", e.b)).await;
+    assert_eq!(b["kept"], false, "un-kept inside retention: still served, not kept: {b}");
 }

@@ -103,8 +103,18 @@ async fn event_id_path_patterns_require_a_plausible_date() {
         }
     }
     let paths: Vec<_> = patterns.iter().map(|(p, _)| p.as_str()).collect();
-    // The event's detail (GET) and its deletion (DELETE) share the path.
-    assert_eq!(paths, ["/v1/devices/{cid}/events/{event_id}/end", "/v1/events/{event_id}", "/v1/events/{event_id}"]);
+    // The event's detail (GET) and its deletion (DELETE) share the path; its keep and un-keep
+    // (PUT, DELETE) another.
+    assert_eq!(
+        paths,
+        [
+            "/v1/devices/{cid}/events/{event_id}/end",
+            "/v1/events/{event_id}",
+            "/v1/events/{event_id}",
+            "/v1/events/{event_id}/keep",
+            "/v1/events/{event_id}/keep"
+        ]
+    );
     // Ids the server builds, at the offsets cameras use and the extremes a timestamp may carry.
     let cid = schemas::DeviceId::parse("cam-1").unwrap();
     let motion = schemas::EventType::parse("motion").unwrap();

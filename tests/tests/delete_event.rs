@@ -6,37 +6,25 @@
 use std::time::Duration;
 
 use tests::app::spawn_app;
-use tests::client::Http;
-use tests::flow::{self, Owners};
+use tests::flow;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_managing_viewer_deletes_an_event() {
     let server = spawn_app().await;
     let cid = "cam-del";
-    let device = Http::new(&server.http, &server.device_token(cid));
-    let reader = Http::new(&server.http, &server.viewer_token(&[cid]));
-    let stranger = Http::new(&server.http, &server.managing_viewer_token(&["cam-other"]));
-    let manager = Http::new(&server.http, &server.managing_viewer_token(&[cid]));
+    let clients = server.owner_clients(cid);
+    let reader = &clients.reader;
+    let expect = flow::act_as_device(&clients.device, cid).await;
+    flow::wait_projected(reader, &expect, Duration::from_secs(30)).await;
+    let rest = flow::delete_as_owner(&clients.owners(), &expect, Duration::from_secs(30)).await;
 
-    let expect = flow::act_as_device(&device, cid).await;
-    flow::wait_projected(&reader, &expect, Duration::from_secs(30)).await;
-    let owners = Owners { reader: &reader, stranger: &stranger, manager: &manager, device: &device };
-    let rest = flow::delete_as_owner(&owners, &expect, Duration::from_secs(30)).await;
-
-    let live = flow::answers(&reader, &rest).await;
+    let live = flow::answers(reader, &rest).await;
     assert!(live["events"].get(&expect.a).is_none(), "{live}");
 
     // The store rebuilt from the log (`daybook rebuild`) answers the same: the deletion is a
     // report like the others, replayed in its place.
     let (config, dir) = server.stop().await;
-    let opts = daybook::rebuild::RebuildOptions {
-        data_dir: dir.path().to_owned(),
-        group: config.projector.group.clone(),
-        policy: config.policy,
-        max_batch: 7,
-        progress_every: Duration::from_secs(60),
-    };
-    let rebuilt = daybook::rebuild::rebuild(&opts, |_| {}).await.unwrap();
+    let rebuilt = tests::app::rebuild_in_place(&config, &dir).await;
     assert_eq!(rebuilt.quarantined, 0, "{rebuilt:?}");
     let server = tests::app::start(config, dir).await;
     let reader = reader.at(&server.http);

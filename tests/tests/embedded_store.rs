@@ -24,6 +24,10 @@ impl StoreHarness for Harness {
     async fn open_again(&mut self) -> Arc<dyn ProjectionStore> {
         self.open_with(self.policy).await
     }
+
+    async fn open_empty(&mut self) -> Arc<dyn ProjectionStore> {
+        EmbeddedStore::open(&self.dir.path().join("empty.db"), self.policy).unwrap()
+    }
 }
 
 seams::store_suite!(async { Harness { dir: tempfile::tempdir().unwrap(), policy: TimePolicy::default() } });
@@ -52,6 +56,11 @@ mod bulk_load {
                 Some(store) => store.clone(),
                 None => self.open().await,
             }
+        }
+
+        async fn open_empty(&mut self) -> Arc<dyn ProjectionStore> {
+            let path = self.dir.path().join("empty.db.rebuild");
+            EmbeddedStore::open_with(&path, TimePolicy::default(), OpenMode::BulkLoad).unwrap()
         }
     }
 

@@ -71,6 +71,12 @@ impl StoreHarness for Scylla {
         let url = self.url.clone().expect("open_again after open");
         connect(&url, self.policy).await
     }
+
+    async fn open_empty(&mut self) -> Arc<dyn ProjectionStore> {
+        let url = format!("scylla://{}/{}", nodes(), fresh_keyspace());
+        apply_schema(&url, 1).await.unwrap_or_else(|e| panic!("applying the schema at {url}: {e}"));
+        connect(&url, self.policy).await
+    }
 }
 
 seams::store_suite!(async { Scylla { url: None, policy: TimePolicy::default() } });

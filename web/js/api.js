@@ -1,4 +1,4 @@
-// The viewer API client (docs/viewer-api.md): GETs (and a managing viewer's DELETEs) on this
+// The viewer API client (docs/viewer-api.md): GETs (and a managing viewer's DELETEs and PUTs) on this
 // origin with the session's token, waiting out "busy" answers and network failures, and the sentences a person reads
 // for a failed request. The client owns one piece of state, the wait shared by requests that
 // hit "busy"; the token is read from the session object at each request.
@@ -75,6 +75,10 @@ export function createApi({ session, notice, onUnauthorized, fetch: send = (...a
   // deletion sent twice is one deletion).
   const del = (path, options) => request('DELETE', path, options);
 
+  // PUTs `path` with no body (a managing viewer's keep): retried like a GET (a keep sent twice
+  // is one keep).
+  const put = (path, options) => request('PUT', path, options);
+
   async function request(method, path, { quiet = false, authErrors = false } = {}) {
     let backoff = 2;
     for (;;) {
@@ -110,5 +114,5 @@ export function createApi({ session, notice, onUnauthorized, fetch: send = (...a
     }
   }
 
-  return { get, del };
+  return { get, del, put };
 }

@@ -124,9 +124,10 @@ export function createDay({ api, view, player }) {
     const what = `${e.type} · ${dur}`;
     return el('button', {
       type: 'button', class: 'event', 'data-event-id': e.event_id,
-      'aria-label': `${time}, ${what}, ${status}. Play`, onclick: () => player.openEvent(e),
+      'aria-label': `${time}, ${what}, ${status}${e.kept ? ', kept' : ''}. Play`, onclick: () => player.openEvent(e),
     }, thumb,
-    el('span', {}, el('span', { class: 'time', text: time }), ' ', el('span', { class: 'what', text: what })), ' ',
+    el('span', {}, el('span', { class: 'time', text: time }), e.kept ? el('span', { class: 'kept', text: 'Kept' }) : null,
+      ' ', el('span', { class: 'what', text: what })), ' ',
     el('span', { class: `status ${e.status}`, text: status }));
   }
 
@@ -184,5 +185,11 @@ export function createDay({ api, view, player }) {
     if (!$('events').querySelector('.event')) $('events').replaceChildren(emptyDay());
   }
 
-  return { selectDay, renderTypes, showLoading, showFailure, offerNew, dropEvent };
+  // An event the viewer kept or let go: its row is drawn again with the mark.
+  function markKept(e) {
+    const row = [...$('events').querySelectorAll('.event')].find((b) => b.dataset.eventId === e.event_id);
+    row?.replaceWith(eventRow(e));
+  }
+
+  return { selectDay, renderTypes, showLoading, showFailure, offerNew, dropEvent, markKept };
 }

@@ -9,9 +9,10 @@ import { buildClip, clipTimeAt, digestClip, locate, pastPieceEnd, stepSpeed } fr
 import { ApiError, SignedOut, explain } from './api.js';
 import { mayManage } from './session.js';
 
-// `session` says whether the viewer may delete the event shown; `onDeleted(event)` is told once
-// a deletion is accepted (the dialog has closed).
-export function createPlayer({ api, view, session = null, onDeleted = () => {} }) {
+// `session` says whether the viewer may delete or keep the event shown; `onDeleted(event)` is
+// told once a deletion is accepted (the dialog has closed), `onKept(event)` once a keep or an
+// un-keep is (`event.kept` says which).
+export function createPlayer({ api, view, session = null, onDeleted = () => {}, onKept = () => {} }) {
   const dialog = $('player');
   const video = $('video');
   // clip: what plays (clip.js); i: the piece loaded in the <video> (-1 none); pendingSeek: where
@@ -74,6 +75,46 @@ export function createPlayer({ api, view, session = null, onDeleted = () => {} }
     $('delete-event').hidden = false;
     $('delete-event').disabled = false;
     $('delete-status').textContent = '';
+    $('keep-status').textContent = '';
+    showKept(Boolean(P.event?.kept));
+  }
+
+  // The keep toggle: pressed while the event is kept.
+  function showKept(kept) {
+    const button = $('keep-event');
+    button.setAttribute('aria-pressed', String(kept));
+    button.textContent = kept ? 'Kept past retention' : 'Keep past retention';
+    button.disabled = false;
+  }
+
+  async function toggleKeep() {
+    const e = P.event;
+    if (!e) return;
+    const keep = !e.kept;
+    $('keep-event').disabled = true;
+    $('keep-status').textContent = keep ? 'Keeping…' : 'Letting it go…';
+    try {
+      const path = `/v1/events/${encodeURIComponent(e.event_id)}/keep`;
+      await (keep ? api.put(path) : api.del(path));
+    } catch (err) {
+      if (err instanceof SignedOut) return;
+      showKept(Boolean(e.kept));
+      $('keep-status').textContent = err instanceof ApiError && err.code === 'kept_limit'
+        ? 'This camera keeps as many events as it may. Un-keep another one first.'
+        : err instanceof ApiError && err.code === 'past_retention'
+          ? 'This event is past the camera\u2019s retention: it can no longer be kept.'
+          : err instanceof ApiError && err.status === 403
+            ? 'This token may watch this camera but not keep its events.'
+            : 'That did not go through. Try again.';
+      return;
+    }
+    e.kept = keep;
+    if (P.event !== e) return;
+    showKept(keep);
+    $('keep-status').textContent = keep
+      ? 'Kept: it stays, with its video, past the camera\u2019s retention until you un-keep it.'
+      : 'No longer kept: it goes with its day, at the end of the camera\u2019s retention.';
+    onKept(e);
   }
 
   function askDelete() {
@@ -310,6 +351,7 @@ export function createPlayer({ api, view, session = null, onDeleted = () => {} }
   }
 
   $('player-close').addEventListener('click', () => dialog.close());
+  $('keep-event').addEventListener('click', toggleKeep);
   $('delete-event').addEventListener('click', askDelete);
   $('delete-no').addEventListener('click', cancelDelete);
   $('delete-yes').addEventListener('click', confirmDelete);

@@ -437,6 +437,27 @@ async function main() {
   await page.locator('#player[open]').waitFor();
   await page.locator('#delete-event').waitFor();
   await axeCheck(page, 'the player with the delete button');
+
+  step('a managing viewer keeps an event past retention, and lets it go');
+  assert.equal(await page.getAttribute('#keep-event', 'aria-pressed'), 'false', 'not kept yet');
+  await page.click('#keep-event');
+  await expectText(page.locator('#keep-status'), /Kept: it stays/, 'keep accepted');
+  assert.equal(await page.getAttribute('#keep-event', 'aria-pressed'), 'true', 'the toggle says kept');
+  await axeCheck(page, 'the player with an event kept');
+  await shot(page, '12-kept');
+  const keptRow = page.locator(`#events .event[data-event-id="${victim.id}"] .kept`);
+  assert.equal(await keptRow.count(), 1, 'its row is marked kept');
+  const keptDeadline = Date.now() + 15_000;
+  for (;;) {
+    const kept = await (await fetch(`${base}/v1/devices/${CAM}/kept`, { headers: { authorization: `Bearer ${manager}` } })).json();
+    if (kept.events.some((e) => e.event_id === victim.id)) break;
+    assert.ok(Date.now() < keptDeadline, 'the keep is projected: the kept list names it');
+    await sleep(200);
+  }
+  await page.click('#keep-event');
+  await expectText(page.locator('#keep-status'), /No longer kept/, 'un-keep accepted');
+  assert.equal(await page.getAttribute('#keep-event', 'aria-pressed'), 'false', 'the toggle says not kept');
+  assert.equal(await keptRow.count(), 0, 'its row is no longer marked');
   await page.click('#delete-event');
   await page.locator('#delete-confirm').waitFor();
   assert.equal(await page.evaluate(() => document.activeElement.id), 'delete-no', 'the safe answer has the focus');

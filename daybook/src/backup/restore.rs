@@ -368,8 +368,9 @@ pub(super) fn restore_into(
         restored.groups.insert(group.clone(), next);
     }
 
-    // The store of the full (a point in time: rebuilt from the log instead).
-    if let Some(entry) = full.file(STORE_FILE).filter(|_| how.until.is_none()) {
+    // The store of the full. At a point in time it is rebuilt from the log, carrying over the
+    // kept events this store holds (their reports may have left the log: `crate::rebuild`).
+    if let Some(entry) = full.file(STORE_FILE) {
         let mut out = BufWriter::new(fs::File::create(target.join("store.db"))?);
         let mut r = FileReader::open(dest, full, entry, key)?;
         io::copy(&mut r, &mut out)?;

@@ -38,6 +38,8 @@ pub struct RunArgs {
     pub backup: Box<super::backup::ScheduleArgs>,
     #[command(flatten)]
     pub notify: NotifyArgs,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
 }
 
 impl From<RunArgs> for Config {
@@ -56,6 +58,7 @@ impl From<RunArgs> for Config {
             backups: a.backup.schedules(),
             replicas: a.backup.replicas(),
             notify: a.notify.into(),
+            max_kept_per_device: a.owner.max_kept_per_device,
             ..Config::new(a.data.data_dir)
         }
     }
@@ -228,6 +231,17 @@ pub struct ApiCmd {
     pub s3: S3Args,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
+}
+
+/// The owner's controls.
+#[derive(Debug, Clone, Args)]
+pub struct OwnerArgs {
+    /// Most events one device may keep past retention at once (`PUT /v1/events/{id}/keep`;
+    /// 409 `kept_limit` past it; 0: keeping is off).
+    #[arg(long, env = "DAYBOOK_MAX_KEPT_PER_DEVICE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub max_kept_per_device: u32,
 }
 
 impl From<ApiCmd> for Config {
@@ -239,6 +253,7 @@ impl From<ApiCmd> for Config {
             store: a.store.into(),
             s3: a.s3.into(),
             policy: a.policy.policy(),
+            max_kept_per_device: a.owner.max_kept_per_device,
             ..Config::new(a.data.data_dir)
         }
     }

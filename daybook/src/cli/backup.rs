@@ -187,6 +187,14 @@ pub struct RebuildCmd {
     pub max_batch: usize,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Other than `--log embedded --store embedded`: the old store (`scylla://…`, or
+    /// `embedded` for the `store.db` of `--kept-from-dir`), whose kept events are carried into
+    /// the new one before the log is replayed — the log may no longer hold their reports.
+    #[arg(long)]
+    pub kept_from: Option<infra::StoreUrl>,
+    /// The data directory of an embedded `--kept-from`.
+    #[arg(long, requires = "kept_from")]
+    pub kept_from_dir: Option<std::path::PathBuf>,
 }
 
 fn print(v: &impl serde::Serialize) {
@@ -321,11 +329,25 @@ pub(crate) async fn rebuild_cmd(a: RebuildCmd) -> anyhow::Result<()> {
     };
     let started = std::time::Instant::now();
     let log = crate::resolve::open_log(&a.log.into(), &data_dir).await?;
+    let kept_from = match &a.kept_from {
+        Some(url) => {
+            let config = crate::config::StoreConfig { url: url.clone(), ..a.store.clone().into() };
+            let dir = a.kept_from_dir.clone().unwrap_or_else(|| data_dir.clone());
+            anyhow::ensure!(
+                !matches!(url, infra::StoreUrl::Embedded) || dir.join("store.db").exists(),
+                "--kept-from embedded: no store.db in {}",
+                dir.display()
+            );
+            Some(crate::resolve::open_store(&config, &dir, a.policy.policy()).await?)
+        }
+        None => None,
+    };
     let store = crate::resolve::open_store(&a.store.into(), &data_dir, a.policy.policy()).await?;
-    let result = crate::rebuild::rebuild_into(log.log.clone(), store, a.max_batch, Duration::from_secs(2), |line| {
-        println!("{line}")
-    })
-    .await;
+    let result =
+        crate::rebuild::rebuild_into(log.log.clone(), store, kept_from, a.max_batch, Duration::from_secs(2), |line| {
+            println!("{line}")
+        })
+        .await;
     log.log.shutdown().await?;
     let mut entry = audit::Entry::new(audit::Action::Rebuild, None, started, &result);
     entry.detail("log", log_url.to_string());

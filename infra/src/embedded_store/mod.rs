@@ -34,8 +34,8 @@ use schemas::{
     Timestamp,
 };
 use seams::{
-    DayPage, DeadLetterView, DigestView, EventDetail, EventStatus, EventView, Position, ProjectionStore, Purge,
-    Quarantined, SegmentView, StoreError, SubscriptionView,
+    DayPage, DeadLetterView, DigestView, EventDetail, EventStatus, EventView, KeptPage, Position, ProjectionStore,
+    Purge, Quarantined, SegmentView, StoreError, SubscriptionView,
 };
 
 use crate::sqlite;
@@ -173,9 +173,6 @@ CREATE TABLE day_counts (
 ) WITHOUT ROWID;
 ";
 
-/// The day-partitioned tables: `drop_expired` drops a day from each.
-const TABLES: [&str; 8] =
-    ["events", "segments", "event_segments", "digests", "day_counts", "purges", "segment_usage", "day_usage"];
 /// The day-partitioned tables of a device's rows (all but `purges`): an erasure empties them.
 const DEVICE_TABLES: [&str; 7] =
     ["events", "segments", "event_segments", "digests", "day_counts", "segment_usage", "day_usage"];
@@ -235,6 +232,7 @@ impl EmbeddedStore {
             OpenMode::BulkLoad => sqlite::open_bulk(path, BULK_CACHE_KIB).map_err(other)?,
         };
         writer.execute_batch(SCHEMA).map_err(other)?;
+        writer.execute_batch(keeps::SCHEMA).map_err(other)?;
         // Stores created before clock skew was kept lack the column.
         let has_skew: bool = writer
             .query_row("SELECT count(*) FROM pragma_table_info('events') WHERE name = 'skew_ms'", [], |r| r.get(0))
@@ -333,6 +331,11 @@ impl EmbeddedStore {
             Ok(out)
         })
         .await
+    }
+
+    /// The oldest trigger time (ms) still inside retention, now.
+    fn cutoff(&self) -> i64 {
+        Timestamp::now().plus_millis(-self.policy.retention_ms()).millis()
     }
 
     async fn write<T: Send + 'static>(
@@ -514,12 +517,19 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
             subscription.execute(params![id, rows::write_stamp(env), env.received_at.millis(), body])?;
             written += 1;
         }
+        // Keeps first: a row past retention is still written for a kept event.
+        written += keeps::apply(&tx, policy, batch)?;
         // Where each row lands and whether it is still alive is decided by `schemas::rows`, the
         // same for every store; this only maps rows onto tables.
         let mut planned = Vec::with_capacity(batch.len() * 2);
         for env in batch {
-            for row in rows::plan(env, policy).into_iter().filter(|r| r.live_at(now)) {
+            for row in rows::plan(env, policy) {
+                if !row.live_at(now) && !keeps::spares(&tx, &row)? {
+                    continue;
+                }
                 match row.data {
+                    // Written above.
+                    RowData::EventKept { .. } => {}
                     // In log order, before the rest is sorted: of equal `at`s the last wins.
                     RowData::DeviceOffset { offset } => {
                         let newest = (offset.minutes(), row.trigger.millis());
@@ -551,7 +561,7 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                     }
                 }
                 // Gathered (and counted) above; none is left here.
-                RowData::DeviceOffset { .. } => continue,
+                RowData::DeviceOffset { .. } | RowData::EventKept { .. } => continue,
                 RowData::EventEnd { event_id: id, ended_at, status } => {
                     let (trig, at, status) = (row.trigger.millis(), ended_at.millis(), status.as_str());
                     if end.execute(params![day, cid, trig, id.as_str(), at, status])? == 0 {
@@ -782,8 +792,50 @@ fn event_from_row(r: &Row<'_>, fallback: DayOffset) -> rusqlite::Result<EventVie
         triggered_at: event_id.triggered_at(),
         ended_at: r.get::<_, Option<i64>>("ended_at")?.map(Timestamp),
         status: EventStatus::from_end(status.as_deref().and_then(EndStatus::parse)),
+        kept: r.get("kept")?,
         event_id,
     })
+}
+
+/// Up to `limit` segments event `event_id` (in partition `day`, `cid`) maps at an index above
+/// `after`, in index order (a mapping whose segment has not arrived is left out).
+fn segments_of(
+    c: &Connection,
+    day: u32,
+    cid: &str,
+    event_id: &str,
+    after: i64,
+    limit: i64,
+) -> rusqlite::Result<Vec<SegmentView>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT m.idx, m.start_off, m.end_off, s.segment_id, s.size, s.started_at, s.duration_ms,
+                s.codec, s.width, s.height, s.fps, s.audio_rate, s.keyframes
+         FROM event_segments m
+         JOIN segments s ON s.day = m.seg_day AND s.cid = m.cid AND s.segment_id = m.segment_id
+         WHERE m.day = ?1 AND m.cid = ?2 AND m.event_id = ?3 AND m.idx > ?4
+         ORDER BY m.idx LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(params![day, cid, event_id, after, limit], |r| {
+        let keyframes: String = r.get(12)?;
+        Ok(SegmentView {
+            index: r.get(0)?,
+            start_offset: r.get::<_, i64>(1)? as u64,
+            end_offset: r.get::<_, i64>(2)? as u64,
+            segment_id: SegmentId::parse(&r.get::<_, String>(3)?).map_err(bad_row)?,
+            size: r.get::<_, i64>(4)? as u64,
+            started_at: Timestamp(r.get(5)?),
+            duration_ms: r.get(6)?,
+            media: Media {
+                codec: r.get(7)?,
+                width: r.get(8)?,
+                height: r.get(9)?,
+                fps: r.get(10)?,
+                audio_sample_rate: r.get(11)?,
+            },
+            keyframes: serde_json::from_str(&keyframes).map_err(bad_row)?,
+        })
+    })?;
+    rows.collect()
 }
 
 fn bad_row(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
@@ -793,6 +845,7 @@ fn bad_row(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error
 mod cursor;
 mod erasure;
 pub mod files;
+mod keeps;
 use cursor::{decode_cursor, encode_cursor};
 
 #[async_trait]
@@ -954,6 +1007,31 @@ impl ProjectionStore for EmbeddedStore {
         .await
     }
 
+    async fn kept(&self, cid: &DeviceId, after: Option<&EventId>, limit: u32) -> Result<Vec<EventView>, StoreError> {
+        let cid = cid.as_str().to_owned();
+        let after = after.map_or(String::new(), |a| a.as_str().to_owned());
+        let fallback = self.policy.offset;
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT e.event_id, e.ended_at, e.end_status, e.skew_ms, 1 AS kept FROM keeps k
+                 JOIN events e ON e.day = k.day AND e.cid = k.cid AND e.trig = k.trig AND e.event_id = k.event_id
+                 WHERE k.cid = ?1 AND k.kept = 1 AND k.event_id > ?2 AND e.deleted = 0
+                 ORDER BY k.event_id LIMIT ?3",
+            )
+            .map_err(other)?
+            .query_map(params![cid, after, i64::from(limit)], |r| event_from_row(r, fallback))
+            .map_err(other)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(other)
+        })
+        .await
+    }
+
+    async fn kept_reports(&self, cursor: Option<&[u8]>) -> Result<KeptPage, StoreError> {
+        let (policy, cursor) = (self.policy, cursor.map(<[u8]>::to_vec));
+        self.read(move |c| keeps::kept_reports(c, &policy, cursor.as_deref())).await
+    }
+
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
         self.per_day("day_counts", "events", cid, from, to).await
     }
@@ -987,19 +1065,21 @@ impl ProjectionStore for EmbeddedStore {
         let event_type = event_type.map(|t| t.as_str().to_owned());
         let limit = limit.max(1);
         let fallback = self.policy.offset;
+        let cutoff = self.cutoff();
         self.read(move |c| {
             let mut stmt = c
-                .prepare_cached(
-                    "SELECT event_id, ended_at, end_status, skew_ms FROM events
+                .prepare_cached(&format!(
+                    "SELECT event_id, ended_at, end_status, skew_ms, {} AS kept FROM events e
                      WHERE day = ?1 AND cid = ?2 AND (trig, event_id) > (?3, ?4) AND (?5 IS NULL OR kind = ?5)
-                       AND deleted = 0
+                       AND deleted = 0 AND NOT {}
                      ORDER BY trig, event_id LIMIT ?6",
-                )
+                    keeps::KEPT,
+                    keeps::hidden(7)
+                ))
                 .map_err(other)?;
+            let key = params![day.number(), cid, after_trig, after_id, event_type, i64::from(limit) + 1, cutoff];
             let mut events = stmt
-                .query_map(params![day.number(), cid, after_trig, after_id, event_type, i64::from(limit) + 1], |r| {
-                    event_from_row(r, fallback)
-                })
+                .query_map(key, |r| event_from_row(r, fallback))
                 .map_err(other)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(other)?;
@@ -1021,53 +1101,25 @@ impl ProjectionStore for EmbeddedStore {
         let fallback = self.policy.offset;
         let after = after.map_or(-1, i64::from);
         let limit = limit.max(1);
+        let cutoff = self.cutoff();
         self.read(move |c| {
-            let key = params![id.day().number(), id.device().as_str(), id.filed_at(fallback).millis(), id.as_str()];
+            let key =
+                params![id.day().number(), id.device().as_str(), id.filed_at(fallback).millis(), id.as_str(), cutoff];
             let event = c
-                .prepare_cached(
-                    "SELECT event_id, ended_at, end_status, skew_ms FROM events
-                     WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4 AND deleted = 0",
-                )
+                .prepare_cached(&format!(
+                    "SELECT event_id, ended_at, end_status, skew_ms, {} AS kept FROM events e
+                     WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4 AND deleted = 0 AND NOT {}",
+                    keeps::KEPT,
+                    keeps::hidden(5)
+                ))
                 .map_err(other)?
                 .query_row(key, |r| event_from_row(r, fallback))
                 .optional()
                 .map_err(other)?;
             let Some(event) = event else { return Ok(None) };
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT m.idx, m.start_off, m.end_off, s.segment_id, s.size, s.started_at, s.duration_ms,
-                            s.codec, s.width, s.height, s.fps, s.audio_rate, s.keyframes
-                     FROM event_segments m
-                     JOIN segments s ON s.day = m.seg_day AND s.cid = m.cid AND s.segment_id = m.segment_id
-                     WHERE m.day = ?1 AND m.cid = ?2 AND m.event_id = ?3 AND m.idx > ?4
-                     ORDER BY m.idx LIMIT ?5",
-                )
-                .map_err(other)?;
-            let key = params![id.day().number(), id.device().as_str(), id.as_str(), after, i64::from(limit) + 1];
-            let mut segments = stmt
-                .query_map(key, |r| {
-                    let keyframes: String = r.get(12)?;
-                    Ok(SegmentView {
-                        index: r.get(0)?,
-                        start_offset: r.get::<_, i64>(1)? as u64,
-                        end_offset: r.get::<_, i64>(2)? as u64,
-                        segment_id: SegmentId::parse(&r.get::<_, String>(3)?).map_err(bad_row)?,
-                        size: r.get::<_, i64>(4)? as u64,
-                        started_at: Timestamp(r.get(5)?),
-                        duration_ms: r.get(6)?,
-                        media: Media {
-                            codec: r.get(7)?,
-                            width: r.get(8)?,
-                            height: r.get(9)?,
-                            fps: r.get(10)?,
-                            audio_sample_rate: r.get(11)?,
-                        },
-                        keyframes: serde_json::from_str(&keyframes).map_err(bad_row)?,
-                    })
-                })
-                .map_err(other)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(other)?;
+            let mut segments =
+                segments_of(c, id.day().number(), id.device().as_str(), id.as_str(), after, i64::from(limit) + 1)
+                    .map_err(other)?;
             // One more than asked tells whether another page follows. (A mapping whose segment
             // has not arrived is not joined, so a page may hold fewer; the cursor still moves.)
             let next_index = if segments.len() > limit as usize {
@@ -1117,22 +1169,9 @@ impl ProjectionStore for EmbeddedStore {
 
     async fn drop_expired(&self, oldest_kept: Day) -> Result<u64, StoreError> {
         let writer = self.writer.clone();
-        let quarantine_cutoff = self.policy.offset.start_of(oldest_kept).millis();
-        tokio::task::spawn_blocking(move || -> rusqlite::Result<u64> {
-            let mut conn = writer.lock().expect("writer lock");
-            let tx = conn.transaction()?;
-            let mut days = std::collections::BTreeSet::new();
-            for table in TABLES {
-                let mut stmt = tx.prepare(&format!("SELECT DISTINCT day FROM {table} WHERE day < ?1"))?;
-                for d in stmt.query_map([oldest_kept.number()], |r| r.get::<_, u32>(0))? {
-                    days.insert(d?);
-                }
-                tx.execute(&format!("DELETE FROM {table} WHERE day < ?1"), [oldest_kept.number()])?;
-            }
-            // Quarantined records go a retention after they were set aside.
-            tx.execute("DELETE FROM quarantine WHERE at < ?1", [quarantine_cutoff])?;
-            tx.commit()?;
-            Ok(days.len() as u64)
+        let cutoff = self.policy.offset.start_of(oldest_kept);
+        tokio::task::spawn_blocking(move || {
+            keeps::drop_expired(&mut writer.lock().expect("writer lock"), oldest_kept, cutoff)
         })
         .await
         .map_err(other)?

@@ -13,25 +13,31 @@ use ::scylla::serialize::writers::RowWriter;
 use schemas::{DayOffset, EndStatus, Report, Timestamp};
 
 use super::fixtures::*;
-use super::plan::{count_chunks, count_row, WritePlan};
+use super::plan::{count_chunks, count_row, KeptSet, WritePlan};
 use super::schema::{schema_statements, Cql};
 use super::views::{
     ClusteringKey, CountRow, DayKey, DayTypeKey, DeadLetterRow, DeletedRow, DeviceRow, DigestRow, EventKey,
-    EventReadRow, MappingRow, PurgeRow, QuarantineRow, QuarantineValues, RecountKey, RecountRow, SegmentEventsRow,
-    SegmentRow, SubscriptionRow, UsageRow,
+    EventReadRow, EventWholeRow, KeepRow, KeepValues, MappingRow, PurgeRow, QuarantineRow, QuarantineValues,
+    RecountKey, RecountRow, SegmentEventsRow, SegmentRow, SegmentWholeRow, SubscriptionRow, UsageRow,
 };
 
 #[test]
 fn schema_statements_are_complete_and_idempotent() {
     let stmts = schema_statements("ks_x", 3);
-    assert_eq!(stmts.len(), 14, "{stmts:#?}");
+    assert_eq!(stmts.len(), 16, "{stmts:#?}");
     assert!(stmts[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_x"));
     assert!(stmts[0].contains("'replication_factor': 3"));
     for s in &stmts[1..] {
         assert!(s.starts_with("CREATE TABLE IF NOT EXISTS ks_x."), "{s}");
         // Day-partitioned tables expire by whole time windows; `devices` has one row per device.
-        if s.contains(".subscriptions (") || s.contains(".dead_letters (") || s.contains(".erasures (") {
-            // Subscriptions are not day data: they live until deleted.
+        if s.contains(".subscriptions (")
+            || s.contains(".dead_letters (")
+            || s.contains(".erasures (")
+            || s.contains(".kept (")
+            || s.contains(".kept_devices (")
+        {
+            // Subscriptions, erasure marks and keeps are not day data: they live until deleted
+            // or replaced.
             assert!(s.contains("default_time_to_live = 0"), "{s}");
             continue;
         }
@@ -99,9 +105,11 @@ fn parse_schema(ks: &str) -> HashMap<String, Table> {
         }
         if name == "devices" {
             assert_eq!(partition, ["cid"], "{name}: one row per device");
+        } else if name == "kept" {
+            assert_eq!(partition, ["cid"], "{name}: one partition per device");
         } else if name == "quarantine" {
             assert_eq!(partition, ["day"], "{name}: one partition per day records were set aside");
-        } else if name == "subscriptions" || name == "purges" || name == "erasures" {
+        } else if name == "subscriptions" || name == "purges" || name == "erasures" || name == "kept_devices" {
             assert_eq!(partition, ["bucket"], "{name}: one partition holds every subscription");
         } else if name == "dead_letters" {
             assert_eq!(partition, ["subscription_id"], "{name}: one partition per subscription");
@@ -257,7 +265,7 @@ fn results_ok<R: for<'f, 'm> DeserializeRow<'f, 'm>>(p: &Prepared) {
 fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() {
     let ks = "daybook_check";
     let tables = parse_schema(ks);
-    assert_eq!(tables.len(), 13);
+    assert_eq!(tables.len(), 15);
     let cql = Cql::new(ks);
     let a = |s: &str| analyze(ks, &tables, s);
 
@@ -270,7 +278,7 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     }
     let batch =
         [st, end(&id, 10, EndStatus::Complete), seg, digest("cam-c", DayOffset::default().day_of(now).unwrap(), "dg")];
-    let plan = WritePlan::build(&batch, &policy(), now).unwrap();
+    let plan = WritePlan::build(&batch, &policy(), now, &KeptSet::new()).unwrap();
     binds_ok(&a(&cql.insert_event), &plan.event_chunks()[0][0]);
     binds_ok(&a(&cql.insert_segment), &plan.segment_chunks()[0][0]);
     binds_ok(&a(&cql.insert_mapping), &plan.mapping_chunks()[0][0]);
@@ -280,7 +288,10 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     results_ok::<DeviceRow>(&a(&cql.device));
     // Unset values are accepted wherever the plan leaves a column alone.
     let (_, lone) = start("cam-c", "motion", now);
-    binds_ok(&a(&cql.insert_event), &WritePlan::build(&[lone], &policy(), now).unwrap().event_chunks()[0][0]);
+    binds_ok(
+        &a(&cql.insert_event),
+        &WritePlan::build(&[lone], &policy(), now, &KeptSet::new()).unwrap().event_chunks()[0][0],
+    );
 
     // Reads: the key tuples and row types the store uses.
     let day_key_values: DayKey<'_> = ("cam-c", 20261122);
@@ -336,7 +347,7 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
 
     // Deletions: the mark, the recount of deleted rows and its cell, the reads that decide the
     // purges, and the purges.
-    let plan = WritePlan::build(&[deleted(&id)], &policy(), now).unwrap();
+    let plan = WritePlan::build(&[deleted(&id)], &policy(), now, &KeptSet::new()).unwrap();
     binds_ok(&a(&cql.insert_deletion), &plan.deletion_chunks()[0][0]);
     binds_ok(&a(&cql.recount_deleted), &recount_key);
     results_ok::<DeletedRow>(&a(&cql.recount_deleted));
@@ -374,7 +385,8 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     // the recount of an hour and the registers it writes, the reads.
     let (id, st) = start("cam-u", "motion", now.plus_millis(-1000));
     let plan =
-        WritePlan::build(&[st, segment("cam-u", "seg-u", now.plus_millis(-500), &[(&id, 0)])], &policy(), now).unwrap();
+        WritePlan::build(&[st, segment("cam-u", "seg-u", now.plus_millis(-500), &[(&id, 0)])], &policy(), now, &KeptSet::new())
+            .unwrap();
     binds_ok(&a(&cql.insert_segment_home), &plan.home_chunks()[0][0]);
     binds_ok(&a(&cql.insert_usage), &plan.usage_chunks()[0][0]);
     let freed: super::plan::FreedValues = ("cam-u".into(), 20261122, 1, "seg-u".into(), true, 60, 1);
@@ -389,6 +401,25 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     results_ok::<CountRow>(&a(&cql.day_usage));
     binds_ok(&a(&cql.usage_scan), &());
     results_ok::<CountRow>(&a(&cql.usage_scan));
+    // Keeps: the keep row, the device list, the reads of a keep's rewrite, and the rewrite
+    // itself (the plan's own row types, without TTL).
+    let mut kept = KeptSet::new();
+    kept.insert(("cam-c".to_owned(), id.as_str().to_owned()));
+    let batch = [kept_report(&id), end(&id, 10, EndStatus::Complete)];
+    let plan = WritePlan::build(&batch, &policy(), now, &kept).unwrap();
+    let (cid, event_id, day, trig, k, at, stamp) = plan.keeps().next().unwrap();
+    let keep: KeepValues = (cid.to_owned(), event_id.to_owned(), day, trig, k, at, stamp, 0, stamp);
+    binds_ok(&a(&cql.insert_keep), &keep);
+    assert_eq!(plan.event_chunks()[0][0].9, 0, "a kept event's row has no TTL");
+    binds_ok(&a(&cql.keeps), &("cam-c",));
+    results_ok::<KeepRow>(&a(&cql.keeps));
+    binds_ok(&a(&cql.insert_kept_device), &(0_i32, "cam-c", 0_i32, 1_i64));
+    binds_ok(&a(&cql.kept_devices), &(0_i32,));
+    results_ok::<(String,)>(&a(&cql.kept_devices));
+    binds_ok(&a(&cql.event_whole), &event_key);
+    results_ok::<EventWholeRow>(&a(&cql.event_whole));
+    binds_ok(&a(&cql.segment_whole), &clustering_key);
+    results_ok::<SegmentWholeRow>(&a(&cql.segment_whole));
 }
 
 #[test]

@@ -130,3 +130,11 @@ pub(super) fn released(id: &str, webhook_id: &str) -> Envelope {
 pub(super) fn deleted(id: &EventId) -> Envelope {
     env(Report::EventDeleted(schemas::EventDeleted { cid: id.device().clone(), event_id: id.clone() }))
 }
+
+/// A keep of `id`.
+pub(super) fn kept_report(id: &EventId) -> Envelope {
+    Envelope {
+        report: Report::EventKept(schemas::EventKept { cid: id.device().clone(), event_id: id.clone() }),
+        received_at: Timestamp::now(),
+    }
+}

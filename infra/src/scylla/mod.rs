@@ -9,8 +9,9 @@
 //!   one row write, later reports win in log order), then grouped by partition: the rows of
 //!   one partition go out as one UNLOGGED batch (cut at [`BATCH_MAX_ROWS`] /
 //!   [`BATCH_MAX_BYTES`]), never a logged or multi-partition batch. Partitions are written
-//!   concurrently, bounded by [`ScyllaOptions::max_concurrency`]. Nothing is read before
-//!   it is written.
+//!   concurrently, bounded by [`ScyllaOptions::max_concurrency`]. The one read before the
+//!   writes: the `kept` partition of each device the batch writes (which of its events are
+//!   kept decides their rows' TTL).
 //! * **Retries never double-apply**: every statement and batch is marked idempotent (they
 //!   are pure upserts: same key, same values), the driver retries them on another replica
 //!   after timeouts and broken connections, and a failed `apply` is simply applied again by
@@ -34,7 +35,10 @@
 //!   not depend on the order of a segment and its events' deletions.
 //! * **Expiry** is by TTL counted from the trigger time: each row carries `USING TTL` =
 //!   trigger + retention − now (rounded up to whole seconds); a row whose TTL would be
-//!   ≤ 0 is not written, so [`ProjectionStore::drop_expired`] has nothing to do.
+//!   ≤ 0 is not written, so [`ProjectionStore::drop_expired`] has nothing to do. A kept
+//!   event's rows carry TTL 0 (none) and are written past retention too; a keep or an
+//!   un-keep rewrites the event's rows with their new TTL (`store/keeps.rs`,
+//!   docs/data-model.md, Keeping events).
 //! * **Day page cursor**: the driver's paging state, wrapped as
 //!   `"DBsc" | version | 8-byte binding of (device, day, type) | paging state`. A cursor
 //!   with another prefix, or made for another device, day or type filter, is
@@ -44,6 +48,9 @@
 //!   partition. A filtered page may come back short from the server; `day_page` then asks
 //!   again from where it stopped (a few rounds at most), so pages hold at most `limit`
 //!   events and paging always ends.
+//! * **Kept marks**: a day page or an event detail reads the device's `kept` partition once
+//!   to mark its kept events (`EventView::kept`) and to leave out the un-kept ones past
+//!   retention (their rows have a second left to live).
 //! * **Calendar**: one read per day of that day's `event_counts` partition (its hour buckets,
 //!   summed), run concurrently: ≤ 30 small partitions, whatever the volume of events. Days
 //!   no row can be on are skipped: the requested range is cut to retention and the future
@@ -62,6 +69,7 @@
 //! | `views.rs` | rows as read, converted back to the seam's views |
 //! | `retry.rs` | which errors are retried, and how they map to [`StoreError`] |
 //! | `store.rs` | [`ScyllaStore`]: the session and the [`ProjectionStore`] implementation |
+//! | `store/keeps.rs` | keeps: the kept set a batch leaves, the rewrite of a kept or un-kept event's rows, the kept reads |
 //! | `check.rs` | (tests) an offline checker of every statement against the schema file |
 //!
 //! [`StoreError`]: seams::StoreError

@@ -25,7 +25,7 @@ const MAX_TTL_SECS: i64 = 630_720_000;
 
 /// `events`: cid, day, triggered_at, event_id, kind, started, ended_at, end_status,
 /// clock_skew_ms, [ttl], [timestamp].
-type EventValues = (
+pub(super) type EventValues = (
     String,
     i32,
     i64,
@@ -42,7 +42,7 @@ type EventValues = (
 pub(super) type DeviceValues = (String, i32, i32, i64);
 /// `segments`: cid, day, segment_id, size, started_at, duration_ms, codec, width, height,
 /// fps, audio_sample_rate, keyframes, events, [ttl], [timestamp].
-type SegmentValues =
+pub(super) type SegmentValues =
     (String, i32, String, i64, i64, i64, String, i32, i32, f64, MaybeUnset<i32>, Vec<i64>, Vec<String>, i32, i64);
 /// A deletion's `events` row: cid, day, triggered_at, event_id, kind, deleted (true), [ttl],
 /// [timestamp].
@@ -51,7 +51,7 @@ pub(super) type DeletionValues = (String, i32, i64, String, String, bool, i32, i
 pub(super) type DeletedCountValues = (String, i32, i64, i64, i32, i64);
 /// `event_segments`: cid, day, event_id, idx, seg_day, segment_id, start_offset,
 /// end_offset, [ttl], [timestamp].
-type MappingValues = (String, i32, String, i32, i32, String, i64, i64, i32, i64);
+pub(super) type MappingValues = (String, i32, String, i32, i32, String, i64, i64, i32, i64);
 /// `digests`: cid, day, segment_id, size, duration_ms, [ttl], [timestamp].
 type DigestValues = (String, i32, String, i64, i64, i32, i64);
 /// `segments`' usage home (every copy): cid, day, segment_id, counted_day, counted_hour, [ttl],
@@ -236,14 +236,28 @@ pub(super) struct WritePlan {
     /// Segments counted in storage used: (cid, day, hour, segment_id) → (bytes, filed_at, ttl,
     /// stamp).
     usage: BTreeMap<(String, i32, i64, String), Counted>,
+    /// Keeps and un-keeps, the newest per (cid, event_id).
+    keeps: BTreeMap<(String, String), KeepWrite>,
 }
+
+/// A keep or un-keep to write: day, triggered_at, kept, at (received_at), stamp.
+type KeepWrite = (i32, i64, bool, i64, i64);
+
+/// The events kept once a batch is applied, as (cid, event id): their rows are written without
+/// TTL, also past retention.
+pub(super) type KeptSet = std::collections::HashSet<(String, String)>;
 
 fn rejected(index: usize) -> impl Fn(Unstorable) -> StoreError {
     move |e| StoreError::Rejected { index: Some(index), reason: e.to_string() }
 }
 
 impl WritePlan {
-    pub(super) fn build(batch: &[Envelope], policy: &TimePolicy, now: Timestamp) -> Result<Self, StoreError> {
+    pub(super) fn build(
+        batch: &[Envelope],
+        policy: &TimePolicy,
+        now: Timestamp,
+        kept: &KeptSet,
+    ) -> Result<Self, StoreError> {
         let mut plan = Self::default();
         // A record no column can hold is refused before anything is written, by its index.
         for (index, env) in batch.iter().enumerate() {
@@ -262,10 +276,28 @@ impl WritePlan {
                 _ => None,
             });
             for row in planned {
-                let Some(ttl) = ttl_secs(row.expires_at, now) else { continue };
                 let cid = row.cid.as_str().to_owned();
                 let day = day_key(row.day);
+                if let RowData::EventKept { event_id, kept } = row.data {
+                    let value = (day, event_id.triggered_at().millis(), kept, env.received_at.millis(), stamp);
+                    match plan.keeps.entry((cid, event_id.as_str().to_owned())) {
+                        Entry::Vacant(e) => {
+                            e.insert(value);
+                        }
+                        Entry::Occupied(mut e) => keep_newer(e.get_mut(), value, |v| (v.4, 0)),
+                    }
+                    plan.rows += 1;
+                    continue;
+                }
+                // A kept event's rows never expire (TTL 0), and are written past retention too.
+                let spared = row.kept_by().iter().any(|id| kept.contains(&(cid.clone(), id.as_str().to_owned())));
+                let ttl = match ttl_secs(row.expires_at, now) {
+                    _ if spared => 0,
+                    Some(ttl) => ttl,
+                    None => continue,
+                };
                 match row.data {
+                    RowData::EventKept { .. } => continue,
                     RowData::EventStart { event_id, clock_skew_ms } => {
                         let w = plan.event(cid, day, event_id, ttl);
                         w.started = true;
@@ -436,6 +468,26 @@ impl WritePlan {
             let values = (cid.clone(), *day, *trig, id.clone(), kind.clone(), true, *ttl, *stamp);
             ((cid.clone(), *day), values, 48 + id.len())
         }))
+    }
+
+    /// The keeps and un-keeps of this plan, the newest per event: (cid, event id, day,
+    /// triggered_at, kept, at, stamp).
+    pub(super) fn keeps(&self) -> impl Iterator<Item = (&str, &str, i32, i64, bool, i64, i64)> {
+        self.keeps.iter().map(|((cid, id), (day, trig, kept, at, stamp))| {
+            (cid.as_str(), id.as_str(), *day, *trig, *kept, *at, *stamp)
+        })
+    }
+
+    /// The devices this plan writes day-partitioned rows of (each once).
+    pub(super) fn devices_written(batch: &[Envelope]) -> Vec<String> {
+        let mut out: Vec<String> = batch
+            .iter()
+            .filter(|e| e.report.trigger_time(DayOffset::default()).is_some())
+            .filter_map(|e| e.report.cid().map(|c| c.as_str().to_owned()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The events this plan deletes: (cid, day, event id, ttl, stamp).
@@ -658,6 +710,34 @@ mod tests {
         }
     }
 
+    /// A kept event's rows carry no TTL and are written past retention too — its row, its
+    /// mapping, the copy of its segment in its partition — while the rows of an event of the
+    /// same partition that is not kept are left out past retention; the keep itself is in the
+    /// plan, the newest per event.
+    #[test]
+    fn a_kept_events_rows_have_no_ttl_and_are_written_past_retention() {
+        let now = Timestamp::now();
+        let old = now.plus_millis(-policy().retention_ms() - 3_600_000);
+        let (kept, sk) = start("cam-k", "motion", old);
+        let (gone, sg) = start("cam-k", "person", old.plus_millis(1000));
+        let both = segment("cam-k", "seg-both", old, &[(&kept, 0), (&gone, 0)]);
+        let only_gone = segment("cam-k", "seg-gone", old, &[(&gone, 1)]);
+        let mut set = KeptSet::new();
+        set.insert(("cam-k".to_owned(), kept.as_str().to_owned()));
+        let batch = [sk, sg, both, only_gone, end(&kept, 10, EndStatus::Complete), kept_report(&kept), deleted(&gone)];
+        let plan = WritePlan::build(&batch, &policy(), now, &set).unwrap();
+        let events: Vec<_> = plan.event_chunks().into_iter().flatten().map(|v| (v.3, v.9)).collect();
+        assert_eq!(events, vec![(kept.as_str().to_owned(), 0)], "only the kept event, without TTL");
+        let mappings: Vec<_> = plan.mapping_chunks().into_iter().flatten().map(|v| (v.2, v.8)).collect();
+        assert_eq!(mappings, vec![(kept.as_str().to_owned(), 0)]);
+        let segments: Vec<_> = plan.segment_chunks().into_iter().flatten().map(|v| (v.2, v.13)).collect();
+        assert_eq!(segments, vec![("seg-both".to_owned(), 0)], "the copy the kept event maps; not the other");
+        assert_eq!(plan.deletion_chunks().len(), 0, "the other event's deletion is past retention");
+        let keeps: Vec<_> = plan.keeps().map(|k| (k.1.to_owned(), k.4)).collect();
+        assert_eq!(keeps, vec![(kept.as_str().to_owned(), true)]);
+        assert_eq!(WritePlan::devices_written(&batch), vec!["cam-k".to_owned()]);
+    }
+
     /// The range stays bounded: never more than retention + 6 days, however many are asked;
     /// an inverted, over-long or wholly expired request reads nothing.
     #[test]
@@ -735,7 +815,7 @@ mod tests {
             e
         })
         .collect::<Vec<_>>();
-        let plan = WritePlan::build(&batch, &policy(), now).unwrap();
+        let plan = WritePlan::build(&batch, &policy(), now, &KeptSet::new()).unwrap();
         // Each start also writes its device's offset row.
         assert_eq!(plan.rows, 9, "rows are counted per report, as the embedded store does");
         assert_eq!(plan.events.len(), 2);
@@ -753,12 +833,12 @@ mod tests {
 
         // A start alone leaves the end columns unset (never null: no tombstones, no reopening).
         let (_, only) = start("cam-1", "person", t);
-        let plan = WritePlan::build(&[only], &policy(), now).unwrap();
+        let plan = WritePlan::build(&[only], &policy(), now, &KeptSet::new()).unwrap();
         let row = &plan.event_chunks()[0][0];
         assert!(matches!(row.5, MaybeUnset::Set(true)));
         assert!(matches!(row.6, MaybeUnset::Unset) && matches!(row.7, MaybeUnset::Unset));
         // An end alone leaves `started` unset, so a later start cannot be overwritten by it.
-        let plan = WritePlan::build(&[end(&a, 1, EndStatus::Complete)], &policy(), now).unwrap();
+        let plan = WritePlan::build(&[end(&a, 1, EndStatus::Complete)], &policy(), now, &KeptSet::new()).unwrap();
         assert!(matches!(plan.event_chunks()[0][0].5, MaybeUnset::Unset));
     }
 
@@ -780,7 +860,7 @@ mod tests {
             digest("cam-s", today.add_days(-2), "dg-2"),
             digest("cam-s", today.add_days(-31), "dg-old"),
         ];
-        let plan = WritePlan::build(&batch, &policy(), now).unwrap();
+        let plan = WritePlan::build(&batch, &policy(), now, &KeptSet::new()).unwrap();
         // start(y) and its device offset + seg-1, its copy in y and mapping(y, 3) + seg-old's
         // copy in y and mapping(y, 0) (its own day is past retention) + 2 digests + seg-1's bytes
         // (seg-old's are counted in its own day, past retention)
@@ -831,7 +911,7 @@ mod tests {
         older.received_at = t.plus_millis(2_000);
         newer.received_at = t.plus_millis(10_000);
         let stamp = |batch: &[Envelope], at: Timestamp| {
-            let plan = WritePlan::build(batch, &policy(), at).unwrap();
+            let plan = WritePlan::build(batch, &policy(), at, &KeptSet::new()).unwrap();
             let row = plan.event_chunks()[0][0].clone();
             (row.10, row.6)
         };
@@ -860,7 +940,9 @@ mod tests {
         let (_, sb) = start("cam-k", "motion", hour(1, 3).plus_millis(20));
         let (_, sc) = start("cam-k", "motion", hour(1, 5));
         let (_, sd) = start("cam-j", "motion", hour(2, 3));
-        let plan = WritePlan::build(&[sa, sb, sc, sd, end(&a, 5, EndStatus::Complete)], &policy(), now).unwrap();
+        let plan =
+            WritePlan::build(&[sa, sb, sc, sd, end(&a, 5, EndStatus::Complete)], &policy(), now, &KeptSet::new())
+                .unwrap();
         let h = |days_ago, hr| count_bucket(hour(days_ago, hr).millis());
         let (d1, d2) = (day_key(today.add_days(-1)), day_key(today.add_days(-2)));
         assert_eq!(
@@ -903,7 +985,7 @@ mod tests {
         let ok = segment("cam-1", "seg-1", now.plus_millis(-500), &[(&a, 0)]);
         // Validation refuses it; a record of an older build may still carry it.
         let poison = segment("cam-1", "seg-2", now.plus_millis(-400), &[(&a, 1 << 31)]);
-        let err = WritePlan::build(&[st, ok, poison], &policy(), now).err().expect("refused");
+        let err = WritePlan::build(&[st, ok, poison], &policy(), now, &KeptSet::new()).err().expect("refused");
         assert!(err.is_permanent(), "{err}");
         assert!(matches!(err, StoreError::Rejected { index: Some(2), .. }), "{err}");
     }

@@ -93,6 +93,12 @@ pub(super) struct Cql {
     pub(super) insert_usage_freed: String,
     pub(super) day_usage: String,
     pub(super) usage_scan: String,
+    pub(super) insert_keep: String,
+    pub(super) keeps: String,
+    pub(super) insert_kept_device: String,
+    pub(super) kept_devices: String,
+    pub(super) event_whole: String,
+    pub(super) segment_whole: String,
 }
 
 impl Cql {
@@ -210,6 +216,23 @@ impl Cql {
             day_usage: format!("SELECT stored, freed FROM {ks}.usage_counts WHERE cid = ? AND day = ?"),
             // The deployment's total, for a metric: a paged scan of the kept figures.
             usage_scan: format!("SELECT stored, freed FROM {ks}.usage_counts"),
+            insert_keep: format!(
+                "INSERT INTO {ks}.kept (cid, event_id, day, triggered_at, kept, at, stamp) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 USING TTL ? AND TIMESTAMP ?"
+            ),
+            keeps: format!("SELECT event_id, day, triggered_at, kept, at, stamp FROM {ks}.kept WHERE cid = ?"),
+            insert_kept_device: format!(
+                "INSERT INTO {ks}.kept_devices (bucket, cid) VALUES (?, ?) USING TTL ? AND TIMESTAMP ?"
+            ),
+            kept_devices: format!("SELECT cid FROM {ks}.kept_devices WHERE bucket = ?"),
+            event_whole: format!(
+                "SELECT kind, started, ended_at, end_status, clock_skew_ms, deleted FROM {ks}.events \
+                 WHERE cid = ? AND day = ? AND triggered_at = ? AND event_id = ?"
+            ),
+            segment_whole: format!(
+                "SELECT segment_id, size, started_at, duration_ms, codec, width, height, fps, audio_sample_rate, \
+                 keyframes, events FROM {ks}.segments WHERE cid = ? AND day = ? AND segment_id = ?"
+            ),
         }
     }
 }

@@ -22,8 +22,8 @@ use schemas::{
     Day, DayOffset, DeviceId, Envelope, EventId, EventType, SegmentId, SubscriptionId, TimePolicy, Timestamp,
 };
 use seams::{
-    DayPage, DeadLetterView, DigestView, EventDetail, ObjectKey, Position, ProjectionStore, Purge, Quarantined,
-    SegmentView, StoreError, SubscriptionView,
+    DayPage, DeadLetterView, DigestView, EventDetail, EventView, KeptPage, ObjectKey, Position, ProjectionStore, Purge,
+    Quarantined, SegmentView, StoreError, SubscriptionView,
 };
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -42,6 +42,8 @@ use super::views::{
     DeadLetterRow, DeletedRow, DeviceRow, DigestRow, EventKey, EventReadRow, MappingRow, PurgeRow, QuarantineRow,
     QuarantineValues, RecountKey, RecountRow, SegmentEventsRow, SegmentRow, SubscriptionRow, UsageRow,
 };
+
+mod keeps;
 
 /// Largest page `day_page` asks the server for.
 pub const MAX_PAGE: u32 = 1000;
@@ -88,6 +90,12 @@ pub(super) struct Statements {
     insert_usage_freed: PreparedStatement,
     day_usage: PreparedStatement,
     usage_scan: PreparedStatement,
+    insert_keep: PreparedStatement,
+    keeps: PreparedStatement,
+    insert_kept_device: PreparedStatement,
+    kept_devices: PreparedStatement,
+    event_whole: PreparedStatement,
+    segment_whole: PreparedStatement,
 }
 
 /// The ScyllaDB projection store. Cheap to share (`Arc`).
@@ -206,6 +214,14 @@ impl ScyllaStore {
             prepare(&cql.day_usage, true),
             prepare(&cql.usage_scan, true),
         )?;
+        let (insert_keep, keeps, insert_kept_device, kept_devices, event_whole, segment_whole) = futures::try_join!(
+            prepare(&cql.insert_keep, false),
+            prepare(&cql.keeps, true),
+            prepare(&cql.insert_kept_device, false),
+            prepare(&cql.kept_devices, true),
+            prepare(&cql.event_whole, true),
+            prepare(&cql.segment_whole, true),
+        )?;
         let statements = Statements {
             insert_event,
             insert_segment,
@@ -245,6 +261,12 @@ impl ScyllaStore {
             insert_usage_freed,
             day_usage,
             usage_scan,
+            insert_keep,
+            keeps,
+            insert_kept_device,
+            kept_devices,
+            event_whole,
+            segment_whole,
         };
         let erasure = Erasures::prepare(&url.keyspace, |text, read| prepare(&text, read)).await?;
         Ok(Arc::new(Self {
@@ -502,17 +524,14 @@ impl ScyllaStore {
 impl ProjectionStore for ScyllaStore {
     async fn apply(&self, batch: &[Envelope]) -> Result<u64, StoreError> {
         // Every record is checked before anything is written (the plan refuses the batch).
-        let mut plan = WritePlan::build(batch, &self.policy, Timestamp::now())?;
+        WritePlan::build(batch, &self.policy, Timestamp::now(), &Default::default())?;
         // Erasures first, then the rest of the batch without what they cover (`super::erase`).
-        let (erased, kept, marks) = self.apply_erasures(batch).await?;
+        let (erased, remaining, marks) = self.apply_erasures(batch).await?;
         let marks = &*marks;
-        let batch: &[Envelope] = match kept.as_deref() {
-            Some(kept) => {
-                plan = WritePlan::build(kept, &self.policy, Timestamp::now())?;
-                kept
-            }
-            None => batch,
-        };
+        let batch: &[Envelope] = remaining.as_deref().unwrap_or(batch);
+        // Which events the batch leaves kept decides the TTL of their rows (one read per device).
+        let (kept, stored) = self.kept_after(batch).await?;
+        let plan = WritePlan::build(batch, &self.policy, Timestamp::now(), &kept)?;
         let s = &self.statements;
         let mut jobs: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
         jobs.extend(
@@ -549,6 +568,9 @@ impl ProjectionStore for ScyllaStore {
             changes.into_iter().map(|v| Box::pin(self.write(&s.insert_subscription, vec![v])) as BoxFuture<'_, _>),
         );
         stream::iter(jobs).buffer_unordered(self.max_concurrency).try_collect::<Vec<()>>().await?;
+        // The keeps, then the rows of the events they keep or let go, with their new TTLs.
+        self.write_keeps(&plan).await?;
+        self.rewrite_kept(&plan, &kept, &stored).await?;
         // Only once every row is written: recount each hour of events the batch touched and
         // write the number read, which wins only if it is the largest ever written for that
         // hour (`infra/cql/schema.cql`, event_counts). Nothing here is incremented, so a retry,
@@ -723,6 +745,14 @@ impl ProjectionStore for ScyllaStore {
         Ok(())
     }
 
+    async fn kept(&self, cid: &DeviceId, after: Option<&EventId>, limit: u32) -> Result<Vec<EventView>, StoreError> {
+        self.kept_events(cid, after, limit).await
+    }
+
+    async fn kept_reports(&self, cursor: Option<&[u8]>) -> Result<KeptPage, StoreError> {
+        self.restate_kept(cursor).await
+    }
+
     async fn calendar(&self, cid: &DeviceId, from: Day, to: Day) -> Result<Vec<(Day, u64)>, StoreError> {
         // Events less deleted ones (schema.cql, event_counts).
         self.kept_per_day(&self.statements.day_counts, cid, from, to).await
@@ -799,7 +829,10 @@ impl ProjectionStore for ScyllaStore {
                 }
             }
             match next.into_paging_control_flow() {
-                ControlFlow::Break(()) => return Ok(DayPage { events, next: None }),
+                ControlFlow::Break(()) => {
+                    self.mark_kept(cid, &mut events).await?;
+                    return Ok(DayPage { events, next: None });
+                }
                 ControlFlow::Continue(s) => state = s,
             }
             if events.len() >= limit {
@@ -807,6 +840,7 @@ impl ProjectionStore for ScyllaStore {
             }
         }
         let next = state.as_bytes_slice().map(|b| encode_cursor(binding, b));
+        self.mark_kept(cid, &mut events).await?;
         Ok(DayPage { events, next })
     }
 
@@ -826,7 +860,12 @@ impl ProjectionStore for ScyllaStore {
             self.query_all::<MappingRow>(&s.mappings, mappings_key),
         )?;
         let Some(event) = event.and_then(live_event) else { return Ok(None) };
-        let event = event_view(event, self.policy.offset)?;
+        let mut event = event_view(event, self.policy.offset)?;
+        let marks = self.keep_marks(cid).await?;
+        if marks.gone(id, &self.policy, Timestamp::now()) {
+            return Ok(None);
+        }
+        event.kept = marks.kept(id);
         // Mappings come in index order, at most MAX_SEGMENTS_PER_EVENT small rows (validation
         // caps the index): the page is cut here, and only its segments are read.
         let after = after.map_or(-1, i64::from);

@@ -54,6 +54,16 @@ pub(super) type SubscriptionRow = (String, i64, Option<String>);
 /// `subscriptions`: bucket, id, changed_at, body, [ttl], [timestamp].
 pub(super) type SubscriptionValues = (i32, String, i64, Option<String>, i32, i64);
 
+/// event_id, day, triggered_at, kept, at, stamp: a keep or un-keep of one event.
+pub(super) type KeepRow = (String, i32, i64, bool, i64, i64);
+/// `kept`: cid, event_id, day, triggered_at, kept, at, stamp, [ttl], [timestamp].
+pub(super) type KeepValues = (String, String, i32, i64, bool, i64, i64, i32, i64);
+/// kind, started, ended_at, end_status, clock_skew_ms, deleted: an event row whole.
+pub(super) type EventWholeRow = (String, Option<bool>, Option<i64>, Option<String>, Option<i64>, Option<bool>);
+/// A [`SegmentRow`] with its events.
+pub(super) type SegmentWholeRow =
+    (String, i64, i64, i64, String, i32, i32, f64, Option<i32>, Option<Vec<i64>>, Option<Vec<String>>);
+
 /// webhook_id, dead_at, body (null once released).
 pub(super) type DeadLetterRow = (String, i64, Option<String>);
 /// `dead_letters`: subscription_id, webhook_id, dead_at, body, [ttl], [timestamp].
@@ -94,6 +104,7 @@ pub(super) fn event_view(
         triggered_at: event_id.triggered_at(),
         ended_at: ended_at.map(Timestamp),
         status: EventStatus::from_end(end),
+        kept: false,
         event_id,
     })
 }
