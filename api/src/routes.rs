@@ -6,9 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use futures::future::try_join_all;
-use schemas::{
-    Day, DayOffset, DeviceErased, DeviceId, Envelope, EventDeleted, EventId, EventType, LocalTime, Report, Timestamp,
-};
+use schemas::{Day, DayOffset, DeviceErased, DeviceId, EventDeleted, EventId, EventType, LocalTime, Report};
 use seams::web::{ApiError, ErrorBody, ErrorCode};
 use seams::ObjectKey;
 use utoipa::OpenApi;

@@ -850,9 +850,7 @@ mod tests {
         let now = Timestamp::now();
         let Report::EventStarted(ev) = started(now) else { unreachable!() };
         let cid = ev.cid.clone();
-        for report in [
-            Report::PlanSet(PlanSet { cid: cid.clone(), retention_days: 60 }),
-        ] {
+        for report in [Report::PlanSet(PlanSet { cid: cid.clone(), retention_days: 60 })] {
             let kind = report.kind().as_str();
             assert_eq!(report.storable(), Err(Unstorable::NotProjected { kind }), "{kind}");
             assert!(report.validate(&policy(), now).is_err(), "{kind}");

@@ -217,8 +217,9 @@ impl<'a> RowData<'a> {
 impl<'a> Row<'a> {
     /// The events whose keep spares this row from expiry: an event's own rows (start, end,
     /// deletion mark, mapping) by that event; a segment's row by the events it maps in the
-    /// row's partition (a copy lives as long as the longest-lived of them). A device's offset
-    /// and a digest are spared by none.
+    /// row's partition (a copy lives as long as the longest-lived of them). A device's offset,
+    /// a digest and a segment's bytes in storage used (which counts the days of retention) are
+    /// spared by none.
     pub fn kept_by(&self) -> Vec<&'a EventId> {
         match &self.data {
             RowData::EventStart { event_id, .. }
@@ -227,7 +228,7 @@ impl<'a> Row<'a> {
             | RowData::EventKept { event_id, .. } => vec![*event_id],
             RowData::Mapping { mapping, .. } => vec![&mapping.event_id],
             RowData::Segment(s) => s.events.iter().map(|m| &m.event_id).filter(|e| e.day() == self.day).collect(),
-            RowData::DeviceOffset { .. } | RowData::Digest(_) => Vec::new(),
+            RowData::DeviceOffset { .. } | RowData::Digest(_) | RowData::SegmentBytes { .. } => Vec::new(),
         }
     }
 

@@ -110,7 +110,8 @@ fn erase(tx: &Transaction<'_>, cid: &DeviceId, stamp: i64, at: Timestamp) -> rus
     }
     written += tx.prepare_cached("DELETE FROM devices WHERE cid = ?1")?.execute([c])? as u64;
     // Its keeps (not day-partitioned: they outlive retention), but a newer one.
-    written += tx.prepare_cached("DELETE FROM keeps WHERE cid = ?1 AND stamp <= ?2")?.execute(params![c, stamp])? as u64;
+    written +=
+        tx.prepare_cached("DELETE FROM keeps WHERE cid = ?1 AND stamp <= ?2")?.execute(params![c, stamp])? as u64;
     // Quarantined records of the device (keyed by it), but a report newer than the erasure.
     let quarantined: Vec<(i64, i64, Vec<u8>)> = tx
         .prepare_cached("SELECT part, off, value FROM quarantine WHERE key = ?1")?

@@ -384,9 +384,13 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     // Storage used: the segment's counted row and where every copy says it is, the freed mark,
     // the recount of an hour and the registers it writes, the reads.
     let (id, st) = start("cam-u", "motion", now.plus_millis(-1000));
-    let plan =
-        WritePlan::build(&[st, segment("cam-u", "seg-u", now.plus_millis(-500), &[(&id, 0)])], &policy(), now, &KeptSet::new())
-            .unwrap();
+    let plan = WritePlan::build(
+        &[st, segment("cam-u", "seg-u", now.plus_millis(-500), &[(&id, 0)])],
+        &policy(),
+        now,
+        &KeptSet::new(),
+    )
+    .unwrap();
     binds_ok(&a(&cql.insert_segment_home), &plan.home_chunks()[0][0]);
     binds_ok(&a(&cql.insert_usage), &plan.usage_chunks()[0][0]);
     let freed: super::plan::FreedValues = ("cam-u".into(), 20261122, 1, "seg-u".into(), true, 60, 1);
