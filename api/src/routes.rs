@@ -214,20 +214,27 @@ async fn delete_event(
     if api.inner.store.event_page(&id, None, 1).await?.is_none() {
         return Err(ApiError::not_found(format!("no event {id}")));
     }
-    let report = Report::EventDeleted(EventDeleted { cid, event_id: id.clone() });
-    let now = Timestamp::now();
-    report.validate(&api.inner.config.policy, now).map_err(|e| ApiError::invalid(e.code, e.message))?;
-    let log = api.inner.log.as_ref().ok_or_else(|| {
-        ApiError::unavailable(
-            ErrorCode::LogUnavailable,
-            "this process cannot append to the log: send deletions to one that ingests",
-            std::time::Duration::from_secs(2),
-        )
-    })?;
-    let record = LogRecord::of(&Envelope { report, received_at: now });
-    (log.0)(record).await?;
+    api.append_owners(Report::EventDeleted(EventDeleted { cid, event_id: id.clone() })).await?;
     tracing::info!(event = %id, "event deletion accepted");
     Ok((StatusCode::ACCEPTED, Json(DeletionAccepted { accepted: true, event_id: id })))
+}
+
+impl Api {
+    /// Puts one of the owner's reports on the log, received now (validated first); returns once
+    /// it is durable. 503 `log_unavailable` in a process that cannot append.
+    async fn append_owners(&self, report: Report) -> Result<(), ApiError> {
+        let now = Timestamp::now();
+        report.validate(&self.inner.config.policy, now).map_err(|e| ApiError::invalid(e.code, e.message))?;
+        let log = self.inner.log.as_ref().ok_or_else(|| {
+            ApiError::unavailable(
+                ErrorCode::LogUnavailable,
+                "this process cannot append to the log: send the owner's changes to one that ingests",
+                std::time::Duration::from_secs(2),
+            )
+        })?;
+        (log.0)(LogRecord::of(&Envelope { report, received_at: now })).await?;
+        Ok(())
+    }
 }
 
 /// Erases a device (a viewer token with scope `manage` for it): the erasure is appended to the
@@ -245,17 +252,7 @@ async fn erase_device(
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<ErasureAccepted>), ApiError> {
     let cid = api.inner.auth.manager(&headers, &cid)?;
-    let report = Report::DeviceErased(DeviceErased { cid: cid.clone() });
-    let now = Timestamp::now();
-    report.validate(&api.inner.config.policy, now).map_err(|e| ApiError::invalid(e.code, e.message))?;
-    let log = api.inner.log.as_ref().ok_or_else(|| {
-        ApiError::unavailable(
-            ErrorCode::LogUnavailable,
-            "this process cannot append to the log: send erasures to one that ingests",
-            std::time::Duration::from_secs(2),
-        )
-    })?;
-    (log.0)(LogRecord::of(&Envelope { report, received_at: now })).await?;
+    api.append_owners(Report::DeviceErased(DeviceErased { cid: cid.clone() })).await?;
     tracing::info!(device = %cid, "device erasure accepted");
     Ok((StatusCode::ACCEPTED, Json(ErasureAccepted { accepted: true, cid })))
 }

@@ -97,6 +97,28 @@ pub fn erasable(envelope: &Envelope) -> Option<(DeviceId, i64)> {
     }
 }
 
+/// The erasures of `batch` that no stored mark covers yet (`mark`: a device's stored mark;
+/// `erasable`: [`erasable`] of each report), the newest of each device: its stamp and when it
+/// was received. A store applies these, then leaves out what the marks cover.
+pub fn new_erasures(
+    batch: &[Envelope],
+    erasable: &[Option<(DeviceId, i64)>],
+    mark: impl Fn(&DeviceId) -> Option<i64>,
+) -> std::collections::HashMap<DeviceId, (i64, Timestamp)> {
+    let mut newest = std::collections::HashMap::new();
+    for (env, of) in batch.iter().zip(erasable) {
+        if let (Report::DeviceErased(_), Some((cid, stamp))) = (&env.report, of) {
+            if !erased(*stamp, mark(cid)) {
+                let n = newest.entry(cid.clone()).or_insert((*stamp, env.received_at));
+                if *stamp > n.0 {
+                    *n = (*stamp, env.received_at);
+                }
+            }
+        }
+    }
+    newest
+}
+
 /// Whether a device's erasure mark `mark` covers a report of it stamped `stamp`.
 pub fn erased(stamp: i64, mark: Option<i64>) -> bool {
     mark.is_some_and(|m| stamp <= m)

@@ -28,17 +28,7 @@ async fn a_managing_viewer_deletes_an_event() {
 
     // The store rebuilt from the log (`daybook rebuild`) answers the same: the deletion is a
     // report like the others, replayed in its place.
-    let (config, dir) = server.stop().await;
-    let opts = daybook::rebuild::RebuildOptions {
-        data_dir: dir.path().to_owned(),
-        group: config.projector.group.clone(),
-        policy: config.policy,
-        max_batch: 7,
-        progress_every: Duration::from_secs(60),
-    };
-    let rebuilt = daybook::rebuild::rebuild(&opts, |_| {}).await.unwrap();
-    assert_eq!(rebuilt.quarantined, 0, "{rebuilt:?}");
-    let server = tests::app::start(config, dir).await;
+    let server = server.rebuilt().await;
     let reader = reader.at(&server.http);
     assert_eq!(flow::answers(&reader, &rest).await, live, "the rebuilt store answers as the live one did");
     let date = format!("{}-{}-{}", &rest.b[..4], &rest.b[4..6], &rest.b[6..8]);
