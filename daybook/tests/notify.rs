@@ -359,3 +359,37 @@ async fn a_hanging_receiver_holds_at_most_the_window() {
     assert!(most_held <= WINDOW, "held {most_held} records, window {WINDOW}");
     assert!(server.stop().success());
 }
+
+/// An erasure drops the erased device's dead letters (another device's stay) when it is
+/// projected, and is delivered to a subscription to `device_erased` like any report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_drops_the_devices_dead_letters_and_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let server = DAYBOOK.run_in(d, &FAST_RETRIES);
+    let port = free_port();
+    let secret = subscribe(d, &format!("http://127.0.0.1:{port}/hook"), &["--kind", "device_erased"]);
+    let id = subs_json(d, &["list"])[0]["subscription_id"].as_str().unwrap().to_owned();
+    let path: PathBuf = dir.path().join("ledger.jsonl");
+    let mut fleet = Fleet::new(d, server.http(), 2);
+    let acked = |f: &Fleet| f.acked.values().map(Vec::len).sum::<usize>();
+    let letters = |d: &str| subs_json(d, &["dead-letters", "list", &id]);
+    let receiver = Receiver::start(&secret, &path, port, "404");
+    for _ in 0..3 {
+        fleet.round().await;
+    }
+    wait_until("404s dead-lettered", || letters(d).len() == acked(&fleet));
+    drop(receiver);
+    let (erased, kept) = (fleet.devices[0].0.clone(), fleet.devices[1].0.clone());
+    let of = |cid: &str| letters(d).iter().filter(|l| l["report"]["cid"] == cid).count();
+    assert!(of(&erased) > 0 && of(&kept) > 0);
+
+    DAYBOOK.output(&["erase", "device", &erased, "--data-dir", d], &[]);
+    wait_until("the erased device's dead letters dropped", || of(&erased) == 0);
+    assert_eq!(of(&kept), fleet.acked[&kept].len(), "another device's dead letters stay");
+    let _receiver = Receiver::start(&secret, &path, port, "ok");
+    wait_until("the erasure delivered", || {
+        ledger_lines(&path).iter().any(|l| l["type"] == "device_erased" && l["cid"] == erased.as_str())
+    });
+    assert!(server.stop().success());
+}
