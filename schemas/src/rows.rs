@@ -20,6 +20,7 @@
 //! | | one [`RowData::Mapping`] per event it maps | each event's day (from its id) | each event's filing time |
 //! | digest | [`RowData::Digest`] | its date | the first instant of its date at its offset |
 //! | event deleted | [`RowData::EventDeleted`] | the event's day (from its id) | the event's filing time |
+//! | device erased | none: device-wide, its erasure mark (below) | — | never expires |
 //!
 //! A deletion marks the event's row deleted (creating it, deleted, if nothing of the event has
 //! arrived yet), and the mark is never taken back: the event leaves every read, and a start, an

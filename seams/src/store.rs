@@ -257,6 +257,12 @@ impl StoreError {
 ///   snapshot, and each segment it maps that no other event not deleted maps, as
 ///   [`Purge`]s. A segment whose report is applied after the deletion is hidden with the event
 ///   but not purged (it goes with its day, by retention).
+/// * An erasure (`schemas::DeviceErased`) raises the device's erasure mark, kept outside the
+///   day partitions for good, and in the same `apply` removes every row, count, offset,
+///   quarantined record and dead letter of the device (but those of reports newer than it) and
+///   lists every object its rows name as [`Purge`]s; a report of the device whose write stamp is
+///   not above the mark is never applied, whenever it comes, and the objects it names are listed
+///   ([`Purge::named_by`]); a newer one is applied as usual (`schemas::rows`, module docs).
 /// * Subscription changes are kept outside the day partitions, never expire, and resolve by
 ///   write stamp like every row: of a subscription's changes the newest wins, a deletion
 ///   included (an older change replayed after it does not bring it back). Dead letters
