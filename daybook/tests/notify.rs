@@ -361,14 +361,16 @@ async fn a_hanging_receiver_holds_at_most_the_window() {
 }
 
 /// An erasure drops the erased device's dead letters (another device's stay) when it is
-/// projected, and is delivered to a subscription to `device_erased` like any report.
+/// projected, and is delivered to a subscription to `device_erased` like any report; so is an
+/// owner's deletion to one to `event_deleted`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erasure_drops_the_devices_dead_letters_and_is_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let server = DAYBOOK.run_in(d, &FAST_RETRIES);
     let port = free_port();
-    let secret = subscribe(d, &format!("http://127.0.0.1:{port}/hook"), &["--kind", "device_erased"]);
+    let kinds = ["--kind", "device_erased", "--kind", "event_deleted"];
+    let secret = subscribe(d, &format!("http://127.0.0.1:{port}/hook"), &kinds);
     let id = subs_json(d, &["list"])[0]["subscription_id"].as_str().unwrap().to_owned();
     let path: PathBuf = dir.path().join("ledger.jsonl");
     let mut fleet = Fleet::new(d, server.http(), 2);
@@ -390,6 +392,15 @@ async fn an_erasure_drops_the_devices_dead_letters_and_is_delivered() {
     let _receiver = Receiver::start(&secret, &path, port, "ok");
     wait_until("the erasure delivered", || {
         ledger_lines(&path).iter().any(|l| l["type"] == "device_erased" && l["cid"] == erased.as_str())
+    });
+    // The owner deletes an event of the other device: delivered too.
+    let victim = fleet.acked[&kept][0].clone();
+    let manager = DAYBOOK.token(&["viewer", &kept, "--manage", "--data-dir", d]);
+    let (status, body) =
+        tests::client::Http::new(server.http(), &manager).delete(&format!("/v1/events/{victim}")).await;
+    assert_eq!(status, 202, "{body}");
+    wait_until("the deletion delivered", || {
+        ledger_lines(&path).iter().any(|l| l["type"] == "event_deleted" && l["event_id"] == victim.as_str())
     });
     assert!(server.stop().success());
 }
