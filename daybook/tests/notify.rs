@@ -359,3 +359,48 @@ async fn a_hanging_receiver_holds_at_most_the_window() {
     assert!(most_held <= WINDOW, "held {most_held} records, window {WINDOW}");
     assert!(server.stop().success());
 }
+
+/// An erasure drops the erased device's dead letters (another device's stay) when it is
+/// projected, and is delivered to a subscription to `device_erased` like any report; so is an
+/// owner's deletion to one to `event_deleted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_drops_the_devices_dead_letters_and_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let server = DAYBOOK.run_in(d, &FAST_RETRIES);
+    let port = free_port();
+    let kinds = ["--kind", "device_erased", "--kind", "event_deleted"];
+    let secret = subscribe(d, &format!("http://127.0.0.1:{port}/hook"), &kinds);
+    let id = subs_json(d, &["list"])[0]["subscription_id"].as_str().unwrap().to_owned();
+    let path: PathBuf = dir.path().join("ledger.jsonl");
+    let mut fleet = Fleet::new(d, server.http(), 2);
+    let acked = |f: &Fleet| f.acked.values().map(Vec::len).sum::<usize>();
+    let letters = |d: &str| subs_json(d, &["dead-letters", "list", &id]);
+    let receiver = Receiver::start(&secret, &path, port, "404");
+    for _ in 0..3 {
+        fleet.round().await;
+    }
+    wait_until("404s dead-lettered", || letters(d).len() == acked(&fleet));
+    drop(receiver);
+    let (erased, kept) = (fleet.devices[0].0.clone(), fleet.devices[1].0.clone());
+    let of = |cid: &str| letters(d).iter().filter(|l| l["report"]["cid"] == cid).count();
+    assert!(of(&erased) > 0 && of(&kept) > 0);
+
+    DAYBOOK.output(&["erase", "device", &erased, "--data-dir", d], &[]);
+    wait_until("the erased device's dead letters dropped", || of(&erased) == 0);
+    assert_eq!(of(&kept), fleet.acked[&kept].len(), "another device's dead letters stay");
+    let _receiver = Receiver::start(&secret, &path, port, "ok");
+    wait_until("the erasure delivered", || {
+        ledger_lines(&path).iter().any(|l| l["type"] == "device_erased" && l["cid"] == erased.as_str())
+    });
+    // The owner deletes an event of the other device: delivered too.
+    let victim = fleet.acked[&kept][0].clone();
+    let manager = DAYBOOK.token(&["viewer", &kept, "--manage", "--data-dir", d]);
+    let (status, body) =
+        tests::client::Http::new(server.http(), &manager).delete(&format!("/v1/events/{victim}")).await;
+    assert_eq!(status, 202, "{body}");
+    wait_until("the deletion delivered", || {
+        ledger_lines(&path).iter().any(|l| l["type"] == "event_deleted" && l["event_id"] == victim.as_str())
+    });
+    assert!(server.stop().success());
+}

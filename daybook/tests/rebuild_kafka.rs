@@ -1,9 +1,10 @@
 //! `daybook rebuild --log kafka://… --store embedded`: the all-in-one over Kafka (in-process)
-//! takes a device's reports and projects them, and an owner's deletion of one of its events;
+//! takes a device's reports and projects them, an owner's deletion of one of its events, and
+//! the operator's erasure of another device (`daybook erase device`, appending to the topic);
 //! the store is then rebuilt from the topic into a fresh data directory with the binary, and
-//! must hold the same calendar and events (the deleted one deleted, the kept one kept). A
-//! rebuild with `--kept-from` carries the old store's kept events over; a second rebuild into a
-//! directory that is no longer empty is refused.
+//! must hold the same calendar and events (the deleted one deleted, the kept one kept, nothing
+//! of the erased device). A rebuild with `--kept-from` carries the old store's kept events over;
+//! a second rebuild into a directory that is no longer empty is refused.
 
 use std::process::Command;
 use std::time::Duration;
@@ -46,6 +47,23 @@ async fn rebuild_from_kafka_into_a_fresh_embedded_store() {
     let (status, body) = keeper.put(&format!("/v1/events/{kept}/keep")).await;
     assert_eq!(status, 202, "{body}");
     flow::wait_kept(&keeper, "cam-r2", &[kept.as_str()], Duration::from_secs(60)).await;
+    // The operator erases cam-r3 with the command, which appends to the topic itself.
+    let dev = Http::new(&server.http, &server.device_token("cam-r3"));
+    let viewer = Http::new(&server.http, &server.viewer_token(&["cam-r3"]));
+    let erased = flow::act_as_device(&dev, "cam-r3").await;
+    flow::wait_projected(&viewer, &erased, Duration::from_secs(60)).await;
+    let data_dir = server.data_dir().to_str().unwrap().to_owned();
+    let out = Command::new(DAYBOOK.0)
+        .args(["erase", "device", "cam-r3", "--log", &url, "--data-dir", &data_dir])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "erase failed: {}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while viewer.get(&format!("/v1/events/{}", erased.a)).await.0 != 404 {
+        assert!(std::time::Instant::now() < deadline, "the erasure is not projected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (config, dir) = server.stop().await;
 
     let fresh = tempfile::tempdir().unwrap();
@@ -73,6 +91,14 @@ async fn rebuild_from_kafka_into_a_fresh_embedded_store() {
     let rebuilt = EmbeddedStore::open(&fresh_dir.join("store.db"), config.policy).unwrap();
     let today = Utc::now().date_naive();
     let (from, to) = (Day::from_date(today - chrono::Days::new(30)), Day::from_date(today + chrono::Days::new(2)));
+    // Nothing of the erased device in either.
+    let cid = DeviceId::parse("cam-r3").unwrap();
+    for store in [&original, &rebuilt] {
+        assert_eq!(store.calendar(&cid, from, to).await.unwrap(), vec![], "cam-r3 is erased");
+        for id in erased.today.iter().chain([&erased.late, &erased.c]) {
+            assert!(store.event(&EventId::parse(id).unwrap()).await.unwrap().is_none(), "{id}");
+        }
+    }
     for e in &expected {
         let cid = DeviceId::parse(&e.cid).unwrap();
         let cal = original.calendar(&cid, from, to).await.unwrap();

@@ -860,17 +860,13 @@ mod tests {
         assert!(plan(7).check_rules(&policy(), now).is_ok() && plan(365).check_rules(&policy(), now).is_ok());
     }
 
-    #[test]
-    fn an_erasure_is_valid_stored_and_sent_to_every_subscription_of_its_device() {
-        let now = Timestamp::now();
-        let erased = Report::DeviceErased(DeviceErased { cid: DeviceId::parse("cam-1").unwrap() });
-        assert_eq!(erased.validate(&policy(), now), Ok(()));
-        assert_eq!((erased.key(), erased.kind().as_str()), ("cam-1".into(), "device_erased"));
-        let sub = |kinds: Vec<ReportKind>, types: &[&str], devices: &[&str]| crate::SubscriptionSet {
+    /// A subscription to `kinds` of events of `types`, of every device.
+    fn subscription(kinds: Vec<ReportKind>, types: &[&str], now: Timestamp) -> crate::SubscriptionSet {
+        crate::SubscriptionSet {
             subscription_id: crate::SubscriptionId::parse("s").unwrap(),
             url: "https://h.example/x".into(),
             secrets: vec![crate::Sealed(vec![1; 44])],
-            devices: devices.iter().map(|d| DeviceId::parse(d).unwrap()).collect(),
+            devices: vec![],
             device_prefixes: vec![],
             kinds,
             event_types: types.iter().map(|t| EventType::parse(t).unwrap()).collect(),
@@ -878,6 +874,19 @@ mod tests {
             max_age_ms: None,
             paused: false,
             created_at: now,
+        }
+    }
+
+    #[test]
+    fn an_erasure_is_valid_stored_and_sent_to_every_subscription_of_its_device() {
+        let now = Timestamp::now();
+        let erased = Report::DeviceErased(DeviceErased { cid: DeviceId::parse("cam-1").unwrap() });
+        assert_eq!(erased.validate(&policy(), now), Ok(()));
+        assert_eq!((erased.key(), erased.kind().as_str()), ("cam-1".into(), "device_erased"));
+        let sub = |kinds: Vec<ReportKind>, types: &[&str], devices: &[&str]| {
+            let mut s = subscription(kinds, types, now);
+            s.devices = devices.iter().map(|d| DeviceId::parse(d).unwrap()).collect();
+            s
         };
         assert!(sub(vec![], &[], &[]).matches(&erased));
         assert!(sub(vec![ReportKind::DeviceErased], &["person"], &["cam-1"]).matches(&erased));
@@ -891,19 +900,7 @@ mod tests {
         let now = Timestamp::now();
         let Report::EventStarted(ev) = started(now) else { unreachable!() };
         let deletion = Report::EventDeleted(EventDeleted { cid: ev.cid.clone(), event_id: ev.event_id.clone() });
-        let sub = |kinds: Vec<ReportKind>, types: &[&str]| crate::SubscriptionSet {
-            subscription_id: crate::SubscriptionId::parse("s").unwrap(),
-            url: "https://h.example/x".into(),
-            secrets: vec![crate::Sealed(vec![1; 44])],
-            devices: vec![],
-            device_prefixes: vec![],
-            kinds,
-            event_types: types.iter().map(|t| EventType::parse(t).unwrap()).collect(),
-            cooldown_ms: 0,
-            max_age_ms: None,
-            paused: false,
-            created_at: now,
-        };
+        let sub = |kinds: Vec<ReportKind>, types: &[&str]| subscription(kinds, types, now);
         assert!(sub(vec![], &[]).matches(&deletion));
         assert!(sub(vec![ReportKind::EventDeleted], &["motion"]).matches(&deletion));
         assert!(!sub(vec![ReportKind::EventDeleted], &["person"]).matches(&deletion));

@@ -22,6 +22,7 @@
 //! | | [`RowData::SegmentBytes`] | the local day the segment started | the segment's start (as its own row) |
 //! | event deleted | [`RowData::EventDeleted`] | the event's day (from its id) | the event's filing time |
 //! | event kept / un-kept | [`RowData::EventKept`] | the event's day (from its id) | never expires while kept (see below) |
+//! | device erased | none: device-wide, its erasure mark (below) | — | never expires |
 //!
 //! A deletion marks the event's row deleted (creating it, deleted, if nothing of the event has
 //! arrived yet), and the mark is never taken back: the event leaves every read, and a start, an
@@ -111,6 +112,28 @@ pub fn erasable(envelope: &Envelope) -> Option<(DeviceId, i64)> {
         }
         (_, None) => None,
     }
+}
+
+/// The erasures of `batch` that no stored mark covers yet (`mark`: a device's stored mark;
+/// `erasable`: [`erasable`] of each report), the newest of each device: its stamp and when it
+/// was received. A store applies these, then leaves out what the marks cover.
+pub fn new_erasures(
+    batch: &[Envelope],
+    erasable: &[Option<(DeviceId, i64)>],
+    mark: impl Fn(&DeviceId) -> Option<i64>,
+) -> std::collections::HashMap<DeviceId, (i64, Timestamp)> {
+    let mut newest = std::collections::HashMap::new();
+    for (env, of) in batch.iter().zip(erasable) {
+        if let (Report::DeviceErased(_), Some((cid, stamp))) = (&env.report, of) {
+            if !erased(*stamp, mark(cid)) {
+                let n = newest.entry(cid.clone()).or_insert((*stamp, env.received_at));
+                if *stamp > n.0 {
+                    *n = (*stamp, env.received_at);
+                }
+            }
+        }
+    }
+    newest
 }
 
 /// Whether a device's erasure mark `mark` covers a report of it stamped `stamp`.

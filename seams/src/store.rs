@@ -406,6 +406,12 @@ impl StoreError {
 ///   it leaves every read at once. A deleted event is not kept. Counts are unchanged by
 ///   keeps: the calendar spans retention, and a kept event past it is reached through
 ///   [`ProjectionStore::kept`].
+/// * An erasure (`schemas::DeviceErased`) raises the device's erasure mark, kept outside the
+///   day partitions for good, and in the same `apply` removes every row, count, offset,
+///   quarantined record and dead letter of the device (but those of reports newer than it) and
+///   lists every object its rows name as [`Purge`]s; a report of the device whose write stamp is
+///   not above the mark is never applied, whenever it comes, and the objects it names are listed
+///   ([`Purge::named_by`]); a newer one is applied as usual (`schemas::rows`, module docs).
 /// * Subscription changes are kept outside the day partitions, never expire, and resolve by
 ///   write stamp like every row: of a subscription's changes the newest wins, a deletion
 ///   included (an older change replayed after it does not bring it back). Dead letters

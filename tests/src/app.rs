@@ -138,6 +138,22 @@ impl TestApp {
         (self.config, self.dir)
     }
 
+    /// Stops it cleanly, rebuilds its store from its log (`daybook rebuild`, in batches of 7:
+    /// many batch boundaries), which must quarantine nothing, and starts it again (new ports).
+    pub async fn rebuilt(self) -> TestApp {
+        let (config, dir) = self.stop().await;
+        let opts = daybook::rebuild::RebuildOptions {
+            data_dir: dir.path().to_owned(),
+            group: config.projector.group.clone(),
+            policy: config.policy,
+            max_batch: 7,
+            progress_every: Duration::from_secs(60),
+        };
+        let rebuilt = daybook::rebuild::rebuild(&opts, |_| {}).await.expect("the rebuild");
+        assert_eq!(rebuilt.quarantined, 0, "{rebuilt:?}");
+        start(config, dir).await
+    }
+
     /// Stops it cleanly and starts it again on the same directory and config (new ports).
     pub async fn restart(self) -> TestApp {
         let (config, dir) = self.stop().await;

@@ -108,17 +108,7 @@ async fn a_managing_viewer_erases_a_device() {
     let live = json!({"days": days, "listed": flow::list_day(&reader, cid, days[0]["date"].as_str().unwrap()).await});
 
     // The store rebuilt from the log answers the same: the erasure is replayed in its place.
-    let (config, dir) = server.stop().await;
-    let opts = daybook::rebuild::RebuildOptions {
-        data_dir: dir.path().to_owned(),
-        group: config.projector.group.clone(),
-        policy: config.policy,
-        max_batch: 7,
-        progress_every: Duration::from_secs(60),
-    };
-    let rebuilt = daybook::rebuild::rebuild(&opts, |_| {}).await.unwrap();
-    assert_eq!(rebuilt.quarantined, 0, "{rebuilt:?}");
-    let server = tests::app::start(config, dir).await;
+    let server = server.rebuilt().await;
     let reader = reader.at(&server.http);
     let days = counted_days(&reader, cid).await;
     let rebuilt =

@@ -16,7 +16,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::Context;
+use infra::embedded_log::{EmbeddedLog, EmbeddedLogConfig};
 use schemas::{DeviceErased, DeviceId, Envelope, Report, Timestamp};
+use seams::ReportLog;
 use serde::{Deserialize, Serialize};
 
 use super::crypto::KeyRing;
@@ -120,13 +122,7 @@ pub(super) fn reapply(entries: &[Entry], target: &Path) -> anyhow::Result<u64> {
             let store = infra::embedded_store::EmbeddedStore::open(&store, schemas::TimePolicy::default())?;
             seams::ProjectionStore::apply(store.as_ref(), &envelopes).await?;
         }
-        let config = crate::config::LogConfig {
-            url: infra::LogUrl::Embedded,
-            commit_linger: std::time::Duration::ZERO,
-            kafka_config: None,
-            group_retention: std::time::Duration::from_secs(7 * 86_400),
-        };
-        let log = crate::resolve::open_log(&config, target).await?.log;
+        let log = EmbeddedLog::open(&target.join("log"), EmbeddedLogConfig::default())?;
         let n = records.len() as u64;
         let appended = log.append(records).await;
         log.shutdown().await?;

@@ -36,18 +36,7 @@ pub(super) fn apply(
         }
         erasable.push(of);
     }
-    // The batch's erasures that no mark covers yet: the newest of each device.
-    let mut erasing: HashMap<DeviceId, (i64, Timestamp)> = HashMap::new();
-    for (env, of) in batch.iter().zip(&erasable) {
-        if let (Report::DeviceErased(_), Some((cid, stamp))) = (&env.report, of) {
-            if !rows::erased(*stamp, stored[cid]) {
-                let newest = erasing.entry(cid.clone()).or_insert((*stamp, env.received_at));
-                if *stamp > newest.0 {
-                    *newest = (*stamp, env.received_at);
-                }
-            }
-        }
-    }
+    let erasing = rows::new_erasures(batch, &erasable, |cid| stored[cid]);
     let mut written = 0;
     for (cid, (stamp, at)) in &erasing {
         written += erase(tx, cid, *stamp, *at)?;

@@ -367,16 +367,16 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
 
     // Erasures: the mark and its reading, the rows that name the objects, the partitions and
     // the device's offset deleted at the erasure's timestamp.
-    let e = super::erase::ErasureCql::new(ks);
-    let mark: super::erase::ErasureValues = (super::erase::ERASURES_BUCKET, "cam-c".into(), 7, 1, 0, 7);
+    let e = super::store::erase::ErasureCql::new(ks);
+    let mark: super::store::erase::ErasureValues = (super::store::erase::ERASURES_BUCKET, "cam-c".into(), 7, 1, 0, 7);
     binds_ok(&a(&e.insert_erasure), &mark);
-    binds_ok(&a(&e.erasures), &(super::erase::ERASURES_BUCKET,));
-    results_ok::<super::erase::MarkRow>(&a(&e.erasures));
+    binds_ok(&a(&e.erasures), &(super::store::erase::ERASURES_BUCKET,));
+    results_ok::<super::store::erase::MarkRow>(&a(&e.erasures));
     for read in [&e.day_events, &e.day_segments] {
         binds_ok(&a(read), &day_key_values);
-        results_ok::<super::erase::IdRow>(&a(read));
+        results_ok::<super::store::erase::IdRow>(&a(read));
     }
-    assert_eq!(e.delete_day.len(), super::erase::DEVICE_TABLES.len());
+    assert_eq!(e.delete_day.len(), super::store::erase::DEVICE_TABLES.len());
     for delete in &e.delete_day {
         binds_ok(&a(delete), &(7_i64, "cam-c", 20261122_i32));
     }

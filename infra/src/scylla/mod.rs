@@ -79,7 +79,6 @@
 
 mod config;
 mod cursor;
-mod erase;
 mod plan;
 mod retry;
 mod schema;

@@ -29,7 +29,6 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::config::{ScyllaConsistency, ScyllaOptions, ScyllaUrl};
 use super::cursor::{cursor_binding, decode_cursor, encode_cursor};
-use super::erase::{after_erasure, Erasures, Marks};
 use super::plan::{
     bucket_range, calendar_day_range, count_chunks, count_row, dead_letter_writes, deleted_count_row,
     subscription_writes, ttl_secs, CountBucket, CountValues, FreedValues, WritePlan, PURGES_BUCKET,
@@ -42,6 +41,9 @@ use super::views::{
     DeadLetterRow, DeletedRow, DeviceRow, DigestRow, EventKey, EventReadRow, MappingRow, PurgeRow, QuarantineRow,
     QuarantineValues, RecountKey, RecountRow, SegmentEventsRow, SegmentRow, SubscriptionRow, UsageRow,
 };
+use erase::{after_erasure, Erasures, Marks};
+
+pub(super) mod erase;
 
 mod keeps;
 
@@ -51,7 +53,7 @@ pub const MAX_PAGE: u32 = 1000;
 const MAX_PAGE_ROUNDS: usize = 8;
 
 #[derive(Debug)]
-pub(super) struct Statements {
+struct Statements {
     insert_event: PreparedStatement,
     insert_segment: PreparedStatement,
     insert_mapping: PreparedStatement,
@@ -66,20 +68,20 @@ pub(super) struct Statements {
     event: PreparedStatement,
     mappings: PreparedStatement,
     segment: PreparedStatement,
-    pub(super) digest: PreparedStatement,
+    digest: PreparedStatement,
     insert_quarantine: PreparedStatement,
     quarantined: PreparedStatement,
     release: PreparedStatement,
     insert_subscription: PreparedStatement,
-    pub(super) subscriptions: PreparedStatement,
-    pub(super) insert_dead_letter: PreparedStatement,
-    pub(super) dead_letters: PreparedStatement,
+    subscriptions: PreparedStatement,
+    insert_dead_letter: PreparedStatement,
+    dead_letters: PreparedStatement,
     insert_deletion: PreparedStatement,
     recount_deleted: PreparedStatement,
     insert_deleted_count: PreparedStatement,
     event_deleted: PreparedStatement,
     segment_events: PreparedStatement,
-    pub(super) insert_purge: PreparedStatement,
+    insert_purge: PreparedStatement,
     purges: PreparedStatement,
     delete_purge: PreparedStatement,
     insert_segment_home: PreparedStatement,
@@ -101,14 +103,14 @@ pub(super) struct Statements {
 /// The ScyllaDB projection store. Cheap to share (`Arc`).
 pub struct ScyllaStore {
     session: Session,
-    pub(super) statements: Statements,
-    /// Erasures' statements and marks (`super::erase`).
-    pub(super) erasure: Erasures,
-    pub(super) policy: TimePolicy,
+    statements: Statements,
+    /// Erasures' statements and marks (`erase`).
+    erasure: Erasures,
+    policy: TimePolicy,
     url: ScyllaUrl,
     consistency: ScyllaConsistency,
     permits: Semaphore,
-    pub(super) max_concurrency: usize,
+    max_concurrency: usize,
 }
 
 impl fmt::Debug for ScyllaStore {
@@ -322,11 +324,7 @@ impl ScyllaStore {
         self.session.execute_unpaged(stmt, values).await.map_err(exec_error)
     }
 
-    pub(super) async fn query_all<R>(
-        &self,
-        stmt: &PreparedStatement,
-        values: impl SerializeRow,
-    ) -> Result<Vec<R>, StoreError>
+    async fn query_all<R>(&self, stmt: &PreparedStatement, values: impl SerializeRow) -> Result<Vec<R>, StoreError>
     where
         R: for<'f, 'm> DeserializeRow<'f, 'm>,
     {
@@ -335,11 +333,7 @@ impl ScyllaStore {
         Ok(out)
     }
 
-    pub(super) async fn query_opt<R>(
-        &self,
-        stmt: &PreparedStatement,
-        values: impl SerializeRow,
-    ) -> Result<Option<R>, StoreError>
+    async fn query_opt<R>(&self, stmt: &PreparedStatement, values: impl SerializeRow) -> Result<Option<R>, StoreError>
     where
         R: for<'f, 'm> DeserializeRow<'f, 'm>,
     {

@@ -984,6 +984,30 @@ pub async fn a_late_report_does_not_resurrect_a_deleted_event(mut h: impl StoreH
     assert_eq!(page.events.iter().map(|e| &e.event_id).collect::<Vec<_>>(), vec![&b], "only `b` is left");
 }
 
+/// `first` applies `log` in pieces of 5 while `second` applies it reversed in pieces of 7, at
+/// once: two projectors racing over the same reports.
+async fn apply_at_once_in_opposite_orders(
+    first: &Arc<dyn ProjectionStore>,
+    second: &Arc<dyn ProjectionStore>,
+    log: Vec<Envelope>,
+) {
+    let mut reversed = log.clone();
+    reversed.reverse();
+    let (a, b) = (first.clone(), second.clone());
+    let one = tokio::spawn(async move {
+        for piece in log.chunks(5) {
+            a.apply(piece).await.unwrap();
+        }
+    });
+    let two = tokio::spawn(async move {
+        for piece in reversed.chunks(7) {
+            b.apply(piece).await.unwrap();
+        }
+    });
+    one.await.unwrap();
+    two.await.unwrap();
+}
+
 /// Two projectors applying the same history with its deletions at once, in different orders
 /// and batchings, leave the same exact counts.
 pub async fn two_projectors_delete_once(mut h: impl StoreHarness) {
@@ -1000,9 +1024,7 @@ pub async fn two_projectors_delete_once(mut h: impl StoreHarness) {
     for id in ids.iter().step_by(3) {
         log.push(deletion(id));
     }
-    let mut reversed = log.clone();
-    reversed.reverse();
-    apply_at_once([(&first, &log, 5), (&second, &reversed, 7)]).await;
+    apply_at_once_in_opposite_orders(&first, &second, log).await;
     // 24 events, 12 a day; every third deleted (ids 0, 3, …, 21: four of each day).
     assert_calendar_matches_pages(&*first, "cam-2del", &[(day(0), 8), (day(1), 8)]).await;
     assert_calendar_matches_pages(&*second, "cam-2del", &[(day(0), 8), (day(1), 8)]).await;
@@ -1175,21 +1197,7 @@ pub async fn two_projectors_erase_alike(mut h: impl StoreHarness) {
         ids.push(id);
     }
     log.push(erasure("cam-2er"));
-    let mut reversed = log.clone();
-    reversed.reverse();
-    let (a, b) = (first.clone(), second.clone());
-    let one = tokio::spawn(async move {
-        for piece in log.chunks(5) {
-            a.apply(piece).await.unwrap();
-        }
-    });
-    let two = tokio::spawn(async move {
-        for piece in reversed.chunks(7) {
-            b.apply(piece).await.unwrap();
-        }
-    });
-    one.await.unwrap();
-    two.await.unwrap();
+    apply_at_once_in_opposite_orders(&first, &second, log).await;
     let erased: Vec<&EventId> = ids.iter().filter(|id| id.device().as_str() == "cam-2er").collect();
     for store in [&first, &second] {
         assert_nothing_served(&**store, "cam-2er", &erased).await;

@@ -427,3 +427,42 @@ async fn a_backup_ending_before_the_generation_began_restarts_it_from_the_backup
     assert_eq!(r.records, 60);
     assert_eq!(frames(&tmp.path().join("r")), frames(&data));
 }
+
+/// An erasure the store applied after the last backup reaches the repository's journal with
+/// the next shipping round (once: the next rounds add nothing), and a restore applies it again:
+/// to the restored store (its mark) and at the end of the restored log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shipping_round_journals_the_stores_erasures_and_a_restore_applies_them() {
+    use infra::embedded_store::{files as storefiles, EmbeddedStore};
+    use schemas::{DeviceErased, DeviceId, Envelope, Report, TimePolicy, Timestamp};
+    use seams::ProjectionStore;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, dest) = (tmp.path().join("data"), tmp.path().join("dest"));
+    append(&data, 0..20).await;
+    let store = EmbeddedStore::open(&data.join("store.db"), TimePolicy::default()).unwrap();
+    tokio::task::block_in_place(|| take(&data, &dest));
+    let mut s = tokio::task::block_in_place(|| start(&data, &dest));
+    let received_at = Timestamp::now();
+    let cid = DeviceId::parse("cam-e").unwrap();
+    let erasure = Envelope { report: Report::DeviceErased(DeviceErased { cid }), received_at };
+    store.apply(std::slice::from_ref(&erasure)).await.unwrap();
+    drop(store);
+    let journal = || fs::read_dir(dest.join("journal")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(journal(), 0, "the backup before the erasure wrote no entry");
+    for _ in 0..2 {
+        tokio::task::block_in_place(|| s.round()).map_err(|r| r.0).unwrap();
+        assert_eq!(journal(), 1, "one entry, written once");
+    }
+
+    let restored = tmp.path().join("restored");
+    let r = tokio::task::block_in_place(|| restore_to(&dest, &restored, None));
+    assert_eq!(r.erasures, 1);
+    let marks = storefiles::erasures(&restored.join("store.db")).unwrap();
+    assert_eq!(marks, vec![("cam-e".to_owned(), received_at.millis())], "applied to the restored store");
+    let (before, after) = (frames(&data), frames(&restored));
+    assert_eq!(after.len(), before.len() + 1, "appended to the restored log");
+    assert_eq!(after[..before.len()], before[..]);
+    let value = erasure.encode();
+    assert!(after.last().unwrap().1.windows(value.len()).any(|w| w == value), "the erasure's own report");
+}

@@ -11,7 +11,7 @@
 //! an erasure of its own).
 //!
 //! `event_counts` and `usage_counts` (the storage used) are max-registers by write timestamp
-//! ([`super::plan::count_stamp`]), whose cells for an hour ahead of the erasure (a fast clock's
+//! ([`super::super::plan::count_stamp`]), whose cells for an hour ahead of the erasure (a fast clock's
 //! claim) may carry timestamps above `S`: their partitions are deleted at [`count_mark`]
 //! instead, the first count timestamp of an hour past every day the erasure deletes, and a
 //! count written after the erasure for an hour before that is raised above it
@@ -27,52 +27,52 @@ use schemas::rows;
 use schemas::{Day, DeviceId, Envelope, EventId, Report, SegmentId, SubscriptionDeadLettered, Timestamp};
 use seams::{ObjectKey, Purge, StoreError};
 
-use super::plan::{count_stamp, ttl_secs, COUNT_BUCKET_MS, PURGES_BUCKET, SUBSCRIPTIONS_BUCKET};
-use super::schema::day_key;
-use super::store::ScyllaStore;
-use super::views::{other, DayKey, DigestRow, SubscriptionRow};
+use super::super::plan::{count_stamp, ttl_secs, COUNT_BUCKET_MS, PURGES_BUCKET, SUBSCRIPTIONS_BUCKET};
+use super::super::schema::day_key;
+use super::super::views::{other, DayKey, DigestRow, SubscriptionRow};
+use super::ScyllaStore;
 
 /// How long marks read from `erasures` are used before they are read again. An erasure applied
 /// by another projector meanwhile is kept by its tombstones (for `gc_grace_seconds`, hours).
-pub(super) const MARKS_FRESH: Duration = Duration::from_secs(10);
+pub(in crate::scylla) const MARKS_FRESH: Duration = Duration::from_secs(10);
 
 /// The one partition of `erasures`.
-pub(super) const ERASURES_BUCKET: i32 = 0;
+pub(in crate::scylla) const ERASURES_BUCKET: i32 = 0;
 
 /// Days of partitions an erasure deletes beyond retention, either side (camera offsets, a fast
 /// clock's claim, the clocks of different hosts).
 const MARGIN_DAYS: i64 = 3;
 
 /// The day-partitioned tables of a device's rows, deleted whole by an erasure.
-pub(super) const DEVICE_TABLES: [&str; 7] =
+pub(in crate::scylla) const DEVICE_TABLES: [&str; 7] =
     ["events", "segments", "event_segments", "digests", "event_counts", "segment_usage", "usage_counts"];
 
 /// Whether `table` is a max-register of counts by timestamp ([`count_mark`]).
-pub(super) fn holds_counts(table: &str) -> bool {
+pub(in crate::scylla) fn holds_counts(table: &str) -> bool {
     matches!(table, "event_counts" | "usage_counts")
 }
 
 /// `erasures`: bucket, cid, stamp, erased_at, [ttl], [timestamp].
-pub(super) type ErasureValues = (i32, String, i64, i64, i32, i64);
+pub(in crate::scylla) type ErasureValues = (i32, String, i64, i64, i32, i64);
 /// A mark as read: cid, stamp.
-pub(super) type MarkRow = (String, i64);
+pub(in crate::scylla) type MarkRow = (String, i64);
 /// One id column: an event's or a segment's.
-pub(super) type IdRow = (String,);
+pub(in crate::scylla) type IdRow = (String,);
 
 /// The statements of erasures, for `keyspace`.
 #[derive(Debug)]
-pub(super) struct ErasureCql {
-    pub(super) insert_erasure: String,
-    pub(super) erasures: String,
-    pub(super) day_events: String,
-    pub(super) day_segments: String,
+pub(in crate::scylla) struct ErasureCql {
+    pub(in crate::scylla) insert_erasure: String,
+    pub(in crate::scylla) erasures: String,
+    pub(in crate::scylla) day_events: String,
+    pub(in crate::scylla) day_segments: String,
     /// One per [`DEVICE_TABLES`], in its order: a partition deleted at a timestamp.
-    pub(super) delete_day: Vec<String>,
-    pub(super) delete_device: String,
+    pub(in crate::scylla) delete_day: Vec<String>,
+    pub(in crate::scylla) delete_device: String,
 }
 
 impl ErasureCql {
-    pub(super) fn new(ks: &str) -> Self {
+    pub(in crate::scylla) fn new(ks: &str) -> Self {
         Self {
             insert_erasure: format!(
                 "INSERT INTO {ks}.erasures (bucket, cid, stamp, erased_at) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
@@ -91,7 +91,7 @@ impl ErasureCql {
 
 /// The prepared [`ErasureCql`] and the marks last read.
 #[derive(Debug)]
-pub(super) struct Erasures {
+pub(in crate::scylla) struct Erasures {
     insert_erasure: PreparedStatement,
     erasures: PreparedStatement,
     day_events: PreparedStatement,
@@ -102,11 +102,11 @@ pub(super) struct Erasures {
 }
 
 /// Device id → erasure mark (the stamp of its newest erasure).
-pub(super) type Marks = HashMap<String, i64>;
+pub(in crate::scylla) type Marks = HashMap<String, i64>;
 
 impl Erasures {
     /// Prepares the statements with `prepare` (write statements: `false`; reads: `true`).
-    pub(super) async fn prepare<F, Fut>(ks: &str, prepare: F) -> Result<Self, StoreError>
+    pub(in crate::scylla) async fn prepare<F, Fut>(ks: &str, prepare: F) -> Result<Self, StoreError>
     where
         F: Fn(String, bool) -> Fut,
         Fut: std::future::Future<Output = Result<PreparedStatement, StoreError>>,
@@ -130,7 +130,7 @@ impl Erasures {
 
 /// The timestamp an erasure stamped `stamp` deletes `event_counts` partitions at: the first
 /// count timestamp of the hour after the last day it deletes (see the module docs).
-pub(super) fn count_mark(stamp: i64) -> i64 {
+pub(in crate::scylla) fn count_mark(stamp: i64) -> i64 {
     let ms = stamp / 1000 + (MARGIN_DAYS + 1) * 86_400_000;
     count_stamp(ms / COUNT_BUCKET_MS + 1, 0)
 }
@@ -138,7 +138,7 @@ pub(super) fn count_mark(stamp: i64) -> i64 {
 /// A count cell's timestamp `stamp` for `events` counted in `hour` of a device whose erasure
 /// mark is `mark`: unchanged without one or for an hour past [`count_mark`], else above that
 /// mark, ordered by the number as the count timestamps are.
-pub(super) fn after_erasure(stamp: i64, hour: i64, events: i64, mark: Option<i64>) -> i64 {
+pub(in crate::scylla) fn after_erasure(stamp: i64, hour: i64, events: i64, mark: Option<i64>) -> i64 {
     match mark.map(count_mark) {
         Some(deleted_at) if count_stamp(hour, 0) < deleted_at => deleted_at.saturating_add(1 + events.max(0)),
         _ => stamp,
@@ -163,7 +163,7 @@ impl ScyllaStore {
     /// Applies the batch's erasures no mark covers yet, and returns the rows they removed or
     /// listed, the batch left to apply when a mark covers some of it (`None`: all of it), and
     /// the marks.
-    pub(super) async fn apply_erasures(
+    pub(in crate::scylla) async fn apply_erasures(
         &self,
         batch: &[Envelope],
     ) -> Result<(u64, Option<Vec<Envelope>>, Arc<Marks>), StoreError> {
@@ -173,17 +173,7 @@ impl ScyllaStore {
             return Ok((0, None, marks));
         }
         let erasable: Vec<Option<(DeviceId, i64)>> = batch.iter().map(rows::erasable).collect();
-        let mut erasing: HashMap<DeviceId, (i64, Timestamp)> = HashMap::new();
-        for (env, of) in batch.iter().zip(&erasable) {
-            if let (Report::DeviceErased(_), Some((cid, stamp))) = (&env.report, of) {
-                if !rows::erased(*stamp, marks.get(cid.as_str()).copied()) {
-                    let newest = erasing.entry(cid.clone()).or_insert((*stamp, env.received_at));
-                    if *stamp > newest.0 {
-                        *newest = (*stamp, env.received_at);
-                    }
-                }
-            }
-        }
+        let erasing = rows::new_erasures(batch, &erasable, |cid| marks.get(cid.as_str()).copied());
         let mut written = 0;
         for (cid, (stamp, at)) in &erasing {
             written += self.erase(cid, *stamp, *at).await?;
@@ -269,7 +259,7 @@ impl ScyllaStore {
         let subscriptions = self.query_all::<SubscriptionRow>(&s.subscriptions, (SUBSCRIPTIONS_BUCKET,)).await?;
         for (sub, _, _) in subscriptions {
             for (webhook_id, dead_at, body) in
-                self.query_all::<super::views::DeadLetterRow>(&s.dead_letters, (sub.as_str(),)).await?
+                self.query_all::<super::super::views::DeadLetterRow>(&s.dead_letters, (sub.as_str(),)).await?
             {
                 let Some(Ok(letter)) = body.map(|b| serde_json::from_str::<SubscriptionDeadLettered>(&b)) else {
                     continue;
