@@ -381,11 +381,13 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
         binds_ok(&a(delete), &(7_i64, "cam-c", 20261122_i32));
     }
     binds_ok(&a(&e.delete_device), &(7_i64, "cam-c"));
+    binds_ok(&a(&e.delete_kept), &(7_i64, "cam-c"));
+    binds_ok(&a(&e.delete_kept_device), &(7_i64, 0_i32, "cam-c"));
     // Storage used: the segment's counted row and where every copy says it is, the freed mark,
     // the recount of an hour and the registers it writes, the reads.
-    let (id, st) = start("cam-u", "motion", now.plus_millis(-1000));
+    let (used, st) = start("cam-u", "motion", now.plus_millis(-1000));
     let plan = WritePlan::build(
-        &[st, segment("cam-u", "seg-u", now.plus_millis(-500), &[(&id, 0)])],
+        &[st, segment("cam-u", "seg-u", now.plus_millis(-500), &[(&used, 0)])],
         &policy(),
         now,
         &KeptSet::new(),

@@ -516,12 +516,11 @@ pub async fn reports_not_projected_yet_are_rejected_by_their_index(mut h: impl S
     let s = h.open().await;
     let (id, st) = start("cam-np", "motion", noon(0, 0));
     let cam = cid("cam-np");
-    for report in [Report::PlanSet(schemas::PlanSet { cid: cam.clone(), retention_days: 60 })] {
-        let kind = report.kind().as_str();
-        let err = s.apply(&[st.clone(), env(report)]).await.expect_err(kind);
-        assert!(matches!(&err, StoreError::Rejected { index: Some(1), reason } if reason.contains(kind)), "{err}");
-        assert!(s.event(&id).await.unwrap().is_none(), "{kind}: nothing of the batch is written");
-    }
+    let report = Report::PlanSet(schemas::PlanSet { cid: cam.clone(), retention_days: 60 });
+    let kind = report.kind().as_str();
+    let err = s.apply(&[st.clone(), env(report)]).await.expect_err(kind);
+    assert!(matches!(&err, StoreError::Rejected { index: Some(1), reason } if reason.contains(kind)), "{err}");
+    assert!(s.event(&id).await.unwrap().is_none(), "{kind}: nothing of the batch is written");
 }
 
 fn quarantined(partition: i32, offset: i64, reason: &str) -> Quarantined {
@@ -1058,6 +1057,9 @@ async fn assert_nothing_served(s: &dyn ProjectionStore, device: &str, ids: &[&Ev
     }
     assert_eq!(s.utc_offset(&cid(device)).await.unwrap(), None, "{device}: offset erased");
     assert_eq!(s.usage(&cid(device), day(29), day(0)).await.unwrap(), vec![], "{device}: storage used erased");
+    assert!(s.kept(&cid(device), None, 10).await.unwrap().is_empty(), "{device}: keeps erased");
+    let restated = s.kept_reports(None).await.unwrap();
+    assert!(restated.devices.iter().all(|d| d.cid.as_str() != device), "{device}: no kept event to restate");
 }
 
 /// An erased device leaves every read: its events, counts, digests and offset, its quarantined
@@ -1082,6 +1084,9 @@ pub async fn an_erased_device_leaves_every_read(mut h: impl StoreHarness) {
         digest_of("cam-er-keep", "dg-k", 1),
     ];
     s.apply(&history).await.unwrap();
+    // A kept event goes with the rest: its keep does not outlive the erasure.
+    s.apply(&[keep::keep(&a)]).await.unwrap();
+    assert_eq!(s.kept(&cid("cam-er"), None, 10).await.unwrap().len(), 1);
     let quarantined_of = |device: &str, offset| Quarantined { key: device.into(), ..quarantined(0, offset, "x") };
     s.quarantine(&[quarantined_of("cam-er", 1), quarantined_of("cam-er-keep", 2)]).await.unwrap();
     let letter = |webhook_id: &str, record: &Envelope| {

@@ -69,6 +69,9 @@ pub(in crate::scylla) struct ErasureCql {
     /// One per [`DEVICE_TABLES`], in its order: a partition deleted at a timestamp.
     pub(in crate::scylla) delete_day: Vec<String>,
     pub(in crate::scylla) delete_device: String,
+    /// The device's keeps, and its row in the list of devices with keeps.
+    pub(in crate::scylla) delete_kept: String,
+    pub(in crate::scylla) delete_kept_device: String,
 }
 
 impl ErasureCql {
@@ -85,6 +88,8 @@ impl ErasureCql {
                 .map(|t| format!("DELETE FROM {ks}.{t} USING TIMESTAMP ? WHERE cid = ? AND day = ?"))
                 .collect(),
             delete_device: format!("DELETE FROM {ks}.devices USING TIMESTAMP ? WHERE cid = ?"),
+            delete_kept: format!("DELETE FROM {ks}.kept USING TIMESTAMP ? WHERE cid = ?"),
+            delete_kept_device: format!("DELETE FROM {ks}.kept_devices USING TIMESTAMP ? WHERE bucket = ? AND cid = ?"),
         }
     }
 }
@@ -98,6 +103,8 @@ pub(in crate::scylla) struct Erasures {
     day_segments: PreparedStatement,
     delete_day: Vec<PreparedStatement>,
     delete_device: PreparedStatement,
+    delete_kept: PreparedStatement,
+    delete_kept_device: PreparedStatement,
     marks: Mutex<Option<(Instant, Arc<Marks>)>>,
 }
 
@@ -123,6 +130,8 @@ impl Erasures {
             day_segments: prepare(cql.day_segments, true).await?,
             delete_day,
             delete_device: prepare(cql.delete_device, false).await?,
+            delete_kept: prepare(cql.delete_kept, false).await?,
+            delete_kept_device: prepare(cql.delete_kept_device, false).await?,
             marks: Mutex::new(None),
         })
     }
@@ -205,16 +214,25 @@ impl ScyllaStore {
     }
 
     /// Erases device `cid` as of write stamp `stamp` (received at `at`): lists its objects to
-    /// purge, deletes its partitions, its offset, quarantined records and dead letters, then
-    /// writes its mark (last: an erasure cut short is applied again whole when retried).
+    /// purge, deletes its partitions (a kept event's too), its offset, keeps, quarantined records
+    /// and dead letters, then writes its mark (last: an erasure cut short is applied again whole
+    /// when retried).
     async fn erase(&self, cid: &DeviceId, stamp: i64, at: Timestamp) -> Result<u64, StoreError> {
         let (e, s) = (&self.erasure, &self.statements);
         let policy = &self.policy;
         let now = Timestamp::now();
         let today = policy.offset.today();
-        let days: Vec<Day> =
+        let mut days: Vec<Day> =
             (-MARGIN_DAYS..=i64::from(policy.retention_days) + MARGIN_DAYS).map(|i| today.add_days(-i)).collect();
         let c = cid.as_str();
+        // And the days of its kept events, which outlive retention.
+        for (_, day, ..) in self.keep_rows(c).await? {
+            if let Some(day) = u32::try_from(day).ok().and_then(Day::from_number) {
+                if !days.contains(&day) {
+                    days.push(day);
+                }
+            }
+        }
         let per_day = stream::iter(days)
             .map(|day| async move {
                 let key: DayKey<'_> = (c, day_key(day));
@@ -246,6 +264,8 @@ impl ScyllaStore {
             .await?;
         let mut written: u64 = per_day.iter().sum();
         self.run(&e.delete_device, (stamp, c)).await?;
+        self.run(&e.delete_kept, (stamp, c)).await?;
+        self.run(&e.delete_kept_device, (stamp, super::keeps::KEPT_DEVICES_BUCKET, c)).await?;
         // Quarantined records keyed by the device, but a report newer than the erasure.
         for q in seams::ProjectionStore::quarantined(self, u32::MAX).await? {
             let newer = Envelope::decode(&q.value).is_ok_and(|env| rows::write_stamp(&env) > stamp);

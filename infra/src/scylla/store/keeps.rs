@@ -47,7 +47,7 @@ pub(super) type Stored = HashMap<(String, String), (bool, i64)>;
 
 impl ScyllaStore {
     /// The keeps and un-keeps of `cid` as stored.
-    async fn keep_rows(&self, cid: &str) -> Result<Vec<KeepRow>, StoreError> {
+    pub(super) async fn keep_rows(&self, cid: &str) -> Result<Vec<KeepRow>, StoreError> {
         self.query_all::<KeepRow>(&self.statements.keeps, (cid,)).await
     }
 
