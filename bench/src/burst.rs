@@ -83,6 +83,10 @@ pub(crate) struct BurstArgs {
     /// run, in turn (their medians are reported: one replay varies by 2× here).
     #[arg(long, default_value_t = 3)]
     replays: usize,
+    /// With `--log kafka://…`: seconds to wait after the burst's projection before the raw read
+    /// and the replays (to see whether the broker reads back a burst it just took slower).
+    #[arg(long, default_value_t = 0)]
+    replay_after_s: u64,
     /// The Kafka broker's process, whose CPU is reported beside the server's (default: the
     /// process listening on the first broker's port on this machine, if any).
     #[arg(long)]
@@ -900,6 +904,10 @@ async fn burst(a: BurstArgs) -> anyhow::Result<()> {
         LogUrl::Kafka(url) => {
             let config = infra::kafka::KafkaConfig::from_url(url)?.with_properties(infra::kafka::properties_from_env());
             let until = crate::raw::high_watermarks(&config).await?;
+            if a.replay_after_s > 0 {
+                eprintln!("waiting {} s before the replays …", a.replay_after_s);
+                tokio::time::sleep(Duration::from_secs(a.replay_after_s)).await;
+            }
             let (replay, replay_runs) = kafka_replay(&setup, url, &until).await?;
             let records = fleet_records(&fleet);
             let pb = ProgressBar::new_spinner();

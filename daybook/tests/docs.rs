@@ -57,6 +57,7 @@ const OTHER_TOOLS_FLAGS: &[(&str, &[&str])] = &[
             "log",
             "with-embedded",
             "replays",
+            "replay-after-s",
             "devices",
             "broker-pid",
             "max-rows-per-s",

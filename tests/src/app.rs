@@ -142,14 +142,7 @@ impl TestApp {
     /// many batch boundaries), which must quarantine nothing, and starts it again (new ports).
     pub async fn rebuilt(self) -> TestApp {
         let (config, dir) = self.stop().await;
-        let opts = daybook::rebuild::RebuildOptions {
-            data_dir: dir.path().to_owned(),
-            group: config.projector.group.clone(),
-            policy: config.policy,
-            max_batch: 7,
-            progress_every: Duration::from_secs(60),
-        };
-        let rebuilt = daybook::rebuild::rebuild(&opts, |_| {}).await.expect("the rebuild");
+        let rebuilt = rebuild_in_place(&config, &dir).await;
         assert_eq!(rebuilt.quarantined, 0, "{rebuilt:?}");
         start(config, dir).await
     }
