@@ -94,7 +94,11 @@ pub(crate) async fn unkeep_event(
     let (cid, id, _) = api.managed_event(&headers, &event_id).await?;
     let mut pending = api.inner.pending.0.lock().await;
     api.append_owner_report(Report::EventUnkept(EventUnkept { cid: cid.clone(), event_id: id.clone() })).await?;
-    pending.entry(cid).or_default().push((id.clone(), false, Instant::now()));
+    // Only the last minute's matter (as for keeps): older ones go, so repeated un-keeps of a
+    // device never grow its list.
+    let mine = pending.entry(cid).or_default();
+    mine.retain(|(_, _, at)| at.elapsed() < PENDING_FOR);
+    mine.push((id.clone(), false, Instant::now()));
     tracing::info!(event = %id, "event un-keep accepted");
     Ok((StatusCode::ACCEPTED, Json(KeepAccepted { accepted: true, event_id: id, kept: false })))
 }

@@ -53,7 +53,7 @@ pub async fn submit_record(record: LogRecord, config: &LogConfig, data_dir: &Pat
     let log = crate::resolve::open_log(config, data_dir).await?.log;
     let appended = log.append(vec![record]).await;
     log.shutdown().await?;
-    appended.context("appending the subscription change")?;
+    appended.context("appending the change")?;
     Ok(())
 }
 

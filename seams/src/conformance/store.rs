@@ -992,19 +992,7 @@ async fn apply_at_once_in_opposite_orders(
 ) {
     let mut reversed = log.clone();
     reversed.reverse();
-    let (a, b) = (first.clone(), second.clone());
-    let one = tokio::spawn(async move {
-        for piece in log.chunks(5) {
-            a.apply(piece).await.unwrap();
-        }
-    });
-    let two = tokio::spawn(async move {
-        for piece in reversed.chunks(7) {
-            b.apply(piece).await.unwrap();
-        }
-    });
-    one.await.unwrap();
-    two.await.unwrap();
+    apply_at_once([(first, &log, 5), (second, &reversed, 7)]).await;
 }
 
 /// Two projectors applying the same history with its deletions at once, in different orders
