@@ -267,13 +267,14 @@ def test_event_detail():
 
 
 def test_usage():
-    """The segments reported (the event's, and the batch's that maps none: 100 bytes) are today's
-    storage used, in the usage answer and the calendar's; the device's own token may not read it."""
-    stored = len(SEGMENT) + 100
+    """The segments reported (the event's, and the batch's that maps none: 100 bytes) and the
+    snapshot the event's start stated (3 bytes) are today's storage used, in the usage answer and
+    the calendar's; the device's own token may not read it."""
+    stored = len(SEGMENT) + 100 + 3
     used = wait_for(
         lambda: usage.sync(CID, client=viewer(), days=7),
         lambda u: isinstance(u, Usage) and u.bytes_ == stored,
-        "the segments' bytes",
+        "the segments' and the snapshot's bytes",
     )
     assert used.today == TODAY and len(used.days) == 7, used
     assert (used.days[0].date, used.days[0].bytes_) == (TODAY, stored)

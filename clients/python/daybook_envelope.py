@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 #: The schema versions this decoder reads.
-SCHEMA_VERSIONS = frozenset({1, 2, 3, 4})
+SCHEMA_VERSIONS = frozenset({1, 2, 3, 4, 5})
 
 
 class DecodeError(ValueError):
@@ -459,6 +459,14 @@ _V4_REPORTS: List[Tuple[str, _Fields]] = _V3_REPORTS + [
     ("plan_set", [("cid", _device_id), ("retention_days", _u32)]),
 ]
 
+# Schema version 5: version 4 with the snapshot's stated size at the end of an event start.
+_V5_REPORTS: List[Tuple[str, _Fields]] = [
+    ("event_started", _V4_REPORTS[0][1] + [("snapshot_size", _option(_u64))])
+] + _V4_REPORTS[1:]
+
+# What an older record reads as today: the keys later versions added, at their defaults.
+_BEFORE_V5_DEFAULTS: Dict[str, Dict[str, Any]] = {"event_started": {"snapshot_size": None}}
+
 # What a version 1 record reads as today: the keys version 2 added, at their defaults.
 _V1_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "event_started": {"utc_offset": "+00:00", "clock_skew_ms": None},
@@ -479,6 +487,9 @@ def _decoder(version: int, reports: List[Tuple[str, _Fields]]) -> Callable[[_Rea
         if version == 1:
             for name, value in _V1_DEFAULTS[kind].items():
                 out.setdefault(name, value)
+        if version < 5:
+            for name, value in _BEFORE_V5_DEFAULTS.get(kind, {}).items():
+                out.setdefault(name, value)
         return out
 
     return decode_version
@@ -489,6 +500,7 @@ _DECODERS: Dict[int, Callable[[_Reader], Dict[str, Any]]] = {
     2: _decoder(2, _V2_REPORTS),
     3: _decoder(3, _V3_REPORTS),
     4: _decoder(4, _V4_REPORTS),
+    5: _decoder(5, _V5_REPORTS),
 }
 
 

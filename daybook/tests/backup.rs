@@ -587,6 +587,7 @@ async fn figures() {
                             triggered_at: t,
                             utc_offset: DayOffset::default(),
                             clock_skew_ms: None,
+                            snapshot_size: None,
                         });
                         LogRecord {
                             key: cid.to_string(),

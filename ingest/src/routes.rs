@@ -204,6 +204,7 @@ impl Ingest {
             triggered_at: at,
             utc_offset,
             clock_skew_ms,
+            snapshot_size: r.snapshot_size,
         }))
     }
 
@@ -263,7 +264,10 @@ impl Ingest {
         for (index, item) in items.into_iter().enumerate() {
             let outcome = item.and_then(|item| {
                 let (report, status) = match item {
-                    BatchItem::EventStart(r) => (self.event_started(device, r, now)?, 201),
+                    // No upload is signed in a batch, so no snapshot is counted either.
+                    BatchItem::EventStart(r) => {
+                        (self.event_started(device, EventStartRequest { snapshot_size: None, ..r }, now)?, 201)
+                    }
                     BatchItem::EventEnd(BatchEventEnd { event_id, ended_at, status }) => {
                         (self.event_ended(device, event_id, ended_at, status), 202)
                     }

@@ -35,6 +35,7 @@ fn event_started(now: Timestamp) -> Report {
         triggered_at,
         utc_offset: DayOffset::default(),
         clock_skew_ms: None,
+        snapshot_size: None,
     })
 }
 

@@ -3,12 +3,14 @@
 //! Wire format (documented in docs/topic.md):
 //!
 //! ```text
-//! varint u16  schema version (currently 4)
+//! varint u16  schema version (currently 5)
 //! ...         the version's body, bincode 2 "standard" config (varint integers,
 //!             little-endian, enum variants by position)
 //! ```
 //!
-//! Version 4's body is version 3's with the owner's reports as variants 8 to 12
+//! Version 5's body is version 4's with the snapshot's stated size at the end of an event
+//! start (`snapshot_size`, an `Option<u64>`); versions 2 to 4 are decoded by [`v4`] into
+//! today's types with no size. Version 4's body is version 3's with the owner's reports as variants 8 to 12
 //! (`crate::owner`). Version 3's body is `(Report, received_at: i64 epoch ms)`: version 2's,
 //! with the notification subscriptions' changes as report variants 4 to 7. Version 2's body is the
 //! same without those two variants, with the camera's UTC offsets and clock skew in the
@@ -25,7 +27,7 @@ use crate::report::Report;
 use crate::time::Timestamp;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u16 = 4;
+pub const SCHEMA_VERSION: u16 = 5;
 
 /// Upper bound on one decoded envelope; protects decoders from hostile length prefixes.
 pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
@@ -73,9 +75,14 @@ impl Envelope {
                     bincode::serde::decode_from_slice::<v1::Envelope, _>(body, config()).map_err(malformed)?;
                 (old.into(), used)
             }
-            2..=4 => {
-                let (envelope, used) =
-                    bincode::serde::decode_from_slice::<Envelope, _>(body, config()).map_err(malformed)?;
+            2..=5 => {
+                let (envelope, used) = if version == SCHEMA_VERSION {
+                    bincode::serde::decode_from_slice::<Envelope, _>(body, config()).map_err(malformed)?
+                } else {
+                    let (old, used) =
+                        bincode::serde::decode_from_slice::<v4::Envelope, _>(body, config()).map_err(malformed)?;
+                    (old.into(), used)
+                };
                 // Each version knew only the variants of its time (version 2 the four device
                 // reports, 3 also the subscription changes): a later variant under an older
                 // prefix is damage, not a newer report.
@@ -95,6 +102,83 @@ impl Envelope {
     /// Reads only the schema version prefix (what the `daybook.schema` header also says).
     pub fn version_of(bytes: &[u8]) -> Option<u16> {
         bincode::serde::decode_from_slice::<u16, _>(bytes, config()).ok().map(|(v, _)| v)
+    }
+}
+
+/// Schema versions 2 to 4, as written before an event start carried its snapshot's size: the
+/// same reports but that one, decoded and then mapped onto today's types (no size).
+pub mod v4 {
+    use serde::Deserialize;
+
+    use crate::ids::{DeviceId, EventId, EventType};
+    use crate::owner::{DeviceErased, EventDeleted, EventKept, EventUnkept, PlanSet};
+    use crate::report::{self, DigestReported, EventEnded, SegmentReported};
+    use crate::subscription::{DeadLettersReleased, SubscriptionDeadLettered, SubscriptionDeleted, SubscriptionSet};
+    use crate::time::{DayOffset, Timestamp};
+
+    /// A version 2, 3 or 4 envelope.
+    #[derive(Debug, Deserialize)]
+    pub struct Envelope {
+        report: Report,
+        received_at: Timestamp,
+    }
+
+    /// `report::Report` as it was, variant for variant (bincode matches variants by position).
+    #[derive(Debug, Deserialize)]
+    enum Report {
+        EventStarted(EventStarted),
+        EventEnded(EventEnded),
+        SegmentReported(SegmentReported),
+        DigestReported(DigestReported),
+        SubscriptionSet(SubscriptionSet),
+        SubscriptionDeleted(SubscriptionDeleted),
+        SubscriptionDeadLettered(SubscriptionDeadLettered),
+        DeadLettersReleased(DeadLettersReleased),
+        EventDeleted(EventDeleted),
+        EventKept(EventKept),
+        EventUnkept(EventUnkept),
+        DeviceErased(DeviceErased),
+        PlanSet(PlanSet),
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct EventStarted {
+        cid: DeviceId,
+        event_id: EventId,
+        event_type: EventType,
+        triggered_at: Timestamp,
+        utc_offset: DayOffset,
+        clock_skew_ms: Option<i64>,
+    }
+
+    impl From<Envelope> for super::Envelope {
+        fn from(e: Envelope) -> Self {
+            use report::Report as R;
+            let report = match e.report {
+                Report::EventStarted(r) => R::EventStarted(report::EventStarted {
+                    cid: r.cid,
+                    event_id: r.event_id,
+                    event_type: r.event_type,
+                    triggered_at: r.triggered_at,
+                    utc_offset: r.utc_offset,
+                    clock_skew_ms: r.clock_skew_ms,
+                    snapshot_size: None,
+                }),
+                Report::EventEnded(r) => R::EventEnded(r),
+                Report::SegmentReported(r) => R::SegmentReported(r),
+                Report::DigestReported(r) => R::DigestReported(r),
+                Report::SubscriptionSet(r) => R::SubscriptionSet(r),
+                Report::SubscriptionDeleted(r) => R::SubscriptionDeleted(r),
+                Report::SubscriptionDeadLettered(r) => R::SubscriptionDeadLettered(r),
+                Report::DeadLettersReleased(r) => R::DeadLettersReleased(r),
+                Report::EventDeleted(r) => R::EventDeleted(r),
+                Report::EventKept(r) => R::EventKept(r),
+                Report::EventUnkept(r) => R::EventUnkept(r),
+                Report::DeviceErased(r) => R::DeviceErased(r),
+                Report::PlanSet(r) => R::PlanSet(r),
+            };
+            Self { report, received_at: e.received_at }
+        }
     }
 }
 
@@ -161,6 +245,7 @@ pub mod v1 {
                         triggered_at,
                         utc_offset: utc,
                         clock_skew_ms: None,
+                        snapshot_size: None,
                     })
                 }
                 Report::EventEnded { cid, event_id, ended_at, status } => {
@@ -243,6 +328,7 @@ mod tests {
                         triggered_at: t,
                         utc_offset,
                         clock_skew_ms,
+                        snapshot_size: None,
                     })
                 }
             ),
@@ -360,6 +446,7 @@ mod tests {
                 triggered_at: t,
                 utc_offset: DayOffset::default(),
                 clock_skew_ms: None,
+                snapshot_size: None,
             }),
             received_at: t,
         };
@@ -374,8 +461,8 @@ mod tests {
 
     #[test]
     fn version_two_bytes_stay_decodable() {
-        // A fixed v2 envelope, as the previous build wrote it; version 3 writes the same body
-        // under its own prefix. If this changes, the schema changed without a new version.
+        // A fixed v2 envelope, as an earlier build wrote it; versions 3 and 4 write the same body
+        // under their own prefix. If this changes, the schema changed without a new version.
         let cid = DeviceId::parse("cam-1").unwrap();
         let event_type = EventType::parse("motion").unwrap();
         let t = Timestamp(1_795_305_600_000);
@@ -389,6 +476,7 @@ mod tests {
                 triggered_at: t,
                 utc_offset,
                 clock_skew_ms: Some(600_000),
+                snapshot_size: None,
             }),
             received_at: t,
         };
@@ -399,7 +487,11 @@ mod tests {
             1, 68, 3, 0, 0,
         ];
         assert_eq!(Envelope::decode(golden).unwrap(), e);
-        assert_eq!(e.encode(), [&[SCHEMA_VERSION as u8], &golden[1..]].concat(), "{:?}", e.encode());
+        // Version 5 writes the same bytes but for an absent `snapshot_size` (tag 0) at the end
+        // of the start, before `received_at` (the last 9 bytes).
+        let (report, received_at) = golden[1..].split_at(golden.len() - 10);
+        let v5 = [&[SCHEMA_VERSION as u8], report, &[0], received_at].concat();
+        assert_eq!(e.encode(), v5, "{:?}", e.encode());
         // A subscription change under version 2's prefix is malformed.
         let change = Envelope {
             report: Report::SubscriptionDeleted(crate::SubscriptionDeleted {

@@ -46,6 +46,10 @@ pub struct EventStarted {
     /// How far ahead of the server's clock `triggered_at` was on arrival, when more than the
     /// future tolerance (the event is then filed by the server's time: see [`EventId::filed`]).
     pub clock_skew_ms: Option<i64>,
+    /// The snapshot's size in bytes as the device stated it (`snapshot_size`), for which its
+    /// upload was signed: what storage used counts for the snapshot (schema version 5; `None`
+    /// in older records, in batches, and from devices that do not state it).
+    pub snapshot_size: Option<u64>,
 }
 
 /// How an event ended.
@@ -474,11 +478,11 @@ impl Report {
                 bigint_column("size", r.size)?;
                 int_column("duration_ms", r.duration_ms).map(drop)
             }
+            Report::EventStarted(r) => r.snapshot_size.map_or(Ok(()), |n| bigint_column("snapshot_size", n).map(drop)),
             // Defined on the wire, not projected yet (crate::owner).
             Report::PlanSet(_) => Err(Unstorable::NotProjected { kind: self.kind().as_str() }),
             // Subscription reports, deletions, keeps and erasures hold no numeric column.
-            Report::EventStarted(_)
-            | Report::EventEnded(_)
+            Report::EventEnded(_)
             | Report::EventDeleted(_)
             | Report::EventKept(_)
             | Report::EventUnkept(_)
@@ -502,6 +506,12 @@ impl Report {
                 }
                 let (expected, skew) =
                     policy.start_id(&r.cid, &r.event_type, r.triggered_at, r.utc_offset, legacy, now)?;
+                if r.snapshot_size.is_some_and(|n| n == 0 || n > MAX_OBJECT_SIZE) {
+                    return Err(Invalid::new(
+                        ErrorCode::InvalidSize,
+                        format!("snapshot_size must be 1..={MAX_OBJECT_SIZE}"),
+                    ));
+                }
                 if expected != r.event_id || skew != r.clock_skew_ms {
                     return Err(Invalid::new(
                         ErrorCode::InvalidEventId,
@@ -693,6 +703,7 @@ mod tests {
             triggered_at: at,
             utc_offset: DayOffset::default(),
             clock_skew_ms,
+            snapshot_size: None,
         })
     }
 

@@ -14,6 +14,7 @@
 //! |---|---|---|---|
 //! | event started | [`RowData::EventStart`] | the event's day (from its id) | the event's filing time (its trigger time, or clamped into its day) |
 //! | | [`RowData::DeviceOffset`] | the event's day | the event's filing time |
+//! | | [`RowData::SnapshotBytes`], when the start states `snapshot_size` | the event's day | the event's filing time |
 //! | event ended | [`RowData::EventEnd`] | the event's day (from its id) | the event's filing time |
 //! | segment | [`RowData::Segment`] | the local day the segment started | the segment's start (or `received_at`, for a fast clock) |
 //! | | a copy of [`RowData::Segment`] per day of the events it maps | each event's day | the latest filing time of those events |
@@ -48,8 +49,11 @@
 //! Storage used is counted the same way, per (device, day): a segment's bytes as its report
 //! states them, once, in the partition of its own row ([`RowData::SegmentBytes`]) — never per
 //! copy or per event that maps it — raised only by the write that created its usage row, and
-//! lowered once when a deletion leaves its object to no live event (the object is purged). It
-//! expires with its day.
+//! lowered once when a deletion leaves its object to no live event (the object is purged). An
+//! event's snapshot is counted likewise, by the size its start states
+//! ([`RowData::SnapshotBytes`], in the event's partition), and lowered once when the event is
+//! deleted — whichever of the start and the deletion is applied first. Both expire with their
+//! day.
 //!
 //! A mapping points at the copy of its segment in its own event's partition, so a segment
 //! lives exactly as long as the longest-lived event that maps it (a pre-roll segment that
@@ -210,6 +214,14 @@ pub enum RowData<'a> {
         /// Its size as reported.
         bytes: u64,
     },
+    /// An event's snapshot counted in its device's storage used, once, in the event's
+    /// partition (see the module docs).
+    SnapshotBytes {
+        /// The event (its snapshot's key is `devices/<cid>/snapshots/<id>.jpg`).
+        event_id: &'a EventId,
+        /// The size its start stated.
+        bytes: u64,
+    },
     /// The owner keeps the event past retention (`kept`), or no longer (see the module docs).
     EventKept {
         /// The event.
@@ -232,6 +244,7 @@ impl<'a> RowData<'a> {
             | Self::Digest(_)
             | Self::EventDeleted { .. }
             | Self::SegmentBytes { .. }
+            | Self::SnapshotBytes { .. }
             | Self::EventKept { .. } => None,
         }
     }
@@ -241,8 +254,8 @@ impl<'a> Row<'a> {
     /// The events whose keep spares this row from expiry: an event's own rows (start, end,
     /// deletion mark, mapping) by that event; a segment's row by the events it maps in the
     /// row's partition (a copy lives as long as the longest-lived of them). A device's offset,
-    /// a digest and a segment's bytes in storage used (which counts the days of retention) are
-    /// spared by none.
+    /// a digest and the bytes in storage used (which counts the days of retention) are spared
+    /// by none.
     pub fn kept_by(&self) -> Vec<&'a EventId> {
         match &self.data {
             RowData::EventStart { event_id, .. }
@@ -251,7 +264,10 @@ impl<'a> Row<'a> {
             | RowData::EventKept { event_id, .. } => vec![*event_id],
             RowData::Mapping { mapping, .. } => vec![&mapping.event_id],
             RowData::Segment(s) => s.events.iter().map(|m| &m.event_id).filter(|e| e.day() == self.day).collect(),
-            RowData::DeviceOffset { .. } | RowData::Digest(_) | RowData::SegmentBytes { .. } => Vec::new(),
+            RowData::DeviceOffset { .. }
+            | RowData::Digest(_)
+            | RowData::SegmentBytes { .. }
+            | RowData::SnapshotBytes { .. } => Vec::new(),
         }
     }
 
@@ -280,10 +296,16 @@ pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
     let event_row =
         |event_id: &'a EventId, data: RowData<'a>| row(event_id.day(), event_id.filed_at(policy.offset), data);
     match report {
-        Report::EventStarted(r) => vec![
-            event_row(&r.event_id, RowData::EventStart { event_id: &r.event_id, clock_skew_ms: r.clock_skew_ms }),
-            event_row(&r.event_id, RowData::DeviceOffset { offset: r.utc_offset }),
-        ],
+        Report::EventStarted(r) => {
+            let mut rows = vec![
+                event_row(&r.event_id, RowData::EventStart { event_id: &r.event_id, clock_skew_ms: r.clock_skew_ms }),
+                event_row(&r.event_id, RowData::DeviceOffset { offset: r.utc_offset }),
+            ];
+            if let Some(bytes) = r.snapshot_size {
+                rows.push(event_row(&r.event_id, RowData::SnapshotBytes { event_id: &r.event_id, bytes }));
+            }
+            rows
+        }
         Report::EventEnded(r) => vec![event_row(
             &r.event_id,
             RowData::EventEnd { event_id: &r.event_id, ended_at: r.ended_at, status: r.status },
@@ -384,20 +406,23 @@ mod tests {
     /// A report of every shape, with the camera at any offset and clock skew.
     fn arb_report(policy: TimePolicy) -> impl Strategy<Value = Envelope> {
         prop_oneof![
-            (arb_ts(), arb_offset(), arb_ts()).prop_map(move |(t, o, rx)| {
-                let (event_id, clock_skew_ms) = policy.start_id(&cid(), &motion(), t, o, false, rx).unwrap();
-                env(
-                    Report::EventStarted(EventStarted {
-                        cid: cid(),
-                        event_id,
-                        event_type: motion(),
-                        triggered_at: t,
-                        utc_offset: o,
-                        clock_skew_ms,
-                    }),
-                    rx,
-                )
-            }),
+            (arb_ts(), arb_offset(), arb_ts(), proptest::option::of(1u64..=1 << 24)).prop_map(
+                move |(t, o, rx, snap)| {
+                    let (event_id, clock_skew_ms) = policy.start_id(&cid(), &motion(), t, o, false, rx).unwrap();
+                    env(
+                        Report::EventStarted(EventStarted {
+                            cid: cid(),
+                            event_id,
+                            event_type: motion(),
+                            triggered_at: t,
+                            utc_offset: o,
+                            clock_skew_ms,
+                            snapshot_size: snap,
+                        }),
+                        rx,
+                    )
+                }
+            ),
             (arb_ts(), arb_offset(), arb_offset(), 0i64..86_400_000, any::<bool>(), arb_ts()).prop_map(
                 move |(t, o, end_o, after, complete, rx)| {
                     env(
@@ -530,6 +555,11 @@ mod tests {
                         prop_assert_eq!((*segment_id, *bytes), (&s.segment_id, s.size));
                         prop_assert_eq!((row.day, row.trigger), (rows[0].day, rows[0].trigger), "with the own row");
                     }
+                    RowData::SnapshotBytes { event_id, bytes } => {
+                        let Report::EventStarted(r) = &envelope.report else { panic!("only starts") };
+                        prop_assert_eq!((*event_id, Some(*bytes)), (&r.event_id, r.snapshot_size));
+                        prop_assert_eq!((row.day, row.trigger), (rows[0].day, rows[0].trigger), "with the event's row");
+                    }
                 }
             }
             match &envelope.report {
@@ -539,7 +569,7 @@ mod tests {
                     let counted = rows.iter().filter(|r| matches!(r.data, RowData::SegmentBytes { .. })).count();
                     prop_assert_eq!(counted, usize::from(!rows.is_empty()), "a segment's bytes count once");
                 }
-                Report::EventStarted(_) => prop_assert_eq!(rows.len(), 2),
+                Report::EventStarted(r) => prop_assert_eq!(rows.len(), 2 + usize::from(r.snapshot_size.is_some())),
                 _ => prop_assert_eq!(rows.len(), 1),
             }
         }
@@ -635,6 +665,7 @@ mod tests {
                 triggered_at: t,
                 utc_offset: offset,
                 clock_skew_ms: None,
+                snapshot_size: None,
             }),
             received_at,
         }

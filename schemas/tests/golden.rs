@@ -95,8 +95,15 @@ fn event_started(device: &str, event_type: &str, at: Timestamp) -> Report {
 fn event_started_at(device: &str, event_type: &str, at: Timestamp, offset: &str, skew: Option<i64>) -> Report {
     let id = EventId::new(&cid(device), &EventType::parse(event_type).unwrap(), at, DayOffset::parse(offset).unwrap())
         .unwrap();
-    let fields = json!([device, id.as_str(), event_type, at.to_string(), offset, skew]);
+    let fields = json!([device, id.as_str(), event_type, at.to_string(), offset, skew, null]);
     Report::EventStarted(serde_json::from_value(fields).expect("event started from positional fields"))
+}
+
+/// `report` (a start) with its snapshot's stated size.
+fn with_snapshot(mut report: Report, bytes: u64) -> Report {
+    let Report::EventStarted(r) = &mut report else { panic!("a start") };
+    r.snapshot_size = Some(bytes);
+    report
 }
 
 fn event_ended(device: &str, id: EventId, ended_at: Timestamp, status: EndStatus) -> Report {
@@ -161,6 +168,12 @@ fn cases() -> Vec<(&'static str, Envelope)> {
             "event_started_fast_clock",
             env(event_started_at("cam-1", "person", t, "-08:00", Some(172_800_000)), t.plus_millis(-172_800_000)),
         ),
+        // A start stating its snapshot's size: the largest object, and a one-byte varint.
+        (
+            "event_started_snapshot_size",
+            env(with_snapshot(event_started("cam-1", "motion", t), 5_368_709_120), received),
+        ),
+        ("event_started_snapshot_one_byte", env(with_snapshot(event_started("cam-1", "motion", t), 1), received)),
         // Single-byte varints throughout, and a received_at before the epoch (zigzag 1).
         ("event_started_epoch", env(event_started("c", "a", Timestamp(0)), Timestamp(-1))),
         (

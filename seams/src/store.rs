@@ -229,6 +229,7 @@ pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec
                 triggered_at: e.triggered_at,
                 utc_offset: e.utc_offset,
                 clock_skew_ms: e.clock_skew_ms,
+                snapshot_size: None,
             });
             out.push(Envelope { report, received_at: filed });
         }

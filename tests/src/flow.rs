@@ -81,13 +81,17 @@ fn media() -> Value {
 /// whose mapping spans two events, a digest, and a dozen more events to page through.
 pub async fn act_as_device(dev: &Http, cid: &str) -> Expect {
     let t0 = today_noonish();
-    let a = start_event(dev, cid, "motion", t0).await;
+    let again = start_event(dev, cid, "motion", t0).await;
+    // Stating the snapshot's size, as devices should: its upload is signed for that length, and
+    // it counts in storage used.
+    let snapshot = b"\xff\xd8\xff\xe0 jpeg snapshot".to_vec();
+    let body = json!({"type": "motion", "triggered_at": ts(t0), "snapshot_size": snapshot.len()});
+    let (status, a) = dev.post(&format!("/v1/devices/{cid}/events"), &body).await;
+    assert_eq!(status, StatusCode::CREATED, "start event: {a}");
     let a_id = a["event_id"].as_str().unwrap().to_owned();
     assert!(a_id.starts_with(&t0.format("%Y%m%d").to_string()), "event id starts with the day: {a_id}");
-    let again = start_event(dev, cid, "motion", t0).await;
     assert_eq!(again["event_id"], a["event_id"], "same (cid, type, triggered_at) → same id");
 
-    let snapshot = b"\xff\xd8\xff\xe0 jpeg snapshot".to_vec();
     let resp = presigned(&a["snapshot_upload"], snapshot.clone()).await;
     assert!(resp.status().is_success(), "snapshot PUT: {}", resp.status());
 
@@ -270,8 +274,9 @@ pub async fn check_as_viewer(viewer: &Http, e: &Expect) {
     assert_eq!(days[0]["events"].as_u64().unwrap() as usize, e.today.len());
     assert_eq!(days[3]["events"], 1, "the late event lands 3 days back: {cal}");
     assert_eq!(days.iter().map(|d| d["events"].as_u64().unwrap()).sum::<u64>() as usize, e.today.len() + 1);
-    // Storage used: each segment once (the shared one too), on the day it started.
-    let stored: u64 = e.segments.iter().map(|(_, body)| body.len() as u64).sum();
+    // Storage used: each segment once (the shared one too), on the day it started, and A's
+    // snapshot by the size its start stated.
+    let stored: u64 = e.segments.iter().map(|(_, body)| body.len() as u64).sum::<u64>() + e.snapshot.len() as u64;
     assert_eq!(days.iter().map(|d| d["bytes"].as_u64().unwrap()).sum::<u64>(), stored, "{cal}");
     check_usage(viewer, cid, stored).await;
 
@@ -526,8 +531,8 @@ pub async fn delete_as_owner(o: &Owners<'_>, e: &Expect, timeout: Duration) -> E
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(o.manager.get(&path).await.0, StatusCode::NOT_FOUND, "a late segment does not resurrect A");
-    // Storage used: A's own segment and the late one (it maps only A) are purged and no longer
-    // counted; the shared one is.
+    // Storage used: A's snapshot, its own segment and the late one (it maps only A) are purged
+    // and no longer counted; the shared one is.
     check_usage(o.reader, &e.cid, e.segments[1].1.len() as u64).await;
     for (who, http) in [("another camera's viewer", o.stranger), ("the device", o.device)] {
         let (s, body) = http.get(&format!("/v1/devices/{}/usage", e.cid)).await;

@@ -67,8 +67,9 @@ async fn device_to_viewer_then_restart() {
     let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("daybook_http_requests_total"), "{metrics}");
     assert!(metrics.contains("daybook_log_group_commit_records"));
-    // The deployment's storage used (read from the store every 10 s): both segments, once.
-    let stored: usize = expect.segments.iter().map(|(_, body)| body.len()).sum();
+    // The deployment's storage used (read from the store every 10 s): both segments, once, and
+    // the snapshot whose size its start stated.
+    let stored: usize = expect.segments.iter().map(|(_, body)| body.len()).sum::<usize>() + expect.snapshot.len();
     let want = format!("daybook_storage_bytes {stored}\n");
     wait_for_metric(&server.http, &want).await;
 

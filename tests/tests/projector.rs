@@ -32,6 +32,7 @@ fn started(cid: &str, at: Timestamp) -> (EventId, Envelope) {
         triggered_at: at,
         utc_offset: DayOffset::default(),
         clock_skew_ms: None,
+        snapshot_size: None,
     });
     (event_id, Envelope { report, received_at: Timestamp::now() })
 }

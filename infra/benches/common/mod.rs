@@ -29,6 +29,7 @@ pub(crate) fn started(cid: &DeviceId, event_type: &str, at: Timestamp) -> (Event
         triggered_at: at,
         utc_offset: DayOffset::default(),
         clock_skew_ms: None,
+        snapshot_size: None,
     }));
     (event_id, e)
 }

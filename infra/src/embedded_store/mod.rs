@@ -619,25 +619,25 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                     digest.execute(params![day, cid, r.segment_id.as_str(), size, r.duration_ms])?;
                 }
                 RowData::SegmentBytes { segment_id, bytes } => {
-                    // Counted when its row is created; a newer report of another size (log
-                    // order) replaces the figure; a freed segment counts nothing.
                     let bytes = bigint_column("size", bytes).map_err(bad_row)?;
-                    let key = params![day, cid, segment_id.as_str()];
-                    let before: Option<(i64, bool)> =
-                        usage_row.query_row(key, |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
-                    let delta = match before {
-                        None => bytes,
-                        Some((_, true)) => 0,
-                        Some((old, false)) => bytes - old,
-                    };
-                    if before.is_none_or(|(old, _)| old != bytes) {
-                        usage_insert.execute(params![day, cid, segment_id.as_str(), bytes])?;
-                    }
-                    if delta != 0 {
-                        match usage.last_mut() {
-                            Some((k, n)) if *k == (day, cid) => *n += delta,
-                            _ => usage.push(((day, cid), delta)),
-                        }
+                    let delta = count_usage(&mut usage_row, &mut usage_insert, (day, cid, segment_id.as_str()), bytes)?;
+                    add_usage(&mut usage, (day, cid), delta);
+                }
+                RowData::SnapshotBytes { event_id, bytes } => {
+                    // Counted under its object's key, as a segment is by its id (the two never
+                    // meet: a segment id holds no `/`). A start applied after its event's
+                    // deletion counts nothing: the deletion purged the snapshot already.
+                    let bytes = bigint_column("snapshot_size", bytes).map_err(bad_row)?;
+                    let object = seams::ObjectKey::snapshot(event_id);
+                    let deleted: Option<bool> = tx
+                        .prepare_cached(
+                            "SELECT deleted FROM events WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4",
+                        )?
+                        .query_row(params![day, cid, row.trigger.millis(), event_id.as_str()], |r| r.get(0))
+                        .optional()?;
+                    if deleted != Some(true) {
+                        let delta = count_usage(&mut usage_row, &mut usage_insert, (day, cid, object.as_str()), bytes)?;
+                        add_usage(&mut usage, (day, cid), delta);
                     }
                 }
             }
@@ -701,7 +701,9 @@ fn purge_deleted(
     }
     let mut put = tx.prepare_cached("INSERT OR IGNORE INTO purges (day, cid, key) VALUES (?1, ?2, ?3)")?;
     let device = DeviceId::parse(cid).map_err(bad_row)?;
-    let mut listed = put.execute(params![day, cid, seams::ObjectKey::snapshot(id).as_str()])? as u64;
+    let snapshot = seams::ObjectKey::snapshot(id);
+    let mut listed = put.execute(params![day, cid, snapshot.as_str()])? as u64;
+    free_usage(tx, cid, snapshot.as_str())?;
     let segments: Vec<(u32, String)> = tx
         .prepare_cached("SELECT seg_day, segment_id FROM event_segments WHERE day = ?1 AND cid = ?2 AND event_id = ?3")?
         .query_map(params![day, cid, id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -765,8 +767,41 @@ fn purge_orphaned(
     ])? as u64)
 }
 
-/// Takes a segment whose object is purged off its device's storage used: once (its usage row
-/// is marked freed, and a freed row is never counted again), whichever day holds it.
+/// Counts an object (a segment by its id, a snapshot by its key) in its partition's storage
+/// used: when its usage row is created; a newer report of another size (log order) replaces the
+/// figure; a freed object counts nothing. Returns the change to the partition's figure.
+fn count_usage(
+    row: &mut rusqlite::CachedStatement<'_>,
+    insert: &mut rusqlite::CachedStatement<'_>,
+    (day, cid, object): (u32, &str, &str),
+    bytes: i64,
+) -> rusqlite::Result<i64> {
+    let before: Option<(i64, bool)> =
+        row.query_row(params![day, cid, object], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    if before.is_none_or(|(old, _)| old != bytes) {
+        insert.execute(params![day, cid, object, bytes])?;
+    }
+    Ok(match before {
+        None => bytes,
+        Some((_, true)) => 0,
+        Some((old, false)) => bytes - old,
+    })
+}
+
+/// Adds `delta` to the pending change of partition `key`'s storage used (rows come grouped by
+/// partition, so the last entry is usually the one).
+fn add_usage<'c>(usage: &mut Vec<((u32, &'c str), i64)>, key: (u32, &'c str), delta: i64) {
+    if delta != 0 {
+        match usage.last_mut() {
+            Some((k, n)) if *k == key => *n += delta,
+            _ => usage.push((key, delta)),
+        }
+    }
+}
+
+/// Takes an object (a segment, a snapshot) that is purged off its device's storage used: once
+/// (its usage row is marked freed, and a freed row is never counted again), whichever day holds
+/// it.
 fn free_usage(tx: &rusqlite::Transaction<'_>, cid: &str, segment_id: &str) -> rusqlite::Result<()> {
     let counted: Vec<(u32, i64)> = tx
         .prepare_cached("SELECT day, bytes FROM segment_usage WHERE cid = ?1 AND segment_id = ?2 AND freed = 0")?
@@ -1220,6 +1255,7 @@ mod tests {
             triggered_at: now.plus_millis(3_600_000),
             utc_offset: offset,
             clock_skew_ms,
+            snapshot_size: None,
         });
         store.apply(&[Envelope { report, received_at: now }]).await.unwrap();
         let detail = store.event(&event_id).await.unwrap().unwrap();
@@ -1311,6 +1347,7 @@ mod tests {
             triggered_at: at,
             utc_offset: offset,
             clock_skew_ms: None,
+            snapshot_size: None,
         });
         Envelope { report, received_at: Timestamp::now() }
     }
@@ -1406,6 +1443,7 @@ mod tests {
                     triggered_at: at,
                     utc_offset: policy.offset,
                     clock_skew_ms: None,
+                    snapshot_size: None,
                 });
                 batch.push(Envelope { report, received_at: now });
             }

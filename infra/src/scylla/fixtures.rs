@@ -38,6 +38,7 @@ pub(super) fn start(device: &str, event_type: &str, at: Timestamp) -> (EventId, 
             triggered_at: at,
             utc_offset: DayOffset::default(),
             clock_skew_ms: None,
+            snapshot_size: None,
         })),
     )
 }

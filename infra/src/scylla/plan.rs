@@ -392,8 +392,17 @@ impl WritePlan {
                             Entry::Occupied(mut e) => keep_newer(e.get_mut(), value, |v| (v.2, v.1)),
                         }
                     }
-                    RowData::SegmentBytes { segment_id, bytes } => {
-                        let key = (cid, day, count_bucket(row.trigger.millis()), segment_id.as_str().to_owned());
+                    RowData::SegmentBytes { .. } | RowData::SnapshotBytes { .. } => {
+                        // A segment by its id, a snapshot by its object's key (never alike: a
+                        // segment id holds no `/`).
+                        let (object, bytes) = match row.data {
+                            RowData::SegmentBytes { segment_id, bytes } => (segment_id.as_str().to_owned(), bytes),
+                            RowData::SnapshotBytes { event_id, bytes } => {
+                                (seams::ObjectKey::snapshot(event_id).as_str().to_owned(), bytes)
+                            }
+                            _ => unreachable!("matched above"),
+                        };
+                        let key = (cid, day, count_bucket(row.trigger.millis()), object);
                         let value = (to_i64("size", bytes)?, row.trigger.millis(), ttl, stamp);
                         match plan.usage.entry(key) {
                             Entry::Vacant(e) => {

@@ -30,7 +30,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use super::config::{ScyllaConsistency, ScyllaOptions, ScyllaUrl};
 use super::cursor::{cursor_binding, decode_cursor, encode_cursor};
 use super::plan::{
-    bucket_range, calendar_day_range, count_chunks, count_row, dead_letter_writes, deleted_count_row,
+    bucket_range, calendar_day_range, count_bucket, count_chunks, count_row, dead_letter_writes, deleted_count_row,
     subscription_writes, ttl_secs, CountBucket, CountValues, FreedValues, WritePlan, PURGES_BUCKET,
     SUBSCRIPTIONS_BUCKET,
 };
@@ -345,9 +345,9 @@ impl ScyllaStore {
     /// Lists, as purges, the objects deleted event `id` (in partition `cid`, `day`) leaves to no
     /// live event: its snapshot, and each segment it maps whose other events are all deleted or
     /// gone (a segment row without its events, written before they were kept, is left alone).
-    /// Written with the deletion's TTL and stamp. Each purged segment is marked freed in
-    /// `segment_usage` (with the deletion's stamp), and its bucket added to `freed`, to be
-    /// recounted. Returns the purges written.
+    /// Written with the deletion's TTL and stamp. The snapshot and each purged segment are marked
+    /// freed in `segment_usage` (with the deletion's stamp), and their buckets added to `freed`,
+    /// to be recounted. Returns the purges written.
     async fn list_purges(
         &self,
         (cid, day, id, ttl, stamp): (&str, i32, &str, i32, i64),
@@ -356,7 +356,13 @@ impl ScyllaStore {
         let s = &self.statements;
         let device = DeviceId::parse(cid).map_err(other)?;
         let event = EventId::parse(id).map_err(other)?;
-        let mut keys = vec![ObjectKey::snapshot(&event).as_str().to_owned()];
+        let snapshot = ObjectKey::snapshot(&event);
+        // Its snapshot's usage row (cid, the event's day, the hour of its filing), marked freed
+        // whether or not its start has been applied yet: a start applied later adds its bytes
+        // to both sums, netting nothing.
+        let hour = count_bucket(event.filed_at(self.policy.offset).millis());
+        freed.extend(self.free_usage((cid, day, hour, snapshot.as_str()), stamp).await?);
+        let mut keys = vec![snapshot.as_str().to_owned()];
         let mappings_key: ClusteringKey<'_> = (cid, day, id);
         'segments: for (_, seg_day, segment_id, _, _) in self.query_all::<MappingRow>(&s.mappings, mappings_key).await?
         {
@@ -389,7 +395,7 @@ impl ScyllaStore {
         Ok(written)
     }
 
-    /// Marks a segment's `segment_usage` row (cid, counted day, hour, segment id) freed, with
+    /// Marks an object's `segment_usage` row (cid, counted day, hour, segment id or snapshot key) freed, with
     /// the deletion's `stamp`, until the row's latest possible expiry (the end of its hour's).
     /// Returns its bucket, to be recounted (`None`: the row is past retention).
     async fn free_usage(
@@ -438,31 +444,32 @@ impl ScyllaStore {
         Ok((1, bucket))
     }
 
-    /// Sums the `segment_usage` rows of each bucket — all of them (`freed` false) or the freed
-    /// ones — and writes the sum into its `usage_counts` register (schema.cql), kept until the
-    /// hour's newest segment expires (both registers alike: they go together).
+    /// Sums the `segment_usage` rows of each bucket — all of them, and the freed ones — and
+    /// writes the sums into its `usage_counts` registers (`stored`, `freed`; schema.cql), kept
+    /// until the hour's newest object expires (both registers alike: they go together). Both
+    /// from the one read, so an object counted after it was freed (a snapshot whose event's
+    /// start is applied after its deletion) nets nothing whichever recount sees it.
     /// `marks`: the devices' erasure marks, as the event counts' recount takes them
     /// ([`after_erasure`]: `usage_counts` is deleted with them at an erasure).
-    async fn recount_usage(&self, buckets: Vec<CountBucket>, freed: bool, marks: &Marks) -> Result<(), StoreError> {
+    async fn recount_usage(&self, buckets: Vec<CountBucket>, marks: &Marks) -> Result<(), StoreError> {
         let s = &self.statements;
-        let insert = if freed { &s.insert_usage_freed } else { &s.insert_usage_stored };
         stream::iter(buckets)
             .map(|bucket| async move {
                 let key = (bucket.0.as_str(), bucket.1, bucket.2);
                 let rows = self.query_all::<UsageRow>(&s.recount_usage, key).await?;
-                let sum: i64 = rows
-                    .iter()
-                    .filter(|(_, f, _)| !freed || *f == Some(true))
-                    .map(|(bytes, _, _)| bytes.unwrap_or(0))
-                    .fold(0i64, i64::saturating_add);
                 let newest = rows.iter().filter_map(|r| r.0.and(r.2)).max();
-                match count_row(&bucket, sum, newest, &self.policy, Timestamp::now()) {
-                    Some(mut row) => {
+                for (insert, freed) in [(&s.insert_usage_stored, false), (&s.insert_usage_freed, true)] {
+                    let sum: i64 = rows
+                        .iter()
+                        .filter(|(_, f, _)| !freed || *f == Some(true))
+                        .map(|(bytes, _, _)| bytes.unwrap_or(0))
+                        .fold(0i64, i64::saturating_add);
+                    if let Some(mut row) = count_row(&bucket, sum, newest, &self.policy, Timestamp::now()) {
                         row.5 = after_erasure(row.5, row.2, row.3, marks.get(&row.0).copied());
-                        self.write(insert, vec![row]).await
+                        self.write(insert, vec![row]).await?;
                     }
-                    None => Ok(()),
                 }
+                Ok::<_, StoreError>(())
             })
             .buffer_unordered(self.max_concurrency)
             .try_collect::<Vec<()>>()
@@ -607,9 +614,9 @@ impl ProjectionStore for ScyllaStore {
             .buffer_unordered(self.max_concurrency)
             .try_collect::<Vec<()>>()
             .await?;
-        // The hours the batch wrote segments into: their bytes, summed and kept the same way
-        // (`usage_counts.stored`).
-        self.recount_usage(plan.usage_buckets(), false, marks).await?;
+        // The hours the batch wrote segments and snapshots into: their bytes, summed and kept
+        // the same way (`usage_counts`).
+        self.recount_usage(plan.usage_buckets(), marks).await?;
         // Then the objects each deletion leaves to no live event, and the hours of usage they
         // free (`usage_counts.freed`).
         let mut purged = 0u64;
@@ -627,7 +634,7 @@ impl ProjectionStore for ScyllaStore {
         }
         freed.sort();
         freed.dedup();
-        self.recount_usage(freed, true, marks).await?;
+        self.recount_usage(freed, marks).await?;
         Ok(erased + plan.rows + changed + purged)
     }
 

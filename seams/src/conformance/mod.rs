@@ -80,6 +80,7 @@ macro_rules! store_suite {
                 two_projectors_erase_alike,
                 usage_counts_each_segment_once,
                 usage_drops_once_when_a_segment_is_deleted_whole,
+                usage_counts_each_snapshot_once,
                 two_projectors_count_usage_once,
                 usage_expires_with_its_day,
                 the_newest_keep_or_unkeep_wins,

@@ -74,6 +74,7 @@ pub fn start(device: &str, event_type: &str, at: Timestamp) -> (EventId, Envelop
             triggered_at: at,
             utc_offset: DayOffset::default(),
             clock_skew_ms: None,
+            snapshot_size: None,
         })),
     )
 }
@@ -158,6 +159,7 @@ pub fn start_at(device: &str, at: Timestamp, offset: DayOffset, now: Timestamp) 
         triggered_at: at,
         utc_offset: offset,
         clock_skew_ms,
+        snapshot_size: None,
     });
     (event_id, Envelope { report, received_at: now })
 }
@@ -1277,6 +1279,60 @@ pub async fn usage_drops_once_when_a_segment_is_deleted_whole(mut h: impl StoreH
     let keys = purged_keys(s.purges(100).await.unwrap());
     assert!(keys.contains(&"devices/cam-ud/segments/seg-late".to_owned()), "{keys:?}");
     assert!(!keys.contains(&"devices/cam-ud/segments/seg-kept".to_owned()), "{keys:?}");
+}
+
+/// `start` of an event whose device stated its snapshot's size.
+fn start_with_snapshot(device: &str, at: Timestamp, bytes: u64) -> (EventId, Envelope) {
+    let (id, mut st) = start(device, "motion", at);
+    let Report::EventStarted(r) = &mut st.report else { unreachable!("a start") };
+    r.snapshot_size = Some(bytes);
+    (id, st)
+}
+
+/// An event's snapshot counts in storage used by the size its start stated, once (a start
+/// applied again, duplicated, or re-sent by the device counts nothing more; a start without a
+/// size counts nothing), on the event's day; it leaves storage used once when the event is
+/// deleted — also when the start is applied after the deletion, in any order or batching.
+pub async fn usage_counts_each_snapshot_once(mut h: impl StoreHarness) {
+    let s = h.open().await;
+    let (_, sa) = start_with_snapshot("cam-snap", noon(0, 0), 300);
+    let (b, sb) = start_with_snapshot("cam-snap", noon(1, 0), 50);
+    let (c, sc) = start("cam-snap", "motion", noon(1, 60_000));
+    let seg = segment("cam-snap", "seg-b", noon(1, 0), 1_000, &[(&b, 0, 0, 1_000)]);
+    let history = vec![sa, sb, sc, seg];
+    s.apply(&history).await.unwrap();
+    let want = vec![(day(1), 1_050), (day(0), 300)];
+    assert_eq!(usage_of(&*s, "cam-snap").await, want, "snapshots and segments, each on its day");
+    let mut again = history.clone();
+    again.extend(history.clone());
+    again.push(start_with_snapshot("cam-snap", noon(0, 0), 300).1);
+    s.apply(&again).await.unwrap();
+    for piece in history.chunks(1) {
+        s.apply(piece).await.unwrap();
+    }
+    assert_eq!(usage_of(&*s, "cam-snap").await, want, "counted once");
+    assert_eq!(s.usage_total().await.unwrap(), 1_350);
+    // A deletion takes the snapshot off with the segment it leaves to no live event, once.
+    let del_b = deletion(&b);
+    s.apply(std::slice::from_ref(&del_b)).await.unwrap();
+    apply_again(&*s, &history, &del_b).await;
+    assert_eq!(usage_of(&*s, "cam-snap").await, vec![(day(0), 300)]);
+    assert!(s.event(&c).await.unwrap().is_some(), "a start without a size: served, counting nothing");
+    // A deletion applied before its event's start (a replay that batches them apart, or in one
+    // batch in either order): the snapshot is never counted.
+    let (d, sd) = start_with_snapshot("cam-snap", noon(2, 0), 70);
+    let (e, se) = start_with_snapshot("cam-snap", noon(2, 60_000), 80);
+    s.apply(&[deletion(&d)]).await.unwrap();
+    s.apply(std::slice::from_ref(&sd)).await.unwrap();
+    s.apply(&[deletion(&e), se.clone(), sd, se, deletion(&e)]).await.unwrap();
+    assert_eq!(usage_of(&*s, "cam-snap").await, vec![(day(0), 300)], "deleted before or with its start");
+    assert_eq!(s.usage_total().await.unwrap(), 300);
+    let keys = purged_keys(s.purges(100).await.unwrap());
+    for id in [&b, &d, &e] {
+        assert!(keys.contains(&format!("devices/cam-snap/snapshots/{id}.jpg")), "{keys:?}");
+    }
+    // And the log whole again, in a fresh view of the same store.
+    assert_eq!(h.open_again().await.usage(&cid("cam-snap"), day(0), day(0)).await.unwrap(), vec![(day(0), 300)]);
 }
 
 /// Two projectors applying the same history (segments, then deletions) at once, in different
