@@ -1,10 +1,10 @@
 //! The owner's reports (schema version 4, docs/topic.md): what a camera's owner asks of its
-//! footage, put on the log by the viewer API like a device's reports, keyed by the device so
-//! they keep their order with its reports. Of these, this build produces and projects
-//! [`EventDeleted`] and [`DeviceErased`]; the others are defined on the wire so that one schema version carries
-//! them all, but nothing of this build writes them, validation refuses them, and a store meeting
-//! one refuses it as not projected (the projector sets it aside in quarantine, see
-//! `crate::columns::Unstorable`).
+//! footage, put on the log by the viewer API (an erasure also by `daybook erase device`) like a
+//! device's reports, keyed by the device so they keep their order with its reports. This build
+//! produces and projects [`EventDeleted`], [`EventKept`], [`EventUnkept`] and [`DeviceErased`];
+//! [`PlanSet`] is defined on the wire so that one schema version carries them all, but nothing
+//! of this build writes it, validation refuses it, and a store meeting one refuses it as not
+//! projected (the projector sets it aside in quarantine, see `crate::columns::Unstorable`).
 
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +26,8 @@ pub struct EventDeleted {
     pub event_id: EventId,
 }
 
-/// The owner asked to keep an event past the device's retention (not produced by this build).
+/// The owner asked to keep an event past the device's retention (docs/data-model.md, Keeping
+/// events).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventKept {
     /// The device.
@@ -35,8 +36,7 @@ pub struct EventKept {
     pub event_id: EventId,
 }
 
-/// The owner no longer keeps an event: it expires by the normal rule (not produced by this
-/// build).
+/// The owner no longer keeps an event: it expires by the normal rule, at once if it is past it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventUnkept {
     /// The device.
