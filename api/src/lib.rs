@@ -57,6 +57,11 @@ pub struct ApiConfig {
     pub url_ttl: Duration,
     /// Most events a device may keep at once (`--max-kept-per-device`; 409 past it).
     pub max_kept_per_device: u32,
+    /// Objects live on an external bucket, whose lifecycle rule expires them by age: a kept
+    /// event past retention is served from its objects' kept copies (`kept/…`,
+    /// docs/data-model.md, Keeping events). False on the embedded S3 endpoint, whose janitor
+    /// spares the originals.
+    pub kept_copies: bool,
 }
 
 impl Default for ApiConfig {
@@ -67,6 +72,7 @@ impl Default for ApiConfig {
             max_limit: 100,
             url_ttl: Duration::from_secs(10 * 60),
             max_kept_per_device: 100,
+            kept_copies: false,
         }
     }
 }

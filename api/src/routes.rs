@@ -214,9 +214,10 @@ async fn event_detail(
     let segments = try_join_all(detail.segments.into_iter().map(|s| {
         let api = api.clone();
         let cid = id.device().clone();
+        let event = &detail.event;
         async move {
             Ok::<_, ApiError>(SegmentJson {
-                url: api.url(&ObjectKey::segment(&cid, &s.segment_id)).await?,
+                url: api.event_object_url(&ObjectKey::segment(&cid, &s.segment_id), event).await?,
                 segment_id: s.segment_id,
                 index: s.index,
                 size: s.size,

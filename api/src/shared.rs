@@ -19,6 +19,19 @@ impl Api {
         Ok(self.inner.signer.presign_get(key, self.inner.config.url_ttl).await?.url)
     }
 
+    /// A presigned GET of `key`, an object of event `e`: of its kept copy when `e` is kept and
+    /// past retention on an external bucket (the bucket's lifecycle rule may have deleted the
+    /// original; [`crate::ApiConfig::kept_copies`]).
+    pub(crate) async fn event_object_url(&self, key: &ObjectKey, e: &EventView) -> Result<String, ApiError> {
+        let policy = &self.inner.config.policy;
+        let past = policy.expires_at(e.event_id.filed_at(policy.offset)) <= Timestamp::now();
+        if self.inner.config.kept_copies && e.kept && past {
+            self.url(&key.kept_copy()).await
+        } else {
+            self.url(key).await
+        }
+    }
+
     /// The event `event_id` names, if the token may manage its device and the event is
     /// served: its device, its id, whether it is kept. (Authenticated before the id is looked
     /// at, so a stranger learns nothing from 422 vs 404.)
@@ -63,7 +76,7 @@ impl Api {
             duration_ms: e.duration_ms(),
             status: e.status.as_str(),
             kept: e.kept,
-            snapshot_url: self.url(&ObjectKey::snapshot(&e.event_id)).await?,
+            snapshot_url: self.event_object_url(&ObjectKey::snapshot(&e.event_id), e).await?,
         })
     }
 }

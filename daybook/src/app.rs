@@ -46,11 +46,22 @@ pub(crate) const STORAGE_BYTES: Metric = Metric {
     kind: Kind::Gauge,
     unit: Some(metrics::Unit::Bytes),
     labels: &[],
-    help: "Storage used by every device: bytes of segments as reported, each counted once, less those deleted whole (the sum of GET /v1/devices/{cid}/usage over all devices). Read from the store every 10 s by each process that projects: several report the same figure (aggregate with max, not sum).",
+    help: "Storage used by every device: bytes of segments and snapshots as reported, each counted once, less those deleted (the sum of GET /v1/devices/{cid}/usage over all devices). Read from the store every 10 s by each process that projects: several report the same figure (aggregate with max, not sum).",
 };
 
 /// How often the storage used metric is read from the store.
 const STORAGE_EVERY: Duration = Duration::from_secs(10);
+
+pub(crate) const KEPT_COPIES_TOTAL: Metric = Metric {
+    name: "daybook_kept_copies_total",
+    kind: Kind::Counter,
+    unit: None,
+    labels: &["op"],
+    help: "External bucket: kept events' objects copied under kept/ (op=copied), found gone before they could be (op=missing), and copies deleted once their event was no longer kept (op=removed).",
+};
+
+/// How often kept events' copies on an external bucket are brought in line with the store.
+const KEPT_COPY_EVERY: Duration = Duration::from_secs(60);
 
 /// How often the purger looks for objects deletions left to no live event.
 const PURGE_EVERY: Duration = Duration::from_secs(2);
@@ -77,6 +88,9 @@ pub struct Application {
     http_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     s3: Option<EmbeddedS3>,
+    /// The external bucket, where this process keeps kept events' copies (a projecting process
+    /// without the embedded S3 endpoint).
+    kept_copies: Option<infra::s3::S3Signer>,
     http_limits: HttpLimits,
     metrics_upkeep: Duration,
     /// Scheduled backups of the embedded data directory, one per repository (all-in-one only).
@@ -188,6 +202,7 @@ impl Application {
                 policy,
                 url_ttl: config.s3.url_ttl,
                 max_kept_per_device: config.max_kept_per_device,
+                kept_copies: s3.is_none(),
                 ..api::ApiConfig::default()
             };
             let mut viewer_api = api::Api::new(store.clone(), signer.clone(), auth, api_config);
@@ -254,8 +269,13 @@ impl Application {
             if role.store() { config.store.url.to_string() } else { "-".into() },
             config.data_dir.display()
         );
+        let kept_copies = match (role.projector(), &s3) {
+            (true, None) => Some(resolve::external_bucket(&config.s3).await),
+            _ => None,
+        };
         Ok(Self {
             role,
+            kept_copies,
             policy,
             projector: config.projector,
             log,
@@ -384,6 +404,10 @@ impl Application {
             (true, Some(store)) => Some(tokio::spawn(storage_gauge(store.clone(), rx.clone()))),
             _ => None,
         };
+        let kept_copier = match (self.kept_copies, &store) {
+            (Some(bucket), Some(store)) => Some(tokio::spawn(kept_copier(store.clone(), bucket, rx.clone()))),
+            _ => None,
+        };
         let purger = match (self.role.projector(), &store, &objects) {
             (true, Some(store), Some(objects)) => {
                 Some(tokio::spawn(purger(store.clone(), objects.clone(), rx.clone())))
@@ -439,6 +463,9 @@ impl Application {
         }
         if let Some(j) = janitor {
             let _ = j.await;
+        }
+        if let Some(k) = kept_copier {
+            let _ = k.await;
         }
         if let Some(p) = purger {
             let _ = p.await;
@@ -587,6 +614,47 @@ async fn storage_gauge(store: Arc<dyn ProjectionStore>, mut shutdown: watch::Rec
         }
         tokio::select! {
             () = tokio::time::sleep(STORAGE_EVERY) => {}
+            _ = shutdown.wait_for(|v| *v) => return,
+        }
+    }
+}
+
+/// Keeps a copy of every kept event's objects under `kept/` on the external bucket, whose
+/// lifecycle rule expires `devices/` by age, and deletes the copies of events no longer kept
+/// (`infra::s3::S3Signer::reconcile_kept`; docs/data-model.md, Keeping events). Derived from
+/// the store each round, so a failed round is made good by the next.
+async fn kept_copier(
+    store: Arc<dyn ProjectionStore>,
+    bucket: infra::s3::S3Signer,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let round = async {
+            let kept = seams::kept_objects(store.as_ref()).await.map_err(|e| e.to_string())?;
+            bucket.reconcile_kept(&kept).await.map_err(|e| e.to_string())
+        };
+        let done = tokio::select! {
+            r = round => r,
+            _ = shutdown.wait_for(|v| *v) => return,
+        };
+        match done {
+            Ok(done) => {
+                for (op, n) in [("copied", done.copied), ("missing", done.missing), ("removed", done.removed)] {
+                    metrics::counter!(KEPT_COPIES_TOTAL.name, "op" => op).increment(n);
+                }
+                if done != infra::s3::KeptCopies::default() {
+                    tracing::info!(
+                        copied = done.copied,
+                        missing = done.missing,
+                        removed = done.removed,
+                        "kept events' copies updated"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "updating kept events' copies failed; trying again next round"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(KEPT_COPY_EVERY) => {}
             _ = shutdown.wait_for(|v| *v) => return,
         }
     }

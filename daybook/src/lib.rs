@@ -53,6 +53,7 @@ pub const METRICS: &[seams::metric::Metric] = &[
     audit::AUDIT_WRITE_FAILURES_TOTAL,
     app::OBJECTS_EXPIRED_TOTAL,
     app::OBJECTS_PURGED_TOTAL,
+    app::KEPT_COPIES_TOTAL,
     app::STORAGE_BYTES,
     notify::deliver::NOTIFY_DELIVERED_TOTAL,
     notify::deliver::NOTIFY_FAILED_TOTAL,

@@ -90,14 +90,7 @@ pub async fn open_signer(
             credentials: Some(crate::secrets::embedded_s3_credentials(data_dir)?),
             path_style: true,
         },
-        (endpoint, _) => S3Config {
-            endpoint: endpoint.clone(),
-            public_url: config.public_url.clone(),
-            bucket: config.bucket.clone(),
-            region: config.region.clone(),
-            credentials: None,
-            path_style: !config.virtual_hosted,
-        },
+        _ => external_config(config),
     };
     let signer = S3Signer::new(&s3).await;
     if embedded.is_none() {
@@ -107,6 +100,23 @@ pub async fn open_signer(
         }
     }
     Ok(Arc::new(signer))
+}
+
+/// The external bucket (`--s3-endpoint`, or AWS when none is given), for a process without the
+/// embedded S3 endpoint that keeps kept events' copies there (`infra::s3::S3Signer::reconcile_kept`).
+pub async fn external_bucket(config: &S3Settings) -> S3Signer {
+    S3Signer::new(&external_config(config)).await
+}
+
+fn external_config(config: &S3Settings) -> S3Config {
+    S3Config {
+        endpoint: config.endpoint.clone(),
+        public_url: config.public_url.clone(),
+        bucket: config.bucket.clone(),
+        region: config.region.clone(),
+        credentials: None,
+        path_style: !config.virtual_hosted,
+    }
 }
 
 fn create_data_dir(dir: &Path) -> anyhow::Result<()> {

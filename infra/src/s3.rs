@@ -458,6 +458,9 @@ impl BlobSigner for S3Signer {
     }
 }
 
+mod kept;
+pub use kept::KeptCopies;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,11 +26,19 @@ impl ObjectKey {
     pub fn digest(cid: &DeviceId, id: &SegmentId) -> Self {
         Self(format!("devices/{cid}/digests/{id}"))
     }
+    /// `kept/` + this key: where a kept event's object is copied on an external bucket, whose
+    /// lifecycle rule expires `devices/` by age (docs/data-model.md, Keeping events).
+    pub fn kept_copy(&self) -> Self {
+        Self(format!("{KEPT_PREFIX}{}", self.0))
+    }
     /// The key.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
+
+/// Where kept events' objects are copied to on an external bucket ([`ObjectKey::kept_copy`]).
+pub const KEPT_PREFIX: &str = "kept/";
 
 /// A request the holder may make without credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]

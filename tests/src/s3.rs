@@ -41,3 +41,34 @@ impl TestS3 {
         self.task.await.expect("the S3 endpoint's task")
     }
 }
+
+/// A signer for bucket `daybook` of a fresh S3-protocol endpoint (s3s-fs, as `daybook run`
+/// embeds) on loopback, serving until the returned directory is dropped with the runtime.
+pub async fn local_signer() -> (tempfile::TempDir, infra::s3::S3Signer) {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let root = dir.path().to_owned();
+    tokio::spawn(async move {
+        infra::s3_server::serve(
+            listener,
+            &root,
+            "daybook",
+            "test-access",
+            "test-secret-key-0123456789",
+            2 * 1024 * 1024,
+            std::future::pending(),
+        )
+        .await
+    });
+    let signer = infra::s3::S3Signer::new(&infra::s3::S3Config {
+        endpoint: Some(format!("http://{addr}")),
+        public_url: None,
+        bucket: "daybook".into(),
+        region: "us-east-1".into(),
+        credentials: Some(("test-access".into(), "test-secret-key-0123456789".into())),
+        path_style: true,
+    })
+    .await;
+    (dir, signer)
+}

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use infra::s3::{S3Config, S3Signer};
 use seams::conformance::blob::BlobHarness;
 use seams::BlobSigner;
 
@@ -14,31 +13,7 @@ struct Harness {
 }
 
 async fn start() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let root = dir.path().to_owned();
-    tokio::spawn(async move {
-        infra::s3_server::serve(
-            listener,
-            &root,
-            "daybook",
-            "test-access",
-            "test-secret-key-0123456789",
-            2 * 1024 * 1024,
-            std::future::pending(),
-        )
-        .await
-    });
-    let signer = S3Signer::new(&S3Config {
-        endpoint: Some(format!("http://{addr}")),
-        public_url: None,
-        bucket: "daybook".into(),
-        region: "us-east-1".into(),
-        credentials: Some(("test-access".into(), "test-secret-key-0123456789".into())),
-        path_style: true,
-    })
-    .await;
+    let (dir, signer) = tests::s3::local_signer().await;
     Harness { _dir: dir, signer: Arc::new(signer) }
 }
 
