@@ -23,13 +23,7 @@ impl Api {
     /// past retention on an external bucket (the bucket's lifecycle rule may have deleted the
     /// original; [`crate::ApiConfig::kept_copies`]).
     pub(crate) async fn event_object_url(&self, key: &ObjectKey, e: &EventView) -> Result<String, ApiError> {
-        let policy = &self.inner.config.policy;
-        let past = policy.expires_at(e.event_id.filed_at(policy.offset)) <= Timestamp::now();
-        if self.inner.config.kept_copies && e.kept && past {
-            self.url(&key.kept_copy()).await
-        } else {
-            self.url(key).await
-        }
+        self.url(&object_to_serve(&self.inner.config, key, e, Timestamp::now())).await
     }
 
     /// The event `event_id` names, if the token may manage its device and the event is
@@ -78,5 +72,59 @@ impl Api {
             kept: e.kept,
             snapshot_url: self.event_object_url(&ObjectKey::snapshot(&e.event_id), e).await?,
         })
+    }
+}
+
+/// The object viewers are given for `key`, an object of event `e`, at `now`: its kept copy when
+/// objects live on an external bucket and `e` is kept and past retention, else `key` itself.
+fn object_to_serve(config: &crate::ApiConfig, key: &ObjectKey, e: &EventView, now: Timestamp) -> ObjectKey {
+    let policy = &config.policy;
+    let past = policy.expires_at(e.event_id.filed_at(policy.offset)) <= now;
+    if config.kept_copies && e.kept && past {
+        key.kept_copy()
+    } else {
+        key.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use schemas::{DayOffset, DeviceId, EventType};
+    use seams::EventStatus;
+
+    use super::*;
+
+    #[test]
+    fn a_kept_event_past_retention_is_served_from_its_copy_on_an_external_bucket() {
+        let at = Timestamp::now().plus_millis(-86_400_000);
+        let id = EventId::new(
+            &DeviceId::parse("cam-1").unwrap(),
+            &EventType::parse("motion").unwrap(),
+            at,
+            DayOffset::default(),
+        )
+        .unwrap();
+        let e = |kept| EventView {
+            event_id: id.clone(),
+            event_type: EventType::parse("motion").unwrap(),
+            triggered_at: at,
+            ended_at: None,
+            status: EventStatus::Open,
+            utc_offset: DayOffset::default(),
+            clock_skew_ms: None,
+            kept,
+        };
+        let key = ObjectKey::snapshot(&id);
+        let external = crate::ApiConfig { kept_copies: true, ..crate::ApiConfig::default() };
+        let embedded = crate::ApiConfig::default();
+        let inside = Timestamp::now();
+        let past = external.policy.expires_at(at).plus_millis(1);
+        let copy = format!("kept/{}", key.as_str());
+        assert_eq!(object_to_serve(&external, &key, &e(true), past).as_str(), copy);
+        for (config, kept, now) in
+            [(&external, true, inside), (&external, false, past), (&embedded, true, past), (&embedded, false, inside)]
+        {
+            assert_eq!(object_to_serve(config, &key, &e(kept), now), key, "kept {kept}, at {now}");
+        }
     }
 }
