@@ -48,7 +48,7 @@ impl Api {
                 std::time::Duration::from_secs(2),
             )
         })?;
-        (log.0)(LogRecord::of(&Envelope { report, received_at: now })).await?;
+        (log.0)(LogRecord::of(&Envelope::new(report, now))).await?;
         Ok(())
     }
 

@@ -145,7 +145,7 @@ impl Ingest {
         }
         let received_at = Timestamp::now();
         let records =
-            reports.into_iter().map(|report| LogRecord::of(&Envelope { report, received_at })).collect::<Vec<_>>();
+            reports.into_iter().map(|report| LogRecord::of(&Envelope::new(report, received_at))).collect::<Vec<_>>();
         let started = Instant::now();
         let deadline = breaker.deadline();
         let result = match tokio::time::timeout(deadline, self.inner.log.append(records)).await {

@@ -3,12 +3,13 @@
 //! Wire format (documented in docs/topic.md):
 //!
 //! ```text
-//! varint u16  schema version (currently 4)
+//! varint u16  schema version (currently 5)
 //! ...         the version's body, bincode 2 "standard" config (varint integers,
 //!             little-endian, enum variants by position)
 //! ```
 //!
-//! Version 4's body is version 3's with the owner's reports as variants 8 to 12
+//! Version 5's body is version 4's followed by the report's retention (`Option<u32>` days, see
+//! [`Envelope::retention_days`]); versions 1 to 4 decode with none. Version 4's body is version 3's with the owner's reports as variants 8 to 12
 //! (`crate::owner`). Version 3's body is `(Report, received_at: i64 epoch ms)`: version 2's,
 //! with the notification subscriptions' changes as report variants 4 to 7. Version 2's body is the
 //! same without those two variants, with the camera's UTC offsets and clock skew in the
@@ -25,7 +26,7 @@ use crate::report::Report;
 use crate::time::Timestamp;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u16 = 4;
+pub const SCHEMA_VERSION: u16 = 5;
 
 /// Upper bound on one decoded envelope; protects decoders from hostile length prefixes.
 pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
@@ -43,6 +44,19 @@ pub struct Envelope {
     pub report: Report,
     /// When ingest accepted it.
     pub received_at: Timestamp,
+    /// Days of history the report's rows are kept (schema version 5): the device's plan when
+    /// ingest accepted it (its token's `retention_days` claim, or the deployment's retention),
+    /// so a replay expires them as the live store did, whoever replays it. `None`: written
+    /// before version 5 (or by the owner: their marks have no plan of their own), read with the
+    /// retention of whoever applies it (`crate::rows::plan`).
+    pub retention_days: Option<u32>,
+}
+
+/// Version 2 to 4's body: the envelope without the retention.
+#[derive(Debug, Deserialize)]
+struct V4 {
+    report: Report,
+    received_at: Timestamp,
 }
 
 /// Why bytes did not decode.
@@ -57,6 +71,18 @@ pub enum DecodeError {
 }
 
 impl Envelope {
+    /// A report accepted at `received_at`, without a retention of its own.
+    pub fn new(report: Report, received_at: Timestamp) -> Self {
+        Self { report, received_at, retention_days: None }
+    }
+
+    /// The same, carrying `days` of retention.
+    #[must_use]
+    pub fn with_retention(mut self, days: Option<u32>) -> Self {
+        self.retention_days = days;
+        self
+    }
+
     /// Encodes with the current schema version.
     pub fn encode(&self) -> Vec<u8> {
         bincode::serde::encode_to_vec((SCHEMA_VERSION, self), config()).expect("an in-memory envelope always encodes")
@@ -73,9 +99,13 @@ impl Envelope {
                     bincode::serde::decode_from_slice::<v1::Envelope, _>(body, config()).map_err(malformed)?;
                 (old.into(), used)
             }
-            2..=4 => {
-                let (envelope, used) =
-                    bincode::serde::decode_from_slice::<Envelope, _>(body, config()).map_err(malformed)?;
+            2..=5 => {
+                let (envelope, used) = if version == 5 {
+                    bincode::serde::decode_from_slice::<Envelope, _>(body, config()).map_err(malformed)?
+                } else {
+                    let (old, used) = bincode::serde::decode_from_slice::<V4, _>(body, config()).map_err(malformed)?;
+                    (Envelope::new(old.report, old.received_at), used)
+                };
                 // Each version knew only the variants of its time (version 2 the four device
                 // reports, 3 also the subscription changes): a later variant under an older
                 // prefix is damage, not a newer report.
@@ -197,7 +227,7 @@ pub mod v1 {
                     })
                 }
             };
-            Self { report, received_at: e.received_at }
+            Self::new(report, e.received_at)
         }
     }
 }
@@ -312,8 +342,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(report in arb_report(), at in arb_ts()) {
-            let e = Envelope { report, received_at: at };
+        fn round_trip(report in arb_report(), at in arb_ts(), days in proptest::option::of(any::<u32>())) {
+            let e = Envelope::new(report, at).with_retention(days);
             let bytes = e.encode();
             prop_assert_eq!(Envelope::version_of(&bytes), Some(SCHEMA_VERSION));
             prop_assert_eq!(Envelope::decode(&bytes).unwrap(), e.clone());
@@ -329,7 +359,7 @@ mod tests {
 
         #[test]
         fn mutated_envelopes_never_panic(report in arb_report(), pos in any::<usize>(), byte in any::<u8>()) {
-            let mut bytes = Envelope { report, received_at: Timestamp(0) }.encode();
+            let mut bytes = Envelope::new(report, Timestamp(0)).encode();
             let i = pos % bytes.len();
             bytes[i] = byte;
             let _ = Envelope::decode(&bytes);
@@ -352,8 +382,8 @@ mod tests {
         let event_type = EventType::parse("motion").unwrap();
         let t = Timestamp(1_795_305_600_000);
         let event_id = EventId::new_v1(&cid, &event_type, t, DayOffset::default()).unwrap();
-        let e = Envelope {
-            report: Report::EventStarted(EventStarted {
+        let e = Envelope::new(
+            Report::EventStarted(EventStarted {
                 cid,
                 event_id,
                 event_type,
@@ -361,8 +391,8 @@ mod tests {
                 utc_offset: DayOffset::default(),
                 clock_skew_ms: None,
             }),
-            received_at: t,
-        };
+            t,
+        );
         let golden: &[u8] = &[
             1, 0, 5, 99, 97, 109, 45, 49, 35, 50, 48, 50, 54, 49, 49, 50, 50, 46, 99, 97, 109, 45, 49, 46, 49, 55, 57,
             53, 51, 48, 53, 54, 48, 48, 48, 48, 48, 46, 109, 111, 116, 105, 111, 110, 6, 109, 111, 116, 105, 111, 110,
@@ -381,8 +411,8 @@ mod tests {
         let t = Timestamp(1_795_305_600_000);
         let utc_offset = DayOffset::parse("+08:00").unwrap();
         let event_id = EventId::new(&cid, &event_type, t, utc_offset).unwrap();
-        let e = Envelope {
-            report: Report::EventStarted(EventStarted {
+        let e = Envelope::new(
+            Report::EventStarted(EventStarted {
                 cid,
                 event_id: event_id.clone(),
                 event_type,
@@ -390,8 +420,8 @@ mod tests {
                 utc_offset,
                 clock_skew_ms: Some(600_000),
             }),
-            received_at: t,
-        };
+            t,
+        );
         let golden: &[u8] = &[
             2, 0, 5, 99, 97, 109, 45, 49, 40, 50, 48, 50, 54, 49, 49, 50, 50, 46, 99, 97, 109, 45, 49, 46, 49, 55, 57,
             53, 51, 48, 53, 54, 48, 48, 48, 48, 48, 43, 48, 56, 48, 48, 46, 109, 111, 116, 105, 111, 110, 6, 109, 111,
@@ -399,22 +429,23 @@ mod tests {
             1, 68, 3, 0, 0,
         ];
         assert_eq!(Envelope::decode(golden).unwrap(), e);
-        assert_eq!(e.encode(), [&[SCHEMA_VERSION as u8], &golden[1..]].concat(), "{:?}", e.encode());
+        // Version 5 writes the same body followed by the retention (none: one byte).
+        assert_eq!(e.encode(), [&[SCHEMA_VERSION as u8], &golden[1..], &[0]].concat(), "{:?}", e.encode());
         // A subscription change under version 2's prefix is malformed.
-        let change = Envelope {
-            report: Report::SubscriptionDeleted(crate::SubscriptionDeleted {
+        let change = Envelope::new(
+            Report::SubscriptionDeleted(crate::SubscriptionDeleted {
                 subscription_id: SubscriptionId::parse("sub-1").unwrap(),
             }),
-            received_at: t,
-        };
+            t,
+        );
         let v3 = change.encode();
         assert_eq!(Envelope::decode(&v3).unwrap(), change);
         assert!(matches!(Envelope::decode(&[&[2u8], &v3[1..]].concat()), Err(DecodeError::Malformed(_))));
         // An owner's report under version 3's prefix likewise.
-        let deleted = Envelope {
-            report: Report::EventDeleted(crate::EventDeleted { cid: e.report.cid().unwrap().clone(), event_id }),
-            received_at: t,
-        };
+        let deleted = Envelope::new(
+            Report::EventDeleted(crate::EventDeleted { cid: e.report.cid().unwrap().clone(), event_id }),
+            t,
+        );
         let v4 = deleted.encode();
         assert_eq!(Envelope::decode(&v4).unwrap(), deleted);
         assert!(matches!(Envelope::decode(&[&[3u8], &v4[1..]].concat()), Err(DecodeError::Malformed(_))));

@@ -10,6 +10,9 @@
 //! A camera clock ahead of the server by more than the tolerance is filed by the server's
 //! time: its event ids say so ([`EventId::filed_at`]), a segment uses `received_at`.
 //!
+//! A row expires its report's retention ([`Envelope::retention_days`]: the device's plan when
+//! ingest accepted it; for an older record, the deployment's) after the instant below.
+//!
 //! | report | rows | day | retention counted from |
 //! |---|---|---|---|
 //! | event started | [`RowData::EventStart`] | the event's day (from its id) | the event's filing time (its trigger time, or clamped into its day) |
@@ -263,6 +266,11 @@ impl<'a> Row<'a> {
     }
 }
 
+/// How long the rows of `envelope` are kept (ms): its own retention, else `policy`'s.
+pub fn retention_ms(envelope: &Envelope, policy: &TimePolicy) -> i64 {
+    i64::from(envelope.retention_days.unwrap_or(policy.retention_days)) * 86_400_000
+}
+
 /// The rows `envelope`'s report writes under `policy`. A segment whose start lies outside the
 /// calendar's range writes nothing (validation refuses it before it reaches the log).
 pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
@@ -270,11 +278,14 @@ pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
     // A subscription change writes no day-partitioned row (stores keep it in their
     // subscriptions table).
     let Some(cid) = report.cid() else { return Vec::new() };
+    // The report's own retention (its device's plan when ingest accepted it), else the
+    // deployment's: a record written before reports carried one.
+    let retention = retention_ms(envelope, policy);
     let row = |day: Day, trigger: Timestamp, data: RowData<'a>| Row {
         cid,
         day,
         trigger,
-        expires_at: policy.expires_at(trigger),
+        expires_at: trigger.plus_millis(retention),
         data,
     };
     let event_row =
@@ -378,7 +389,7 @@ mod tests {
     }
 
     fn env(report: Report, received_at: Timestamp) -> Envelope {
-        Envelope { report, received_at }
+        Envelope::new(report, received_at)
     }
 
     /// A report of every shape, with the camera at any offset and clock skew.
@@ -464,14 +475,19 @@ mod tests {
     }
 
     fn arb_case() -> impl Strategy<Value = (TimePolicy, Envelope)> {
-        arb_policy().prop_flat_map(|policy| (Just(policy), arb_report(policy)))
+        // Reports with a retention of their own (a device's plan) and without (older records).
+        let plan = proptest::option::of(crate::owner::MIN_PLAN_DAYS..=crate::owner::MAX_PLAN_DAYS);
+        arb_policy()
+            .prop_flat_map(move |policy| (Just(policy), arb_report(policy), plan.clone()))
+            .prop_map(|(policy, envelope, days)| (policy, envelope.with_retention(days)))
     }
 
     proptest! {
         #[test]
         fn every_row_expires_a_retention_after_its_filing_time((policy, envelope) in arb_case()) {
             for row in plan(&envelope, &policy) {
-                prop_assert_eq!(row.expires_at, row.trigger.plus_millis(policy.retention_ms()));
+                let days = envelope.retention_days.unwrap_or(policy.retention_days);
+                prop_assert_eq!(row.expires_at, row.trigger.plus_millis(i64::from(days) * 86_400_000));
                 prop_assert_eq!(Some(row.cid), envelope.report.cid());
                 prop_assert!(row.live_at(row.trigger) && !row.live_at(row.expires_at));
             }
@@ -627,8 +643,8 @@ mod tests {
         let event_type = EventType::parse("motion").unwrap();
         let offset = DayOffset::default();
         let event_id = event_id(&TimePolicy::default(), t, offset, t);
-        Envelope {
-            report: Report::EventStarted(EventStarted {
+        Envelope::new(
+            Report::EventStarted(EventStarted {
                 cid: cid(),
                 event_id,
                 event_type,
@@ -637,7 +653,7 @@ mod tests {
                 clock_skew_ms: None,
             }),
             received_at,
-        }
+        )
     }
 
     #[test]

@@ -217,10 +217,10 @@ pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec
     for k in events {
         let e = &k.event;
         let filed = e.event_id.filed_at(fallback);
-        out.push(Envelope {
-            report: Report::EventKept(EventKept { cid: cid.clone(), event_id: e.event_id.clone() }),
-            received_at: k.kept_at,
-        });
+        out.push(Envelope::new(
+            Report::EventKept(EventKept { cid: cid.clone(), event_id: e.event_id.clone() }),
+            k.kept_at,
+        ));
         if k.started {
             let report = Report::EventStarted(EventStarted {
                 cid: cid.clone(),
@@ -230,7 +230,7 @@ pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec
                 utc_offset: e.utc_offset,
                 clock_skew_ms: e.clock_skew_ms,
             });
-            out.push(Envelope { report, received_at: filed });
+            out.push(Envelope::new(report, filed));
         }
         let status = match e.status {
             EventStatus::Open => None,
@@ -245,7 +245,7 @@ pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec
                 utc_offset: e.utc_offset,
                 status,
             });
-            out.push(Envelope { report, received_at: filed });
+            out.push(Envelope::new(report, filed));
         }
         for s in &k.segments {
             let mapping = EventMapping {
@@ -272,7 +272,7 @@ pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec
             events,
         });
         // Received no earlier than it started: never taken for a fast clock's.
-        out.push(Envelope { report, received_at: filed.max(s.started_at) });
+        out.push(Envelope::new(report, filed.max(s.started_at)));
     }
     out
 }

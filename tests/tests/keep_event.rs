@@ -48,7 +48,7 @@ async fn a_managing_viewer_keeps_events_that_outlive_the_log() {
     let nothing = schemas::Report::SubscriptionDeleted(schemas::SubscriptionDeleted {
         subscription_id: schemas::SubscriptionId::parse("none").unwrap(),
     });
-    let envelope = schemas::Envelope { report: nothing, received_at: schemas::Timestamp::now() };
+    let envelope = schemas::Envelope::new(nothing, schemas::Timestamp::now());
     log.append(vec![seams::LogRecord::of(&envelope)]).await.unwrap();
     let lost = log.truncate(schemas::Timestamp::now().millis() + 1).await.unwrap();
     assert!(lost > 0, "the log held the reports");

@@ -1221,7 +1221,7 @@ mod tests {
             utc_offset: offset,
             clock_skew_ms,
         });
-        store.apply(&[Envelope { report, received_at: now }]).await.unwrap();
+        store.apply(&[Envelope::new(report, now)]).await.unwrap();
         let detail = store.event(&event_id).await.unwrap().unwrap();
         assert_eq!(detail.event.clock_skew_ms, Some(3_600_000));
         assert_eq!(store.utc_offset(&cid).await.unwrap(), Some(offset));
@@ -1270,8 +1270,8 @@ mod tests {
         );
         let mapping = EventMapping { event_id: ev.event_id.clone(), index: 0, start_offset: 0, end_offset: 10 };
         store
-            .apply(&[Envelope {
-                report: Report::SegmentReported(SegmentReported {
+            .apply(&[Envelope::new(
+                Report::SegmentReported(SegmentReported {
                     cid: cid.clone(),
                     segment_id: SegmentId::parse("seg-old").unwrap(),
                     size: 10,
@@ -1282,8 +1282,8 @@ mod tests {
                     keyframes: vec![0],
                     events: vec![mapping],
                 }),
-                received_at: now,
-            }])
+                now,
+            )])
             .await
             .unwrap();
         // The segment's row as written before: its events unknown.
@@ -1292,7 +1292,7 @@ mod tests {
             .await
             .unwrap();
         let deletion = Report::EventDeleted(schemas::EventDeleted { cid: cid.clone(), event_id: ev.event_id.clone() });
-        store.apply(&[Envelope { report: deletion, received_at: now.plus_millis(1) }]).await.unwrap();
+        store.apply(&[Envelope::new(deletion, now.plus_millis(1))]).await.unwrap();
         assert_eq!(store.calendar(&cid, ev.event_id.day(), ev.event_id.day()).await.unwrap(), vec![]);
         assert!(store.event(&ev.event_id).await.unwrap().is_none());
         let keys: Vec<String> = store.purges(10).await.unwrap().into_iter().map(|p| p.key).collect();
@@ -1312,7 +1312,7 @@ mod tests {
             utc_offset: offset,
             clock_skew_ms: None,
         });
-        Envelope { report, received_at: Timestamp::now() }
+        Envelope::new(report, Timestamp::now())
     }
 
     /// A device's offsets in one batch are written once, as the last of those with the latest
@@ -1407,7 +1407,7 @@ mod tests {
                     utc_offset: policy.offset,
                     clock_skew_ms: None,
                 });
-                batch.push(Envelope { report, received_at: now });
+                batch.push(Envelope::new(report, now));
             }
         }
         let store = EmbeddedStore::open(&path, policy).unwrap();

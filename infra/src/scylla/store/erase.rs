@@ -284,8 +284,7 @@ impl ScyllaStore {
                 let Some(Ok(letter)) = body.map(|b| serde_json::from_str::<SubscriptionDeadLettered>(&b)) else {
                     continue;
                 };
-                let held =
-                    Envelope { report: Report::SubscriptionDeadLettered(letter), received_at: Timestamp(dead_at) };
+                let held = Envelope::new(Report::SubscriptionDeadLettered(letter), Timestamp(dead_at));
                 if rows::erasable(&held).is_some_and(|(of, record)| &of == cid && record <= stamp) {
                     let release = rows::write_stamp(&held).max(stamp).saturating_add(1);
                     self.run(&s.insert_dead_letter, (sub.clone(), webhook_id, dead_at, None::<String>, 0, release))
