@@ -78,9 +78,9 @@ pub fn devices() -> &'static [Device; 3] {
         let cid = DeviceId::parse("cam-1").expect("cid");
         let zone = |name| Some(DeviceZone::parse(name).expect("zone"));
         [
-            Device { cid: cid.clone(), zone: None },
-            Device { cid: cid.clone(), zone: zone("America/Los_Angeles") },
-            Device { cid, zone: zone("Asia/Kathmandu") },
+            Device { cid: cid.clone(), zone: None, retention_days: None },
+            Device { cid: cid.clone(), zone: zone("America/Los_Angeles"), retention_days: Some(60) },
+            Device { cid, zone: zone("Asia/Kathmandu"), retention_days: None },
         ]
     })
 }

@@ -11,7 +11,10 @@
 //! time: its event ids say so ([`EventId::filed_at`]), a segment uses `received_at`.
 //!
 //! A row expires its report's retention ([`Envelope::retention_days`]: the device's plan when
-//! ingest accepted it; for an older record, the deployment's) after the instant below.
+//! ingest accepted it; for an older record, the deployment's) after the instant below — but
+//! the owner's marks on an event (deleted, kept), which carry no plan of their own and outlive
+//! the longest plan's rows of their event ([`MAX_PLAN_DAYS`]). A plan change applies to the
+//! reports received from then on: rows already written keep the expiry they were written with.
 //!
 //! | report | rows | day | retention counted from |
 //! |---|---|---|---|
@@ -23,8 +26,8 @@
 //! | | one [`RowData::Mapping`] per event it maps | each event's day (from its id) | each event's filing time |
 //! | digest | [`RowData::Digest`] | its date | the first instant of its date at its offset |
 //! | | [`RowData::SegmentBytes`] | the local day the segment started | the segment's start (as its own row) |
-//! | event deleted | [`RowData::EventDeleted`] | the event's day (from its id) | the event's filing time |
-//! | event kept / un-kept | [`RowData::EventKept`] | the event's day (from its id) | never expires while kept (see below) |
+//! | event deleted | [`RowData::EventDeleted`] | the event's day (from its id) | the event's filing time, for [`MAX_PLAN_DAYS`] |
+//! | event kept / un-kept | [`RowData::EventKept`] | the event's day (from its id) | the event's filing time, for [`MAX_PLAN_DAYS`] (a kept event never expires while kept, see below) |
 //! | device erased | none: device-wide, its erasure mark (below) | — | never expires |
 //!
 //! A deletion marks the event's row deleted (creating it, deleted, if nothing of the event has
@@ -77,6 +80,7 @@
 
 use crate::envelope::Envelope;
 use crate::ids::{Day, DeviceId, EventId, SegmentId};
+use crate::owner::MAX_PLAN_DAYS;
 use crate::report::{DigestReported, EndStatus, EventMapping, Report, SegmentReported, TimePolicy};
 use crate::time::{DayOffset, Timestamp};
 
@@ -258,6 +262,12 @@ impl<'a> Row<'a> {
         }
     }
 
+    /// Whole days the row is kept from its trigger: its report's retention (the longest plan
+    /// for the owner's marks).
+    pub fn retention_days(&self) -> u32 {
+        u32::try_from(self.expires_at.millis().saturating_sub(self.trigger.millis()) / 86_400_000).unwrap_or(u32::MAX)
+    }
+
     /// Whether the row is still inside retention at `now` (a row that is not must not be
     /// written: a TTL store would expire it at once, a day-partitioned one has dropped its day).
     /// A keep or an un-keep is always live: it changes the expiry of rows that may be past it.
@@ -290,6 +300,13 @@ pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
     };
     let event_row =
         |event_id: &'a EventId, data: RowData<'a>| row(event_id.day(), event_id.filed_at(policy.offset), data);
+    // The owner's marks on an event carry no plan of their own: they outlive every plan's rows
+    // of the event they mark (a deletion must hide its event as long as any row of it lives).
+    let mark_row = |event_id: &'a EventId, data: RowData<'a>| {
+        let filed = event_id.filed_at(policy.offset);
+        let expires_at = filed.plus_millis(i64::from(MAX_PLAN_DAYS) * 86_400_000);
+        Row { cid, day: event_id.day(), trigger: filed, expires_at, data }
+    };
     match report {
         Report::EventStarted(r) => vec![
             event_row(&r.event_id, RowData::EventStart { event_id: &r.event_id, clock_skew_ms: r.clock_skew_ms }),
@@ -332,13 +349,13 @@ pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
             rows
         }
         Report::DigestReported(r) => vec![row(r.date, r.utc_offset.start_of(r.date), RowData::Digest(r))],
-        Report::EventDeleted(r) => vec![event_row(&r.event_id, RowData::EventDeleted { event_id: &r.event_id })],
+        Report::EventDeleted(r) => vec![mark_row(&r.event_id, RowData::EventDeleted { event_id: &r.event_id })],
         // An erasure is device-wide: every store applies it outside the day partitions (see the
         // module docs).
         Report::DeviceErased(_) => Vec::new(),
-        Report::EventKept(r) => vec![event_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: true })],
+        Report::EventKept(r) => vec![mark_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: true })],
         Report::EventUnkept(r) => {
-            vec![event_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: false })]
+            vec![mark_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: false })]
         }
         // Not projected by this build: refused before planning (`Report::storable`).
         Report::PlanSet(_) => Vec::new(),
@@ -486,7 +503,10 @@ mod tests {
         #[test]
         fn every_row_expires_a_retention_after_its_filing_time((policy, envelope) in arb_case()) {
             for row in plan(&envelope, &policy) {
-                let days = envelope.retention_days.unwrap_or(policy.retention_days);
+                let days = match row.data {
+                    RowData::EventDeleted { .. } | RowData::EventKept { .. } => MAX_PLAN_DAYS,
+                    _ => envelope.retention_days.unwrap_or(policy.retention_days),
+                };
                 prop_assert_eq!(row.expires_at, row.trigger.plus_millis(i64::from(days) * 86_400_000));
                 prop_assert_eq!(Some(row.cid), envelope.report.cid());
                 prop_assert!(row.live_at(row.trigger) && !row.live_at(row.expires_at));

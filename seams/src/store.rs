@@ -496,8 +496,15 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     /// is still inside retention: the reads' "today" is the camera's.
     async fn utc_offset(&self, cid: &DeviceId) -> Result<Option<DayOffset>, StoreError>;
 
-    /// Drops every partition of a day before `oldest_kept` (engines with TTL may do nothing).
-    /// Returns the number of days dropped.
+    /// The plan of `cid`: the retention (days) its latest event start (by filing time, as
+    /// [`ProjectionStore::utc_offset`]) carried, while that start is inside it; `None` when it
+    /// carried none or there is none (the deployment's retention then applies).
+    async fn plan(&self, cid: &DeviceId) -> Result<Option<u32>, StoreError>;
+
+    /// Drops the expired partitions (engines with TTL may do nothing): `oldest_kept` is the
+    /// oldest day the deployment's retention keeps; a partition whose rows were written under a
+    /// longer or shorter plan is kept that many days more or fewer (docs/data-model.md, Plans).
+    /// Returns the number of partitions dropped.
     async fn drop_expired(&self, oldest_kept: Day) -> Result<u64, StoreError>;
 
     /// Whether the store answers right now.

@@ -228,6 +228,10 @@ impl ProjectionStore for Unnamed {
     async fn digest(&self, cid: &DeviceId, day: schemas::Day) -> Result<Option<DigestView>, StoreError> {
         self.0.digest(cid, day).await
     }
+    async fn plan(&self, cid: &schemas::DeviceId) -> Result<Option<u32>, StoreError> {
+        self.0.plan(cid).await
+    }
+
     async fn drop_expired(&self, oldest_kept: schemas::Day) -> Result<u64, StoreError> {
         self.0.drop_expired(oldest_kept).await
     }
