@@ -17,7 +17,7 @@ pub struct CalendarQuery {
     pub days: Option<u32>,
     /// A month instead (`YYYY-MM`, one of the answer's `months`): its days inside the device's
     /// plan, up to today. A month wholly before the plan is 422 `past_retention`, one after
-    /// today 422 `in_future`; with `days` 400.
+    /// today 422 `in_future`. With a month, `days` is not read.
     #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$", nullable = false)]
     pub month: Option<String>,
 }

@@ -119,8 +119,8 @@ struct Window {
 }
 
 impl Window {
-    /// Authorizes a viewer of `cid` and checks `?days=` (1..=the device's plan, default 30 or
-    /// the plan if shorter) or `?month=` (a month the plan reaches).
+    /// Authorizes a viewer of `cid` and checks `?month=` (a month the plan reaches) or else
+    /// `?days=` (1..=the device's plan, default 30 or the plan if shorter).
     async fn of(
         api: &Api,
         headers: &HeaderMap,
@@ -136,21 +136,21 @@ impl Window {
         let today = utc_offset.today();
         // The oldest day the plan still holds (a day is kept until its last instant is past).
         let oldest = today.add_days(-(i64::from(plan_days) - 1));
+        // A month, when given, is the window (`days` is then not read).
         let (from, to) = match (q.days, q.month.as_deref()) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::bad_request(ErrorCode::InvalidQuery, "give days or month, not both"));
-            }
-            (None, Some(month)) => {
-                let (first, last) = month_days(month)?;
-                if last < oldest {
+            (_, Some(month)) => {
+                check_month(month)?;
+                // `YYYY-MM` strings order as their months do.
+                if month < &oldest.to_string()[..7] {
                     return Err(ApiError::invalid(
                         ErrorCode::PastRetention,
                         format!("month {month} is before the device's {plan_days}-day plan"),
                     ));
                 }
-                if first > today {
+                if month > &today.to_string()[..7] {
                     return Err(ApiError::invalid(ErrorCode::InFuture, format!("month {month} has not begun")));
                 }
+                let (first, last) = month_days(month)?;
                 (first.max(oldest), last.min(today))
             }
             (days, None) => {
@@ -191,14 +191,27 @@ impl Window {
     }
 }
 
-/// The first and last day of `month` (`YYYY-MM`).
+/// 400 unless `month` is `YYYY-MM` (month 01 to 12).
+fn check_month(month: &str) -> Result<(), ApiError> {
+    let b = month.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() == 7
+        && b[4] == b'-'
+        && digits(0..4)
+        && digits(5..7)
+        && (1..=12).contains(&month[5..].parse::<u32>().unwrap_or(0))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(ErrorCode::InvalidQuery, format!("month {month:?} is not YYYY-MM")))
+    }
+}
+
+/// The first and last day of `month` (`YYYY-MM`, checked by [`check_month`]).
 fn month_days(month: &str) -> Result<(Day, Day), ApiError> {
     let bad = || ApiError::bad_request(ErrorCode::InvalidQuery, format!("month {month:?} is not YYYY-MM"));
     let (year, number) = month.split_once('-').ok_or_else(bad)?;
     let (year, number): (i32, u32) = (year.parse().map_err(|_| bad())?, number.parse().map_err(|_| bad())?);
-    if year.to_string().len() != 4 || month.len() != 7 {
-        return Err(bad());
-    }
     let first = Day::parse(&format!("{year:04}-{number:02}-01")).map_err(|_| bad())?;
     let next = match number {
         12 => Day::parse(&format!("{:04}-01-01", year + 1)),
