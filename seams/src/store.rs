@@ -303,6 +303,19 @@ pub async fn kept_objects(store: &dyn ProjectionStore) -> Result<std::collection
     }
 }
 
+/// The oldest day of `cid`'s objects the object janitor keeps at `now`: the deployment's
+/// retention, or the device's plan ([`ProjectionStore::plan`]) when it is longer
+/// (docs/data-model.md, Plans).
+pub async fn oldest_object_day(
+    store: &dyn ProjectionStore,
+    cid: &DeviceId,
+    policy: &schemas::TimePolicy,
+    now: Timestamp,
+) -> Result<Day, StoreError> {
+    let longer = store.plan(cid).await?.unwrap_or(0).saturating_sub(policy.retention_days);
+    Ok(policy.oldest_kept_day(now).add_days(-i64::from(longer)))
+}
+
 /// One page of [`ProjectionStore::kept_reports`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct KeptPage {

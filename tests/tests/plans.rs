@@ -177,3 +177,63 @@ async fn a_sixty_day_plan_is_served_past_the_deployments_thirty_days_and_rebuilt
     assert_eq!(serde_json::to_string(&again).unwrap(), serde_json::to_string(&live).unwrap());
     app.stop().await;
 }
+
+/// The embedded object janitor keeps a device's objects for its plan when it is longer than
+/// the deployment's retention: 40 days back, a 60-day device's snapshot stays, a 30-day one's
+/// and a 7-day one's go (a plan shorter than the deployment's deletes nothing sooner: the
+/// object store is the deployment's); an unreadable plan leaves the device alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_object_janitor_keeps_a_long_plans_objects() {
+    use schemas::{DayOffset, Envelope, EventId, EventStarted, EventType, Report, TimePolicy, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let policy = TimePolicy::default();
+    let store = infra::embedded_store::EmbeddedStore::open(&dir.path().join("store.db"), policy).unwrap();
+    let utc = DayOffset::default();
+    let forty_days_ago = Timestamp::now().plus_millis(-40 * 86_400_000);
+    let motion = EventType::parse("motion").unwrap();
+    let mut ids = Vec::new();
+    for (device, plan) in [("cam-o60", Some(60)), ("cam-o30", None), ("cam-o7", Some(7))] {
+        let cid = schemas::DeviceId::parse(device).unwrap();
+        // The device's plan is that of its latest start (today's); its old event's snapshot.
+        let now = Timestamp::now();
+        let start = |at| {
+            let event_id = EventId::new(&cid, &motion, at, utc).unwrap();
+            let r = EventStarted {
+                cid: cid.clone(),
+                event_id: event_id.clone(),
+                event_type: motion.clone(),
+                triggered_at: at,
+                utc_offset: utc,
+                clock_skew_ms: None,
+            };
+            (event_id, Envelope::new(Report::EventStarted(r), now).with_retention(plan))
+        };
+        let (old, _) = start(forty_days_ago);
+        let (_, today) = start(now.plus_millis(-60_000));
+        seams::ProjectionStore::apply(store.as_ref(), &[today]).await.unwrap();
+        ids.push(old);
+    }
+    let root = dir.path().join("objects");
+    let keys: Vec<String> = ids.iter().map(|id| seams::ObjectKey::snapshot(id).as_str().to_owned()).collect();
+    for key in &keys {
+        let path = root.join("daybook").join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"jpeg").unwrap();
+    }
+    let now = Timestamp::now();
+    let handle = tokio::runtime::Handle::current();
+    let s = store.clone();
+    let oldest_for = move |cid: &str| {
+        let cid = schemas::DeviceId::parse(cid).unwrap();
+        handle.block_on(seams::oldest_object_day(s.as_ref(), &cid, &policy, now)).ok()
+    };
+    let (r, spared) = (root.clone(), std::collections::HashSet::new());
+    let deleted =
+        tokio::task::spawn_blocking(move || infra::s3_server::expire_objects(&r, "daybook", &oldest_for, &spared))
+            .await
+            .unwrap()
+            .unwrap();
+    let left: Vec<&String> = keys.iter().filter(|k| root.join("daybook").join(k).exists()).collect();
+    assert_eq!(left, vec![&keys[0]], "only the 60-day device's snapshot is left");
+    assert_eq!(deleted, 2);
+}
