@@ -5,14 +5,21 @@ use schemas::{Day, DayOffset, EventId, EventType, LocalTime, Media};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// `?days=`
+/// `?days=` or `?month=`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CalendarQuery {
-    /// Days in the window, today included (default 30, at most the retention: `maximum` is
-    /// the server's `--retention-days`, set when the document is served).
-    #[param(minimum = 1, maximum = 30, nullable = false)]
+    /// Days in the window, today included (default 30, or the device's plan if shorter): at
+    /// most the device's plan (`plan_days` of the answer; more is 422 `past_retention`).
+    /// `maximum` is the longest plan or the server's `--retention-days`, set when the document
+    /// is served.
+    #[param(minimum = 1, maximum = 365, nullable = false)]
     pub days: Option<u32>,
+    /// A month instead (`YYYY-MM`, one of the answer's `months`): its days inside the device's
+    /// plan, up to today. A month wholly before the plan is 422 `past_retention`, one after
+    /// today 422 `in_future`. With a month, `days` is not read.
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$", nullable = false)]
+    pub month: Option<String>,
 }
 
 /// One calendar day.
@@ -35,6 +42,11 @@ pub struct Calendar {
     pub utc_offset: DayOffset,
     /// The camera's today.
     pub today: Day,
+    /// Days of history the device's plan keeps (its token's `retention_days`, else the
+    /// deployment's retention): how far back the calendar reaches.
+    pub plan_days: u32,
+    /// The months the plan spans (`YYYY-MM`, newest first): what `?month=` pages through.
+    pub months: Vec<String>,
     /// Every day of the window, newest first, days without events included.
     pub days: Vec<CalendarDay>,
 }
@@ -55,6 +67,8 @@ pub struct Usage {
     pub utc_offset: DayOffset,
     /// The camera's today.
     pub today: Day,
+    /// Days of history the device's plan keeps (as the calendar's).
+    pub plan_days: u32,
     /// The sum over the window: what the camera stores now, if the window is the retention.
     pub bytes: u64,
     /// Every day of the window, newest first, days without any included.

@@ -73,13 +73,14 @@ async fn calendar(
 ) -> Result<Json<Calendar>, ApiError> {
     let window = Window::of(&api, &headers, &cid, query).await?;
     let (counts, used) = futures::try_join!(
-        api.inner.store.calendar(&window.cid, window.from, window.today),
-        api.inner.store.usage(&window.cid, window.from, window.today)
+        api.inner.store.calendar(&window.cid, window.from, window.to),
+        api.inner.store.usage(&window.cid, window.from, window.to)
     )?;
     let of = |figures: &[(Day, u64)], date: Day| figures.iter().find(|(d, _)| *d == date).map_or(0, |c| c.1);
     let days =
         window.days().map(|date| CalendarDay { date, events: of(&counts, date), bytes: of(&used, date) }).collect();
-    Ok(Json(Calendar { utc_offset: window.utc_offset, today: window.today, days }))
+    let months = window.months();
+    Ok(Json(Calendar { utc_offset: window.utc_offset, today: window.today, plan_days: window.plan_days, months, days }))
 }
 
 /// Storage used per day: bytes of the camera's segments as it reported them, each counted once
@@ -96,13 +97,13 @@ async fn usage(
     query: Result<Query<CalendarQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Usage>, ApiError> {
     let window = Window::of(&api, &headers, &cid, query).await?;
-    let used = api.inner.store.usage(&window.cid, window.from, window.today).await?;
+    let used = api.inner.store.usage(&window.cid, window.from, window.to).await?;
     let days: Vec<UsageDay> = window
         .days()
         .map(|date| UsageDay { date, bytes: used.iter().find(|(d, _)| *d == date).map_or(0, |c| c.1) })
         .collect();
     let bytes = days.iter().map(|d| d.bytes).sum();
-    Ok(Json(Usage { utc_offset: window.utc_offset, today: window.today, bytes, days }))
+    Ok(Json(Usage { utc_offset: window.utc_offset, today: window.today, plan_days: window.plan_days, bytes, days }))
 }
 
 /// The days a calendar or usage query covers, in the camera's days.
@@ -110,12 +111,16 @@ struct Window {
     cid: DeviceId,
     utc_offset: DayOffset,
     today: Day,
+    /// The device's plan (days of history).
+    plan_days: u32,
+    /// The window, `from..=to`.
     from: Day,
-    days: u32,
+    to: Day,
 }
 
 impl Window {
-    /// Authorizes a viewer of `cid` and checks `?days=` (1..=retention, default 30).
+    /// Authorizes a viewer of `cid` and checks `?month=` (a month the plan reaches) or else
+    /// `?days=` (1..=the device's plan, default 30 or the plan if shorter).
     async fn of(
         api: &Api,
         headers: &HeaderMap,
@@ -124,24 +129,97 @@ impl Window {
     ) -> Result<Self, ApiError> {
         let cid = api.inner.auth.viewer(headers, cid)?;
         let Query(q) = query.map_err(bad_query)?;
-        let policy = api.inner.config.policy;
-        let days = q.days.unwrap_or(30);
-        if days == 0 || days > policy.retention_days {
-            return Err(ApiError::bad_request(
-                ErrorCode::InvalidQuery,
-                format!("days must be 1..={}", policy.retention_days),
-            ));
-        }
-        let utc_offset = api.camera_offset(&cid).await?;
+        let (utc_offset, plan) = futures::try_join!(api.camera_offset(&cid), async {
+            Ok::<_, ApiError>(api.inner.store.plan(&cid).await?)
+        })?;
+        let plan_days = plan.unwrap_or(api.inner.config.policy.retention_days);
         let today = utc_offset.today();
-        let from = today.add_days(-(i64::from(days) - 1));
-        Ok(Self { cid, utc_offset, today, from, days })
+        // The oldest day the plan still holds (a day is kept until its last instant is past).
+        let oldest = today.add_days(-(i64::from(plan_days) - 1));
+        // A month, when given, is the window (`days` is then not read).
+        let (from, to) = match (q.days, q.month.as_deref()) {
+            (_, Some(month)) => {
+                check_month(month)?;
+                // `YYYY-MM` strings order as their months do.
+                if month < &oldest.to_string()[..7] {
+                    return Err(ApiError::invalid(
+                        ErrorCode::PastRetention,
+                        format!("month {month} is before the device's {plan_days}-day plan"),
+                    ));
+                }
+                if month > &today.to_string()[..7] {
+                    return Err(ApiError::invalid(ErrorCode::InFuture, format!("month {month} has not begun")));
+                }
+                let (first, last) = month_days(month)?;
+                (first.max(oldest), last.min(today))
+            }
+            (days, None) => {
+                let days = days.unwrap_or(30.min(plan_days));
+                if days == 0 {
+                    return Err(ApiError::bad_request(ErrorCode::InvalidQuery, "days must be at least 1"));
+                }
+                if days > plan_days {
+                    return Err(ApiError::invalid(
+                        ErrorCode::PastRetention,
+                        format!("days {days} reach past the device's {plan_days}-day plan"),
+                    ));
+                }
+                (today.add_days(-(i64::from(days) - 1)), today)
+            }
+        };
+        Ok(Self { cid, utc_offset, today, plan_days, from, to })
     }
 
     /// Every day of the window, newest first.
     fn days(&self) -> impl Iterator<Item = Day> + '_ {
-        (0..i64::from(self.days)).map(|i| self.today.add_days(-i))
+        (0..=self.to.days_since(self.from)).map(|i| self.to.add_days(-i))
     }
+
+    /// The months the plan spans, newest first (`YYYY-MM`).
+    fn months(&self) -> Vec<String> {
+        let oldest = self.today.add_days(-(i64::from(self.plan_days) - 1));
+        let mut months: Vec<String> = Vec::new();
+        let mut day = self.today;
+        while day >= oldest {
+            let month = day.to_string()[..7].to_owned();
+            if months.last() != Some(&month) {
+                months.push(month);
+            }
+            day = day.add_days(-1);
+        }
+        months
+    }
+}
+
+/// 400 unless `month` is `YYYY-MM` (month 01 to 12).
+fn check_month(month: &str) -> Result<(), ApiError> {
+    let b = month.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() == 7
+        && b[4] == b'-'
+        && digits(0..4)
+        && digits(5..7)
+        && (1..=12).contains(&month[5..].parse::<u32>().unwrap_or(0))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(ErrorCode::InvalidQuery, format!("month {month:?} is not YYYY-MM")))
+    }
+}
+
+/// The first and last day of `month` (`YYYY-MM`, checked by [`check_month`]).
+fn month_days(month: &str) -> Result<(Day, Day), ApiError> {
+    let bad = || ApiError::bad_request(ErrorCode::InvalidQuery, format!("month {month:?} is not YYYY-MM"));
+    let (year, number) = month.split_once('-').ok_or_else(bad)?;
+    let (year, number): (i32, u32) = (year.parse().map_err(|_| bad())?, number.parse().map_err(|_| bad())?);
+    let first = Day::parse(&format!("{year:04}-{number:02}-01")).map_err(|_| bad())?;
+    let next = match number {
+        12 => Day::parse(&format!("{:04}-01-01", year + 1)),
+        _ => Day::parse(&format!("{year:04}-{:02}-01", number + 1)),
+    };
+    // December 9999 ends the calendar.
+    let last = next.map_or(first.add_days(30), |n| n.add_days(-1));
+    Ok((first, last))
 }
 
 /// One page of a day's events, in trigger order.

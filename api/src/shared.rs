@@ -44,10 +44,17 @@ impl Api {
     }
 
     /// Validates one of the owner's reports and appends it to the log; returns once it is
-    /// durable.
+    /// durable. An event is inside retention while inside its device's plan (or the
+    /// deployment's retention, if longer: an event written before a downgrade is still served).
     pub(crate) async fn append_owner_report(&self, report: Report) -> Result<(), ApiError> {
         let now = Timestamp::now();
-        report.validate(&self.inner.config.policy, now).map_err(|e| ApiError::invalid(e.code, e.message))?;
+        let mut policy = self.inner.config.policy;
+        if let Some(cid) = report.cid() {
+            if let Some(days) = self.inner.store.plan(cid).await? {
+                policy.retention_days = policy.retention_days.max(days);
+            }
+        }
+        report.validate(&policy, now).map_err(|e| ApiError::invalid(e.code, e.message))?;
         let log = self.inner.log.as_ref().ok_or_else(|| {
             ApiError::unavailable(
                 ErrorCode::LogUnavailable,
@@ -55,7 +62,7 @@ impl Api {
                 std::time::Duration::from_secs(2),
             )
         })?;
-        (log.0)(LogRecord::of(&Envelope { report, received_at: now })).await?;
+        (log.0)(LogRecord::of(&Envelope::new(report, now))).await?;
         Ok(())
     }
 

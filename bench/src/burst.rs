@@ -460,7 +460,7 @@ fn fleet_records(fleet: &Fleet) -> Vec<seams::LogRecord> {
                 size: 4_000_000 + i as u64,
                 duration_ms: 60_000,
             });
-            seams::LogRecord::of(&schemas::Envelope { report, received_at: Timestamp::now() })
+            seams::LogRecord::of(&schemas::Envelope::new(report, Timestamp::now()))
         })
         .collect()
 }

@@ -239,6 +239,15 @@ def test_calendar():
     )
     assert cal.today == TODAY and len(cal.days) == 7 and cal.utc_offset == "+00:00"
     assert [d.date for d in cal.days] == [TODAY - datetime.timedelta(days=i) for i in range(7)]
+    # The device's plan is the deployment's 30 days: the months it spans, this one first, each
+    # a page of its days inside the plan.
+    assert cal.plan_days == 30 and cal.months[0] == TODAY.strftime("%Y-%m"), cal
+    month = calendar.sync(CID, client=viewer(), month=cal.months[0])
+    assert isinstance(month, Calendar), month
+    assert [d.date for d in month.days] == [TODAY - datetime.timedelta(days=i) for i in range(TODAY.day)][:30]
+    assert month.days[0].events == cal.days[0].events
+    past = calendar.sync_detailed(CID, client=viewer(), days=31)
+    assert past.status_code == 422 and isinstance(past.parsed, ErrorBody), past
 
 
 def test_day_events_pages():

@@ -484,6 +484,10 @@ def _decoder(version: int, reports: List[Tuple[str, _Fields]]) -> Callable[[_Rea
         out = {"cid": body.get("cid"), "type": kind, "schema": version, "received_at": received_at}
         for name, value in body.items():
             out.setdefault(name, value)
+        # Version 5: the report's retention in days, None when it carries none (older
+        # versions). A plan_set's own field of that name is the same figure.
+        retention_days = _option(_u32)(r, "retention_days") if version >= 5 else None
+        out.setdefault("retention_days", retention_days)
         if version == 1:
             for name, value in _V1_DEFAULTS[kind].items():
                 out.setdefault(name, value)
@@ -500,6 +504,8 @@ _DECODERS: Dict[int, Callable[[_Reader], Dict[str, Any]]] = {
     2: _decoder(2, _V2_REPORTS),
     3: _decoder(3, _V3_REPORTS),
     4: _decoder(4, _V4_REPORTS),
+    # Schema version 5: version 5's reports, the envelope followed by the report's retention
+    # (an option of a varint u32, days).
     5: _decoder(5, _V5_REPORTS),
 }
 

@@ -739,7 +739,21 @@ async fn janitor(
         };
         if let (Some((root, bucket)), Some(spared)) = (&objects, spared) {
             let (root, bucket, oldest) = (root.clone(), bucket.clone(), policy.oldest_kept_day(now));
-            let expire = move || infra::s3_server::expire_objects(&root, &bucket, oldest, &spared);
+            // A device whose plan is longer than the deployment's keeps its objects that long
+            // (its plan read from the store as the walk meets it: nothing held per device).
+            let (handle, store) = (tokio::runtime::Handle::current(), store.clone());
+            let oldest_for = move |cid: &str| -> Option<schemas::Day> {
+                let Some(store) = &store else { return Some(oldest) };
+                let Ok(cid) = schemas::DeviceId::parse(cid) else { return Some(oldest) };
+                match handle.block_on(seams::oldest_object_day(store.as_ref(), &cid, &policy, now)) {
+                    Ok(day) => Some(day),
+                    Err(e) => {
+                        tracing::warn!(error = %e, %cid, "cannot read the device's plan; its objects stay this round");
+                        None
+                    }
+                }
+            };
+            let expire = move || infra::s3_server::expire_objects(&root, &bucket, &oldest_for, &spared);
             match tokio::task::spawn_blocking(expire).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => {

@@ -282,10 +282,14 @@ fn with_limits(doc: utoipa::openapi::OpenApi, limits: DocLimits) -> utoipa::open
     if let Some(max) = snapshot {
         *max = limits.max_snapshot_bytes.into();
     }
-    let calendar = value.pointer_mut("/paths/~1v1~1devices~1{cid}~1calendar/get/parameters");
-    for param in calendar.and_then(|p| p.as_array_mut()).into_iter().flatten() {
-        if param["name"] == "days" {
-            param["schema"]["maximum"] = limits.retention_days.into();
+    for path in
+        ["/paths/~1v1~1devices~1{cid}~1calendar/get/parameters", "/paths/~1v1~1devices~1{cid}~1usage/get/parameters"]
+    {
+        for param in value.pointer_mut(path).and_then(|p| p.as_array_mut()).into_iter().flatten() {
+            if param["name"] == "days" {
+                // A device's plan may reach past the deployment's retention.
+                param["schema"]["maximum"] = limits.retention_days.max(schemas::owner::MAX_PLAN_DAYS).into();
+            }
         }
     }
     // The batch's item bounds are not configurable: `ingest::ApiDoc` states them itself.

@@ -593,7 +593,7 @@ async fn figures() {
                             key: cid.to_string(),
                             report_kind: report.kind().as_str().to_owned(),
                             schema: SCHEMA_VERSION,
-                            value: Envelope { report, received_at: Timestamp(now) }.encode(),
+                            value: Envelope::new(report, Timestamp(now)).encode(),
                         }
                     })
                     .collect();

@@ -78,9 +78,9 @@ pub fn devices() -> &'static [Device; 3] {
         let cid = DeviceId::parse("cam-1").expect("cid");
         let zone = |name| Some(DeviceZone::parse(name).expect("zone"));
         [
-            Device { cid: cid.clone(), zone: None },
-            Device { cid: cid.clone(), zone: zone("America/Los_Angeles") },
-            Device { cid, zone: zone("Asia/Kathmandu") },
+            Device { cid: cid.clone(), zone: None, retention_days: None },
+            Device { cid: cid.clone(), zone: zone("America/Los_Angeles"), retention_days: Some(60) },
+            Device { cid, zone: zone("Asia/Kathmandu"), retention_days: None },
         ]
     })
 }
@@ -95,7 +95,7 @@ pub fn context(selector: u8) -> (&'static Ingest, TimePolicy, &'static Device) {
 /// itself (byte for byte once re-encoded: floats compared bit-exactly, so a NaN cannot hide a
 /// difference); the projector plans its rows; `daybook tail` prints it as JSON.
 pub fn check_accepted(report: &Report, policy: &TimePolicy) {
-    let envelope = Envelope { report: report.clone(), received_at: now() };
+    let envelope = Envelope::new(report.clone(), now());
     let bytes = envelope.encode();
     let decoded = Envelope::decode(&bytes).unwrap_or_else(|e| panic!("{envelope:?} does not decode: {e}"));
     assert_eq!(decoded.encode(), bytes, "{envelope:?}");

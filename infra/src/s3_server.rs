@@ -692,12 +692,15 @@ pub fn delete_object(root: &Path, bucket: &str, key: &str) -> std::io::Result<bo
 /// upload URL was issued). Segments and digests are kept one day longer than that day: a
 /// segment issued before midnight may hold pre-roll of an event triggered after it. The key
 /// rather than the file's age, because it is the rule the store expires rows by, and a copied
-/// or restored file keeps its key but not its modification time. The keys in `spared` (the
-/// objects of kept events, `seams::ProjectionStore::kept_reports`) stay whatever their day.
+/// or restored file keeps its key but not its modification time. `oldest_kept` names, per
+/// device (the directory under `devices/`), the oldest day kept — the deployment's retention,
+/// or the device's plan when longer (`seams::oldest_object_day`) — or `None` to leave the
+/// device alone this round (its plan could not be read). The keys in `spared` (the objects of
+/// kept events, `seams::ProjectionStore::kept_reports`) stay whatever their day.
 pub fn expire_objects(
     root: &Path,
     bucket: &str,
-    oldest_kept: Day,
+    oldest_kept: &dyn Fn(&str) -> Option<Day>,
     spared: &std::collections::HashSet<String>,
 ) -> std::io::Result<u64> {
     let devices = root.join(bucket).join("devices");
@@ -709,6 +712,7 @@ pub fn expire_objects(
     };
     for device in dirs {
         let device = device?;
+        let Some(oldest_kept) = oldest_kept(&device.file_name().to_string_lossy()) else { continue };
         for (kind, grace) in [("snapshots", 0), ("segments", 1), ("digests", 1)] {
             let dir = device.path().join(kind);
             let Ok(files) = std::fs::read_dir(&dir) else { continue };

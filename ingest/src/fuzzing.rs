@@ -75,7 +75,7 @@ pub fn device_body(
         Route::ReportSegment => ingest.segment_reported(device, parse_json(body)?),
         Route::ReportDigest => ingest.digest_reported(device, parse_json(body)?),
     };
-    ingest.validate(&report, now)?;
+    ingest.validate(device, &report, now)?;
     if route == Route::ReportDigest {
         ingest.inner.admission.check_digest_slot(&device.cid, now)?;
     }

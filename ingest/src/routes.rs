@@ -9,7 +9,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use schemas::{
     DigestReported, Envelope, EventEnded, EventId, EventStarted, LocalTime, Report, SegmentId, SegmentReported,
-    Timestamp, ZoneRule,
+    TimePolicy, Timestamp, ZoneRule,
 };
 use seams::auth::Device;
 use seams::metric::{Kind, Metric, Unit};
@@ -111,10 +111,11 @@ impl Ingest {
         Ok((device, parse_json(&body)?))
     }
 
-    /// Validates, and returns the camera's clock skew if it is beyond the tolerance (counted
-    /// in a metric without a device label; the device learns it from the answer).
-    pub(crate) fn validate(&self, report: &Report, now: Timestamp) -> Result<Option<i64>, ApiError> {
-        let policy = &self.inner.config.policy;
+    /// Validates (against `device`'s plan: a report older than it is past retention), and
+    /// returns the camera's clock skew if it is beyond the tolerance (counted in a metric
+    /// without a device label; the device learns it from the answer).
+    pub(crate) fn validate(&self, device: &Device, report: &Report, now: Timestamp) -> Result<Option<i64>, ApiError> {
+        let policy = &TimePolicy { retention_days: self.retention_days(device), ..self.inner.config.policy };
         report.validate(policy, now).map_err(ApiError::from)?;
         let skew = report.clock_skew_ms(policy, now);
         if skew.is_some() {
@@ -123,15 +124,21 @@ impl Ingest {
         Ok(skew)
     }
 
+    /// Days `device`'s reports are kept: its token's plan, else the deployment's retention.
+    fn retention_days(&self, device: &Device) -> u32 {
+        device.retention_days.unwrap_or(self.inner.config.policy.retention_days)
+    }
+
     /// How the day of a timestamp sent without an offset is decided for `device`.
     fn zones(&self, device: &Device) -> ZoneRule {
         ZoneRule { zone: device.zone, fallback: self.inner.config.policy.offset }
     }
 
-    /// Appends `reports` and returns once the log holds all of them durably — or refuses
+    /// Appends `reports` of `device`, each carrying its plan (docs/data-model.md, Plans), and
+    /// returns once the log holds all of them durably — or refuses
     /// with 503 `log_unavailable` at once while the log is known to be down, or after the
     /// request deadline when the log does not confirm in time.
-    async fn append(&self, reports: Vec<Report>) -> Result<(), ApiError> {
+    async fn append(&self, device: &Device, reports: Vec<Report>) -> Result<(), ApiError> {
         let _inflight = self.inner.admission.reserve(reports.len())?;
         let n = reports.len();
         let breaker = &self.inner.breaker;
@@ -144,8 +151,11 @@ impl Ingest {
             ));
         }
         let received_at = Timestamp::now();
-        let records =
-            reports.into_iter().map(|report| LogRecord::of(&Envelope { report, received_at })).collect::<Vec<_>>();
+        let retention = Some(self.retention_days(device));
+        let records = reports
+            .into_iter()
+            .map(|report| LogRecord::of(&Envelope::new(report, received_at).with_retention(retention)))
+            .collect::<Vec<_>>();
         let started = Instant::now();
         let deadline = breaker.deadline();
         let result = match tokio::time::timeout(deadline, self.inner.log.append(records)).await {
@@ -176,9 +186,14 @@ impl Ingest {
     }
 
     /// Validates one report, appends it durably and answers 202.
-    async fn accept(&self, report: Report, now: Timestamp) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-        let clock_skew_ms = self.validate(&report, now)?;
-        self.append(vec![report]).await?;
+    async fn accept(
+        &self,
+        device: &Device,
+        report: Report,
+        now: Timestamp,
+    ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+        let clock_skew_ms = self.validate(device, &report, now)?;
+        self.append(device, vec![report]).await?;
         Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true, clock_skew_ms })))
     }
 
@@ -274,7 +289,7 @@ impl Ingest {
                     BatchItem::Segment(r) => (self.segment_reported(device, r), 202),
                     BatchItem::Digest(r) => (self.digest_reported(device, r), 202),
                 };
-                let skew = self.validate(&report, now)?;
+                let skew = self.validate(device, &report, now)?;
                 if matches!(report, Report::DigestReported(_)) {
                     self.inner.admission.check_digest_slot(&device.cid, now)?;
                 }
@@ -348,11 +363,11 @@ async fn start_event(
     }
     let now = Timestamp::now();
     let report = ingest.event_started(&device, body, now)?;
-    let clock_skew_ms = ingest.validate(&report, now)?;
+    let clock_skew_ms = ingest.validate(&device, &report, now)?;
     let Report::EventStarted(started) = &report else { unreachable!("built above") };
     let event_id = started.event_id.clone();
     let snapshot_upload = ingest.upload(&ObjectKey::snapshot(&event_id), "image/jpeg", snapshot_size).await?;
-    ingest.append(vec![report]).await?;
+    ingest.append(&device, vec![report]).await?;
     Ok((StatusCode::CREATED, Json(EventStartResponse { event_id, snapshot_upload, clock_skew_ms })))
 }
 
@@ -371,7 +386,7 @@ async fn end_event(
     let event_id =
         EventId::parse(&event_id).map_err(|e| ApiError::invalid(ErrorCode::InvalidEventId, e.to_string()))?;
     let report = ingest.event_ended(&device, event_id, body.ended_at, body.status);
-    ingest.accept(report, Timestamp::now()).await
+    ingest.accept(&device, report, Timestamp::now()).await
 }
 
 /// Get a presigned PUT for a new segment.
@@ -407,7 +422,7 @@ async fn report_segment(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let (device, body): (_, SegmentRequest) = ingest.admit(&cid, req).await?;
     let report = ingest.segment_reported(&device, body);
-    ingest.accept(report, Timestamp::now()).await
+    ingest.accept(&device, report, Timestamp::now()).await
 }
 
 /// Get a presigned PUT for a digest, and this device's upload slot for next night.
@@ -447,9 +462,9 @@ async fn report_digest(
     let now = Timestamp::now();
     let report = ingest.digest_reported(&device, body);
     // Invalid (422) before out of slot (429): a device must not retry a report that can never pass.
-    let clock_skew_ms = ingest.validate(&report, now)?;
+    let clock_skew_ms = ingest.validate(&device, &report, now)?;
     ingest.inner.admission.check_digest_slot(&device.cid, now)?;
-    ingest.append(vec![report]).await?;
+    ingest.append(&device, vec![report]).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: true, clock_skew_ms })))
 }
 
@@ -481,7 +496,7 @@ async fn report_batch(
     let (reports, results) = ingest.batch_reports(&device, items, Timestamp::now());
     let accepted = reports.len();
     if accepted > 0 {
-        ingest.append(reports).await?;
+        ingest.append(&device, reports).await?;
     }
     Ok(Json(BatchResponse { accepted, rejected: results.len() - accepted, results }))
 }

@@ -99,7 +99,7 @@ fn envelope_encode(c: &mut Criterion) {
     let now = Timestamp::now();
     let mut g = group_timing(c, "envelope_encode");
     for (name, report) in reports(now) {
-        let env = Envelope { report, received_at: now };
+        let env = Envelope::new(report, now);
         eprintln!("envelope {name}: {} bytes", env.encode().len());
         g.bench_with_input(BenchmarkId::from_parameter(name), &env, |b, env| b.iter(|| black_box(env).encode()));
     }
@@ -110,7 +110,7 @@ fn envelope_decode(c: &mut Criterion) {
     let now = Timestamp::now();
     let mut g = group_timing(c, "envelope_decode");
     for (name, report) in reports(now) {
-        let bytes = Envelope { report, received_at: now }.encode();
+        let bytes = Envelope::new(report, now).encode();
         g.bench_with_input(BenchmarkId::from_parameter(name), &bytes, |b, bytes| {
             b.iter(|| Envelope::decode(black_box(bytes)).unwrap())
         });

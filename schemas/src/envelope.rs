@@ -9,8 +9,9 @@
 //! ```
 //!
 //! Version 5's body is version 4's with the snapshot's stated size at the end of an event
-//! start (`snapshot_size`, an `Option<u64>`); versions 2 to 4 are decoded by [`v4`] into
-//! today's types with no size. Version 4's body is version 3's with the owner's reports as variants 8 to 12
+//! start (`snapshot_size`, an `Option<u64>`), followed by the report's retention (`Option<u32>`
+//! days, see [`Envelope::retention_days`]); versions 2 to 4 are decoded by [`v4`] into today's
+//! types with neither, version 1 by [`v1`]. Version 4's body is version 3's with the owner's reports as variants 8 to 12
 //! (`crate::owner`). Version 3's body is `(Report, received_at: i64 epoch ms)`: version 2's,
 //! with the notification subscriptions' changes as report variants 4 to 7. Version 2's body is the
 //! same without those two variants, with the camera's UTC offsets and clock skew in the
@@ -45,6 +46,12 @@ pub struct Envelope {
     pub report: Report,
     /// When ingest accepted it.
     pub received_at: Timestamp,
+    /// Days of history the report's rows are kept (schema version 5): the device's plan when
+    /// ingest accepted it (its token's `retention_days` claim, or the deployment's retention),
+    /// so a replay expires them as the live store did, whoever replays it. `None`: written
+    /// before version 5 (or by the owner: their marks have no plan of their own), read with the
+    /// retention of whoever applies it (`crate::rows::plan`).
+    pub retention_days: Option<u32>,
 }
 
 /// Why bytes did not decode.
@@ -59,6 +66,18 @@ pub enum DecodeError {
 }
 
 impl Envelope {
+    /// A report accepted at `received_at`, without a retention of its own.
+    pub fn new(report: Report, received_at: Timestamp) -> Self {
+        Self { report, received_at, retention_days: None }
+    }
+
+    /// The same, carrying `days` of retention.
+    #[must_use]
+    pub fn with_retention(mut self, days: Option<u32>) -> Self {
+        self.retention_days = days;
+        self
+    }
+
     /// Encodes with the current schema version.
     pub fn encode(&self) -> Vec<u8> {
         bincode::serde::encode_to_vec((SCHEMA_VERSION, self), config()).expect("an in-memory envelope always encodes")
@@ -177,7 +196,7 @@ pub mod v4 {
                 Report::DeviceErased(r) => R::DeviceErased(r),
                 Report::PlanSet(r) => R::PlanSet(r),
             };
-            Self { report, received_at: e.received_at }
+            Self::new(report, e.received_at)
         }
     }
 }
@@ -282,7 +301,7 @@ pub mod v1 {
                     })
                 }
             };
-            Self { report, received_at: e.received_at }
+            Self::new(report, e.received_at)
         }
     }
 }
@@ -398,8 +417,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(report in arb_report(), at in arb_ts()) {
-            let e = Envelope { report, received_at: at };
+        fn round_trip(report in arb_report(), at in arb_ts(), days in proptest::option::of(any::<u32>())) {
+            let e = Envelope::new(report, at).with_retention(days);
             let bytes = e.encode();
             prop_assert_eq!(Envelope::version_of(&bytes), Some(SCHEMA_VERSION));
             prop_assert_eq!(Envelope::decode(&bytes).unwrap(), e.clone());
@@ -415,7 +434,7 @@ mod tests {
 
         #[test]
         fn mutated_envelopes_never_panic(report in arb_report(), pos in any::<usize>(), byte in any::<u8>()) {
-            let mut bytes = Envelope { report, received_at: Timestamp(0) }.encode();
+            let mut bytes = Envelope::new(report, Timestamp(0)).encode();
             let i = pos % bytes.len();
             bytes[i] = byte;
             let _ = Envelope::decode(&bytes);
@@ -438,8 +457,8 @@ mod tests {
         let event_type = EventType::parse("motion").unwrap();
         let t = Timestamp(1_795_305_600_000);
         let event_id = EventId::new_v1(&cid, &event_type, t, DayOffset::default()).unwrap();
-        let e = Envelope {
-            report: Report::EventStarted(EventStarted {
+        let e = Envelope::new(
+            Report::EventStarted(EventStarted {
                 cid,
                 event_id,
                 event_type,
@@ -448,8 +467,8 @@ mod tests {
                 clock_skew_ms: None,
                 snapshot_size: None,
             }),
-            received_at: t,
-        };
+            t,
+        );
         let golden: &[u8] = &[
             1, 0, 5, 99, 97, 109, 45, 49, 35, 50, 48, 50, 54, 49, 49, 50, 50, 46, 99, 97, 109, 45, 49, 46, 49, 55, 57,
             53, 51, 48, 53, 54, 48, 48, 48, 48, 48, 46, 109, 111, 116, 105, 111, 110, 6, 109, 111, 116, 105, 111, 110,
@@ -468,8 +487,8 @@ mod tests {
         let t = Timestamp(1_795_305_600_000);
         let utc_offset = DayOffset::parse("+08:00").unwrap();
         let event_id = EventId::new(&cid, &event_type, t, utc_offset).unwrap();
-        let e = Envelope {
-            report: Report::EventStarted(EventStarted {
+        let e = Envelope::new(
+            Report::EventStarted(EventStarted {
                 cid,
                 event_id: event_id.clone(),
                 event_type,
@@ -478,8 +497,8 @@ mod tests {
                 clock_skew_ms: Some(600_000),
                 snapshot_size: None,
             }),
-            received_at: t,
-        };
+            t,
+        );
         let golden: &[u8] = &[
             2, 0, 5, 99, 97, 109, 45, 49, 40, 50, 48, 50, 54, 49, 49, 50, 50, 46, 99, 97, 109, 45, 49, 46, 49, 55, 57,
             53, 51, 48, 53, 54, 48, 48, 48, 48, 48, 43, 48, 56, 48, 48, 46, 109, 111, 116, 105, 111, 110, 6, 109, 111,
@@ -488,25 +507,26 @@ mod tests {
         ];
         assert_eq!(Envelope::decode(golden).unwrap(), e);
         // Version 5 writes the same bytes but for an absent `snapshot_size` (tag 0) at the end
-        // of the start, before `received_at` (the last 9 bytes).
+        // of the start, before `received_at` (the last 9 bytes), and an absent retention (tag
+        // 0) after it.
         let (report, received_at) = golden[1..].split_at(golden.len() - 10);
-        let v5 = [&[SCHEMA_VERSION as u8], report, &[0], received_at].concat();
+        let v5 = [&[SCHEMA_VERSION as u8], report, &[0], received_at, &[0]].concat();
         assert_eq!(e.encode(), v5, "{:?}", e.encode());
         // A subscription change under version 2's prefix is malformed.
-        let change = Envelope {
-            report: Report::SubscriptionDeleted(crate::SubscriptionDeleted {
+        let change = Envelope::new(
+            Report::SubscriptionDeleted(crate::SubscriptionDeleted {
                 subscription_id: SubscriptionId::parse("sub-1").unwrap(),
             }),
-            received_at: t,
-        };
+            t,
+        );
         let v3 = change.encode();
         assert_eq!(Envelope::decode(&v3).unwrap(), change);
         assert!(matches!(Envelope::decode(&[&[2u8], &v3[1..]].concat()), Err(DecodeError::Malformed(_))));
         // An owner's report under version 3's prefix likewise.
-        let deleted = Envelope {
-            report: Report::EventDeleted(crate::EventDeleted { cid: e.report.cid().unwrap().clone(), event_id }),
-            received_at: t,
-        };
+        let deleted = Envelope::new(
+            Report::EventDeleted(crate::EventDeleted { cid: e.report.cid().unwrap().clone(), event_id }),
+            t,
+        );
         let v4 = deleted.encode();
         assert_eq!(Envelope::decode(&v4).unwrap(), deleted);
         assert!(matches!(Envelope::decode(&[&[3u8], &v4[1..]].concat()), Err(DecodeError::Malformed(_))));

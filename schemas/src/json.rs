@@ -4,7 +4,7 @@
 //!
 //! The object is flat: `cid`, `type` (the report kind, as in the `daybook.type` header),
 //! `schema` (the envelope's version), `received_at`, then every field of the report under its
-//! serde name. Field names come from the report types' serde derive, so renaming a field
+//! serde name, and last `retention_days` (schema version 5; `null` for older records). Field names come from the report types' serde derive, so renaming a field
 //! renames its JSON key here, in `daybook tail` and in the golden vectors alike. Instants are
 //! RFC 3339 strings in UTC with milliseconds (see [`crate::Timestamp`]), days `YYYY-MM-DD`.
 
@@ -35,6 +35,9 @@ pub fn envelope_json(schema: u16, env: &Envelope) -> Map<String, Value> {
             obj.entry(k).or_insert(v);
         }
     }
+    // Version 5: the report's retention, `null` when it carries none (older versions). A
+    // `plan_set`'s own field of that name is the same figure (ingest stamps it on the envelope).
+    obj.entry("retention_days").or_insert(env.retention_days.map_or(Value::Null, Value::from));
     obj
 }
 

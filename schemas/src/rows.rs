@@ -10,6 +10,12 @@
 //! A camera clock ahead of the server by more than the tolerance is filed by the server's
 //! time: its event ids say so ([`EventId::filed_at`]), a segment uses `received_at`.
 //!
+//! A row expires its report's retention ([`Envelope::retention_days`]: the device's plan when
+//! ingest accepted it; for an older record, the deployment's) after the instant below — but
+//! the owner's marks on an event (deleted, kept), which carry no plan of their own and outlive
+//! the longest plan's rows of their event ([`MAX_PLAN_DAYS`]). A plan change applies to the
+//! reports received from then on: rows already written keep the expiry they were written with.
+//!
 //! | report | rows | day | retention counted from |
 //! |---|---|---|---|
 //! | event started | [`RowData::EventStart`] | the event's day (from its id) | the event's filing time (its trigger time, or clamped into its day) |
@@ -21,8 +27,8 @@
 //! | | one [`RowData::Mapping`] per event it maps | each event's day (from its id) | each event's filing time |
 //! | digest | [`RowData::Digest`] | its date | the first instant of its date at its offset |
 //! | | [`RowData::SegmentBytes`] | the local day the segment started | the segment's start (as its own row) |
-//! | event deleted | [`RowData::EventDeleted`] | the event's day (from its id) | the event's filing time |
-//! | event kept / un-kept | [`RowData::EventKept`] | the event's day (from its id) | never expires while kept (see below) |
+//! | event deleted | [`RowData::EventDeleted`] | the event's day (from its id) | the event's filing time, for [`MAX_PLAN_DAYS`] |
+//! | event kept / un-kept | [`RowData::EventKept`] | the event's day (from its id) | the event's filing time, for [`MAX_PLAN_DAYS`] (a kept event never expires while kept, see below) |
 //! | device erased | none: device-wide, its erasure mark (below) | — | never expires |
 //!
 //! A deletion marks the event's row deleted (creating it, deleted, if nothing of the event has
@@ -78,6 +84,7 @@
 
 use crate::envelope::Envelope;
 use crate::ids::{Day, DeviceId, EventId, SegmentId};
+use crate::owner::MAX_PLAN_DAYS;
 use crate::report::{DigestReported, EndStatus, EventMapping, Report, SegmentReported, TimePolicy};
 use crate::time::{DayOffset, Timestamp};
 
@@ -271,12 +278,23 @@ impl<'a> Row<'a> {
         }
     }
 
+    /// Whole days the row is kept from its trigger: its report's retention (the longest plan
+    /// for the owner's marks).
+    pub fn retention_days(&self) -> u32 {
+        u32::try_from(self.expires_at.millis().saturating_sub(self.trigger.millis()) / 86_400_000).unwrap_or(u32::MAX)
+    }
+
     /// Whether the row is still inside retention at `now` (a row that is not must not be
     /// written: a TTL store would expire it at once, a day-partitioned one has dropped its day).
     /// A keep or an un-keep is always live: it changes the expiry of rows that may be past it.
     pub fn live_at(&self, now: Timestamp) -> bool {
         matches!(self.data, RowData::EventKept { .. }) || self.expires_at > now
     }
+}
+
+/// How long the rows of `envelope` are kept (ms): its own retention, else `policy`'s.
+pub fn retention_ms(envelope: &Envelope, policy: &TimePolicy) -> i64 {
+    i64::from(envelope.retention_days.unwrap_or(policy.retention_days)) * 86_400_000
 }
 
 /// The rows `envelope`'s report writes under `policy`. A segment whose start lies outside the
@@ -286,15 +304,25 @@ pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
     // A subscription change writes no day-partitioned row (stores keep it in their
     // subscriptions table).
     let Some(cid) = report.cid() else { return Vec::new() };
+    // The report's own retention (its device's plan when ingest accepted it), else the
+    // deployment's: a record written before reports carried one.
+    let retention = retention_ms(envelope, policy);
     let row = |day: Day, trigger: Timestamp, data: RowData<'a>| Row {
         cid,
         day,
         trigger,
-        expires_at: policy.expires_at(trigger),
+        expires_at: trigger.plus_millis(retention),
         data,
     };
     let event_row =
         |event_id: &'a EventId, data: RowData<'a>| row(event_id.day(), event_id.filed_at(policy.offset), data);
+    // The owner's marks on an event carry no plan of their own: they outlive every plan's rows
+    // of the event they mark (a deletion must hide its event as long as any row of it lives).
+    let mark_row = |event_id: &'a EventId, data: RowData<'a>| {
+        let filed = event_id.filed_at(policy.offset);
+        let expires_at = filed.plus_millis(i64::from(MAX_PLAN_DAYS) * 86_400_000);
+        Row { cid, day: event_id.day(), trigger: filed, expires_at, data }
+    };
     match report {
         Report::EventStarted(r) => {
             let mut rows = vec![
@@ -343,13 +371,13 @@ pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
             rows
         }
         Report::DigestReported(r) => vec![row(r.date, r.utc_offset.start_of(r.date), RowData::Digest(r))],
-        Report::EventDeleted(r) => vec![event_row(&r.event_id, RowData::EventDeleted { event_id: &r.event_id })],
+        Report::EventDeleted(r) => vec![mark_row(&r.event_id, RowData::EventDeleted { event_id: &r.event_id })],
         // An erasure is device-wide: every store applies it outside the day partitions (see the
         // module docs).
         Report::DeviceErased(_) => Vec::new(),
-        Report::EventKept(r) => vec![event_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: true })],
+        Report::EventKept(r) => vec![mark_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: true })],
         Report::EventUnkept(r) => {
-            vec![event_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: false })]
+            vec![mark_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: false })]
         }
         // Not projected by this build: refused before planning (`Report::storable`).
         Report::PlanSet(_) => Vec::new(),
@@ -400,7 +428,7 @@ mod tests {
     }
 
     fn env(report: Report, received_at: Timestamp) -> Envelope {
-        Envelope { report, received_at }
+        Envelope::new(report, received_at)
     }
 
     /// A report of every shape, with the camera at any offset and clock skew.
@@ -489,14 +517,22 @@ mod tests {
     }
 
     fn arb_case() -> impl Strategy<Value = (TimePolicy, Envelope)> {
-        arb_policy().prop_flat_map(|policy| (Just(policy), arb_report(policy)))
+        // Reports with a retention of their own (a device's plan) and without (older records).
+        let plan = proptest::option::of(crate::owner::MIN_PLAN_DAYS..=crate::owner::MAX_PLAN_DAYS);
+        arb_policy()
+            .prop_flat_map(move |policy| (Just(policy), arb_report(policy), plan.clone()))
+            .prop_map(|(policy, envelope, days)| (policy, envelope.with_retention(days)))
     }
 
     proptest! {
         #[test]
         fn every_row_expires_a_retention_after_its_filing_time((policy, envelope) in arb_case()) {
             for row in plan(&envelope, &policy) {
-                prop_assert_eq!(row.expires_at, row.trigger.plus_millis(policy.retention_ms()));
+                let days = match row.data {
+                    RowData::EventDeleted { .. } | RowData::EventKept { .. } => MAX_PLAN_DAYS,
+                    _ => envelope.retention_days.unwrap_or(policy.retention_days),
+                };
+                prop_assert_eq!(row.expires_at, row.trigger.plus_millis(i64::from(days) * 86_400_000));
                 prop_assert_eq!(Some(row.cid), envelope.report.cid());
                 prop_assert!(row.live_at(row.trigger) && !row.live_at(row.expires_at));
             }
@@ -657,8 +693,8 @@ mod tests {
         let event_type = EventType::parse("motion").unwrap();
         let offset = DayOffset::default();
         let event_id = event_id(&TimePolicy::default(), t, offset, t);
-        Envelope {
-            report: Report::EventStarted(EventStarted {
+        Envelope::new(
+            Report::EventStarted(EventStarted {
                 cid: cid(),
                 event_id,
                 event_type,
@@ -668,7 +704,7 @@ mod tests {
                 snapshot_size: None,
             }),
             received_at,
-        }
+        )
     }
 
     #[test]

@@ -159,7 +159,7 @@ fn cases() -> Vec<(&'static str, Envelope)> {
             duration_ms,
         })
     };
-    let env = |report, received_at| Envelope { report, received_at };
+    let env = |report, received_at| Envelope::new(report, received_at);
     vec![
         ("event_started", env(event_started("cam-1", "motion", t), received)),
         // A camera at +08:00, and one whose clock ran two days fast.
@@ -317,6 +317,17 @@ fn cases() -> Vec<(&'static str, Envelope)> {
         ),
         ("device_erased", env(Report::DeviceErased(DeviceErased { cid: cid("cam-1") }), received)),
         ("plan_set", env(Report::PlanSet(PlanSet { cid: cid("cam-1"), retention_days: 365 }), received)),
+        // Version 5: a report carrying its device's retention, at both ends of the plans.
+        ("event_started_retention_60", env(event_started("cam-1", "motion", t), received).with_retention(Some(60))),
+        (
+            "segment_reported_retention_365",
+            env(segment("s", 1, vec![], vec![], media(None)), received).with_retention(Some(owner::MAX_PLAN_DAYS)),
+        ),
+        (
+            "event_ended_retention_7",
+            env(event_ended("cam-1", motion.clone(), t, EndStatus::Complete), received)
+                .with_retention(Some(owner::MIN_PLAN_DAYS)),
+        ),
     ]
 }
 
@@ -406,7 +417,8 @@ fn invalid_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap()
     }
     let t = ms("2026-11-22T08:30:00.123Z");
-    let started = Envelope { report: event_started("cam-1", "motion", t), received_at: t }.encode();
+    // A version 4 record (these vectors predate version 5 and stay as they were).
+    let started = v4(Envelope::new(event_started("cam-1", "motion", t), t));
     let v1_body = &started[1..];
     let with_prefix = |prefix: &[u8]| [prefix, v1_body].concat();
     let id = event_id("cam-1", "motion", t);
@@ -424,6 +436,7 @@ fn invalid_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ]
         .concat()
     };
+    let with_retention = |days| Envelope::new(event_started("cam-1", "motion", t), t).with_retention(days).encode();
     let mut huge_string = enc((1u16, 0u32));
     huge_string.extend([253, 0, 0, 0, 0, 1, 0, 0, 0]); // a cid of 2^32 bytes
     let mut utf8 = enc((1u16, 0u32));
@@ -443,6 +456,13 @@ fn invalid_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         // Version 3 knew eight variants; variants 8 to 12 came with version 4.
         ("v3_report_variant_8", [&[3u8][..], &started_v3_body(8)].concat(), "unknown_variant"),
         ("v4_report_variant_13", [&[4u8][..], &started_v3_body(13)].concat(), "unknown_variant"),
+        // Version 5's retention is an option: tag 0 or 1.
+        (
+            "v5_retention_tag_2",
+            [&with_retention(None)[..with_retention(None).len() - 1], &[2, 60]].concat(),
+            "invalid_value",
+        ),
+        ("v5_retention_missing", with_retention(None)[..with_retention(None).len() - 1].to_vec(), "truncated"),
         ("end_status_2", ended(2), "unknown_variant"),
         ("option_tag_2", segment_with_audio_tag(2), "invalid_value"),
         ("u32_with_u64_marker", digest(20261122, &[253, 1, 0, 0, 0, 0, 0, 0, 0]), "invalid_value"),
@@ -461,14 +481,53 @@ fn invalid_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
 
 /// A subscription deletion's body with its variant index replaced by `variant`.
 fn started_v3_body(variant: u8) -> Vec<u8> {
-    let deleted = Envelope {
-        report: Report::SubscriptionDeleted(SubscriptionDeleted {
-            subscription_id: SubscriptionId::parse("s").unwrap(),
-        }),
-        received_at: Timestamp(0),
-    }
+    let deleted = Envelope::new(
+        Report::SubscriptionDeleted(SubscriptionDeleted { subscription_id: SubscriptionId::parse("s").unwrap() }),
+        Timestamp(0),
+    )
     .encode();
-    [&[variant][..], &deleted[2..]].concat()
+    [&[variant][..], &v4_body(&deleted)[1..]].concat()
+}
+
+/// `env` as version 4 wrote it: version 5's bytes without the retention (`None`: one byte).
+fn v4(env: Envelope) -> Vec<u8> {
+    assert_eq!(env.retention_days, None);
+    match &env.report {
+        // Version 4's start has no `snapshot_size`: its fields one by one.
+        Report::EventStarted(r) => {
+            assert_eq!(r.snapshot_size, None);
+            let fields = (&r.cid, &r.event_id, &r.event_type, r.triggered_at, r.utc_offset, r.clock_skew_ms);
+            bincode::serde::encode_to_vec((4u16, 0u32, fields, env.received_at), bincode::config::standard()).unwrap()
+        }
+        _ => [&[4u8][..], v4_body(&env.encode())].concat(),
+    }
+}
+
+/// The body of a version 5 `encoded` without the retention (`None`).
+fn v4_body(encoded: &[u8]) -> &[u8] {
+    assert_eq!((encoded[0], encoded.last()), (5, Some(&0)), "a version 5 record without a retention");
+    &encoded[1..encoded.len() - 1]
+}
+
+/// Version 4 bytes decode as they did, with no retention; the same report under version 5
+/// carries its retention, and its bytes are version 4's body with the option after it.
+#[test]
+fn version_four_bytes_decode_without_a_retention() {
+    let t = ms("2026-11-22T08:30:00.123Z");
+    let env = Envelope::new(event_started("cam-1", "motion", t), t);
+    let old = v4(env.clone());
+    assert_eq!(Envelope::decode(&old).unwrap(), env);
+    let bytes = fs::read(testdata().join("v4/event_started.bin")).unwrap();
+    assert_eq!(Envelope::decode(&bytes).unwrap().retention_days, None);
+    let planned = env.with_retention(Some(60));
+    let new = planned.encode();
+    // Version 5: the start gains its (absent) snapshot size before `received_at` (the last 9
+    // bytes here), and the retention follows.
+    let (report, received_at) = old[1..].split_at(old.len() - 10);
+    assert_eq!(new, [&[5u8][..], report, &[0], received_at, &[1, 60]].concat());
+    assert_eq!(Envelope::decode(&new).unwrap().retention_days, Some(60));
+    assert_eq!(decode_json(&new).unwrap()["retention_days"], 60);
+    assert_eq!(decode_json(&old).unwrap()["retention_days"], Value::Null);
 }
 
 #[test]
@@ -495,7 +554,7 @@ fn invalid_values_fail_as_documented() {
 #[test]
 fn a_decoder_refuses_a_newer_version_by_name() {
     let t = ms("2026-11-22T08:30:00.123Z");
-    let v1 = Envelope { report: event_started("cam-1", "motion", t), received_at: t }.encode();
+    let v1 = Envelope::new(event_started("cam-1", "motion", t), t).encode();
     assert_eq!(u16::from(v1[0]), SCHEMA_VERSION, "the version is the first byte while it is below 251");
     let next = SCHEMA_VERSION + 1;
     for body in [&v1[1..], &[][..], &[0xff, 0xff, 0xff][..]] {

@@ -56,6 +56,11 @@ pub struct Claims {
     /// events, docs/tokens.md); absent: read only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// A device's plan, set by the operator: days of its history kept
+    /// (`schemas::owner::MIN_PLAN_DAYS..=MAX_PLAN_DAYS`); absent: the deployment's retention
+    /// (docs/data-model.md, Plans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
 }
 
 /// The scope that lets a viewer manage its devices' footage (delete events).
@@ -75,6 +80,18 @@ pub struct Device {
     pub cid: DeviceId,
     /// Its configured zone, if the token carries one.
     pub zone: Option<DeviceZone>,
+    /// Its plan (days of history kept), if the token carries one.
+    pub retention_days: Option<u32>,
+}
+
+/// Refuses a plan outside `MIN_PLAN_DAYS..=MAX_PLAN_DAYS`, saying so.
+pub fn check_plan(days: u32) -> Result<u32, String> {
+    use schemas::owner::{MAX_PLAN_DAYS, MIN_PLAN_DAYS};
+    if (MIN_PLAN_DAYS..=MAX_PLAN_DAYS).contains(&days) {
+        Ok(days)
+    } else {
+        Err(format!("retention_days {days} must be {MIN_PLAN_DAYS}..={MAX_PLAN_DAYS}"))
+    }
 }
 
 /// The signing and verification keys, and the revoked devices: everything a token check
@@ -234,7 +251,10 @@ impl Keys {
         let claims = URL_SAFE_NO_PAD.decode(claims).map_err(|_| malformed())?;
         let claims: Claims = serde_json::from_slice(&claims).map_err(|e| invalid(format!("claims: {e}")))?;
         let zone = match claims.role {
-            Role::Device => claims.tz.as_deref().map(DeviceZone::parse).transpose(),
+            Role::Device => claims.tz.as_deref().map(DeviceZone::parse).transpose().and_then(|zone| {
+                // A plan out of range is as unusable as an unknown zone.
+                claims.retention_days.map(check_plan).transpose().map(|_| zone)
+            }),
             Role::Viewer => Ok(None),
         };
         Ok(Verified { claims, zone })
@@ -283,20 +303,13 @@ impl Auth {
     }
 
     fn issue(&self, sub: String, role: Role, devices: Vec<String>, tz: Option<String>, ttl: Duration) -> String {
-        self.issue_scoped(sub, role, devices, tz, None, ttl)
+        self.issue_claims(Claims { sub, role, devices, iat: 0, exp: 0, tz, scope: None, retention_days: None }, ttl)
     }
 
-    fn issue_scoped(
-        &self,
-        sub: String,
-        role: Role,
-        devices: Vec<String>,
-        tz: Option<String>,
-        scope: Option<String>,
-        ttl: Duration,
-    ) -> String {
-        let iat = chrono::Utc::now().timestamp();
-        let claims = Claims { sub, role, devices, iat, exp: iat + ttl.as_secs() as i64, tz, scope };
+    /// Signs `claims` issued now, expiring `ttl` later.
+    fn issue_claims(&self, mut claims: Claims, ttl: Duration) -> String {
+        claims.iat = chrono::Utc::now().timestamp();
+        claims.exp = claims.iat + ttl.as_secs() as i64;
         let keys = self.keys.load();
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(keys.signing_kid.clone());
@@ -310,7 +323,29 @@ impl Auth {
 
     /// A token for device `cid` in time zone `zone` (used for timestamps sent as `Z`).
     pub fn device_token_in(&self, cid: &DeviceId, zone: Option<DeviceZone>, ttl: Duration) -> String {
-        self.issue(cid.to_string(), Role::Device, Vec::new(), zone.map(|z| z.name().to_owned()), ttl)
+        self.device_token_planned(cid, zone, None, ttl)
+    }
+
+    /// A token for device `cid` in time zone `zone` with its plan (`retention_days`, checked by
+    /// [`check_plan`] by whoever asks: a token out of range is refused when verified).
+    pub fn device_token_planned(
+        &self,
+        cid: &DeviceId,
+        zone: Option<DeviceZone>,
+        retention_days: Option<u32>,
+        ttl: Duration,
+    ) -> String {
+        let claims = Claims {
+            sub: cid.to_string(),
+            role: Role::Device,
+            devices: Vec::new(),
+            iat: 0,
+            exp: 0,
+            tz: zone.map(|z| z.name().to_owned()),
+            scope: None,
+            retention_days,
+        };
+        self.issue_claims(claims, ttl)
     }
 
     /// A token that may read `devices`.
@@ -321,7 +356,17 @@ impl Auth {
     /// A token that may read and manage `devices` (scope [`MANAGE_SCOPE`]).
     pub fn managing_viewer_token(&self, devices: &[DeviceId], ttl: Duration) -> String {
         let devices = devices.iter().map(ToString::to_string).collect();
-        self.issue_scoped("viewer".into(), Role::Viewer, devices, None, Some(MANAGE_SCOPE.into()), ttl)
+        let claims = Claims {
+            sub: "viewer".into(),
+            role: Role::Viewer,
+            devices,
+            iat: 0,
+            exp: 0,
+            tz: None,
+            scope: Some(MANAGE_SCOPE.into()),
+            retention_days: None,
+        };
+        self.issue_claims(claims, ttl)
     }
 
     /// Checks the `Authorization: Bearer …` header: 401 when absent, forged or expired.
@@ -379,7 +424,7 @@ impl Auth {
         }
         let zone = verified.zone.clone().map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
         let cid = DeviceId::parse(cid).map_err(|e| ApiError::invalid(ErrorCode::InvalidDeviceId, e.to_string()))?;
-        Ok(Device { cid, zone })
+        Ok(Device { cid, zone, retention_days: claims.retention_days })
     }
 
     /// 401 unless a valid viewer token; 403 unless it names `cid`.
@@ -439,6 +484,22 @@ mod tests {
     }
 
     #[test]
+    fn a_device_token_carries_its_plan_and_one_out_of_range_is_refused() {
+        let auth = Auth::new(&[4u8; 32]);
+        let cam = DeviceId::parse("cam-1").unwrap();
+        let ttl = Duration::from_secs(600);
+        let planned = bearer(&auth.device_token_planned(&cam, None, Some(60), ttl));
+        assert_eq!(auth.device(&planned, "cam-1").unwrap().retention_days, Some(60));
+        assert_eq!(auth.device(&bearer(&auth.device_token(&cam, ttl)), "cam-1").unwrap().retention_days, None);
+        for days in [6, 366] {
+            let e = auth.device(&bearer(&auth.device_token_planned(&cam, None, Some(days), ttl)), "cam-1").unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::UNAUTHORIZED);
+            assert!(e.message.contains("retention_days"), "{}", e.message);
+        }
+        assert!(check_plan(7).is_ok() && check_plan(365).is_ok() && check_plan(0).is_err());
+    }
+
+    #[test]
     fn only_a_managing_viewer_of_the_device_may_manage_it() {
         let auth = Auth::new(&[3u8; 32]);
         let cam = DeviceId::parse("cam-1").unwrap();
@@ -466,6 +527,7 @@ mod tests {
             iat: chrono::Utc::now().timestamp(),
             tz: None,
             scope: None,
+            retention_days: None,
         };
         let legacy = encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&secret)).unwrap();
         let auth = Auth::from_ring(KeyRing {
@@ -500,7 +562,16 @@ mod tests {
     }
 
     fn device_claims(sub: &str, iat: i64, exp: i64) -> Claims {
-        Claims { sub: sub.into(), role: Role::Device, devices: vec![], exp, iat, tz: None, scope: None }
+        Claims {
+            sub: sub.into(),
+            role: Role::Device,
+            devices: vec![],
+            exp,
+            iat,
+            tz: None,
+            scope: None,
+            retention_days: None,
+        }
     }
 
     fn signed(claims: &Claims, kid: &str, secret: &[u8]) -> String {

@@ -318,6 +318,12 @@ impl ProjectionStore for FaultyStore {
         self.read().await?;
         self.inner.utc_offset(cid).await
     }
+
+    async fn plan(&self, cid: &DeviceId) -> Result<Option<u32>, StoreError> {
+        self.read().await?;
+        self.inner.plan(cid).await
+    }
+
     async fn drop_expired(&self, oldest_kept: Day) -> Result<u64, StoreError> {
         self.inner.drop_expired(oldest_kept).await
     }

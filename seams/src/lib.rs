@@ -26,7 +26,7 @@ pub mod conformance;
 
 pub use blob::{BlobError, BlobSigner, ObjectKey, PresignedRequest};
 pub use log::{Consumed, LogConsumer, LogError, LogRecord, Position, ReportLog};
-pub use store::{kept_objects, restate};
+pub use store::{kept_objects, oldest_object_day, restate};
 pub use store::{
     DayPage, DeadLetterView, DigestView, EventDetail, EventStatus, EventView, KeptEvent, KeptPage, KeptReports,
     ProjectionStore, Purge, Quarantined, SegmentView, StoreError, SubscriptionView,

@@ -217,10 +217,10 @@ pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec
     for k in events {
         let e = &k.event;
         let filed = e.event_id.filed_at(fallback);
-        out.push(Envelope {
-            report: Report::EventKept(EventKept { cid: cid.clone(), event_id: e.event_id.clone() }),
-            received_at: k.kept_at,
-        });
+        out.push(Envelope::new(
+            Report::EventKept(EventKept { cid: cid.clone(), event_id: e.event_id.clone() }),
+            k.kept_at,
+        ));
         if k.started {
             let report = Report::EventStarted(EventStarted {
                 cid: cid.clone(),
@@ -231,7 +231,7 @@ pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec
                 clock_skew_ms: e.clock_skew_ms,
                 snapshot_size: None,
             });
-            out.push(Envelope { report, received_at: filed });
+            out.push(Envelope::new(report, filed));
         }
         let status = match e.status {
             EventStatus::Open => None,
@@ -246,7 +246,7 @@ pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec
                 utc_offset: e.utc_offset,
                 status,
             });
-            out.push(Envelope { report, received_at: filed });
+            out.push(Envelope::new(report, filed));
         }
         for s in &k.segments {
             let mapping = EventMapping {
@@ -273,7 +273,7 @@ pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec
             events,
         });
         // Received no earlier than it started: never taken for a fast clock's.
-        out.push(Envelope { report, received_at: filed.max(s.started_at) });
+        out.push(Envelope::new(report, filed.max(s.started_at)));
     }
     out
 }
@@ -302,6 +302,19 @@ pub async fn kept_objects(store: &dyn ProjectionStore) -> Result<std::collection
             None => return Ok(keys),
         }
     }
+}
+
+/// The oldest day of `cid`'s objects the object janitor keeps at `now`: the deployment's
+/// retention, or the device's plan ([`ProjectionStore::plan`]) when it is longer
+/// (docs/data-model.md, Plans).
+pub async fn oldest_object_day(
+    store: &dyn ProjectionStore,
+    cid: &DeviceId,
+    policy: &schemas::TimePolicy,
+    now: Timestamp,
+) -> Result<Day, StoreError> {
+    let longer = store.plan(cid).await?.unwrap_or(0).saturating_sub(policy.retention_days);
+    Ok(policy.oldest_kept_day(now).add_days(-i64::from(longer)))
 }
 
 /// One page of [`ProjectionStore::kept_reports`].
@@ -497,8 +510,15 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     /// is still inside retention: the reads' "today" is the camera's.
     async fn utc_offset(&self, cid: &DeviceId) -> Result<Option<DayOffset>, StoreError>;
 
-    /// Drops every partition of a day before `oldest_kept` (engines with TTL may do nothing).
-    /// Returns the number of days dropped.
+    /// The plan of `cid`: the retention (days) its latest event start (by filing time, as
+    /// [`ProjectionStore::utc_offset`]) carried, while that start is inside it; `None` when it
+    /// carried none or there is none (the deployment's retention then applies).
+    async fn plan(&self, cid: &DeviceId) -> Result<Option<u32>, StoreError>;
+
+    /// Drops the expired partitions (engines with TTL may do nothing): `oldest_kept` is the
+    /// oldest day the deployment's retention keeps; a partition whose rows were written under a
+    /// longer or shorter plan is kept that many days more or fewer (docs/data-model.md, Plans).
+    /// Returns the number of partitions dropped.
     async fn drop_expired(&self, oldest_kept: Day) -> Result<u64, StoreError>;
 
     /// Whether the store answers right now.

@@ -93,6 +93,13 @@ impl TestApp {
         self.auth().device_token_in(&cid, Some(zone), Duration::from_secs(86_400))
     }
 
+    /// A token for device `cid` with a plan of `days` (as `daybook token device CID
+    /// --retention-days DAYS`).
+    pub fn device_token_planned(&self, cid: &str, days: u32) -> String {
+        let cid = DeviceId::parse(cid).expect("valid device id");
+        self.auth().device_token_planned(&cid, None, Some(days), Duration::from_secs(86_400))
+    }
+
     /// A token that may read `cids` (as `daybook token viewer`).
     pub fn viewer_token(&self, cids: &[&str]) -> String {
         let cids: Vec<DeviceId> = cids.iter().map(|c| DeviceId::parse(c).expect("valid device id")).collect();

@@ -48,7 +48,7 @@ async fn a_managing_viewer_keeps_events_that_outlive_the_log() {
     let nothing = schemas::Report::SubscriptionDeleted(schemas::SubscriptionDeleted {
         subscription_id: schemas::SubscriptionId::parse("none").unwrap(),
     });
-    let envelope = schemas::Envelope { report: nothing, received_at: schemas::Timestamp::now() };
+    let envelope = schemas::Envelope::new(nothing, schemas::Timestamp::now());
     log.append(vec![seams::LogRecord::of(&envelope)]).await.unwrap();
     let lost = log.truncate(schemas::Timestamp::now().millis() + 1).await.unwrap();
     assert!(lost > 0, "the log held the reports");
@@ -118,7 +118,7 @@ async fn the_object_janitor_spares_kept_events() {
     }
     // Every one of them past retention (segments have a day of grace).
     let oldest_kept = DayOffset::default().today().add_days(3);
-    let deleted = infra::s3_server::expire_objects(&root, "daybook", oldest_kept, &spared).unwrap();
+    let deleted = infra::s3_server::expire_objects(&root, "daybook", &|_| Some(oldest_kept), &spared).unwrap();
     let mut left: Vec<String> = objects.iter().filter(|k| bucket.join(k).exists()).cloned().collect();
     left.sort();
     assert_eq!(left, want, "only the kept event's objects are left");

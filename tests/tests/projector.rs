@@ -34,7 +34,7 @@ fn started(cid: &str, at: Timestamp) -> (EventId, Envelope) {
         clock_skew_ms: None,
         snapshot_size: None,
     });
-    (event_id, Envelope { report, received_at: Timestamp::now() })
+    (event_id, Envelope::new(report, Timestamp::now()))
 }
 
 fn segment(id: &EventId, seg: &str, index: u32) -> Envelope {
@@ -49,7 +49,7 @@ fn segment(id: &EventId, seg: &str, index: u32) -> Envelope {
         utc_offset: DayOffset::default(),
         events: vec![EventMapping { event_id: id.clone(), index, start_offset: 0, end_offset: 100 }],
     });
-    Envelope { report, received_at: Timestamp::now() }
+    Envelope::new(report, Timestamp::now())
 }
 
 async fn run_until<F, Fut>(log: Arc<dyn ReportLog>, store: Arc<dyn ProjectionStore>, what: &str, done: F) -> Progress
@@ -116,7 +116,7 @@ async fn a_report_this_build_does_not_project_is_quarantined_not_lost() {
     let now = Timestamp::now().plus_millis(-60_000);
     let (a, start_a) = started("cam-k", now);
     let (b, start_b) = started("cam-k", now.plus_millis(1000));
-    let owner = |report| Envelope { report, received_at: Timestamp::now() };
+    let owner = |report| Envelope::new(report, Timestamp::now());
     let kept = owner(Report::PlanSet(schemas::PlanSet { cid: a.device().clone(), retention_days: 60 }));
     let deleted = owner(Report::EventDeleted(schemas::EventDeleted { cid: b.device().clone(), event_id: b.clone() }));
     log.append(vec![record_of(&start_a), record_of(&kept), record_of(&start_b), record_of(&deleted)]).await.unwrap();
@@ -229,6 +229,10 @@ impl ProjectionStore for Unnamed {
     async fn digest(&self, cid: &DeviceId, day: schemas::Day) -> Result<Option<DigestView>, StoreError> {
         self.0.digest(cid, day).await
     }
+    async fn plan(&self, cid: &schemas::DeviceId) -> Result<Option<u32>, StoreError> {
+        self.0.plan(cid).await
+    }
+
     async fn drop_expired(&self, oldest_kept: schemas::Day) -> Result<u64, StoreError> {
         self.0.drop_expired(oldest_kept).await
     }

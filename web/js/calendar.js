@@ -1,11 +1,23 @@
-// The camera's last 30 days (#calendar): loading them when a camera is picked, the heat map,
-// its keyboard, keeping it current (polling), and the header's zone line. Reads and changes
+// The camera's last 30 days (#calendar) — or fewer, its plan's days — and, when its plan keeps
+// more than a month, its earlier months one at a time: loading them when a camera is picked,
+// the heat map, its keyboard, keeping it current (polling), and the header's zone line. Reads and changes
 // the view state (state.js); a day's list is day.js's, given as `day`.
 
 import { $, el } from './dom.js';
 import { cameraOffsetText, dayUtc, fmtBytes, fmtDayLong, localZone, plural, weekdayLetters, zoneText } from './format.js';
 import { countOf, gridKeyTarget, heatLevel, leadingPad, normalizeDays, pickDay } from './days.js';
 import { SignedOut, explain } from './api.js';
+
+// The calendar's query: the recent days (the API's default: 30, or the plan if shorter), or
+// one month (`YYYY-MM`).
+const calendarPath = (device, month) =>
+  `/v1/devices/${encodeURIComponent(device)}/calendar${month ? `?month=${encodeURIComponent(month)}` : ''}`;
+
+// "November 2026" for "2026-11".
+const monthName = (month) => {
+  const [y, m] = month.split('-').map(Number);
+  return new Date(Date.UTC(y, m - 1, 1)).toLocaleDateString(undefined, { month: 'long', year: 'numeric', timeZone: 'UTC' });
+};
 
 const dayButtons = () => $('calendar').querySelectorAll('button.day');
 
@@ -44,20 +56,45 @@ function onCalendarKey(ev) {
 // `api` the client, `view` the view state, `session` the sign-in session (polling stops
 // without a token), `day` the day list (day.js), `pollMs` the refresh interval.
 export function createCalendar({ api, view, session, day, pollMs }) {
-  const state = { pollTimer: 0 };
+  // `month`: the month shown (`YYYY-MM`), or null for the recent days; `today` the camera's
+  // today as the last answer gave it.
+  const state = { pollTimer: 0, month: null, today: null };
+
+  // The plan's span, and a button per month when the plan keeps more than a month.
+  function renderPlan(cal) {
+    const planDays = Number(cal?.plan_days) || 0;
+    const months = Array.isArray(cal?.months) ? cal.months.map(String) : [];
+    $('cal-plan').textContent = planDays ? `${plural(planDays, 'day')} of history` : '';
+    const nav = $('cal-months');
+    nav.hidden = !(planDays > 31 && months.length > 1);
+    if (nav.hidden) return nav.replaceChildren();
+    const button = (label, month) => el('button', {
+      type: 'button', class: 'ghost', 'aria-pressed': String(state.month === month),
+      onclick: () => showMonth(month),
+    }, label);
+    nav.replaceChildren(button(`Last ${plural(Math.min(30, planDays), 'day')}`, null), ...months.map((m) => button(monthName(m), m)));
+  }
+
+  // Shows `month` (null: the recent days), then its best day.
+  async function showMonth(month) {
+    state.month = month;
+    await load(null, { keepMonth: true });
+  }
 
   function render() {
     const days = [...view.days].reverse(); // oldest first
     const grid = $('calendar');
     const max = Math.max(0, ...days.map((d) => d.events));
     const total = days.reduce((a, d) => a + d.events, 0);
+    $('cal-title').textContent = state.month ? monthName(state.month) : `Last ${plural(days.length, 'day')}`;
     $('cal-total').textContent = `${plural(total, 'event')} on ${view.device}`;
-    // Storage used: the bytes of the camera's video over the 30 days (the calendar's figures).
+    // Storage used: the bytes of the camera's video over the days shown (the calendar's figures).
     $('cal-usage').textContent = `${fmtBytes(days.reduce((a, d) => a + d.bytes, 0))} of video stored`;
     $('weekdays').replaceChildren(...weekdayLetters().map((text) => el('span', { text })));
     const cells = [];
     for (let i = 0; i < leadingPad(days); i++) cells.push(el('span', { class: 'day pad', role: 'gridcell' }));
-    const today = view.days[0]?.date;
+    // The camera's today (a month page's newest day may be another).
+    const today = state.today ?? view.days[0]?.date;
     for (const d of days) {
       const level = heatLevel(d.events, max);
       // The name starts with what the cell shows (its date's number, then its count), so a
@@ -84,13 +121,16 @@ export function createCalendar({ api, view, session, day, pollMs }) {
 
   function apply(cal) {
     view.days = normalizeDays(cal);
+    state.today = typeof cal?.today === 'string' ? cal.today : null;
     view.cameraOffset = cameraOffsetText(cal?.utc_offset) ?? view.cameraOffset;
     renderZone(view);
     render();
+    renderPlan(cal);
   }
 
   // Loads the view's camera: its calendar, then the day asked for (or the best one, pickDay).
-  async function load(wantDay) {
+  async function load(wantDay, { keepMonth = false } = {}) {
+    if (!keepMonth) state.month = null;
     view.days = [];
     view.day = null;
     view.cameraOffset = null;
@@ -98,11 +138,12 @@ export function createCalendar({ api, view, session, day, pollMs }) {
     $('calendar').replaceChildren(...Array.from({ length: 30 }, () => el('div', { class: 'day' })));
     $('cal-total').textContent = '';
     $('cal-usage').textContent = '';
+    $('cal-plan').textContent = '';
     day.showLoading();
     const device = view.device;
     let cal;
     try {
-      cal = await api.get(`/v1/devices/${encodeURIComponent(device)}/calendar?days=30`);
+      cal = await api.get(calendarPath(device, state.month));
     } catch (e) {
       if (e instanceof SignedOut || device !== view.device) return;
       $('calendar').replaceChildren();
@@ -119,7 +160,7 @@ export function createCalendar({ api, view, session, day, pollMs }) {
     if (!session.token || document.hidden || !view.device) return;
     let cal;
     try {
-      cal = await api.get(`/v1/devices/${encodeURIComponent(view.device)}/calendar?days=30`, { quiet: true });
+      cal = await api.get(calendarPath(view.device, state.month), { quiet: true });
     } catch {
       return; // the next poll tries again; a 401 has signed out already
     }

@@ -4,7 +4,8 @@
 // person does: a wrong token, sign in, the calendar, three pages of a day, skipping empty days,
 // the type filter, playing a clip across two segments, a missing segment, the night digest,
 // deleting an event as a managing viewer (with its confirmation), phone width, erasing the
-// camera as a managing viewer (after typing its name) and a rejected
+// camera as a managing viewer (after typing its name), a camera on a 60-day plan paged by
+// month, and a rejected
 // session; axe-core checks the page at each of its states for serious violations. Run by
 // web/tests/run.sh.
 
@@ -526,6 +527,48 @@ async function main() {
   }
   await shot(page, '16-erased');
   await page.click('#notice-close');
+
+  step('a camera on a 60-day plan: its span, and its earlier months page by page');
+  const PLAN_CAM = 'cam-plan';
+  const planDev = token('device', PLAN_CAM, '--retention-days', '60');
+  const planView = token('viewer', PLAN_CAM);
+  const fortyDaysAgo = Date.now() - 40 * 86_400_000;
+  const planSnapshot = readFileSync(join(fixtures, 'snapshot.jpg'));
+  for (const at of [fortyDaysAgo, Date.now() - 60_000]) {
+    const r = await call(base, planDev, 'POST', `/v1/devices/${PLAN_CAM}/events`, { type: 'motion', triggered_at: iso(at) });
+    await put(r.snapshot_upload, planSnapshot);
+  }
+  const planDeadline = Date.now() + 30_000;
+  for (;;) {
+    const cal = await (await fetch(`${base}/v1/devices/${PLAN_CAM}/calendar?days=60`, { headers: { authorization: `Bearer ${planView}` } })).json();
+    if (cal.plan_days === 60 && cal.days?.reduce((a, d) => a + d.events, 0) === 2) break;
+    assert.ok(Date.now() < planDeadline, `the 60-day camera's events are projected: ${JSON.stringify(cal)}`);
+    await sleep(200);
+  }
+  const planPage = await context.newPage();
+  planPage.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  await planPage.goto(`${base}/?poll=1`);
+  await planPage.fill('#token', planView);
+  await planPage.click('#signin button[type=submit]');
+  await planPage.locator('#viewer').waitFor();
+  await expectText(planPage.locator('#cal-plan'), /^60 days of history$/, 'the plan\u2019s span');
+  await expectText(planPage.locator('#cal-title'), /^Last 30 days$/, 'the recent days first');
+  const oldMonth = utcDay(fortyDaysAgo).slice(0, 7);
+  const monthButtons = planPage.locator('#cal-months button');
+  assert.ok((await monthButtons.count()) >= 3, 'a button for the recent days and one per month of the plan');
+  assert.equal(await planPage.locator(`#calendar button[data-date="${utcDay(fortyDaysAgo)}"]`).count(), 0, '40 days ago is not in the last 30');
+  await axeCheck(planPage, 'a camera on a 60-day plan');
+  const [y, m] = oldMonth.split('-').map(Number);
+  const oldMonthName = new Date(Date.UTC(y, m - 1, 1)).toLocaleDateString('en-GB', { month: 'long', year: 'numeric', timeZone: 'UTC' });
+  await planPage.locator('#cal-months button', { hasText: oldMonthName }).click();
+  await expectText(planPage.locator('#cal-title'), new RegExp(`^${oldMonthName}$`), 'the month shown');
+  await expectText(planPage.locator(`#calendar button[data-date="${utcDay(fortyDaysAgo)}"] .n`), /^1$/, 'the event 40 days back');
+  assert.equal(await planPage.locator('#cal-months button', { hasText: oldMonthName }).getAttribute('aria-pressed'), 'true');
+  assert.ok((await planPage.locator('#calendar button.day').count()) <= 31, 'one month at a time');
+  await waitRows(planPage, 1);
+  await axeCheck(planPage, 'an earlier month of the plan');
+  await shot(planPage, '17-plan-month');
+  await planPage.close();
 
   step('a session the server refuses goes back to sign-in with a reason');
   await page.evaluate((t) => sessionStorage.setItem('daybook.token', t), forged);

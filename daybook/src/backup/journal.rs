@@ -43,7 +43,7 @@ impl Entry {
     /// The erasure's report as it was put on the log.
     pub(super) fn envelope(&self) -> anyhow::Result<Envelope> {
         let cid = DeviceId::parse(&self.cid)?;
-        Ok(Envelope { report: Report::DeviceErased(DeviceErased { cid }), received_at: Timestamp(self.received_at_ms) })
+        Ok(Envelope::new(Report::DeviceErased(DeviceErased { cid }), Timestamp(self.received_at_ms)))
     }
 }
 

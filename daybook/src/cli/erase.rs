@@ -31,7 +31,7 @@ pub async fn run(cmd: EraseCmd) -> anyhow::Result<()> {
     let cid = DeviceId::parse(&a.cid)?;
     let received_at = Timestamp::now();
     let report = Report::DeviceErased(DeviceErased { cid: cid.clone() });
-    let record = LogRecord::of(&Envelope { report, received_at });
+    let record = LogRecord::of(&Envelope::new(report, received_at));
     crate::notify::changes::submit_record(record, &a.log.clone().into(), &a.data.data_dir).await?;
     let before = crate::erasure::revoke_tokens(&a.data.data_dir, &cid)?;
     println!("{}", serde_json::json!({"erased": cid, "received_at": received_at, "tokens_issued_before": before}));

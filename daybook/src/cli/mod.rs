@@ -113,6 +113,10 @@ pub enum TokenCmd {
         /// included). Without it, `--day-offset` of the server.
         #[arg(long, value_parser = schemas::DeviceZone::parse)]
         tz: Option<schemas::DeviceZone>,
+        /// The device's plan: days of its history kept (7..=365), written on every report it
+        /// makes (docs/data-model.md, Plans). Without it, the deployment's `--retention-days`.
+        #[arg(long, value_parser = parse_plan)]
+        retention_days: Option<u32>,
     },
     /// A token that may read the listed devices (default lifetime 30 days).
     Viewer {
@@ -277,14 +281,18 @@ async fn groups(cmd: GroupsCmd) -> anyhow::Result<()> {
     Ok(result?)
 }
 
+/// A plan's days, 7..=365 (`seams::auth::check_plan`).
+fn parse_plan(s: &str) -> Result<u32, String> {
+    let days: u32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    seams::auth::check_plan(days)
+}
+
 fn token(cmd: TokenCmd) -> anyhow::Result<()> {
     let (token, what) = match cmd {
-        TokenCmd::Device { cid, data, ttl, tz } => {
+        TokenCmd::Device { cid, data, ttl, tz, retention_days } => {
             let cid = DeviceId::parse(&cid)?;
-            (
-                crate::secrets::auth(&data.data_dir)?.device_token_in(&cid, tz, ttl.or_days(365)?),
-                format!("device {cid}"),
-            )
+            let auth = crate::secrets::auth(&data.data_dir)?;
+            (auth.device_token_planned(&cid, tz, retention_days, ttl.or_days(365)?), format!("device {cid}"))
         }
         TokenCmd::Viewer { cids, data, ttl, manage } => {
             let cids = cids.iter().map(|c| DeviceId::parse(c)).collect::<Result<Vec<_>, _>>()?;

@@ -31,7 +31,7 @@ fn inbox(data_dir: &Path) -> PathBuf {
 
 /// The log record of a change.
 pub fn record(report: Report) -> LogRecord {
-    LogRecord::of(&Envelope { report, received_at: Timestamp::now() })
+    LogRecord::of(&Envelope::new(report, Timestamp::now()))
 }
 
 /// Appends `report` (a subscription change) to the log `config` names; returns once durable.

@@ -16,7 +16,7 @@ pub(crate) fn cid(i: usize) -> DeviceId {
 }
 
 pub(crate) fn env(report: Report) -> Envelope {
-    Envelope { report, received_at: Timestamp::now() }
+    Envelope::new(report, Timestamp::now())
 }
 
 pub(crate) fn started(cid: &DeviceId, event_type: &str, at: Timestamp) -> (EventId, Envelope) {

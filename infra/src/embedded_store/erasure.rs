@@ -123,7 +123,7 @@ fn erase(tx: &Transaction<'_>, cid: &DeviceId, stamp: i64, at: Timestamp) -> rus
         tx.prepare_cached("UPDATE dead_letters SET body = NULL WHERE sub = ?1 AND webhook_id = ?2")?;
     for (sub, webhook_id, body) in letters {
         let Ok(letter) = serde_json::from_str::<SubscriptionDeadLettered>(&body) else { continue };
-        let held = Envelope { report: Report::SubscriptionDeadLettered(letter), received_at: at };
+        let held = Envelope::new(Report::SubscriptionDeadLettered(letter), at);
         if rows::erasable(&held).is_some_and(|(of, record)| &of == cid && record <= stamp) {
             written += drop_letter.execute(params![sub, webhook_id])? as u64;
         }

@@ -2,14 +2,15 @@
 //! rows a keep spares from the janitor, and the kept events restated as reports.
 //!
 //! `keeps` is not day-partitioned: one row per (device, event) that was ever kept, holding the
-//! newest keep or un-keep by write stamp. The janitor ([`drop_expired`]) drops a day's rows
-//! except those of kept events that are not deleted — the event row, its mappings, and the
+//! newest keep or un-keep by write stamp. The janitor ([`drop_expired`]) drops an expired
+//! partition's rows except those of kept events that are not deleted — the event row, its mappings, and the
 //! copies of its segments in its partition — and drops a keep row once its event is gone and
 //! the keep or un-keep is older than retention (the log no longer holds it, so no replay can
 //! bring an older version back). An un-kept event past retention leaves every read at once
 //! ([`hidden`]) and its rows at the janitor's next round.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use schemas::owner::MAX_PLAN_DAYS;
 use schemas::rows::{self, Row, RowData};
 use schemas::{Day, DeviceId, Envelope, TimePolicy, Timestamp};
 use seams::{KeptEvent, KeptPage, KeptReports, StoreError};
@@ -34,12 +35,12 @@ CREATE TABLE IF NOT EXISTS keeps (
 pub(super) const KEPT: &str =
     "EXISTS (SELECT 1 FROM keeps k WHERE k.cid = e.cid AND k.event_id = e.event_id AND k.kept = 1)";
 
-/// Whether the `events` row `e` is un-kept and past retention, parameter `?{param}` being the
-/// oldest trigger time still inside it (an SQL expression): such an event is gone for every
-/// read at once.
-pub(super) fn hidden(param: usize) -> String {
+/// Whether the `events` row `e` is un-kept and past its expiry, parameter `?{param}` being now
+/// (ms) and `retention_ms` the deployment's retention, which a row written before events kept
+/// their expiry is read with (an SQL expression): such an event is gone for every read at once.
+pub(super) fn hidden(param: usize, retention_ms: i64) -> String {
     format!(
-        "(e.trig <= ?{param} AND EXISTS (SELECT 1 FROM keeps k WHERE k.cid = e.cid AND k.event_id = e.event_id AND k.kept = 0))"
+        "(coalesce(e.expires, e.trig + {retention_ms}) <= ?{param} AND EXISTS (SELECT 1 FROM keeps k WHERE k.cid = e.cid AND k.event_id = e.event_id AND k.kept = 0))"
     )
 }
 
@@ -85,53 +86,102 @@ pub(super) fn spares(tx: &Transaction<'_>, row: &Row<'_>) -> rusqlite::Result<bo
     Ok(false)
 }
 
-/// Drops the day-partitioned rows of days before `oldest_kept` except those of kept events
-/// (see the module docs). Returns the number of days something was dropped from.
-pub(super) fn drop_expired(conn: &mut Connection, oldest_kept: Day, cutoff: Timestamp) -> rusqlite::Result<u64> {
-    let tx = conn.transaction()?;
-    tx.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS spared (day INTEGER, cid TEXT, event_id TEXT,
-             PRIMARY KEY (day, cid, event_id)) WITHOUT ROWID;
-         DELETE FROM temp.spared;",
-    )?;
-    tx.execute(
-        "INSERT INTO temp.spared (day, cid, event_id)
-         SELECT k.day, k.cid, k.event_id FROM keeps k
-         JOIN events e ON e.day = k.day AND e.cid = k.cid AND e.trig = k.trig AND e.event_id = k.event_id
-         WHERE k.kept = 1 AND e.deleted = 0 AND k.day < ?1",
-        [oldest_kept.number()],
-    )?;
-    let spare_event = "(cid, event_id) NOT IN (SELECT cid, event_id FROM temp.spared)";
-    let spare_segment = "(day, cid, segment_id) NOT IN (SELECT m.seg_day, m.cid, m.segment_id FROM temp.spared s
-         JOIN event_segments m ON m.day = s.day AND m.cid = s.cid AND m.event_id = s.event_id)";
-    let mut days = std::collections::BTreeSet::new();
-    // Segments before the mappings they are spared by.
-    for (table, spare) in [
-        ("segments", spare_segment),
-        ("events", spare_event),
-        ("event_segments", spare_event),
-        ("digests", "1"),
-        ("day_counts", "1"),
-        ("purges", "1"),
-        ("segment_usage", "1"),
-        ("day_usage", "1"),
-    ] {
-        let filter = format!("day < ?1 AND {spare}");
-        let mut stmt = tx.prepare(&format!("SELECT DISTINCT day FROM {table} WHERE {filter}"))?;
-        for d in stmt.query_map([oldest_kept.number()], |r| r.get::<_, u32>(0))? {
-            days.insert(d?);
+/// Partitions looked at per transaction of [`drop_expired`].
+const EXPIRED_PER_ROUND: i64 = 5_000;
+
+/// Drops the expired partitions' rows except those of kept events (see the module docs):
+/// `oldest_kept` is the oldest day the deployment's `retention_days` keeps, and a partition kept
+/// `days` (`partitions`, docs/data-model.md, Plans) expires once its day is before
+/// `oldest_kept` + (`retention_days` − `days`); a partition holding only the owner's marks is
+/// kept the longest plan, and every row of a day older than the longest plan goes whatever
+/// (rows no partition names: an erased device's purges). One transaction per
+/// [`EXPIRED_PER_ROUND`] partitions, in key order. Returns the partitions dropped.
+pub(super) fn drop_expired(
+    conn: &mut Connection,
+    oldest_kept: Day,
+    cutoff: Timestamp,
+    retention_days: u32,
+) -> rusqlite::Result<u64> {
+    let floor = oldest_kept.add_days((i64::from(retention_days) - i64::from(MAX_PLAN_DAYS)).min(0));
+    let mut dropped = 0;
+    let mut after = (0u32, String::new());
+    loop {
+        let tx = conn.transaction()?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS plans (days INTEGER, before INTEGER);
+             CREATE TEMP TABLE IF NOT EXISTS expired (day INTEGER, cid TEXT, PRIMARY KEY (day, cid)) WITHOUT ROWID;
+             CREATE TEMP TABLE IF NOT EXISTS spared (day INTEGER, cid TEXT, event_id TEXT,
+                 PRIMARY KEY (day, cid, event_id)) WITHOUT ROWID;
+             DELETE FROM temp.plans; DELETE FROM temp.expired; DELETE FROM temp.spared;",
+        )?;
+        let plans: Vec<Option<u32>> = tx
+            .prepare("SELECT DISTINCT days FROM partitions")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for days in plans {
+            let kept = i64::from(days.unwrap_or(MAX_PLAN_DAYS));
+            let before = oldest_kept.add_days(i64::from(retention_days) - kept);
+            tx.execute("INSERT INTO temp.plans (days, before) VALUES (?1, ?2)", params![days, before.number()])?;
         }
-        tx.execute(&format!("DELETE FROM {table} WHERE {filter}"), [oldest_kept.number()])?;
+        let round = tx.execute(
+            "INSERT INTO temp.expired (day, cid)
+             SELECT p.day, p.cid FROM partitions p JOIN temp.plans c ON c.days IS p.days
+             WHERE p.day < c.before AND (p.day, p.cid) > (?1, ?2) ORDER BY p.day, p.cid LIMIT ?3",
+            params![after.0, after.1, EXPIRED_PER_ROUND],
+        )?;
+        if let Some(last) = tx
+            .query_row("SELECT day, cid FROM temp.expired ORDER BY day DESC, cid DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?
+        {
+            after = last;
+        }
+        let in_expired = "(day < ?1 OR (day, cid) IN (SELECT day, cid FROM temp.expired))";
+        tx.execute(
+            "INSERT INTO temp.spared (day, cid, event_id)
+             SELECT k.day, k.cid, k.event_id FROM keeps k
+             JOIN events e ON e.day = k.day AND e.cid = k.cid AND e.trig = k.trig AND e.event_id = k.event_id
+             WHERE k.kept = 1 AND e.deleted = 0
+               AND (k.day < ?1 OR (k.day, k.cid) IN (SELECT day, cid FROM temp.expired))",
+            [floor.number()],
+        )?;
+        let spare_event = "(cid, event_id) NOT IN (SELECT cid, event_id FROM temp.spared)";
+        let spare_segment = "(day, cid, segment_id) NOT IN (SELECT m.seg_day, m.cid, m.segment_id FROM temp.spared s
+             JOIN event_segments m ON m.day = s.day AND m.cid = s.cid AND m.event_id = s.event_id)";
+        // A partition with a kept event stays, to be looked at again once it is un-kept.
+        let spare_partition = "(day, cid) NOT IN (SELECT day, cid FROM temp.spared)";
+        // Segments before the mappings they are spared by.
+        for (table, spare) in [
+            ("segments", spare_segment),
+            ("events", spare_event),
+            ("event_segments", spare_event),
+            ("digests", "1"),
+            ("day_counts", "1"),
+            ("purges", "1"),
+            ("segment_usage", "1"),
+            ("day_usage", "1"),
+            ("partitions", spare_partition),
+        ] {
+            let n = tx.execute(&format!("DELETE FROM {table} WHERE {in_expired} AND {spare}"), [floor.number()])?;
+            if table == "partitions" {
+                dropped += n as u64;
+            }
+        }
+        tx.execute(
+            &format!(
+                "DELETE FROM keeps WHERE {in_expired} AND at < ?2 AND (cid, event_id) NOT IN (SELECT cid, event_id FROM temp.spared)"
+            ),
+            params![floor.number(), cutoff.millis()],
+        )?;
+        // Quarantined records go a retention after they were set aside.
+        tx.execute("DELETE FROM quarantine WHERE at < ?1", [cutoff.millis()])?;
+        tx.execute_batch("DELETE FROM temp.spared; DELETE FROM temp.expired; DELETE FROM temp.plans;")?;
+        tx.commit()?;
+        if (round as i64) < EXPIRED_PER_ROUND {
+            return Ok(dropped);
+        }
     }
-    tx.execute(
-        "DELETE FROM keeps WHERE day < ?1 AND at < ?2 AND (cid, event_id) NOT IN (SELECT cid, event_id FROM temp.spared)",
-        params![oldest_kept.number(), cutoff.millis()],
-    )?;
-    // Quarantined records go a retention after they were set aside.
-    tx.execute("DELETE FROM quarantine WHERE at < ?1", [cutoff.millis()])?;
-    tx.execute("DELETE FROM temp.spared", [])?;
-    tx.commit()?;
-    Ok(days.len() as u64)
 }
 
 /// Devices restated per page of [`kept_reports`].

@@ -52,13 +52,16 @@ CREATE TABLE IF NOT EXISTS events (
     end_status TEXT,
     skew_ms    INTEGER, -- clock_skew_ms of the start, when the camera's clock ran ahead
     deleted    INTEGER NOT NULL DEFAULT 0, -- 1 once deleted, for good (schemas::rows)
+    expires    INTEGER, -- the latest expiry (ms) of its start and end (NULL: written before plans)
     PRIMARY KEY (day, cid, trig, event_id)
 ) WITHOUT ROWID;
--- Per device, the UTC offset of its latest start by filing time (`at`): the reads' today.
+-- Per device, the UTC offset and the plan of its latest start by filing time (`at`): the reads'
+-- today and the calendar's span.
 CREATE TABLE IF NOT EXISTS devices (
     cid        TEXT    NOT NULL PRIMARY KEY,
     utc_offset INTEGER NOT NULL, -- minutes east of UTC
-    at         INTEGER NOT NULL
+    at         INTEGER NOT NULL,
+    retention  INTEGER -- days that start is kept (NULL: the deployment's)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS segments (
     day         INTEGER NOT NULL,
@@ -173,9 +176,20 @@ CREATE TABLE day_counts (
 ) WITHOUT ROWID;
 ";
 
+/// Per (day, device): how long the partition is kept (docs/data-model.md, Plans). Not in
+/// [`SCHEMA`]: created, and filled for the partitions already stored, in one transaction on open.
+const PARTITIONS_SCHEMA: &str = "
+CREATE TABLE partitions (
+    day    INTEGER NOT NULL,
+    cid    TEXT    NOT NULL,
+    days   INTEGER, -- the longest retention of the rows written in it; NULL: only the owner's marks
+    PRIMARY KEY (day, cid)
+) WITHOUT ROWID;
+";
+
 /// The day-partitioned tables of a device's rows (all but `purges`): an erasure empties them.
-const DEVICE_TABLES: [&str; 7] =
-    ["events", "segments", "event_segments", "digests", "day_counts", "segment_usage", "day_usage"];
+const DEVICE_TABLES: [&str; 8] =
+    ["events", "segments", "event_segments", "digests", "day_counts", "segment_usage", "day_usage", "partitions"];
 const READERS: usize = 4;
 
 /// The page cache of the writer of a bulk load ([`OpenMode::BulkLoad`]): the whole store of a
@@ -240,10 +254,12 @@ impl EmbeddedStore {
         if !has_skew {
             writer.execute_batch("ALTER TABLE events ADD COLUMN skew_ms INTEGER").map_err(other)?;
         }
-        // Stores created before deletions lack these two.
+        // Stores created before deletions lack the first two, before plans the others.
         for (table, column, ddl) in [
             ("events", "deleted", "ALTER TABLE events ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0"),
             ("segments", "events", "ALTER TABLE segments ADD COLUMN events TEXT"),
+            ("events", "expires", "ALTER TABLE events ADD COLUMN expires INTEGER"),
+            ("devices", "retention", "ALTER TABLE devices ADD COLUMN retention INTEGER"),
         ] {
             let has: bool = writer
                 .query_row("SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2", params![table, column], |r| {
@@ -255,6 +271,7 @@ impl EmbeddedStore {
             }
         }
         add_day_counts(&mut writer, path).map_err(other)?;
+        add_partitions(&mut writer, path, &policy).map_err(other)?;
         let readers = match mode {
             OpenMode::Durable => (0..READERS)
                 .map(|_| sqlite::open(path).map(Mutex::new))
@@ -333,11 +350,6 @@ impl EmbeddedStore {
         .await
     }
 
-    /// The oldest trigger time (ms) still inside retention, now.
-    fn cutoff(&self) -> i64 {
-        Timestamp::now().plus_millis(-self.policy.retention_ms()).millis()
-    }
-
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -392,6 +404,31 @@ fn add_day_counts(conn: &mut Connection, path: &Path) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// Creates `partitions` if this store does not have it yet, one row for each (day, device) some
+/// table holds, kept the deployment's retention (what the janitor kept them for until then),
+/// in one transaction like [`add_day_counts`].
+fn add_partitions(conn: &mut Connection, path: &Path, policy: &TimePolicy) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let exists: bool =
+        tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'partitions'", [], |r| {
+            r.get(0)
+        })?;
+    if !exists {
+        tx.execute_batch(PARTITIONS_SCHEMA)?;
+        let mut partitions = 0;
+        for table in DEVICE_TABLES.iter().filter(|t| **t != "partitions").chain(&["purges"]) {
+            partitions += tx.execute(
+                &format!("INSERT OR IGNORE INTO partitions (day, cid, days) SELECT DISTINCT day, cid, ?1 FROM {table}"),
+                [policy.retention_days],
+            )?;
+        }
+        if partitions > 0 {
+            tracing::info!(store = %path.display(), partitions, "store: partitions kept the deployment's retention");
+        }
+    }
+    tx.commit()
+}
+
 /// Writes one batch in one transaction. Returns rows written.
 ///
 /// Each event row that a start or an end *creates* adds one to its (day, device) count, in the
@@ -429,25 +466,36 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
     // Per device, its newest offset in this batch (minutes, at), written once before the
     // commit: the same row as writing each in turn under the newer-or-equal-wins rule (of a
     // device's offsets the last with the greatest `at`), one write instead of one per start.
-    let mut offsets: HashMap<&str, (i32, i64)> = HashMap::new();
+    let mut offsets: HashMap<&str, (i32, i64, Option<u32>)> = HashMap::new();
+    // Per (day, device), the longest retention (days) of the rows this batch writes in it
+    // (`None`: only the owner's marks), raised in `partitions` before the commit.
+    let mut partitions: HashMap<(u32, &str), Option<u32>> = HashMap::new();
     {
         let mut start = tx.prepare_cached(
-            "INSERT INTO events (day, cid, trig, event_id, kind, started, skew_ms) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
+            "INSERT INTO events (day, cid, trig, event_id, kind, started, skew_ms, expires)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7)
              ON CONFLICT DO NOTHING",
         )?;
         let mut start_again = tx.prepare_cached(
-            "UPDATE events SET started = 1, skew_ms = ?5 WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4",
+            "UPDATE events SET started = 1, skew_ms = ?5, expires = max(coalesce(expires, 0), ?6)
+             WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4",
         )?;
         let mut device = tx.prepare_cached(
-            "INSERT INTO devices (cid, utc_offset, at) VALUES (?1, ?2, ?3)
-             ON CONFLICT DO UPDATE SET utc_offset = excluded.utc_offset, at = excluded.at WHERE excluded.at >= at",
+            "INSERT INTO devices (cid, utc_offset, at, retention) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO UPDATE SET utc_offset = excluded.utc_offset, at = excluded.at, retention = excluded.retention
+             WHERE excluded.at >= at",
         )?;
         let mut end = tx.prepare_cached(
-            "UPDATE events SET ended_at = ?5, end_status = ?6 WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4",
+            "UPDATE events SET ended_at = ?5, end_status = ?6, expires = max(coalesce(expires, 0), ?7)
+             WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4",
         )?;
         let mut end_first = tx.prepare_cached(
-            "INSERT INTO events (day, cid, trig, event_id, kind, started, ended_at, end_status)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
+            "INSERT INTO events (day, cid, trig, event_id, kind, started, ended_at, end_status, expires)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8)",
+        )?;
+        let mut partition = tx.prepare_cached(
+            "INSERT INTO partitions (day, cid, days) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO UPDATE SET days = max(coalesce(days, 0), excluded.days) WHERE excluded.days IS NOT NULL",
         )?;
         let mut segment = tx.prepare_cached(
             "INSERT OR REPLACE INTO segments
@@ -527,12 +575,19 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                 if !row.live_at(now) && !keeps::spares(&tx, &row)? {
                     continue;
                 }
+                // The owner's marks keep a partition only while nothing else does.
+                let days = match row.data {
+                    RowData::EventDeleted { .. } | RowData::EventKept { .. } => None,
+                    _ => Some(env.retention_days.unwrap_or(policy.retention_days)),
+                };
+                let kept_for = partitions.entry((row.day.number(), row.cid.as_str())).or_insert(days);
+                *kept_for = (*kept_for).max(days);
                 match row.data {
                     // Written above.
                     RowData::EventKept { .. } => {}
                     // In log order, before the rest is sorted: of equal `at`s the last wins.
                     RowData::DeviceOffset { offset } => {
-                        let newest = (offset.minutes(), row.trigger.millis());
+                        let newest = (offset.minutes(), row.trigger.millis(), env.retention_days);
                         let kept = offsets.entry(row.cid.as_str()).or_insert(newest);
                         if newest.1 >= kept.1 {
                             *kept = newest;
@@ -552,21 +607,22 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
             let (day, cid) = (row.day.number(), row.cid.as_str());
             match row.data {
                 RowData::EventStart { event_id: id, clock_skew_ms } => {
-                    let trig = row.trigger.millis();
+                    let (trig, expires) = (row.trigger.millis(), row.expires_at.millis());
                     let kind = id.event_type().as_str();
-                    if start.execute(params![day, cid, trig, id.as_str(), kind, clock_skew_ms])? == 1 {
+                    if start.execute(params![day, cid, trig, id.as_str(), kind, clock_skew_ms, expires])? == 1 {
                         count_created((day, cid), 1);
                     } else {
-                        start_again.execute(params![day, cid, trig, id.as_str(), clock_skew_ms])?;
+                        start_again.execute(params![day, cid, trig, id.as_str(), clock_skew_ms, expires])?;
                     }
                 }
                 // Gathered (and counted) above; none is left here.
                 RowData::DeviceOffset { .. } | RowData::EventKept { .. } => continue,
                 RowData::EventEnd { event_id: id, ended_at, status } => {
                     let (trig, at, status) = (row.trigger.millis(), ended_at.millis(), status.as_str());
-                    if end.execute(params![day, cid, trig, id.as_str(), at, status])? == 0 {
+                    let expires = row.expires_at.millis();
+                    if end.execute(params![day, cid, trig, id.as_str(), at, status, expires])? == 0 {
                         let kind = id.event_type().as_str();
-                        end_first.execute(params![day, cid, trig, id.as_str(), kind, at, status])?;
+                        end_first.execute(params![day, cid, trig, id.as_str(), kind, at, status, expires])?;
                         count_created((day, cid), 1);
                     }
                 }
@@ -643,8 +699,11 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
             }
             written += 1;
         }
-        for (cid, (minutes, at)) in &offsets {
-            device.execute(params![cid, minutes, at])?;
+        for (cid, (minutes, at, retention)) in &offsets {
+            device.execute(params![cid, minutes, at, retention])?;
+        }
+        for ((day, cid), days) in &partitions {
+            partition.execute(params![day, cid, days])?;
         }
         let kept = [
             (
@@ -1100,7 +1159,7 @@ impl ProjectionStore for EmbeddedStore {
         let event_type = event_type.map(|t| t.as_str().to_owned());
         let limit = limit.max(1);
         let fallback = self.policy.offset;
-        let cutoff = self.cutoff();
+        let (now, retention) = (Timestamp::now().millis(), self.policy.retention_ms());
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(&format!(
@@ -1109,10 +1168,10 @@ impl ProjectionStore for EmbeddedStore {
                        AND deleted = 0 AND NOT {}
                      ORDER BY trig, event_id LIMIT ?6",
                     keeps::KEPT,
-                    keeps::hidden(7)
+                    keeps::hidden(7, retention)
                 ))
                 .map_err(other)?;
-            let key = params![day.number(), cid, after_trig, after_id, event_type, i64::from(limit) + 1, cutoff];
+            let key = params![day.number(), cid, after_trig, after_id, event_type, i64::from(limit) + 1, now];
             let mut events = stmt
                 .query_map(key, |r| event_from_row(r, fallback))
                 .map_err(other)?
@@ -1136,16 +1195,16 @@ impl ProjectionStore for EmbeddedStore {
         let fallback = self.policy.offset;
         let after = after.map_or(-1, i64::from);
         let limit = limit.max(1);
-        let cutoff = self.cutoff();
+        let (now, retention) = (Timestamp::now().millis(), self.policy.retention_ms());
         self.read(move |c| {
             let key =
-                params![id.day().number(), id.device().as_str(), id.filed_at(fallback).millis(), id.as_str(), cutoff];
+                params![id.day().number(), id.device().as_str(), id.filed_at(fallback).millis(), id.as_str(), now];
             let event = c
                 .prepare_cached(&format!(
                     "SELECT event_id, ended_at, end_status, skew_ms, {} AS kept FROM events e
                      WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4 AND deleted = 0 AND NOT {}",
                     keeps::KEPT,
-                    keeps::hidden(5)
+                    keeps::hidden(5, retention)
                 ))
                 .map_err(other)?
                 .query_row(key, |r| event_from_row(r, fallback))
@@ -1189,12 +1248,15 @@ impl ProjectionStore for EmbeddedStore {
 
     async fn utc_offset(&self, cid: &DeviceId) -> Result<Option<DayOffset>, StoreError> {
         let cid = cid.as_str().to_owned();
-        let cutoff = Timestamp::now().plus_millis(-self.policy.retention_ms()).millis();
+        let (now, retention) = (Timestamp::now().millis(), self.policy.retention_days);
         self.read(move |c| {
+            // While the start it comes from is inside its retention.
             let minutes: Option<i32> = c
-                .prepare_cached("SELECT utc_offset FROM devices WHERE cid = ?1 AND at > ?2")
+                .prepare_cached(
+                    "SELECT utc_offset FROM devices WHERE cid = ?1 AND at + coalesce(retention, ?3) * 86400000 > ?2",
+                )
                 .map_err(other)?
-                .query_row(params![cid, cutoff], |r| r.get(0))
+                .query_row(params![cid, now, retention], |r| r.get(0))
                 .optional()
                 .map_err(other)?;
             Ok(minutes.and_then(DayOffset::from_minutes))
@@ -1202,11 +1264,28 @@ impl ProjectionStore for EmbeddedStore {
         .await
     }
 
+    async fn plan(&self, cid: &DeviceId) -> Result<Option<u32>, StoreError> {
+        let cid = cid.as_str().to_owned();
+        let (now, retention) = (Timestamp::now().millis(), self.policy.retention_days);
+        self.read(move |c| {
+            let days: Option<Option<u32>> = c
+                .prepare_cached(
+                    "SELECT retention FROM devices WHERE cid = ?1 AND at + coalesce(retention, ?3) * 86400000 > ?2",
+                )
+                .map_err(other)?
+                .query_row(params![cid, now, retention], |r| r.get(0))
+                .optional()
+                .map_err(other)?;
+            Ok(days.flatten())
+        })
+        .await
+    }
+
     async fn drop_expired(&self, oldest_kept: Day) -> Result<u64, StoreError> {
         let writer = self.writer.clone();
-        let cutoff = self.policy.offset.start_of(oldest_kept);
+        let (cutoff, retention) = (self.policy.offset.start_of(oldest_kept), self.policy.retention_days);
         tokio::task::spawn_blocking(move || {
-            keeps::drop_expired(&mut writer.lock().expect("writer lock"), oldest_kept, cutoff)
+            keeps::drop_expired(&mut writer.lock().expect("writer lock"), oldest_kept, cutoff, retention)
         })
         .await
         .map_err(other)?
@@ -1257,7 +1336,7 @@ mod tests {
             clock_skew_ms,
             snapshot_size: None,
         });
-        store.apply(&[Envelope { report, received_at: now }]).await.unwrap();
+        store.apply(&[Envelope::new(report, now)]).await.unwrap();
         let detail = store.event(&event_id).await.unwrap().unwrap();
         assert_eq!(detail.event.clock_skew_ms, Some(3_600_000));
         assert_eq!(store.utc_offset(&cid).await.unwrap(), Some(offset));
@@ -1306,8 +1385,8 @@ mod tests {
         );
         let mapping = EventMapping { event_id: ev.event_id.clone(), index: 0, start_offset: 0, end_offset: 10 };
         store
-            .apply(&[Envelope {
-                report: Report::SegmentReported(SegmentReported {
+            .apply(&[Envelope::new(
+                Report::SegmentReported(SegmentReported {
                     cid: cid.clone(),
                     segment_id: SegmentId::parse("seg-old").unwrap(),
                     size: 10,
@@ -1318,8 +1397,8 @@ mod tests {
                     keyframes: vec![0],
                     events: vec![mapping],
                 }),
-                received_at: now,
-            }])
+                now,
+            )])
             .await
             .unwrap();
         // The segment's row as written before: its events unknown.
@@ -1328,7 +1407,7 @@ mod tests {
             .await
             .unwrap();
         let deletion = Report::EventDeleted(schemas::EventDeleted { cid: cid.clone(), event_id: ev.event_id.clone() });
-        store.apply(&[Envelope { report: deletion, received_at: now.plus_millis(1) }]).await.unwrap();
+        store.apply(&[Envelope::new(deletion, now.plus_millis(1))]).await.unwrap();
         assert_eq!(store.calendar(&cid, ev.event_id.day(), ev.event_id.day()).await.unwrap(), vec![]);
         assert!(store.event(&ev.event_id).await.unwrap().is_none());
         let keys: Vec<String> = store.purges(10).await.unwrap().into_iter().map(|p| p.key).collect();
@@ -1349,7 +1428,79 @@ mod tests {
             clock_skew_ms: None,
             snapshot_size: None,
         });
-        Envelope { report, received_at: Timestamp::now() }
+        Envelope::new(report, Timestamp::now())
+    }
+
+    /// The janitor drops each partition by the plan it was written under: as days pass
+    /// (`oldest_kept` moving on), a 7-day device's day goes after 7 days, a 30-day (the
+    /// deployment's) after 30, a 60-day device's after 60 — whatever the deployment's retention.
+    #[tokio::test]
+    async fn the_janitor_drops_each_partition_by_its_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = TimePolicy::default();
+        let store = EmbeddedStore::open(&dir.path().join("store.db"), policy).unwrap();
+        let utc = DayOffset::default();
+        let today = utc.today();
+        let five_days_ago = utc.start_of(today.add_days(-5)).plus_millis(43_200_000);
+        let device = |name: &str| DeviceId::parse(name).unwrap();
+        let (short, mid, long) = (device("cam-7"), device("cam-30"), device("cam-60"));
+        store
+            .apply(&[
+                start(&short, five_days_ago, utc).with_retention(Some(7)),
+                start(&mid, five_days_ago, utc),
+                start(&long, five_days_ago, utc).with_retention(Some(60)),
+            ])
+            .await
+            .unwrap();
+        let held = |cid: &DeviceId| {
+            let (store, cid) = (store.clone(), cid.clone());
+            async move { !store.calendar(&cid, today.add_days(-6), today).await.unwrap().is_empty() }
+        };
+        // `days_later` days from now, the janitor runs with that day's `oldest_kept`.
+        let janitor_in =
+            |days_later: i64| store.drop_expired(policy.oldest_kept_day(Timestamp::now()).add_days(days_later));
+        janitor_in(0).await.unwrap();
+        assert!(held(&short).await && held(&mid).await && held(&long).await);
+        janitor_in(2).await.unwrap();
+        assert!(held(&short).await, "its seventh day: still held");
+        janitor_in(3).await.unwrap();
+        assert!(!held(&short).await, "7 days after its day: gone");
+        assert!(held(&mid).await && held(&long).await);
+        janitor_in(26).await.unwrap();
+        assert!(!held(&mid).await, "30 days after its day: gone");
+        assert!(held(&long).await);
+        janitor_in(56).await.unwrap();
+        assert!(!held(&long).await, "60 days after its day: gone");
+    }
+
+    /// A store created before partitions kept their plan has each partition it holds kept the
+    /// deployment's retention on open.
+    #[tokio::test]
+    async fn a_store_from_before_plans_keeps_its_partitions_the_deployments_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let policy = TimePolicy::default();
+        let cid = DeviceId::parse("cam-old").unwrap();
+        let utc = DayOffset::default();
+        let day = utc.today().add_days(-10);
+        let store = EmbeddedStore::open(&path, policy).unwrap();
+        store.apply(&[start(&cid, utc.start_of(day).plus_millis(1000), utc)]).await.unwrap();
+        drop(store);
+        sqlite::open(&path).unwrap().execute_batch("DROP TABLE partitions").unwrap();
+        let store = EmbeddedStore::open(&path, policy).unwrap();
+        let kept: Vec<(u32, Option<u32>)> = store
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT day, days FROM partitions").map_err(other)?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(other)?;
+                rows.collect::<Result<_, _>>().map_err(other)
+            })
+            .await
+            .unwrap();
+        assert_eq!(kept, vec![(day.number(), Some(30))]);
+        store.drop_expired(day).await.unwrap();
+        assert_eq!(store.calendar(&cid, day, day).await.unwrap(), vec![(day, 1)]);
+        store.drop_expired(day.add_days(1)).await.unwrap();
+        assert!(store.calendar(&cid, day, day).await.unwrap().is_empty());
     }
 
     /// A device's offsets in one batch are written once, as the last of those with the latest
@@ -1445,7 +1596,7 @@ mod tests {
                     clock_skew_ms: None,
                     snapshot_size: None,
                 });
-                batch.push(Envelope { report, received_at: now });
+                batch.push(Envelope::new(report, now));
             }
         }
         let store = EmbeddedStore::open(&path, policy).unwrap();

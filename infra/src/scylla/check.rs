@@ -16,8 +16,8 @@ use super::fixtures::*;
 use super::plan::{count_chunks, count_row, KeptSet, WritePlan};
 use super::schema::{schema_statements, Cql};
 use super::views::{
-    ClusteringKey, CountRow, DayKey, DayTypeKey, DeadLetterRow, DeletedRow, DeviceRow, DigestRow, EventKey,
-    EventReadRow, EventWholeRow, KeepRow, KeepValues, MappingRow, PurgeRow, QuarantineRow, QuarantineValues,
+    ClusteringKey, CountRow, DayKey, DayTypeKey, DeadLetterRow, DeletedRecountRow, DeletedRow, DeviceRow, DigestRow,
+    EventKey, EventReadRow, EventWholeRow, KeepRow, KeepValues, MappingRow, PurgeRow, QuarantineRow, QuarantineValues,
     RecountKey, RecountRow, SegmentEventsRow, SegmentRow, SegmentWholeRow, SubscriptionRow, UsageRow,
 };
 
@@ -313,7 +313,7 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     binds_ok(&a(&cql.recount), &recount_key);
     results_ok::<RecountRow>(&a(&cql.recount));
     let bucket = plan.count_buckets()[0].clone();
-    let counted = count_row(&bucket, 3, Some(now.millis()), &policy(), now).expect("a live count");
+    let counted = count_row(&bucket, 3, Some(now.millis()), policy().retention_days, now).expect("a live count");
     binds_ok(&a(&cql.insert_count), &count_chunks(vec![counted])[0][0]);
     results_ok::<EventReadRow>(&a(&cql.page));
     results_ok::<EventReadRow>(&a(&cql.page_type));
@@ -350,9 +350,9 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     let plan = WritePlan::build(&[deleted(&id)], &policy(), now, &KeptSet::new()).unwrap();
     binds_ok(&a(&cql.insert_deletion), &plan.deletion_chunks()[0][0]);
     binds_ok(&a(&cql.recount_deleted), &recount_key);
-    results_ok::<DeletedRow>(&a(&cql.recount_deleted));
+    results_ok::<DeletedRecountRow>(&a(&cql.recount_deleted));
     let bucket = plan.deleted_buckets()[0].clone();
-    let cell = super::plan::deleted_count_row(&bucket, 1, &policy(), now).expect("a live cell");
+    let cell = super::plan::deleted_count_row(&bucket, 1, policy().retention_days, now).expect("a live cell");
     binds_ok(&a(&cql.insert_deleted_count), &cell);
     binds_ok(&a(&cql.event_deleted), &event_key);
     results_ok::<DeletedRow>(&a(&cql.event_deleted));
@@ -400,7 +400,8 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     let bucket = plan.usage_buckets()[0].clone();
     binds_ok(&a(&cql.recount_usage), &(bucket.0.as_str(), bucket.1, bucket.2));
     results_ok::<UsageRow>(&a(&cql.recount_usage));
-    let cell = count_row(&bucket, 5_000_000_000, Some(now.millis()), &policy(), now).expect("a live cell");
+    let cell =
+        count_row(&bucket, 5_000_000_000, Some(now.millis()), policy().retention_days, now).expect("a live cell");
     binds_ok(&a(&cql.insert_usage_stored), &cell);
     binds_ok(&a(&cql.insert_usage_freed), &cell);
     binds_ok(&a(&cql.day_usage), &day_key_values);
@@ -416,7 +417,7 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     let (cid, event_id, day, trig, k, at, stamp) = plan.keeps().next().unwrap();
     let keep: KeepValues = (cid.to_owned(), event_id.to_owned(), day, trig, k, at, stamp, 0, stamp);
     binds_ok(&a(&cql.insert_keep), &keep);
-    assert_eq!(plan.event_chunks()[0][0].9, 0, "a kept event's row has no TTL");
+    assert_eq!(plan.event_chunks()[0][0].10, 0, "a kept event's row has no TTL");
     binds_ok(&a(&cql.keeps), &("cam-c",));
     results_ok::<KeepRow>(&a(&cql.keeps));
     binds_ok(&a(&cql.insert_kept_device), &(0_i32, "cam-c", 0_i32, 1_i64));

@@ -18,7 +18,7 @@ pub(super) fn env(report: Report) -> Envelope {
     let now = Timestamp::now().millis();
     let prev = LAST.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
     let at = if prev >= now { LAST.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 } else { now };
-    Envelope { report, received_at: Timestamp(at) }
+    Envelope::new(report, Timestamp(at))
 }
 
 pub(super) fn cid(s: &str) -> DeviceId {
@@ -134,8 +134,8 @@ pub(super) fn deleted(id: &EventId) -> Envelope {
 
 /// A keep of `id`.
 pub(super) fn kept_report(id: &EventId) -> Envelope {
-    Envelope {
-        report: Report::EventKept(schemas::EventKept { cid: id.device().clone(), event_id: id.clone() }),
-        received_at: Timestamp::now(),
-    }
+    Envelope::new(
+        Report::EventKept(schemas::EventKept { cid: id.device().clone(), event_id: id.clone() }),
+        Timestamp::now(),
+    )
 }

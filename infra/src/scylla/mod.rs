@@ -34,7 +34,10 @@
 //!   event and no live one is purged at once (one read per event it maps), so the purges do
 //!   not depend on the order of a segment and its events' deletions.
 //! * **Expiry** is by TTL counted from the trigger time: each row carries `USING TTL` =
-//!   trigger + retention − now (rounded up to whole seconds); a row whose TTL would be
+//!   trigger + its report's retention (the device's plan, `schemas::rows`) − now (rounded up to
+//!   whole seconds); an event row keeps the plan it was written under (`retention_days`), and
+//!   the count registers live until their hour's newest row would expire under the hour's
+//!   longest plan; a row whose TTL would be
 //!   ≤ 0 is not written, so [`ProjectionStore::drop_expired`] has nothing to do. A kept
 //!   event's rows carry TTL 0 (none) and are written past retention too; a keep or an
 //!   un-keep rewrites the event's rows with their new TTL (`store/keeps.rs`,
@@ -52,8 +55,11 @@
 //!   to mark its kept events (`EventView::kept`) and to leave out the un-kept ones past
 //!   retention (their rows have a second left to live).
 //! * **Calendar**: one read per day of that day's `event_counts` partition (its hour buckets,
-//!   summed), run concurrently: ≤ 30 small partitions, whatever the volume of events. Days
-//!   no row can be on are skipped: the requested range is cut to retention and the future
+//!   summed), run concurrently: ≤ 31 small partitions a request, whatever the volume of events.
+//! * **Plans**: `devices.retention_days` is the plan of the device's latest start (same write,
+//!   timestamp and TTL as its offset), what [`ProjectionStore::plan`] reads; an erasure scans the
+//!   days of the longest plan. Days
+//!   no row can be on are skipped: the requested range is cut to the longest plan and the future
 //!   tolerance at the widest camera offsets (±23:59, so a UTC+14:00 camera on a UTC−11:00
 //!   deployment keeps its today), never at the deployment's `--day-offset`
 //!   (`plan::calendar_day_range`).
@@ -75,6 +81,7 @@
 //! [`StoreError`]: seams::StoreError
 //! [`ProjectionStore`]: seams::ProjectionStore
 //! [`ProjectionStore::drop_expired`]: seams::ProjectionStore::drop_expired
+//! [`ProjectionStore::plan`]: seams::ProjectionStore::plan
 //! [`StoreError::BadCursor`]: seams::StoreError::BadCursor
 
 mod config;

@@ -24,7 +24,7 @@ pub const BATCH_MAX_BYTES: usize = 64 * 1024;
 const MAX_TTL_SECS: i64 = 630_720_000;
 
 /// `events`: cid, day, triggered_at, event_id, kind, started, ended_at, end_status,
-/// clock_skew_ms, [ttl], [timestamp].
+/// clock_skew_ms, retention_days, [ttl], [timestamp].
 pub(super) type EventValues = (
     String,
     i32,
@@ -35,11 +35,13 @@ pub(super) type EventValues = (
     MaybeUnset<i64>,
     MaybeUnset<String>,
     MaybeUnset<i64>,
+    MaybeUnset<i32>,
     i32,
     i64,
 );
-/// `devices`: cid, utc_offset, [ttl], [write timestamp, µs].
-pub(super) type DeviceValues = (String, i32, i32, i64);
+/// `devices`: cid, utc_offset, retention_days (the start's plan; null: the deployment's), [ttl],
+/// [write timestamp, µs].
+pub(super) type DeviceValues = (String, i32, Option<i32>, i32, i64);
 /// `segments`: cid, day, segment_id, size, started_at, duration_ms, codec, width, height,
 /// fps, audio_sample_rate, keyframes, events, [ttl], [timestamp].
 pub(super) type SegmentValues =
@@ -57,8 +59,9 @@ type DigestValues = (String, i32, String, i64, i64, i32, i64);
 /// `segments`' usage home (every copy): cid, day, segment_id, counted_day, counted_hour, [ttl],
 /// [timestamp].
 pub(super) type SegmentHomeValues = (String, i32, String, i32, i64, i32, i64);
-/// `segment_usage`: cid, day, hour, segment_id, bytes, filed_at, [ttl], [timestamp].
-pub(super) type UsageValues = (String, i32, i64, String, i64, i64, i32, i64);
+/// `segment_usage`: cid, day, hour, segment_id, bytes, filed_at, retention_days, [ttl],
+/// [timestamp].
+pub(super) type UsageValues = (String, i32, i64, String, i64, i64, i32, i32, i64);
 /// `segment_usage`'s freed mark: cid, day, hour, segment_id, freed, [ttl], [timestamp].
 pub(super) type FreedValues = (String, i32, i64, String, bool, i32, i64);
 /// A segment of a plan and the events it maps: cid, segment_id, event ids, (counted day,
@@ -94,14 +97,14 @@ pub(super) fn count_stamp(hour: i64, events: i64) -> i64 {
 }
 
 /// The `event_counts` row for a recount of `bucket` that found `events` rows, the newest
-/// triggered at `newest` (ms): kept until that event expires (a fast clock's claim can lie
-/// days ahead of its filing; the count never outlives its day by more than two days), or
-/// `None` when there is nothing to count or keep.
+/// triggered at `newest` (ms), the longest kept `retention_days`: kept until that event would
+/// expire (a fast clock's claim can lie days ahead of its filing; the count never outlives its
+/// day by more than two days), or `None` when there is nothing to count or keep.
 pub(super) fn count_row(
     (cid, day, hour): &CountBucket,
     events: i64,
     newest: Option<i64>,
-    policy: &TimePolicy,
+    retention_days: u32,
     now: Timestamp,
 ) -> Option<CountValues> {
     let newest = newest.filter(|_| events > 0)?;
@@ -109,18 +112,19 @@ pub(super) fn count_row(
         .ok()
         .and_then(schemas::Day::from_number)
         .map_or(i64::MAX, |d| schemas::DayOffset::default().start_of(d.add_days(2)).millis());
-    let ttl = ttl_secs(policy.expires_at(Timestamp(newest.min(last_filing))), now)?;
+    let ttl = ttl_secs(Timestamp(newest.min(last_filing)).plus_millis(days_ms(retention_days)), now)?;
     Some((cid.clone(), *day, *hour, events, ttl, count_stamp(*hour, events)))
 }
 
 /// The `event_counts.deleted` cell for a recount of `bucket` that found `deleted` rows marked
 /// deleted: kept by the same max-register rule as the count, until the latest instant any event
 /// of the hour can expire (the hour's end, at most two days past the day's end), so it never
-/// goes before the count it is taken from; `None` when there is nothing to write.
+/// goes before the count it is taken from (`retention_days`: the longest of the hour's events);
+/// `None` when there is nothing to write.
 pub(super) fn deleted_count_row(
     (cid, day, hour): &CountBucket,
     deleted: i64,
-    policy: &TimePolicy,
+    retention_days: u32,
     now: Timestamp,
 ) -> Option<DeletedCountValues> {
     if deleted <= 0 {
@@ -130,8 +134,25 @@ pub(super) fn deleted_count_row(
         .ok()
         .and_then(schemas::Day::from_number)
         .map_or(i64::MAX, |d| schemas::DayOffset::default().start_of(d.add_days(2)).millis());
-    let ttl = ttl_secs(policy.expires_at(Timestamp(bucket_range(*hour).1.min(last_filing))), now)?;
+    let expires = Timestamp(bucket_range(*hour).1.min(last_filing)).plus_millis(days_ms(retention_days));
+    let ttl = ttl_secs(expires, now)?;
     Some((cid.clone(), *day, *hour, deleted, ttl, count_stamp(*hour, deleted)))
+}
+
+/// `days` in milliseconds.
+pub(super) fn days_ms(days: u32) -> i64 {
+    i64::from(days) * 86_400_000
+}
+
+/// The longest of `days` (the plans rows were written under, `None` for a row written before
+/// rows kept theirs), or the deployment's retention when none is known.
+pub(super) fn longest_plan(days: impl IntoIterator<Item = Option<i32>>, policy: &TimePolicy) -> u32 {
+    days.into_iter().flatten().filter_map(|d| u32::try_from(d).ok()).max().unwrap_or(policy.retention_days)
+}
+
+/// The most days any row may be kept: the longest plan, or the deployment's retention if longer.
+pub(super) fn longest_retention_days(policy: &TimePolicy) -> u32 {
+    policy.retention_days.max(schemas::owner::MAX_PLAN_DAYS)
 }
 
 /// Per-partition unlogged batches of count rows.
@@ -164,14 +185,15 @@ pub(super) const MAX_CAMERA_OFFSET_MINUTES: i32 = 23 * 60 + 59;
 /// allows at the easternmost, a day either side for the clocks of different hosts. A camera
 /// 25 hours east of the deployment (UTC+14:00 on a UTC−11:00 deployment) is two days ahead of
 /// it for an hour a day: its today is inside the range, whatever the deployment's offset.
-/// Never more than retention + 6 days, whatever is asked.
+/// Never more than the longest retention (a plan's or the deployment's) + 6 days, whatever is
+/// asked.
 pub(super) fn calendar_day_range(from: Day, to: Day, policy: &TimePolicy, now: Timestamp) -> Option<(Day, Day)> {
     if !(0..=366).contains(&to.days_since(from)) {
         return None;
     }
     let west = DayOffset::from_minutes(-MAX_CAMERA_OFFSET_MINUTES).expect("under 24 h");
     let east = DayOffset::from_minutes(MAX_CAMERA_OFFSET_MINUTES).expect("under 24 h");
-    let oldest = west.day_of(now.plus_millis(-policy.retention_ms())).map(|d| d.add_days(-1));
+    let oldest = west.day_of(now.plus_millis(-days_ms(longest_retention_days(policy)))).map(|d| d.add_days(-1));
     let newest = east.day_of(now.plus_millis(policy.future_tolerance_ms)).map(|d| d.add_days(1));
     let from = oldest.map_or(from, |o| from.max(o));
     let to = newest.map_or(to, |n| to.min(n));
@@ -188,6 +210,8 @@ struct EventWrite {
     end: Option<(i64, &'static str, i64)>,
     skew: Option<i64>,
     ttl: i32,
+    /// The longest plan its start and end were written under (days).
+    retention: i32,
     /// The newest start's stamp.
     start_stamp: i64,
 }
@@ -211,8 +235,8 @@ fn keep_newer<V>(slot: &mut V, new: V, stamp: impl Fn(&V) -> (i64, i32)) {
 type Partition = (String, i32);
 /// Where a segment row's bytes are counted: counted day, counted hour, ttl, stamp.
 type Home = (i32, i64, i32, i64);
-/// A counted segment: bytes, filed_at, ttl, stamp.
-type Counted = (i64, i64, i32, i64);
+/// A counted segment: bytes, filed_at, retention_days, ttl, stamp.
+type Counted = (i64, i64, i32, i32, i64);
 /// An `events` row's key: cid, day, triggered_at, event_id.
 type EventKeyOwned = (String, i32, i64, String);
 
@@ -226,8 +250,8 @@ pub(super) struct WritePlan {
     segments: BTreeMap<(String, i32, String), SegmentValues>,
     mappings: BTreeMap<(String, i32, String, i32), MappingValues>,
     digests: BTreeMap<Partition, DigestValues>,
-    /// cid → (utc_offset, ttl, write timestamp µs) of its latest start in this call.
-    devices: BTreeMap<String, (i32, i32, i64)>,
+    /// cid → (utc_offset, plan, ttl, write timestamp µs) of its latest start in this call.
+    devices: BTreeMap<String, (i32, Option<i32>, i32, i64)>,
     /// Deletions: (cid, day, triggered_at, event_id) → (event type, ttl, stamp).
     deletions: BTreeMap<EventKeyOwned, (String, i32, i64)>,
     /// Where each segment row's bytes are counted: (cid, day, segment_id) → (counted day,
@@ -299,7 +323,7 @@ impl WritePlan {
                 match row.data {
                     RowData::EventKept { .. } => continue,
                     RowData::EventStart { event_id, clock_skew_ms } => {
-                        let w = plan.event(cid, day, event_id, ttl);
+                        let w = plan.event(cid, day, event_id, ttl, to_i32("retention_days", row.retention_days())?);
                         w.started = true;
                         w.skew = clock_skew_ms;
                         w.start_stamp = w.start_stamp.max(stamp);
@@ -308,13 +332,14 @@ impl WritePlan {
                         // The latest start wins: in the plan here, in the table by its write
                         // timestamp (the start's filing instant).
                         let at = row.trigger.millis().saturating_mul(1000);
-                        let entry = plan.devices.entry(cid).or_insert((offset.minutes(), ttl, at));
-                        if at >= entry.2 {
-                            *entry = (offset.minutes(), ttl, at);
+                        let days = env.retention_days.map(|d| to_i32("retention_days", d)).transpose()?;
+                        let entry = plan.devices.entry(cid).or_insert((offset.minutes(), days, ttl, at));
+                        if at >= entry.3 {
+                            *entry = (offset.minutes(), days, ttl, at);
                         }
                     }
                     RowData::EventEnd { event_id, ended_at, status } => {
-                        let row = plan.event(cid, day, event_id, ttl);
+                        let row = plan.event(cid, day, event_id, ttl, to_i32("retention_days", row.retention_days())?);
                         if row.end.is_none_or(|e| stamp >= e.2) {
                             row.end = Some((ended_at.millis(), status.as_str(), stamp));
                         }
@@ -403,12 +428,13 @@ impl WritePlan {
                             _ => unreachable!("matched above"),
                         };
                         let key = (cid, day, count_bucket(row.trigger.millis()), object);
-                        let value = (to_i64("size", bytes)?, row.trigger.millis(), ttl, stamp);
+                        let days = to_i32("retention_days", row.retention_days())?;
+                        let value = (to_i64("size", bytes)?, row.trigger.millis(), days, ttl, stamp);
                         match plan.usage.entry(key) {
                             Entry::Vacant(e) => {
                                 e.insert(value);
                             }
-                            Entry::Occupied(mut e) => keep_newer(e.get_mut(), value, |v| (v.3, v.2)),
+                            Entry::Occupied(mut e) => keep_newer(e.get_mut(), value, |v| (v.4, v.3)),
                         }
                     }
                     RowData::Digest(r) => {
@@ -437,7 +463,7 @@ impl WritePlan {
 
     /// The event row for `id` in partition (`cid`, `day`), created if this batch has not
     /// touched it yet.
-    fn event(&mut self, cid: String, day: i32, id: &EventId, ttl: i32) -> &mut EventWrite {
+    fn event(&mut self, cid: String, day: i32, id: &EventId, ttl: i32, retention: i32) -> &mut EventWrite {
         let key = (cid, day, id.triggered_at().millis(), id.as_str().to_owned());
         let row = self.events.entry(key).or_insert_with(|| EventWrite {
             event_type: id.event_type().as_str().to_owned(),
@@ -445,9 +471,12 @@ impl WritePlan {
             end: None,
             skew: None,
             ttl,
+            retention,
             start_stamp: i64::MIN,
         });
-        row.ttl = ttl;
+        // One INSERT writes the start and end of a batch: with the longer of their TTLs.
+        row.ttl = if row.ttl == 0 || ttl == 0 { 0 } else { row.ttl.max(ttl) };
+        row.retention = row.retention.max(retention);
         row
     }
 
@@ -518,6 +547,7 @@ impl WritePlan {
                 w.end.map_or(MaybeUnset::Unset, |(at, _, _)| MaybeUnset::Set(at)),
                 w.end.map_or(MaybeUnset::Unset, |(_, st, _)| MaybeUnset::Set(st.to_owned())),
                 w.skew.map_or(MaybeUnset::Unset, MaybeUnset::Set),
+                MaybeUnset::Set(w.retention),
                 w.ttl,
                 w.stamp(),
             );
@@ -542,7 +572,10 @@ impl WritePlan {
 
     /// One write per device (each its own partition).
     pub(super) fn device_writes(&self) -> Vec<Vec<DeviceValues>> {
-        self.devices.iter().map(|(cid, (offset, ttl, at))| vec![(cid.clone(), *offset, *ttl, *at)]).collect()
+        self.devices
+            .iter()
+            .map(|(cid, (offset, days, ttl, at))| vec![(cid.clone(), *offset, *days, *ttl, *at)])
+            .collect()
     }
 
     /// Where every segment row this plan writes has its bytes counted.
@@ -555,8 +588,8 @@ impl WritePlan {
 
     /// The `segment_usage` rows of the segments this plan writes.
     pub(super) fn usage_chunks(&self) -> Vec<Vec<UsageValues>> {
-        partition_chunks(self.usage.iter().map(|((cid, day, hour, seg), (bytes, filed_at, ttl, stamp))| {
-            let values = (cid.clone(), *day, *hour, seg.clone(), *bytes, *filed_at, *ttl, *stamp);
+        partition_chunks(self.usage.iter().map(|((cid, day, hour, seg), (bytes, filed_at, days, ttl, stamp))| {
+            let values = (cid.clone(), *day, *hour, seg.clone(), *bytes, *filed_at, *days, *ttl, *stamp);
             ((cid.clone(), *day), values, 48 + cid.len() + seg.len())
         }))
     }
@@ -735,20 +768,21 @@ mod tests {
         set.insert(("cam-k".to_owned(), kept.as_str().to_owned()));
         let batch = [sk, sg, both, only_gone, end(&kept, 10, EndStatus::Complete), kept_report(&kept), deleted(&gone)];
         let plan = WritePlan::build(&batch, &policy(), now, &set).unwrap();
-        let events: Vec<_> = plan.event_chunks().into_iter().flatten().map(|v| (v.3, v.9)).collect();
+        let events: Vec<_> = plan.event_chunks().into_iter().flatten().map(|v| (v.3, v.10)).collect();
         assert_eq!(events, vec![(kept.as_str().to_owned(), 0)], "only the kept event, without TTL");
         let mappings: Vec<_> = plan.mapping_chunks().into_iter().flatten().map(|v| (v.2, v.8)).collect();
         assert_eq!(mappings, vec![(kept.as_str().to_owned(), 0)]);
         let segments: Vec<_> = plan.segment_chunks().into_iter().flatten().map(|v| (v.2, v.13)).collect();
         assert_eq!(segments, vec![("seg-both".to_owned(), 0)], "the copy the kept event maps; not the other");
-        assert_eq!(plan.deletion_chunks().len(), 0, "the other event's deletion is past retention");
+        assert_eq!(plan.deletion_chunks().len(), 1, "a deletion's mark outlives every plan's rows of its event");
         let keeps: Vec<_> = plan.keeps().map(|k| (k.1.to_owned(), k.4)).collect();
         assert_eq!(keeps, vec![(kept.as_str().to_owned(), true)]);
         assert_eq!(WritePlan::devices_written(&batch), vec!["cam-k".to_owned()]);
     }
 
-    /// The range stays bounded: never more than retention + 6 days, however many are asked;
-    /// an inverted, over-long or wholly expired request reads nothing.
+    /// The range stays bounded: never more than the longest plan + 6 days, however many are
+    /// asked; an inverted, over-long or wholly expired request reads nothing; a 60-day plan's
+    /// days past the deployment's 30 are read.
     #[test]
     fn calendar_range_is_bounded() {
         let now = Timestamp::parse_rfc3339("2026-12-01T23:59:00Z").unwrap();
@@ -756,10 +790,20 @@ mod tests {
             let policy = TimePolicy { offset: DayOffset::from_minutes(minutes).unwrap(), ..policy() };
             let today = policy.offset.day_of(now).unwrap();
             let (from, to) = calendar_day_range(today.add_days(-300), today.add_days(66), &policy, now).unwrap();
-            assert!(to.days_since(from) < i64::from(policy.retention_days) + 6, "{from}..={to}");
+            assert!(to.days_since(from) < 300 + 6, "{from}..={to}");
+            let longest = i64::from(longest_retention_days(&policy));
+            let (from, to) = calendar_day_range(today.add_days(-366), today, &policy, now).unwrap();
+            assert!(to.days_since(from) < longest + 6, "{from}..={to}");
+            let sixty = calendar_day_range(today.add_days(-60), today.add_days(-31), &policy, now);
+            assert_eq!(sixty, Some((today.add_days(-60), today.add_days(-31))), "a 60-day plan's days");
             assert_eq!(calendar_day_range(today.add_days(-400), today, &policy, now), None, "over 366 days");
             assert_eq!(calendar_day_range(today, today.add_days(-1), &policy, now), None, "inverted");
-            assert_eq!(calendar_day_range(today.add_days(-80), today.add_days(-50), &policy, now), None, "expired");
+            let past = -longest - 10;
+            assert_eq!(
+                calendar_day_range(today.add_days(past - 30), today.add_days(past), &policy, now),
+                None,
+                "expired"
+            );
             assert_eq!(calendar_day_range(today.add_days(5), today.add_days(9), &policy, now), None, "future");
         }
     }
@@ -838,7 +882,7 @@ mod tests {
         assert_eq!(rows[0].4, "motion");
         // The later end wins within a batch, as it would across batches.
         assert!(matches!(rows[1].6, MaybeUnset::Set(at) if at == t.millis() + 1_000 + 7));
-        assert!((DAY_MS / 1000 * 29..=DAY_MS / 1000 * 29 + 1).contains(&i64::from(rows[0].9)));
+        assert!((DAY_MS / 1000 * 29..=DAY_MS / 1000 * 29 + 1).contains(&i64::from(rows[0].10)));
 
         // A start alone leaves the end columns unset (never null: no tombstones, no reopening).
         let (_, only) = start("cam-1", "person", t);
@@ -900,7 +944,7 @@ mod tests {
         );
         assert!(matches!(segs[0][0].10, MaybeUnset::Unset), "no audio: unset, not null");
         // The copies expire with yesterday's event, not with the 40-day-old start.
-        assert_eq!(segs[0][1].13, plan.event_chunks()[0][0].9);
+        assert_eq!(segs[0][1].13, plan.event_chunks()[0][0].10);
         let maps = plan.mapping_chunks();
         assert_eq!(maps.len(), 1, "both mappings are in yesterday's partition: one batch");
         let m: Vec<_> = maps[0].iter().map(|m| (m.1, m.3, m.4, m.5.as_str())).collect();
@@ -922,7 +966,7 @@ mod tests {
         let stamp = |batch: &[Envelope], at: Timestamp| {
             let plan = WritePlan::build(batch, &policy(), at, &KeptSet::new()).unwrap();
             let row = plan.event_chunks()[0][0].clone();
-            (row.10, row.6)
+            (row.11, row.6)
         };
         // The stamp is the report's: the same whichever process writes it, and whenever
         // (a stale projector an hour later still writes the older stamp).
@@ -973,16 +1017,17 @@ mod tests {
         assert!(count_stamp(b, i64::MAX) < to * 1000);
         // Kept until the newest event counted expires.
         let bucket = ("cam-k".to_owned(), d1, b);
-        let row = count_row(&bucket, 2, Some(from + 20), &policy(), now).unwrap();
+        let row = count_row(&bucket, 2, Some(from + 20), policy().retention_days, now).unwrap();
         assert_eq!((row.3, row.5), (2, count_stamp(b, 2)));
         assert_eq!(row.4, ttl_secs(policy().expires_at(Timestamp(from + 20)), now).unwrap());
         assert_eq!(count_chunks(vec![row.clone(), row.clone()]).len(), 1, "one partition: one batch");
         // Nothing counted, or nothing left alive: nothing written.
-        assert_eq!(count_row(&bucket, 0, None, &policy(), now), None);
+        assert_eq!(count_row(&bucket, 0, None, policy().retention_days, now), None);
         let long_ago = now.plus_millis(-31 * DAY_MS).millis();
-        assert_eq!(count_row(&bucket, 1, Some(long_ago), &policy(), now), None);
+        assert_eq!(count_row(&bucket, 1, Some(long_ago), policy().retention_days, now), None);
         // A fast clock's claim days ahead: the count outlives its day by two days at most.
-        let far = count_row(&bucket, 1, Some(now.plus_millis(20 * DAY_MS).millis()), &policy(), now).unwrap();
+        let far =
+            count_row(&bucket, 1, Some(now.plus_millis(20 * DAY_MS).millis()), policy().retention_days, now).unwrap();
         let cap = DayOffset::default().start_of(today.add_days(1));
         assert_eq!(far.4, ttl_secs(policy().expires_at(cap), now).unwrap());
     }

@@ -106,7 +106,7 @@ impl Cql {
         Self {
             insert_event: format!(
                 "INSERT INTO {ks}.events (cid, day, triggered_at, event_id, kind, started, ended_at, end_status, \
-                 clock_skew_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
+                 clock_skew_ms, retention_days) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
             ),
             insert_segment: format!(
                 "INSERT INTO {ks}.segments (cid, day, segment_id, size, started_at, duration_ms, codec, width, height, \
@@ -121,11 +121,11 @@ impl Cql {
                 "INSERT INTO {ks}.digests (cid, day, segment_id, size, duration_ms) VALUES (?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
             ),
             insert_device: format!(
-                "INSERT INTO {ks}.devices (cid, utc_offset) VALUES (?, ?) USING TTL ? AND TIMESTAMP ?"
+                "INSERT INTO {ks}.devices (cid, utc_offset, retention_days) VALUES (?, ?, ?) USING TTL ? AND TIMESTAMP ?"
             ),
-            device: format!("SELECT utc_offset FROM {ks}.devices WHERE cid = ?"),
+            device: format!("SELECT utc_offset, retention_days FROM {ks}.devices WHERE cid = ?"),
             recount: format!(
-                "SELECT COUNT(*), MAX(triggered_at) FROM {ks}.events \
+                "SELECT COUNT(*), MAX(triggered_at), MAX(retention_days) FROM {ks}.events \
                  WHERE cid = ? AND day = ? AND triggered_at >= ? AND triggered_at < ?"
             ),
             insert_count: format!(
@@ -133,14 +133,14 @@ impl Cql {
             ),
             day_counts: format!("SELECT events, deleted FROM {ks}.event_counts WHERE cid = ? AND day = ?"),
             page: format!(
-                "SELECT event_id, ended_at, end_status, clock_skew_ms, deleted FROM {ks}.events WHERE cid = ? AND day = ?"
+                "SELECT event_id, ended_at, end_status, clock_skew_ms, deleted, retention_days FROM {ks}.events WHERE cid = ? AND day = ?"
             ),
             page_type: format!(
-                "SELECT event_id, ended_at, end_status, clock_skew_ms, deleted FROM {ks}.events \
+                "SELECT event_id, ended_at, end_status, clock_skew_ms, deleted, retention_days FROM {ks}.events \
                  WHERE cid = ? AND day = ? AND kind = ? ALLOW FILTERING"
             ),
             event: format!(
-                "SELECT event_id, ended_at, end_status, clock_skew_ms, deleted FROM {ks}.events \
+                "SELECT event_id, ended_at, end_status, clock_skew_ms, deleted, retention_days FROM {ks}.events \
                  WHERE cid = ? AND day = ? AND triggered_at = ? AND event_id = ?"
             ),
             mappings: format!(
@@ -175,7 +175,7 @@ impl Cql {
             ),
             // One hour's slice of one partition, a few dozen rows, counted by the store.
             recount_deleted: format!(
-                "SELECT deleted FROM {ks}.events WHERE cid = ? AND day = ? AND triggered_at >= ? AND triggered_at < ?"
+                "SELECT deleted, retention_days FROM {ks}.events WHERE cid = ? AND day = ? AND triggered_at >= ? AND triggered_at < ?"
             ),
             insert_deleted_count: format!(
                 "INSERT INTO {ks}.event_counts (cid, day, hour, deleted) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
@@ -196,8 +196,8 @@ impl Cql {
                  USING TTL ? AND TIMESTAMP ?"
             ),
             insert_usage: format!(
-                "INSERT INTO {ks}.segment_usage (cid, day, hour, segment_id, bytes, filed_at) \
-                 VALUES (?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
+                "INSERT INTO {ks}.segment_usage (cid, day, hour, segment_id, bytes, filed_at, retention_days) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
             ),
             insert_freed: format!(
                 "INSERT INTO {ks}.segment_usage (cid, day, hour, segment_id, freed) VALUES (?, ?, ?, ?, ?) \
@@ -205,7 +205,7 @@ impl Cql {
             ),
             // One hour's slice of one partition: the segments that started in it.
             recount_usage: format!(
-                "SELECT bytes, freed, filed_at FROM {ks}.segment_usage WHERE cid = ? AND day = ? AND hour = ?"
+                "SELECT bytes, freed, filed_at, retention_days FROM {ks}.segment_usage WHERE cid = ? AND day = ? AND hour = ?"
             ),
             insert_usage_stored: format!(
                 "INSERT INTO {ks}.usage_counts (cid, day, hour, stored) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"
@@ -226,7 +226,7 @@ impl Cql {
             ),
             kept_devices: format!("SELECT cid FROM {ks}.kept_devices WHERE bucket = ?"),
             event_whole: format!(
-                "SELECT kind, started, ended_at, end_status, clock_skew_ms, deleted FROM {ks}.events \
+                "SELECT kind, started, ended_at, end_status, clock_skew_ms, deleted, retention_days FROM {ks}.events \
                  WHERE cid = ? AND day = ? AND triggered_at = ? AND event_id = ?"
             ),
             segment_whole: format!(

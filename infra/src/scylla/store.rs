@@ -30,16 +30,16 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use super::config::{ScyllaConsistency, ScyllaOptions, ScyllaUrl};
 use super::cursor::{cursor_binding, decode_cursor, encode_cursor};
 use super::plan::{
-    bucket_range, calendar_day_range, count_bucket, count_chunks, count_row, dead_letter_writes, deleted_count_row,
-    subscription_writes, ttl_secs, CountBucket, CountValues, FreedValues, WritePlan, PURGES_BUCKET,
-    SUBSCRIPTIONS_BUCKET,
+    bucket_range, calendar_day_range, count_bucket, count_chunks, count_row, days_ms, dead_letter_writes,
+    deleted_count_row, longest_plan, longest_retention_days, subscription_writes, ttl_secs, CountBucket, CountValues,
+    FreedValues, WritePlan, PURGES_BUCKET, SUBSCRIPTIONS_BUCKET,
 };
 use super::retry::{exec_error, is_bad_paging_state, IdempotentRetryPolicy};
 use super::schema::{day_key, Cql};
 use super::views::{
     event_view, live_event, other, segment_view, to_u32, to_u64, ClusteringKey, CountRow, DayKey, DayTypeKey,
-    DeadLetterRow, DeletedRow, DeviceRow, DigestRow, EventKey, EventReadRow, MappingRow, PurgeRow, QuarantineRow,
-    QuarantineValues, RecountKey, RecountRow, SegmentEventsRow, SegmentRow, SubscriptionRow, UsageRow,
+    DeadLetterRow, DeletedRecountRow, DeletedRow, DeviceRow, DigestRow, EventKey, EventReadRow, MappingRow, PurgeRow,
+    QuarantineRow, QuarantineValues, RecountKey, RecountRow, SegmentEventsRow, SegmentRow, SubscriptionRow, UsageRow,
 };
 use erase::{after_erasure, Erasures, Marks};
 
@@ -403,7 +403,8 @@ impl ScyllaStore {
         (cid, day, hour, segment_id): (&str, i32, i64, &str),
         stamp: i64,
     ) -> Result<Option<CountBucket>, StoreError> {
-        let expires = self.policy.expires_at(Timestamp(bucket_range(hour).1));
+        // The row's plan is not read: the mark outlives any (a mark alone counts no bytes).
+        let expires = Timestamp(bucket_range(hour).1).plus_millis(days_ms(longest_retention_days(&self.policy)));
         let Some(ttl) = ttl_secs(expires, Timestamp::now()) else { return Ok(None) };
         let values: FreedValues = (cid.to_owned(), day, hour, segment_id.to_owned(), true, ttl, stamp);
         self.run(&self.statements.insert_freed, values).await?;
@@ -446,9 +447,10 @@ impl ScyllaStore {
 
     /// Sums the `segment_usage` rows of each bucket — all of them, and the freed ones — and
     /// writes the sums into its `usage_counts` registers (`stored`, `freed`; schema.cql), kept
-    /// until the hour's newest object expires (both registers alike: they go together). Both
-    /// from the one read, so an object counted after it was freed (a snapshot whose event's
-    /// start is applied after its deletion) nets nothing whichever recount sees it.
+    /// until the hour's newest object would expire under the hour's longest plan (both
+    /// registers alike: they go together). Both from the one read, so an object counted after
+    /// it was freed (a snapshot whose event's start is applied after its deletion) nets nothing
+    /// whichever recount sees it.
     /// `marks`: the devices' erasure marks, as the event counts' recount takes them
     /// ([`after_erasure`]: `usage_counts` is deleted with them at an erasure).
     async fn recount_usage(&self, buckets: Vec<CountBucket>, marks: &Marks) -> Result<(), StoreError> {
@@ -458,13 +460,14 @@ impl ScyllaStore {
                 let key = (bucket.0.as_str(), bucket.1, bucket.2);
                 let rows = self.query_all::<UsageRow>(&s.recount_usage, key).await?;
                 let newest = rows.iter().filter_map(|r| r.0.and(r.2)).max();
+                let days = longest_plan(rows.iter().map(|r| r.3), &self.policy);
                 for (insert, freed) in [(&s.insert_usage_stored, false), (&s.insert_usage_freed, true)] {
                     let sum: i64 = rows
                         .iter()
-                        .filter(|(_, f, _)| !freed || *f == Some(true))
-                        .map(|(bytes, _, _)| bytes.unwrap_or(0))
+                        .filter(|(_, f, _, _)| !freed || *f == Some(true))
+                        .map(|(bytes, _, _, _)| bytes.unwrap_or(0))
                         .fold(0i64, i64::saturating_add);
-                    if let Some(mut row) = count_row(&bucket, sum, newest, &self.policy, Timestamp::now()) {
+                    if let Some(mut row) = count_row(&bucket, sum, newest, days, Timestamp::now()) {
                         row.5 = after_erasure(row.5, row.2, row.3, marks.get(&row.0).copied());
                         self.write(insert, vec![row]).await?;
                     }
@@ -580,8 +583,10 @@ impl ProjectionStore for ScyllaStore {
             .map(|bucket| async move {
                 let (from, to) = bucket_range(bucket.2);
                 let key: RecountKey<'_> = (bucket.0.as_str(), bucket.1, from, to);
-                let (events, newest) = self.query_opt::<RecountRow>(&s.recount, key).await?.unwrap_or((0, None));
-                let mut row = count_row(&bucket, events, newest, &self.policy, Timestamp::now());
+                let (events, newest, days) =
+                    self.query_opt::<RecountRow>(&s.recount, key).await?.unwrap_or((0, None, None));
+                let days = longest_plan([days], &self.policy);
+                let mut row = count_row(&bucket, events, newest, days, Timestamp::now());
                 if let Some(row) = &mut row {
                     row.5 = after_erasure(row.5, row.2, row.3, marks.get(&row.0).copied());
                 }
@@ -601,9 +606,10 @@ impl ProjectionStore for ScyllaStore {
             .map(|bucket| async move {
                 let (from, to) = bucket_range(bucket.2);
                 let key: RecountKey<'_> = (bucket.0.as_str(), bucket.1, from, to);
-                let rows = self.query_all::<DeletedRow>(&s.recount_deleted, key).await?;
-                let deleted = rows.iter().filter(|(d,)| *d == Some(true)).count() as i64;
-                match deleted_count_row(&bucket, deleted, &self.policy, Timestamp::now()) {
+                let rows = self.query_all::<DeletedRecountRow>(&s.recount_deleted, key).await?;
+                let deleted = rows.iter().filter(|(d, _)| *d == Some(true)).count() as i64;
+                let days = longest_plan(rows.iter().map(|r| r.1), &self.policy);
+                match deleted_count_row(&bucket, deleted, days, Timestamp::now()) {
                     Some(mut row) => {
                         row.5 = after_erasure(row.5, row.2, row.3, marks.get(&row.0).copied());
                         self.write(&s.insert_deleted_count, vec![row]).await
@@ -801,6 +807,8 @@ impl ProjectionStore for ScyllaStore {
         let base = if event_type.is_some() { &self.statements.page_type } else { &self.statements.page };
         let (cid, day) = (cid.as_str(), day_key(day));
         let mut events = Vec::with_capacity(limit);
+        // The plan each event was written under: an un-kept one past it is left out.
+        let mut plans = std::collections::HashMap::new();
         for round in 0..MAX_PAGE_ROUNDS {
             let mut stmt = base.clone();
             let want = i32::try_from(limit - events.len()).unwrap_or(i32::MAX).max(1);
@@ -825,13 +833,15 @@ impl ProjectionStore for ScyllaStore {
             let rows = result.into_rows_result().map_err(other)?;
             for row in rows.rows::<EventReadRow>().map_err(other)? {
                 // A deleted event's row stays as its mark: skipped, like another type's.
-                if let Some(row) = live_event(row.map_err(other)?) {
-                    events.push(event_view(row, self.policy.offset)?);
+                if let Some((row, days)) = live_event(row.map_err(other)?) {
+                    let view = event_view(row, self.policy.offset)?;
+                    plans.insert(view.event_id.as_str().to_owned(), days);
+                    events.push(view);
                 }
             }
             match next.into_paging_control_flow() {
                 ControlFlow::Break(()) => {
-                    self.mark_kept(cid, &mut events).await?;
+                    self.mark_kept(cid, &mut events, &plans).await?;
                     return Ok(DayPage { events, next: None });
                 }
                 ControlFlow::Continue(s) => state = s,
@@ -841,7 +851,7 @@ impl ProjectionStore for ScyllaStore {
             }
         }
         let next = state.as_bytes_slice().map(|b| encode_cursor(binding, b));
-        self.mark_kept(cid, &mut events).await?;
+        self.mark_kept(cid, &mut events, &plans).await?;
         Ok(DayPage { events, next })
     }
 
@@ -860,10 +870,10 @@ impl ProjectionStore for ScyllaStore {
             self.query_opt::<EventReadRow>(&s.event, event_key),
             self.query_all::<MappingRow>(&s.mappings, mappings_key),
         )?;
-        let Some(event) = event.and_then(live_event) else { return Ok(None) };
+        let Some((event, days)) = event.and_then(live_event) else { return Ok(None) };
         let mut event = event_view(event, self.policy.offset)?;
         let marks = self.keep_marks(cid).await?;
-        if marks.gone(id, &self.policy, Timestamp::now()) {
+        if marks.gone(id, days, &self.policy, Timestamp::now()) {
             return Ok(None);
         }
         event.kept = marks.kept(id);
@@ -911,7 +921,14 @@ impl ProjectionStore for ScyllaStore {
     /// Rows expire by TTL counted from their trigger time; nothing is left to drop.
     async fn utc_offset(&self, cid: &DeviceId) -> Result<Option<DayOffset>, StoreError> {
         let row: Option<DeviceRow> = self.query_opt(&self.statements.device, (cid.as_str(),)).await?;
-        Ok(row.and_then(|(minutes,)| DayOffset::from_minutes(minutes)))
+        Ok(row.and_then(|(minutes, _)| DayOffset::from_minutes(minutes)))
+    }
+
+    /// The `devices` row lives as long as the start it comes from (its TTL), so its plan is
+    /// that start's while it is inside it.
+    async fn plan(&self, cid: &DeviceId) -> Result<Option<u32>, StoreError> {
+        let row: Option<DeviceRow> = self.query_opt(&self.statements.device, (cid.as_str(),)).await?;
+        Ok(row.and_then(|(_, days)| days).and_then(|d| u32::try_from(d).ok()))
     }
 
     async fn drop_expired(&self, _oldest_kept: Day) -> Result<u64, StoreError> {

@@ -19,24 +19,28 @@ pub(super) type RecountKey<'a> = (&'a str, i32, i64, i64);
 
 /// event_id, ended_at, end_status, clock_skew_ms.
 pub(super) type EventRow = (String, Option<i64>, Option<String>, Option<i64>);
-/// An [`EventRow`] as read, with `deleted` (true once deleted: the row is then no event).
-pub(super) type EventReadRow = (String, Option<i64>, Option<String>, Option<i64>, Option<bool>);
+/// An [`EventRow`] as read, with `deleted` (true once deleted: the row is then no event) and
+/// `retention_days` (the plan it was written under; null: written before rows kept theirs).
+pub(super) type EventReadRow = (String, Option<i64>, Option<String>, Option<i64>, Option<bool>, Option<i32>);
 /// deleted, of one event row.
 pub(super) type DeletedRow = (Option<bool>,);
+/// deleted, retention_days, of one event row (a recount of deletions).
+pub(super) type DeletedRecountRow = (Option<bool>, Option<i32>);
 /// events, counted_day, counted_hour of one segment row (null: written before segments kept
 /// their events, or where their bytes are counted).
 pub(super) type SegmentEventsRow = (Option<Vec<String>>, Option<i32>, Option<i64>);
-/// bytes, freed, filed_at, of one `segment_usage` row.
-pub(super) type UsageRow = (Option<i64>, Option<bool>, Option<i64>);
+/// bytes, freed, filed_at, retention_days, of one `segment_usage` row.
+pub(super) type UsageRow = (Option<i64>, Option<bool>, Option<i64>, Option<i32>);
 /// cid, day, key, of one purge.
 pub(super) type PurgeRow = (String, i32, String);
-/// utc_offset (minutes east of UTC).
-pub(super) type DeviceRow = (i32,);
+/// utc_offset (minutes east of UTC), retention_days (the device's plan; null: the deployment's).
+pub(super) type DeviceRow = (i32, Option<i32>);
 /// events, deleted (one hour bucket of `event_counts`; either may be unset); likewise stored,
 /// freed (one hour bucket of `usage_counts`).
 pub(super) type CountRow = (Option<i64>, Option<i64>);
-/// count, max(triggered_at) (null when the slice holds no row).
-pub(super) type RecountRow = (i64, Option<i64>);
+/// count, max(triggered_at), max(retention_days) (null when the slice holds no row, or no row
+/// with a plan).
+pub(super) type RecountRow = (i64, Option<i64>, Option<i32>);
 /// idx, seg_day, segment_id, start_offset, end_offset.
 pub(super) type MappingRow = (i32, i32, String, i64, i64);
 /// segment_id, size, started_at, duration_ms, codec, width, height, fps,
@@ -58,8 +62,9 @@ pub(super) type SubscriptionValues = (i32, String, i64, Option<String>, i32, i64
 pub(super) type KeepRow = (String, i32, i64, bool, i64, i64);
 /// `kept`: cid, event_id, day, triggered_at, kept, at, stamp, [ttl], [timestamp].
 pub(super) type KeepValues = (String, String, i32, i64, bool, i64, i64, i32, i64);
-/// kind, started, ended_at, end_status, clock_skew_ms, deleted: an event row whole.
-pub(super) type EventWholeRow = (String, Option<bool>, Option<i64>, Option<String>, Option<i64>, Option<bool>);
+/// kind, started, ended_at, end_status, clock_skew_ms, deleted, retention_days: an event row whole.
+pub(super) type EventWholeRow =
+    (String, Option<bool>, Option<i64>, Option<String>, Option<i64>, Option<bool>, Option<i32>);
 /// A [`SegmentRow`] with its events.
 pub(super) type SegmentWholeRow =
     (String, i64, i64, i64, String, i32, i32, f64, Option<i32>, Option<Vec<i64>>, Option<Vec<String>>);
@@ -81,9 +86,9 @@ pub(super) fn to_u32(what: &str, v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Other(format!("{what} {v} in store is out of range")))
 }
 
-/// The event of a row as read, unless it is deleted.
-pub(super) fn live_event((id, ended_at, status, skew, deleted): EventReadRow) -> Option<EventRow> {
-    (deleted != Some(true)).then_some((id, ended_at, status, skew))
+/// The event of a row as read, with the plan it was written under, unless it is deleted.
+pub(super) fn live_event((id, ended_at, status, skew, deleted, days): EventReadRow) -> Option<(EventRow, Option<i32>)> {
+    (deleted != Some(true)).then_some(((id, ended_at, status, skew), days))
 }
 
 pub(super) fn event_view(

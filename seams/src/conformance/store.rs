@@ -57,7 +57,7 @@ fn env(report: Report) -> Envelope {
     let now = Timestamp::now().millis();
     let prev = LAST.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
     let at = if prev >= now { LAST.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 } else { now };
-    Envelope { report, received_at: Timestamp(at) }
+    Envelope::new(report, Timestamp(at))
 }
 
 /// An `EventStarted` and its id.
@@ -161,7 +161,7 @@ pub fn start_at(device: &str, at: Timestamp, offset: DayOffset, now: Timestamp) 
         clock_skew_ms,
         snapshot_size: None,
     });
-    (event_id, Envelope { report, received_at: now })
+    (event_id, Envelope::new(report, now))
 }
 
 /// Cameras at +08:00, −08:00 and +05:45, minutes either side of their local midnight: each
@@ -1385,3 +1385,6 @@ pub async fn usage_expires_with_its_day(mut h: impl StoreHarness) {
 #[path = "store/keep.rs"]
 mod keep;
 pub use keep::*;
+#[path = "store/plan.rs"]
+mod plan;
+pub use plan::*;

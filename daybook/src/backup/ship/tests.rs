@@ -445,7 +445,7 @@ async fn a_shipping_round_journals_the_stores_erasures_and_a_restore_applies_the
     let mut s = tokio::task::block_in_place(|| start(&data, &dest));
     let received_at = Timestamp::now();
     let cid = DeviceId::parse("cam-e").unwrap();
-    let erasure = Envelope { report: Report::DeviceErased(DeviceErased { cid }), received_at };
+    let erasure = Envelope::new(Report::DeviceErased(DeviceErased { cid }), received_at);
     store.apply(std::slice::from_ref(&erasure)).await.unwrap();
     drop(store);
     let journal = || fs::read_dir(dest.join("journal")).map(|d| d.count()).unwrap_or(0);

@@ -24,10 +24,12 @@ use std::time::{Duration, Instant};
 use ::scylla::statement::prepared::PreparedStatement;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use schemas::rows;
-use schemas::{Day, DeviceId, Envelope, EventId, Report, SegmentId, SubscriptionDeadLettered, Timestamp};
+use schemas::{Day, DeviceId, Envelope, EventId, Report, SegmentId, SubscriptionDeadLettered, TimePolicy, Timestamp};
 use seams::{ObjectKey, Purge, StoreError};
 
-use super::super::plan::{count_stamp, ttl_secs, COUNT_BUCKET_MS, PURGES_BUCKET, SUBSCRIPTIONS_BUCKET};
+use super::super::plan::{
+    count_stamp, days_ms, longest_retention_days, ttl_secs, COUNT_BUCKET_MS, PURGES_BUCKET, SUBSCRIPTIONS_BUCKET,
+};
 use super::super::schema::day_key;
 use super::super::views::{other, DayKey, DigestRow, SubscriptionRow};
 use super::ScyllaStore;
@@ -202,8 +204,7 @@ impl ScyllaStore {
         for (env, of) in batch.iter().zip(&erasable).filter(|(_, of)| covered(of)) {
             let stamp = of.as_ref().map_or(0, |o| o.1);
             for p in Purge::named_by(env, &self.policy, now) {
-                let ttl = ttl_secs(self.policy.expires_at(self.policy.offset.start_of(p.day.add_days(2))), now)
-                    .unwrap_or(86_400);
+                let ttl = ttl_secs(longest_expiry(&self.policy, p.day), now).unwrap_or(86_400);
                 let values = (PURGES_BUCKET, p.cid.as_str(), day_key(p.day), p.key, ttl, stamp);
                 self.run(&self.statements.insert_purge, values).await?;
                 written += 1;
@@ -222,8 +223,9 @@ impl ScyllaStore {
         let policy = &self.policy;
         let now = Timestamp::now();
         let today = policy.offset.today();
-        let mut days: Vec<Day> =
-            (-MARGIN_DAYS..=i64::from(policy.retention_days) + MARGIN_DAYS).map(|i| today.add_days(-i)).collect();
+        // Every day a plan may keep (the device's rows may have been written under any).
+        let longest = i64::from(longest_retention_days(policy));
+        let mut days: Vec<Day> = (-MARGIN_DAYS..=longest + MARGIN_DAYS).map(|i| today.add_days(-i)).collect();
         let c = cid.as_str();
         // And the days of its kept events, which outlive retention.
         for (_, day, ..) in self.keep_rows(c).await? {
@@ -246,8 +248,8 @@ impl ScyllaStore {
                 if let Some((id, _, _)) = self.query_opt::<DigestRow>(&s.digest, key).await? {
                     keys.push(ObjectKey::digest(cid, &SegmentId::parse(&id).map_err(other)?));
                 }
-                // Kept until the day's rows would have expired, at least a day.
-                let ttl = ttl_secs(policy.expires_at(policy.offset.start_of(day.add_days(2))), now).unwrap_or(86_400);
+                // Kept until the day's rows would have expired under the longest plan, at least a day.
+                let ttl = ttl_secs(longest_expiry(policy, day), now).unwrap_or(86_400);
                 let listed = keys.len() as u64;
                 for k in keys {
                     self.run(&s.insert_purge, (PURGES_BUCKET, c, day_key(day), k.as_str().to_owned(), ttl, stamp))
@@ -284,8 +286,7 @@ impl ScyllaStore {
                 let Some(Ok(letter)) = body.map(|b| serde_json::from_str::<SubscriptionDeadLettered>(&b)) else {
                     continue;
                 };
-                let held =
-                    Envelope { report: Report::SubscriptionDeadLettered(letter), received_at: Timestamp(dead_at) };
+                let held = Envelope::new(Report::SubscriptionDeadLettered(letter), Timestamp(dead_at));
                 if rows::erasable(&held).is_some_and(|(of, record)| &of == cid && record <= stamp) {
                     let release = rows::write_stamp(&held).max(stamp).saturating_add(1);
                     self.run(&s.insert_dead_letter, (sub.clone(), webhook_id, dead_at, None::<String>, 0, release))
@@ -298,4 +299,10 @@ impl ScyllaStore {
         self.run(&e.insert_erasure, mark).await?;
         Ok(written + 1)
     }
+}
+
+/// When the last row of `day` expires under the longest plan (a day later for the camera
+/// offsets a day can be filed at).
+fn longest_expiry(policy: &TimePolicy, day: Day) -> Timestamp {
+    policy.offset.start_of(day.add_days(2)).plus_millis(days_ms(longest_retention_days(policy)))
 }

@@ -9,7 +9,9 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use schemas::{DeviceId, Envelope, EventId, Report, TimePolicy, Timestamp};
 use seams::{EventView, KeptEvent, KeptPage, KeptReports, ProjectionStore, StoreError};
 
-use super::super::plan::{ttl_secs, EventValues, KeptSet, MappingValues, SegmentValues, WritePlan};
+use super::super::plan::{
+    days_ms, longest_plan, ttl_secs, EventValues, KeptSet, MappingValues, SegmentValues, WritePlan,
+};
 use super::super::retry::{exec_error, is_bad_paging_state};
 use super::super::schema::day_key;
 use super::super::views::{
@@ -31,15 +33,21 @@ pub(super) struct KeepMarks {
 }
 
 impl KeepMarks {
-    /// Whether reads leave `id` out: un-kept, and past retention.
-    pub(super) fn gone(&self, id: &EventId, policy: &TimePolicy, now: Timestamp) -> bool {
-        self.unkept.contains(id.as_str()) && policy.expires_at(id.filed_at(policy.offset)) <= now
+    /// Whether reads leave `id` out: un-kept, and past the retention it was written under
+    /// (`days`; the deployment's for a row written before rows kept theirs).
+    pub(super) fn gone(&self, id: &EventId, days: Option<i32>, policy: &TimePolicy, now: Timestamp) -> bool {
+        self.unkept.contains(id.as_str()) && event_expiry(id, days, policy) <= now
     }
 
     /// Whether `id` is kept.
     pub(super) fn kept(&self, id: &EventId) -> bool {
         self.kept.contains(id.as_str())
     }
+}
+
+/// When event `id` expires, written under `days` (the deployment's retention if unknown).
+fn event_expiry(id: &EventId, days: Option<i32>, policy: &TimePolicy) -> Timestamp {
+    id.filed_at(policy.offset).plus_millis(days_ms(longest_plan([days], policy)))
 }
 
 /// The newest keep or un-keep of each event as stored: (cid, event id) → (kept, stamp).
@@ -183,12 +191,13 @@ impl ScyllaStore {
         let is_kept = |e: &str| kept.contains(&(cid.to_owned(), e.to_owned()));
         let ttl_of = |expires: Timestamp| ttl_secs(expires, now).unwrap_or(1);
         let offset = self.policy.offset;
-        let ttl = if is_kept(id.as_str()) { 0 } else { ttl_of(self.policy.expires_at(id.filed_at(offset))) };
         let (day, trig) = (day_key(id.day()), id.triggered_at().millis());
         let key: EventKey<'_> = (cid, day, trig, id.as_str());
-        if let Some((kind, started, ended_at, status, skew, deleted)) =
-            self.query_opt::<EventWholeRow>(&s.event_whole, key).await?
-        {
+        let whole = self.query_opt::<EventWholeRow>(&s.event_whole, key).await?;
+        // The plan the event was written under decides its expiry once it is not kept.
+        let days = whole.as_ref().and_then(|w| w.6);
+        let ttl = if is_kept(id.as_str()) { 0 } else { ttl_of(event_expiry(id, days, &self.policy)) };
+        if let Some((kind, started, ended_at, status, skew, deleted, days)) = whole {
             let set = |v: Option<i64>| v.map_or(MaybeUnset::Unset, MaybeUnset::Set);
             let values: EventValues = (
                 cid.to_owned(),
@@ -200,6 +209,7 @@ impl ScyllaStore {
                 set(ended_at),
                 status.map_or(MaybeUnset::Unset, MaybeUnset::Set),
                 set(skew),
+                days.map_or(MaybeUnset::Unset, MaybeUnset::Set),
                 ttl,
                 stamp,
             );
@@ -230,8 +240,9 @@ impl ScyllaStore {
             let copy_ttl = if here.iter().any(|e| is_kept(e.as_str())) {
                 0
             } else {
+                // (The other events' plans are not read: this event's stands for them.)
                 let latest = here.iter().map(|e| e.filed_at(offset)).max().unwrap_or(id.filed_at(offset));
-                ttl_of(self.policy.expires_at(latest))
+                ttl_of(latest.plus_millis(days_ms(longest_plan([days], &self.policy))))
             };
             let values: SegmentValues = (
                 cid.to_owned(),
@@ -257,13 +268,22 @@ impl ScyllaStore {
 
     /// Marks the kept ones among `events` of `cid`, and leaves out the un-kept ones past
     /// retention (their rows, rewritten with a second to live, may not be gone yet).
-    pub(super) async fn mark_kept(&self, cid: &str, events: &mut Vec<EventView>) -> Result<(), StoreError> {
+    /// `plans`: the plan each event was written under, by id.
+    pub(super) async fn mark_kept(
+        &self,
+        cid: &str,
+        events: &mut Vec<EventView>,
+        plans: &HashMap<String, Option<i32>>,
+    ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
         let marks = self.keep_marks(cid).await?;
         let now = Timestamp::now();
-        events.retain(|e| !marks.gone(&e.event_id, &self.policy, now));
+        events.retain(|e| {
+            let days = plans.get(e.event_id.as_str()).copied().flatten();
+            !marks.gone(&e.event_id, days, &self.policy, now)
+        });
         for e in events {
             e.kept = marks.kept.contains(e.event_id.as_str());
         }
@@ -284,7 +304,9 @@ impl ScyllaStore {
                 continue;
             }
             let key: EventKey<'_> = (cid.as_str(), day, trig, id.as_str());
-            if let Some(row) = self.query_opt::<EventReadRow>(&self.statements.event, key).await?.and_then(live_event) {
+            if let Some((row, _)) =
+                self.query_opt::<EventReadRow>(&self.statements.event, key).await?.and_then(live_event)
+            {
                 let mut view = event_view(row, self.policy.offset)?;
                 view.kept = true;
                 out.push(view);
