@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 #: The schema versions this decoder reads.
-SCHEMA_VERSIONS = frozenset({1, 2, 3, 4})
+SCHEMA_VERSIONS = frozenset({1, 2, 3, 4, 5})
 
 
 class DecodeError(ValueError):
@@ -390,6 +390,8 @@ _REPORT_KINDS = [
     "event_unkept",
     "device_erased",
     "plan_set",
+    "export_requested",
+    "export_completed",
 ]
 
 
@@ -459,6 +461,41 @@ _V4_REPORTS: List[Tuple[str, _Fields]] = _V3_REPORTS + [
     ("plan_set", [("cid", _device_id), ("retention_days", _u32)]),
 ]
 
+_export_id = _token("[A-Za-z0-9_-]{1,64}", "1 to 64 of A-Z a-z 0-9 _ -")
+
+
+def _tagged(variants: List[Tuple[str, _Fields]]) -> Callable[[_Reader, str], Dict[str, Any]]:
+    """An enum with fields, as serde writes it in JSON: `{variant_name: {fields}}`."""
+
+    def read_tagged(r: _Reader, what: str) -> Dict[str, Any]:
+        name, fields = variants[r.variant(what, len(variants))]
+        return {name: _struct(fields)(r, f"{what}.{name}")}
+
+    return read_tagged
+
+
+# Schema version 5: version 4 plus exports as variants 13 and 14 (each about a device).
+_V5_REPORTS: List[Tuple[str, _Fields]] = _V4_REPORTS + [
+    ("export_requested", [("cid", _device_id), ("export_id", _export_id), ("from", _day), ("to", _day)]),
+    (
+        "export_completed",
+        [
+            ("cid", _device_id),
+            ("export_id", _export_id),
+            (
+                "outcome",
+                _tagged(
+                    [
+                        ("ready", [("key", _text), ("bytes", _u64), ("events", _u32)]),
+                        ("failed", [("reason", _text)]),
+                    ]
+                ),
+            ),
+            ("expires_at", _instant),
+        ],
+    ),
+]
+
 # What a version 1 record reads as today: the keys version 2 added, at their defaults.
 _V1_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "event_started": {"utc_offset": "+00:00", "clock_skew_ms": None},
@@ -489,6 +526,7 @@ _DECODERS: Dict[int, Callable[[_Reader], Dict[str, Any]]] = {
     2: _decoder(2, _V2_REPORTS),
     3: _decoder(3, _V3_REPORTS),
     4: _decoder(4, _V4_REPORTS),
+    5: _decoder(5, _V5_REPORTS),
 }
 
 

@@ -25,7 +25,7 @@ use crate::report::Report;
 use crate::time::Timestamp;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u16 = 4;
+pub const SCHEMA_VERSION: u16 = 5;
 
 /// Upper bound on one decoded envelope; protects decoders from hostile length prefixes.
 pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
@@ -73,7 +73,7 @@ impl Envelope {
                     bincode::serde::decode_from_slice::<v1::Envelope, _>(body, config()).map_err(malformed)?;
                 (old.into(), used)
             }
-            2..=4 => {
+            2..=5 => {
                 let (envelope, used) =
                     bincode::serde::decode_from_slice::<Envelope, _>(body, config()).map_err(malformed)?;
                 // Each version knew only the variants of its time (version 2 the four device

@@ -119,6 +119,22 @@ string_id!(
     "^[A-Za-z0-9_-]{1,64}$"
 );
 
+string_id!(
+    /// An export's id (the viewer API issues `exp-<32 hex>` when the owner asks for one):
+    /// 1–64 of `A-Z a-z 0-9 _ -`.
+    ExportId, "export id", 64,
+    |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
+    "1 to 64 of A-Z a-z 0-9 _ -",
+    "^[A-Za-z0-9_-]{1,64}$"
+);
+
+impl ExportId {
+    /// A fresh, unguessable id from 128 random bits.
+    pub fn generate(random: u128) -> Self {
+        Self(format!("exp-{random:032x}"))
+    }
+}
+
 impl SubscriptionId {
     /// A fresh id from 64 random bits.
     pub fn generate(random: u64) -> Self {

@@ -23,6 +23,7 @@
 //! | event deleted | [`RowData::EventDeleted`] | the event's day (from its id) | the event's filing time |
 //! | event kept / un-kept | [`RowData::EventKept`] | the event's day (from its id) | never expires while kept (see below) |
 //! | device erased | none: device-wide, its erasure mark (below) | — | never expires |
+//! | export requested / completed | none: device-wide, its export's row ([`crate::export`]) | — | the export's own expiry ([`crate::export::expiry`]) |
 //!
 //! A deletion marks the event's row deleted (creating it, deleted, if nothing of the event has
 //! arrived yet), and the mark is never taken back: the event leaves every read, and a start, an
@@ -325,6 +326,9 @@ pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
         // An erasure is device-wide: every store applies it outside the day partitions (see the
         // module docs).
         Report::DeviceErased(_) => Vec::new(),
+        // Exports are device-wide too: every store keeps them in its exports table, each until
+        // its own expiry (`crate::export::expiry`).
+        Report::ExportRequested(_) | Report::ExportCompleted(_) => Vec::new(),
         Report::EventKept(r) => vec![event_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: true })],
         Report::EventUnkept(r) => {
             vec![event_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: false })]
