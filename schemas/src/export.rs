@@ -61,6 +61,10 @@ pub struct ExportCompleted {
     pub cid: DeviceId,
     /// The export.
     pub export_id: ExportId,
+    /// When its request was received (its envelope's `received_at`): an erasure of the device
+    /// received after it covers the completion too (`crate::rows::erasable`), so an archive
+    /// built while the device was being erased is never listed.
+    pub requested_at: Timestamp,
     /// Ready or failed.
     pub outcome: ExportOutcome,
     /// When the export (its listing and its archive) expires: completion + `--export-ttl`.

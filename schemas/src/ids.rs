@@ -120,8 +120,8 @@ string_id!(
 );
 
 string_id!(
-    /// An export's id (the viewer API issues `exp-<32 hex>` when the owner asks for one):
-    /// 1–64 of `A-Z a-z 0-9 _ -`.
+    /// An export's id (the viewer API issues `exp-<12 hex: request time, ms>-<16 hex: random>`
+    /// when the owner asks for one, so ids sort by request time): 1–64 of `A-Z a-z 0-9 _ -`.
     ExportId, "export id", 64,
     |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
     "1 to 64 of A-Z a-z 0-9 _ -",
@@ -129,9 +129,9 @@ string_id!(
 );
 
 impl ExportId {
-    /// A fresh, unguessable id from 128 random bits.
-    pub fn generate(random: u128) -> Self {
-        Self(format!("exp-{random:032x}"))
+    /// A fresh, unguessable id for a request received at `at`, from 64 random bits.
+    pub fn generate(at: crate::time::Timestamp, random: u64) -> Self {
+        Self(format!("exp-{:012x}-{random:016x}", at.millis().max(0)))
     }
 }
 

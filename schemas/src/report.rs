@@ -978,7 +978,7 @@ mod tests {
         let now = Timestamp::now();
         let today = DayOffset::default().day_of(now).unwrap();
         let cid = DeviceId::parse("cam-1").unwrap();
-        let export_id = ExportId::generate(7);
+        let export_id = ExportId::generate(now, 7);
         let request = |from: Day, to: Day| {
             Report::ExportRequested(ExportRequested { cid: cid.clone(), export_id: export_id.clone(), from, to })
         };
@@ -1000,6 +1000,7 @@ mod tests {
             Report::ExportCompleted(ExportCompleted {
                 cid: cid.clone(),
                 export_id: export_id.clone(),
+                requested_at: now,
                 outcome,
                 expires_at: now,
             })

@@ -102,9 +102,13 @@ pub fn write_stamp(envelope: &Envelope) -> i64 {
 /// The device whose erasure covers `envelope`'s report, and the write stamp compared with its
 /// erasure mark (see the module docs): a report about a device (its own, or its owner's) with
 /// its own stamp; a dead letter with the stamp of the record it holds, when that record is a
-/// device's report; nothing for the other subscription reports.
+/// device's report; nothing for the other subscription reports. An export's completion carries
+/// the (lowest) stamp of its request's millisecond.
 pub fn erasable(envelope: &Envelope) -> Option<(DeviceId, i64)> {
     match (&envelope.report, envelope.report.cid()) {
+        // A completion is as old as its request: an erasure received after the request covers
+        // it, whenever the worker finished (its archive may hold what the erasure removed).
+        (Report::ExportCompleted(r), Some(cid)) => Some((cid.clone(), r.requested_at.millis().saturating_mul(1000))),
         (_, Some(cid)) => Some((cid.clone(), write_stamp(envelope))),
         (Report::SubscriptionDeadLettered(letter), None) => {
             let record = Envelope::decode(&letter.record.0).ok()?;

@@ -311,6 +311,7 @@ fn cases() -> Vec<(&'static str, Envelope)> {
                 Report::ExportCompleted(ExportCompleted {
                     cid: cid("cam-1"),
                     export_id: export_id(),
+                    requested_at: t,
                     outcome: ExportOutcome::Ready {
                         key: schemas::export::archive_key(&cid("cam-1"), &export_id()),
                         bytes: 5_368_709_120,
@@ -327,6 +328,7 @@ fn cases() -> Vec<(&'static str, Envelope)> {
                 Report::ExportCompleted(ExportCompleted {
                     cid: cid("cam-1"),
                     export_id: export_id(),
+                    requested_at: t,
                     outcome: ExportOutcome::Failed { reason: "object store unavailable".into() },
                     expires_at: received.plus_millis(7 * 86_400_000),
                 }),
@@ -337,7 +339,7 @@ fn cases() -> Vec<(&'static str, Envelope)> {
 }
 
 fn export_id() -> ExportId {
-    ExportId::parse("exp-0123456789abcdef0123456789abcdef").unwrap()
+    ExportId::parse("exp-01a202605fbb-0123456789abcdef").unwrap()
 }
 
 /// An export of the last week of November 2026.
