@@ -483,6 +483,8 @@ _V5_REPORTS: List[Tuple[str, _Fields]] = _V4_REPORTS + [
             ("cid", _device_id),
             ("export_id", _export_id),
             ("requested_at", _instant),
+            ("from", _day),
+            ("to", _day),
             (
                 "outcome",
                 _tagged(

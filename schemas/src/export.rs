@@ -65,6 +65,10 @@ pub struct ExportCompleted {
     /// received after it covers the completion too (`crate::rows::erasable`), so an archive
     /// built while the device was being erased is never listed.
     pub requested_at: Timestamp,
+    /// The first day asked for (as in the request: the completion describes the export whole).
+    pub from: Day,
+    /// The last day asked for.
+    pub to: Day,
     /// Ready or failed.
     pub outcome: ExportOutcome,
     /// When the export (its listing and its archive) expires: completion + `--export-ttl`.

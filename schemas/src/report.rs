@@ -1001,6 +1001,8 @@ mod tests {
                 cid: cid.clone(),
                 export_id: export_id.clone(),
                 requested_at: now,
+                from: today,
+                to: today,
                 outcome,
                 expires_at: now,
             })

@@ -312,6 +312,8 @@ fn cases() -> Vec<(&'static str, Envelope)> {
                     cid: cid("cam-1"),
                     export_id: export_id(),
                     requested_at: t,
+                    from: export_requested().from,
+                    to: export_requested().to,
                     outcome: ExportOutcome::Ready {
                         key: schemas::export::archive_key(&cid("cam-1"), &export_id()),
                         bytes: 5_368_709_120,
@@ -329,6 +331,8 @@ fn cases() -> Vec<(&'static str, Envelope)> {
                     cid: cid("cam-1"),
                     export_id: export_id(),
                     requested_at: t,
+                    from: export_requested().from,
+                    to: export_requested().to,
                     outcome: ExportOutcome::Failed { reason: "object store unavailable".into() },
                     expires_at: received.plus_millis(7 * 86_400_000),
                 }),
