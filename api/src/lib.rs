@@ -4,6 +4,7 @@
 
 mod cursor;
 mod dto;
+mod export;
 mod keep;
 mod routes;
 mod shared;
@@ -57,6 +58,9 @@ pub struct ApiConfig {
     pub url_ttl: Duration,
     /// Most events a device may keep at once (`--max-kept-per-device`; 409 past it).
     pub max_kept_per_device: u32,
+    /// Most exports one camera may be sent in 24 hours (`--max-exports-per-camera-per-day`; 429
+    /// past it).
+    pub max_exports_per_camera_per_day: u32,
 }
 
 impl Default for ApiConfig {
@@ -67,6 +71,7 @@ impl Default for ApiConfig {
             max_limit: 100,
             url_ttl: Duration::from_secs(10 * 60),
             max_kept_per_device: 100,
+            max_exports_per_camera_per_day: 5,
         }
     }
 }
@@ -88,6 +93,8 @@ struct Inner {
     log: Option<AppendTo>,
     /// Keeps and un-keeps appended but perhaps not projected yet (the cap counts them).
     pending: keep::Pending,
+    /// Exports appended but perhaps not projected yet (the rate limit counts them).
+    exports: export::Appended,
 }
 
 /// Puts one of the owner's reports, as its log record, on the log; resolves once it is durable.
@@ -114,7 +121,17 @@ impl std::fmt::Debug for AppendTo {
 impl Api {
     /// Builds the service.
     pub fn new(store: Arc<dyn ProjectionStore>, signer: Arc<dyn BlobSigner>, auth: Auth, config: ApiConfig) -> Self {
-        Self { inner: Arc::new(Inner { store, signer, auth, config, log: None, pending: keep::Pending::default() }) }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                signer,
+                auth,
+                config,
+                log: None,
+                pending: keep::Pending::default(),
+                exports: export::Appended::default(),
+            }),
+        }
     }
 
     /// The service, appending the owner's reports to `log`.
@@ -124,7 +141,9 @@ impl Api {
 
     /// The service, putting the owner's reports on the log through `appender`.
     pub fn with_appender(self, appender: Appender) -> Self {
-        let Inner { store, signer, auth, config, pending, .. } = Arc::try_unwrap(self.inner).expect("not shared yet");
-        Self { inner: Arc::new(Inner { store, signer, auth, config, log: Some(AppendTo(appender)), pending }) }
+        let Inner { store, signer, auth, config, pending, exports, .. } =
+            Arc::try_unwrap(self.inner).expect("not shared yet");
+        let log = Some(AppendTo(appender));
+        Self { inner: Arc::new(Inner { store, signer, auth, config, log, pending, exports }) }
     }
 }

@@ -37,8 +37,8 @@ impl Api {
     }
 
     /// Validates one of the owner's reports and appends it to the log; returns once it is
-    /// durable.
-    pub(crate) async fn append_owner_report(&self, report: Report) -> Result<(), ApiError> {
+    /// durable, with the time it was received at.
+    pub(crate) async fn append_owner_report(&self, report: Report) -> Result<Timestamp, ApiError> {
         let now = Timestamp::now();
         report.validate(&self.inner.config.policy, now).map_err(|e| ApiError::invalid(e.code, e.message))?;
         let log = self.inner.log.as_ref().ok_or_else(|| {
@@ -49,7 +49,7 @@ impl Api {
             )
         })?;
         (log.0)(LogRecord::of(&Envelope { report, received_at: now })).await?;
-        Ok(())
+        Ok(now)
     }
 
     pub(crate) async fn event_json(&self, e: &EventView) -> Result<EventJson, ApiError> {

@@ -91,6 +91,9 @@ pub struct Application {
     summary: String,
     /// The notifier's settings and key (all-in-one and `daybook notify`).
     notify: Option<(crate::notify::deliver::NotifyConfig, crate::notify::seal::NotifyKey, crate::config::LogConfig)>,
+    /// The export worker's bucket and settings (all-in-one: it has the log, the store and the
+    /// object store).
+    exports: Option<(infra::s3::S3Config, crate::export::ExportSettings)>,
 }
 
 #[derive(Debug)]
@@ -160,6 +163,17 @@ impl Application {
         } else {
             None
         };
+        let exports = if role == Role::AllInOne {
+            let embedded = s3.as_ref().map(|s| s.addr);
+            let settings = crate::export::ExportSettings {
+                ttl: config.export_ttl,
+                part_size: config.export_part_size,
+                ..Default::default()
+            };
+            Some((resolve::s3_config(&config.s3, &config.data_dir, embedded)?, settings))
+        } else {
+            None
+        };
         let signer = if role.signer() {
             let embedded = s3.as_ref().map(|s| s.addr);
             let signer = resolve::open_signer(&config.s3, &config.data_dir, embedded, policy.retention_days).await?;
@@ -188,6 +202,7 @@ impl Application {
                 policy,
                 url_ttl: config.s3.url_ttl,
                 max_kept_per_device: config.max_kept_per_device,
+                max_exports_per_camera_per_day: config.max_exports_per_camera_per_day,
                 ..api::ApiConfig::default()
             };
             let mut viewer_api = api::Api::new(store.clone(), signer.clone(), auth, api_config);
@@ -274,6 +289,7 @@ impl Application {
             auth_reload,
             summary,
             notify,
+            exports,
         })
     }
 
@@ -380,6 +396,23 @@ impl Application {
             let embedded = log.as_ref().and_then(|l| l.embedded.clone()).map(|log| (log, self.group_retention));
             tokio::spawn(janitor(self.policy, store.clone(), embedded, objects.clone(), rx.clone()))
         });
+        // The export worker, beside the projector whose store it reads.
+        let exporter = match (self.exports, &log, &store) {
+            (Some((s3, settings)), Some(log), Some(store)) => {
+                let (log, store, rx) = (log.log.clone(), store.clone(), rx.clone());
+                Some(tokio::spawn(async move {
+                    let worker = crate::export::ExportWorker {
+                        store,
+                        log,
+                        s3: infra::s3::bucket_client(&s3).await,
+                        bucket: s3.bucket.clone(),
+                        settings,
+                    };
+                    crate::export::run(worker, rx).await;
+                }))
+            }
+            _ => None,
+        };
         let storage = match (self.role.projector(), &store) {
             (true, Some(store)) => Some(tokio::spawn(storage_gauge(store.clone(), rx.clone()))),
             _ => None,
@@ -430,6 +463,10 @@ impl Application {
             Some(n) => n.await.context("notifier task")?,
             None => Ok(()),
         };
+        // Before the log shuts down: a completion being appended is finished or dropped whole.
+        if let Some(x) = exporter {
+            let _ = x.await;
+        }
         if let Some(log) = &log {
             log.log.shutdown().await.context("log shutdown")?;
         }

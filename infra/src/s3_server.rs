@@ -669,7 +669,9 @@ struct Refusal {
 /// Deletes the object `key` (and its metadata) from the embedded endpoint's directory, as
 /// [`expire_objects`] does; `false` if it was not there.
 pub fn delete_object(root: &Path, bucket: &str, key: &str) -> std::io::Result<bool> {
-    if !key.starts_with("devices/") || key.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+    if !(key.starts_with("devices/") || key.starts_with("exports/"))
+        || key.split('/').any(|p| p.is_empty() || p == "." || p == "..")
+    {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not an object key: {key}")));
     }
     let removed = match std::fs::remove_file(root.join(bucket).join(key)) {

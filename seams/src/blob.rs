@@ -3,13 +3,14 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use schemas::{DeviceId, EventId, SegmentId, Timestamp};
+use schemas::{DeviceId, EventId, ExportId, SegmentId, Timestamp};
 
 /// Longest a presigned URL may live.
 pub const MAX_URL_TTL: Duration = Duration::from_secs(15 * 60);
 
-/// An object key the server built; devices never choose keys. Every key sits under its
-/// device's prefix, so a URL signed for one device cannot reach another's objects.
+/// An object key the server built; devices never choose keys. Every key names its device
+/// (`devices/{cid}/…`, or `exports/{cid}/…` for the owner's archives), so a URL signed for one
+/// device cannot reach another's objects.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectKey(String);
 
@@ -25,6 +26,10 @@ impl ObjectKey {
     /// `devices/{cid}/digests/{segment_id}`
     pub fn digest(cid: &DeviceId, id: &SegmentId) -> Self {
         Self(format!("devices/{cid}/digests/{id}"))
+    }
+    /// `exports/{cid}/{export_id}.tar`: the owner's export archive (`schemas::export`).
+    pub fn export(cid: &DeviceId, id: &ExportId) -> Self {
+        Self(schemas::export::archive_key(cid, id))
     }
     /// The key.
     pub fn as_str(&self) -> &str {

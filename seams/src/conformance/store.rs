@@ -1329,3 +1329,7 @@ pub async fn usage_expires_with_its_day(mut h: impl StoreHarness) {
 #[path = "store/keep.rs"]
 mod keep;
 pub use keep::*;
+
+#[path = "store/export.rs"]
+mod export;
+pub use export::*;
