@@ -673,6 +673,10 @@ async fn purger(store: Arc<dyn ProjectionStore>, objects: (PathBuf, String), mut
     }
 }
 
+/// How old a multipart upload of the embedded endpoint must be for the janitor to take it for
+/// abandoned (an export's upload takes minutes).
+const STALE_UPLOAD_AGE: Duration = Duration::from_secs(86_400);
+
 /// Hourly upkeep of the embedded engines: drop days past retention, forget consumer groups
 /// idle past `group_retention` and truncate the log, delete objects past retention from the
 /// embedded S3 endpoint's directory (`objects`: its root and bucket).
@@ -717,6 +721,17 @@ async fn janitor(
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired objects failed"),
                 Err(e) => tracing::warn!(error = %e, "deleting expired objects failed"),
+            }
+        }
+        // Multipart uploads a stopped export worker left half done (the endpoint lists none).
+        if let Some((root, _)) = &objects {
+            let root = root.clone();
+            let stale = move || infra::s3_server::expire_stale_uploads(&root, STALE_UPLOAD_AGE);
+            match tokio::task::spawn_blocking(stale).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(files = n, "deleted the parts of abandoned uploads"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "deleting abandoned uploads failed"),
+                Err(e) => tracing::warn!(error = %e, "deleting abandoned uploads failed"),
             }
         }
         if let Some((log, group_retention)) = &log {

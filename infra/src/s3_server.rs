@@ -686,6 +686,37 @@ pub fn delete_object(root: &Path, bucket: &str, key: &str) -> std::io::Result<bo
     Ok(removed)
 }
 
+/// Deletes what multipart uploads started more than `older_than` ago and never completed or
+/// aborted left in the endpoint's directory `root` (their parts and bookkeeping files: a worker
+/// stopped mid-upload leaves them; this endpoint does not list uploads), and returns how many
+/// files went. Blocking (file system).
+pub fn expire_stale_uploads(root: &Path, older_than: Duration) -> std::io::Result<u64> {
+    let cutoff = std::time::SystemTime::now().checked_sub(older_than).unwrap_or(std::time::UNIX_EPOCH);
+    let entries = match std::fs::read_dir(root) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut deleted = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let of_upload = name.starts_with(".upload_id-")
+            || name.starts_with(".upload-")
+            || (name.starts_with(".bucket-") && name.contains(".upload-") && name.ends_with(".metadata.json"));
+        if !of_upload || entry.metadata()?.modified()? > cutoff {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => deleted += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
+}
+
 /// Deletes the objects of `bucket` under `root` (as [`serve`] lays them out) whose day is past
 /// retention, with their metadata files, and returns how many went. Blocking (file system).
 ///
