@@ -30,7 +30,7 @@ pub(crate) const OBJECTS_EXPIRED_TOTAL: Metric = Metric {
     kind: Kind::Counter,
     unit: None,
     labels: &[],
-    help: "Embedded S3 endpoint: objects deleted because their day passed retention.",
+    help: "Embedded S3 endpoint: objects deleted because their day passed retention, or their export expired.",
 };
 
 pub(crate) const OBJECTS_PURGED_TOTAL: Metric = Metric {
@@ -673,6 +673,33 @@ async fn purger(store: Arc<dyn ProjectionStore>, objects: (PathBuf, String), mut
     }
 }
 
+/// Deletes the export archives of the embedded endpoint's directory whose export the store no
+/// longer holds (expired; an archive written within the last hour may be one whose completion
+/// is not projected yet, and stays). Returns how many went.
+async fn expire_archives(store: &dyn ProjectionStore, root: &std::path::Path, bucket: &str) -> anyhow::Result<u64> {
+    let (r, b) = (root.to_owned(), bucket.to_owned());
+    let archives =
+        tokio::task::spawn_blocking(move || infra::s3_server::export_archives(&r, &b, Duration::from_secs(3600)))
+            .await??;
+    let mut gone = Vec::new();
+    for (cid, id, key) in archives {
+        let (Ok(cid), Ok(id)) = (schemas::DeviceId::parse(&cid), schemas::ExportId::parse(&id)) else { continue };
+        if store.export(&cid, &id).await?.is_none() {
+            gone.push(key);
+        }
+    }
+    let (r, b) = (root.to_owned(), bucket.to_owned());
+    let deleted = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        let mut n = 0;
+        for key in &gone {
+            n += u64::from(infra::s3_server::delete_object(&r, &b, key)?);
+        }
+        Ok(n)
+    })
+    .await??;
+    Ok(deleted)
+}
+
 /// How old a multipart upload of the embedded endpoint must be for the janitor to take it for
 /// abandoned (an export's upload takes minutes).
 const STALE_UPLOAD_AGE: Duration = Duration::from_secs(86_400);
@@ -721,6 +748,20 @@ async fn janitor(
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired objects failed"),
                 Err(e) => tracing::warn!(error = %e, "deleting expired objects failed"),
+            }
+        }
+        // Export archives whose export is gone (expired, or erased while it was written).
+        if let (Some((root, bucket)), Some(store)) = (&objects, &store) {
+            match tokio::select! {
+                n = expire_archives(store.as_ref(), root, bucket) => n,
+                _ = shutdown.wait_for(|v| *v) => return,
+            } {
+                Ok(0) => {}
+                Ok(n) => {
+                    metrics::counter!(OBJECTS_EXPIRED_TOTAL.name).increment(n);
+                    tracing::info!(archives = n, "deleted expired export archives");
+                }
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "deleting expired export archives failed"),
             }
         }
         // Multipart uploads a stopped export worker left half done (the endpoint lists none).

@@ -686,6 +686,40 @@ pub fn delete_object(root: &Path, bucket: &str, key: &str) -> std::io::Result<bo
     Ok(removed)
 }
 
+/// The export archives of `bucket` under `root` (`exports/{cid}/{export_id}.tar`) last written
+/// more than `older_than` ago, as (cid, export id, key): what the janitor asks the store about
+/// (an archive whose export expired, or was never completed, is deleted with
+/// [`delete_object`]). Blocking (file system).
+pub fn export_archives(
+    root: &Path,
+    bucket: &str,
+    older_than: Duration,
+) -> std::io::Result<Vec<(String, String, String)>> {
+    let cutoff = std::time::SystemTime::now().checked_sub(older_than).unwrap_or(std::time::UNIX_EPOCH);
+    let exports = root.join(bucket).join("exports");
+    let devices = match std::fs::read_dir(&exports) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for device in devices {
+        let device = device?;
+        let cid = device.file_name().to_string_lossy().into_owned();
+        let Ok(files) = std::fs::read_dir(device.path()) else { continue };
+        for file in files {
+            let file = file?;
+            let name = file.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".tar") else { continue };
+            if file.metadata()?.modified()? > cutoff {
+                continue;
+            }
+            out.push((cid.clone(), id.to_owned(), format!("exports/{cid}/{name}")));
+        }
+    }
+    Ok(out)
+}
+
 /// Deletes what multipart uploads started more than `older_than` ago and never completed or
 /// aborted left in the endpoint's directory `root` (their parts and bookkeeping files: a worker
 /// stopped mid-upload leaves them; this endpoint does not list uploads), and returns how many

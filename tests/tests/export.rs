@@ -277,3 +277,41 @@ async fn an_archive_upload_holds_one_part_at_a_time() {
     assert!(body.chunks(65_536).all(|c| c == &chunk[..c.len()]), "the bytes, in order");
     endpoint.stop().await.unwrap();
 }
+
+/// An export is gone at its expiry (`--export-ttl-hours`, here seconds): no longer listed, and
+/// the embedded endpoint's janitor deletes its archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_export_and_its_archive_are_gone() {
+    let server = spawn_app_with(|c| c.export_ttl = Duration::from_secs(3)).await;
+    let cid = "cam-expire";
+    let clients = server.owner_clients(cid);
+    let expect = flow::act_as_device(&clients.device, cid).await;
+    flow::wait_projected(&clients.reader, &expect, Duration::from_secs(30)).await;
+    let route = format!("/v1/devices/{cid}/exports");
+    let (s, accepted) = clients.manager.post(&route, &json!({"from": today(), "to": today()})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{accepted}");
+    let id = accepted["export_id"].as_str().unwrap().to_owned();
+    let done = wait_done(&clients.manager, cid, &id, Duration::from_secs(60)).await;
+    assert_eq!(done["state"], "ready", "{done}");
+    let archive = server.data_dir().join("objects/daybook").join(format!("exports/{cid}/{id}.tar"));
+    assert!(archive.exists());
+    let (config, dir) = server.stop().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Written over an hour ago, as far as the janitor can tell.
+    let file = std::fs::File::options().write(true).open(&archive).unwrap();
+    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(7200)).unwrap();
+    drop(file);
+    // The janitor's first round runs at start.
+    let server = tests::app::start(config, dir).await;
+    let manager = clients.manager.at(&server.http);
+    let (s, body) = manager.get(&format!("{route}/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "expired: {body}");
+    let (_, list) = manager.get(&route).await;
+    assert_eq!(list["exports"], json!([]), "{list}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while archive.exists() {
+        assert!(Instant::now() < deadline, "the archive outlived its export");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
