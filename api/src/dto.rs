@@ -261,3 +261,78 @@ pub struct KeptList {
     /// Pass as `cursor` for the next page; `null` on the last.
     pub next_cursor: Option<String>,
 }
+
+/// The body of `POST /v1/devices/{cid}/exports`: the camera's local days to export.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// The first day (`YYYY-MM-DD`), inside retention.
+    pub from: Day,
+    /// The last day, at most 30 days after `from`, not after the camera's today.
+    pub to: Day,
+}
+
+/// `202` of `POST /v1/devices/{cid}/exports`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportAccepted {
+    /// Always `true`: the request is durable in the log; the export is listed once projected.
+    pub accepted: bool,
+    /// The export (`GET /v1/devices/{cid}/exports/{export_id}`).
+    #[schema(value_type = String)]
+    pub export_id: schemas::ExportId,
+    /// Always `pending`.
+    pub state: &'static str,
+}
+
+/// One export.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportJson {
+    /// The export.
+    #[schema(value_type = String)]
+    pub export_id: schemas::ExportId,
+    /// The first day asked for.
+    pub from: Day,
+    /// The last day asked for.
+    pub to: Day,
+    /// `pending` (the worker has not finished it), `ready` (download it) or `failed` (see
+    /// `reason`). An expired export is no longer listed.
+    #[schema(pattern = "^(pending|ready|failed)$")]
+    pub state: &'static str,
+    /// When it was asked for (UTC).
+    pub requested_at: LocalTime,
+    /// When the worker finished it; `null` while pending.
+    pub completed_at: Option<LocalTime>,
+    /// When it (and its archive) expires.
+    pub expires_at: LocalTime,
+    /// The archive's size, once ready.
+    pub bytes: Option<u64>,
+    /// Events in the archive, once ready.
+    pub events: Option<u32>,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// Presigned GET of the archive (a tar: `index.json`, then the objects), once ready; valid
+    /// for `--url-ttl`.
+    pub download_url: Option<String>,
+}
+
+/// `?limit=&cursor=` of `GET /v1/devices/{cid}/exports`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Exports per page (default 20; 0 counts as 1, above 100 is capped at 100).
+    #[param(minimum = 0, maximum = 4294967295.0, format = Int64, nullable = false)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page (empty: the first page). Anything not an export id is
+    /// refused with 400 `invalid_cursor`.
+    #[param(nullable = false)]
+    pub cursor: Option<String>,
+}
+
+/// A page of a camera's exports.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportList {
+    /// Newest first.
+    pub exports: Vec<ExportJson>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}

@@ -4,6 +4,7 @@
 
 mod cursor;
 mod dto;
+mod export;
 mod keep;
 mod routes;
 mod shared;
@@ -62,6 +63,9 @@ pub struct ApiConfig {
     /// docs/data-model.md, Keeping events). False on the embedded S3 endpoint, whose janitor
     /// spares the originals.
     pub kept_copies: bool,
+    /// Most exports one camera may be sent in 24 hours (`--max-exports-per-camera-per-day`; 429
+    /// past it).
+    pub max_exports_per_camera_per_day: u32,
 }
 
 impl Default for ApiConfig {
@@ -73,6 +77,7 @@ impl Default for ApiConfig {
             url_ttl: Duration::from_secs(10 * 60),
             max_kept_per_device: 100,
             kept_copies: false,
+            max_exports_per_camera_per_day: 5,
         }
     }
 }
@@ -94,6 +99,8 @@ struct Inner {
     log: Option<AppendTo>,
     /// Keeps and un-keeps appended but perhaps not projected yet (the cap counts them).
     pending: keep::Pending,
+    /// Exports appended but perhaps not projected yet (the rate limit counts them).
+    exports: export::Appended,
 }
 
 /// Puts one of the owner's reports, as its log record, on the log; resolves once it is durable.
@@ -120,7 +127,17 @@ impl std::fmt::Debug for AppendTo {
 impl Api {
     /// Builds the service.
     pub fn new(store: Arc<dyn ProjectionStore>, signer: Arc<dyn BlobSigner>, auth: Auth, config: ApiConfig) -> Self {
-        Self { inner: Arc::new(Inner { store, signer, auth, config, log: None, pending: keep::Pending::default() }) }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                signer,
+                auth,
+                config,
+                log: None,
+                pending: keep::Pending::default(),
+                exports: export::Appended::default(),
+            }),
+        }
     }
 
     /// The service, appending the owner's reports to `log`.
@@ -130,7 +147,9 @@ impl Api {
 
     /// The service, putting the owner's reports on the log through `appender`.
     pub fn with_appender(self, appender: Appender) -> Self {
-        let Inner { store, signer, auth, config, pending, .. } = Arc::try_unwrap(self.inner).expect("not shared yet");
-        Self { inner: Arc::new(Inner { store, signer, auth, config, log: Some(AppendTo(appender)), pending }) }
+        let Inner { store, signer, auth, config, pending, exports, .. } =
+            Arc::try_unwrap(self.inner).expect("not shared yet");
+        let log = Some(AppendTo(appender));
+        Self { inner: Arc::new(Inner { store, signer, auth, config, log, pending, exports }) }
     }
 }

@@ -14,7 +14,7 @@ use utoipa::OpenApi;
 use crate::cursor::{decode_cursor, encode_cursor};
 use crate::dto::*;
 use crate::shared::bad_query;
-use crate::{keep, Api};
+use crate::{export, keep, Api};
 
 impl Api {
     /// The camera's current UTC offset: the one of its latest event start, else
@@ -37,7 +37,10 @@ impl Api {
         digest,
         keep::keep_event,
         keep::unkeep_event,
-        keep::kept_events
+        keep::kept_events,
+        export::request_export,
+        export::list_exports,
+        export::get_export
     ),
     components(schemas(ErrorBody)),
     tags((name = "viewers", description = "Viewer API: calendar, events, playback"))
@@ -56,6 +59,8 @@ pub fn router(api: Api) -> Router {
         .route("/v1/devices/{cid}", axum::routing::delete(erase_device))
         .route("/v1/events/{event_id}/keep", put(keep::keep_event).delete(keep::unkeep_event))
         .route("/v1/devices/{cid}/kept", get(keep::kept_events))
+        .route("/v1/devices/{cid}/exports", get(export::list_exports).post(export::request_export))
+        .route("/v1/devices/{cid}/exports/{export_id}", get(export::get_export))
         .with_state(api)
         .merge(crate::web::router())
 }

@@ -44,9 +44,10 @@ impl Api {
     }
 
     /// Validates one of the owner's reports and appends it to the log; returns once it is
-    /// durable. An event is inside retention while inside its device's plan (or the
-    /// deployment's retention, if longer: an event written before a downgrade is still served).
-    pub(crate) async fn append_owner_report(&self, report: Report) -> Result<(), ApiError> {
+    /// durable, with the time it was received at. An event is inside retention while inside its
+    /// device's plan (or the deployment's retention, if longer: an event written before a
+    /// downgrade is still served).
+    pub(crate) async fn append_owner_report(&self, report: Report) -> Result<Timestamp, ApiError> {
         let now = Timestamp::now();
         let mut policy = self.inner.config.policy;
         if let Some(cid) = report.cid() {
@@ -63,7 +64,7 @@ impl Api {
             )
         })?;
         (log.0)(LogRecord::of(&Envelope::new(report, now))).await?;
-        Ok(())
+        Ok(now)
     }
 
     pub(crate) async fn event_json(&self, e: &EventView) -> Result<EventJson, ApiError> {

@@ -22,6 +22,7 @@ SEMANTIC = {
     "invalid_offsets",
     "invalid_keyframes",
     "invalid_cursor",
+    "invalid_range",
 }
 
 

@@ -35,8 +35,11 @@ from daybook_client.api.viewers import (  # noqa: E402
     digest,
     erase_device,
     event_detail,
+    get_export,
     keep_event,
     kept_events,
+    list_exports,
+    request_export,
     unkeep_event,
     usage,
 )
@@ -66,6 +69,10 @@ from daybook_client.models import (  # noqa: E402
     EventsPage,
     EventStartRequest,
     EventStartResponse,
+    ExportAccepted,
+    ExportJson,
+    ExportList,
+    ExportRequest,
     KeepAccepted,
     KeptList,
     Media,
@@ -129,7 +136,7 @@ def test_the_generator_kept_every_operation():
         doc = json.load(f)
     documented = {op["operationId"] for path in doc["paths"].values() for op in path.values()}
     generated = {m.name for pkg in (devices, viewers) for m in pkgutil.iter_modules(pkg.__path__)}
-    assert len(documented) == 17, documented
+    assert len(documented) == 20, documented
     assert generated == documented, f"skipped: {documented - generated}"
 
 
@@ -319,6 +326,33 @@ def test_keep_event():
     r = unkeep_event.sync(event_id, client=manager())
     assert isinstance(r, KeepAccepted) and r.accepted and not r.kept, r
     wait_for(lambda: kept_events.sync(CID, client=viewer()), lambda k: isinstance(k, KeptList) and not k.events, "the un-keep")
+
+
+def test_exports():
+    """A managing viewer asks for today's export (a read-only viewer is refused on every export
+    route), it is listed, and turns ready with a download URL that serves a tar."""
+    today = TODAY
+    body = ExportRequest(from_=today, to=today)
+    refused = request_export.sync_detailed(CID, client=viewer(), body=body)
+    assert refused.status_code == 403 and isinstance(refused.parsed, ErrorBody), refused
+    assert list_exports.sync_detailed(CID, client=viewer()).status_code == 403
+    reversed_range = ExportRequest(from_=today, to=today - datetime.timedelta(days=1))
+    bad = request_export.sync_detailed(CID, client=manager(), body=reversed_range)
+    assert bad.status_code == 422 and bad.parsed.error.code == ErrorCode.INVALID_RANGE, bad
+    r = request_export.sync(CID, client=manager(), body=body)
+    assert isinstance(r, ExportAccepted) and r.accepted and r.state == "pending", r
+    assert get_export.sync_detailed(CID, r.export_id, client=viewer()).status_code == 403
+    done = wait_for(
+        lambda: get_export.sync(CID, r.export_id, client=manager()),
+        lambda x: isinstance(x, ExportJson) and x.state != "pending",
+        "the export",
+    )
+    assert done.state == "ready" and done.from_ == today and done.to == today, done
+    archive = httpx.get(done.download_url)
+    assert archive.status_code == 200 and len(archive.content) == done.bytes_
+    assert archive.content[257:262] == b"ustar", "a tar archive"
+    listed = list_exports.sync(CID, client=manager(), limit=1)
+    assert isinstance(listed, ExportList) and [x.export_id for x in listed.exports] == [r.export_id], listed
 
 
 def test_delete_event():

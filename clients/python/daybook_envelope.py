@@ -390,6 +390,8 @@ _REPORT_KINDS = [
     "event_unkept",
     "device_erased",
     "plan_set",
+    "export_requested",
+    "export_completed",
 ]
 
 
@@ -459,10 +461,46 @@ _V4_REPORTS: List[Tuple[str, _Fields]] = _V3_REPORTS + [
     ("plan_set", [("cid", _device_id), ("retention_days", _u32)]),
 ]
 
-# Schema version 5: version 4 with the snapshot's stated size at the end of an event start.
+_export_id = _token("[A-Za-z0-9_-]{1,64}", "1 to 64 of A-Z a-z 0-9 _ -")
+
+
+def _tagged(variants: List[Tuple[str, _Fields]]) -> Callable[[_Reader, str], Dict[str, Any]]:
+    """An enum with fields, as serde writes it in JSON: `{variant_name: {fields}}`."""
+
+    def read_tagged(r: _Reader, what: str) -> Dict[str, Any]:
+        name, fields = variants[r.variant(what, len(variants))]
+        return {name: _struct(fields)(r, f"{what}.{name}")}
+
+    return read_tagged
+
+
+# Schema version 5: version 4 with the snapshot's stated size at the end of an event start, plus
+# exports as variants 13 and 14 (each about a device).
 _V5_REPORTS: List[Tuple[str, _Fields]] = [
     ("event_started", _V4_REPORTS[0][1] + [("snapshot_size", _option(_u64))])
-] + _V4_REPORTS[1:]
+] + _V4_REPORTS[1:] + [
+    ("export_requested", [("cid", _device_id), ("export_id", _export_id), ("from", _day), ("to", _day)]),
+    (
+        "export_completed",
+        [
+            ("cid", _device_id),
+            ("export_id", _export_id),
+            ("requested_at", _instant),
+            ("from", _day),
+            ("to", _day),
+            (
+                "outcome",
+                _tagged(
+                    [
+                        ("ready", [("key", _text), ("bytes", _u64), ("events", _u32)]),
+                        ("failed", [("reason", _text)]),
+                    ]
+                ),
+            ),
+            ("expires_at", _instant),
+        ],
+    ),
+]
 
 # What an older record reads as today: the keys later versions added, at their defaults.
 _BEFORE_V5_DEFAULTS: Dict[str, Dict[str, Any]] = {"event_started": {"snapshot_size": None}}

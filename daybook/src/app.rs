@@ -30,7 +30,7 @@ pub(crate) const OBJECTS_EXPIRED_TOTAL: Metric = Metric {
     kind: Kind::Counter,
     unit: None,
     labels: &[],
-    help: "Embedded S3 endpoint: objects deleted because their day passed retention.",
+    help: "Embedded S3 endpoint: objects deleted because their day passed retention, or their export expired.",
 };
 
 pub(crate) const OBJECTS_PURGED_TOTAL: Metric = Metric {
@@ -105,6 +105,9 @@ pub struct Application {
     summary: String,
     /// The notifier's settings and key (all-in-one and `daybook notify`).
     notify: Option<(crate::notify::deliver::NotifyConfig, crate::notify::seal::NotifyKey, crate::config::LogConfig)>,
+    /// The export worker's bucket and settings (all-in-one: it has the log, the store and the
+    /// object store).
+    exports: Option<(infra::s3::S3Config, crate::export::ExportSettings)>,
 }
 
 #[derive(Debug)]
@@ -174,6 +177,17 @@ impl Application {
         } else {
             None
         };
+        let exports = if role == Role::AllInOne {
+            let embedded = s3.as_ref().map(|s| s.addr);
+            let settings = crate::export::ExportSettings {
+                ttl: config.export_ttl,
+                part_size: config.export_part_size,
+                ..Default::default()
+            };
+            Some((resolve::s3_config(&config.s3, &config.data_dir, embedded)?, settings))
+        } else {
+            None
+        };
         let signer = if role.signer() {
             let embedded = s3.as_ref().map(|s| s.addr);
             let signer = resolve::open_signer(&config.s3, &config.data_dir, embedded, policy.retention_days).await?;
@@ -203,6 +217,7 @@ impl Application {
                 url_ttl: config.s3.url_ttl,
                 max_kept_per_device: config.max_kept_per_device,
                 kept_copies: s3.is_none(),
+                max_exports_per_camera_per_day: config.max_exports_per_camera_per_day,
                 ..api::ApiConfig::default()
             };
             let mut viewer_api = api::Api::new(store.clone(), signer.clone(), auth, api_config);
@@ -294,6 +309,7 @@ impl Application {
             auth_reload,
             summary,
             notify,
+            exports,
         })
     }
 
@@ -400,6 +416,23 @@ impl Application {
             let embedded = log.as_ref().and_then(|l| l.embedded.clone()).map(|log| (log, self.group_retention));
             tokio::spawn(janitor(self.policy, store.clone(), embedded, objects.clone(), rx.clone()))
         });
+        // The export worker, beside the projector whose store it reads.
+        let exporter = match (self.exports, &log, &store) {
+            (Some((s3, settings)), Some(log), Some(store)) => {
+                let (log, store, rx) = (log.log.clone(), store.clone(), rx.clone());
+                Some(tokio::spawn(async move {
+                    let worker = crate::export::ExportWorker {
+                        store,
+                        log,
+                        s3: infra::s3::bucket_client(&s3).await,
+                        bucket: s3.bucket.clone(),
+                        settings,
+                    };
+                    crate::export::run(worker, rx).await;
+                }))
+            }
+            _ => None,
+        };
         let storage = match (self.role.projector(), &store) {
             (true, Some(store)) => Some(tokio::spawn(storage_gauge(store.clone(), rx.clone()))),
             _ => None,
@@ -454,6 +487,10 @@ impl Application {
             Some(n) => n.await.context("notifier task")?,
             None => Ok(()),
         };
+        // Before the log shuts down: a completion being appended is finished or dropped whole.
+        if let Some(x) = exporter {
+            let _ = x.await;
+        }
         if let Some(log) = &log {
             log.log.shutdown().await.context("log shutdown")?;
         }
@@ -704,6 +741,37 @@ async fn purger(store: Arc<dyn ProjectionStore>, objects: (PathBuf, String), mut
     }
 }
 
+/// Deletes the export archives of the embedded endpoint's directory whose export the store no
+/// longer holds (expired; an archive written within the last hour may be one whose completion
+/// is not projected yet, and stays). Returns how many went.
+async fn expire_archives(store: &dyn ProjectionStore, root: &std::path::Path, bucket: &str) -> anyhow::Result<u64> {
+    let (r, b) = (root.to_owned(), bucket.to_owned());
+    let archives =
+        tokio::task::spawn_blocking(move || infra::s3_server::export_archives(&r, &b, Duration::from_secs(3600)))
+            .await??;
+    let mut gone = Vec::new();
+    for (cid, id, key) in archives {
+        let (Ok(cid), Ok(id)) = (schemas::DeviceId::parse(&cid), schemas::ExportId::parse(&id)) else { continue };
+        if store.export(&cid, &id).await?.is_none() {
+            gone.push(key);
+        }
+    }
+    let (r, b) = (root.to_owned(), bucket.to_owned());
+    let deleted = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        let mut n = 0;
+        for key in &gone {
+            n += u64::from(infra::s3_server::delete_object(&r, &b, key)?);
+        }
+        Ok(n)
+    })
+    .await??;
+    Ok(deleted)
+}
+
+/// How old a multipart upload of the embedded endpoint must be for the janitor to take it for
+/// abandoned (an export's upload takes minutes).
+const STALE_UPLOAD_AGE: Duration = Duration::from_secs(86_400);
+
 /// Hourly upkeep of the embedded engines: drop days past retention, forget consumer groups
 /// idle past `group_retention` and truncate the log, delete objects past retention from the
 /// embedded S3 endpoint's directory (`objects`: its root and bucket).
@@ -762,6 +830,31 @@ async fn janitor(
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired objects failed"),
                 Err(e) => tracing::warn!(error = %e, "deleting expired objects failed"),
+            }
+        }
+        // Export archives whose export is gone (expired, or erased while it was written).
+        if let (Some((root, bucket)), Some(store)) = (&objects, &store) {
+            match tokio::select! {
+                n = expire_archives(store.as_ref(), root, bucket) => n,
+                _ = shutdown.wait_for(|v| *v) => return,
+            } {
+                Ok(0) => {}
+                Ok(n) => {
+                    metrics::counter!(OBJECTS_EXPIRED_TOTAL.name).increment(n);
+                    tracing::info!(archives = n, "deleted expired export archives");
+                }
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "deleting expired export archives failed"),
+            }
+        }
+        // Multipart uploads a stopped export worker left half done (the endpoint lists none).
+        if let Some((root, _)) = &objects {
+            let root = root.clone();
+            let stale = move || infra::s3_server::expire_stale_uploads(&root, STALE_UPLOAD_AGE);
+            match tokio::task::spawn_blocking(stale).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(files = n, "deleted the parts of abandoned uploads"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "deleting abandoned uploads failed"),
+                Err(e) => tracing::warn!(error = %e, "deleting abandoned uploads failed"),
             }
         }
         if let Some((log, group_retention)) = &log {

@@ -92,6 +92,13 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Most events one device may keep past retention (the viewer API's cap).
     pub max_kept_per_device: u32,
+    /// Most exports one camera may be sent in 24 hours (the viewer API's rate limit).
+    pub max_exports_per_camera_per_day: u32,
+    /// How long a completed export and its archive are kept (the export worker).
+    pub export_ttl: Duration,
+    /// Bytes per part of an export archive's upload: the export worker's buffer (at least
+    /// 5 MiB, S3's smallest part).
+    pub export_part_size: usize,
 }
 
 impl Config {
@@ -145,6 +152,9 @@ impl Config {
             replicas: Vec::new(),
             notify: NotifyConfig::default(),
             max_kept_per_device: 100,
+            max_exports_per_camera_per_day: 5,
+            export_ttl: Duration::from_secs(7 * 86_400),
+            export_part_size: 8 * 1024 * 1024,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod backup;
 pub mod cli;
 mod config;
 pub mod erasure;
+pub mod export;
 mod http;
 mod in_use;
 pub mod metric_catalog;
@@ -55,6 +56,9 @@ pub const METRICS: &[seams::metric::Metric] = &[
     app::OBJECTS_PURGED_TOTAL,
     app::KEPT_COPIES_TOTAL,
     app::STORAGE_BYTES,
+    export::EXPORTS_TOTAL,
+    export::EXPORT_SECONDS,
+    export::EXPORT_BYTES_TOTAL,
     notify::deliver::NOTIFY_DELIVERED_TOTAL,
     notify::deliver::NOTIFY_FAILED_TOTAL,
     notify::deliver::NOTIFY_SKIPPED_TOTAL,

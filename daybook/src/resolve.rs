@@ -81,7 +81,21 @@ pub async fn open_signer(
     embedded: Option<SocketAddr>,
     retention_days: u32,
 ) -> anyhow::Result<Arc<dyn BlobSigner>> {
-    let s3 = match (&config.endpoint, embedded) {
+    let s3 = s3_config(config, data_dir, embedded)?;
+    let signer = S3Signer::new(&s3).await;
+    if embedded.is_none() {
+        // A bucket that cannot be set up is not fatal at start: /readyz reports it.
+        if let Err(e) = signer.ensure_bucket(retention_days).await {
+            tracing::warn!(error = %e, "object store bucket setup failed");
+        }
+    }
+    Ok(Arc::new(signer))
+}
+
+/// The bucket's client configuration; with `embedded` set, the all-in-one's own S3 endpoint at
+/// that address.
+pub fn s3_config(config: &S3Settings, data_dir: &Path, embedded: Option<SocketAddr>) -> anyhow::Result<S3Config> {
+    Ok(match (&config.endpoint, embedded) {
         (None, Some(addr)) => S3Config {
             endpoint: Some(format!("http://{addr}")),
             public_url: config.public_url.clone(),
@@ -91,15 +105,7 @@ pub async fn open_signer(
             path_style: true,
         },
         _ => external_config(config),
-    };
-    let signer = S3Signer::new(&s3).await;
-    if embedded.is_none() {
-        // A bucket that cannot be set up is not fatal at start: /readyz reports it.
-        if let Err(e) = signer.ensure_bucket(retention_days).await {
-            tracing::warn!(error = %e, "object store bucket setup failed");
-        }
-    }
-    Ok(Arc::new(signer))
+    })
 }
 
 /// The external bucket (`--s3-endpoint`, or AWS when none is given), for a process without the

@@ -90,7 +90,7 @@ fn secret_from(env: Option<String>, data_dir: &Path) -> anyhow::Result<Vec<u8>> 
 }
 
 /// Access and secret key of the embedded S3 endpoint, `DIR/s3-credentials`.
-pub(crate) fn embedded_s3_credentials(data_dir: &Path) -> anyhow::Result<(String, String)> {
+pub fn embedded_s3_credentials(data_dir: &Path) -> anyhow::Result<(String, String)> {
     let text = read_or_create(data_dir, "s3-credentials", || {
         format!("daybook{}:{}", &uuid::Uuid::new_v4().simple().to_string()[..12], random_hex())
     })?;

@@ -3,7 +3,7 @@
 //! the operator's erasure of another device (`daybook erase device`, appending to the topic);
 //! the store is then rebuilt from the topic into a fresh data directory with the binary, and
 //! must hold the same calendar and events (the deleted one deleted, the kept one kept, nothing
-//! of the erased device). A rebuild with `--kept-from` carries the old store's kept events over;
+//! of the erased device) and the same export, ready. A rebuild with `--kept-from` carries the old store's kept events over;
 //! a second rebuild into a directory that is no longer empty is refused.
 
 use std::process::Command;
@@ -47,6 +47,17 @@ async fn rebuild_from_kafka_into_a_fresh_embedded_store() {
     let (status, body) = keeper.put(&format!("/v1/events/{kept}/keep")).await;
     assert_eq!(status, 202, "{body}");
     flow::wait_kept(&keeper, "cam-r2", &[kept.as_str()], Duration::from_secs(60)).await;
+    // And exports its day: the request and the worker's completion, both on the topic.
+    let today = Utc::now().format("%Y-%m-%d").to_string();
+    let (status, body) =
+        keeper.post("/v1/devices/cam-r2/exports", &serde_json::json!({"from": today, "to": today})).await;
+    assert_eq!(status, 202, "{body}");
+    let export = body["export_id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while keeper.get(&format!("/v1/devices/cam-r2/exports/{export}")).await.1["state"] != "ready" {
+        assert!(std::time::Instant::now() < deadline, "the export is not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The operator erases cam-r3 with the command, which appends to the topic itself.
     let dev = Http::new(&server.http, &server.device_token("cam-r3"));
     let viewer = Http::new(&server.http, &server.viewer_token(&["cam-r3"]));
@@ -113,6 +124,12 @@ async fn rebuild_from_kafka_into_a_fresh_embedded_store() {
             assert_eq!(rebuilt.event(&id).await.unwrap(), detail, "event {id:?}");
         }
     }
+    // The export, ready, in both.
+    let cid = DeviceId::parse("cam-r2").unwrap();
+    let exports = original.exports(&cid, None, 10).await.unwrap();
+    assert_eq!(exports.iter().map(|x| x.export_id.as_str()).collect::<Vec<_>>(), [export.as_str()]);
+    assert!(matches!(exports[0].outcome, Some(schemas::ExportOutcome::Ready { .. })), "{exports:?}");
+    assert_eq!(rebuilt.exports(&cid, None, 10).await.unwrap(), exports, "the rebuilt store lists the export");
     drop(rebuilt);
     drop(original);
 

@@ -96,6 +96,12 @@ fn client(shared: &SdkConfig, config: &S3Config, endpoint: Option<&str>) -> Clie
     Client::from_conf(b.build())
 }
 
+/// A client of the bucket's endpoint, as daybook itself talks to it (the export worker writes
+/// its archives with it): the same configuration the signer's is built from.
+pub async fn bucket_client(config: &S3Config) -> Client {
+    client(&sdk_config(config).await, config, config.endpoint.as_deref())
+}
+
 /// The endpoint URLs are signed for: `public_url`, else `endpoint`, else what the SDK would
 /// take from the shared configuration (as `aws_sdk_s3::config::Builder::from(&SdkConfig)`: an
 /// S3-specific `AWS_ENDPOINT_URL_S3` or profile setting over the general `AWS_ENDPOINT_URL`),

@@ -669,7 +669,9 @@ struct Refusal {
 /// Deletes the object `key` (and its metadata) from the embedded endpoint's directory, as
 /// [`expire_objects`] does; `false` if it was not there.
 pub fn delete_object(root: &Path, bucket: &str, key: &str) -> std::io::Result<bool> {
-    if !key.starts_with("devices/") || key.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+    if !(key.starts_with("devices/") || key.starts_with("exports/"))
+        || key.split('/').any(|p| p.is_empty() || p == "." || p == "..")
+    {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not an object key: {key}")));
     }
     let removed = match std::fs::remove_file(root.join(bucket).join(key)) {
@@ -682,6 +684,71 @@ pub fn delete_object(root: &Path, bucket: &str, key: &str) -> std::io::Result<bo
         let _ = std::fs::remove_file(root.join(format!(".bucket-{}.object-{}.{sidecar}", encode(bucket), encode(key))));
     }
     Ok(removed)
+}
+
+/// The export archives of `bucket` under `root` (`exports/{cid}/{export_id}.tar`) last written
+/// more than `older_than` ago, as (cid, export id, key): what the janitor asks the store about
+/// (an archive whose export expired, or was never completed, is deleted with
+/// [`delete_object`]). Blocking (file system).
+pub fn export_archives(
+    root: &Path,
+    bucket: &str,
+    older_than: Duration,
+) -> std::io::Result<Vec<(String, String, String)>> {
+    let cutoff = std::time::SystemTime::now().checked_sub(older_than).unwrap_or(std::time::UNIX_EPOCH);
+    let exports = root.join(bucket).join("exports");
+    let devices = match std::fs::read_dir(&exports) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for device in devices {
+        let device = device?;
+        let cid = device.file_name().to_string_lossy().into_owned();
+        let Ok(files) = std::fs::read_dir(device.path()) else { continue };
+        for file in files {
+            let file = file?;
+            let name = file.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".tar") else { continue };
+            if file.metadata()?.modified()? > cutoff {
+                continue;
+            }
+            out.push((cid.clone(), id.to_owned(), format!("exports/{cid}/{name}")));
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes what multipart uploads started more than `older_than` ago and never completed or
+/// aborted left in the endpoint's directory `root` (their parts and bookkeeping files: a worker
+/// stopped mid-upload leaves them; this endpoint does not list uploads), and returns how many
+/// files went. Blocking (file system).
+pub fn expire_stale_uploads(root: &Path, older_than: Duration) -> std::io::Result<u64> {
+    let cutoff = std::time::SystemTime::now().checked_sub(older_than).unwrap_or(std::time::UNIX_EPOCH);
+    let entries = match std::fs::read_dir(root) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut deleted = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let of_upload = name.starts_with(".upload_id-")
+            || name.starts_with(".upload-")
+            || (name.starts_with(".bucket-") && name.contains(".upload-") && name.ends_with(".metadata.json"));
+        if !of_upload || entry.metadata()?.modified()? > cutoff {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => deleted += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
 }
 
 /// Deletes the objects of `bucket` under `root` (as [`serve`] lays them out) whose day is past

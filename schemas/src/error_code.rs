@@ -80,13 +80,18 @@ pub enum ErrorCode {
     TooManyConnections,
     /// 409: the device already has as many kept events as a device may (`--max-kept-per-device`).
     KeptLimit,
+    /// 429: the device was sent as many exports as it may be in a day
+    /// (`--max-exports-per-camera-per-day`); `Retry-After` says when the next one is allowed.
+    ExportLimit,
+    /// 422: an export's date range is reversed, too long, or outside retention.
+    InvalidRange,
     /// 500: a bug or an engine failure a retry will not fix.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [Self; 36] = [
+    pub const ALL: [Self; 38] = [
         Self::MalformedJson,
         Self::UnreadableBody,
         Self::BodyTooLarge,
@@ -122,6 +127,8 @@ impl ErrorCode {
         Self::ShuttingDown,
         Self::TooManyConnections,
         Self::KeptLimit,
+        Self::ExportLimit,
+        Self::InvalidRange,
         Self::Internal,
     ];
 
@@ -163,6 +170,8 @@ impl ErrorCode {
             Self::ShuttingDown => "shutting_down",
             Self::TooManyConnections => "too_many_connections",
             Self::KeptLimit => "kept_limit",
+            Self::ExportLimit => "export_limit",
+            Self::InvalidRange => "invalid_range",
             Self::Internal => "internal",
         }
     }

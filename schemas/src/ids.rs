@@ -119,6 +119,22 @@ string_id!(
     "^[A-Za-z0-9_-]{1,64}$"
 );
 
+string_id!(
+    /// An export's id (the viewer API issues `exp-<12 hex: request time, ms>-<16 hex: random>`
+    /// when the owner asks for one, so ids sort by request time): 1–64 of `A-Z a-z 0-9 _ -`.
+    ExportId, "export id", 64,
+    |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
+    "1 to 64 of A-Z a-z 0-9 _ -",
+    "^[A-Za-z0-9_-]{1,64}$"
+);
+
+impl ExportId {
+    /// A fresh, unguessable id for a request received at `at`, from 64 random bits.
+    pub fn generate(at: crate::time::Timestamp, random: u64) -> Self {
+        Self(format!("exp-{:012x}-{random:016x}", at.millis().max(0)))
+    }
+}
+
 impl SubscriptionId {
     /// A fresh id from 64 random bits.
     pub fn generate(random: u64) -> Self {

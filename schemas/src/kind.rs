@@ -33,10 +33,14 @@ pub enum ReportKind {
     DeviceErased,
     /// `plan_set`
     PlanSet,
+    /// `export_requested`
+    ExportRequested,
+    /// `export_completed`
+    ExportCompleted,
 }
 
 /// Every kind, in wire order.
-pub const ALL_KINDS: [ReportKind; 13] = [
+pub const ALL_KINDS: [ReportKind; 15] = [
     ReportKind::EventStarted,
     ReportKind::EventEnded,
     ReportKind::SegmentReported,
@@ -50,6 +54,8 @@ pub const ALL_KINDS: [ReportKind; 13] = [
     ReportKind::EventUnkept,
     ReportKind::DeviceErased,
     ReportKind::PlanSet,
+    ReportKind::ExportRequested,
+    ReportKind::ExportCompleted,
 ];
 
 impl ReportKind {
@@ -69,6 +75,8 @@ impl ReportKind {
             Self::EventUnkept => "event_unkept",
             Self::DeviceErased => "device_erased",
             Self::PlanSet => "plan_set",
+            Self::ExportRequested => "export_requested",
+            Self::ExportCompleted => "export_completed",
         }
     }
 
@@ -87,12 +95,14 @@ impl ReportKind {
             | Self::SubscriptionDeadLettered
             | Self::DeadLettersReleased => 3,
             Self::EventDeleted | Self::EventKept | Self::EventUnkept | Self::DeviceErased | Self::PlanSet => 4,
+            Self::ExportRequested | Self::ExportCompleted => 5,
         }
     }
 
-    /// Whether the owner of a device makes reports of this kind (through the viewer API).
+    /// Whether the owner of a device makes reports of this kind (through the viewer API), or
+    /// the export worker on the owner's behalf.
     pub fn is_owner_report(self) -> bool {
-        self.since_schema() == 4
+        self.since_schema() >= 4
     }
 
     /// Whether a device makes reports of this kind (the first four).

@@ -10,6 +10,7 @@
 //! * [`subscription`]: notification subscriptions, as reports on the log (schema version 3).
 //! * [`kind`]: the report kinds (`daybook.type`).
 //! * [`owner`]: the owner's reports: deletions, keeps, erasures, plans (schema version 4).
+//! * [`export`]: the owner's copy: exports asked for and completed (schema version 5).
 //! * [`json`]: the envelope as the flat JSON object `daybook tail` prints (docs/topic.md).
 //!
 //! This crate is also the decoder analytics consumers use: `Envelope::decode` reads every
@@ -19,6 +20,7 @@ pub mod columns;
 pub mod day;
 pub mod envelope;
 pub mod error_code;
+pub mod export;
 pub mod id_error;
 pub mod ids;
 pub mod json;
@@ -31,7 +33,10 @@ pub mod time;
 
 pub use envelope::{DecodeError, Envelope, SCHEMA_VERSION};
 pub use error_code::ErrorCode;
-pub use ids::{Day, DeviceId, EventId, EventType, IdError, SegmentId, SubscriptionId, DAY_PATTERN, EVENT_ID_PATTERN};
+pub use export::{ExportCompleted, ExportOutcome, ExportRequested};
+pub use ids::{
+    Day, DeviceId, EventId, EventType, ExportId, IdError, SegmentId, SubscriptionId, DAY_PATTERN, EVENT_ID_PATTERN,
+};
 pub use owner::{DeviceErased, EventDeleted, EventKept, EventUnkept, PlanSet};
 pub use report::{
     DigestReported, EndStatus, EventEnded, EventMapping, EventStarted, Invalid, Media, Report, ReportKind,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::columns::{bigint_column, int_column, Unstorable};
 use crate::error_code::ErrorCode;
+use crate::export::{ExportCompleted, ExportOutcome, ExportRequested, MAX_EXPORT_DAYS, MAX_EXPORT_REASON};
 use crate::ids::{Day, DeviceId, EventId, EventType, SegmentId};
 pub use crate::kind::ReportKind;
 use crate::owner::{DeviceErased, EventDeleted, EventKept, EventUnkept, PlanSet, MAX_PLAN_DAYS, MIN_PLAN_DAYS};
@@ -174,7 +175,7 @@ pub struct DigestReported {
 }
 
 /// Every report on the log: the four a device makes, (since schema version 3) the changes of
-/// notification subscriptions, and (since version 4) the owner's. New variants are appended at the end only: bincode
+/// notification subscriptions, (since version 4) the owner's, and (since version 5) exports. New variants are appended at the end only: bincode
 /// numbers variants by position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Report {
@@ -204,6 +205,10 @@ pub enum Report {
     DeviceErased(DeviceErased),
     /// See [`PlanSet`] (schema version 4).
     PlanSet(PlanSet),
+    /// See [`ExportRequested`] (schema version 5).
+    ExportRequested(ExportRequested),
+    /// See [`ExportCompleted`] (schema version 5).
+    ExportCompleted(ExportCompleted),
 }
 
 /// The time rules every report is held to.
@@ -371,6 +376,8 @@ impl Report {
             Self::EventUnkept(r) => Some(&r.cid),
             Self::DeviceErased(r) => Some(&r.cid),
             Self::PlanSet(r) => Some(&r.cid),
+            Self::ExportRequested(r) => Some(&r.cid),
+            Self::ExportCompleted(r) => Some(&r.cid),
             Self::SubscriptionSet(_)
             | Self::SubscriptionDeleted(_)
             | Self::SubscriptionDeadLettered(_)
@@ -415,6 +422,8 @@ impl Report {
             Self::EventUnkept(_) => ReportKind::EventUnkept,
             Self::DeviceErased(_) => ReportKind::DeviceErased,
             Self::PlanSet(_) => ReportKind::PlanSet,
+            Self::ExportRequested(_) => ReportKind::ExportRequested,
+            Self::ExportCompleted(_) => ReportKind::ExportCompleted,
         }
     }
 
@@ -479,6 +488,12 @@ impl Report {
                 int_column("duration_ms", r.duration_ms).map(drop)
             }
             Report::EventStarted(r) => r.snapshot_size.map_or(Ok(()), |n| bigint_column("snapshot_size", n).map(drop)),
+            Report::ExportCompleted(ExportCompleted {
+                outcome: ExportOutcome::Ready { bytes, events, .. }, ..
+            }) => {
+                bigint_column("bytes", *bytes)?;
+                int_column("events", *events).map(drop)
+            }
             // Defined on the wire, not projected yet (crate::owner).
             Report::PlanSet(_) => Err(Unstorable::NotProjected { kind: self.kind().as_str() }),
             // Subscription reports, deletions, keeps and erasures hold no numeric column.
@@ -487,6 +502,8 @@ impl Report {
             | Report::EventKept(_)
             | Report::EventUnkept(_)
             | Report::DeviceErased(_)
+            | Report::ExportRequested(_)
+            | Report::ExportCompleted(_)
             | Report::SubscriptionSet(_)
             | Report::SubscriptionDeleted(_)
             | Report::SubscriptionDeadLettered(_)
@@ -626,7 +643,50 @@ impl Report {
                 format!("retention_days {} must be {MIN_PLAN_DAYS}..={MAX_PLAN_DAYS}", r.retention_days),
             )),
             Self::PlanSet(_) => Ok(()),
+            Self::ExportRequested(r) => policy.check_export_range(r.from, r.to, now),
+            Self::ExportCompleted(r) => check_export_completed(r),
         }
+    }
+}
+
+/// The rules of an export's completion: the archive under its own key, a reason of bounded
+/// length.
+fn check_export_completed(r: &ExportCompleted) -> Result<(), Invalid> {
+    match &r.outcome {
+        ExportOutcome::Ready { key, .. } if *key != crate::export::archive_key(&r.cid, &r.export_id) => {
+            Err(Invalid::new(ErrorCode::Invalid, format!("export {} has its archive under another key", r.export_id)))
+        }
+        ExportOutcome::Failed { reason } if reason.len() > MAX_EXPORT_REASON => Err(Invalid::new(
+            ErrorCode::Invalid,
+            format!("a failed export's reason is at most {MAX_EXPORT_REASON} bytes"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl TimePolicy {
+    /// The rules of an export's days (the camera's local days, `from..=to`): in order, at most
+    /// [`MAX_EXPORT_DAYS`], the last one begun somewhere on earth by `now`, the first one not
+    /// past retention at any offset.
+    pub fn check_export_range(&self, from: Day, to: Day, now: Timestamp) -> Result<(), Invalid> {
+        let invalid = |m: String| Err(Invalid::new(ErrorCode::InvalidRange, m));
+        if from > to {
+            return invalid(format!("from {from} is after to {to}"));
+        }
+        let days = to.days_since(from) + 1;
+        if days > i64::from(MAX_EXPORT_DAYS) {
+            return invalid(format!("{days} days from {from} to {to}: an export spans at most {MAX_EXPORT_DAYS}"));
+        }
+        // A camera's day begins up to 14 hours before UTC's and ends up to 12 after.
+        let latest = DayOffset::from_minutes(14 * 60).expect("+14:00").day_of(now).expect("now is in range");
+        if to > latest {
+            return invalid(format!("to {to} has not begun"));
+        }
+        let oldest = DayOffset::from_minutes(-12 * 60).expect("-12:00").day_of(now.plus_millis(-self.retention_ms()));
+        if oldest.is_some_and(|oldest| from < oldest) {
+            return invalid(format!("from {from} is past the {}-day retention", self.retention_days));
+        }
+        Ok(())
     }
 }
 
@@ -659,6 +719,10 @@ impl SubscriptionSet {
     /// what was sent before and on the time).
     pub fn matches(&self, report: &Report) -> bool {
         let Some(cid) = report.cid() else { return false };
+        // Exports are between the owner and the api: no subscription is sent them.
+        if matches!(report, Report::ExportRequested(_) | Report::ExportCompleted(_)) {
+            return false;
+        }
         if !self.takes_device(cid.as_str()) || !self.takes_kind(report.kind()) {
             return false;
         }
@@ -917,5 +981,50 @@ mod tests {
         assert!(!sub(vec![ReportKind::EventStarted], &[]).matches(&deletion));
         assert!(sub(vec![ReportKind::EventDeleted], &[]).check().is_ok());
         assert!(sub(vec![ReportKind::EventKept], &[]).check().is_err(), "not sent by this release");
+    }
+
+    #[test]
+    fn an_export_spans_at_most_a_month_inside_retention_and_completes_under_its_own_key() {
+        use crate::ids::ExportId;
+        let now = Timestamp::now();
+        let today = DayOffset::default().day_of(now).unwrap();
+        let cid = DeviceId::parse("cam-1").unwrap();
+        let export_id = ExportId::generate(now, 7);
+        let request = |from: Day, to: Day| {
+            Report::ExportRequested(ExportRequested { cid: cid.clone(), export_id: export_id.clone(), from, to })
+        };
+        assert!(request(today, today).validate(&policy(), now).is_ok());
+        assert!(request(today.add_days(-30), today).validate(&policy(), now).is_ok());
+        for (from, to) in [
+            (today, today.add_days(-1)),
+            (today.add_days(-31), today),
+            (today.add_days(2), today.add_days(2)),
+            (today.add_days(-40), today.add_days(-35)),
+        ] {
+            assert_eq!(
+                request(from, to).validate(&policy(), now).unwrap_err().code,
+                ErrorCode::InvalidRange,
+                "{from} {to}"
+            );
+        }
+        let completed = |outcome| {
+            Report::ExportCompleted(ExportCompleted {
+                cid: cid.clone(),
+                export_id: export_id.clone(),
+                requested_at: now,
+                from: today,
+                to: today,
+                outcome,
+                expires_at: now,
+            })
+        };
+        let key = crate::export::archive_key(&cid, &export_id);
+        assert!(completed(ExportOutcome::Ready { key, bytes: 10, events: 1 }).validate(&policy(), now).is_ok());
+        let elsewhere = ExportOutcome::Ready { key: "devices/cam-1/x".into(), bytes: 10, events: 1 };
+        assert!(completed(elsewhere).validate(&policy(), now).is_err());
+        assert!(completed(ExportOutcome::Failed { reason: "x".repeat(501) }).validate(&policy(), now).is_err());
+        // No subscription is sent them, and none may ask for them.
+        assert!(!subscription(vec![], &[], now).matches(&request(today, today)));
+        assert!(subscription(vec![ReportKind::ExportRequested], &[], now).check().is_err());
     }
 }

@@ -30,6 +30,7 @@
 //! | event deleted | [`RowData::EventDeleted`] | the event's day (from its id) | the event's filing time, for [`MAX_PLAN_DAYS`] |
 //! | event kept / un-kept | [`RowData::EventKept`] | the event's day (from its id) | the event's filing time, for [`MAX_PLAN_DAYS`] (a kept event never expires while kept, see below) |
 //! | device erased | none: device-wide, its erasure mark (below) | — | never expires |
+//! | export requested / completed | none: device-wide, its export's row ([`crate::export`]) | — | the export's own expiry ([`crate::export::expiry`]) |
 //!
 //! A deletion marks the event's row deleted (creating it, deleted, if nothing of the event has
 //! arrived yet), and the mark is never taken back: the event leaves every read, and a start, an
@@ -112,9 +113,13 @@ pub fn write_stamp(envelope: &Envelope) -> i64 {
 /// The device whose erasure covers `envelope`'s report, and the write stamp compared with its
 /// erasure mark (see the module docs): a report about a device (its own, or its owner's) with
 /// its own stamp; a dead letter with the stamp of the record it holds, when that record is a
-/// device's report; nothing for the other subscription reports.
+/// device's report; nothing for the other subscription reports. An export's completion carries
+/// the (lowest) stamp of its request's millisecond.
 pub fn erasable(envelope: &Envelope) -> Option<(DeviceId, i64)> {
     match (&envelope.report, envelope.report.cid()) {
+        // A completion is as old as its request: an erasure received after the request covers
+        // it, whenever the worker finished (its archive may hold what the erasure removed).
+        (Report::ExportCompleted(r), Some(cid)) => Some((cid.clone(), r.requested_at.millis().saturating_mul(1000))),
         (_, Some(cid)) => Some((cid.clone(), write_stamp(envelope))),
         (Report::SubscriptionDeadLettered(letter), None) => {
             let record = Envelope::decode(&letter.record.0).ok()?;
@@ -375,6 +380,9 @@ pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
         // An erasure is device-wide: every store applies it outside the day partitions (see the
         // module docs).
         Report::DeviceErased(_) => Vec::new(),
+        // Exports are device-wide too: every store keeps them in its exports table, each until
+        // its own expiry (`crate::export::expiry`).
+        Report::ExportRequested(_) | Report::ExportCompleted(_) => Vec::new(),
         Report::EventKept(r) => vec![mark_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: true })],
         Report::EventUnkept(r) => {
             vec![mark_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: false })]

@@ -328,7 +328,52 @@ fn cases() -> Vec<(&'static str, Envelope)> {
             env(event_ended("cam-1", motion.clone(), t, EndStatus::Complete), received)
                 .with_retention(Some(owner::MIN_PLAN_DAYS)),
         ),
+        ("export_requested", env(Report::ExportRequested(export_requested()), received)),
+        (
+            "export_completed_ready",
+            env(
+                Report::ExportCompleted(ExportCompleted {
+                    cid: cid("cam-1"),
+                    export_id: export_id(),
+                    requested_at: t,
+                    from: export_requested().from,
+                    to: export_requested().to,
+                    outcome: ExportOutcome::Ready {
+                        key: schemas::export::archive_key(&cid("cam-1"), &export_id()),
+                        bytes: 5_368_709_120,
+                        events: 1234,
+                    },
+                    expires_at: received.plus_millis(7 * 86_400_000),
+                }),
+                received,
+            ),
+        ),
+        (
+            "export_completed_failed",
+            env(
+                Report::ExportCompleted(ExportCompleted {
+                    cid: cid("cam-1"),
+                    export_id: export_id(),
+                    requested_at: t,
+                    from: export_requested().from,
+                    to: export_requested().to,
+                    outcome: ExportOutcome::Failed { reason: "object store unavailable".into() },
+                    expires_at: received.plus_millis(7 * 86_400_000),
+                }),
+                received,
+            ),
+        ),
     ]
+}
+
+fn export_id() -> ExportId {
+    ExportId::parse("exp-01a202605fbb-0123456789abcdef").unwrap()
+}
+
+/// An export of the last week of November 2026.
+fn export_requested() -> ExportRequested {
+    let day = |d| Day::from_date(NaiveDate::from_ymd_opt(2026, 11, d).unwrap());
+    ExportRequested { cid: cid("cam-1"), export_id: export_id(), from: day(16), to: day(22) }
 }
 
 /// A subscription with every filter and option set, two secrets (a rotation).
@@ -463,6 +508,9 @@ fn invalid_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
             "invalid_value",
         ),
         ("v5_retention_missing", with_retention(None)[..with_retention(None).len() - 1].to_vec(), "truncated"),
+        // Version 4 knew thirteen variants; variants 13 and 14 came with version 5.
+        ("v4_report_variant_14", [&[4u8][..], &started_v3_body(14)].concat(), "unknown_variant"),
+        ("v5_report_variant_15", [&[5u8][..], &started_v3_body(15)].concat(), "unknown_variant"),
         ("end_status_2", ended(2), "unknown_variant"),
         ("option_tag_2", segment_with_audio_tag(2), "invalid_value"),
         ("u32_with_u64_marker", digest(20261122, &[253, 1, 0, 0, 0, 0, 0, 0, 0]), "invalid_value"),

@@ -3,13 +3,14 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use schemas::{DeviceId, EventId, SegmentId, Timestamp};
+use schemas::{DeviceId, EventId, ExportId, SegmentId, Timestamp};
 
 /// Longest a presigned URL may live.
 pub const MAX_URL_TTL: Duration = Duration::from_secs(15 * 60);
 
-/// An object key the server built; devices never choose keys. Every key sits under its
-/// device's prefix, so a URL signed for one device cannot reach another's objects.
+/// An object key the server built; devices never choose keys. Every key names its device
+/// (`devices/{cid}/…`, or `exports/{cid}/…` for the owner's archives), so a URL signed for one
+/// device cannot reach another's objects.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectKey(String);
 
@@ -30,6 +31,10 @@ impl ObjectKey {
     /// lifecycle rule expires `devices/` by age (docs/data-model.md, Keeping events).
     pub fn kept_copy(&self) -> Self {
         Self(format!("{KEPT_PREFIX}{}", self.0))
+    }
+    /// `exports/{cid}/{export_id}.tar`: the owner's export archive (`schemas::export`).
+    pub fn export(cid: &DeviceId, id: &ExportId) -> Self {
+        Self(schemas::export::archive_key(cid, id))
     }
     /// The key.
     pub fn as_str(&self) -> &str {

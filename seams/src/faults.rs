@@ -265,6 +265,27 @@ impl ProjectionStore for FaultyStore {
         self.read().await?;
         self.inner.purged(done).await
     }
+    async fn exports(
+        &self,
+        cid: &DeviceId,
+        before: Option<&schemas::ExportId>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::ExportView>, StoreError> {
+        self.read().await?;
+        self.inner.exports(cid, before, limit).await
+    }
+    async fn export(
+        &self,
+        cid: &DeviceId,
+        id: &schemas::ExportId,
+    ) -> Result<Option<crate::store::ExportView>, StoreError> {
+        self.read().await?;
+        self.inner.export(cid, id).await
+    }
+    async fn pending_exports(&self, limit: u32) -> Result<Vec<crate::store::ExportView>, StoreError> {
+        self.read().await?;
+        self.inner.pending_exports(limit).await
+    }
     async fn kept(
         &self,
         cid: &DeviceId,

@@ -26,10 +26,10 @@ pub mod conformance;
 
 pub use blob::{BlobError, BlobSigner, ObjectKey, PresignedRequest};
 pub use log::{Consumed, LogConsumer, LogError, LogRecord, Position, ReportLog};
-pub use store::{kept_objects, oldest_object_day, restate};
+pub use store::{export_purges, kept_objects, oldest_object_day, restate};
 pub use store::{
-    DayPage, DeadLetterView, DigestView, EventDetail, EventStatus, EventView, KeptEvent, KeptPage, KeptReports,
-    ProjectionStore, Purge, Quarantined, SegmentView, StoreError, SubscriptionView,
+    DayPage, DeadLetterView, DigestView, EventDetail, EventStatus, EventView, ExportView, KeptEvent, KeptPage,
+    KeptReports, ProjectionStore, Purge, Quarantined, SegmentView, StoreError, SubscriptionView,
 };
 
 /// The metrics this crate emits ([`metric`]).

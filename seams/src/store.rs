@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use schemas::{
-    Day, DayOffset, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, SubscriptionDeadLettered,
-    SubscriptionId, SubscriptionSet, Timestamp,
+    Day, DayOffset, DeviceId, EndStatus, Envelope, EventId, EventType, ExportId, ExportOutcome, Media, SegmentId,
+    SubscriptionDeadLettered, SubscriptionId, SubscriptionSet, Timestamp,
 };
 
 use crate::log::Position;
@@ -174,8 +174,44 @@ impl Purge {
                 out.push(purge);
             }
         }
+        out.extend(export_purges(envelope));
         out
     }
+}
+
+/// An export as a store holds it (`schemas::export::expiry`): the newest of its reports, a
+/// completion before a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportView {
+    /// The device.
+    pub cid: DeviceId,
+    /// The export.
+    pub export_id: ExportId,
+    /// The first day asked for.
+    pub from: Day,
+    /// The last day asked for.
+    pub to: Day,
+    /// When it was asked for.
+    pub requested_at: Timestamp,
+    /// How it ended, once the worker completed it (`None`: pending).
+    pub outcome: Option<ExportOutcome>,
+    /// When it completed (`None`: pending).
+    pub completed_at: Option<Timestamp>,
+    /// When it (and its archive) expires.
+    pub expires_at: Timestamp,
+}
+
+/// The objects an export report names (its archive's key, whatever its outcome: a worker may
+/// have written it before failing), in the partition of the day it was received: what an
+/// erasure purges of a completion it covers.
+pub fn export_purges(envelope: &Envelope) -> Vec<Purge> {
+    let (cid, export_id) = match &envelope.report {
+        schemas::Report::ExportRequested(r) => (&r.cid, &r.export_id),
+        schemas::Report::ExportCompleted(r) => (&r.cid, &r.export_id),
+        _ => return Vec::new(),
+    };
+    let day = DayOffset::default().day_of(envelope.received_at).unwrap_or(DayOffset::default().today());
+    vec![Purge { cid: cid.clone(), day, key: crate::ObjectKey::export(cid, export_id).as_str().to_owned() }]
 }
 
 /// A device's kept events restated as the reports that make them (see
@@ -431,6 +467,13 @@ impl StoreError {
 ///   included (an older change replayed after it does not bring it back). Dead letters
 ///   likewise, per (subscription, `webhook-id`): a release removes the ones it names, a newer
 ///   dead letter of the same id is kept again.
+/// * Exports (`schemas::ExportRequested`, `schemas::ExportCompleted`) are kept outside the day
+///   partitions, one per (device, export id): a completion wins over a request whatever their
+///   order, and of two reports of the same kind the newer write stamp wins. Each lives until
+///   its own expiry (`schemas::export::expiry`): reads leave it out from then on and the store
+///   drops it (TTL or janitor); a report past it is not written. An erasure removes the
+///   device's exports (those asked for before it: a completion counts as its request's) and
+///   lists their archives as [`Purge`]s.
 #[async_trait]
 pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     /// Applies a batch of reports (in log order). Returns the rows written.
@@ -468,6 +511,22 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     /// store is their source of truth once the log no longer holds their reports (`daybook
     /// rebuild`; the object janitor spares their objects by it).
     async fn kept_reports(&self, cursor: Option<&[u8]>) -> Result<KeptPage, StoreError>;
+
+    /// Up to `limit` exports of `cid` not expired, newest first (descending by export id: ids
+    /// sort by request time), before `before` (exclusive) when given.
+    async fn exports(
+        &self,
+        cid: &DeviceId,
+        before: Option<&ExportId>,
+        limit: u32,
+    ) -> Result<Vec<ExportView>, StoreError>;
+
+    /// One export of `cid`, if it is held and not expired.
+    async fn export(&self, cid: &DeviceId, id: &ExportId) -> Result<Option<ExportView>, StoreError>;
+
+    /// Up to `limit` exports of any device asked for and not completed (nor expired), oldest
+    /// first: what the export worker does next.
+    async fn pending_exports(&self, limit: u32) -> Result<Vec<ExportView>, StoreError>;
 
     /// Event counts per day for `cid` on days `from..=to`; days with no events are omitted.
     /// Reads one kept count per day (see the contract above), whatever the day holds.

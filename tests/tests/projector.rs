@@ -175,6 +175,20 @@ impl ProjectionStore for Unnamed {
     async fn purged(&self, done: &[seams::Purge]) -> Result<(), StoreError> {
         self.0.purged(done).await
     }
+    async fn exports(
+        &self,
+        cid: &DeviceId,
+        before: Option<&schemas::ExportId>,
+        limit: u32,
+    ) -> Result<Vec<seams::ExportView>, StoreError> {
+        self.0.exports(cid, before, limit).await
+    }
+    async fn export(&self, cid: &DeviceId, id: &schemas::ExportId) -> Result<Option<seams::ExportView>, StoreError> {
+        self.0.export(cid, id).await
+    }
+    async fn pending_exports(&self, limit: u32) -> Result<Vec<seams::ExportView>, StoreError> {
+        self.0.pending_exports(limit).await
+    }
     async fn kept(
         &self,
         cid: &DeviceId,

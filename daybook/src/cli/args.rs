@@ -58,8 +58,7 @@ impl From<RunArgs> for Config {
             backups: a.backup.schedules(),
             replicas: a.backup.replicas(),
             notify: a.notify.into(),
-            max_kept_per_device: a.owner.max_kept_per_device,
-            ..Config::new(a.data.data_dir)
+            ..a.owner.apply(Config::new(a.data.data_dir))
         }
     }
 }
@@ -242,6 +241,26 @@ pub struct OwnerArgs {
     /// 409 `kept_limit` past it; 0: keeping is off).
     #[arg(long, env = "DAYBOOK_MAX_KEPT_PER_DEVICE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub max_kept_per_device: u32,
+    /// Most exports one camera may be sent in 24 hours (`POST /v1/devices/{cid}/exports`; 429
+    /// `export_limit` past it; 0: exports are off).
+    #[arg(long, env = "DAYBOOK_MAX_EXPORTS_PER_CAMERA_PER_DAY", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub max_exports_per_camera_per_day: u32,
+    /// Hours an export and its archive are kept once the export worker completed it (`daybook
+    /// run`); an external bucket needs a lifecycle rule on `exports/` (docs/deployment.md).
+    #[arg(long, env = "DAYBOOK_EXPORT_TTL_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub export_ttl_hours: u64,
+}
+
+impl OwnerArgs {
+    /// Copies the owner's settings into `config`.
+    fn apply(&self, config: Config) -> Config {
+        Config {
+            max_kept_per_device: self.max_kept_per_device,
+            max_exports_per_camera_per_day: self.max_exports_per_camera_per_day,
+            export_ttl: Duration::from_secs(self.export_ttl_hours * 3600),
+            ..config
+        }
+    }
 }
 
 impl From<ApiCmd> for Config {
@@ -253,8 +272,7 @@ impl From<ApiCmd> for Config {
             store: a.store.into(),
             s3: a.s3.into(),
             policy: a.policy.policy(),
-            max_kept_per_device: a.owner.max_kept_per_device,
-            ..Config::new(a.data.data_dir)
+            ..a.owner.apply(Config::new(a.data.data_dir))
         }
     }
 }

@@ -98,6 +98,9 @@ fn erase(tx: &Transaction<'_>, cid: &DeviceId, stamp: i64, at: Timestamp) -> rus
         }
     }
     written += tx.prepare_cached("DELETE FROM devices WHERE cid = ?1")?.execute([c])? as u64;
+    // Its exports asked for before the erasure, their archives listed to purge.
+    let today = schemas::DayOffset::default().day_of(at).unwrap_or_else(|| schemas::DayOffset::default().today());
+    written += super::exports::erase(tx, cid, stamp, today)?;
     // Its keeps (not day-partitioned: they outlive retention), but a newer one.
     written +=
         tx.prepare_cached("DELETE FROM keeps WHERE cid = ?1 AND stamp <= ?2")?.execute(params![c, stamp])? as u64;

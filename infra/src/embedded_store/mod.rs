@@ -30,12 +30,12 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use schemas::rows::{self, bigint_column, RowData};
 use schemas::{
-    Day, DayOffset, DeviceId, EndStatus, Envelope, EventId, EventType, Media, SegmentId, SubscriptionId, TimePolicy,
-    Timestamp,
+    Day, DayOffset, DeviceId, EndStatus, Envelope, EventId, EventType, ExportId, Media, SegmentId, SubscriptionId,
+    TimePolicy, Timestamp,
 };
 use seams::{
-    DayPage, DeadLetterView, DigestView, EventDetail, EventStatus, EventView, KeptPage, Position, ProjectionStore,
-    Purge, Quarantined, SegmentView, StoreError, SubscriptionView,
+    DayPage, DeadLetterView, DigestView, EventDetail, EventStatus, EventView, ExportView, KeptPage, Position,
+    ProjectionStore, Purge, Quarantined, SegmentView, StoreError, SubscriptionView,
 };
 
 use crate::sqlite;
@@ -247,6 +247,7 @@ impl EmbeddedStore {
         };
         writer.execute_batch(SCHEMA).map_err(other)?;
         writer.execute_batch(keeps::SCHEMA).map_err(other)?;
+        writer.execute_batch(exports::SCHEMA).map_err(other)?;
         // Stores created before clock skew was kept lack the column.
         let has_skew: bool = writer
             .query_row("SELECT count(*) FROM pragma_table_info('events') WHERE name = 'skew_ms'", [], |r| r.get(0))
@@ -567,6 +568,7 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
         }
         // Keeps first: a row past retention is still written for a kept event.
         written += keeps::apply(&tx, policy, batch)?;
+        written += exports::apply(&tx, batch, now)?;
         // Where each row lands and whether it is still alive is decided by `schemas::rows`, the
         // same for every store; this only maps rows onto tables.
         let mut planned = Vec::with_capacity(batch.len() * 2);
@@ -938,6 +940,7 @@ fn bad_row(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error
 
 mod cursor;
 mod erasure;
+mod exports;
 pub mod files;
 mod keeps;
 use cursor::{decode_cursor, encode_cursor};
@@ -1121,6 +1124,25 @@ impl ProjectionStore for EmbeddedStore {
         .await
     }
 
+    async fn exports(
+        &self,
+        cid: &DeviceId,
+        before: Option<&ExportId>,
+        limit: u32,
+    ) -> Result<Vec<ExportView>, StoreError> {
+        let (cid, before) = (cid.clone(), before.cloned());
+        self.read(move |c| exports::list(c, &cid, before.as_ref(), limit, Timestamp::now())).await
+    }
+
+    async fn export(&self, cid: &DeviceId, id: &ExportId) -> Result<Option<ExportView>, StoreError> {
+        let (cid, id) = (cid.clone(), id.clone());
+        self.read(move |c| exports::one(c, &cid, &id, Timestamp::now())).await
+    }
+
+    async fn pending_exports(&self, limit: u32) -> Result<Vec<ExportView>, StoreError> {
+        self.read(move |c| exports::pending(c, limit, Timestamp::now())).await
+    }
+
     async fn kept_reports(&self, cursor: Option<&[u8]>) -> Result<KeptPage, StoreError> {
         let (policy, cursor) = (self.policy, cursor.map(<[u8]>::to_vec));
         self.read(move |c| keeps::kept_reports(c, &policy, cursor.as_deref())).await
@@ -1285,7 +1307,9 @@ impl ProjectionStore for EmbeddedStore {
         let writer = self.writer.clone();
         let (cutoff, retention) = (self.policy.offset.start_of(oldest_kept), self.policy.retention_days);
         tokio::task::spawn_blocking(move || {
-            keeps::drop_expired(&mut writer.lock().expect("writer lock"), oldest_kept, cutoff, retention)
+            let mut conn = writer.lock().expect("writer lock");
+            exports::drop_expired(&conn, Timestamp::now())?;
+            keeps::drop_expired(&mut conn, oldest_kept, cutoff, retention)
         })
         .await
         .map_err(other)?

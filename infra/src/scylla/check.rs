@@ -24,7 +24,7 @@ use super::views::{
 #[test]
 fn schema_statements_are_complete_and_idempotent() {
     let stmts = schema_statements("ks_x", 3);
-    assert_eq!(stmts.len(), 16, "{stmts:#?}");
+    assert_eq!(stmts.len(), 18, "{stmts:#?}");
     assert!(stmts[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_x"));
     assert!(stmts[0].contains("'replication_factor': 3"));
     for s in &stmts[1..] {
@@ -35,9 +35,11 @@ fn schema_statements_are_complete_and_idempotent() {
             || s.contains(".erasures (")
             || s.contains(".kept (")
             || s.contains(".kept_devices (")
+            || s.contains(".exports (")
+            || s.contains(".pending_exports (")
         {
-            // Subscriptions, erasure marks and keeps are not day data: they live until deleted
-            // or replaced.
+            // Subscriptions, erasure marks, keeps and exports are not day data: they live until
+            // deleted or replaced, or for their own TTL.
             assert!(s.contains("default_time_to_live = 0"), "{s}");
             continue;
         }
@@ -105,11 +107,11 @@ fn parse_schema(ks: &str) -> HashMap<String, Table> {
         }
         if name == "devices" {
             assert_eq!(partition, ["cid"], "{name}: one row per device");
-        } else if name == "kept" {
+        } else if name == "kept" || name == "exports" {
             assert_eq!(partition, ["cid"], "{name}: one partition per device");
         } else if name == "quarantine" {
             assert_eq!(partition, ["day"], "{name}: one partition per day records were set aside");
-        } else if name == "subscriptions" || name == "purges" || name == "erasures" || name == "kept_devices" {
+        } else if ["subscriptions", "purges", "erasures", "kept_devices", "pending_exports"].contains(&name) {
             assert_eq!(partition, ["bucket"], "{name}: one partition holds every subscription");
         } else if name == "dead_letters" {
             assert_eq!(partition, ["subscription_id"], "{name}: one partition per subscription");
@@ -183,6 +185,11 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
         let results = select.split(',').map(|c| column(&rest, c.trim())).collect();
         return Prepared { binds: Vec::new(), results };
     };
+    // A bounded read binds its row limit last (an `int`).
+    let (rest, limited) = match rest.strip_suffix(" LIMIT ?") {
+        Some(r) => (r, true),
+        None => (rest, false),
+    };
     let (conditions, filtering) = match rest.strip_suffix(" ALLOW FILTERING") {
         Some(c) => (c, true),
         None => (rest, false),
@@ -227,6 +234,10 @@ fn analyze(ks: &str, tables: &HashMap<String, Table>, cql: &str) -> Prepared {
         let next = t.clustering.get(clustering_prefix).map(String::as_str);
         assert!(ranged.iter().all(|c| Some(*c) == next), "{cql}: a range restricts the next clustering column");
     }
+    if limited {
+        assert!(!select.is_empty(), "{cql}: only a read is limited");
+        binds.push(spec(table, "[limit]", ColumnType::Native(NativeType::Int)));
+    }
     assert_eq!(binds.len(), markers, "{cql}");
     let results = if select.is_empty() {
         Vec::new()
@@ -265,7 +276,7 @@ fn results_ok<R: for<'f, 'm> DeserializeRow<'f, 'm>>(p: &Prepared) {
 fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() {
     let ks = "daybook_check";
     let tables = parse_schema(ks);
-    assert_eq!(tables.len(), 15);
+    assert_eq!(tables.len(), 17);
     let cql = Cql::new(ks);
     let a = |s: &str| analyze(ks, &tables, s);
 
@@ -383,6 +394,42 @@ fn every_statement_matches_the_schema_with_the_types_the_code_binds_and_reads() 
     binds_ok(&a(&e.delete_device), &(7_i64, "cam-c"));
     binds_ok(&a(&e.delete_kept), &(7_i64, "cam-c"));
     binds_ok(&a(&e.delete_kept_device), &(7_i64, 0_i32, "cam-c"));
+    // Exports: a request's row and pending row, a completion's row and the pending row's
+    // deletion, the reads, an erasure's deletions.
+    use super::store::exports::{export_writes, ExportCql, ExportRow, PENDING_BUCKET};
+    let x = ExportCql::new(ks);
+    let export_id = schemas::ExportId::generate(now, 1);
+    let today = DayOffset::default().today();
+    let requested =
+        schemas::ExportRequested { cid: cid("cam-c"), export_id: export_id.clone(), from: today, to: today };
+    let request = schemas::Envelope::new(Report::ExportRequested(requested), now);
+    let (row, pending) = export_writes(&request, now).expect("a live request");
+    binds_ok(&a(&x.insert_export), &row);
+    binds_ok(&a(&x.insert_pending), &pending.expect("a request is pending"));
+    let completed = schemas::ExportCompleted {
+        cid: cid("cam-c"),
+        export_id: export_id.clone(),
+        requested_at: now,
+        from: today,
+        to: today,
+        outcome: schemas::ExportOutcome::Failed { reason: "x".into() },
+        expires_at: now.plus_millis(60_000),
+    };
+    let completion = schemas::Envelope::new(Report::ExportCompleted(completed), now);
+    let (row, pending) = export_writes(&completion, now).expect("a live completion");
+    assert!(
+        pending.is_none() && row.9 > schemas::rows::write_stamp(&request),
+        "the completion is written above its request"
+    );
+    binds_ok(&a(&x.insert_export), &row);
+    binds_ok(&a(&x.delete_pending), &(7_i64, PENDING_BUCKET, "e", "cam-c"));
+    binds_ok(&a(&x.exports), &("cam-c", "~", 10_i32));
+    results_ok::<ExportRow>(&a(&x.exports));
+    binds_ok(&a(&x.export), &("cam-c", "e"));
+    results_ok::<ExportRow>(&a(&x.export));
+    binds_ok(&a(&x.pending), &(PENDING_BUCKET, 10_i32));
+    results_ok::<(String, String)>(&a(&x.pending));
+    binds_ok(&a(&x.delete_export), &(7_i64, "cam-c", "e"));
     // Storage used: the segment's counted row and where every copy says it is, the freed mark,
     // the recount of an hour and the registers it writes, the reads.
     let (used, st) = start("cam-u", "motion", now.plus_millis(-1000));

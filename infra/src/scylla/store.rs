@@ -19,11 +19,11 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use schemas::{
-    Day, DayOffset, DeviceId, Envelope, EventId, EventType, SegmentId, SubscriptionId, TimePolicy, Timestamp,
+    Day, DayOffset, DeviceId, Envelope, EventId, EventType, ExportId, SegmentId, SubscriptionId, TimePolicy, Timestamp,
 };
 use seams::{
-    DayPage, DeadLetterView, DigestView, EventDetail, EventView, KeptPage, ObjectKey, Position, ProjectionStore, Purge,
-    Quarantined, SegmentView, StoreError, SubscriptionView,
+    DayPage, DeadLetterView, DigestView, EventDetail, EventView, ExportView, KeptPage, ObjectKey, Position,
+    ProjectionStore, Purge, Quarantined, SegmentView, StoreError, SubscriptionView,
 };
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -45,6 +45,7 @@ use erase::{after_erasure, Erasures, Marks};
 
 pub(super) mod erase;
 
+pub(super) mod exports;
 mod keeps;
 
 /// Largest page `day_page` asks the server for.
@@ -106,6 +107,8 @@ pub struct ScyllaStore {
     statements: Statements,
     /// Erasures' statements and marks (`erase`).
     erasure: Erasures,
+    /// Exports' statements (`exports`).
+    exports_cql: exports::Exports,
     policy: TimePolicy,
     url: ScyllaUrl,
     consistency: ScyllaConsistency,
@@ -271,10 +274,12 @@ impl ScyllaStore {
             segment_whole,
         };
         let erasure = Erasures::prepare(&url.keyspace, |text, read| prepare(&text, read)).await?;
+        let exports_cql = exports::Exports::prepare(&url.keyspace, |text, read| prepare(&text, read)).await?;
         Ok(Arc::new(Self {
             session,
             statements,
             erasure,
+            exports_cql,
             policy,
             url,
             consistency: opts.consistency,
@@ -572,6 +577,7 @@ impl ProjectionStore for ScyllaStore {
             changes.into_iter().map(|v| Box::pin(self.write(&s.insert_subscription, vec![v])) as BoxFuture<'_, _>),
         );
         stream::iter(jobs).buffer_unordered(self.max_concurrency).try_collect::<Vec<()>>().await?;
+        let exported = self.write_exports(batch).await?;
         // The keeps, then the rows of the events they keep or let go, with their new TTLs.
         self.write_keeps(&plan).await?;
         self.rewrite_kept(&plan, &kept, &stored).await?;
@@ -641,7 +647,24 @@ impl ProjectionStore for ScyllaStore {
         freed.sort();
         freed.dedup();
         self.recount_usage(freed, marks).await?;
-        Ok(erased + plan.rows + changed + purged)
+        Ok(erased + plan.rows + changed + purged + exported)
+    }
+
+    async fn exports(
+        &self,
+        cid: &DeviceId,
+        before: Option<&ExportId>,
+        limit: u32,
+    ) -> Result<Vec<ExportView>, StoreError> {
+        self.export_list(cid, before, limit).await
+    }
+
+    async fn export(&self, cid: &DeviceId, id: &ExportId) -> Result<Option<ExportView>, StoreError> {
+        self.export_one(cid, id).await
+    }
+
+    async fn pending_exports(&self, limit: u32) -> Result<Vec<ExportView>, StoreError> {
+        self.export_pending(limit).await
     }
 
     async fn purges(&self, limit: u32) -> Result<Vec<Purge>, StoreError> {

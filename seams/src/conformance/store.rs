@@ -1388,3 +1388,7 @@ pub use keep::*;
 #[path = "store/plan.rs"]
 mod plan;
 pub use plan::*;
+
+#[path = "store/export.rs"]
+mod export;
+pub use export::*;

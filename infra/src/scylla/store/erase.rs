@@ -268,6 +268,9 @@ impl ScyllaStore {
         self.run(&e.delete_device, (stamp, c)).await?;
         self.run(&e.delete_kept, (stamp, c)).await?;
         self.run(&e.delete_kept_device, (stamp, super::keeps::KEPT_DEVICES_BUCKET, c)).await?;
+        // Its exports asked for before the erasure, their archives listed to purge.
+        let erased_on = schemas::DayOffset::default().day_of(at).unwrap_or(today);
+        written += self.erase_exports(cid, stamp, erased_on).await?;
         // Quarantined records keyed by the device, but a report newer than the erasure.
         for q in seams::ProjectionStore::quarantined(self, u32::MAX).await? {
             let newer = Envelope::decode(&q.value).is_ok_and(|env| rows::write_stamp(&env) > stamp);
