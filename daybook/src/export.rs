@@ -363,7 +363,6 @@ impl ExportWorker {
             }
             upload.pad().await?;
         }
-        drop(entry);
         // The two zero blocks that end an archive.
         upload.write(&headers.into_inner()?).await?;
         Ok(())
@@ -456,7 +455,7 @@ impl<'a> Upload<'a> {
     async fn send_part(&mut self) -> anyhow::Result<()> {
         let number = self.parts.len() as i32 + 1;
         // The part leaves the buffer (no copy); the next one fills a fresh one once it is sent.
-        let part = std::mem::replace(&mut self.buffer, Vec::new());
+        let part = std::mem::take(&mut self.buffer);
         let body = ByteStream::from(part);
         let sent = self
             .s3
