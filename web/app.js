@@ -17,6 +17,7 @@
 //   signin.js   the sign-in card;  calendar.js  the 30 days;  day.js  a day's events
 //   player.js   the player dialog (and, for a managing viewer, deleting the event shown)
 //   erase.js    for a managing viewer, erasing the camera shown (after typing its name)
+//   exports.js  for a managing viewer, exporting the camera's days and downloading the archives
 // State: `session` ({ token, claims }) and `view` (state.js) are made here and passed to the
 // modules that need them; the API client, the notice, the calendar's poll timer and the
 // player own their own.
@@ -31,6 +32,7 @@ import { createDay } from './js/day.js';
 import { createCalendar, renderZone } from './js/calendar.js';
 import { createSignIn, showSignIn } from './js/signin.js';
 import { createErase } from './js/erase.js';
+import { createExports } from './js/exports.js';
 
 const session = createSession();
 const view = createViewState();
@@ -41,6 +43,7 @@ const day = createDay({ api, view, player });
 const calendar = createCalendar({ api, view, session, day, pollMs: pollMs(location.search) });
 createSignIn({ session, api, onSignedIn: (token, claims) => start(token, claims) });
 const erase = createErase({ api, view, session, onErased: (cid) => erased(cid) });
+const exporter = createExports({ api, view, session });
 
 // Opens the viewer for a checked token: its cameras, the one (and day and type) the address
 // names, and the refresh.
@@ -60,6 +63,7 @@ function start(token, claims) {
   calendar.load(want.day);
   calendar.startPolling();
   erase.show();
+  exporter.show();
 }
 
 // The viewer erased camera `cid`: a notice says so, and the calendar and the day empty once the
@@ -102,6 +106,7 @@ $('device').addEventListener('change', (ev) => {
   writeHash(view);
   calendar.load(null);
   erase.show();
+  exporter.show();
 });
 document.addEventListener('visibilitychange', () => !document.hidden && session.token && calendar.poll());
 

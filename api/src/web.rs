@@ -27,6 +27,7 @@ const MODULES: &[(&str, &str)] = &[
     ("days.js", include_str!("../../web/js/days.js")),
     ("dom.js", include_str!("../../web/js/dom.js")),
     ("erase.js", include_str!("../../web/js/erase.js")),
+    ("exports.js", include_str!("../../web/js/exports.js")),
     ("format.js", include_str!("../../web/js/format.js")),
     ("notice.js", include_str!("../../web/js/notice.js")),
     ("player.js", include_str!("../../web/js/player.js")),

@@ -15,7 +15,8 @@
 //! Idempotent: the key is the export's, so two workers (or a redo) write the same object and the
 //! same completion; a worker stopped mid-upload leaves the export pending, and whoever takes it
 //! next aborts the stale multipart uploads of its key first. An export that fails
-//! [`MAX_ATTEMPTS`] times in a row (the object store or the store unavailable), or that cannot
+//! [`MAX_ATTEMPTS`] times in a row, tried again after a pause that doubles each time (the object
+//! store or the store unavailable for about a quarter of an hour), or that cannot
 //! succeed (more than [`MAX_EXPORT_EVENTS`] events), completes as failed with the reason.
 
 use std::collections::HashMap;
@@ -60,8 +61,11 @@ pub(crate) const EXPORT_BYTES_TOTAL: Metric = Metric {
 
 /// Most events one export may hold (the index is built in memory).
 pub const MAX_EXPORT_EVENTS: usize = 20_000;
-/// Failed attempts in a row after which an export completes as failed.
-pub const MAX_ATTEMPTS: u32 = 5;
+/// Failed attempts in a row after which an export completes as failed: with the pause doubling
+/// from one poll after each (up to [`MAX_RETRY_PAUSE`]), about a quarter of an hour of an outage.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// The longest pause before an export that failed is tried again.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(300);
 /// S3's smallest part but the last.
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 /// How long an export this process completed is not taken again while the store catches up.
@@ -110,7 +114,8 @@ impl std::fmt::Debug for ExportWorker {
 /// Runs until `shutdown`: every [`ExportSettings::poll`], the pending exports, one at a time.
 pub async fn run(worker: ExportWorker, mut shutdown: watch::Receiver<bool>) {
     let mut done: HashMap<ExportId, Instant> = HashMap::new();
-    let mut attempts: HashMap<ExportId, u32> = HashMap::new();
+    // Per export that failed: the attempts in a row, and when it may be tried again.
+    let mut attempts: HashMap<ExportId, (u32, Instant)> = HashMap::new();
     loop {
         done.retain(|_, at| at.elapsed() < DONE_FOR);
         let pending = tokio::select! {
@@ -120,7 +125,8 @@ pub async fn run(worker: ExportWorker, mut shutdown: watch::Receiver<bool>) {
         match pending {
             Ok(pending) => {
                 for export in pending {
-                    if done.contains_key(&export.export_id) {
+                    let waiting = attempts.get(&export.export_id).is_some_and(|(_, next)| Instant::now() < *next);
+                    if done.contains_key(&export.export_id) || waiting {
                         continue;
                     }
                     let started = Instant::now();
@@ -130,10 +136,13 @@ pub async fn run(worker: ExportWorker, mut shutdown: watch::Receiver<bool>) {
                     };
                     let outcome = match attempt {
                         Ok(outcome) => outcome,
-                        // An engine failed: tried again next round (up to MAX_ATTEMPTS).
+                        // An engine failed: tried again after a pause that doubles (up to
+                        // MAX_ATTEMPTS in a row).
                         Err(e) => {
-                            let n = attempts.entry(export.export_id.clone()).or_default();
+                            let (n, next) = attempts.entry(export.export_id.clone()).or_insert((0, Instant::now()));
                             *n += 1;
+                            let pause = worker.settings.poll.saturating_mul(1 << (*n - 1).min(16)).min(MAX_RETRY_PAUSE);
+                            *next = Instant::now() + pause;
                             tracing::warn!(export = %export.export_id, attempt = *n, error = %format!("{e:#}"), "export failed");
                             if *n < MAX_ATTEMPTS {
                                 continue;
@@ -363,7 +372,6 @@ impl ExportWorker {
             }
             upload.pad().await?;
         }
-        drop(entry);
         // The two zero blocks that end an archive.
         upload.write(&headers.into_inner()?).await?;
         Ok(())
@@ -456,7 +464,7 @@ impl<'a> Upload<'a> {
     async fn send_part(&mut self) -> anyhow::Result<()> {
         let number = self.parts.len() as i32 + 1;
         // The part leaves the buffer (no copy); the next one fills a fresh one once it is sent.
-        let part = std::mem::replace(&mut self.buffer, Vec::new());
+        let part = std::mem::take(&mut self.buffer);
         let body = ByteStream::from(part);
         let sent = self
             .s3

@@ -1,4 +1,4 @@
-// The viewer API client (docs/viewer-api.md): GETs (and a managing viewer's DELETEs and PUTs) on this
+// The viewer API client (docs/viewer-api.md): GETs (and a managing viewer's DELETEs, PUTs and POSTs) on this
 // origin with the session's token, waiting out "busy" answers and network failures, and the sentences a person reads
 // for a failed request. The client owns one piece of state, the wait shared by requests that
 // hit "busy"; the token is read from the session object at each request.
@@ -79,12 +79,22 @@ export function createApi({ session, notice, onUnauthorized, fetch: send = (...a
   // is one keep).
   const put = (path, options) => request('PUT', path, options);
 
-  async function request(method, path, { quiet = false, authErrors = false } = {}) {
+  // POSTs `body` as JSON to `path` (a managing viewer's export). Not retried on 429: a refusal
+  // past the camera's export limit is the answer, shown as it is.
+  const post = (path, json, options) => request('POST', path, { ...options, json, retry429: false });
+
+  async function request(method, path, { quiet = false, authErrors = false, json, retry429 = true } = {}) {
     let backoff = 2;
     for (;;) {
       let res;
       try {
-        res = await send(path, { method, headers: { authorization: `Bearer ${session.token}`, accept: 'application/json' }, cache: 'no-store' });
+        const headers = { authorization: `Bearer ${session.token}`, accept: 'application/json' };
+        const init = { method, headers, cache: 'no-store' };
+        if (json !== undefined) {
+          headers['content-type'] = 'application/json';
+          init.body = JSON.stringify(json);
+        }
+        res = await send(path, init);
       } catch {
         if (quiet) throw new ApiError(0, 'network', 'offline');
         await waitBusy(backoff, 'daybook cannot be reached (network or server down).');
@@ -100,7 +110,7 @@ export function createApi({ session, notice, onUnauthorized, fetch: send = (...a
       }
       const code = body?.error?.code;
       const message = body?.error?.message;
-      if ((res.status === 429 || res.status === 503) && !quiet) {
+      if (((res.status === 429 && retry429) || res.status === 503) && !quiet) {
         const why = res.status === 429 ? 'Too many requests from this page.' : 'The server is busy right now.';
         await waitBusy(retryAfterSeconds(res, backoff), why);
         backoff = Math.min(backoff * 2, 30);
@@ -114,5 +124,5 @@ export function createApi({ session, notice, onUnauthorized, fetch: send = (...a
     }
   }
 
-  return { get, del, put };
+  return { get, del, put, post };
 }

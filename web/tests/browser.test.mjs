@@ -419,6 +419,7 @@ async function main() {
   step('a read-only viewer is not offered deletion');
   await axeCheck(page, 'the day page');
   assert.ok(await page.locator('#camera-manage').isHidden(), 'no erase button without the scope manage');
+  assert.ok(await page.locator('#camera-export').isHidden(), 'no exports without the scope manage');
   await page.locator(`#events .event[data-event-id="${s.busy[5].id}"]`).click();
   await page.locator('#player[open]').waitFor();
   assert.ok(await page.locator('#player-manage').isHidden(), 'no delete button without the scope manage');
@@ -485,6 +486,22 @@ async function main() {
   }
   await shot(page, '13-deleted');
   await page.click('#notice-close');
+
+  step('a managing viewer exports a day and downloads the archive');
+  await page.locator('#camera-export').waitFor();
+  await expectText(page.locator('#export-empty'), /No exports yet/, 'no exports at first');
+  await page.fill('#export-from', s.busyDate);
+  await page.fill('#export-to', s.busyDate);
+  await page.click('#export-go');
+  await expectText(page.locator('#export-status'), /Export asked for/, 'export accepted');
+  const link = page.locator('#export-list .export.ready a.export-download');
+  await link.waitFor({ timeout: 60_000 });
+  await expectText(page.locator('#export-list .export.ready .export-state'), /Ready · 24 events/, 'the export lists the day\u2019s events');
+  await axeCheck(page, 'the exports with one ready');
+  await shot(page, '17-export-ready');
+  const archive = new Uint8Array(await (await fetch(await link.getAttribute('href'))).arrayBuffer());
+  assert.equal(new TextDecoder().decode(archive.slice(257, 262)), 'ustar', 'the download is a tar archive');
+  assert.equal(new TextDecoder().decode(archive.slice(0, 10)), 'index.json', 'its index first');
 
   step('phone width');
   await page.setViewportSize({ width: 390, height: 844 });

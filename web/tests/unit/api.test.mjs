@@ -126,3 +126,12 @@ test('del: a DELETE with the session’s token, its 202 JSON; a refusal is an Ap
   assert.deepEqual(requests[0], { path: '/v1/events/e1', method: 'DELETE', authorization: 'Bearer tok' });
   await assert.rejects(api.del('/v1/events/e1'), (e) => e instanceof ApiError && e.status === 403 && e.code === 'forbidden');
 });
+
+test('post: JSON with the session’s token, its 202 JSON; a 429 is the answer, not waited out', async () => {
+  const c = client([answer(202, { accepted: true }), answer(429, { error: { code: 'export_limit', message: 'too many' } }, { 'retry-after': '5' })]);
+  assert.deepEqual(await c.api.post('/v1/devices/cam-1/exports', { from: '2024-03-30', to: '2024-03-31' }), { accepted: true });
+  assert.deepEqual(c.requests[0], { path: '/v1/devices/cam-1/exports', method: 'POST', authorization: 'Bearer tok' });
+  await assert.rejects(c.api.post('/v1/devices/cam-1/exports', {}), (e) => e instanceof ApiError && e.status === 429 && e.code === 'export_limit');
+  assert.equal(c.requests.length, 2, 'not retried');
+  assert.deepEqual(c.notices, [], 'no countdown');
+});
