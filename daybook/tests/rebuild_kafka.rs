@@ -3,7 +3,9 @@
 //! the operator's erasure of another device (`daybook erase device`, appending to the topic);
 //! the store is then rebuilt from the topic into a fresh data directory with the binary, and
 //! must hold the same calendar and events (the deleted one deleted, the kept one kept, nothing
-//! of the erased device) and the same export, ready. A rebuild with `--kept-from` carries the old store's kept events over;
+//! of the erased device), the same export, ready, and a 60-day device's event older than the
+//! deployment's 30 days (its reports carry their plan; the topic holds its `plan_set`). A
+//! rebuild with `--kept-from` carries the old store's kept events over;
 //! a second rebuild into a directory that is no longer empty is refused.
 
 use std::process::Command;
@@ -75,7 +77,23 @@ async fn rebuild_from_kafka_into_a_fresh_embedded_store() {
         assert!(std::time::Instant::now() < deadline, "the erasure is not projected");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A device on a 60-day plan (the deployment keeps 30): an event 40 days back, then today's.
+    let planned = Http::new(&server.http, &server.device_token_planned("cam-r4", 60));
+    let old_start =
+        flow::start_event(&planned, "cam-r4", "motion", flow::today_noonish() - chrono::Duration::days(40)).await;
+    let old_id = EventId::parse(old_start["event_id"].as_str().unwrap()).unwrap();
+    flow::start_event(&planned, "cam-r4", "person", flow::today_noonish()).await;
+    let planned_viewer = Http::new(&server.http, &server.viewer_token(&["cam-r4"]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while planned_viewer.get(&format!("/v1/events/{old_id}")).await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "the 60-day device's old event is not projected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (config, dir) = server.stop().await;
+
+    // The topic holds the plan change, before the device's first report, with its retention.
+    let plans = topic_plan_changes(&url, "cam-r4").await;
+    assert_eq!(plans, vec![(true, 60), (false, 60), (false, 60)], "plan_set first, then two starts under 60 days");
 
     let fresh = tempfile::tempdir().unwrap();
     let fresh_dir = fresh.path().join("data");
@@ -130,6 +148,12 @@ async fn rebuild_from_kafka_into_a_fresh_embedded_store() {
     assert_eq!(exports.iter().map(|x| x.export_id.as_str()).collect::<Vec<_>>(), [export.as_str()]);
     assert!(matches!(exports[0].outcome, Some(schemas::ExportOutcome::Ready { .. })), "{exports:?}");
     assert_eq!(rebuilt.exports(&cid, None, 10).await.unwrap(), exports, "the rebuilt store lists the export");
+    // The 60-day device's old event, rebuilt from the topic under a 30-day deployment: its
+    // reports carry their plan.
+    let planned_cid = DeviceId::parse("cam-r4").unwrap();
+    assert!(rebuilt.event(&old_id).await.unwrap().is_some(), "kept for its plan after the rebuild");
+    assert_eq!(rebuilt.plan(&planned_cid).await.unwrap(), Some(60));
+    assert_eq!(rebuilt.event(&old_id).await.unwrap(), original.event(&old_id).await.unwrap());
     drop(rebuilt);
     drop(original);
 
@@ -157,4 +181,28 @@ async fn rebuild_from_kafka_into_a_fresh_embedded_store() {
         .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("fresh --data-dir"), "{again:?}");
+}
+
+/// The reports of `device` on the topic at `url`, in order: (is a `plan_set`, retention days).
+async fn topic_plan_changes(url: &str, device: &str) -> Vec<(bool, u32)> {
+    use seams::ReportLog;
+    let config = infra::kafka::KafkaConfig::from_url(url).unwrap();
+    let log = infra::kafka::KafkaLog::connect(config).unwrap();
+    let mut consumer = log.consumer(&format!("plans-check-{}", std::process::id())).await.unwrap();
+    let mut out = Vec::new();
+    let mut quiet = 0;
+    while quiet < 3 {
+        let batch = consumer.poll(1000, Duration::from_millis(500)).await.unwrap();
+        quiet = if batch.is_empty() { quiet + 1 } else { 0 };
+        for record in batch.into_iter().filter(|r| r.key == device) {
+            let env = schemas::Envelope::decode(&record.value).unwrap();
+            let plan = matches!(env.report, schemas::Report::PlanSet(_));
+            if let schemas::Report::PlanSet(p) = &env.report {
+                assert_eq!(record.report_kind, "plan_set");
+                assert_eq!(env.retention_days, Some(p.retention_days));
+            }
+            out.push((plan, env.retention_days.unwrap_or(0)));
+        }
+    }
+    out
 }

@@ -104,7 +104,13 @@ struct Inner {
     config: IngestConfig,
     admission: admission::Admission,
     breaker: Arc<breaker::LogBreaker>,
+    /// The plan ingest last put on the log per device (`schemas::PlanSet`), bounded.
+    plans: quick_cache::sync::Cache<schemas::DeviceId, Option<u32>>,
 }
+
+/// Devices whose last plan ingest remembers (about 100 bytes each): past it, the least used are
+/// forgotten, and a forgotten device whose token carries a plan gets one more `plan_set`.
+pub const REMEMBERED_PLANS: usize = 100_000;
 
 impl Ingest {
     /// Builds the service.
@@ -112,7 +118,8 @@ impl Ingest {
         let admission = admission::Admission::new(&config);
         let breaker = breaker::LogBreaker::new(config.request_timeout, config.log_probe_interval);
         metrics::gauge!(breaker::INGEST_LOG_AVAILABLE.name).set(1.0);
-        Self { inner: Arc::new(Inner { log, signer, auth, config, admission, breaker }) }
+        let plans = quick_cache::sync::Cache::new(REMEMBERED_PLANS);
+        Self { inner: Arc::new(Inner { log, signer, auth, config, admission, breaker, plans }) }
     }
 
     /// `Err(why)` while ingest's appends are failing and it refuses reports (for `/readyz`).

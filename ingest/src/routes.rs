@@ -7,9 +7,10 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use schemas::owner::{MAX_PLAN_DAYS, MIN_PLAN_DAYS};
 use schemas::{
-    DigestReported, Envelope, EventEnded, EventId, EventStarted, LocalTime, Report, SegmentId, SegmentReported,
-    TimePolicy, Timestamp, ZoneRule,
+    DigestReported, Envelope, EventEnded, EventId, EventStarted, LocalTime, PlanSet, Report, SegmentId,
+    SegmentReported, TimePolicy, Timestamp, ZoneRule,
 };
 use seams::auth::Device;
 use seams::metric::{Kind, Metric, Unit};
@@ -124,6 +125,21 @@ impl Ingest {
         Ok(skew)
     }
 
+    /// The plan change to put on the log before `device`'s reports, if its token's plan differs
+    /// from the last one ingest put there for it (a device it does not remember: only if its
+    /// token carries one, so a deployment without plans never writes one). A device back on the
+    /// deployment's retention gets a change to it, when that is a plan's length.
+    fn plan_change(&self, device: &Device) -> Option<Report> {
+        let last = self.inner.plans.get(&device.cid);
+        let changed = match last {
+            Some(last) => last != device.retention_days,
+            None => device.retention_days.is_some(),
+        };
+        let retention_days = self.retention_days(device);
+        let plan = (MIN_PLAN_DAYS..=MAX_PLAN_DAYS).contains(&retention_days);
+        (changed && plan).then(|| Report::PlanSet(PlanSet { cid: device.cid.clone(), retention_days }))
+    }
+
     /// Days `device`'s reports are kept: its token's plan, else the deployment's retention.
     fn retention_days(&self, device: &Device) -> u32 {
         device.retention_days.unwrap_or(self.inner.config.policy.retention_days)
@@ -152,8 +168,12 @@ impl Ingest {
         }
         let received_at = Timestamp::now();
         let retention = Some(self.retention_days(device));
-        let records = reports
+        // A plan change goes first, with the same key: before the device's reports it applies to.
+        let plan_change = self.plan_change(device);
+        let records = plan_change
+            .clone()
             .into_iter()
+            .chain(reports)
             .map(|report| LogRecord::of(&Envelope::new(report, received_at).with_retention(retention)))
             .collect::<Vec<_>>();
         let started = Instant::now();
@@ -166,6 +186,9 @@ impl Ingest {
         match result {
             Ok(_) => {
                 breaker.succeeded();
+                if plan_change.is_some() {
+                    self.inner.plans.insert(device.cid.clone(), device.retention_days);
+                }
                 metrics::counter!(INGEST_REPORTS_ACCEPTED_TOTAL.name).increment(n as u64);
                 Ok(())
             }

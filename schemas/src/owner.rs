@@ -1,10 +1,8 @@
 //! The owner's reports (schema version 4, docs/topic.md): what a camera's owner asks of its
 //! footage, put on the log by the viewer API (an erasure also by `daybook erase device`) like a
 //! device's reports, keyed by the device so they keep their order with its reports. This build
-//! produces and projects [`EventDeleted`], [`EventKept`], [`EventUnkept`] and [`DeviceErased`];
-//! [`PlanSet`] is defined on the wire so that one schema version carries them all, but nothing
-//! of this build writes it, validation refuses it, and a store meeting one refuses it as not
-//! projected (the projector sets it aside in quarantine, see `crate::columns::Unstorable`).
+//! produces and projects every one of them: the viewer API the owner's changes, ingest a
+//! device's [`PlanSet`] when its plan changes.
 
 use serde::{Deserialize, Serialize};
 
@@ -56,8 +54,11 @@ pub struct DeviceErased {
     pub cid: DeviceId,
 }
 
-/// A device's plan changed: how many days of its history are kept, from this report on (not
-/// produced by this build). A device without one has the deployment's retention.
+/// A device's plan changed: how many days of its history are kept, from this report on. Ingest
+/// appends one before a device's report when the plan its token carries differs from the last
+/// it saw for the device (docs/data-model.md, Plans); every report also carries its own
+/// retention (`crate::Envelope::retention_days`), which is what the stores expire rows by, so
+/// this report writes no row: it tells the topic's consumers and notifications.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanSet {
     /// The device.

@@ -494,10 +494,9 @@ impl Report {
                 bigint_column("bytes", *bytes)?;
                 int_column("events", *events).map(drop)
             }
-            // Defined on the wire, not projected yet (crate::owner).
-            Report::PlanSet(_) => Err(Unstorable::NotProjected { kind: self.kind().as_str() }),
-            // Subscription reports, deletions, keeps and erasures hold no numeric column.
-            Report::EventEnded(_)
+            // Subscription reports, deletions, keeps, erasures and plans hold no numeric column.
+            Report::PlanSet(_)
+            | Report::EventEnded(_)
             | Report::EventDeleted(_)
             | Report::EventKept(_)
             | Report::EventUnkept(_)
@@ -736,8 +735,8 @@ impl SubscriptionSet {
             Report::SegmentReported(r) => r.events.iter().any(|m| of_type(&m.event_id)),
             Report::DigestReported(_) => true,
             Report::EventDeleted(r) => of_type(&r.event_id),
-            // An erasure is of every type the device had.
-            Report::DeviceErased(_) => true,
+            // An erasure, and a plan change, are of every type the device had.
+            Report::DeviceErased(_) | Report::PlanSet(_) => true,
             _ => false,
         }
     }
@@ -921,14 +920,13 @@ mod tests {
     }
 
     #[test]
-    fn the_owners_reports_not_projected_yet_are_refused_as_such() {
+    fn a_plan_change_is_valid_within_the_plans_bounds() {
         let now = Timestamp::now();
         let Report::EventStarted(ev) = started(now) else { unreachable!() };
         let cid = ev.cid.clone();
         let report = Report::PlanSet(PlanSet { cid: cid.clone(), retention_days: 60 });
-        let kind = report.kind().as_str();
-        assert_eq!(report.storable(), Err(Unstorable::NotProjected { kind }), "{kind}");
-        assert!(report.validate(&policy(), now).is_err(), "{kind}");
+        assert_eq!((report.storable(), report.validate(&policy(), now)), (Ok(()), Ok(())));
+        assert!(Report::PlanSet(PlanSet { cid: cid.clone(), retention_days: 6 }).validate(&policy(), now).is_err());
         let plan = |retention_days| Report::PlanSet(PlanSet { cid: cid.clone(), retention_days });
         assert!(plan(6).check_rules(&policy(), now).is_err() && plan(366).check_rules(&policy(), now).is_err());
         assert!(plan(7).check_rules(&policy(), now).is_ok() && plan(365).check_rules(&policy(), now).is_ok());
@@ -981,6 +979,10 @@ mod tests {
         assert!(!sub(vec![ReportKind::EventStarted], &[]).matches(&deletion));
         assert!(sub(vec![ReportKind::EventDeleted], &[]).check().is_ok());
         assert!(sub(vec![ReportKind::EventKept], &[]).check().is_err(), "not sent by this release");
+        // A plan change is sent to every subscription of its device whatever the type filter.
+        let plan = Report::PlanSet(PlanSet { cid: ev.cid.clone(), retention_days: 60 });
+        assert!(sub(vec![ReportKind::PlanSet], &["person"]).matches(&plan) && sub(vec![], &[]).matches(&plan));
+        assert!(sub(vec![ReportKind::PlanSet], &[]).check().is_ok());
     }
 
     #[test]

@@ -387,7 +387,7 @@ pub fn plan<'a>(envelope: &'a Envelope, policy: &TimePolicy) -> Vec<Row<'a>> {
         Report::EventUnkept(r) => {
             vec![mark_row(&r.event_id, RowData::EventKept { event_id: &r.event_id, kept: false })]
         }
-        // Not projected by this build: refused before planning (`Report::storable`).
+        // A plan change writes no row: every report carries its own retention.
         Report::PlanSet(_) => Vec::new(),
         Report::SubscriptionSet(_)
         | Report::SubscriptionDeleted(_)

@@ -183,10 +183,12 @@ impl SubscriptionSet {
                 return Err(format!("at most {MAX_FILTER_ITEMS} {what}"));
             }
         }
-        // The reports about a device that this release writes: a device's, and its owner's
-        // deletions and erasures (docs/notifications.md).
-        let sent =
-            |k: ReportKind| k.is_device_report() || matches!(k, ReportKind::EventDeleted | ReportKind::DeviceErased);
+        // The reports about a device that this release sends: a device's, its owner's deletions
+        // and erasures, and its plan changes (docs/notifications.md).
+        let sent = |k: ReportKind| {
+            k.is_device_report()
+                || matches!(k, ReportKind::EventDeleted | ReportKind::DeviceErased | ReportKind::PlanSet)
+        };
         if let Some(k) = self.kinds.iter().find(|k| !sent(**k)) {
             return Err(format!("{} is not a report about a device that is sent", k.as_str()));
         }

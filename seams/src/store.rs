@@ -240,16 +240,20 @@ pub struct KeptEvent {
     pub kept_at: Timestamp,
     /// Every segment it maps.
     pub segments: Vec<SegmentView>,
+    /// The plan (days) it was written under, restated with its reports so that an un-keep
+    /// after a rebuild lets it go by it; `None`: unknown (written before rows kept their plan).
+    pub retention_days: Option<u32>,
 }
 
 /// The reports that make `events` (one device's kept events) again: per event its keep, its
 /// start and its end; then one segment report per segment, naming the mappings of every kept
-/// event that maps it ([`KeptReports`]). `fallback`: the offset of version 1 ids.
+/// event that maps it ([`KeptReports`]), each with the plan its event was written under (a
+/// segment: the longest of its kept events'). `fallback`: the offset of version 1 ids.
 pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec<Envelope> {
     use schemas::{EventEnded, EventKept, EventMapping, EventStarted, Report, SegmentReported};
     let mut out = Vec::new();
-    let mut segments: std::collections::BTreeMap<&str, (&SegmentView, Vec<EventMapping>, Timestamp, DayOffset)> =
-        std::collections::BTreeMap::new();
+    type Restated<'a> = (&'a SegmentView, Vec<EventMapping>, Timestamp, DayOffset, Option<u32>);
+    let mut segments: std::collections::BTreeMap<&str, Restated<'_>> = std::collections::BTreeMap::new();
     for k in events {
         let e = &k.event;
         let filed = e.event_id.filed_at(fallback);
@@ -267,7 +271,7 @@ pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec
                 clock_skew_ms: e.clock_skew_ms,
                 snapshot_size: None,
             });
-            out.push(Envelope::new(report, filed));
+            out.push(Envelope::new(report, filed).with_retention(k.retention_days));
         }
         let status = match e.status {
             EventStatus::Open => None,
@@ -282,7 +286,7 @@ pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec
                 utc_offset: e.utc_offset,
                 status,
             });
-            out.push(Envelope::new(report, filed));
+            out.push(Envelope::new(report, filed).with_retention(k.retention_days));
         }
         for s in &k.segments {
             let mapping = EventMapping {
@@ -291,12 +295,14 @@ pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec
                 start_offset: s.start_offset,
                 end_offset: s.end_offset,
             };
-            let entry = segments.entry(s.segment_id.as_str()).or_insert((s, Vec::new(), filed, e.utc_offset));
+            let entry =
+                segments.entry(s.segment_id.as_str()).or_insert((s, Vec::new(), filed, e.utc_offset, k.retention_days));
             entry.1.push(mapping);
             entry.2 = entry.2.max(filed);
+            entry.4 = entry.4.max(k.retention_days);
         }
     }
-    for (s, events, filed, offset) in segments.into_values() {
+    for (s, events, filed, offset, retention_days) in segments.into_values() {
         let report = Report::SegmentReported(SegmentReported {
             cid: cid.clone(),
             segment_id: s.segment_id.clone(),
@@ -309,7 +315,7 @@ pub fn restate(cid: &DeviceId, events: &[KeptEvent], fallback: DayOffset) -> Vec
             events,
         });
         // Received no earlier than it started: never taken for a fast clock's.
-        out.push(Envelope::new(report, filed.max(s.started_at)));
+        out.push(Envelope::new(report, filed.max(s.started_at)).with_retention(retention_days));
     }
     out
 }

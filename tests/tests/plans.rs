@@ -39,6 +39,56 @@ async fn eventually(viewer: &Http, path: &str, done: impl Fn(&Value) -> bool) ->
     }
 }
 
+/// What the embedded log in `data_dir` holds about plans.
+struct PlanChanges {
+    /// Every `plan_set`, in log order per device: (device, days).
+    plan_sets: Vec<(String, u32)>,
+    /// The device of each report right after a `plan_set` (the same device's).
+    first_after_plan_set: Vec<String>,
+}
+
+async fn plan_changes(data_dir: &std::path::Path) -> PlanChanges {
+    use infra::embedded_log::{EmbeddedLog, EmbeddedLogConfig};
+    use seams::ReportLog;
+    let log = EmbeddedLog::open(&data_dir.join("log"), EmbeddedLogConfig::default()).unwrap();
+    let mut consumer = log.consumer("plans-test").await.unwrap();
+    let mut records = Vec::new();
+    loop {
+        let batch = consumer.poll(1000, Duration::from_millis(200)).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        records.extend(batch);
+    }
+    records.sort_by_key(|r| (r.position.partition, r.position.offset));
+    let envelopes: Vec<schemas::Envelope> =
+        records.iter().map(|r| schemas::Envelope::decode(&r.value).unwrap()).collect();
+    let mut out = PlanChanges { plan_sets: Vec::new(), first_after_plan_set: Vec::new() };
+    for (i, env) in envelopes.iter().enumerate() {
+        match &env.report {
+            schemas::Report::PlanSet(p) => {
+                out.plan_sets.push((p.cid.to_string(), p.retention_days));
+                assert_eq!(env.retention_days, Some(p.retention_days), "the envelope says the same");
+                let next = envelopes[i + 1..].iter().find(|e| e.report.cid() == Some(&p.cid)).unwrap();
+                out.first_after_plan_set.push(next.report.cid().unwrap().to_string());
+            }
+            r => {
+                let want = match r.cid().map(|c| c.as_str()) {
+                    Some("cam-p7") => 7,
+                    Some("cam-p60") if env.retention_days == Some(30) => 30,
+                    Some("cam-p60") => 60,
+                    _ => 30,
+                };
+                assert_eq!(env.retention_days, Some(want), "{r:?}");
+            }
+        }
+    }
+    out.plan_sets.sort();
+    out.first_after_plan_set.sort();
+    log.shutdown().await.unwrap();
+    out
+}
+
 /// The events a calendar answer counts, over its days.
 fn counted(cal: &Value) -> u64 {
     cal["days"].as_array().unwrap().iter().map(|d| d["events"].as_u64().unwrap()).sum()
@@ -165,6 +215,11 @@ async fn a_sixty_day_plan_is_served_past_the_deployments_thirty_days_and_rebuilt
         "cam-p30": answers(&viewer, "cam-p30", 30).await,
     });
     let (config, dir) = app.stop().await;
+    // The log: a plan change before each planned device's first report, once (ingest remembers
+    // it), none for a device without a plan; every device report carries its plan.
+    let changes = plan_changes(dir.path()).await;
+    assert_eq!(changes.plan_sets, vec![("cam-p60".to_owned(), 60), ("cam-p7".to_owned(), 7)]);
+    assert_eq!(changes.first_after_plan_set, ["cam-p60", "cam-p7"].map(String::from));
     let rebuilt = tests::app::rebuild_in_place(&config, &dir).await;
     assert_eq!(rebuilt.quarantined, 0, "{rebuilt:?}");
     let app = tests::app::start(config, dir).await;

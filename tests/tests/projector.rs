@@ -104,36 +104,6 @@ async fn a_record_no_store_accepts_is_quarantined_and_projection_goes_on() {
     assert_eq!(q[0].value, poison.encode(), "the record is kept as it was in the log, for replay");
 }
 
-/// A report of a kind the schema defines but this build does not project (an owner's
-/// `plan_set`) is set aside in quarantine with that reason — kept for `daybook quarantine
-/// replay` after an upgrade, never dropped — and the reports around it, a deletion included,
-/// are projected.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_report_this_build_does_not_project_is_quarantined_not_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(&dir.path().join("log"), EmbeddedLogConfig::default()).unwrap();
-    let store = EmbeddedStore::open(&dir.path().join("store.db"), TimePolicy::default()).unwrap();
-    let now = Timestamp::now().plus_millis(-60_000);
-    let (a, start_a) = started("cam-k", now);
-    let (b, start_b) = started("cam-k", now.plus_millis(1000));
-    let owner = |report| Envelope::new(report, Timestamp::now());
-    let kept = owner(Report::PlanSet(schemas::PlanSet { cid: a.device().clone(), retention_days: 60 }));
-    let deleted = owner(Report::EventDeleted(schemas::EventDeleted { cid: b.device().clone(), event_id: b.clone() }));
-    log.append(vec![record_of(&start_a), record_of(&kept), record_of(&start_b), record_of(&deleted)]).await.unwrap();
-    let s = store.clone();
-    let progress = run_until(log.clone(), store.clone(), "the plan report quarantined", move || {
-        let s = s.clone();
-        async move { (s.quarantined(10).await.unwrap().len() == 1).then_some(()) }
-    })
-    .await;
-    assert_eq!(progress.quarantined, 1, "{progress:?}");
-    let q = store.quarantined(10).await.unwrap();
-    assert!(q[0].reason.contains("plan_set reports are not projected by this build"), "{q:?}");
-    assert_eq!(q[0].value, kept.encode(), "kept as it was in the log, for replay");
-    assert!(store.event(&a).await.unwrap().is_some(), "the start beside it is projected");
-    assert!(store.event(&b).await.unwrap().is_none(), "and the deletion after it");
-}
-
 /// A store that refuses a record without naming it: the projector halves the batch until the
 /// record is alone.
 #[derive(Debug)]

@@ -103,7 +103,7 @@ pub struct Filters {
     #[arg(long = "device-prefix")]
     device_prefixes: Vec<String>,
     /// A report kind to send: event_started, event_ended, segment_reported, digest_reported,
-    /// event_deleted, device_erased (repeatable; none: all of them).
+    /// event_deleted, device_erased, plan_set (repeatable; none: all of them).
     #[arg(long = "kind")]
     kinds: Vec<String>,
     /// An event type to send (`person`, repeatable; none: all).
@@ -337,12 +337,13 @@ fn apply_filters(s: &mut SubscriptionSet, f: &Filters, replace_empty: bool) -> a
             .map(|k| {
                 ReportKind::parse(k)
                     .filter(|k| {
-                        k.is_device_report() || matches!(k, ReportKind::EventDeleted | ReportKind::DeviceErased)
+                        k.is_device_report()
+                            || matches!(k, ReportKind::EventDeleted | ReportKind::DeviceErased | ReportKind::PlanSet)
                     })
                     .with_context(|| {
                         format!(
                             "--kind {k}: one of event_started, event_ended, segment_reported, digest_reported, \
-                             event_deleted, device_erased"
+                             event_deleted, device_erased, plan_set"
                         )
                     })
             })

@@ -26,6 +26,8 @@ pub fn identity(report: &Report) -> String {
         Report::SegmentReported(r) => format!("segment_reported/{}/{}", r.cid, r.segment_id),
         Report::DigestReported(r) => format!("digest_reported/{}/{}", r.cid, r.date),
         Report::EventDeleted(r) => format!("event_deleted/{}", r.event_id),
+        // A device's changes to different plans are different messages.
+        Report::PlanSet(r) => format!("plan_set/{}/{}", r.cid, r.retention_days),
         other => format!("{}/{}", other.kind().as_str(), other.key()),
     }
 }

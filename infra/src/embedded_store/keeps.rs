@@ -220,7 +220,8 @@ pub(super) fn kept_reports(c: &Connection, policy: &TimePolicy, cursor: Option<&
 fn kept_events(c: &Connection, policy: &TimePolicy, cid: &str) -> rusqlite::Result<Vec<KeptEvent>> {
     let mut events: Vec<KeptEvent> = c
         .prepare_cached(
-            "SELECT e.event_id, e.ended_at, e.end_status, e.skew_ms, 1 AS kept, e.started, k.at FROM keeps k
+            "SELECT e.event_id, e.ended_at, e.end_status, e.skew_ms, 1 AS kept, e.started, k.at,
+                    (e.expires - e.trig) / 86400000 AS days FROM keeps k
              JOIN events e ON e.day = k.day AND e.cid = k.cid AND e.trig = k.trig AND e.event_id = k.event_id
              WHERE k.cid = ?1 AND k.kept = 1 AND e.deleted = 0 ORDER BY k.event_id",
         )?
@@ -230,6 +231,7 @@ fn kept_events(c: &Connection, policy: &TimePolicy, cid: &str) -> rusqlite::Resu
                 started: r.get("started")?,
                 kept_at: Timestamp(r.get("at")?),
                 segments: Vec::new(),
+                retention_days: r.get("days")?,
             })
         })?
         .collect::<Result<_, _>>()?;

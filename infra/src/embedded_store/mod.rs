@@ -378,23 +378,41 @@ pub fn finish_bulk_load(path: &Path) -> Result<(), StoreError> {
     std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(other)
 }
 
-/// Creates `day_counts` if this store does not have it yet, filled from the events already
-/// stored — in one transaction, so a crash in between cannot leave an empty table that would
-/// never be filled. (Immediate: two processes opening the same old file fill it once.)
-fn add_day_counts(conn: &mut Connection, path: &Path) -> rusqlite::Result<()> {
+/// Creates table `name` from `schema` if this store does not have it yet, filled by `fill` in
+/// the same transaction — so a crash in between cannot leave an empty table that would never
+/// be filled. (Immediate: two processes opening the same old file fill it once.) Returns the
+/// rows `fill` wrote when it created the table.
+fn add_table(
+    conn: &mut Connection,
+    name: &str,
+    schema: &str,
+    fill: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<usize>,
+) -> rusqlite::Result<Option<usize>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let exists: bool =
-        tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'day_counts'", [], |r| {
-            r.get(0)
-        })?;
-    if !exists {
-        let started = std::time::Instant::now();
-        tx.execute_batch(COUNTS_SCHEMA)?;
-        let partitions = tx.execute(
+        tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [name], |r| r.get(0))?;
+    let filled = if exists {
+        None
+    } else {
+        tx.execute_batch(schema)?;
+        Some(fill(&tx)?)
+    };
+    tx.commit()?;
+    Ok(filled)
+}
+
+/// Creates `day_counts` if this store does not have it yet, filled from the events already
+/// stored ([`add_table`]).
+fn add_day_counts(conn: &mut Connection, path: &Path) -> rusqlite::Result<()> {
+    let started = std::time::Instant::now();
+    let count = |tx: &rusqlite::Transaction<'_>| {
+        tx.execute(
             "INSERT INTO day_counts (day, cid, events)
              SELECT day, cid, count(*) FROM events WHERE deleted = 0 GROUP BY day, cid",
             [],
-        )?;
+        )
+    };
+    if let Some(partitions) = add_table(conn, "day_counts", COUNTS_SCHEMA, count)? {
         tracing::info!(
             store = %path.display(),
             partitions,
@@ -402,20 +420,14 @@ fn add_day_counts(conn: &mut Connection, path: &Path) -> rusqlite::Result<()> {
             "store: created the per-day event counts the calendar reads, counted from the events already stored"
         );
     }
-    tx.commit()
+    Ok(())
 }
 
 /// Creates `partitions` if this store does not have it yet, one row for each (day, device) some
-/// table holds, kept the deployment's retention (what the janitor kept them for until then),
-/// in one transaction like [`add_day_counts`].
+/// table holds, kept the deployment's retention (what the janitor kept them for until then)
+/// ([`add_table`]).
 fn add_partitions(conn: &mut Connection, path: &Path, policy: &TimePolicy) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let exists: bool =
-        tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'partitions'", [], |r| {
-            r.get(0)
-        })?;
-    if !exists {
-        tx.execute_batch(PARTITIONS_SCHEMA)?;
+    let fill = |tx: &rusqlite::Transaction<'_>| {
         let mut partitions = 0;
         for table in DEVICE_TABLES.iter().filter(|t| **t != "partitions").chain(&["purges"]) {
             partitions += tx.execute(
@@ -423,11 +435,12 @@ fn add_partitions(conn: &mut Connection, path: &Path, policy: &TimePolicy) -> ru
                 [policy.retention_days],
             )?;
         }
-        if partitions > 0 {
-            tracing::info!(store = %path.display(), partitions, "store: partitions kept the deployment's retention");
-        }
+        Ok(partitions)
+    };
+    if let Some(partitions) = add_table(conn, "partitions", PARTITIONS_SCHEMA, fill)?.filter(|n| *n > 0) {
+        tracing::info!(store = %path.display(), partitions, "store: partitions kept the deployment's retention");
     }
-    tx.commit()
+    Ok(())
 }
 
 /// Writes one batch in one transaction. Returns rows written.

@@ -103,7 +103,7 @@ macro_rules! store_suite {
                 segment_before_event_start_is_kept,
                 pre_roll_segment_lives_as_long_as_its_event,
                 unstorable_record_is_rejected_by_its_index,
-                reports_not_projected_yet_are_rejected_by_their_index,
+                a_plan_change_is_applied_and_writes_no_row,
                 quarantine_keeps_records_until_released,
                 event_detail_pages_by_index,
                 a_newer_segment_at_the_same_index_replaces_the_older,

@@ -511,18 +511,16 @@ pub async fn unstorable_record_is_rejected_by_its_index(mut h: impl StoreHarness
     assert!(s.event(&id).await.unwrap().is_some());
 }
 
-/// The owner's report that the schema defines but no store projects yet (`plan_set`) is
-/// refused as permanent, by its index, with nothing of the batch written: the projector sets it
-/// aside in quarantine, never loses it.
-pub async fn reports_not_projected_yet_are_rejected_by_their_index(mut h: impl StoreHarness) {
+/// A plan change on the log (`plan_set`) is applied beside the reports around it and writes no
+/// row: the device's plan is that of its reports (`schemas::rows`).
+pub async fn a_plan_change_is_applied_and_writes_no_row(mut h: impl StoreHarness) {
     let s = h.open().await;
     let (id, st) = start("cam-np", "motion", noon(0, 0));
     let cam = cid("cam-np");
     let report = Report::PlanSet(schemas::PlanSet { cid: cam.clone(), retention_days: 60 });
-    let kind = report.kind().as_str();
-    let err = s.apply(&[st.clone(), env(report)]).await.expect_err(kind);
-    assert!(matches!(&err, StoreError::Rejected { index: Some(1), reason } if reason.contains(kind)), "{err}");
-    assert!(s.event(&id).await.unwrap().is_none(), "{kind}: nothing of the batch is written");
+    s.apply(&[env(report), st]).await.unwrap();
+    assert!(s.event(&id).await.unwrap().is_some());
+    assert_eq!(s.plan(&cam).await.unwrap(), None, "the start beside it carried no plan");
 }
 
 fn quarantined(partition: i32, offset: i64, reason: &str) -> Quarantined {

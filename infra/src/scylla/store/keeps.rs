@@ -356,7 +356,14 @@ impl ScyllaStore {
                 let mut event = detail.event;
                 event.kept = true;
                 let started = whole.1 == Some(true);
-                events.push(KeptEvent { event, started, kept_at: Timestamp(at), segments: detail.segments });
+                let retention_days = whole.6.and_then(|d| u32::try_from(d).ok());
+                events.push(KeptEvent {
+                    event,
+                    started,
+                    kept_at: Timestamp(at),
+                    segments: detail.segments,
+                    retention_days,
+                });
             }
             if !events.is_empty() {
                 let reports = seams::restate(&device, &events, self.policy.offset);

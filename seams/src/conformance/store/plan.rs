@@ -84,7 +84,7 @@ pub async fn the_plan_is_the_latest_starts_in_any_order(mut h: impl StoreHarness
 
 /// An un-keep restores the event's own expiry: an event of a 60-day plan, kept then un-kept
 /// at 40 days, is still served (its plan runs to 60); one of the deployment's 30 days leaves
-/// at once.
+/// at once. Kept events restated as reports carry their plan.
 pub async fn an_unkeep_restores_the_events_plan(mut h: impl StoreHarness) {
     let s = h.open().await;
     let (long, sl) = start("cam-uk", "motion", noon(40, 0));
@@ -94,6 +94,15 @@ pub async fn an_unkeep_restores_the_events_plan(mut h: impl StoreHarness) {
     s.drop_expired(day(30)).await.unwrap();
     assert!(s.event(&long).await.unwrap().unwrap().event.kept);
     assert!(s.event(&short).await.unwrap().unwrap().event.kept);
+    // Restated (for a rebuild), a kept event's reports carry the plan it was written under.
+    let page = s.kept_reports(None).await.unwrap();
+    let restated = |id: &schemas::EventId| {
+        page.devices.iter().flat_map(|d| &d.reports).find_map(|e| match &e.report {
+            schemas::Report::EventStarted(r) if &r.event_id == id => Some(e.retention_days),
+            _ => None,
+        })
+    };
+    assert_eq!((restated(&long), restated(&short)), (Some(Some(60)), Some(Some(30))));
     s.apply(&[unkeep(&long), unkeep(&short)]).await.unwrap();
     s.drop_expired(day(30)).await.unwrap();
     let back = s.event(&long).await.unwrap().expect("un-kept inside its 60-day plan: served");
