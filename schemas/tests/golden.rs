@@ -160,6 +160,18 @@ fn cases() -> Vec<(&'static str, Envelope)> {
         })
     };
     let env = |report, received_at| Envelope::new(report, received_at);
+    let export_completed = |outcome| {
+        let completed = ExportCompleted {
+            cid: cid("cam-1"),
+            export_id: export_id(),
+            requested_at: t,
+            from: export_requested().from,
+            to: export_requested().to,
+            outcome,
+            expires_at: received.plus_millis(7 * 86_400_000),
+        };
+        env(Report::ExportCompleted(completed), received)
+    };
     vec![
         ("event_started", env(event_started("cam-1", "motion", t), received)),
         // A camera at +08:00, and one whose clock ran two days fast.
@@ -331,37 +343,15 @@ fn cases() -> Vec<(&'static str, Envelope)> {
         ("export_requested", env(Report::ExportRequested(export_requested()), received)),
         (
             "export_completed_ready",
-            env(
-                Report::ExportCompleted(ExportCompleted {
-                    cid: cid("cam-1"),
-                    export_id: export_id(),
-                    requested_at: t,
-                    from: export_requested().from,
-                    to: export_requested().to,
-                    outcome: ExportOutcome::Ready {
-                        key: schemas::export::archive_key(&cid("cam-1"), &export_id()),
-                        bytes: 5_368_709_120,
-                        events: 1234,
-                    },
-                    expires_at: received.plus_millis(7 * 86_400_000),
-                }),
-                received,
-            ),
+            export_completed(ExportOutcome::Ready {
+                key: schemas::export::archive_key(&cid("cam-1"), &export_id()),
+                bytes: 5_368_709_120,
+                events: 1234,
+            }),
         ),
         (
             "export_completed_failed",
-            env(
-                Report::ExportCompleted(ExportCompleted {
-                    cid: cid("cam-1"),
-                    export_id: export_id(),
-                    requested_at: t,
-                    from: export_requested().from,
-                    to: export_requested().to,
-                    outcome: ExportOutcome::Failed { reason: "object store unavailable".into() },
-                    expires_at: received.plus_millis(7 * 86_400_000),
-                }),
-                received,
-            ),
+            export_completed(ExportOutcome::Failed { reason: "object store unavailable".into() }),
         ),
     ]
 }

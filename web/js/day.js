@@ -9,8 +9,10 @@ import { PAGE_SIZE, writeHash } from './state.js';
 import { SignedOut, explain } from './api.js';
 import { markSelectedDay, renderZone } from './calendar.js';
 
-// In place of a snapshot: a placeholder the eye reads; the row's name says nothing of it.
-const noSnapshot = () => el('span', { class: 'thumb none', text: 'no snapshot', 'aria-hidden': 'true' });
+// In place of a snapshot: a placeholder the eye reads; the row's name says nothing of it. Its
+// words are the stylesheet's (`::after`), not a text node: a row's visible text must be part of
+// its accessible name (WCAG 2.5.3, Label in Name), and a placeholder is not worth naming.
+const noSnapshot = () => el('span', { class: 'thumb none', 'data-placeholder': 'no snapshot', 'aria-hidden': 'true' });
 
 const skeleton = () => [el('div', { class: 'skeleton' }), el('div', { class: 'skeleton' })];
 

@@ -345,7 +345,8 @@ async function main() {
   assert.deepEqual(seen, s.busy.map((e) => e.id), 'the 25 events in trigger order, each once');
   assert.ok(await page.locator('#next-page').isDisabled(), 'no page after the last');
   await expectText(page.locator('#events .event .status'), /recording/, 'open event status');
-  await expectText(page.locator('#events .thumb.none'), /no snapshot/, 'missing snapshot placeholder');
+  const placeholder = await page.locator('#events .thumb.none').evaluate((n) => getComputedStyle(n, '::after').content);
+  assert.equal(placeholder, '"no snapshot"', 'missing snapshot placeholder');
   await page.waitForFunction(() => [...document.querySelectorAll('#events img.thumb')].every((i) => i.complete && i.naturalWidth > 0), null, { timeout: 10_000 });
   await shot(page, '04-day-page-3');
   await page.click('#prev-page');
@@ -551,9 +552,10 @@ async function main() {
   const planView = token('viewer', PLAN_CAM);
   const fortyDaysAgo = Date.now() - 40 * 86_400_000;
   const planSnapshot = readFileSync(join(fixtures, 'snapshot.jpg'));
+  // The recent one without a snapshot: axe checks its row's name against what it shows.
   for (const at of [fortyDaysAgo, Date.now() - 60_000]) {
     const r = await call(base, planDev, 'POST', `/v1/devices/${PLAN_CAM}/events`, { type: 'motion', triggered_at: iso(at) });
-    await put(r.snapshot_upload, planSnapshot);
+    if (at === fortyDaysAgo) await put(r.snapshot_upload, planSnapshot);
   }
   const planDeadline = Date.now() + 30_000;
   for (;;) {
