@@ -397,9 +397,12 @@ impl S3Signer {
         headers
     }
 
-    /// Creates the bucket if it is missing and asks the store to expire objects after
-    /// `expire_days` (a lifecycle rule). Servers without lifecycle support only get a warning:
-    /// daybook's own retention does not depend on it.
+    /// Creates the bucket if it is missing and asks the store to expire objects under
+    /// `devices/` after `expire_days` (the lifecycle rule `daybook-retention`). The bucket's
+    /// other rules are kept (an operator's rule on `exports/`, or on incomplete uploads), and
+    /// daybook's own rule is never lowered: an operator who raised it to the longest plan sold
+    /// keeps that age across restarts ([`lifecycle_rules`]). Servers without lifecycle support
+    /// only get a warning: daybook's own retention does not depend on it.
     pub async fn ensure_bucket(&self, expire_days: u32) -> Result<(), BlobError> {
         if self.admin.head_bucket().bucket(&self.bucket).send().await.is_err() {
             if let Err(e) = self.admin.create_bucket().bucket(&self.bucket).send().await {
@@ -410,14 +413,16 @@ impl S3Signer {
                 }
             }
         }
-        let rule = LifecycleRule::builder()
-            .id("daybook-retention")
-            .status(ExpirationStatus::Enabled)
-            .filter(LifecycleRuleFilter::builder().prefix("devices/").build())
-            .expiration(LifecycleExpiration::builder().days(expire_days as i32).build())
+        // No configuration yet (NoSuchLifecycleConfiguration) or none readable: daybook's rule
+        // alone.
+        let existing = match self.admin.get_bucket_lifecycle_configuration().bucket(&self.bucket).send().await {
+            Ok(found) => found.rules.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let lifecycle = BucketLifecycleConfiguration::builder()
+            .set_rules(Some(lifecycle_rules(existing, expire_days)?))
             .build()
             .map_err(unavailable)?;
-        let lifecycle = BucketLifecycleConfiguration::builder().rules(rule).build().map_err(unavailable)?;
         if let Err(e) = self
             .admin
             .put_bucket_lifecycle_configuration()
@@ -430,6 +435,29 @@ impl S3Signer {
         }
         Ok(())
     }
+}
+
+/// The id of daybook's lifecycle rule (`devices/`, by age).
+pub const RETENTION_RULE: &str = "daybook-retention";
+
+/// The bucket's lifecycle rules with daybook's own set: `existing` less any earlier
+/// [`RETENTION_RULE`], plus that rule expiring `devices/` after `expire_days`, or after the
+/// earlier rule's age when that was longer (an operator raised it for plans longer than the
+/// deployment's retention; daybook never lowers it).
+pub fn lifecycle_rules(existing: Vec<LifecycleRule>, expire_days: u32) -> Result<Vec<LifecycleRule>, BlobError> {
+    let ours = |r: &LifecycleRule| r.id() == Some(RETENTION_RULE);
+    let before = existing.iter().filter(|r| ours(r)).filter_map(|r| r.expiration()?.days()).max();
+    let days = before.unwrap_or(0).max(i32::try_from(expire_days).unwrap_or(i32::MAX));
+    let rule = LifecycleRule::builder()
+        .id(RETENTION_RULE)
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("devices/").build())
+        .expiration(LifecycleExpiration::builder().days(days).build())
+        .build()
+        .map_err(unavailable)?;
+    let mut rules: Vec<LifecycleRule> = existing.into_iter().filter(|r| !ours(r)).collect();
+    rules.push(rule);
+    Ok(rules)
 }
 
 #[async_trait]
@@ -470,6 +498,44 @@ pub use kept::KeptCopies;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rule(id: &str, prefix: &str, days: i32) -> LifecycleRule {
+        LifecycleRule::builder()
+            .id(id)
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix(prefix).build())
+            .expiration(LifecycleExpiration::builder().days(days).build())
+            .build()
+            .unwrap()
+    }
+
+    fn ages(rules: &[LifecycleRule]) -> Vec<(String, i32)> {
+        let mut out: Vec<_> =
+            rules.iter().map(|r| (r.id().unwrap().to_owned(), r.expiration().unwrap().days().unwrap())).collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn daybooks_lifecycle_rule_keeps_the_others_and_is_never_lowered() {
+        let exports = rule("exports", "exports/", 8);
+        // A fresh bucket: daybook's rule alone.
+        assert_eq!(ages(&lifecycle_rules(vec![], 30).unwrap()), [("daybook-retention".to_owned(), 30)]);
+        // An operator's rule on exports/ stays; a raised daybook rule (the longest plan sold)
+        // stays raised; a retention longer than it raises it.
+        let raised = vec![exports.clone(), rule(RETENTION_RULE, "devices/", 365)];
+        assert_eq!(
+            ages(&lifecycle_rules(raised.clone(), 30).unwrap()),
+            [("daybook-retention".to_owned(), 365), ("exports".to_owned(), 8)]
+        );
+        let low = vec![exports, rule(RETENTION_RULE, "devices/", 7)];
+        assert_eq!(
+            ages(&lifecycle_rules(low, 30).unwrap()),
+            [("daybook-retention".to_owned(), 30), ("exports".to_owned(), 8)]
+        );
+        let once = lifecycle_rules(raised, 30).unwrap();
+        assert_eq!(ages(&lifecycle_rules(once.clone(), 30).unwrap()), ages(&once), "the same again: unchanged");
+    }
     use aws_sdk_s3::presigning::PresigningConfig;
     use schemas::{DayOffset, DeviceId, EventId, EventType};
 
