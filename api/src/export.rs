@@ -13,7 +13,6 @@
 //! the oldest export counted leaves the 24 hours).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -37,12 +36,10 @@ const MAX_EXPORT_PAGE: u32 = 100;
 #[derive(Debug, Default)]
 pub(crate) struct Appended(futures::lock::Mutex<HashMap<DeviceId, Vec<(ExportId, Timestamp)>>>);
 
-/// A fresh export id for a request received at `now`.
+/// A fresh export id for a request received at `now`: its low bits from a random (v4) UUID, as
+/// ingest draws segment ids.
 fn new_id(now: Timestamp) -> ExportId {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_i64(now.millis());
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    ExportId::generate(now, h.finish())
+    ExportId::generate(now, uuid::Uuid::new_v4().as_u64_pair().1)
 }
 
 /// Asks for an archive of the camera's events triggered on its days `from` to `to` (both

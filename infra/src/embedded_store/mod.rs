@@ -697,19 +697,11 @@ fn apply_batch(conn: &mut Connection, policy: &TimePolicy, batch: &[Envelope]) -
                 RowData::SnapshotBytes { event_id, bytes } => {
                     // Counted under its object's key, as a segment is by its id (the two never
                     // meet: a segment id holds no `/`). A start applied after its event's
-                    // deletion counts nothing: the deletion purged the snapshot already.
+                    // deletion finds the row the deletion left freed, and counts nothing.
                     let bytes = bigint_column("snapshot_size", bytes).map_err(bad_row)?;
                     let object = seams::ObjectKey::snapshot(event_id);
-                    let deleted: Option<bool> = tx
-                        .prepare_cached(
-                            "SELECT deleted FROM events WHERE day = ?1 AND cid = ?2 AND trig = ?3 AND event_id = ?4",
-                        )?
-                        .query_row(params![day, cid, row.trigger.millis(), event_id.as_str()], |r| r.get(0))
-                        .optional()?;
-                    if deleted != Some(true) {
-                        let delta = count_usage(&mut usage_row, &mut usage_insert, (day, cid, object.as_str()), bytes)?;
-                        add_usage(&mut usage, (day, cid), delta);
-                    }
+                    let delta = count_usage(&mut usage_row, &mut usage_insert, (day, cid, object.as_str()), bytes)?;
+                    add_usage(&mut usage, (day, cid), delta);
                 }
             }
             written += 1;
@@ -778,6 +770,12 @@ fn purge_deleted(
     let snapshot = seams::ObjectKey::snapshot(id);
     let mut listed = put.execute(params![day, cid, snapshot.as_str()])? as u64;
     free_usage(tx, cid, snapshot.as_str())?;
+    // Its usage row stays freed whether or not its start has been applied (as ScyllaDB's does):
+    // a start applied later sets its bytes on a freed row, which counts nothing.
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO segment_usage (day, cid, segment_id, bytes, freed) VALUES (?1, ?2, ?3, 0, 1)",
+    )?
+    .execute(params![day, cid, snapshot.as_str()])?;
     let segments: Vec<(u32, String)> = tx
         .prepare_cached("SELECT seg_day, segment_id FROM event_segments WHERE day = ?1 AND cid = ?2 AND event_id = ?3")?
         .query_map(params![day, cid, id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
